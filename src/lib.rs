@@ -1,0 +1,14 @@
+//! Quarry: a multi-tenant pipeline orchestrator backed by BigQuery.
+
+pub mod auth;
+pub mod bootstrap;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod request_id;
+pub mod routes;
+pub mod schema;
+pub mod settings;
+pub mod startup;
+pub mod telemetry;
+pub mod warehouse;

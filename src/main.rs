@@ -1,0 +1,43 @@
+use std::process::ExitCode;
+
+use quarry::settings::Settings;
+use quarry::startup::Application;
+use quarry::telemetry;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("quarry: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init("info", std::io::stdout);
+    if settings.disable_auth {
+        tracing::warn!("DISABLE_AUTH is set: this only has effect in development");
+    }
+    tracing::info!(
+        environment = settings.environment.as_str(),
+        bind = %settings.bind_addr,
+        meta_dataset = %settings.meta_dataset,
+        emulator = settings.bigquery_emulator_host.is_some(),
+        "starting quarry"
+    );
+    let app = match Application::build(settings).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "startup failed");
+            eprintln!("quarry: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(port = app.port(), "listening");
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::from(1)
+        }
+    }
+}

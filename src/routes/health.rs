@@ -1,0 +1,44 @@
+//! Liveness and readiness probes (no auth: they reveal nothing but up/down).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, get, web};
+use serde_json::json;
+
+use crate::error::error_body;
+use crate::settings::Settings;
+use crate::warehouse::Warehouse;
+
+/// The process is up and serving HTTP.
+#[get("/health/live")]
+pub async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "live"}))
+}
+
+/// BigQuery answers: a metadata read of the meta dataset (found or not found both prove
+/// reachability), bounded by `READINESS_TIMEOUT_SECS`. 503 names the failed dependency.
+#[get("/health/ready")]
+pub async fn ready(warehouse: web::Data<Warehouse>, settings: web::Data<Settings>) -> HttpResponse {
+    let probe = tokio::time::timeout(
+        settings.timeouts.readiness_probe,
+        warehouse.dataset_exists(warehouse.meta_dataset()),
+    )
+    .await;
+    let failure = match probe {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("readiness probe timed out".to_string()),
+    };
+    match failure {
+        None => HttpResponse::Ok().json(json!({"status": "ready", "checks": {"bigquery": "ok"}})),
+        Some(detail) => {
+            tracing::warn!(dependency = "bigquery", error = %detail, "not ready");
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            let mut body = error_body(status, "Service unavailable");
+            body["failed_dependencies"] = json!(["bigquery"]);
+            body["checks"] = json!({"bigquery": "unavailable"});
+            HttpResponse::build(status)
+                .insert_header(("Retry-After", "5"))
+                .json(body)
+        }
+    }
+}

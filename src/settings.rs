@@ -1,0 +1,565 @@
+//! Settings: everything the service reads from its environment, parsed once at start-up.
+//!
+//! Parsing is total: a malformed or out-of-range value becomes a [`SettingsError`] that names the
+//! variable and what it accepts, never a panic. In `production` a set of unsafe combinations is
+//! refused outright (see [`Settings::from_source`]).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::domain::DatasetId;
+
+/// The root key's minimum length in production.
+pub const MIN_PRODUCTION_ROOT_KEY_LEN: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Staging,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
+}
+
+/// The root key as read from the environment. Its `Debug` never prints the value.
+#[derive(Clone)]
+pub struct RootKey(String);
+
+impl RootKey {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for RootKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RootKey(***, {} chars)", self.0.chars().count())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub bigquery_connect: Duration,
+    pub bigquery_read: Duration,
+    pub kms: Duration,
+    pub http_client: Duration,
+    pub readiness_probe: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetrySettings {
+    /// Retries after the first attempt (0 disables retrying).
+    pub max_retries: usize,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub environment: Environment,
+    pub root_api_key: Option<RootKey>,
+    pub gcp_project_id: String,
+    pub bigquery_location: String,
+    /// `host:port` of a local BigQuery emulator; `None` talks to Google.
+    pub bigquery_emulator_host: Option<String>,
+    pub meta_dataset: DatasetId,
+    pub bind_addr: SocketAddr,
+    pub cors_origins: Vec<String>,
+    pub rate_limit_enabled: bool,
+    pub disable_auth: bool,
+    pub timeouts: Timeouts,
+    pub bigquery_retry: RetrySettings,
+}
+
+/// One problem with one variable. The message names the variable and the accepted values; it
+/// never repeats the value itself (it may be a secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingProblem {
+    pub var: &'static str,
+    pub expected: String,
+}
+
+impl fmt::Display for SettingProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.var, self.expected)
+    }
+}
+
+/// All problems found in the environment, reported together on one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError(pub Vec<SettingProblem>);
+
+impl SettingsError {
+    pub fn names(&self, var: &str) -> bool {
+        self.0.iter().any(|p| p.var == var)
+    }
+}
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        write!(f, "invalid configuration: {}", parts.join("; "))
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+/// Where variables come from: the process environment, or a map in tests.
+pub trait VarSource {
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+pub struct ProcessEnv;
+
+impl VarSource for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl VarSource for HashMap<String, String> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+impl VarSource for HashMap<&str, &str> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.get(name).map(|v| v.to_string())
+    }
+}
+
+struct Reader<'a, S: VarSource + ?Sized> {
+    source: &'a S,
+    problems: Vec<SettingProblem>,
+}
+
+impl<S: VarSource + ?Sized> Reader<'_, S> {
+    /// A set, non-blank value, trimmed.
+    fn get(&self, var: &str) -> Option<String> {
+        self.source
+            .var(var)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn problem(&mut self, var: &'static str, expected: impl Into<String>) {
+        self.problems.push(SettingProblem {
+            var,
+            expected: expected.into(),
+        });
+    }
+
+    fn string(&mut self, var: &'static str, default: &str) -> String {
+        self.get(var).unwrap_or_else(|| default.to_string())
+    }
+
+    fn bool(&mut self, var: &'static str, default: bool) -> bool {
+        match self.get(var).map(|v| v.to_ascii_lowercase()) {
+            None => default,
+            Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => true,
+            Some(v) if matches!(v.as_str(), "false" | "0" | "no") => false,
+            Some(_) => {
+                self.problem(var, "expected true or false");
+                default
+            }
+        }
+    }
+
+    fn integer(&mut self, var: &'static str, default: u64, min: u64, max: u64) -> u64 {
+        let Some(raw) = self.get(var) else {
+            return default;
+        };
+        match raw.parse::<u64>() {
+            Ok(v) if (min..=max).contains(&v) => v,
+            _ => {
+                self.problem(var, format!("expected an integer from {min} to {max}"));
+                default
+            }
+        }
+    }
+
+    fn seconds(&mut self, var: &'static str, default: u64, min: u64, max: u64) -> Duration {
+        Duration::from_secs(self.integer(var, default, min, max))
+    }
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, SettingsError> {
+        Self::from_source(&ProcessEnv)
+    }
+
+    /// Parses every variable, then applies the production refusals. All problems are collected.
+    pub fn from_source<S: VarSource + ?Sized>(source: &S) -> Result<Self, SettingsError> {
+        let mut r = Reader {
+            source,
+            problems: Vec::new(),
+        };
+
+        let environment = match r.get("ENVIRONMENT").map(|v| v.to_ascii_lowercase()) {
+            None => Environment::Development,
+            Some(v) => match v.as_str() {
+                "development" => Environment::Development,
+                "staging" => Environment::Staging,
+                "production" => Environment::Production,
+                _ => {
+                    r.problem("ENVIRONMENT", "expected development, staging or production");
+                    Environment::Development
+                }
+            },
+        };
+
+        let root_api_key = r.source.var("CA_ROOT_API_KEY").filter(|k| !k.is_empty());
+        if let Some(key) = &root_api_key {
+            if key.trim() != key || key.chars().any(char::is_control) {
+                r.problem(
+                    "CA_ROOT_API_KEY",
+                    "expected printable characters without surrounding whitespace",
+                );
+            }
+        }
+
+        let gcp_project_id = r.string("GCP_PROJECT_ID", "quarry-local");
+        if !valid_project_id(&gcp_project_id) {
+            r.problem(
+                "GCP_PROJECT_ID",
+                "expected 6 to 30 lowercase letters, digits or hyphens, starting with a letter",
+            );
+        }
+        let bigquery_location = r.string("BIGQUERY_LOCATION", "US");
+        if !bigquery_location
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            || bigquery_location.len() > 64
+        {
+            r.problem(
+                "BIGQUERY_LOCATION",
+                "expected a BigQuery location such as US, EU or europe-west1",
+            );
+        }
+
+        let bigquery_emulator_host = r.get("BIGQUERY_EMULATOR_HOST");
+        if let Some(host) = &bigquery_emulator_host {
+            if !valid_host_port(host) {
+                r.problem(
+                    "BIGQUERY_EMULATOR_HOST",
+                    "expected host:port, e.g. 127.0.0.1:9050",
+                );
+            }
+        }
+
+        let meta_raw = r.string("META_DATASET", "organizations");
+        let meta_dataset = match DatasetId::parse(&meta_raw) {
+            Ok(d) => d,
+            Err(_) => {
+                r.problem(
+                    "META_DATASET",
+                    "expected 1 to 1024 letters, digits or underscores",
+                );
+                DatasetId::parse("organizations").expect("default dataset id is valid")
+            }
+        };
+
+        let bind_raw = r.string("BIND_ADDR", "127.0.0.1:8080");
+        let bind_addr = match bind_raw.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                r.problem("BIND_ADDR", "expected ip:port, e.g. 0.0.0.0:8080");
+                SocketAddr::from(([127, 0, 0, 1], 8080))
+            }
+        };
+
+        let cors_origins: Vec<String> = r
+            .get("CORS_ORIGINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|o| o.trim().to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if cors_origins
+            .iter()
+            .any(|o| o != "*" && !(o.starts_with("http://") || o.starts_with("https://")))
+        {
+            r.problem(
+                "CORS_ORIGINS",
+                "expected a comma-separated list of http(s) origins, or *",
+            );
+        }
+
+        let rate_limit_enabled = r.bool("RATE_LIMIT_ENABLED", true);
+        let disable_auth = r.bool("DISABLE_AUTH", false);
+
+        let timeouts = Timeouts {
+            bigquery_connect: r.seconds("BIGQUERY_CONNECT_TIMEOUT_SECS", 60, 1, 600),
+            bigquery_read: r.seconds("BIGQUERY_READ_TIMEOUT_SECS", 300, 1, 3600),
+            kms: r.seconds("KMS_TIMEOUT_SECS", 30, 1, 300),
+            http_client: r.seconds("HTTP_CLIENT_TIMEOUT_SECS", 30, 1, 300),
+            readiness_probe: r.seconds("READINESS_TIMEOUT_SECS", 5, 1, 60),
+        };
+        let bigquery_retry = RetrySettings {
+            max_retries: r.integer("BIGQUERY_MAX_RETRIES", 5, 0, 10) as usize,
+            base_delay: Duration::from_millis(r.integer("BIGQUERY_RETRY_BASE_MS", 200, 1, 10_000)),
+            max_delay: Duration::from_millis(r.integer(
+                "BIGQUERY_RETRY_MAX_MS",
+                10_000,
+                1,
+                120_000,
+            )),
+        };
+
+        if environment == Environment::Production {
+            match &root_api_key {
+                None => r.problem(
+                    "CA_ROOT_API_KEY",
+                    "required in production (at least 32 characters)",
+                ),
+                Some(k) if k.chars().count() < MIN_PRODUCTION_ROOT_KEY_LEN => r.problem(
+                    "CA_ROOT_API_KEY",
+                    "must be at least 32 characters in production",
+                ),
+                Some(_) => {}
+            }
+            if disable_auth {
+                r.problem("DISABLE_AUTH", "must be false in production");
+            }
+            if !rate_limit_enabled {
+                r.problem("RATE_LIMIT_ENABLED", "must be true in production");
+            }
+            if cors_origins.iter().any(|o| o == "*") {
+                r.problem(
+                    "CORS_ORIGINS",
+                    "must list explicit origins in production, not *",
+                );
+            }
+            if bigquery_emulator_host.is_some() {
+                r.problem(
+                    "BIGQUERY_EMULATOR_HOST",
+                    "must not be set in production (the emulator is for local use)",
+                );
+            }
+        }
+
+        if !r.problems.is_empty() {
+            return Err(SettingsError(r.problems));
+        }
+        Ok(Settings {
+            environment,
+            root_api_key: root_api_key.map(RootKey),
+            gcp_project_id,
+            bigquery_location,
+            bigquery_emulator_host,
+            meta_dataset,
+            bind_addr,
+            cors_origins,
+            rate_limit_enabled,
+            disable_auth,
+            timeouts,
+            bigquery_retry,
+        })
+    }
+}
+
+fn valid_project_id(id: &str) -> bool {
+    let len_ok = (6..=30).contains(&id.len());
+    let mut chars = id.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
+    len_ok
+        && first_ok
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !id.ends_with('-')
+}
+
+fn valid_host_port(value: &str) -> bool {
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return false;
+    };
+    !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '[' | ']' | ':'))
+        && port.parse::<u16>().is_ok_and(|p| p > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&'static str, &'static str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<&str, &str> = vars.iter().copied().collect();
+        Settings::from_source(&map)
+    }
+
+    const GOOD_ROOT: &str = "0123456789abcdef0123456789abcdef";
+
+    fn production(extra: &[(&'static str, &'static str)]) -> Result<Settings, SettingsError> {
+        let mut vars = vec![
+            ("ENVIRONMENT", "production"),
+            ("CA_ROOT_API_KEY", GOOD_ROOT),
+            ("GCP_PROJECT_ID", "quarry-prod"),
+            ("CORS_ORIGINS", "https://app.example.com"),
+        ];
+        for (k, v) in extra {
+            vars.retain(|(name, _)| name != k);
+            vars.push((k, v));
+        }
+        parse(&vars)
+    }
+
+    #[test]
+    fn defaults_are_development_with_documented_values() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.environment, Environment::Development);
+        assert_eq!(s.meta_dataset.as_str(), "organizations");
+        assert_eq!(s.bind_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.timeouts.bigquery_connect, Duration::from_secs(60));
+        assert_eq!(s.timeouts.bigquery_read, Duration::from_secs(300));
+        assert_eq!(s.timeouts.kms, Duration::from_secs(30));
+        assert_eq!(s.timeouts.http_client, Duration::from_secs(30));
+        assert!(s.rate_limit_enabled);
+        assert!(!s.disable_auth);
+        assert!(s.root_api_key.is_none());
+    }
+
+    #[test]
+    fn a_valid_production_configuration_starts() {
+        let s = production(&[]).unwrap();
+        assert_eq!(s.environment, Environment::Production);
+        assert_eq!(s.root_api_key.unwrap().expose(), GOOD_ROOT);
+    }
+
+    #[test]
+    fn production_refuses_a_missing_root_key() {
+        let err = production(&[("CA_ROOT_API_KEY", "")]).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert!(err.names("CA_ROOT_API_KEY"));
+    }
+
+    #[test]
+    fn production_refuses_a_root_key_shorter_than_32_characters() {
+        let err =
+            production(&[("CA_ROOT_API_KEY", "0123456789abcdef0123456789abcde")]).unwrap_err();
+        assert_eq!(
+            err.0,
+            vec![SettingProblem {
+                var: "CA_ROOT_API_KEY",
+                expected: "must be at least 32 characters in production".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn production_refuses_disabled_auth() {
+        let err = production(&[("DISABLE_AUTH", "true")]).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert!(err.names("DISABLE_AUTH"));
+    }
+
+    #[test]
+    fn production_refuses_disabled_rate_limits() {
+        let err = production(&[("RATE_LIMIT_ENABLED", "false")]).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert!(err.names("RATE_LIMIT_ENABLED"));
+    }
+
+    #[test]
+    fn production_refuses_a_wildcard_cors_origin() {
+        let err = production(&[("CORS_ORIGINS", "https://a.example.com,*")]).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert!(err.names("CORS_ORIGINS"));
+    }
+
+    #[test]
+    fn production_refuses_the_emulator() {
+        let err = production(&[("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9050")]).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert!(err.names("BIGQUERY_EMULATOR_HOST"));
+    }
+
+    #[test]
+    fn development_allows_what_production_refuses() {
+        let s = parse(&[
+            ("DISABLE_AUTH", "true"),
+            ("RATE_LIMIT_ENABLED", "false"),
+            ("CORS_ORIGINS", "*"),
+            ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9050"),
+        ])
+        .unwrap();
+        assert!(s.disable_auth);
+        assert_eq!(s.cors_origins, vec!["*".to_string()]);
+    }
+
+    #[test]
+    fn a_non_integer_timeout_names_the_variable_and_range() {
+        let err = parse(&[("BIGQUERY_READ_TIMEOUT_SECS", "soon")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: BIGQUERY_READ_TIMEOUT_SECS: expected an integer from 1 to 3600"
+        );
+    }
+
+    #[test]
+    fn an_out_of_range_timeout_is_refused() {
+        let err = parse(&[("BIGQUERY_CONNECT_TIMEOUT_SECS", "0")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: BIGQUERY_CONNECT_TIMEOUT_SECS: expected an integer from 1 to 600"
+        );
+        let err = parse(&[("BIGQUERY_MAX_RETRIES", "11")]).unwrap_err();
+        assert!(err.names("BIGQUERY_MAX_RETRIES"));
+    }
+
+    #[test]
+    fn malformed_values_of_every_kind_are_reported_together() {
+        let err = parse(&[
+            ("ENVIRONMENT", "prod"),
+            ("RATE_LIMIT_ENABLED", "maybe"),
+            ("BIND_ADDR", "localhost"),
+            ("META_DATASET", "bad-name"),
+            ("BIGQUERY_EMULATOR_HOST", "no-port"),
+            ("CORS_ORIGINS", "ftp://x"),
+            ("GCP_PROJECT_ID", "X"),
+        ])
+        .unwrap_err();
+        for var in [
+            "ENVIRONMENT",
+            "RATE_LIMIT_ENABLED",
+            "BIND_ADDR",
+            "META_DATASET",
+            "BIGQUERY_EMULATOR_HOST",
+            "CORS_ORIGINS",
+            "GCP_PROJECT_ID",
+        ] {
+            assert!(err.names(var), "{var} not reported in {err}");
+        }
+        assert_eq!(err.0.len(), 7);
+        assert!(!err.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn the_root_key_never_appears_in_debug_output() {
+        let s = production(&[]).unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains(GOOD_ROOT));
+        assert!(debug.contains("RootKey(***, 32 chars)"));
+    }
+
+    #[test]
+    fn a_setting_error_never_repeats_the_value() {
+        let err = parse(&[("BIGQUERY_READ_TIMEOUT_SECS", "s3cr3t-value")]).unwrap_err();
+        assert!(!err.to_string().contains("s3cr3t-value"));
+    }
+}
