@@ -131,7 +131,7 @@ pub async fn sync(warehouse: &Warehouse) -> Result<SyncReport, WarehouseError> {
                 let mut fields = table.schema.fields.clone().unwrap_or_default();
                 let mut added = Vec::new();
                 for field in &spec.fields {
-                    if !present.iter().any(|p| *p == field.name) {
+                    if !present.contains(&field.name) {
                         let mut new_field = field.clone();
                         if new_field.mode.as_deref() != Some("REPEATED") {
                             new_field.mode = Some("NULLABLE".to_string());

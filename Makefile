@@ -1,0 +1,22 @@
+# Quarry: make run (service on local defaults), make test (the whole suite).
+.PHONY: run test lint fmt emulator-env clean
+
+run:
+	@scripts/run-local.sh
+
+test:
+	@scripts/test.sh
+
+emulator-env:
+	@scripts/emulator-env.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean:
+	cargo clean
+	rm -rf .venv .emulator

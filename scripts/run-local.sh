@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# make run: the service on local defaults, against the BigQuery emulator on loopback.
+# Writes a development root key to .env.local on first use (printed once), and stops the
+# emulator when the service stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/emulator-env.sh
+
+if [ ! -f .env.local ]; then
+  key=$(python3 -c 'import secrets; print("dev_root_" + secrets.token_urlsafe(32))')
+  umask 077
+  cat >.env.local <<ENV
+# Written by make run for local development. Never use these values elsewhere.
+CA_ROOT_API_KEY=$key
+ENV
+  echo "==> wrote a development root key to .env.local (shown once):"
+  echo "    CA_ROOT_API_KEY=$key"
+fi
+set -a
+# shellcheck disable=SC1091
+. ./.env.local
+set +a
+
+export ENVIRONMENT="${ENVIRONMENT:-development}"
+export GCP_PROJECT_ID="${GCP_PROJECT_ID:-quarry-local}"
+EMULATOR_PORT="${EMULATOR_PORT:-9050}"
+export BIGQUERY_EMULATOR_HOST="127.0.0.1:$EMULATOR_PORT"
+export BIND_ADDR="${BIND_ADDR:-127.0.0.1:8080}"
+
+mkdir -p .emulator
+PIDFILE=.emulator/emulator.pid
+trap 'scripts/emulator.sh stop "$PIDFILE"' EXIT INT TERM
+scripts/emulator.sh stop "$PIDFILE"
+scripts/emulator.sh start "$EMULATOR_PORT" "$GCP_PROJECT_ID" "$PIDFILE" .emulator/emulator.log \
+  --persistent --data-dir .emulator/data
+echo "==> BigQuery emulator on $BIGQUERY_EMULATOR_HOST (data in .emulator/data)"
+echo "==> Quarry on http://$BIND_ADDR"
+cargo run --locked --bin quarry

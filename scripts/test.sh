@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# make test: the emulator on a free loopback port, then formatting, lints and the whole suite.
+# Exits non-zero on any failure and leaves no process behind.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/emulator-env.sh
+
+mkdir -p target
+PIDFILE=target/test-emulator.pid
+LOGFILE=target/test-emulator.log
+trap 'scripts/emulator.sh stop "$PIDFILE"' EXIT INT TERM
+
+PORT=$(scripts/emulator.sh free-port)
+PROJECT=quarry-test
+scripts/emulator.sh start "$PORT" "$PROJECT" "$PIDFILE" "$LOGFILE"
+echo "==> BigQuery emulator on 127.0.0.1:$PORT (log: $LOGFILE)"
+
+export BIGQUERY_EMULATOR_HOST="127.0.0.1:$PORT"
+export GCP_PROJECT_ID="$PROJECT"
+export QUARRY_TEST_EMULATOR_PID_FILE="$PIDFILE"
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+echo "==> cargo test"
+cargo test --locked --all-targets

@@ -1,0 +1,231 @@
+//! Test harness: spawns the real app (port 0, unique meta dataset) and talks to the emulator
+//! directly where a test needs to look at or tamper with BigQuery state from outside.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use quarry::settings::Settings;
+use quarry::startup::Application;
+use quarry::warehouse::Warehouse;
+use serde_json::Value;
+
+/// Every log line the app wrote during this test binary's run (JSON lines).
+pub static LOGS: LazyLock<Arc<Mutex<Vec<u8>>>> = LazyLock::new(|| Arc::new(Mutex::new(Vec::new())));
+
+#[derive(Clone)]
+struct Capture;
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if std::env::var_os("TEST_LOG").is_some() {
+            std::io::stdout().write_all(buf)?;
+        }
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+static TRACING: LazyLock<()> = LazyLock::new(|| {
+    quarry::telemetry::init("debug", || Capture);
+});
+
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(&LOGS.lock().unwrap()).to_string()
+}
+
+/// The emulator `make test` started. Tests cannot run without it: they fail loudly.
+pub fn emulator_host() -> String {
+    std::env::var("BIGQUERY_EMULATOR_HOST")
+        .expect("BIGQUERY_EMULATOR_HOST is not set: run the suite with `make test`")
+}
+
+pub fn project_id() -> String {
+    std::env::var("GCP_PROJECT_ID").unwrap_or_else(|_| "quarry-test".to_string())
+}
+
+pub fn unique_dataset() -> String {
+    format!("test_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Settings for a test: development, the emulator, a fresh meta dataset, port 0, fast retries.
+pub fn test_vars() -> HashMap<String, String> {
+    let root_key = format!("root_{}", uuid::Uuid::new_v4().simple());
+    [
+        ("ENVIRONMENT", "development".to_string()),
+        ("CA_ROOT_API_KEY", root_key),
+        ("GCP_PROJECT_ID", project_id()),
+        ("BIGQUERY_EMULATOR_HOST", emulator_host()),
+        ("META_DATASET", unique_dataset()),
+        ("BIND_ADDR", "127.0.0.1:0".to_string()),
+        ("BIGQUERY_RETRY_BASE_MS", "5".to_string()),
+        ("BIGQUERY_RETRY_MAX_MS", "50".to_string()),
+        ("READINESS_TIMEOUT_SECS", "3".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub root_key: String,
+    pub meta_dataset: String,
+    pub warehouse: Warehouse,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+    LazyLock::force(&TRACING);
+    let mut vars = test_vars();
+    customize(&mut vars);
+    let settings = Settings::from_source(&vars).expect("test settings parse");
+    let app = Application::build(settings).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let warehouse = app.warehouse();
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        root_key: vars.get("CA_ROOT_API_KEY").cloned().unwrap_or_default(),
+        meta_dataset: vars["META_DATASET"].clone(),
+        warehouse,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn root_post(&self, path: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("X-CA-Root-Key", &self.root_key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn root_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("X-CA-Root-Key", &self.root_key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn bootstrap(&self) -> Value {
+        let response = self.root_post("/api/v1/admin/bootstrap").await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    pub async fn status(&self) -> Value {
+        let response = self.root_get("/api/v1/admin/bootstrap/status").await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+}
+
+/// Direct access to the emulator's REST API, as an operator (or a fault) would act on BigQuery.
+pub struct Emulator {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Emulator {
+    pub fn new() -> Self {
+        Self {
+            base: format!(
+                "http://{}/bigquery/v2/projects/{}",
+                emulator_host(),
+                project_id()
+            ),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn get_table(&self, dataset: &str, table: &str) -> Value {
+        let r = self
+            .client
+            .get(format!("{}/datasets/{dataset}/tables/{table}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "table {dataset}.{table}");
+        r.json().await.unwrap()
+    }
+
+    pub async fn delete_table(&self, dataset: &str, table: &str) {
+        let r = self
+            .client
+            .delete(format!("{}/datasets/{dataset}/tables/{table}", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    /// Replaces a table's schema (tables.update), e.g. to lose a column.
+    pub async fn put_schema(&self, dataset: &str, table: &str, fields: Value) {
+        let body = serde_json::json!({
+            "tableReference": {"projectId": project_id(), "datasetId": dataset, "tableId": table},
+            "schema": {"fields": fields},
+        });
+        let r = self
+            .client
+            .put(format!("{}/datasets/{dataset}/tables/{table}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    /// Runs SQL written by the test itself (never by the app) and returns the response.
+    pub async fn sql(&self, query: &str) -> Value {
+        let r = self
+            .client
+            .post(format!("{}/queries", self.base))
+            .json(&serde_json::json!({"query": query, "useLegacySql": false}))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = r.json().await.unwrap();
+        assert!(body.get("errors").is_none(), "{body}");
+        body
+    }
+}
+
+/// Asserts the standard error body and that its request id matches the header.
+pub async fn assert_error(response: reqwest::Response, status: u16, message: &str) {
+    assert_eq!(response.status(), status);
+    let header_id = response
+        .headers()
+        .get("x-request-id")
+        .expect("x-request-id header")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], status);
+    assert_eq!(body["error"]["message"], message);
+    assert_eq!(body["request_id"], header_id.as_str());
+    assert_eq!(
+        body.as_object().unwrap().len(),
+        2,
+        "no extra fields: {body}"
+    );
+}

@@ -1,0 +1,8 @@
+//! Integration tests: the real application on a random port per test, against the BigQuery
+//! emulator started by `make test`, each test with its own meta dataset.
+
+mod bootstrap;
+mod health;
+mod helpers;
+mod http_basics;
+mod warehouse;
