@@ -17,6 +17,10 @@ case "${1:-}" in
   start)
     port=$2 project=$3 pidfile=$4 logfile=$5
     shift 5
+    if ! python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1",int(sys.argv[1])))' "$port" 2>/dev/null; then
+      echo "port $port on 127.0.0.1 is already in use (another emulator?); choose another with EMULATOR_PORT" >&2
+      exit 1
+    fi
     grpc=$(free_port)
     # A session of its own, so the emulator and its children are stopped together.
     setsid .venv/bin/bqemulator start --rest-host 127.0.0.1 --rest-port "$port" \
@@ -24,13 +28,13 @@ case "${1:-}" in
       --log-level warning "$@" >"$logfile" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 1 150); do
+      if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+        echo "the emulator exited; its log:" >&2; tail -n 30 "$logfile" >&2; exit 1
+      fi
       if python3 - "$port" "$project" <<'PY' 2>/dev/null; then exit 0; fi
 import sys, urllib.request
 urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/bigquery/v2/projects/{sys.argv[2]}/datasets", timeout=1)
 PY
-      if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-        echo "the emulator exited; its log:" >&2; tail -n 30 "$logfile" >&2; exit 1
-      fi
       sleep 0.2
     done
     echo "the emulator did not answer within 30 s; its log:" >&2; tail -n 30 "$logfile" >&2
