@@ -1,34 +1,71 @@
-//! Authentication as extractors, in the style of meilisearch's `GuardedData`: a handler states its
-//! policy in its signature (`_: Guarded<Root>`), so a route cannot exist without declaring who
-//! may call it.
+//! Authentication and authorization as extractors, in the style of meilisearch's `GuardedData`:
+//! a handler states its policy in its signature (`_: Guarded<Root>`,
+//! `caller: Guarded<OrgKey<scopes::RunsRead>>`), so no route exists without declaring who may
+//! call it.
+//!
+//! - [`Root`]: `X-CA-Root-Key`, compared as SHA-256 digests in constant time.
+//! - [`OrgKey<S>`]: `X-API-Key` of an active org, holding scope `S`; for routes with an
+//!   `{org_slug}` segment the key's org must be that org (403 otherwise).
+//! - [`OrgOrRoot<S>`]: either of the above.
+//!
+//! Every authenticated request then takes one unit of its caller's rate limit for the route's
+//! class. Malformed keys are refused without any BigQuery call; valid keys are cached for
+//! `AUTH_CACHE_TTL_SECS` (revocation, rotation and suspension clear this instance's cache at
+//! once; other instances see the change within the TTL).
 
 use std::marker::PhantomData;
 use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use chrono::Utc;
+use futures_util::future::LocalBoxFuture;
+use moka::future::Cache;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::api_keys::{self, KeyAuthRecord, LastUsed};
+use crate::domain::{ApiKey, OrgSlug, Scope};
 use crate::error::ApiError;
-use crate::settings::Settings;
+use crate::rate_limit::{Limiters, RouteClass};
+use crate::settings::{Environment, Settings};
+use crate::warehouse::Warehouse;
 
 pub const ROOT_KEY_HEADER: &str = "x-ca-root-key";
+pub const API_KEY_HEADER: &str = "x-api-key";
 
-/// What the authenticators need, built once from settings.
-pub struct AuthConfig {
-    /// SHA-256 of the root key; `None` when no root key is configured (root routes then refuse
-    /// every request).
+/// Everything the extractors need, built once at start-up and shared by all workers.
+pub struct AuthState {
     root_key_digest: Option<[u8; 32]>,
+    auth_disabled: bool,
+    cache: Option<Cache<String, Arc<KeyAuthRecord>>>,
+    warehouse: Warehouse,
+    pub last_used: LastUsed,
+    pub limiters: Limiters,
 }
 
-impl AuthConfig {
-    pub fn from_settings(settings: &Settings) -> Self {
+impl AuthState {
+    pub fn new(settings: &Settings, warehouse: Warehouse) -> Self {
+        let cache = (!settings.auth_cache_ttl.is_zero()).then(|| {
+            Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(settings.auth_cache_ttl)
+                .support_invalidation_closures()
+                .build()
+        });
         Self {
             root_key_digest: settings
                 .root_api_key
                 .as_ref()
                 .map(|k| digest(k.expose().as_bytes())),
+            auth_disabled: settings.disable_auth
+                && settings.environment == Environment::Development,
+            cache,
+            warehouse,
+            last_used: LastUsed::default(),
+            limiters: Limiters::new(settings.rate_limit_enabled, &settings.rate_limits),
         }
     }
 
@@ -40,42 +77,261 @@ impl AuthConfig {
             None => false,
         }
     }
+
+    /// Forgets a cached key at once (after revocation or rotation).
+    pub fn invalidate_key(&self, key_id: &str) {
+        if let Some(cache) = &self.cache {
+            let key_id = key_id.to_string();
+            let _ = cache.invalidate_entries_if(move |_, record| record.key_id == key_id);
+        }
+    }
+
+    /// Forgets every cached key of an org at once (after suspension).
+    pub fn invalidate_org(&self, org: &OrgSlug) {
+        if let Some(cache) = &self.cache {
+            let org = org.clone();
+            let _ = cache.invalidate_entries_if(move |_, record| record.org_slug == org);
+        }
+    }
+
+    async fn org_key(&self, req: &HttpRequest) -> Result<OrgPrincipal, ApiError> {
+        let ip = req.peer_addr().map(|a| a.ip());
+        let raw = req
+            .headers()
+            .get(API_KEY_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| self.limiters.failed_auth(ip))?;
+        let key_hash = match ApiKey::parse(raw) {
+            Ok(key) => key.hash_hex(),
+            Err(_) => {
+                tracing::info!("malformed api key refused");
+                return Err(self.limiters.failed_auth(ip));
+            }
+        };
+        let record = match &self.cache {
+            Some(cache) => cache.get(&key_hash).await,
+            None => None,
+        };
+        let record = match record {
+            Some(record) => record,
+            None => {
+                let found = api_keys::lookup(&self.warehouse, &key_hash).await?;
+                let Some(found) = found else {
+                    tracing::info!("unknown api key refused");
+                    return Err(self.limiters.failed_auth(ip));
+                };
+                let found = Arc::new(found);
+                if let Some(cache) = &self.cache {
+                    cache.insert(key_hash, found.clone()).await;
+                }
+                found
+            }
+        };
+        if !record.is_usable_at(Utc::now()) {
+            tracing::info!(key_id = %record.key_id, "revoked, expired or suspended key refused");
+            return Err(self.limiters.failed_auth(ip));
+        }
+        self.last_used.record(&record.org_slug, &record.key_id);
+        Ok(OrgPrincipal {
+            org_slug: record.org_slug.clone(),
+            key_id: record.key_id.clone(),
+            scopes: record.scopes.clone(),
+        })
+    }
+
+    fn root(&self, req: &HttpRequest) -> Result<RootPrincipal, ApiError> {
+        let ip = req.peer_addr().map(|a| a.ip());
+        let presented = req
+            .headers()
+            .get(ROOT_KEY_HEADER)
+            .ok_or_else(|| self.limiters.failed_auth(ip))?;
+        if self.is_root_key(presented.as_bytes()) {
+            Ok(RootPrincipal)
+        } else {
+            tracing::warn!("root key rejected");
+            Err(self.limiters.failed_auth(ip))
+        }
+    }
+
+    /// DISABLE_AUTH (development only): the path's org, with every scope.
+    fn unauthenticated_org(req: &HttpRequest) -> Result<OrgPrincipal, ApiError> {
+        let slug = req
+            .match_info()
+            .get("org_slug")
+            .and_then(|s| OrgSlug::parse(s).ok())
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(OrgPrincipal {
+            org_slug: slug,
+            key_id: "auth-disabled".to_string(),
+            scopes: Scope::ALL.to_vec(),
+        })
+    }
+
+    /// Takes one unit of the caller's allowance for this route and notes it for the headers.
+    fn rate_limit(&self, req: &HttpRequest, caller: &str) -> Result<(), ApiError> {
+        let allowance = self
+            .limiters
+            .check(RouteClass::of(req.match_pattern().as_deref()), caller)?;
+        req.extensions_mut().insert(allowance);
+        Ok(())
+    }
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+fn state(req: &HttpRequest) -> Result<web::Data<AuthState>, ApiError> {
+    req.app_data::<web::Data<AuthState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::internal("AuthState missing from app data"))
+}
+
+/// The caller of an org route: which org, which key, what it may do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgPrincipal {
+    pub org_slug: OrgSlug,
+    pub key_id: String,
+    pub scopes: Vec<Scope>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RootPrincipal;
+
+/// Who called a route open to both keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Root,
+    Org(OrgPrincipal),
+}
+
+impl Caller {
+    /// For audit logs: `root` or `key:<key_id>`.
+    pub fn actor(&self) -> String {
+        match self {
+            Caller::Root => "root".to_string(),
+            Caller::Org(p) => format!("key:{}", p.key_id),
+        }
+    }
+}
+
+/// The scope a route needs, as a type.
+pub trait RequiredScope: 'static {
+    const SCOPE: Option<Scope>;
+}
+
+/// Scope markers for [`OrgKey`] and [`OrgOrRoot`].
+pub mod scopes {
+    use super::RequiredScope;
+    use crate::domain::Scope;
+
+    macro_rules! marker {
+        ($($(#[$doc:meta])* $name:ident => $scope:expr;)*) => {$(
+            $(#[$doc])*
+            pub struct $name;
+            impl RequiredScope for $name {
+                const SCOPE: Option<Scope> = $scope;
+            }
+        )*};
+    }
+
+    marker! {
+        PipelinesRun => Some(Scope::PipelinesRun);
+        RunsRead => Some(Scope::RunsRead);
+        IntegrationsWrite => Some(Scope::IntegrationsWrite);
+        IntegrationsRead => Some(Scope::IntegrationsRead);
+        KeysManage => Some(Scope::KeysManage);
+        OrgRead => Some(Scope::OrgRead);
+        /// Any valid key of the org.
+        Any => None;
+    }
+}
+
 /// An authorization policy: decides from the request who the caller is.
-pub trait Policy {
-    type Principal;
-    fn authenticate(req: &HttpRequest) -> Result<Self::Principal, ApiError>;
+pub trait Policy: 'static {
+    type Principal: 'static;
+    fn authenticate(req: HttpRequest)
+    -> LocalBoxFuture<'static, Result<Self::Principal, ApiError>>;
 }
 
 /// The admin, holding `X-CA-Root-Key`.
 pub struct Root;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RootPrincipal;
-
 impl Policy for Root {
     type Principal = RootPrincipal;
 
-    fn authenticate(req: &HttpRequest) -> Result<RootPrincipal, ApiError> {
-        let config = req
-            .app_data::<web::Data<AuthConfig>>()
-            .ok_or_else(|| ApiError::internal("AuthConfig missing from app data"))?;
-        let presented = req
-            .headers()
-            .get(ROOT_KEY_HEADER)
-            .ok_or(ApiError::Unauthorized)?;
-        if config.is_root_key(presented.as_bytes()) {
-            Ok(RootPrincipal)
-        } else {
-            tracing::warn!("root key rejected");
-            Err(ApiError::Unauthorized)
+    fn authenticate(req: HttpRequest) -> LocalBoxFuture<'static, Result<RootPrincipal, ApiError>> {
+        Box::pin(async move {
+            let state = state(&req)?;
+            let principal = if state.auth_disabled {
+                RootPrincipal
+            } else {
+                state.root(&req)?
+            };
+            state.rate_limit(&req, "root")?;
+            Ok(principal)
+        })
+    }
+}
+
+/// An org API key holding scope `S`, for the org named in the path (if any).
+pub struct OrgKey<S>(PhantomData<S>);
+
+impl<S: RequiredScope> Policy for OrgKey<S> {
+    type Principal = OrgPrincipal;
+
+    fn authenticate(req: HttpRequest) -> LocalBoxFuture<'static, Result<OrgPrincipal, ApiError>> {
+        Box::pin(async move {
+            let state = state(&req)?;
+            let principal = if state.auth_disabled {
+                AuthState::unauthenticated_org(&req)?
+            } else {
+                state.org_key(&req).await?
+            };
+            authorize::<S>(&req, &principal)?;
+            state.rate_limit(&req, principal.org_slug.as_str())?;
+            Ok(principal)
+        })
+    }
+}
+
+/// The root key, or an org key holding scope `S` for the org in the path.
+pub struct OrgOrRoot<S>(PhantomData<S>);
+
+impl<S: RequiredScope> Policy for OrgOrRoot<S> {
+    type Principal = Caller;
+
+    fn authenticate(req: HttpRequest) -> LocalBoxFuture<'static, Result<Caller, ApiError>> {
+        Box::pin(async move {
+            if req.headers().contains_key(ROOT_KEY_HEADER) {
+                return Root::authenticate(req).await.map(|_| Caller::Root);
+            }
+            OrgKey::<S>::authenticate(req).await.map(Caller::Org)
+        })
+    }
+}
+
+/// Cross-org access and missing scopes are both 403, checked in that order.
+fn authorize<S: RequiredScope>(
+    req: &HttpRequest,
+    principal: &OrgPrincipal,
+) -> Result<(), ApiError> {
+    if let Some(path_org) = req.match_info().get("org_slug") {
+        if path_org != principal.org_slug.as_str() {
+            tracing::warn!(
+                key_org = %principal.org_slug,
+                "cross-org access refused"
+            );
+            return Err(ApiError::Forbidden);
         }
     }
+    if let Some(scope) = S::SCOPE {
+        if !principal.scopes.contains(&scope) {
+            tracing::info!(scope = scope.as_str(), "missing scope");
+            return Err(ApiError::MissingScope);
+        }
+    }
+    Ok(())
 }
 
 /// A request that passed policy `P`.
@@ -88,6 +344,10 @@ impl<P: Policy> Guarded<P> {
     pub fn principal(&self) -> &P::Principal {
         &self.principal
     }
+
+    pub fn into_principal(self) -> P::Principal {
+        self.principal
+    }
 }
 
 impl<P: Policy> Deref for Guarded<P> {
@@ -99,14 +359,33 @@ impl<P: Policy> Deref for Guarded<P> {
 
 impl<P: Policy> FromRequest for Guarded<P> {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
-        std::future::ready(P::authenticate(req).map(|principal| Guarded {
-            principal,
-            _policy: PhantomData,
-        }))
+        let fut = P::authenticate(req.clone());
+        Box::pin(async move {
+            fut.await.map(|principal| Guarded {
+                principal,
+                _policy: PhantomData,
+            })
+        })
     }
+}
+
+/// Flushes `last_used_at` and trims idle rate-limit state on an interval, for the life of the
+/// process.
+pub fn spawn_background(state: web::Data<AuthState>, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.last_used.flush(&state.warehouse).await {
+                tracing::warn!(error = %e, "last_used_at flush failed; will retry");
+            }
+            state.limiters.shrink();
+        }
+    });
 }
 
 #[cfg(test)]
@@ -114,25 +393,45 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn config(root: &'static str) -> AuthConfig {
-        let vars: HashMap<&str, &str> = [("CA_ROOT_API_KEY", root)].into_iter().collect();
-        AuthConfig::from_settings(&Settings::from_source(&vars).unwrap())
+    async fn state_with(vars: &[(&'static str, &'static str)]) -> AuthState {
+        let mut map: HashMap<&str, &str> = [
+            (
+                "LOCAL_KMS_KEY",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ),
+            ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9"),
+        ]
+        .into_iter()
+        .collect();
+        map.extend(vars.iter().copied());
+        let settings = Settings::from_source(&map).unwrap();
+        let warehouse = Warehouse::connect(&settings).await.unwrap();
+        AuthState::new(&settings, warehouse)
     }
 
-    #[test]
-    fn only_the_exact_root_key_matches() {
-        let c = config("root-key-0123456789abcdef0123456789");
-        assert!(c.is_root_key(b"root-key-0123456789abcdef0123456789"));
-        assert!(!c.is_root_key(b"root-key-0123456789abcdef012345678"));
-        assert!(!c.is_root_key(b"root-key-0123456789abcdef01234567890"));
-        assert!(!c.is_root_key(b""));
+    #[tokio::test]
+    async fn only_the_exact_root_key_matches() {
+        let s = state_with(&[("CA_ROOT_API_KEY", "root-key-0123456789abcdef0123456789")]).await;
+        assert!(s.is_root_key(b"root-key-0123456789abcdef0123456789"));
+        assert!(!s.is_root_key(b"root-key-0123456789abcdef012345678"));
+        assert!(!s.is_root_key(b"root-key-0123456789abcdef01234567890"));
+        assert!(!s.is_root_key(b""));
     }
 
-    #[test]
-    fn without_a_configured_root_key_nothing_matches() {
-        let vars: HashMap<&str, &str> = HashMap::new();
-        let c = AuthConfig::from_settings(&Settings::from_source(&vars).unwrap());
-        assert!(!c.is_root_key(b""));
-        assert!(!c.is_root_key(b"anything"));
+    #[tokio::test]
+    async fn without_a_configured_root_key_nothing_matches() {
+        let s = state_with(&[]).await;
+        assert!(!s.is_root_key(b""));
+        assert!(!s.is_root_key(b"anything"));
+    }
+
+    #[tokio::test]
+    async fn disable_auth_only_takes_effect_in_development() {
+        assert!(state_with(&[("DISABLE_AUTH", "true")]).await.auth_disabled);
+        assert!(
+            !state_with(&[("DISABLE_AUTH", "true"), ("ENVIRONMENT", "staging")])
+                .await
+                .auth_disabled
+        );
     }
 }

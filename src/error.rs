@@ -9,8 +9,46 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::kms::KmsError;
 use crate::request_id;
 use crate::warehouse::WarehouseError;
+
+/// The service layer's error: what went wrong in domain terms. Mapped to HTTP once, below.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The input is well-formed JSON but not acceptable; the reason is logged, not returned.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+    #[error(transparent)]
+    Kms(#[from] KmsError),
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        match e {
+            ServiceError::Invalid(reason) => ApiError::bad_request(reason),
+            ServiceError::NotFound => ApiError::NotFound,
+            ServiceError::Conflict(reason) => {
+                tracing::info!(reason = %reason, "conflict");
+                ApiError::Conflict
+            }
+            ServiceError::Warehouse(e) => e.into(),
+            ServiceError::Kms(KmsError::Unavailable(detail)) => {
+                tracing::error!(error = %detail, "kms unavailable");
+                ApiError::Unavailable {
+                    retry_after_secs: 5,
+                }
+            }
+            ServiceError::Kms(e) => ApiError::internal(e),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -20,6 +58,9 @@ pub enum ApiError {
     Unauthorized,
     #[error("Cannot access another organization")]
     Forbidden,
+    /// The key is valid for this org but lacks the route's scope.
+    #[error("API key lacks the required scope")]
+    MissingScope,
     #[error("Resource not found")]
     NotFound,
     #[error("Method not allowed")]
@@ -29,7 +70,7 @@ pub enum ApiError {
     #[error("Payload too large")]
     PayloadTooLarge,
     #[error("Rate limit exceeded")]
-    RateLimited { retry_after_secs: u64 },
+    RateLimited { retry_after_secs: u64, limit: u32 },
     #[error("Internal error. Check server logs.")]
     Internal,
     #[error("Service unavailable")]
@@ -68,7 +109,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::MissingScope => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict => StatusCode::CONFLICT,
@@ -83,8 +124,15 @@ impl ResponseError for ApiError {
         let status = self.status_code();
         let mut response = HttpResponse::build(status);
         match self {
-            ApiError::RateLimited { retry_after_secs }
-            | ApiError::Unavailable { retry_after_secs } => {
+            ApiError::RateLimited {
+                retry_after_secs,
+                limit,
+            } => {
+                response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+                response.insert_header(("X-RateLimit-Limit", limit.to_string()));
+                response.insert_header(("X-RateLimit-Remaining", "0"));
+            }
+            ApiError::Unavailable { retry_after_secs } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             _ => {}

@@ -13,13 +13,16 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpResponse};
+use actix_web::{Error, HttpMessage, HttpResponse};
 use tracing::Instrument;
 
 use crate::error::{ApiError, error_body};
+use crate::rate_limit::Allowance;
 use crate::telemetry::redact_query;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
+const RATE_LIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const RATE_LIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
 
 tokio::task_local! {
     static REQUEST_ID: String;
@@ -72,7 +75,13 @@ pub async fn middleware(
                 );
                 match result {
                     Ok(mut response) => {
-                        response.headers_mut().insert(HEADER, header_value);
+                        let allowance = response.request().extensions().get::<Allowance>().copied();
+                        let headers = response.headers_mut();
+                        headers.insert(HEADER, header_value);
+                        if let Some(a) = allowance {
+                            headers.insert(RATE_LIMIT_LIMIT, HeaderValue::from(a.limit));
+                            headers.insert(RATE_LIMIT_REMAINING, HeaderValue::from(a.remaining));
+                        }
                         Ok(response.map_into_boxed_body())
                     }
                     // An inner layer raised instead of answering: render the standard body now,

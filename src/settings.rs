@@ -47,6 +47,36 @@ impl fmt::Debug for RootKey {
     }
 }
 
+/// Which KMS seals secrets.
+#[derive(Clone)]
+pub enum KmsSettings {
+    /// Cloud KMS, `projects/P/locations/L/keyRings/R/cryptoKeys/K`.
+    Cloud { key_name: String },
+    /// A local AES-256 key (development and tests; refused in production).
+    Local { key: zeroize::Zeroizing<[u8; 32]> },
+}
+
+impl fmt::Debug for KmsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KmsSettings::Cloud { key_name } => write!(f, "Cloud({key_name})"),
+            KmsSettings::Local { .. } => write!(f, "Local(***)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimits {
+    /// Requests per minute per org (or for the root key) on ordinary routes.
+    pub per_minute: u32,
+    /// Onboarding and bootstrap.
+    pub admin_per_minute: u32,
+    /// Pipeline triggers.
+    pub trigger_per_minute: u32,
+    /// Failed authentications per client IP.
+    pub failed_auth_per_minute: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct Timeouts {
     pub bigquery_connect: Duration,
@@ -79,6 +109,13 @@ pub struct Settings {
     pub disable_auth: bool,
     pub timeouts: Timeouts,
     pub bigquery_retry: RetrySettings,
+    pub kms: KmsSettings,
+    pub rate_limits: RateLimits,
+    /// How long a validated API key stays cached on one instance (bounds revocation staleness
+    /// on other instances).
+    pub auth_cache_ttl: Duration,
+    /// How often `last_used_at` of used keys is written (one statement for all keys).
+    pub last_used_flush: Duration,
 }
 
 /// One problem with one variable. The message names the variable and the accepted values; it
@@ -319,7 +356,52 @@ impl Settings {
             )),
         };
 
+        let kms_key_name = r.get("KMS_KEY_NAME");
+        if let Some(name) = &kms_key_name {
+            if !valid_kms_key_name(name) {
+                r.problem(
+                    "KMS_KEY_NAME",
+                    "expected projects/P/locations/L/keyRings/R/cryptoKeys/K",
+                );
+            }
+        }
+        let local_kms_key = match r
+            .source
+            .var("LOCAL_KMS_KEY")
+            .filter(|v| !v.trim().is_empty())
+        {
+            None => None,
+            Some(raw) => match decode_key(raw.trim()) {
+                Some(key) => Some(key),
+                None => {
+                    r.problem("LOCAL_KMS_KEY", "expected 32 bytes, base64-encoded");
+                    None
+                }
+            },
+        };
+        let kms = match (kms_key_name, local_kms_key) {
+            (Some(key_name), _) => Some(KmsSettings::Cloud { key_name }),
+            (None, Some(key)) => Some(KmsSettings::Local { key }),
+            (None, None) => None,
+        };
+
+        let rate_limits = RateLimits {
+            per_minute: r.integer("RATE_LIMIT_PER_MINUTE", 600, 1, 1_000_000) as u32,
+            admin_per_minute: r.integer("RATE_LIMIT_ADMIN_PER_MINUTE", 10, 1, 1_000_000) as u32,
+            trigger_per_minute: r.integer("RATE_LIMIT_TRIGGER_PER_MINUTE", 60, 1, 1_000_000) as u32,
+            failed_auth_per_minute: r.integer("RATE_LIMIT_FAILED_AUTH_PER_MINUTE", 30, 1, 1_000_000)
+                as u32,
+        };
+        let auth_cache_ttl = r.seconds("AUTH_CACHE_TTL_SECS", 30, 0, 3600);
+        let last_used_flush = r.seconds("LAST_USED_FLUSH_SECS", 60, 1, 3600);
+
         if environment == Environment::Production {
+            if !matches!(kms, Some(KmsSettings::Cloud { .. })) {
+                r.problem(
+                    "KMS_KEY_NAME",
+                    "required in production (the local KMS is for development only)",
+                );
+            }
             match &root_api_key {
                 None => r.problem(
                     "CA_ROOT_API_KEY",
@@ -351,9 +433,17 @@ impl Settings {
             }
         }
 
+        if kms.is_none() && environment != Environment::Production {
+            r.problem(
+                "LOCAL_KMS_KEY",
+                "set LOCAL_KMS_KEY (32 bytes, base64) or KMS_KEY_NAME; make run writes one",
+            );
+        }
+
         if !r.problems.is_empty() {
             return Err(SettingsError(r.problems));
         }
+        let kms = kms.expect("checked above");
         Ok(Settings {
             environment,
             root_api_key: root_api_key.map(RootKey),
@@ -367,8 +457,39 @@ impl Settings {
             disable_auth,
             timeouts,
             bigquery_retry,
+            kms,
+            rate_limits,
+            auth_cache_ttl,
+            last_used_flush,
         })
     }
+}
+
+fn valid_kms_key_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('/').collect();
+    parts.len() == 8
+        && parts[0] == "projects"
+        && parts[2] == "locations"
+        && parts[4] == "keyRings"
+        && parts[6] == "cryptoKeys"
+        && [1, 3, 5, 7].iter().all(|&i| {
+            !parts[i].is_empty()
+                && parts[i]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+fn decode_key(raw: &str) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+    use base64::Engine;
+    let bytes =
+        zeroize::Zeroizing::new(base64::engine::general_purpose::STANDARD.decode(raw).ok()?);
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    if bytes.len() != 32 {
+        return None;
+    }
+    key.copy_from_slice(&bytes);
+    Some(key)
 }
 
 fn valid_project_id(id: &str) -> bool {
@@ -398,8 +519,12 @@ fn valid_host_port(value: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// 32 zero bytes, base64.
+    const LOCAL_KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
     fn parse(vars: &[(&'static str, &'static str)]) -> Result<Settings, SettingsError> {
-        let map: HashMap<&str, &str> = vars.iter().copied().collect();
+        let mut map: HashMap<&str, &str> = [("LOCAL_KMS_KEY", LOCAL_KEY)].into_iter().collect();
+        map.extend(vars.iter().copied());
         Settings::from_source(&map)
     }
 
@@ -411,6 +536,11 @@ mod tests {
             ("CA_ROOT_API_KEY", GOOD_ROOT),
             ("GCP_PROJECT_ID", "quarry-prod"),
             ("CORS_ORIGINS", "https://app.example.com"),
+            (
+                "KMS_KEY_NAME",
+                "projects/p/locations/global/keyRings/r/cryptoKeys/k",
+            ),
+            ("LOCAL_KMS_KEY", ""),
         ];
         for (k, v) in extra {
             vars.retain(|(name, _)| name != k);
@@ -487,6 +617,35 @@ mod tests {
         let err = production(&[("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9050")]).unwrap_err();
         assert_eq!(err.0.len(), 1);
         assert!(err.names("BIGQUERY_EMULATOR_HOST"));
+    }
+
+    #[test]
+    fn production_refuses_the_local_kms() {
+        let err = production(&[("KMS_KEY_NAME", ""), ("LOCAL_KMS_KEY", LOCAL_KEY)]).unwrap_err();
+        assert_eq!(err.0.len(), 1);
+        assert!(err.names("KMS_KEY_NAME"));
+    }
+
+    #[test]
+    fn a_kms_is_required_outside_production_too() {
+        let err = parse(&[("LOCAL_KMS_KEY", "")]).unwrap_err();
+        assert!(err.names("LOCAL_KMS_KEY"));
+    }
+
+    #[test]
+    fn a_malformed_local_kms_key_or_key_name_is_refused() {
+        let err = parse(&[("LOCAL_KMS_KEY", "c2hvcnQ=")]).unwrap_err();
+        assert!(err.names("LOCAL_KMS_KEY"));
+        let err = parse(&[("KMS_KEY_NAME", "projects/p/keyRings/r")]).unwrap_err();
+        assert!(err.names("KMS_KEY_NAME"));
+        assert!(!format!("{err}").contains("c2hvcnQ="));
+    }
+
+    #[test]
+    fn the_local_kms_key_never_appears_in_debug_output() {
+        let s = parse(&[]).unwrap();
+        assert!(matches!(s.kms, KmsSettings::Local { .. }));
+        assert!(!format!("{s:?}").contains(LOCAL_KEY));
     }
 
     #[test]

@@ -7,10 +7,11 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
-use crate::auth::AuthConfig;
+use crate::auth::{self, AuthState};
 use crate::http;
+use crate::kms::{self, KmsError, SharedKms};
 use crate::request_id;
-use crate::routes::{admin, health};
+use crate::routes;
 use crate::settings::Settings;
 use crate::warehouse::{Warehouse, WarehouseError};
 
@@ -23,17 +24,24 @@ pub enum StartupError {
     },
     #[error("cannot build the BigQuery client: {0}")]
     Warehouse(#[from] WarehouseError),
+    #[error("cannot set up the KMS: {0}")]
+    Kms(#[from] KmsError),
 }
 
 pub struct Application {
     port: u16,
     server: Server,
     warehouse: Warehouse,
+    kms: SharedKms,
+    auth: web::Data<AuthState>,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let warehouse = Warehouse::connect(&settings).await?;
+        let kms = kms::from_settings(&settings).await?;
+        let auth = web::Data::new(AuthState::new(&settings, warehouse.clone()));
+        auth::spawn_background(auth.clone(), settings.last_used_flush);
         let listener =
             TcpListener::bind(settings.bind_addr).map_err(|source| StartupError::Bind {
                 addr: settings.bind_addr.to_string(),
@@ -46,15 +54,23 @@ impl Application {
                 source,
             })?
             .port();
-        let server =
-            serve(listener, settings, warehouse.clone()).map_err(|source| StartupError::Bind {
-                addr: format!("port {port}"),
-                source,
-            })?;
+        let server = serve(
+            listener,
+            settings,
+            warehouse.clone(),
+            kms.clone(),
+            auth.clone(),
+        )
+        .map_err(|source| StartupError::Bind {
+            addr: format!("port {port}"),
+            source,
+        })?;
         Ok(Self {
             port,
             server,
             warehouse,
+            kms,
+            auth,
         })
     }
 
@@ -67,6 +83,16 @@ impl Application {
         self.warehouse.clone()
     }
 
+    /// The KMS the app seals secrets with (tests decrypt stored values through it).
+    pub fn kms(&self) -> SharedKms {
+        self.kms.clone()
+    }
+
+    /// The shared auth state (tests flush `last_used_at` through it).
+    pub fn auth(&self) -> web::Data<AuthState> {
+        self.auth.clone()
+    }
+
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
@@ -76,8 +102,10 @@ fn serve(
     listener: TcpListener,
     settings: Settings,
     warehouse: Warehouse,
+    kms: SharedKms,
+    auth: web::Data<AuthState>,
 ) -> std::io::Result<Server> {
-    let auth = web::Data::new(AuthConfig::from_settings(&settings));
+    let kms: web::Data<dyn kms::Kms> = web::Data::from(kms);
     let cors_origins = settings.cors_origins.clone();
     let settings = web::Data::new(settings);
     let warehouse = web::Data::new(warehouse);
@@ -94,19 +122,11 @@ fn serve(
             .app_data(auth.clone())
             .app_data(settings.clone())
             .app_data(warehouse.clone())
-            .configure(routes)
+            .app_data(kms.clone())
+            .configure(routes::configure)
             .default_service(web::to(http::not_found))
     })
     .listen(listener)?
     .run();
     Ok(server)
-}
-
-/// Every route of the service.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(health::live)
-        .service(health::ready)
-        .service(admin::run_bootstrap)
-        .service(admin::bootstrap_status)
-        .service(admin::bootstrap_sync);
 }

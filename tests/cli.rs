@@ -6,6 +6,7 @@ fn run(vars: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_quarry"))
         .env_clear()
         .env("RUST_BACKTRACE", "1")
+        .env("LOCAL_KMS_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
         .envs(vars.iter().copied())
         .output()
         .expect("the binary runs")
@@ -43,6 +44,8 @@ fn production_without_a_root_key_refuses_to_start() {
     let output = run(&[
         ("ENVIRONMENT", "production"),
         ("GCP_PROJECT_ID", "quarry-prod"),
+        ("LOCAL_KMS_KEY", ""),
+        ("KMS_KEY_NAME", "projects/p/locations/global/keyRings/r/cryptoKeys/k"),
     ]);
     assert_refused(
         &output,
@@ -61,6 +64,11 @@ fn production_lists_every_refusal_on_one_line() {
         ("BIGQUERY_EMULATOR_HOST", "127.0.0.1:9050"),
     ]);
     assert_eq!(output.status.code(), Some(2));
+    let stderr_text = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr_text.contains("KMS_KEY_NAME: required in production"),
+        "the local KMS is refused in production: {stderr_text}"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     for var in [

@@ -1,25 +1,36 @@
 //! Admin routes (root key): bootstrap of the meta dataset and tables.
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpResponse, web};
 
+use crate::audit::{self, AuditEvent};
 use crate::auth::{Guarded, Root};
 use crate::bootstrap;
 use crate::error::ApiError;
 use crate::warehouse::Warehouse;
 
 /// Creates the meta dataset and every meta table; idempotent.
-#[post("/api/v1/admin/bootstrap")]
 pub async fn run_bootstrap(
     _admin: Guarded<Root>,
     warehouse: web::Data<Warehouse>,
 ) -> Result<HttpResponse, ApiError> {
     let report = bootstrap::bootstrap(&warehouse).await?;
     tracing::info!(dataset = %report.dataset, "bootstrap done");
+    audit::record(
+        &warehouse,
+        AuditEvent {
+            org_slug: None,
+            actor: "root".into(),
+            action: "system.bootstrap",
+            resource_type: "dataset",
+            resource_id: Some(report.dataset.clone()),
+            details: serde_json::json!({"dataset_status": report.dataset_status}),
+        },
+    )
+    .await;
     Ok(HttpResponse::Ok().json(report))
 }
 
 /// NOT_BOOTSTRAPPED | SYNCED | OUT_OF_SYNC, with what is missing.
-#[get("/api/v1/admin/bootstrap/status")]
 pub async fn bootstrap_status(
     _admin: Guarded<Root>,
     warehouse: web::Data<Warehouse>,
@@ -28,7 +39,6 @@ pub async fn bootstrap_status(
 }
 
 /// Adds missing tables and columns; never drops anything.
-#[post("/api/v1/admin/bootstrap/sync")]
 pub async fn bootstrap_sync(
     _admin: Guarded<Root>,
     warehouse: web::Data<Warehouse>,
@@ -39,5 +49,20 @@ pub async fn bootstrap_sync(
         added_columns = report.added_columns.len(),
         "bootstrap sync done"
     );
+    audit::record(
+        &warehouse,
+        AuditEvent {
+            org_slug: None,
+            actor: "root".into(),
+            action: "system.bootstrap_sync",
+            resource_type: "dataset",
+            resource_id: Some(report.dataset.clone()),
+            details: serde_json::json!({
+                "created_tables": report.created_tables,
+                "added_columns": report.added_columns,
+            }),
+        },
+    )
+    .await;
     Ok(HttpResponse::Ok().json(report))
 }

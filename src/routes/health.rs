@@ -1,7 +1,7 @@
 //! Liveness and readiness probes (no auth: they reveal nothing but up/down).
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use crate::error::error_body;
@@ -9,14 +9,12 @@ use crate::settings::Settings;
 use crate::warehouse::Warehouse;
 
 /// The process is up and serving HTTP.
-#[get("/health/live")]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "live"}))
 }
 
 /// BigQuery answers: a metadata read of the meta dataset (found or not found both prove
 /// reachability), bounded by `READINESS_TIMEOUT_SECS`. 503 names the failed dependency.
-#[get("/health/ready")]
 pub async fn ready(warehouse: web::Data<Warehouse>, settings: web::Data<Settings>) -> HttpResponse {
     let probe = tokio::time::timeout(
         settings.timeouts.readiness_probe,

@@ -66,8 +66,25 @@ macro_rules! statements {
 }
 
 statements! {
+    /// Auth: the key with a given hash, with its org's status.
+    KEY_BY_HASH => "auth/key_by_hash.sql";
+    KEY_INSERT => "keys/insert.sql";
+    KEYS_BY_ORG => "keys/list_by_org.sql";
+    KEY_ENCRYPTED_BY_ID => "keys/encrypted_by_id.sql";
+    KEY_REVOKE => "keys/revoke.sql";
+    KEYS_TOUCH_LAST_USED => "keys/touch_last_used.sql";
+    KEYS_COUNT_BY_ORG => "keys/count_by_org.sql";
     /// The org profile row for one slug.
     ORG_PROFILE_BY_SLUG => "orgs/profile_by_slug.sql";
+    ORG_PROFILE_BY_DATASET => "orgs/profile_by_dataset.sql";
+    ORG_PROFILE_INSERT => "orgs/insert_profile.sql";
+    ORGS_LIST => "orgs/list.sql";
+    ORG_SET_STATUS => "orgs/set_status.sql";
+    QUOTA_INSERT => "quota/insert.sql";
+    QUOTA_SET_LIMITS => "quota/set_limits.sql";
+    QUOTA_BY_ORG => "quota/by_org.sql";
+    AUDIT_BY_ORG => "audit/list_by_org.sql";
+    IDEMPOTENCY_LOOKUP => "idempotency/lookup.sql";
 }
 
 #[cfg(test)]

@@ -47,6 +47,18 @@ pub fn project_id() -> String {
     std::env::var("GCP_PROJECT_ID").unwrap_or_else(|_| "quarry-test".to_string())
 }
 
+/// A fresh random local KMS key (base64 of 32 bytes).
+pub fn local_kms_key() -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = uuid::Uuid::new_v4()
+        .as_bytes()
+        .iter()
+        .chain(uuid::Uuid::new_v4().as_bytes())
+        .copied()
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 pub fn unique_dataset() -> String {
     format!("test_{}", uuid::Uuid::new_v4().simple())
 }
@@ -64,6 +76,12 @@ pub fn test_vars() -> HashMap<String, String> {
         ("BIGQUERY_RETRY_BASE_MS", "5".to_string()),
         ("BIGQUERY_RETRY_MAX_MS", "50".to_string()),
         ("READINESS_TIMEOUT_SECS", "3".to_string()),
+        ("LOCAL_KMS_KEY", local_kms_key()),
+        // Limits out of the way; the rate-limit tests set their own.
+        ("RATE_LIMIT_PER_MINUTE", "100000".to_string()),
+        ("RATE_LIMIT_ADMIN_PER_MINUTE", "100000".to_string()),
+        ("RATE_LIMIT_TRIGGER_PER_MINUTE", "100000".to_string()),
+        ("RATE_LIMIT_FAILED_AUTH_PER_MINUTE", "100000".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -76,6 +94,8 @@ pub struct TestApp {
     pub root_key: String,
     pub meta_dataset: String,
     pub warehouse: Warehouse,
+    pub kms: quarry::kms::SharedKms,
+    pub auth: actix_web::web::Data<quarry::auth::AuthState>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -90,6 +110,8 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)
     let app = Application::build(settings).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let warehouse = app.warehouse();
+    let kms = app.kms();
+    let auth = app.auth();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -100,6 +122,8 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)
         root_key: vars.get("CA_ROOT_API_KEY").cloned().unwrap_or_default(),
         meta_dataset: vars["META_DATASET"].clone(),
         warehouse,
+        kms,
+        auth,
     }
 }
 
@@ -130,6 +154,48 @@ impl TestApp {
         let response = self.root_post("/api/v1/admin/bootstrap").await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
+    }
+
+    /// Onboards `slug` on the STARTER plan; returns the response body (with the key).
+    pub async fn onboard(&self, slug: &str) -> Value {
+        let response = self.onboard_with(&onboard_body(slug, "STARTER")).await;
+        assert_eq!(response.status(), 201, "onboard {slug}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn onboard_with(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/api/v1/organizations/onboard"))
+            .header("X-CA-Root-Key", &self.root_key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Bootstraps, onboards `slug`, and returns its API key.
+    pub async fn org_with_key(&self, slug: &str) -> String {
+        let body = self.onboard(slug).await;
+        body["api_key"].as_str().unwrap().to_string()
+    }
+
+    pub async fn key_get(&self, path: &str, key: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header("X-API-Key", key)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn key_post(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("X-API-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn status(&self) -> Value {
@@ -209,6 +275,15 @@ impl Emulator {
     }
 }
 
+pub fn onboard_body(slug: &str, plan: &str) -> Value {
+    serde_json::json!({
+        "org_slug": slug,
+        "company_name": format!("{slug} Inc"),
+        "admin_email": format!("admin@{}.example.com", slug.replace('_', "-")),
+        "plan": plan,
+    })
+}
+
 /// Asserts the standard error body and that its request id matches the header.
 pub async fn assert_error(response: reqwest::Response, status: u16, message: &str) {
     assert_eq!(response.status(), status);
@@ -228,4 +303,28 @@ pub async fn assert_error(response: reqwest::Response, status: u16, message: &st
         2,
         "no extra fields: {body}"
     );
+}
+
+impl Emulator {
+    pub async fn dataset_exists(&self, dataset: &str) -> bool {
+        let r = self
+            .client
+            .get(format!("{}/datasets/{dataset}", self.base))
+            .send()
+            .await
+            .unwrap();
+        r.status() == 200
+    }
+
+    /// `SELECT COUNT(*)` of a test-written query's single value.
+    pub async fn count(&self, query: &str) -> i64 {
+        let body = self.sql(query).await;
+        body["rows"][0]["f"][0]["v"].as_str().unwrap().parse().unwrap()
+    }
+}
+
+/// An org slug no other test (or earlier run against the same emulator) uses: org datasets
+/// live at project level, outside each test's meta dataset.
+pub fn unique_slug(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
 }

@@ -2,7 +2,9 @@
 //! emulator started by `make test`, each test with its own meta dataset.
 
 mod bootstrap;
+mod fault_proxy;
 mod health;
 mod helpers;
 mod http_basics;
+mod orgs;
 mod warehouse;

@@ -2,116 +2,21 @@
 //! test needs BigQuery to fail in a particular way. The proxy forwards everything else verbatim
 //! and records what it saw, so each test checks the requests actually sent.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use quarry::bootstrap;
 use quarry::settings::Settings;
 use quarry::warehouse::{Param, Warehouse, WarehouseError, sql};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::fault_proxy::{Fault, FaultProxy};
 use crate::helpers::{emulator_host, test_vars};
-
-/// A canned answer for the next call whose path ends in `suffix`.
-#[derive(Clone)]
-struct Fault {
-    suffix: &'static str,
-    status: u16,
-    body: Value,
-}
-
-#[derive(Default)]
-struct ProxyState {
-    faults: Mutex<VecDeque<Fault>>,
-    /// (path, status returned) of every `jobs.query` and `insertAll` call.
-    seen: Mutex<Vec<(String, u16)>>,
-}
-
-struct FaultProxy {
-    host: String,
-    state: Arc<ProxyState>,
-}
-
-impl FaultProxy {
-    async fn start() -> Self {
-        let state = Arc::new(ProxyState::default());
-        let upstream = format!("http://{}", emulator_host());
-        let data = web::Data::from(state.clone());
-        let client = web::Data::new(reqwest::Client::new());
-        let upstream = web::Data::new(upstream);
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let host = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .app_data(client.clone())
-                .app_data(upstream.clone())
-                .default_service(web::to(forward))
-        })
-        .workers(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        tokio::spawn(server);
-        Self { host, state }
-    }
-
-    fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
-        self.state.faults.lock().unwrap().extend(faults);
-    }
-
-    fn query_calls(&self) -> Vec<(String, u16)> {
-        self.state.seen.lock().unwrap().clone()
-    }
-}
-
-async fn forward(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<ProxyState>,
-    client: web::Data<reqwest::Client>,
-    upstream: web::Data<String>,
-) -> HttpResponse {
-    let path = req.uri().path().to_string();
-    let is_query =
-        req.method() == "POST" && (path.ends_with("/queries") || path.ends_with("/insertAll"));
-    if is_query {
-        let fault = {
-            let mut faults = state.faults.lock().unwrap();
-            let position = faults.iter().position(|f| path.ends_with(f.suffix));
-            position.and_then(|i| faults.remove(i))
-        };
-        if let Some(fault) = fault {
-            state.seen.lock().unwrap().push((path, fault.status));
-            return HttpResponse::build(
-                actix_web::http::StatusCode::from_u16(fault.status).unwrap(),
-            )
-            .json(fault.body);
-        }
-    }
-    let url = format!("{}{}", upstream.as_str(), req.uri());
-    let mut outgoing = client.request(req.method().as_str().parse().unwrap(), url);
-    for name in ["content-type", "content-encoding"] {
-        if let Some(v) = req.headers().get(name) {
-            outgoing = outgoing.header(name, v.to_str().unwrap());
-        }
-    }
-    let response = outgoing.body(body.to_vec()).send().await.unwrap();
-    let status = response.status().as_u16();
-    if is_query {
-        state.seen.lock().unwrap().push((path, status));
-    }
-    let bytes = response.bytes().await.unwrap();
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
-        .content_type("application/json")
-        .body(bytes)
-}
 
 fn http_error(status: u16, reason: &str, message: &str) -> Fault {
     Fault {
         suffix: "/queries",
+        body_contains: None,
         status,
         body: json!({"error": {"code": status, "message": message,
                     "errors": [{"reason": reason, "message": message, "domain": "global"}],
@@ -122,6 +27,7 @@ fn http_error(status: u16, reason: &str, message: &str) -> Fault {
 fn job_error_on_200(reason: &str, message: &str) -> Fault {
     Fault {
         suffix: "/queries",
+        body_contains: None,
         status: 200,
         body: json!({"kind": "bigquery#queryResponse", "jobComplete": true,
                      "jobReference": {"projectId": "p", "jobId": "j"},
@@ -320,6 +226,7 @@ async fn rows_rejected_in_an_http_200_answer_are_an_error() {
     let warehouse = warehouse_via(&proxy.host, &[]).await;
     proxy.inject([Fault {
         suffix: "/insertAll",
+        body_contains: None,
         status: 200,
         body: json!({"kind": "bigquery#tableDataInsertAllResponse",
                      "insertErrors": [{"index": 0, "errors": [

@@ -1,0 +1,13 @@
+-- Key metadata of one org, newest first. Never the hash or the ciphertext.
+SELECT
+  key_id,
+  display_prefix,
+  scopes,
+  UNIX_MICROS(created_at) AS created_at_micros,
+  UNIX_MICROS(expires_at) AS expires_at_micros,
+  UNIX_MICROS(revoked_at) AS revoked_at_micros,
+  UNIX_MICROS(last_used_at) AS last_used_at_micros
+FROM `__META_DATASET__.org_api_keys`
+WHERE org_slug = @org_slug
+ORDER BY created_at DESC, key_id
+LIMIT 100

@@ -1,0 +1,14 @@
+-- One org's limits and usage. LIMIT 1.
+SELECT
+  org_slug,
+  daily_limit,
+  monthly_limit,
+  concurrent_limit,
+  CAST(day AS STRING) AS day,
+  runs_today,
+  CAST(month AS STRING) AS month,
+  runs_month,
+  active_run_ids
+FROM `__META_DATASET__.org_quota_state`
+WHERE org_slug = @org_slug
+LIMIT 1

@@ -1,0 +1,7 @@
+-- Admin change of one org's limits.
+UPDATE `__META_DATASET__.org_quota_state`
+SET daily_limit = @daily_limit,
+    monthly_limit = @monthly_limit,
+    concurrent_limit = @concurrent_limit,
+    updated_at = @now
+WHERE org_slug = @org_slug

@@ -1,0 +1,300 @@
+//! Org API keys at rest: issuing (hash + KMS ciphertext, never plaintext), lookup by hash,
+//! listing metadata, revocation, and the batched `last_used_at` writer.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{ApiKey, OrgSlug, Scope};
+use crate::error::ServiceError;
+use crate::kms::{Aad, Kms};
+use crate::warehouse::{Param, Warehouse, WarehouseError, sql};
+
+/// A freshly issued key: the only moment the plaintext exists outside the caller's hands.
+#[derive(Debug)]
+pub struct IssuedKey {
+    pub key: ApiKey,
+    pub key_id: String,
+    pub display_prefix: String,
+    pub scopes: Vec<Scope>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+pub async fn issue(
+    warehouse: &Warehouse,
+    kms: &dyn Kms,
+    org: &OrgSlug,
+    scopes: &[Scope],
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<IssuedKey, ServiceError> {
+    let key = ApiKey::generate();
+    let key_id = uuid::Uuid::new_v4().to_string();
+    let ciphertext = kms
+        .encrypt(
+            key.expose().as_bytes(),
+            &Aad::org_api_key(org.as_str(), &key_id),
+        )
+        .await?;
+    let scopes = Scope::normalize(scopes);
+    let display_prefix = key.display_prefix();
+    warehouse
+        .execute(
+            &sql::KEY_INSERT,
+            &[
+                Param::string("key_id", &key_id),
+                Param::string("org_slug", org.as_str()),
+                Param::string("key_hash", key.hash_hex()),
+                Param::string("encrypted_key_b64", B64.encode(&ciphertext)),
+                Param::string("display_prefix", &display_prefix),
+                Param::string_array(
+                    "scopes",
+                    scopes.iter().map(|s| s.as_str().to_string()).collect(),
+                ),
+                Param::timestamp("created_at", Utc::now()),
+                Param::opt_timestamp("expires_at", expires_at),
+            ],
+        )
+        .await?;
+    Ok(IssuedKey {
+        key,
+        key_id,
+        display_prefix,
+        scopes,
+        expires_at,
+    })
+}
+
+/// What authentication needs to know about a key.
+#[derive(Debug, Clone)]
+pub struct KeyAuthRecord {
+    pub key_id: String,
+    pub org_slug: OrgSlug,
+    pub scopes: Vec<Scope>,
+    pub expires_at_micros: Option<i64>,
+    pub revoked_at_micros: Option<i64>,
+    pub org_active: bool,
+}
+
+impl KeyAuthRecord {
+    /// Usable now: not expired, not revoked (a rotation's grace period counts as not yet
+    /// revoked), and its org is active.
+    pub fn is_usable_at(&self, now: DateTime<Utc>) -> bool {
+        let now = now.timestamp_micros();
+        self.org_active
+            && self.expires_at_micros.is_none_or(|t| now < t)
+            && self.revoked_at_micros.is_none_or(|t| now < t)
+    }
+}
+
+#[derive(Deserialize)]
+struct KeyRow {
+    key_id: String,
+    org_slug: String,
+    scopes: Vec<String>,
+    expires_at_micros: Option<i64>,
+    revoked_at_micros: Option<i64>,
+    org_status: String,
+}
+
+pub async fn lookup(
+    warehouse: &Warehouse,
+    key_hash: &str,
+) -> Result<Option<KeyAuthRecord>, WarehouseError> {
+    let rows: Vec<KeyRow> = warehouse
+        .query(&sql::KEY_BY_HASH, &[Param::string("key_hash", key_hash)])
+        .await?;
+    Ok(rows.into_iter().next().and_then(|row| {
+        Some(KeyAuthRecord {
+            org_slug: OrgSlug::parse(&row.org_slug).ok()?,
+            key_id: row.key_id,
+            scopes: row.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+            expires_at_micros: row.expires_at_micros,
+            revoked_at_micros: row.revoked_at_micros,
+            org_active: row.org_status == "ACTIVE",
+        })
+    }))
+}
+
+/// Key metadata as the API shows it: never the key, its hash or its ciphertext.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub key_id: String,
+    pub display_prefix: String,
+    pub scopes: Vec<String>,
+    pub status: String,
+    pub created_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+struct KeyListRow {
+    key_id: String,
+    display_prefix: String,
+    scopes: Vec<String>,
+    created_at_micros: Option<i64>,
+    expires_at_micros: Option<i64>,
+    revoked_at_micros: Option<i64>,
+    last_used_at_micros: Option<i64>,
+}
+
+pub fn from_micros(micros: Option<i64>) -> Option<DateTime<Utc>> {
+    micros.and_then(DateTime::from_timestamp_micros)
+}
+
+pub async fn list(warehouse: &Warehouse, org: &OrgSlug) -> Result<Vec<KeyInfo>, WarehouseError> {
+    let rows: Vec<KeyListRow> = warehouse
+        .query(
+            &sql::KEYS_BY_ORG,
+            &[Param::string("org_slug", org.as_str())],
+        )
+        .await?;
+    let now = Utc::now().timestamp_micros();
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let status = match (r.revoked_at_micros, r.expires_at_micros) {
+                (Some(t), _) if t <= now => "REVOKED",
+                (Some(_), _) => "ROTATING",
+                (None, Some(t)) if t <= now => "EXPIRED",
+                _ => "ACTIVE",
+            };
+            KeyInfo {
+                key_id: r.key_id,
+                display_prefix: r.display_prefix,
+                scopes: r.scopes,
+                status: status.to_string(),
+                created_at: from_micros(r.created_at_micros),
+                expires_at: from_micros(r.expires_at_micros),
+                revoked_at: from_micros(r.revoked_at_micros),
+                last_used_at: from_micros(r.last_used_at_micros),
+            }
+        })
+        .collect())
+}
+
+/// Sets the revocation time of one key of `org` (never later than an earlier one).
+/// `NotFound` when the org has no such key.
+pub async fn revoke(
+    warehouse: &Warehouse,
+    org: &OrgSlug,
+    key_id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    let changed = warehouse
+        .execute(
+            &sql::KEY_REVOKE,
+            &[
+                Param::string("org_slug", org.as_str()),
+                Param::string("key_id", key_id),
+                Param::timestamp("revoked_at", at),
+            ],
+        )
+        .await?;
+    if changed == 0
+        && !list(warehouse, org)
+            .await?
+            .iter()
+            .any(|k| k.key_id == key_id)
+    {
+        return Err(ServiceError::NotFound);
+    }
+    Ok(())
+}
+
+pub async fn count(warehouse: &Warehouse, org: &OrgSlug) -> Result<i64, WarehouseError> {
+    #[derive(Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    let rows: Vec<Count> = warehouse
+        .query(
+            &sql::KEYS_COUNT_BY_ORG,
+            &[Param::string("org_slug", org.as_str())],
+        )
+        .await?;
+    Ok(rows.first().map_or(0, |c| c.n))
+}
+
+/// The stored KMS ciphertext of one key (for integrity checks and recovery tooling).
+pub async fn stored_ciphertext(
+    warehouse: &Warehouse,
+    org: &OrgSlug,
+    key_id: &str,
+) -> Result<Option<Vec<u8>>, ServiceError> {
+    #[derive(Deserialize)]
+    struct Row {
+        encrypted_key_b64: String,
+    }
+    let rows: Vec<Row> = warehouse
+        .query(
+            &sql::KEY_ENCRYPTED_BY_ID,
+            &[
+                Param::string("org_slug", org.as_str()),
+                Param::string("key_id", key_id),
+            ],
+        )
+        .await?;
+    rows.into_iter()
+        .next()
+        .map(|r| {
+            B64.decode(r.encrypted_key_b64)
+                .map_err(|e| ServiceError::Warehouse(WarehouseError::Decode(e.to_string())))
+        })
+        .transpose()
+}
+
+/// Collects key uses in memory and writes them with one UPDATE per flush, so authenticated
+/// requests cost no BigQuery write.
+#[derive(Default)]
+pub struct LastUsed {
+    pending: Mutex<HashMap<(String, String), DateTime<Utc>>>,
+}
+
+impl LastUsed {
+    pub fn record(&self, org: &OrgSlug, key_id: &str) {
+        self.pending
+            .lock()
+            .expect("last-used lock")
+            .insert((org.as_str().to_string(), key_id.to_string()), Utc::now());
+    }
+
+    /// Writes everything pending in one statement; on failure the entries are kept for the next
+    /// flush. Returns how many keys were written.
+    pub async fn flush(&self, warehouse: &Warehouse) -> Result<usize, WarehouseError> {
+        let batch: HashMap<(String, String), DateTime<Utc>> =
+            std::mem::take(&mut *self.pending.lock().expect("last-used lock"));
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let used_at = batch.values().max().copied().unwrap_or_else(Utc::now);
+        let pairs: Vec<String> = batch
+            .keys()
+            .map(|(org, id)| format!("{org}:{id}"))
+            .collect();
+        let result = warehouse
+            .execute(
+                &sql::KEYS_TOUCH_LAST_USED,
+                &[
+                    Param::timestamp("used_at", used_at),
+                    Param::string_array("org_keys", pairs),
+                ],
+            )
+            .await;
+        match result {
+            Ok(_) => Ok(batch.len()),
+            Err(e) => {
+                let mut pending = self.pending.lock().expect("last-used lock");
+                for (k, v) in batch {
+                    pending.entry(k).or_insert(v);
+                }
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,107 @@
+use serde::{Deserialize, Serialize};
+
+/// Subscription plans and their quota limits. ENTERPRISE limits are set by an admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Plan {
+    Starter,
+    Professional,
+    Scale,
+    Enterprise,
+}
+
+/// Pipeline-run limits of one org.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaLimits {
+    pub daily_limit: i64,
+    pub monthly_limit: i64,
+    pub concurrent_limit: i64,
+}
+
+/// Largest value an admin may set for any limit.
+pub const MAX_LIMIT: i64 = 1_000_000;
+
+impl QuotaLimits {
+    /// Each limit at least 1 and at most [`MAX_LIMIT`]; daily ≤ monthly; concurrent ≤ daily.
+    pub fn validate(self) -> Result<Self, &'static str> {
+        let in_range = |v: i64| (1..=MAX_LIMIT).contains(&v);
+        if !(in_range(self.daily_limit)
+            && in_range(self.monthly_limit)
+            && in_range(self.concurrent_limit))
+        {
+            return Err("limits must be between 1 and 1000000");
+        }
+        if self.daily_limit > self.monthly_limit {
+            return Err("the daily limit cannot exceed the monthly limit");
+        }
+        if self.concurrent_limit > self.daily_limit {
+            return Err("the concurrent limit cannot exceed the daily limit");
+        }
+        Ok(self)
+    }
+}
+
+impl Plan {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Plan::Starter => "STARTER",
+            Plan::Professional => "PROFESSIONAL",
+            Plan::Scale => "SCALE",
+            Plan::Enterprise => "ENTERPRISE",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(raw.to_string())).ok()
+    }
+
+    /// The plan's built-in limits; `None` for ENTERPRISE (admin-set).
+    pub fn limits(self) -> Option<QuotaLimits> {
+        let (daily_limit, monthly_limit, concurrent_limit) = match self {
+            Plan::Starter => (6, 180, 1),
+            Plan::Professional => (25, 750, 2),
+            Plan::Scale => (100, 3000, 5),
+            Plan::Enterprise => return None,
+        };
+        Some(QuotaLimits {
+            daily_limit,
+            monthly_limit,
+            concurrent_limit,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_carry_the_documented_limits() {
+        let l = |d, m, c| QuotaLimits {
+            daily_limit: d,
+            monthly_limit: m,
+            concurrent_limit: c,
+        };
+        assert_eq!(Plan::Starter.limits(), Some(l(6, 180, 1)));
+        assert_eq!(Plan::Professional.limits(), Some(l(25, 750, 2)));
+        assert_eq!(Plan::Scale.limits(), Some(l(100, 3000, 5)));
+        assert_eq!(Plan::Enterprise.limits(), None);
+        assert_eq!(Plan::parse("SCALE"), Some(Plan::Scale));
+        assert_eq!(Plan::parse("scale"), None);
+    }
+
+    #[test]
+    fn admin_limits_are_bounded_and_consistent() {
+        let l = |d, m, c| QuotaLimits {
+            daily_limit: d,
+            monthly_limit: m,
+            concurrent_limit: c,
+        };
+        assert!(l(10, 100, 2).validate().is_ok());
+        assert!(l(0, 100, 1).validate().is_err());
+        assert!(l(10, 5, 1).validate().is_err());
+        assert!(l(10, 100, 11).validate().is_err());
+        assert!(l(10, MAX_LIMIT + 1, 1).validate().is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! Org API key routes: rotate (new key shown once; the old one lives on for a grace period),
+//! list (metadata only), revoke.
+
+use actix_web::{HttpResponse, web};
+use chrono::{Duration, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::org_from_path;
+use crate::api_keys;
+use crate::audit::{self, AuditEvent};
+use crate::auth::{AuthState, Caller, Guarded, OrgOrRoot, scopes};
+use crate::domain::Scope;
+use crate::error::ApiError;
+use crate::kms::Kms;
+use crate::warehouse::Warehouse;
+
+/// Longest grace period for a rotated key: 7 days.
+pub const MAX_GRACE_SECONDS: i64 = 7 * 24 * 3600;
+/// Longest lifetime of a key given an expiry: 2 years.
+pub const MAX_EXPIRY_SECONDS: i64 = 2 * 365 * 24 * 3600;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateRequest {
+    /// The key to replace; defaults to the calling key (required for the root key).
+    #[serde(default)]
+    pub key_id: Option<String>,
+    /// How long the replaced key keeps working: 0 (default) revokes it now; at most 7 days.
+    #[serde(default)]
+    pub grace_period_seconds: Option<i64>,
+    /// Scopes of the new key; defaults to the replaced key's.
+    #[serde(default)]
+    pub scopes: Option<Vec<Scope>>,
+    /// The new key expires after this many seconds (default: never).
+    #[serde(default)]
+    pub expires_in_seconds: Option<i64>,
+}
+
+pub async fn rotate(
+    caller: Guarded<OrgOrRoot<scopes::KeysManage>>,
+    warehouse: web::Data<Warehouse>,
+    kms: web::Data<dyn Kms>,
+    auth: web::Data<AuthState>,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let org = org_from_path(&path)?;
+    // The body is optional: empty means every default.
+    let body: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(ApiError::bad_request)?
+    };
+    let grace = body.grace_period_seconds.unwrap_or(0);
+    if !(0..=MAX_GRACE_SECONDS).contains(&grace) {
+        return Err(ApiError::bad_request(
+            "grace_period_seconds must be 0-604800",
+        ));
+    }
+    let expires_at = match body.expires_in_seconds {
+        None => None,
+        Some(s) if (1..=MAX_EXPIRY_SECONDS).contains(&s) => Some(Utc::now() + Duration::seconds(s)),
+        Some(_) => return Err(ApiError::bad_request("expires_in_seconds out of range")),
+    };
+    let old_key_id = match (&body.key_id, caller.principal()) {
+        (Some(id), _) => id.clone(),
+        (None, Caller::Org(p)) => p.key_id.clone(),
+        (None, Caller::Root) => {
+            return Err(ApiError::bad_request(
+                "key_id is required with the root key",
+            ));
+        }
+    };
+    let existing = api_keys::list(&warehouse, &org).await?;
+    let old = existing
+        .iter()
+        .find(|k| k.key_id == old_key_id)
+        .ok_or(ApiError::NotFound)?;
+    let scopes: Vec<Scope> = match body.scopes {
+        Some(s) => Scope::normalize(&s),
+        None => old.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+    };
+    if let Caller::Org(p) = caller.principal() {
+        // A key cannot mint a key with more power than itself.
+        if !scopes.iter().all(|s| p.scopes.contains(s)) {
+            return Err(ApiError::MissingScope);
+        }
+    }
+    let issued = api_keys::issue(&warehouse, kms.get_ref(), &org, &scopes, expires_at).await?;
+    let old_revoked_at = Utc::now() + Duration::seconds(grace);
+    api_keys::revoke(&warehouse, &org, &old_key_id, old_revoked_at).await?;
+    auth.invalidate_key(&old_key_id);
+    audit::record(
+        &warehouse,
+        AuditEvent {
+            org_slug: Some(&org),
+            actor: caller.actor(),
+            action: "api_key.rotate",
+            resource_type: "api_key",
+            resource_id: Some(issued.key_id.clone()),
+            details: json!({"replaced_key_id": old_key_id, "grace_period_seconds": grace,
+                            "scopes": issued.scopes}),
+        },
+    )
+    .await;
+    Ok(HttpResponse::Created().json(json!({
+        "api_key": issued.key.expose(),
+        "key_id": issued.key_id,
+        "display_prefix": issued.display_prefix,
+        "scopes": issued.scopes,
+        "expires_at": issued.expires_at,
+        "replaced_key_id": old_key_id,
+        "replaced_key_revoked_at": old_revoked_at,
+    })))
+}
+
+pub async fn list(
+    _caller: Guarded<OrgOrRoot<scopes::KeysManage>>,
+    warehouse: web::Data<Warehouse>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let org = org_from_path(&path)?;
+    Ok(HttpResponse::Ok().json(json!({"api_keys": api_keys::list(&warehouse, &org).await?})))
+}
+
+pub async fn revoke(
+    caller: Guarded<OrgOrRoot<scopes::KeysManage>>,
+    warehouse: web::Data<Warehouse>,
+    auth: web::Data<AuthState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_org, key_id) = path.into_inner();
+    let org = org_from_path(&raw_org)?;
+    if uuid::Uuid::parse_str(&key_id).is_err() {
+        return Err(ApiError::NotFound);
+    }
+    api_keys::revoke(&warehouse, &org, &key_id, Utc::now()).await?;
+    auth.invalidate_key(&key_id);
+    audit::record(
+        &warehouse,
+        AuditEvent {
+            org_slug: Some(&org),
+            actor: caller.actor(),
+            action: "api_key.revoke",
+            resource_type: "api_key",
+            resource_id: Some(key_id.clone()),
+            details: json!({}),
+        },
+    )
+    .await;
+    Ok(HttpResponse::NoContent().finish())
+}

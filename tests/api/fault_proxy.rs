@@ -1,0 +1,111 @@
+//! A fault-injecting proxy in front of the emulator: forwards every request verbatim except the
+//! ones a test asked to fail, and records the `jobs.query` / `insertAll` calls it saw.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use serde_json::Value;
+
+use crate::helpers::emulator_host;
+
+/// A canned answer for the next call whose path ends in `suffix`.
+#[derive(Clone)]
+pub struct Fault {
+    pub suffix: &'static str,
+    /// Only requests whose body contains this text (e.g. a table name).
+    pub body_contains: Option<&'static str>,
+    pub status: u16,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    faults: Mutex<VecDeque<Fault>>,
+    /// (path, status returned) of every `jobs.query` and `insertAll` call.
+    seen: Mutex<Vec<(String, u16)>>,
+}
+
+pub struct FaultProxy {
+    pub host: String,
+    state: Arc<ProxyState>,
+}
+
+impl FaultProxy {
+    pub async fn start() -> Self {
+        let state = Arc::new(ProxyState::default());
+        let upstream = format!("http://{}", emulator_host());
+        let data = web::Data::from(state.clone());
+        let client = web::Data::new(reqwest::Client::new());
+        let upstream = web::Data::new(upstream);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(client.clone())
+                .app_data(upstream.clone())
+                .default_service(web::to(forward))
+        })
+        .workers(1)
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        Self { host, state }
+    }
+
+    pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.state.faults.lock().unwrap().extend(faults);
+    }
+
+    pub fn query_calls(&self) -> Vec<(String, u16)> {
+        self.state.seen.lock().unwrap().clone()
+    }
+}
+
+async fn forward(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<ProxyState>,
+    client: web::Data<reqwest::Client>,
+    upstream: web::Data<String>,
+) -> HttpResponse {
+    let path = req.uri().path().to_string();
+    let is_query =
+        req.method() == "POST" && (path.ends_with("/queries") || path.ends_with("/insertAll"));
+    if is_query {
+        let fault = {
+            let mut faults = state.faults.lock().unwrap();
+            let text = String::from_utf8_lossy(&body);
+            let position = faults.iter().position(|f| {
+                path.ends_with(f.suffix) && f.body_contains.is_none_or(|needle| text.contains(needle))
+            });
+            position.and_then(|i| faults.remove(i))
+        };
+        if let Some(fault) = fault {
+            state.seen.lock().unwrap().push((path, fault.status));
+            return HttpResponse::build(
+                actix_web::http::StatusCode::from_u16(fault.status).unwrap(),
+            )
+            .json(fault.body);
+        }
+    }
+    let url = format!("{}{}", upstream.as_str(), req.uri());
+    let mut outgoing = client.request(req.method().as_str().parse().unwrap(), url);
+    for name in ["content-type", "content-encoding"] {
+        if let Some(v) = req.headers().get(name) {
+            outgoing = outgoing.header(name, v.to_str().unwrap());
+        }
+    }
+    let response = outgoing.body(body.to_vec()).send().await.unwrap();
+    let status = response.status().as_u16();
+    if is_query {
+        state.seen.lock().unwrap().push((path, status));
+    }
+    let bytes = response.bytes().await.unwrap();
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+        .content_type("application/json")
+        .body(bytes)
+}
+
