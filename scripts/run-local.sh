@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make run: the service on local defaults, against the BigQuery emulator on loopback.
-# Writes a development root key to .env.local on first use (printed once), and stops the
-# emulator when the service stops.
+# Writes a development root key (printed once) and a local KMS key to .env.local on first use,
+# and stops the emulator when the service stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,12 @@ CA_ROOT_API_KEY=$key
 ENV
   echo "==> wrote a development root key to .env.local (shown once):"
   echo "    CA_ROOT_API_KEY=$key"
+fi
+if ! grep -q '^LOCAL_KMS_KEY=' .env.local; then
+  kms=$(python3 -c 'import base64, secrets; print(base64.b64encode(secrets.token_bytes(32)).decode())')
+  umask 077
+  echo "LOCAL_KMS_KEY=$kms" >>.env.local
+  echo "==> wrote a development KMS key to .env.local"
 fi
 set -a
 # shellcheck disable=SC1091

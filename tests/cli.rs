@@ -6,7 +6,10 @@ fn run(vars: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_quarry"))
         .env_clear()
         .env("RUST_BACKTRACE", "1")
-        .env("LOCAL_KMS_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        .env(
+            "LOCAL_KMS_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
         .envs(vars.iter().copied())
         .output()
         .expect("the binary runs")
@@ -45,7 +48,10 @@ fn production_without_a_root_key_refuses_to_start() {
         ("ENVIRONMENT", "production"),
         ("GCP_PROJECT_ID", "quarry-prod"),
         ("LOCAL_KMS_KEY", ""),
-        ("KMS_KEY_NAME", "projects/p/locations/global/keyRings/r/cryptoKeys/k"),
+        (
+            "KMS_KEY_NAME",
+            "projects/p/locations/global/keyRings/r/cryptoKeys/k",
+        ),
     ]);
     assert_refused(
         &output,

@@ -1,4 +1,4 @@
--- Revokes one key of one org at @revoked_at (now, or the end of a rotation grace period).
+-- Revokes one key of one org at the given time (now, or the end of a rotation grace period).
 -- Never moves an earlier revocation later.
 UPDATE `__META_DATASET__.org_api_keys`
 SET revoked_at = @revoked_at

@@ -79,7 +79,8 @@ async fn forward(
             let mut faults = state.faults.lock().unwrap();
             let text = String::from_utf8_lossy(&body);
             let position = faults.iter().position(|f| {
-                path.ends_with(f.suffix) && f.body_contains.is_none_or(|needle| text.contains(needle))
+                path.ends_with(f.suffix)
+                    && f.body_contains.is_none_or(|needle| text.contains(needle))
             });
             position.and_then(|i| faults.remove(i))
         };
@@ -108,4 +109,3 @@ async fn forward(
         .content_type("application/json")
         .body(bytes)
 }
-

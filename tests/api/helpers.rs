@@ -319,12 +319,19 @@ impl Emulator {
     /// `SELECT COUNT(*)` of a test-written query's single value.
     pub async fn count(&self, query: &str) -> i64 {
         let body = self.sql(query).await;
-        body["rows"][0]["f"][0]["v"].as_str().unwrap().parse().unwrap()
+        body["rows"][0]["f"][0]["v"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 }
 
 /// An org slug no other test (or earlier run against the same emulator) uses: org datasets
 /// live at project level, outside each test's meta dataset.
 pub fn unique_slug(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
 }

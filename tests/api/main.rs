@@ -6,5 +6,6 @@ mod fault_proxy;
 mod health;
 mod helpers;
 mod http_basics;
+mod keys;
 mod orgs;
 mod warehouse;

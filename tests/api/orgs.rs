@@ -77,11 +77,24 @@ async fn a_dry_run_checks_everything_and_writes_nothing() {
         .collect();
     assert_eq!(
         names,
-        vec!["meta_tables_present", "slug_available", "dataset_available", "plan_known"]
+        vec![
+            "meta_tables_present",
+            "slug_available",
+            "dataset_available",
+            "plan_known"
+        ]
     );
     let delta = app.warehouse.counters().snapshot().since(&before);
-    assert_eq!((delta.dml, delta.insert_all), (0, 0), "nothing written: {delta:?}");
-    assert!(!Emulator::new().dataset_exists(&slug.replace('-', "_")).await);
+    assert_eq!(
+        (delta.dml, delta.insert_all),
+        (0, 0),
+        "nothing written: {delta:?}"
+    );
+    assert!(
+        !Emulator::new()
+            .dataset_exists(&slug.replace('-', "_"))
+            .await
+    );
     let response = app.root_get(&format!("/api/v1/organizations/{slug}")).await;
     assert_error(response, 404, "Resource not found").await;
 }
@@ -241,7 +254,12 @@ async fn the_same_slug_with_other_details_is_409() {
     app.onboard(&slug).await;
     let mut body = onboard_body(&slug, "STARTER");
     body["admin_email"] = json!("other@dup.example.com");
-    assert_error(app.onboard_with(&body).await, 409, "Resource already exists").await;
+    assert_error(
+        app.onboard_with(&body).await,
+        409,
+        "Resource already exists",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -250,7 +268,16 @@ async fn malformed_onboarding_requests_are_400() {
     app.bootstrap().await;
     let fine = unique_slug("fine-co");
     let mut cases = vec![];
-    for slug in ["ab", "Acme", "-acme", "acme-", "../etc", "acme;drop", "a b c", &"a".repeat(65)] {
+    for slug in [
+        "ab",
+        "Acme",
+        "-acme",
+        "acme-",
+        "../etc",
+        "acme;drop",
+        "a b c",
+        &"a".repeat(65),
+    ] {
         cases.push(onboard_body(slug, "STARTER"));
     }
     let mut unknown_field = onboard_body(&fine, "STARTER");
@@ -340,7 +367,11 @@ async fn an_admin_changes_quota_limits() {
         .await
         .unwrap();
     assert_eq!(
-        (&quota["daily_limit"], &quota["monthly_limit"], &quota["concurrent_limit"]),
+        (
+            &quota["daily_limit"],
+            &quota["monthly_limit"],
+            &quota["concurrent_limit"]
+        ),
         (&json!(40), &json!(900), &json!(3))
     );
     for bad in [
@@ -376,7 +407,10 @@ async fn orgs_are_listed_in_pages() {
     let app = spawn_app().await;
     app.bootstrap().await;
     let base = unique_slug("page");
-    let names: Vec<String> = ["a", "b", "c"].iter().map(|s| format!("{base}-{s}")).collect();
+    let names: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|s| format!("{base}-{s}"))
+        .collect();
     for slug in &names {
         app.onboard(slug).await;
     }
@@ -404,7 +438,13 @@ async fn orgs_are_listed_in_pages() {
         .unwrap();
     assert_eq!(slugs(&second), names[2..].to_vec());
     assert_eq!(second["next_page_token"], Value::Null);
-    for bad in ["limit=0", "limit=101", "page_token=%27%20OR%201%3D1", "page_token=Li4vZXRj", "x=1"] {
+    for bad in [
+        "limit=0",
+        "limit=101",
+        "page_token=%27%20OR%201%3D1",
+        "page_token=Li4vZXRj",
+        "x=1",
+    ] {
         let r = app.root_get(&format!("/api/v1/organizations?{bad}")).await;
         assert_error(r, 400, "Invalid request format").await;
     }
@@ -422,13 +462,19 @@ async fn a_suspended_orgs_keys_stop_working_at_once() {
     assert_eq!(suspended.status(), 200);
     let body: Value = suspended.json().await.unwrap();
     assert_eq!(body["status"], "SUSPENDED");
-    assert_error(app.key_get(path, &key).await, 401, "Invalid or inactive API key").await;
+    assert_error(
+        app.key_get(path, &key).await,
+        401,
+        "Invalid or inactive API key",
+    )
+    .await;
 
     let reactivated = app.root_post(&format!("{path}/reactivate")).await;
     assert_eq!(reactivated.status(), 200);
     assert_eq!(app.key_get(path, &key).await.status(), 200);
     assert_error(
-        app.root_post("/api/v1/organizations/ghost-co/suspend").await,
+        app.root_post("/api/v1/organizations/ghost-co/suspend")
+            .await,
         404,
         "Resource not found",
     )
@@ -456,7 +502,10 @@ async fn the_audit_log_records_admin_actions_newest_first_and_pages() {
         .iter()
         .map(|e| e["action"].as_str().unwrap())
         .collect();
-    assert_eq!(actions, vec!["org.reactivate", "org.suspend", "org.onboard"]);
+    assert_eq!(
+        actions,
+        vec!["org.reactivate", "org.suspend", "org.onboard"]
+    );
     assert!(!log.to_string().contains(&key));
 
     let page1: Value = app
@@ -468,7 +517,10 @@ async fn the_audit_log_records_admin_actions_newest_first_and_pages() {
     assert_eq!(page1["audit_logs"].as_array().unwrap().len(), 2);
     let token = page1["next_page_token"].as_str().unwrap();
     let page2: Value = app
-        .key_get(&format!("{path}/audit-logs?limit=2&page_token={token}"), &key)
+        .key_get(
+            &format!("{path}/audit-logs?limit=2&page_token={token}"),
+            &key,
+        )
         .await
         .json()
         .await

@@ -1,0 +1,361 @@
+use std::time::Duration;
+
+use quarry::api_keys;
+use quarry::domain::OrgSlug;
+use quarry::kms::Aad;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_error, spawn_app, unique_slug};
+
+async fn org(app: &TestApp) -> (String, String) {
+    app.bootstrap().await;
+    let slug = unique_slug("keys-co");
+    let key = app.org_with_key(&slug).await;
+    (slug, key)
+}
+
+async fn rotate(app: &TestApp, slug: &str, key: &str, body: Value) -> reqwest::Response {
+    app.key_post(
+        &format!("/api/v1/organizations/{slug}/api-keys/rotate"),
+        key,
+        &body,
+    )
+    .await
+}
+
+fn profile_path(slug: &str) -> String {
+    format!("/api/v1/organizations/{slug}")
+}
+
+#[tokio::test]
+async fn rotation_without_grace_revokes_the_old_key_at_once() {
+    let app = spawn_app().await;
+    let (slug, old) = org(&app).await;
+    assert_eq!(app.key_get(&profile_path(&slug), &old).await.status(), 200);
+    let response = rotate(&app, &slug, &old, json!({})).await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    let new = body["api_key"].as_str().unwrap();
+    assert_ne!(new, old);
+    assert_eq!(
+        body["scopes"].as_array().unwrap().len(),
+        6,
+        "same scopes as the old key"
+    );
+    assert_eq!(app.key_get(&profile_path(&slug), new).await.status(), 200);
+    assert_error(
+        app.key_get(&profile_path(&slug), &old).await,
+        401,
+        "Invalid or inactive API key",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_rotated_key_works_until_its_grace_period_ends() {
+    let app = spawn_app().await;
+    let (slug, old) = org(&app).await;
+    let response = rotate(&app, &slug, &old, json!({"grace_period_seconds": 2})).await;
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    let new = body["api_key"].as_str().unwrap().to_string();
+    assert_eq!(app.key_get(&profile_path(&slug), &old).await.status(), 200);
+    assert_eq!(app.key_get(&profile_path(&slug), &new).await.status(), 200);
+    let listed: Value = app
+        .key_get(&format!("{}/api-keys", profile_path(&slug)), &new)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let statuses: Vec<&str> = listed["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, vec!["ACTIVE", "ROTATING"]);
+    tokio::time::sleep(Duration::from_millis(2300)).await;
+    assert_error(
+        app.key_get(&profile_path(&slug), &old).await,
+        401,
+        "Invalid or inactive API key",
+    )
+    .await;
+    assert_eq!(app.key_get(&profile_path(&slug), &new).await.status(), 200);
+}
+
+#[tokio::test]
+async fn rotation_bounds_are_enforced() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    for bad in [
+        json!({"grace_period_seconds": 604801}),
+        json!({"grace_period_seconds": -1}),
+        json!({"expires_in_seconds": 0}),
+        json!({"scopes": ["admin:all"]}),
+        json!({"unknown": true}),
+    ] {
+        assert_error(
+            rotate(&app, &slug, &key, bad).await,
+            400,
+            "Invalid request format",
+        )
+        .await;
+    }
+    let missing = rotate(
+        &app,
+        &slug,
+        &key,
+        json!({"key_id": uuid::Uuid::new_v4().to_string()}),
+    )
+    .await;
+    assert_error(missing, 404, "Resource not found").await;
+    // The root key must name the key it replaces.
+    let response = app
+        .client
+        .post(app.url(&format!("/api/v1/organizations/{slug}/api-keys/rotate")))
+        .header("X-CA-Root-Key", &app.root_key)
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 400, "Invalid request format").await;
+    // The key still works: nothing above changed it.
+    assert_eq!(app.key_get(&profile_path(&slug), &key).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_revoked_key_gets_401_at_once() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    let listed: Value = app
+        .key_get(&format!("{}/api-keys", profile_path(&slug)), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let key_id = listed["api_keys"][0]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let response = app
+        .client
+        .delete(app.url(&format!("{}/api-keys/{key_id}", profile_path(&slug))))
+        .header("X-CA-Root-Key", &app.root_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_error(
+        app.key_get(&profile_path(&slug), &key).await,
+        401,
+        "Invalid or inactive API key",
+    )
+    .await;
+    let unknown = app
+        .client
+        .delete(app.url(&format!(
+            "{}/api-keys/{}",
+            profile_path(&slug),
+            uuid::Uuid::new_v4()
+        )))
+        .header("X-CA-Root-Key", &app.root_key)
+        .send()
+        .await
+        .unwrap();
+    assert_error(unknown, 404, "Resource not found").await;
+}
+
+#[tokio::test]
+async fn an_expired_key_gets_401() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    let body: Value = rotate(
+        &app,
+        &slug,
+        &key,
+        json!({"expires_in_seconds": 1, "grace_period_seconds": 600}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let short = body["api_key"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.key_get(&profile_path(&slug), &short).await.status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_error(
+        app.key_get(&profile_path(&slug), &short).await,
+        401,
+        "Invalid or inactive API key",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_key_without_the_routes_scope_gets_403() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    let body: Value = rotate(
+        &app,
+        &slug,
+        &key,
+        json!({"scopes": ["runs:read"], "grace_period_seconds": 600}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let narrow = body["api_key"].as_str().unwrap().to_string();
+    assert_eq!(body["scopes"], json!(["runs:read"]));
+    for path in [
+        profile_path(&slug),
+        format!("{}/api-keys", profile_path(&slug)),
+        format!("{}/audit-logs", profile_path(&slug)),
+    ] {
+        assert_error(
+            app.key_get(&path, &narrow).await,
+            403,
+            "API key lacks the required scope",
+        )
+        .await;
+    }
+    // Nor can it mint itself a stronger key.
+    assert_error(
+        rotate(&app, &slug, &narrow, json!({"scopes": ["keys:manage"]})).await,
+        403,
+        "API key lacks the required scope",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn key_listings_hold_metadata_only() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    let listed: Value = app
+        .key_get(&format!("{}/api-keys", profile_path(&slug)), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entry = listed["api_keys"][0].as_object().unwrap();
+    let mut fields: Vec<&str> = entry.keys().map(String::as_str).collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        vec![
+            "created_at",
+            "display_prefix",
+            "expires_at",
+            "key_id",
+            "last_used_at",
+            "revoked_at",
+            "scopes",
+            "status"
+        ]
+    );
+    assert!(key.starts_with(entry["display_prefix"].as_str().unwrap()));
+    assert!(!listed.to_string().contains(&key));
+}
+
+#[tokio::test]
+async fn last_used_is_written_in_one_batch_not_per_request() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    let before = app.warehouse.counters().snapshot();
+    for _ in 0..5 {
+        assert_eq!(app.key_get(&profile_path(&slug), &key).await.status(), 200);
+    }
+    let during = app.warehouse.counters().snapshot().since(&before);
+    assert_eq!(during.dml, 0, "no write per request");
+    let flush_start = app.warehouse.counters().snapshot();
+    assert_eq!(app.auth.last_used.flush(&app.warehouse).await.unwrap(), 1);
+    let flush = app.warehouse.counters().snapshot().since(&flush_start);
+    assert_eq!(flush.dml, 1);
+    let listed: Value = app
+        .root_get(&format!("{}/api-keys", profile_path(&slug)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed["api_keys"][0]["last_used_at"].is_string(),
+        "{listed}"
+    );
+    assert_eq!(app.auth.last_used.flush(&app.warehouse).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_stored_key_ciphertext_moved_to_another_org_fails_to_decrypt() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    let other = unique_slug("other-co");
+    app.onboard(&other).await;
+    let org_a = OrgSlug::parse(&slug).unwrap();
+    let listed = api_keys::list(&app.warehouse, &org_a).await.unwrap();
+    let key_id = &listed[0].key_id;
+    let sealed = api_keys::stored_ciphertext(&app.warehouse, &org_a, key_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !sealed
+            .windows(10)
+            .any(|w| key.as_bytes().windows(10).any(|k| k == w))
+    );
+    let opened = app
+        .kms
+        .decrypt(&sealed, &Aad::org_api_key(&slug, key_id))
+        .await
+        .unwrap();
+    assert_eq!(opened.as_slice(), key.as_bytes());
+    assert!(
+        app.kms
+            .decrypt(&sealed, &Aad::org_api_key(&other, key_id))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn malformed_keys_cost_no_bigquery_call() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    let mut typo = key.clone().into_bytes();
+    typo[10] = if typo[10] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).unwrap();
+    let before = app.warehouse.counters().snapshot();
+    for bad in [
+        "",
+        "nope",
+        "qk_",
+        &typo,
+        &key[..key.len() - 1],
+        &format!("{key}0"),
+        &"qk_".repeat(17),
+        "' OR '1'='1",
+    ] {
+        assert_error(
+            app.key_get(&profile_path(&slug), bad).await,
+            401,
+            "Invalid or inactive API key",
+        )
+        .await;
+    }
+    assert_eq!(app.warehouse.counters().snapshot(), before);
+}
+
+#[tokio::test]
+async fn a_warm_cache_authenticates_without_bigquery() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    // Warm up, then measure a key-only route that itself reads nothing: none exists yet, so
+    // count the auth lookups of a profile read (one query for the profile, one for the quota).
+    assert_eq!(app.key_get(&profile_path(&slug), &key).await.status(), 200);
+    let before = app.warehouse.counters().snapshot();
+    assert_eq!(app.key_get(&profile_path(&slug), &key).await.status(), 200);
+    let delta = app.warehouse.counters().snapshot().since(&before);
+    assert_eq!(delta.query, 2, "profile + quota, no auth lookup: {delta:?}");
+}
