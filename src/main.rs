@@ -15,7 +15,11 @@ async fn main() -> ExitCode {
     };
     telemetry::init("info", std::io::stdout);
     if settings.disable_auth {
-        tracing::warn!("DISABLE_AUTH is set: this only has effect in development");
+        if settings.environment == quarry::settings::Environment::Development {
+            tracing::warn!("AUTHENTICATION IS DISABLED (DISABLE_AUTH=true, development only)");
+        } else {
+            tracing::warn!("DISABLE_AUTH is ignored outside development");
+        }
     }
     tracing::info!(
         environment = settings.environment.as_str(),

@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod health;
 pub mod keys;
+pub mod me;
 pub mod orgs;
 
 use actix_web::web;
@@ -42,6 +43,7 @@ macro_rules! route {
 pub static ROUTES: &[RouteSpec] = &[
     route!(get "/health/live", Public => health::live),
     route!(get "/health/ready", Public => health::ready),
+    route!(get "/api/v1/whoami", OrgOrRoot => me::whoami),
     route!(post "/api/v1/admin/bootstrap", Root => admin::run_bootstrap),
     route!(get "/api/v1/admin/bootstrap/status", Root => admin::bootstrap_status),
     route!(post "/api/v1/admin/bootstrap/sync", Root => admin::bootstrap_sync),

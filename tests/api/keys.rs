@@ -359,3 +359,24 @@ async fn a_warm_cache_authenticates_without_bigquery() {
     let delta = app.warehouse.counters().snapshot().since(&before);
     assert_eq!(delta.query, 2, "profile + quota, no auth lookup: {delta:?}");
 }
+
+#[tokio::test]
+async fn whoami_names_the_caller() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    let me: Value = app
+        .key_get("/api/v1/whoami", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["principal"], "org_key");
+    assert_eq!(me["org_slug"], slug.as_str());
+    assert_eq!(me["scopes"].as_array().unwrap().len(), 6);
+    let root: Value = app.root_get("/api/v1/whoami").await.json().await.unwrap();
+    assert_eq!(root, json!({"principal": "root"}));
+    // Warm cache: no BigQuery call at all.
+    let before = app.warehouse.counters().snapshot();
+    assert_eq!(app.key_get("/api/v1/whoami", &key).await.status(), 200);
+    assert_eq!(app.warehouse.counters().snapshot(), before);
+}

@@ -1,6 +1,7 @@
 //! Integration tests: the real application on a random port per test, against the BigQuery
 //! emulator started by `make test`, each test with its own meta dataset.
 
+mod auth_matrix;
 mod bootstrap;
 mod fault_proxy;
 mod health;
@@ -8,4 +9,5 @@ mod helpers;
 mod http_basics;
 mod keys;
 mod orgs;
+mod rate_limits;
 mod warehouse;

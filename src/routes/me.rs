@@ -1,0 +1,21 @@
+//! Who am I: the caller as the service sees it. Lets a client check a key without side effects;
+//! with a warm key cache it costs no BigQuery call.
+
+use actix_web::HttpResponse;
+use serde_json::json;
+
+use crate::auth::{Caller, Guarded, OrgOrRoot, scopes};
+use crate::error::ApiError;
+
+pub async fn whoami(caller: Guarded<OrgOrRoot<scopes::Any>>) -> Result<HttpResponse, ApiError> {
+    let body = match caller.principal() {
+        Caller::Root => json!({"principal": "root"}),
+        Caller::Org(p) => json!({
+            "principal": "org_key",
+            "org_slug": p.org_slug,
+            "key_id": p.key_id,
+            "scopes": p.scopes,
+        }),
+    };
+    Ok(HttpResponse::Ok().json(body))
+}
