@@ -70,17 +70,21 @@ pub async fn onboard(
         "resumed": done.resumed,
     });
     if let Some(key) = &idempotency_key {
-        // Stored without the key: a replay says it was already issued.
-        idempotency::store(
+        // Stored without the key: a replay says it was already issued. A failure here must not
+        // lose the key that was just issued, so it is logged, not raised.
+        let stored = idempotency::store(
             &warehouse,
             &new.slug,
             ONBOARD_SCOPE,
             key,
             &request_hash,
-            &new.slug.to_string(),
+            new.slug.as_str(),
             &body,
         )
-        .await?;
+        .await;
+        if let Err(e) = stored {
+            tracing::error!(error = %e, "idempotency record not stored");
+        }
     }
     audit::record(
         &warehouse,

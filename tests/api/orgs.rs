@@ -532,3 +532,25 @@ async fn the_audit_log_records_admin_actions_newest_first_and_pages() {
         .await;
     assert_error(tampered, 400, "Invalid request format").await;
 }
+
+#[tokio::test]
+async fn malformed_json_on_a_real_route_gets_the_json_400() {
+    let app = spawn_app().await;
+    for (body, content_type) in [
+        ("{not json", "application/json"),
+        ("{\"org_slug\": 5}", "application/json"),
+        ("{\"org_slug\": \"a\"}", "text/plain"),
+        ("", "application/json"),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/api/v1/organizations/dryrun"))
+            .header("X-CA-Root-Key", &app.root_key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_error(response, 400, "Invalid request format").await;
+    }
+}
