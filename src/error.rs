@@ -71,6 +71,15 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("Rate limit exceeded")]
     RateLimited { retry_after_secs: u64, limit: u32 },
+    /// A quota limit (`daily`, `monthly`, `concurrent`) refused a run.
+    #[error("Rate limit exceeded")]
+    QuotaExceeded {
+        reason: &'static str,
+        retry_after_secs: u64,
+    },
+    /// A pipeline parameter failed validation; its (declared) name is returned.
+    #[error("Invalid request format")]
+    InvalidParameter { name: String },
     #[error("Internal error. Check server logs.")]
     Internal,
     #[error("Service unavailable")]
@@ -107,14 +116,16 @@ impl From<WarehouseError> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden | ApiError::MissingScope => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -132,7 +143,10 @@ impl ResponseError for ApiError {
                 response.insert_header(("X-RateLimit-Limit", limit.to_string()));
                 response.insert_header(("X-RateLimit-Remaining", "0"));
             }
-            ApiError::Unavailable { retry_after_secs } => {
+            ApiError::Unavailable { retry_after_secs }
+            | ApiError::QuotaExceeded {
+                retry_after_secs, ..
+            } => {
                 response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
             }
             _ => {}
@@ -142,7 +156,13 @@ impl ResponseError for ApiError {
                 response.insert_header((request_id::HEADER, value));
             }
         }
-        response.json(error_body(status, &self.to_string()))
+        let mut body = error_body(status, &self.to_string());
+        match self {
+            ApiError::QuotaExceeded { reason, .. } => body["error"]["reason"] = json!(reason),
+            ApiError::InvalidParameter { name } => body["error"]["parameter"] = json!(name),
+            _ => {}
+        }
+        response.json(body)
     }
 }
 

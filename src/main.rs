@@ -37,7 +37,7 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(port = app.port(), "listening");
-    match app.run_until_stopped().await {
+    match app.serve_until_signal().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");

@@ -87,6 +87,7 @@ meta_tables!(
     "step_logs",
     "audit_logs",
     "idempotency_keys",
+    "run_heartbeats",
 );
 
 static META_TABLES: LazyLock<Vec<TableSpec>> = LazyLock::new(|| {

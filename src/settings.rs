@@ -116,6 +116,25 @@ pub struct Settings {
     pub auth_cache_ttl: Duration,
     /// How often `last_used_at` of used keys is written (one statement for all keys).
     pub last_used_flush: Duration,
+    pub executor: ExecutorSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExecutorSettings {
+    /// Folder of pipeline definitions (`*.yaml`; the id is the path without the extension).
+    pub pipelines_dir: std::path::PathBuf,
+    /// Folder the steps' `sql:` paths are relative to.
+    pub sql_dir: std::path::PathBuf,
+    /// How long shutdown lets runs finish before cancelling them.
+    pub shutdown_grace: Duration,
+    /// A reserved run with no heartbeat or event for this long is orphaned.
+    pub lease: Duration,
+    pub heartbeat_interval: Duration,
+    pub reaper_interval: Duration,
+    /// How long a run-log row may wait before its batch is written.
+    pub log_flush_interval: Duration,
+    /// Retry-After for a concurrency refusal.
+    pub concurrent_retry_after_secs: u64,
 }
 
 /// One problem with one variable. The message names the variable and the accepted values; it
@@ -394,6 +413,27 @@ impl Settings {
         };
         let auth_cache_ttl = r.seconds("AUTH_CACHE_TTL_SECS", 30, 0, 3600);
         let last_used_flush = r.seconds("LAST_USED_FLUSH_SECS", 60, 1, 3600);
+        let executor = ExecutorSettings {
+            pipelines_dir: r.string("PIPELINES_DIR", "pipelines").into(),
+            sql_dir: r.string("PIPELINE_SQL_DIR", "sql").into(),
+            shutdown_grace: r.seconds("SHUTDOWN_GRACE_SECS", 30, 0, 3600),
+            lease: r.seconds("RUN_LEASE_SECS", 180, 2, 86_400),
+            heartbeat_interval: r.seconds("HEARTBEAT_INTERVAL_SECS", 30, 1, 3600),
+            reaper_interval: r.seconds("REAPER_INTERVAL_SECS", 60, 1, 3600),
+            log_flush_interval: Duration::from_millis(r.integer(
+                "RUN_LOG_FLUSH_MS",
+                1000,
+                10,
+                60_000,
+            )),
+            concurrent_retry_after_secs: r.integer("CONCURRENT_RETRY_AFTER_SECS", 10, 1, 3600),
+        };
+        if executor.heartbeat_interval >= executor.lease {
+            r.problem(
+                "HEARTBEAT_INTERVAL_SECS",
+                "must be shorter than RUN_LEASE_SECS",
+            );
+        }
 
         if environment == Environment::Production {
             if !matches!(kms, Some(KmsSettings::Cloud { .. })) {
@@ -461,6 +501,7 @@ impl Settings {
             rate_limits,
             auth_cache_ttl,
             last_used_flush,
+            executor,
         })
     }
 }

@@ -2,14 +2,18 @@
 //! and a listener (port 0 picks a free port, which tests use).
 
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::auth::{self, AuthState};
+use crate::clock::{SharedClock, SystemClock};
+use crate::executor::Executor;
 use crate::http;
 use crate::kms::{self, KmsError, SharedKms};
+use crate::pipelines::{Catalog, CatalogError};
 use crate::request_id;
 use crate::routes;
 use crate::settings::Settings;
@@ -26,6 +30,8 @@ pub enum StartupError {
     Warehouse(#[from] WarehouseError),
     #[error("cannot set up the KMS: {0}")]
     Kms(#[from] KmsError),
+    #[error("invalid pipeline definition: {0}")]
+    Catalog(#[from] CatalogError),
 }
 
 pub struct Application {
@@ -34,14 +40,34 @@ pub struct Application {
     warehouse: Warehouse,
     kms: SharedKms,
     auth: web::Data<AuthState>,
+    executor: Executor,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Application::build`], reading time from `clock` (tests move it across days).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: SharedClock,
+    ) -> Result<Self, StartupError> {
+        let catalog = Arc::new(Catalog::load(
+            &settings.executor.pipelines_dir,
+            &settings.executor.sql_dir,
+            settings.environment,
+        )?);
         let warehouse = Warehouse::connect(&settings).await?;
         let kms = kms::from_settings(&settings).await?;
         let auth = web::Data::new(AuthState::new(&settings, warehouse.clone()));
         auth::spawn_background(auth.clone(), settings.last_used_flush);
+        let executor = Executor::start(
+            warehouse.clone(),
+            catalog,
+            clock.clone(),
+            settings.executor.clone(),
+        );
         let listener =
             TcpListener::bind(settings.bind_addr).map_err(|source| StartupError::Bind {
                 addr: settings.bind_addr.to_string(),
@@ -57,9 +83,13 @@ impl Application {
         let server = serve(
             listener,
             settings,
-            warehouse.clone(),
-            kms.clone(),
-            auth.clone(),
+            Shared {
+                warehouse: warehouse.clone(),
+                kms: kms.clone(),
+                auth: auth.clone(),
+                executor: executor.clone(),
+                clock,
+            },
         )
         .map_err(|source| StartupError::Bind {
             addr: format!("port {port}"),
@@ -71,7 +101,13 @@ impl Application {
             warehouse,
             kms,
             auth,
+            executor,
         })
+    }
+
+    /// The executor (tests read its state and drive its shutdown).
+    pub fn executor(&self) -> Executor {
+        self.executor.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -93,19 +129,56 @@ impl Application {
         self.auth.clone()
     }
 
+    /// Serves until the server stops. Signals are not handled here: see [`Application::serve_until_signal`].
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully: new runs are refused (503),
+    /// running ones get the grace period, slots are released and logs flushed, then HTTP stops.
+    pub async fn serve_until_signal(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let executor = self.executor.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received");
+            executor.shutdown().await;
+            handle.stop(true).await;
+        });
         self.server.await
     }
 }
 
-fn serve(
-    listener: TcpListener,
-    settings: Settings,
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// What every worker shares.
+struct Shared {
     warehouse: Warehouse,
     kms: SharedKms,
     auth: web::Data<AuthState>,
-) -> std::io::Result<Server> {
+    executor: Executor,
+    clock: SharedClock,
+}
+
+fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::Result<Server> {
+    let Shared {
+        warehouse,
+        kms,
+        auth,
+        executor,
+        clock,
+    } = shared;
     let kms: web::Data<dyn kms::Kms> = web::Data::from(kms);
+    let executor = web::Data::new(executor);
+    let clock = web::Data::new(clock);
     let cors_origins = settings.cors_origins.clone();
     let settings = web::Data::new(settings);
     let warehouse = web::Data::new(warehouse);
@@ -123,9 +196,13 @@ fn serve(
             .app_data(settings.clone())
             .app_data(warehouse.clone())
             .app_data(kms.clone())
+            .app_data(executor.clone())
+            .app_data(clock.clone())
             .configure(routes::configure)
             .default_service(web::to(http::not_found))
     })
+    .disable_signals()
+    .shutdown_timeout(30)
     .listen(listener)?
     .run();
     Ok(server)

@@ -9,6 +9,9 @@ use super::DatasetId;
 #[serde(transparent)]
 pub struct OrgSlug(String);
 
+/// Slugs that would collide with route segments.
+const RESERVED: &[&str] = &["run"];
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("an org slug is 3-64 of [a-z0-9_-], starting and ending with a letter or digit")]
 pub struct InvalidOrgSlug;
@@ -23,7 +26,8 @@ impl OrgSlug {
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
             && bytes.first().is_some_and(edge_ok)
             && bytes.last().is_some_and(edge_ok);
-        if ok {
+        // `run` would make /api/v1/pipelines/run/... ambiguous.
+        if ok && !RESERVED.contains(&raw) {
             Ok(Self(raw.to_string()))
         } else {
             Err(InvalidOrgSlug)

@@ -7,6 +7,7 @@ pub mod health;
 pub mod keys;
 pub mod me;
 pub mod orgs;
+pub mod pipelines;
 
 use actix_web::web;
 
@@ -59,6 +60,11 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(post "/api/v1/organizations/{org_slug}/api-keys/rotate", OrgOrRoot => keys::rotate),
     route!(get "/api/v1/organizations/{org_slug}/api-keys", OrgOrRoot => keys::list),
     route!(delete "/api/v1/organizations/{org_slug}/api-keys/{key_id}", OrgOrRoot => keys::revoke),
+    route!(get "/api/v1/pipelines", OrgOrRoot => pipelines::catalog),
+    route!(post "/api/v1/pipelines/run/{org_slug}/{pipeline_id:.*}", OrgOrRoot => pipelines::trigger),
+    route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}", OrgOrRoot => pipelines::get_run),
+    route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}/steps", OrgOrRoot => pipelines::get_steps),
+    route!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/cancel", OrgOrRoot => pipelines::cancel),
 ];
 
 /// Registers every route of [`ROUTES`].

@@ -36,7 +36,16 @@ use crate::settings::{RetrySettings, Settings};
 
 pub use counters::{JobCounters, JobCounts, JobKind};
 pub use params::Param;
-pub use sql::Statement;
+pub use sql::{PipelineStatement, Statement};
+
+/// What a pipeline statement did.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineOutcome {
+    /// Result rows (bounded by the statement's own LIMIT), as JSON objects.
+    pub rows: Vec<serde_json::Value>,
+    pub affected_rows: Option<u64>,
+    pub bytes_processed: Option<i64>,
+}
 
 /// Result pages followed for one bounded query before giving up (LIMITs keep us far below).
 const MAX_RESULT_PAGES: usize = 20;
@@ -228,13 +237,46 @@ impl Warehouse {
         })
     }
 
+    /// Runs one pipeline step's SQL for one org.
+    pub async fn run_pipeline(
+        &self,
+        statement: &PipelineStatement,
+        params: &[Param],
+    ) -> Result<PipelineOutcome, WarehouseError> {
+        let kind = kind_of(statement.text());
+        let outcome = self
+            .run_text(statement.text().to_string(), statement.file(), kind, params)
+            .await?;
+        Ok(PipelineOutcome {
+            rows: outcome.rows,
+            affected_rows: outcome.affected_rows,
+            bytes_processed: outcome.bytes_processed,
+        })
+    }
+
     async fn run(
         &self,
         statement: &Statement,
         params: &[Param],
     ) -> Result<Outcome, WarehouseError> {
+        self.run_text(
+            statement.render(&self.inner.meta),
+            statement.file(),
+            statement.kind(),
+            params,
+        )
+        .await
+    }
+
+    async fn run_text(
+        &self,
+        query: String,
+        file: &str,
+        kind: JobKind,
+        params: &[Param],
+    ) -> Result<Outcome, WarehouseError> {
         let request = QueryRequest {
-            query: statement.render(&self.inner.meta),
+            query,
             use_legacy_sql: false,
             parameter_mode: Some("NAMED".to_string()),
             query_parameters: Some(params.iter().map(Param::to_bigquery).collect()),
@@ -247,20 +289,19 @@ impl Warehouse {
             }),
             ..QueryRequest::new(String::new())
         };
-        let kind = statement.kind();
         let started = Instant::now();
         let result = self
-            .retrying(kind, statement.file(), || self.run_once(request.clone()))
+            .retrying(kind, file, || self.run_once(request.clone()))
             .await;
         match &result {
             Ok(_) => tracing::debug!(
-                sql = statement.file(),
+                sql = file,
                 kind = kind.as_str(),
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "bigquery job done"
             ),
             Err(e) => tracing::warn!(
-                sql = statement.file(),
+                sql = file,
                 kind = kind.as_str(),
                 error = %e,
                 "bigquery job failed"
@@ -276,6 +317,10 @@ impl Warehouse {
         let mut outcome = Outcome {
             rows: Vec::new(),
             affected_rows: parse_count(response.num_dml_affected_rows.as_deref())?,
+            bytes_processed: response
+                .total_bytes_processed
+                .as_deref()
+                .and_then(|b| b.parse().ok()),
         };
         let mut schema = response.schema.and_then(|s| s.fields);
         let mut page = response.rows.unwrap_or_default();
@@ -496,6 +541,22 @@ impl Warehouse {
 struct Outcome {
     rows: Vec<serde_json::Value>,
     affected_rows: Option<u64>,
+    bytes_processed: Option<i64>,
+}
+
+/// DML when the first keyword (after comments) is INSERT, UPDATE, DELETE or MERGE.
+pub(crate) fn kind_of(text: &str) -> JobKind {
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("--"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    match first.as_str() {
+        "INSERT" | "UPDATE" | "DELETE" | "MERGE" => JobKind::Dml,
+        _ => JobKind::Query,
+    }
 }
 
 /// A response's `errors` field is a failure whatever the HTTP status said.

@@ -1,5 +1,7 @@
 //! Named, typed query parameters: the only way a value reaches a statement.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use gcp_bigquery_client::model::query_parameter::QueryParameter;
 use gcp_bigquery_client::model::query_parameter_type::QueryParameterType;
@@ -9,7 +11,7 @@ use gcp_bigquery_client::model::query_parameter_value::QueryParameterValue;
 /// `UNNEST(@name)` in SQL.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Param {
-    name: &'static str,
+    name: Cow<'static, str>,
     value: Value,
 }
 
@@ -24,71 +26,74 @@ enum Value {
 }
 
 impl Param {
-    pub fn string(name: &'static str, value: impl Into<String>) -> Self {
+    pub fn string(name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Self {
         Self {
-            name,
+            name: name.into(),
             value: Value::String(Some(value.into())),
         }
     }
 
-    pub fn opt_string(name: &'static str, value: Option<impl Into<String>>) -> Self {
+    pub fn opt_string(
+        name: impl Into<Cow<'static, str>>,
+        value: Option<impl Into<String>>,
+    ) -> Self {
         Self {
-            name,
+            name: name.into(),
             value: Value::String(value.map(Into::into)),
         }
     }
 
-    pub fn int64(name: &'static str, value: i64) -> Self {
+    pub fn int64(name: impl Into<Cow<'static, str>>, value: i64) -> Self {
         Self {
-            name,
+            name: name.into(),
             value: Value::Int64(Some(value)),
         }
     }
 
-    pub fn opt_int64(name: &'static str, value: Option<i64>) -> Self {
+    pub fn opt_int64(name: impl Into<Cow<'static, str>>, value: Option<i64>) -> Self {
         Self {
-            name,
+            name: name.into(),
             value: Value::Int64(value),
         }
     }
 
-    pub fn bool(name: &'static str, value: bool) -> Self {
+    pub fn bool(name: impl Into<Cow<'static, str>>, value: bool) -> Self {
         Self {
-            name,
+            name: name.into(),
             value: Value::Bool(Some(value)),
         }
     }
 
-    pub fn date(name: &'static str, value: NaiveDate) -> Self {
+    pub fn date(name: impl Into<Cow<'static, str>>, value: NaiveDate) -> Self {
         Self {
-            name,
+            name: name.into(),
             value: Value::Date(Some(value)),
         }
     }
 
-    pub fn timestamp(name: &'static str, value: DateTime<Utc>) -> Self {
+    pub fn timestamp(name: impl Into<Cow<'static, str>>, value: DateTime<Utc>) -> Self {
         Self {
-            name,
+            name: name.into(),
             value: Value::Timestamp(Some(value)),
         }
     }
 
-    pub fn opt_timestamp(name: &'static str, value: Option<DateTime<Utc>>) -> Self {
+    pub fn opt_timestamp(name: impl Into<Cow<'static, str>>, value: Option<DateTime<Utc>>) -> Self {
         Self {
-            name,
+            name: name.into(),
             value: Value::Timestamp(value),
         }
     }
 
-    pub fn string_array(name: &'static str, values: Vec<String>) -> Self {
+    pub fn string_array(name: impl Into<Cow<'static, str>>, values: Vec<String>) -> Self {
         Self {
-            name,
+            name: name.into(),
             value: Value::StringArray(values),
         }
     }
 
-    pub fn name(&self) -> &'static str {
-        self.name
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub(crate) fn to_bigquery(&self) -> QueryParameter {

@@ -13,6 +13,8 @@ use super::JobKind;
 
 /// The token in SQL files that stands for the meta dataset.
 pub const META_DATASET_TOKEN: &str = "__META_DATASET__";
+/// The token in pipeline SQL that stands for the triggering org's own dataset.
+pub const ORG_DATASET_TOKEN: &str = "__ORG_DATASET__";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Statement {
@@ -32,22 +34,37 @@ impl Statement {
 
     /// DML when the first keyword (after comments) is INSERT, UPDATE, DELETE or MERGE.
     pub fn kind(&self) -> JobKind {
-        let first = self
-            .text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with("--"))
-            .and_then(|l| l.split_whitespace().next())
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        match first.as_str() {
-            "INSERT" | "UPDATE" | "DELETE" | "MERGE" => JobKind::Dml,
-            _ => JobKind::Query,
-        }
+        super::kind_of(self.text)
     }
 
     pub(crate) fn render(&self, meta: &DatasetId) -> String {
         self.text.replace(META_DATASET_TOKEN, meta.as_str())
+    }
+}
+
+/// The SQL of one pipeline step, rendered for one org. Only the pipeline catalog builds these,
+/// from files it loaded and validated at start-up; the only substitution is the org's dataset
+/// id (a parsed identifier).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineStatement {
+    file: String,
+    text: String,
+}
+
+impl PipelineStatement {
+    pub(crate) fn render(file: &str, template: &str, org_dataset: &DatasetId) -> Self {
+        Self {
+            file: file.to_string(),
+            text: template.replace(ORG_DATASET_TOKEN, org_dataset.as_str()),
+        }
+    }
+
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
     }
 }
 
@@ -83,6 +100,12 @@ statements! {
     QUOTA_INSERT => "quota/insert.sql";
     QUOTA_SET_LIMITS => "quota/set_limits.sql";
     QUOTA_BY_ORG => "quota/by_org.sql";
+    QUOTA_RESERVE => "quota/reserve.sql";
+    QUOTA_RELEASE => "quota/release.sql";
+    RUN_BY_ID => "runs/by_id.sql";
+    RUN_BY_IDEMPOTENCY_KEY => "runs/by_idempotency_key.sql";
+    STEPS_BY_RUN => "runs/steps_by_run.sql";
+    STALE_RUNS => "executor/stale_runs.sql";
     AUDIT_BY_ORG => "audit/list_by_org.sql";
     IDEMPOTENCY_LOOKUP => "idempotency/lookup.sql";
 }

@@ -26,6 +26,14 @@ async fn only_the_health_probes_are_public() {
         .map(|r| r.path)
         .collect();
     assert_eq!(public, vec!["/health/live", "/health/ready"]);
+    let open_to_any_key: Vec<&str> = ROUTES
+        .iter()
+        .filter(|r| {
+            r.access != Access::Public && r.access != Access::Root && !r.path.contains("{org_slug}")
+        })
+        .map(|r| r.path)
+        .collect();
+    assert_eq!(open_to_any_key, vec!["/api/v1/whoami", "/api/v1/pipelines"]);
 }
 
 #[tokio::test]
@@ -42,7 +50,9 @@ async fn every_protected_route_refuses_missing_wrong_and_foreign_credentials() {
         let path = route
             .path
             .replace("{org_slug}", &org_a)
-            .replace("{key_id}", &uuid::Uuid::new_v4().to_string());
+            .replace("{key_id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{run_id}", &uuid::Uuid::new_v4().to_string())
+            .replace("{pipeline_id:.*}", "test/params");
         let what = format!("{} {}", route.method, route.path);
 
         let none = request(&app, route.method, &path).send().await.unwrap();

@@ -47,6 +47,14 @@ pub fn project_id() -> String {
     std::env::var("GCP_PROJECT_ID").unwrap_or_else(|_| "quarry-test".to_string())
 }
 
+pub fn repo_path(rel: &str) -> String {
+    format!("{}/{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(rel: &str) -> String {
+    repo_path(&format!("tests/fixtures/{rel}"))
+}
+
 /// A fresh random local KMS key (base64 of 32 bytes).
 pub fn local_kms_key() -> String {
     use base64::Engine;
@@ -82,6 +90,13 @@ pub fn test_vars() -> HashMap<String, String> {
         ("RATE_LIMIT_ADMIN_PER_MINUTE", "100000".to_string()),
         ("RATE_LIMIT_TRIGGER_PER_MINUTE", "100000".to_string()),
         ("RATE_LIMIT_FAILED_AUTH_PER_MINUTE", "100000".to_string()),
+        ("PIPELINES_DIR", fixture("pipelines")),
+        ("PIPELINE_SQL_DIR", repo_path("sql")),
+        ("RUN_LOG_FLUSH_MS", "50".to_string()),
+        ("HEARTBEAT_INTERVAL_SECS", "1".to_string()),
+        ("REAPER_INTERVAL_SECS", "1".to_string()),
+        ("RUN_LEASE_SECS", "3".to_string()),
+        ("SHUTDOWN_GRACE_SECS", "5".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -96,6 +111,8 @@ pub struct TestApp {
     pub warehouse: Warehouse,
     pub kms: quarry::kms::SharedKms,
     pub auth: actix_web::web::Data<quarry::auth::AuthState>,
+    pub executor: quarry::executor::Executor,
+    pub clock: std::sync::Arc<quarry::clock::OffsetClock>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -107,11 +124,15 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)
     let mut vars = test_vars();
     customize(&mut vars);
     let settings = Settings::from_source(&vars).expect("test settings parse");
-    let app = Application::build(settings).await.expect("app builds");
+    let clock = std::sync::Arc::new(quarry::clock::OffsetClock::new());
+    let app = Application::build_with_clock(settings, clock.clone())
+        .await
+        .expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let warehouse = app.warehouse();
     let kms = app.kms();
     let auth = app.auth();
+    let executor = app.executor();
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
@@ -124,6 +145,8 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)
         warehouse,
         kms,
         auth,
+        executor,
+        clock,
     }
 }
 

@@ -9,5 +9,6 @@ mod helpers;
 mod http_basics;
 mod keys;
 mod orgs;
+mod pipelines;
 mod rate_limits;
 mod warehouse;

@@ -1,0 +1,29 @@
+-- Reaper (system scope, all orgs): runs holding a concurrency slot with no heartbeat and no
+-- event since the lease began. Bounded to 100 per pass.
+WITH active AS (
+  SELECT q.org_slug, run_id
+  FROM `__META_DATASET__.org_quota_state` AS q, UNNEST(q.active_run_ids) AS run_id
+),
+beats AS (
+  SELECT run_id, MAX(heartbeat_at) AS last_beat
+  FROM `__META_DATASET__.run_heartbeats`
+  WHERE heartbeat_at >= TIMESTAMP_SUB(@now, INTERVAL 2 DAY)
+  GROUP BY run_id
+),
+events AS (
+  SELECT
+    run_id,
+    MAX(event_time) AS last_event,
+    ARRAY_AGG(status ORDER BY event_seq DESC, event_time DESC LIMIT 1)[OFFSET(0)] AS status,
+    ANY_VALUE(pipeline_id) AS pipeline_id
+  FROM `__META_DATASET__.pipeline_run_events`
+  WHERE event_time >= TIMESTAMP_SUB(@now, INTERVAL 2 DAY)
+  GROUP BY run_id
+)
+SELECT a.org_slug, a.run_id, e.status, e.pipeline_id
+FROM active AS a
+LEFT JOIN beats AS b ON b.run_id = a.run_id
+LEFT JOIN events AS e ON e.run_id = a.run_id
+WHERE COALESCE(b.last_beat, TIMESTAMP '1970-01-01') < @stale_before
+  AND COALESCE(e.last_event, TIMESTAMP '1970-01-01') < @stale_before
+LIMIT 100

@@ -1,0 +1,223 @@
+//! One run: steps follow their dependencies (independent steps run in parallel), each attempt
+//! under its own timeout, retried by the step's policy, logged to `step_logs`. The pipeline
+//! timeout and cancellation end only this run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{SecondsFormat, Utc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{Inner, RunStatus, TriggerInfo};
+use crate::domain::OrgSlug;
+use crate::pipelines::{OnFailure, Pipeline, RunParams};
+use crate::run_log::StepLog;
+use crate::steps::{StepContext, StepError, StepOutcome};
+
+#[derive(Debug, Clone, PartialEq)]
+enum StepState {
+    Waiting,
+    Running,
+    Succeeded,
+    /// Failed, but the step tolerates it (`on_failure: continue`).
+    FailedTolerated,
+    Failed,
+}
+
+enum Ending {
+    Succeeded,
+    Failed(StepError),
+    TimedOut,
+    Cancelled,
+}
+
+/// Aborts a spawned attempt when dropped (a cancelled or timed-out run stops its steps).
+struct AbortOnDrop(tokio::task::JoinHandle<Result<StepOutcome, StepError>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub(super) async fn run(
+    inner: &Arc<Inner>,
+    pipeline: Arc<Pipeline>,
+    org: OrgSlug,
+    run_id: String,
+    params: RunParams,
+    info: TriggerInfo,
+    cancel: CancellationToken,
+) {
+    let mut running = inner.event(&pipeline.id, &org, &run_id, RunStatus::Running);
+    running.run_started_at = Some(running.event_time.clone());
+    running.trigger = Some(info.trigger.into());
+    running.triggered_by = Some(info.triggered_by.clone());
+    inner.run_log.event(running);
+
+    let ctx = Arc::new(StepContext {
+        warehouse: inner.warehouse.clone(),
+        org: org.clone(),
+        org_dataset: org.dataset_id(),
+        run_id: run_id.clone(),
+        params,
+        declared: pipeline.parameters.clone(),
+    });
+    let ending = tokio::select! {
+        ending = steps(inner, &pipeline, &ctx) => ending,
+        _ = tokio::time::sleep(pipeline.timeout) => Ending::TimedOut,
+        _ = cancel.cancelled() => Ending::Cancelled,
+    };
+    let (status, error) = match ending {
+        Ending::Succeeded => (RunStatus::Succeeded, None),
+        Ending::Failed(e) => (RunStatus::Failed, Some((e.class, e.summary))),
+        Ending::TimedOut => (
+            RunStatus::TimedOut,
+            Some((
+                "timeout",
+                format!("pipeline timeout of {}s", pipeline.timeout.as_secs()),
+            )),
+        ),
+        Ending::Cancelled => (
+            RunStatus::Cancelled,
+            Some(("cancelled", "run cancelled".to_string())),
+        ),
+    };
+    let mut end = inner.event(&pipeline.id, &org, &run_id, status);
+    if let Some((class, summary)) = error {
+        end.error_class = Some(class.to_string());
+        end.error_summary = Some(summary);
+    }
+    tracing::info!(run_id, pipeline = %pipeline.id, org = %org, status = status.as_str(), "run ended");
+    inner.run_log.event(end);
+    let _ = inner.run_log.flush().await;
+}
+
+async fn steps(inner: &Arc<Inner>, pipeline: &Arc<Pipeline>, ctx: &Arc<StepContext>) -> Ending {
+    let mut state: HashMap<&str, StepState> = pipeline
+        .steps
+        .iter()
+        .map(|s| (s.id.as_str(), StepState::Waiting))
+        .collect();
+    let mut set: JoinSet<(usize, Result<StepOutcome, StepError>)> = JoinSet::new();
+    let mut first_failure: Option<StepError> = None;
+    loop {
+        if first_failure.is_none() {
+            for (i, step) in pipeline.steps.iter().enumerate() {
+                let ready = state[step.id.as_str()] == StepState::Waiting
+                    && step.depends_on.iter().all(|d| {
+                        matches!(
+                            state[d.as_str()],
+                            StepState::Succeeded | StepState::FailedTolerated
+                        )
+                    });
+                if ready {
+                    state.insert(step.id.as_str(), StepState::Running);
+                    let (inner, pipeline, ctx) = (inner.clone(), pipeline.clone(), ctx.clone());
+                    set.spawn(async move {
+                        let result = attempts(&inner, &pipeline, i, &ctx).await;
+                        (i, result)
+                    });
+                }
+            }
+        }
+        let Some(joined) = set.join_next().await else {
+            break;
+        };
+        let (i, result) = match joined {
+            Ok(done) => done,
+            // `attempts` catches step panics itself; this is a bug in the executor.
+            Err(e) => {
+                return Ending::Failed(StepError::new(
+                    "internal",
+                    format!("step task failed: {e}"),
+                    false,
+                ));
+            }
+        };
+        let step = &pipeline.steps[i];
+        let next = match (&result, step.on_failure) {
+            (Ok(_), _) => StepState::Succeeded,
+            (Err(_), OnFailure::Continue) => StepState::FailedTolerated,
+            (Err(e), OnFailure::Stop) => {
+                first_failure.get_or_insert_with(|| e.clone());
+                StepState::Failed
+            }
+        };
+        state.insert(step.id.as_str(), next);
+    }
+    match first_failure {
+        Some(e) => Ending::Failed(e),
+        None => Ending::Succeeded,
+    }
+}
+
+/// Runs one step until it succeeds or its attempts are spent. Each attempt is its own task, so a
+/// panic inside a step is caught and logged like any failure.
+async fn attempts(
+    inner: &Arc<Inner>,
+    pipeline: &Arc<Pipeline>,
+    index: usize,
+    ctx: &Arc<StepContext>,
+) -> Result<StepOutcome, StepError> {
+    let step = &pipeline.steps[index];
+    let mut attempt = 1u32;
+    loop {
+        let started_at = Utc::now();
+        let started = Instant::now();
+        let mut handle = {
+            let (pipeline, ctx) = (pipeline.clone(), ctx.clone());
+            AbortOnDrop(tokio::spawn(async move {
+                pipeline.steps[index].action.run(&ctx).await
+            }))
+        };
+        // On timeout the attempt is aborted when `handle` drops at the end of this iteration.
+        let result = match tokio::time::timeout(step.timeout, &mut handle.0).await {
+            Err(_) => Err(StepError::new(
+                "timeout",
+                format!(
+                    "attempt exceeded the step timeout of {}s",
+                    step.timeout.as_secs()
+                ),
+                true,
+            )),
+            Ok(Err(join)) if join.is_panic() => {
+                Err(StepError::new("panic", "the step panicked", false))
+            }
+            Ok(Err(join)) => Err(StepError::new("cancelled", join.to_string(), false)),
+            Ok(Ok(r)) => r,
+        };
+        let status = match &result {
+            Ok(_) => "SUCCEEDED",
+            Err(e) if e.class == "timeout" => "TIMED_OUT",
+            Err(_) => "FAILED",
+        };
+        let outcome = result.as_ref().ok().cloned().unwrap_or_default();
+        inner.run_log.step(StepLog {
+            log_id: uuid::Uuid::new_v4().to_string(),
+            run_id: ctx.run_id.clone(),
+            org_slug: ctx.org.to_string(),
+            pipeline_id: pipeline.id.clone(),
+            step_id: step.id.clone(),
+            attempt: i64::from(attempt),
+            status: status.into(),
+            started_at: started_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            ended_at: Some(Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)),
+            duration_ms: Some(started.elapsed().as_millis() as i64),
+            rows_affected: outcome.rows_affected,
+            bytes_processed: outcome.bytes_processed,
+            error_summary: result.as_ref().err().map(|e| e.to_string()),
+        });
+        match result {
+            Ok(outcome) => return Ok(outcome),
+            Err(e) if e.retryable && attempt < step.retry.max_attempts => {
+                tracing::info!(step = %step.id, attempt, error = %e, "step attempt failed; retrying");
+                attempt += 1;
+                tokio::time::sleep(step.retry.delay_before(attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

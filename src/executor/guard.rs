@@ -1,0 +1,112 @@
+//! Concurrency slots are owned by a [`SlotGuard`]: its `Drop` hands the release to the
+//! [`Releaser`], so no path out of a run (success, error, panic, cancel, timeout, early return)
+//! can keep a slot. `Drop` cannot wait, so the releaser works in the background, retrying with
+//! backoff; shutdown waits for it to be idle.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use tokio::sync::{Notify, mpsc};
+
+use crate::clock::SharedClock;
+use crate::domain::OrgSlug;
+use crate::quota;
+use crate::warehouse::Warehouse;
+
+#[derive(Clone)]
+pub struct Releaser {
+    tx: mpsc::UnboundedSender<(OrgSlug, String)>,
+    pending: Arc<AtomicUsize>,
+    idle: Arc<Notify>,
+}
+
+impl Releaser {
+    /// Starts the background releaser.
+    pub fn start(warehouse: Warehouse, clock: SharedClock) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(OrgSlug, String)>();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let idle = Arc::new(Notify::new());
+        let (p, n) = (pending.clone(), idle.clone());
+        tokio::spawn(async move {
+            while let Some((org, run_id)) = rx.recv().await {
+                let (warehouse, clock, p, n) =
+                    (warehouse.clone(), clock.clone(), p.clone(), n.clone());
+                tokio::spawn(async move {
+                    let attempt = || quota::release(&warehouse, &org, &run_id, clock.now());
+                    let result = attempt
+                        .retry(
+                            ExponentialBuilder::default()
+                                .with_min_delay(Duration::from_millis(200))
+                                .with_max_delay(Duration::from_secs(10))
+                                .with_jitter()
+                                .with_max_times(12),
+                        )
+                        .await;
+                    match result {
+                        Ok(held) => tracing::info!(org = %org, run_id, held, "slot released"),
+                        Err(e) => tracing::error!(
+                            org = %org, run_id, error = %e,
+                            "slot release failed; the reaper will free it after the lease"
+                        ),
+                    }
+                    if p.fetch_sub(1, Ordering::SeqCst) == 1 {
+                        n.notify_waiters();
+                    }
+                });
+            }
+        });
+        Self { tx, pending, idle }
+    }
+
+    pub fn release(&self, org: OrgSlug, run_id: String) {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        if self.tx.send((org, run_id)).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+            tracing::error!("releaser stopped; the reaper will free the slot");
+        }
+    }
+
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no release is in flight, at most `timeout`. `true` when idle.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.idle.notified();
+                if self.pending() == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+}
+
+/// Holds one run's slot; releases it when dropped.
+pub struct SlotGuard {
+    releaser: Releaser,
+    org: OrgSlug,
+    run_id: String,
+}
+
+impl SlotGuard {
+    pub fn new(releaser: Releaser, org: OrgSlug, run_id: String) -> Self {
+        Self {
+            releaser,
+            org,
+            run_id,
+        }
+    }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.releaser
+            .release(self.org.clone(), std::mem::take(&mut self.run_id));
+    }
+}

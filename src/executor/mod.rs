@@ -1,0 +1,447 @@
+//! The executor: admits a run only within the org's quotas, runs its steps as a DAG in a tokio
+//! task, logs every state change and step attempt, and never leaks a concurrency slot.
+//!
+//! Trigger path (nothing expensive before the quota check; nothing counted for a refusal):
+//! pipeline exists → parameters valid → (Idempotency-Key: one bounded read) → reservation (one
+//! DML) → PENDING event (one batched insertAll) → 202.
+
+mod dag;
+mod guard;
+mod reaper;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::SharedClock;
+use crate::domain::OrgSlug;
+use crate::pipelines::{Catalog, ParamError, RunParams};
+use crate::quota::{self, Limit, Reservation};
+use crate::run_log::{Heartbeat, RunEvent, RunLog};
+use crate::settings::ExecutorSettings;
+use crate::warehouse::{Param, Warehouse, WarehouseError, sql};
+
+pub use guard::{Releaser, SlotGuard};
+
+/// Namespace of run ids derived from an Idempotency-Key.
+const IDEMPOTENT_RUN_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6a1c_9e0b_4f43_4d8a_9a55_5b1e_0c7d_2f19);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+    Orphaned,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "PENDING",
+            RunStatus::Running => "RUNNING",
+            RunStatus::Succeeded => "SUCCEEDED",
+            RunStatus::Failed => "FAILED",
+            RunStatus::Cancelled => "CANCELLED",
+            RunStatus::TimedOut => "TIMED_OUT",
+            RunStatus::Orphaned => "ORPHANED",
+        }
+    }
+
+    pub fn is_terminal(s: &str) -> bool {
+        !matches!(s, "PENDING" | "RUNNING")
+    }
+
+    fn seq(self) -> i64 {
+        match self {
+            RunStatus::Pending => 0,
+            RunStatus::Running => 1,
+            RunStatus::Orphaned => 9,
+            _ => 2,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error("no such pipeline")]
+    NotFound,
+    #[error(transparent)]
+    Param(#[from] ParamError),
+    #[error("{} limit reached", .limit.as_str())]
+    Quota { limit: Limit, retry_after_secs: u64 },
+    #[error("the org has no quota row")]
+    NoQuota,
+    #[error("shutting down")]
+    Draining,
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Triggered {
+    pub run_id: String,
+    pub status: RunStatus,
+    /// The Idempotency-Key had already started this run.
+    pub replayed: bool,
+}
+
+/// Who triggered a run, and how.
+#[derive(Debug, Clone)]
+pub struct TriggerInfo {
+    pub trigger: &'static str,
+    pub triggered_by: String,
+    pub idempotency_key: Option<String>,
+}
+
+struct ActiveRun {
+    org: OrgSlug,
+    cancel: CancellationToken,
+}
+
+pub(crate) struct Inner {
+    pub(crate) warehouse: Warehouse,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) clock: SharedClock,
+    pub(crate) run_log: Arc<RunLog>,
+    releaser: Releaser,
+    active: Mutex<HashMap<String, ActiveRun>>,
+    pub(crate) instance_id: String,
+    settings: ExecutorSettings,
+    draining: AtomicBool,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+#[derive(Clone)]
+pub struct Executor {
+    inner: Arc<Inner>,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+impl Executor {
+    /// Builds the executor and starts its background work: the run-log flusher, the releaser,
+    /// heartbeats and the reaper.
+    pub fn start(
+        warehouse: Warehouse,
+        catalog: Arc<Catalog>,
+        clock: SharedClock,
+        settings: ExecutorSettings,
+    ) -> Self {
+        let run_log = Arc::new(RunLog::new(warehouse.clone(), settings.log_flush_interval));
+        let releaser = Releaser::start(warehouse.clone(), clock.clone());
+        let inner = Arc::new(Inner {
+            warehouse,
+            catalog,
+            clock,
+            run_log: run_log.clone(),
+            releaser,
+            active: Mutex::new(HashMap::new()),
+            instance_id: format!("instance-{}", uuid::Uuid::new_v4().simple()),
+            settings,
+            draining: AtomicBool::new(false),
+            tasks: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        });
+        let log = run_log.clone();
+        let stop = inner.shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = log.run_flusher() => {}
+                _ = stop.cancelled() => {}
+            }
+        });
+        let executor = Self { inner };
+        executor.spawn_heartbeats();
+        reaper::spawn(executor.inner.clone());
+        executor
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    pub fn run_log(&self) -> &RunLog {
+        &self.inner.run_log
+    }
+
+    pub fn releaser(&self) -> &Releaser {
+        &self.inner.releaser
+    }
+
+    /// Runs executing on this instance.
+    pub fn active_runs(&self) -> usize {
+        self.inner.active.lock().expect("active lock").len()
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
+    }
+
+    pub async fn trigger(
+        &self,
+        org: &OrgSlug,
+        pipeline_id: &str,
+        parameters: &serde_json::Map<String, serde_json::Value>,
+        info: TriggerInfo,
+    ) -> Result<Triggered, TriggerError> {
+        if self.is_draining() {
+            return Err(TriggerError::Draining);
+        }
+        let pipeline = self
+            .inner
+            .catalog
+            .get(pipeline_id)
+            .ok_or(TriggerError::NotFound)?;
+        let params = RunParams::validate(&pipeline.parameters, parameters)?;
+        let now = self.inner.clock.now();
+
+        let run_id = match &info.idempotency_key {
+            Some(key) => {
+                #[derive(Deserialize)]
+                struct Found {
+                    run_id: String,
+                }
+                let found: Vec<Found> = self
+                    .inner
+                    .warehouse
+                    .query(
+                        &sql::RUN_BY_IDEMPOTENCY_KEY,
+                        &[
+                            Param::string("org_slug", org.as_str()),
+                            Param::string("idempotency_key", key.clone()),
+                            Param::timestamp("now", now),
+                        ],
+                    )
+                    .await?;
+                if let Some(f) = found.into_iter().next() {
+                    return Ok(Triggered {
+                        run_id: f.run_id,
+                        status: RunStatus::Pending,
+                        replayed: true,
+                    });
+                }
+                uuid::Uuid::new_v5(
+                    &IDEMPOTENT_RUN_NAMESPACE,
+                    format!("{org}\n{key}").as_bytes(),
+                )
+                .to_string()
+            }
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+
+        match quota::reserve(
+            &self.inner.warehouse,
+            org,
+            &run_id,
+            now,
+            self.inner.settings.concurrent_retry_after_secs,
+        )
+        .await?
+        {
+            Reservation::Admitted => {}
+            Reservation::AlreadyActive => {
+                return Ok(Triggered {
+                    run_id,
+                    status: RunStatus::Pending,
+                    replayed: true,
+                });
+            }
+            Reservation::Refused {
+                limit,
+                retry_after_secs,
+            } => {
+                return Err(TriggerError::Quota {
+                    limit,
+                    retry_after_secs,
+                });
+            }
+            Reservation::NoQuota => return Err(TriggerError::NoQuota),
+        }
+        // From here on the slot is owned by the guard: every path releases it.
+        let guard = SlotGuard::new(self.inner.releaser.clone(), org.clone(), run_id.clone());
+        let pending = RunEvent {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            run_id: run_id.clone(),
+            org_slug: org.to_string(),
+            pipeline_id: pipeline.id.clone(),
+            status: RunStatus::Pending.as_str().into(),
+            event_time: ts(now),
+            event_seq: RunStatus::Pending.seq(),
+            run_started_at: None,
+            trigger: Some(info.trigger.into()),
+            triggered_by: Some(info.triggered_by.clone()),
+            parameters: Some(params.to_json().to_string()),
+            error_class: None,
+            error_summary: None,
+            instance_id: Some(self.inner.instance_id.clone()),
+            runs_today_at_admission: None,
+            runs_month_at_admission: None,
+            idempotency_key: info.idempotency_key.clone(),
+        };
+        self.inner.run_log.event_and_wait(pending).await?;
+
+        let cancel = self.inner.shutdown.child_token();
+        self.inner.active.lock().expect("active lock").insert(
+            run_id.clone(),
+            ActiveRun {
+                org: org.clone(),
+                cancel: cancel.clone(),
+            },
+        );
+        let inner = self.inner.clone();
+        let (org, id) = (org.clone(), run_id.clone());
+        self.inner.tasks.spawn(async move {
+            let _guard = guard;
+            dag::run(&inner, pipeline, org, id.clone(), params, info, cancel).await;
+            inner.active.lock().expect("active lock").remove(&id);
+        });
+        Ok(Triggered {
+            run_id,
+            status: RunStatus::Pending,
+            replayed: false,
+        })
+    }
+
+    /// Cooperative cancellation of a run executing on this instance. `false` when it is not
+    /// running here.
+    pub fn cancel(&self, org: &OrgSlug, run_id: &str) -> bool {
+        let active = self.inner.active.lock().expect("active lock");
+        match active.get(run_id) {
+            Some(run) if &run.org == org => {
+                run.cancel.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn spawn_heartbeats(&self) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(inner.settings.heartbeat_interval);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = inner.shutdown.cancelled() => return,
+                }
+                let now = ts(inner.clock.now());
+                let beats: Vec<Heartbeat> = inner
+                    .active
+                    .lock()
+                    .expect("active lock")
+                    .iter()
+                    .map(|(run_id, run)| Heartbeat {
+                        run_id: run_id.clone(),
+                        org_slug: run.org.to_string(),
+                        instance_id: inner.instance_id.clone(),
+                        heartbeat_at: now.clone(),
+                    })
+                    .collect();
+                if !beats.is_empty() {
+                    inner.run_log.heartbeats(beats);
+                    let _ = inner.run_log.flush().await;
+                }
+            }
+        });
+    }
+
+    /// Graceful shutdown: refuse new runs, let running ones finish within the grace period,
+    /// cancel the rest, wait for slot releases, flush the logs.
+    pub async fn shutdown(&self) {
+        self.inner.draining.store(true, Ordering::SeqCst);
+        self.inner.tasks.close();
+        let grace = self.inner.settings.shutdown_grace;
+        tracing::info!(
+            active = self.active_runs(),
+            grace_secs = grace.as_secs(),
+            "draining runs"
+        );
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                active = self.active_runs(),
+                "grace period over: cancelling runs"
+            );
+            for run in self.inner.active.lock().expect("active lock").values() {
+                run.cancel.cancel();
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.inner.tasks.wait()).await;
+        }
+        if !self.inner.releaser.wait_idle(Duration::from_secs(30)).await {
+            tracing::error!(
+                pending = self.inner.releaser.pending(),
+                "slot releases still pending at exit"
+            );
+        }
+        if let Err(e) = self.inner.run_log.flush().await {
+            tracing::error!(error = %e, "final run log flush failed");
+        }
+        self.inner.shutdown.cancel();
+    }
+}
+
+impl Inner {
+    pub(crate) fn event(
+        &self,
+        pipeline_id: &str,
+        org: &OrgSlug,
+        run_id: &str,
+        status: RunStatus,
+    ) -> RunEvent {
+        RunEvent {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            run_id: run_id.to_string(),
+            org_slug: org.to_string(),
+            pipeline_id: pipeline_id.to_string(),
+            status: status.as_str().into(),
+            event_time: ts(self.clock.now()),
+            event_seq: status.seq(),
+            run_started_at: None,
+            trigger: None,
+            triggered_by: None,
+            parameters: None,
+            error_class: None,
+            error_summary: None,
+            instance_id: Some(self.instance_id.clone()),
+            runs_today_at_admission: None,
+            runs_month_at_admission: None,
+            idempotency_key: None,
+        }
+    }
+
+    pub(crate) fn releaser(&self) -> &Releaser {
+        &self.releaser
+    }
+
+    pub(crate) fn settings(&self) -> &ExecutorSettings {
+        &self.settings
+    }
+
+    pub(crate) fn is_active_here(&self, run_id: &str) -> bool {
+        self.active
+            .lock()
+            .expect("active lock")
+            .contains_key(run_id)
+    }
+
+    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+}

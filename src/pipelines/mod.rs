@@ -1,0 +1,583 @@
+//! The pipeline catalog: YAML definitions under `pipelines/` (the id is the file's path without
+//! `.yaml`, e.g. `genai/usage_rollup`), loaded and validated once at start-up. Any problem stops
+//! start-up with a message naming the file and the field.
+
+mod params;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_yaml_ng::{Mapping, Value as Yaml};
+
+use crate::settings::Environment;
+use crate::steps::{self, StepAction};
+use crate::warehouse::sql::{META_DATASET_TOKEN, ORG_DATASET_TOKEN};
+
+pub use params::{ParamDecl, ParamError, ParamType, RunParams};
+
+/// Largest number of steps in one pipeline.
+pub const MAX_STEPS: usize = 50;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {field}: {problem}")]
+pub struct CatalogError {
+    pub file: String,
+    pub field: String,
+    pub problem: String,
+}
+
+fn problem(file: &str, field: impl Into<String>, problem: impl Into<String>) -> CatalogError {
+    CatalogError {
+        file: file.to_string(),
+        field: field.into(),
+        problem: problem.into(),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// The run fails and no further step starts (the default).
+    Stop,
+    /// The failure is tolerated: dependents run, the run can still succeed.
+    Continue,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    #[serde(default = "RetryPolicy::default_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "RetryPolicy::default_base")]
+    pub backoff_base_ms: u64,
+    #[serde(default = "RetryPolicy::default_max")]
+    pub backoff_max_ms: u64,
+    #[serde(default = "RetryPolicy::default_jitter")]
+    pub jitter: bool,
+}
+
+impl RetryPolicy {
+    fn default_attempts() -> u32 {
+        1
+    }
+    fn default_base() -> u64 {
+        500
+    }
+    fn default_max() -> u64 {
+        30_000
+    }
+    fn default_jitter() -> bool {
+        true
+    }
+
+    /// Delay before attempt `attempt` (2, 3, ...): base * 2^(attempt-2), capped, with up to
+    /// half of it as random jitter.
+    pub fn delay_before(&self, attempt: u32) -> Duration {
+        let exp = attempt.saturating_sub(2).min(20);
+        let raw = self
+            .backoff_base_ms
+            .saturating_mul(1u64 << exp)
+            .min(self.backoff_max_ms);
+        let jitter = if self.jitter && raw > 1 {
+            let mut byte = [0u8; 2];
+            let _ = getrandom::getrandom(&mut byte);
+            u64::from(u16::from_le_bytes(byte)) % (raw / 2 + 1)
+        } else {
+            0
+        };
+        Duration::from_millis(raw - jitter)
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 1,
+            backoff_base_ms: 500,
+            backoff_max_ms: 30_000,
+            jitter: true,
+        }
+    }
+}
+
+/// One validated step.
+#[derive(Debug)]
+pub struct Step {
+    pub id: String,
+    pub kind: String,
+    pub depends_on: Vec<String>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    pub on_failure: OnFailure,
+    pub action: Box<dyn StepAction>,
+}
+
+/// One validated pipeline.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub id: String,
+    pub description: String,
+    pub parameters: Vec<ParamDecl>,
+    pub timeout: Duration,
+    pub steps: Vec<Step>,
+}
+
+impl Pipeline {
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PipelineFile {
+    description: String,
+    #[serde(default = "default_pipeline_timeout")]
+    timeout_seconds: u64,
+    #[serde(default)]
+    parameters: Vec<ParamDecl>,
+    steps: Vec<Mapping>,
+}
+
+fn default_pipeline_timeout() -> u64 {
+    3600
+}
+
+/// What step kinds get to know while they parse their own fields.
+pub struct StepParse<'a> {
+    pub file: &'a str,
+    pub field: String,
+    pub sql_dir: &'a Path,
+    pub environment: Environment,
+    /// Names the step's SQL may use as `@name`: declared parameters and `org_slug`.
+    pub known_params: BTreeSet<String>,
+}
+
+impl StepParse<'_> {
+    pub fn error(&self, sub: &str, what: impl Into<String>) -> CatalogError {
+        let field = if sub.is_empty() {
+            self.field.clone()
+        } else {
+            format!("{}.{sub}", self.field)
+        };
+        problem(self.file, field, what)
+    }
+
+    /// Loads a SQL file named by a step: relative, under `pipelines/` of the SQL folder, using
+    /// only declared parameters and the org dataset token.
+    pub fn load_sql(&self, relative: &str) -> Result<PipelineSql, CatalogError> {
+        let err = |what: &str| self.error("sql", format!("{relative}: {what}"));
+        let rel = Path::new(relative);
+        if rel.is_absolute()
+            || !relative.starts_with("pipelines/")
+            || !relative.ends_with(".sql")
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(err(
+                "must be a .sql file under pipelines/ of the SQL folder",
+            ));
+        }
+        let text = std::fs::read_to_string(self.sql_dir.join(rel))
+            .map_err(|e| err(&format!("cannot read ({e})")))?;
+        if text.contains(META_DATASET_TOKEN) {
+            return Err(err("pipelines may not name the meta dataset"));
+        }
+        let params = referenced_params(&text);
+        for name in &params {
+            if !self.known_params.contains(name) {
+                return Err(err(&format!("uses undeclared parameter @{name}")));
+            }
+        }
+        Ok(PipelineSql {
+            file: relative.to_string(),
+            text,
+            params,
+        })
+    }
+}
+
+/// A step's SQL as loaded: the file, its text, and the parameters it references.
+#[derive(Debug, Clone)]
+pub struct PipelineSql {
+    pub file: String,
+    pub text: String,
+    pub params: BTreeSet<String>,
+}
+
+impl PipelineSql {
+    pub fn is_read(&self) -> bool {
+        let code: String = self
+            .text
+            .lines()
+            .map(|l| l.split("--").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let first = code
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
+        first == "SELECT" || first == "WITH"
+    }
+
+    pub fn uses_org_dataset(&self) -> bool {
+        self.text.contains(ORG_DATASET_TOKEN)
+    }
+}
+
+/// `@name` identifiers in SQL, outside comments and string literals.
+pub fn referenced_params(sql: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in sql.lines() {
+        let code = line.split("--").next().unwrap_or("");
+        let mut in_string: Option<char> = None;
+        let chars: Vec<char> = code.chars().collect();
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            match in_string {
+                Some(q) if c == q => in_string = None,
+                Some(_) => {}
+                None if c == '\'' || c == '"' => in_string = Some(c),
+                None if c == '@'
+                    && chars
+                        .get(i + 1)
+                        .is_some_and(|n| n.is_ascii_alphabetic() || *n == '_') =>
+                {
+                    let name: String = chars[i + 1..]
+                        .iter()
+                        .take_while(|n| n.is_ascii_alphanumeric() || **n == '_')
+                        .collect();
+                    i += name.len();
+                    out.insert(name);
+                }
+                None => {}
+            }
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Every pipeline, by id.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pipelines: BTreeMap<String, Arc<Pipeline>>,
+}
+
+impl Catalog {
+    pub fn get(&self, id: &str) -> Option<Arc<Pipeline>> {
+        self.pipelines.get(id).cloned()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Pipeline>> {
+        self.pipelines.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.pipelines.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pipelines.is_empty()
+    }
+
+    /// Loads every `*.yaml` under `dir` (recursively). A missing folder is an empty catalog.
+    pub fn load(
+        dir: &Path,
+        sql_dir: &Path,
+        environment: Environment,
+    ) -> Result<Self, CatalogError> {
+        let mut files = Vec::new();
+        if dir.exists() {
+            collect_yaml(dir, &mut files)
+                .map_err(|e| problem(&dir.display().to_string(), "", e.to_string()))?;
+        }
+        files.sort();
+        let mut pipelines = BTreeMap::new();
+        for path in files {
+            let rel = path.strip_prefix(dir).unwrap_or(&path);
+            let id = rel
+                .with_extension("")
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().to_string())
+                .collect::<Vec<_>>()
+                .join("/");
+            let shown = format!("{}", path.display());
+            if !valid_pipeline_id(&id) {
+                return Err(problem(&shown, "id", "path segments must be [a-z0-9_-]"));
+            }
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| problem(&shown, "", format!("cannot read ({e})")))?;
+            let pipeline = parse_pipeline(&id, &shown, &text, sql_dir, environment)?;
+            pipelines.insert(id, Arc::new(pipeline));
+        }
+        Ok(Self { pipelines })
+    }
+}
+
+fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_yaml(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+pub fn valid_pipeline_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 200
+        && id.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        })
+}
+
+fn valid_step_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+pub fn parse_pipeline(
+    id: &str,
+    file: &str,
+    text: &str,
+    sql_dir: &Path,
+    environment: Environment,
+) -> Result<Pipeline, CatalogError> {
+    let raw: PipelineFile = serde_yaml_ng::from_str(text).map_err(|e| {
+        let field = e.to_string().split(':').next().unwrap_or("").to_string();
+        problem(file, field, e.to_string())
+    })?;
+    if raw.timeout_seconds == 0 || raw.timeout_seconds > 24 * 3600 {
+        return Err(problem(file, "timeout_seconds", "must be 1-86400"));
+    }
+    let mut known_params = BTreeSet::from(["org_slug".to_string()]);
+    for (i, decl) in raw.parameters.iter().enumerate() {
+        decl.check()
+            .map_err(|e| problem(file, format!("parameters[{i}]"), e))?;
+        if !known_params.insert(decl.name.clone()) {
+            return Err(problem(
+                file,
+                format!("parameters[{i}].name"),
+                format!("duplicate or reserved name {}", decl.name),
+            ));
+        }
+    }
+    if raw.steps.is_empty() || raw.steps.len() > MAX_STEPS {
+        return Err(problem(file, "steps", format!("1 to {MAX_STEPS} steps")));
+    }
+    let mut steps = Vec::with_capacity(raw.steps.len());
+    for (i, mapping) in raw.steps.into_iter().enumerate() {
+        let field = format!("steps[{i}]");
+        let ctx = StepParse {
+            file,
+            field: field.clone(),
+            sql_dir,
+            environment,
+            known_params: known_params.clone(),
+        };
+        steps.push(parse_step(mapping, &ctx)?);
+    }
+    let mut seen = BTreeSet::new();
+    for (i, step) in steps.iter().enumerate() {
+        if !seen.insert(step.id.clone()) {
+            return Err(problem(
+                file,
+                format!("steps[{i}].id"),
+                format!("duplicate step id {}", step.id),
+            ));
+        }
+    }
+    for (i, step) in steps.iter().enumerate() {
+        for dep in &step.depends_on {
+            if !seen.contains(dep) {
+                return Err(problem(
+                    file,
+                    format!("steps[{i}].depends_on"),
+                    format!("unknown step {dep}"),
+                ));
+            }
+        }
+    }
+    if let Some(cycle_at) = find_cycle(&steps) {
+        return Err(problem(
+            file,
+            "steps",
+            format!("dependency cycle through step {cycle_at}"),
+        ));
+    }
+    Ok(Pipeline {
+        id: id.to_string(),
+        description: raw.description,
+        parameters: raw.parameters,
+        timeout: Duration::from_secs(raw.timeout_seconds),
+        steps,
+    })
+}
+
+const COMMON_STEP_FIELDS: &[&str] = &[
+    "id",
+    "kind",
+    "depends_on",
+    "timeout_seconds",
+    "retry",
+    "on_failure",
+];
+
+fn parse_step(mut mapping: Mapping, ctx: &StepParse<'_>) -> Result<Step, CatalogError> {
+    let take = |m: &mut Mapping, key: &str| m.remove(Yaml::String(key.to_string()));
+    let string = |v: Option<Yaml>, key: &str| -> Result<Option<String>, CatalogError> {
+        match v {
+            None => Ok(None),
+            Some(Yaml::String(s)) => Ok(Some(s)),
+            Some(_) => Err(ctx.error(key, "must be a string")),
+        }
+    };
+    let id = string(take(&mut mapping, "id"), "id")?.ok_or_else(|| ctx.error("id", "missing"))?;
+    if !valid_step_id(&id) {
+        return Err(ctx.error("id", "1-64 of [a-z0-9_-]"));
+    }
+    let kind =
+        string(take(&mut mapping, "kind"), "kind")?.ok_or_else(|| ctx.error("kind", "missing"))?;
+    let depends_on: Vec<String> = match take(&mut mapping, "depends_on") {
+        None => Vec::new(),
+        Some(v) => serde_yaml_ng::from_value(v)
+            .map_err(|_| ctx.error("depends_on", "a list of step ids"))?,
+    };
+    let timeout_seconds: u64 = match take(&mut mapping, "timeout_seconds") {
+        None => 600,
+        Some(v) => {
+            serde_yaml_ng::from_value(v).map_err(|_| ctx.error("timeout_seconds", "an integer"))?
+        }
+    };
+    if timeout_seconds == 0 || timeout_seconds > 24 * 3600 {
+        return Err(ctx.error("timeout_seconds", "must be 1-86400"));
+    }
+    let retry: RetryPolicy = match take(&mut mapping, "retry") {
+        None => RetryPolicy::default(),
+        Some(v) => serde_yaml_ng::from_value(v).map_err(|e| ctx.error("retry", e.to_string()))?,
+    };
+    if !(1..=10).contains(&retry.max_attempts) || retry.backoff_base_ms > retry.backoff_max_ms {
+        return Err(ctx.error(
+            "retry",
+            "max_attempts 1-10 and backoff_base_ms <= backoff_max_ms",
+        ));
+    }
+    let on_failure: OnFailure = match take(&mut mapping, "on_failure") {
+        None => OnFailure::Stop,
+        Some(v) => {
+            serde_yaml_ng::from_value(v).map_err(|_| ctx.error("on_failure", "stop or continue"))?
+        }
+    };
+    debug_assert!(COMMON_STEP_FIELDS.len() == 6);
+    let action = steps::parse(&kind, mapping, ctx)?;
+    Ok(Step {
+        id,
+        kind,
+        depends_on,
+        timeout: Duration::from_secs(timeout_seconds),
+        retry,
+        on_failure,
+        action,
+    })
+}
+
+/// A step on a dependency cycle, if there is one (depth-first search).
+fn find_cycle(steps: &[Step]) -> Option<String> {
+    let index: HashMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    // 0 unvisited, 1 on the stack, 2 done
+    let mut state = vec![0u8; steps.len()];
+    fn visit(
+        i: usize,
+        steps: &[Step],
+        index: &HashMap<&str, usize>,
+        state: &mut [u8],
+    ) -> Option<String> {
+        state[i] = 1;
+        for dep in &steps[i].depends_on {
+            let j = index[dep.as_str()];
+            match state[j] {
+                1 => return Some(steps[j].id.clone()),
+                0 => {
+                    if let Some(c) = visit(j, steps, index, state) {
+                        return Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        state[i] = 2;
+        None
+    }
+    (0..steps.len()).find_map(|i| {
+        if state[i] == 0 {
+            visit(i, steps, &index, &mut state)
+        } else {
+            None
+        }
+    })
+}
+
+/// A pipeline as the catalog route shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineView {
+    pub id: String,
+    pub description: String,
+    pub parameters: Vec<ParamDecl>,
+    pub timeout_seconds: u64,
+    pub steps: Vec<StepView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepView {
+    pub id: String,
+    pub kind: String,
+    pub depends_on: Vec<String>,
+    pub timeout_seconds: u64,
+    pub on_failure: OnFailure,
+    pub max_attempts: u32,
+}
+
+impl From<&Pipeline> for PipelineView {
+    fn from(p: &Pipeline) -> Self {
+        PipelineView {
+            id: p.id.clone(),
+            description: p.description.clone(),
+            parameters: p.parameters.clone(),
+            timeout_seconds: p.timeout.as_secs(),
+            steps: p
+                .steps
+                .iter()
+                .map(|s| StepView {
+                    id: s.id.clone(),
+                    kind: s.kind.clone(),
+                    depends_on: s.depends_on.clone(),
+                    timeout_seconds: s.timeout.as_secs(),
+                    on_failure: s.on_failure,
+                    max_attempts: s.retry.max_attempts,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

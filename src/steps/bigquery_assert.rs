@@ -1,0 +1,55 @@
+//! `bigquery.assert`: a data-quality check. The SQL file is a bounded SELECT that returns the
+//! offending rows; the step passes when it returns none. A failed assertion is not retried.
+
+use serde::Deserialize;
+use serde_yaml_ng::Mapping;
+
+use super::{StepAction, StepContext, StepError, StepOutcome, fields};
+use crate::pipelines::{CatalogError, PipelineSql, StepParse};
+use crate::warehouse::PipelineStatement;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    sql: String,
+}
+
+#[derive(Debug)]
+pub struct Assert {
+    sql: PipelineSql,
+}
+
+pub fn parse(raw: Mapping, ctx: &StepParse<'_>) -> Result<Box<dyn StepAction>, CatalogError> {
+    let f: Fields = fields(raw, ctx)?;
+    let sql = ctx.load_sql(&f.sql)?;
+    if !sql.is_read() {
+        return Err(ctx.error("sql", "an assertion is a SELECT returning offending rows"));
+    }
+    Ok(Box::new(Assert { sql }))
+}
+
+#[async_trait::async_trait]
+impl StepAction for Assert {
+    async fn run(&self, ctx: &StepContext) -> Result<StepOutcome, StepError> {
+        let params = ctx
+            .params
+            .to_params(&ctx.declared, &self.sql.params, ctx.org.as_str());
+        let statement = PipelineStatement::render(&self.sql.file, &self.sql.text, &ctx.org_dataset);
+        let done = ctx.warehouse.run_pipeline(&statement, &params).await?;
+        if !done.rows.is_empty() {
+            return Err(StepError::new(
+                "assertion",
+                format!(
+                    "{} offending row(s) returned by {}",
+                    done.rows.len(),
+                    self.sql.file
+                ),
+                false,
+            ));
+        }
+        Ok(StepOutcome {
+            rows_affected: Some(0),
+            bytes_processed: done.bytes_processed,
+        })
+    }
+}

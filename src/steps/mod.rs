@@ -1,0 +1,95 @@
+//! Step kinds. Each kind is one file: it parses its own YAML fields at catalog load and runs
+//! against a [`StepContext`]. Adding a kind is a new file and one line in [`parse`].
+
+mod bigquery_assert;
+mod bigquery_query;
+mod chaos;
+
+use std::fmt::Debug;
+
+use serde_yaml_ng::Mapping;
+
+use crate::domain::{DatasetId, OrgSlug};
+use crate::pipelines::{CatalogError, ParamDecl, RunParams, StepParse};
+use crate::warehouse::{Warehouse, WarehouseError};
+
+/// Everything a step may use: the warehouse, the triggering org (its own dataset), the run's
+/// parameters. Nothing is shared between runs.
+pub struct StepContext {
+    pub warehouse: Warehouse,
+    pub org: OrgSlug,
+    pub org_dataset: DatasetId,
+    pub run_id: String,
+    pub params: RunParams,
+    pub declared: Vec<ParamDecl>,
+}
+
+/// What a successful attempt reports for the step log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepOutcome {
+    pub rows_affected: Option<i64>,
+    pub bytes_processed: Option<i64>,
+}
+
+/// A failed attempt: a class for grouping, a summary safe to store (no secrets, no data), and
+/// whether another attempt could help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{class}: {summary}")]
+pub struct StepError {
+    pub class: &'static str,
+    pub summary: String,
+    pub retryable: bool,
+}
+
+impl StepError {
+    pub fn new(class: &'static str, summary: impl Into<String>, retryable: bool) -> Self {
+        let mut summary: String = summary.into();
+        if summary.len() > 500 {
+            let mut end = 500;
+            while !summary.is_char_boundary(end) {
+                end -= 1;
+            }
+            summary.truncate(end);
+        }
+        Self {
+            class,
+            summary,
+            retryable,
+        }
+    }
+}
+
+impl From<WarehouseError> for StepError {
+    fn from(e: WarehouseError) -> Self {
+        let retryable = e.is_retryable() || e.is_unavailable();
+        StepError::new("bigquery", e.to_string(), retryable)
+    }
+}
+
+#[async_trait::async_trait]
+pub trait StepAction: Send + Sync + Debug + 'static {
+    async fn run(&self, ctx: &StepContext) -> Result<StepOutcome, StepError>;
+}
+
+/// Builds the action of a step of `kind` from its kind-specific fields.
+pub fn parse(
+    kind: &str,
+    fields: Mapping,
+    ctx: &StepParse<'_>,
+) -> Result<Box<dyn StepAction>, CatalogError> {
+    match kind {
+        "bigquery.query" => bigquery_query::parse(fields, ctx),
+        "bigquery.assert" => bigquery_assert::parse(fields, ctx),
+        "chaos.fault" => chaos::parse(fields, ctx),
+        other => Err(ctx.error("kind", format!("unknown step kind {other}"))),
+    }
+}
+
+/// Deserializes a kind's fields, naming the step in errors.
+fn fields<T: serde::de::DeserializeOwned>(
+    fields: Mapping,
+    ctx: &StepParse<'_>,
+) -> Result<T, CatalogError> {
+    serde_yaml_ng::from_value(serde_yaml_ng::Value::Mapping(fields))
+        .map_err(|e| ctx.error("", e.to_string()))
+}

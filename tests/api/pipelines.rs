@@ -1,0 +1,633 @@
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    Emulator, TestApp, assert_error, repo_path, spawn_app, spawn_app_with, unique_slug,
+};
+
+/// An org with its key, on a plan whose limits each test sets as it needs.
+async fn org(app: &TestApp) -> (String, String) {
+    app.bootstrap().await;
+    let slug = unique_slug("run-co");
+    let key = app.org_with_key(&slug).await;
+    (slug, key)
+}
+
+async fn set_limits(app: &TestApp, slug: &str, daily: i64, monthly: i64, concurrent: i64) {
+    let r = app
+        .client
+        .put(app.url(&format!("/api/v1/organizations/{slug}/quota")))
+        .header("X-CA-Root-Key", &app.root_key)
+        .json(&json!({"daily_limit": daily, "monthly_limit": monthly, "concurrent_limit": concurrent}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+async fn trigger(
+    app: &TestApp,
+    slug: &str,
+    key: &str,
+    pipeline: &str,
+    params: Value,
+) -> reqwest::Response {
+    app.key_post(
+        &format!("/api/v1/pipelines/run/{slug}/{pipeline}"),
+        key,
+        &json!({"parameters": params}),
+    )
+    .await
+}
+
+async fn admitted(app: &TestApp, slug: &str, key: &str, pipeline: &str, params: Value) -> String {
+    let r = trigger(app, slug, key, pipeline, params).await;
+    assert_eq!(r.status(), 202, "{pipeline}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["status"], "PENDING");
+    body["run_id"].as_str().unwrap().to_string()
+}
+
+async fn run(app: &TestApp, slug: &str, key: &str, run_id: &str) -> Value {
+    let r = app
+        .key_get(&format!("/api/v1/pipelines/{slug}/runs/{run_id}"), key)
+        .await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// Polls until the run reaches a final state (at most 30 s).
+async fn finished(app: &TestApp, slug: &str, key: &str, run_id: &str) -> Value {
+    for _ in 0..300 {
+        let r = app
+            .key_get(&format!("/api/v1/pipelines/{slug}/runs/{run_id}"), key)
+            .await;
+        if r.status() == 200 {
+            let body: Value = r.json().await.unwrap();
+            let status = body["status"].as_str().unwrap();
+            if !matches!(status, "PENDING" | "RUNNING") {
+                return body;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("run {run_id} did not finish");
+}
+
+async fn quota(app: &TestApp, slug: &str) -> Value {
+    app.root_get(&format!("/api/v1/organizations/{slug}/quota"))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls until the org holds no concurrency slot (at most 30 s).
+async fn slots_free(app: &TestApp, slug: &str) {
+    for _ in 0..300 {
+        if quota(app, slug).await["active_run_ids"] == json!([]) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "slots of {slug} were not released: {}",
+        quota(app, slug).await
+    );
+}
+
+async fn steps(app: &TestApp, slug: &str, key: &str, run_id: &str) -> Vec<(String, i64, String)> {
+    let body: Value = app
+        .key_get(
+            &format!("/api/v1/pipelines/{slug}/runs/{run_id}/steps"),
+            key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    body["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step_id"].as_str().unwrap().to_string(),
+                s["attempt"].as_i64().unwrap(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_sample_pipelines_run_end_to_end() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("PIPELINES_DIR".into(), repo_path("pipelines"));
+    })
+    .await;
+    let (slug, key) = org(&app).await;
+    let catalog: Value = app
+        .key_get("/api/v1/pipelines", &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = catalog["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            "genai/usage_rollup",
+            "quality/raw_usage_checks",
+            "samples/usage_seed"
+        ]
+    );
+
+    let day = json!({"day": "2026-11-01"});
+    for pipeline in [
+        "samples/usage_seed",
+        "genai/usage_rollup",
+        "quality/raw_usage_checks",
+    ] {
+        let run_id = admitted(&app, &slug, &key, pipeline, day.clone()).await;
+        let done = finished(&app, &slug, &key, &run_id).await;
+        assert_eq!(done["status"], "SUCCEEDED", "{pipeline}: {done}");
+        assert_eq!(done["pipeline_id"], pipeline);
+        assert_eq!(done["parameters"], day);
+        assert!(done["duration_ms"].as_i64().unwrap() >= 0);
+        slots_free(&app, &slug).await;
+    }
+
+    let dataset = slug.replace('-', "_");
+    let rows = Emulator::new()
+        .sql(&format!(
+            "SELECT provider, model, requests, input_tokens, output_tokens FROM `{dataset}.usage_daily` \
+             WHERE day = DATE '2026-11-01' ORDER BY provider, model LIMIT 100"
+        ))
+        .await;
+    let got: Vec<Vec<String>> = rows["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["f"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["v"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect();
+    let want = [
+        ["anthropic", "claude-haiku", "1", "4000", "800"],
+        ["anthropic", "claude-sonnet", "2", "3000", "750"],
+        ["openai", "gpt-4o", "2", "2000", "500"],
+        ["openai", "gpt-4o-mini", "1", "5000", "1000"],
+    ];
+    assert_eq!(got, want.map(|r| r.map(String::from).to_vec()).to_vec());
+    assert_eq!(quota(&app, &slug).await["runs_today"], 3);
+}
+
+#[tokio::test]
+async fn parameters_are_validated_and_named() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    let cases = [
+        (json!({}), "day"),
+        (json!({"day": "yesterday"}), "day"),
+        (json!({"day": "2026-11-01", "limit": "ten"}), "limit"),
+        (json!({"day": "2026-11-01", "model": "Not Valid!"}), "model"),
+        (json!({"day": "2026-11-01", "dry_run": 1}), "dry_run"),
+        (json!({"day": "2026-11-01", "extra": 1}), "extra"),
+    ];
+    for (params, name) in cases {
+        let r = trigger(&app, &slug, &key, "test/params", params.clone()).await;
+        assert_eq!(r.status(), 400, "{params}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["message"], "Invalid request format");
+        assert_eq!(body["error"]["parameter"], name, "{params}");
+    }
+    assert_eq!(quota(&app, &slug).await["runs_today"], 0, "nothing counted");
+    let r = trigger(&app, &slug, &key, "test/nope", json!({})).await;
+    assert_error(r, 404, "Resource not found").await;
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/pipelines/run/{slug}/test/params")))
+        .header("X-API-Key", &key)
+        .header("content-type", "application/json")
+        .body("{\"parameters\": [")
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 400, "Invalid request format").await;
+    let run_id = admitted(
+        &app,
+        &slug,
+        &key,
+        "test/params",
+        json!({"day": "2026-11-01", "model": "gpt-4o"}),
+    )
+    .await;
+    let done = finished(&app, &slug, &key, &run_id).await;
+    assert_eq!(
+        done["parameters"],
+        json!({"day": "2026-11-01", "limit": 10, "model": "gpt-4o", "dry_run": false})
+    );
+}
+
+#[tokio::test]
+async fn an_idempotency_key_returns_the_same_run_without_a_second_reservation() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    set_limits(&app, &slug, 50, 500, 5).await;
+    let send = || {
+        app.client
+            .post(app.url(&format!("/api/v1/pipelines/run/{slug}/test/sleep")))
+            .header("X-API-Key", &key)
+            .header("Idempotency-Key", "nightly-2026-11-01")
+            .json(&json!({"parameters": {}}))
+            .send()
+    };
+    let (a, b, c) = tokio::join!(send(), send(), send());
+    let mut ids = Vec::new();
+    for r in [a, b, c] {
+        let r = r.unwrap();
+        assert_eq!(r.status(), 202);
+        let body: Value = r.json().await.unwrap();
+        ids.push(body["run_id"].as_str().unwrap().to_string());
+    }
+    assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+    let first = ids[0].clone();
+    finished(&app, &slug, &key, &first).await;
+    let later: Value = send().await.unwrap().json().await.unwrap();
+    assert_eq!(later["run_id"], first.as_str());
+    assert_eq!(later["replayed"], true);
+    assert_eq!(quota(&app, &slug).await["runs_today"], 1);
+}
+
+#[tokio::test]
+async fn with_a_concurrent_limit_of_3_exactly_3_of_30_parallel_triggers_are_admitted() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    set_limits(&app, &slug, 100, 1000, 3).await;
+    let mut handles = Vec::new();
+    for _ in 0..30 {
+        let (client, url, key) = (
+            app.client.clone(),
+            app.url(&format!("/api/v1/pipelines/run/{slug}/test/long")),
+            key.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .header("X-API-Key", key)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+        }));
+    }
+    let mut admitted_ids = Vec::new();
+    let mut refused = 0;
+    for h in handles {
+        let r = h.await.unwrap();
+        match r.status().as_u16() {
+            202 => admitted_ids.push(
+                r.json::<Value>().await.unwrap()["run_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            ),
+            429 => {
+                assert!(r.headers().contains_key("retry-after"));
+                let body: Value = r.json().await.unwrap();
+                assert_eq!(body["error"]["reason"], "concurrent");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((admitted_ids.len(), refused), (3, 27));
+    let q = quota(&app, &slug).await;
+    assert_eq!(q["runs_today"], 3, "refusals are not counted");
+    let mut active: Vec<String> = serde_json::from_value(q["active_run_ids"].clone()).unwrap();
+    active.sort();
+    admitted_ids.sort();
+    assert_eq!(active, admitted_ids);
+
+    for id in &admitted_ids {
+        let r = app
+            .key_post(
+                &format!("/api/v1/pipelines/{slug}/runs/{id}/cancel"),
+                &key,
+                &json!({}),
+            )
+            .await;
+        assert_eq!(r.status(), 202);
+    }
+    for id in &admitted_ids {
+        assert_eq!(finished(&app, &slug, &key, id).await["status"], "CANCELLED");
+    }
+    slots_free(&app, &slug).await;
+    assert_eq!(app.executor.active_runs(), 0);
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+#[tokio::test]
+async fn the_daily_limit_refuses_until_the_next_utc_day() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    set_limits(&app, &slug, 2, 100, 2).await;
+    app.clock.set(at("2026-11-10T12:00:00Z"));
+    for _ in 0..2 {
+        let id = admitted(
+            &app,
+            &slug,
+            &key,
+            "test/params",
+            json!({"day": "2026-11-10"}),
+        )
+        .await;
+        finished(&app, &slug, &key, &id).await;
+    }
+    let r = trigger(
+        &app,
+        &slug,
+        &key,
+        "test/params",
+        json!({"day": "2026-11-10"}),
+    )
+    .await;
+    assert_eq!(r.status(), 429);
+    let retry: i64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((43_190..=43_200).contains(&retry), "{retry}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["reason"], "daily");
+    assert_eq!(quota(&app, &slug).await["runs_today"], 2);
+
+    app.clock.advance(chrono::Duration::days(1));
+    admitted(
+        &app,
+        &slug,
+        &key,
+        "test/params",
+        json!({"day": "2026-11-11"}),
+    )
+    .await;
+    let q = quota(&app, &slug).await;
+    assert_eq!(
+        (q["day"].as_str(), &q["runs_today"], &q["runs_month"]),
+        (Some("2026-11-11"), &json!(1), &json!(3))
+    );
+}
+
+#[tokio::test]
+async fn the_monthly_limit_refuses_until_the_next_utc_month() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    set_limits(&app, &slug, 3, 3, 3).await;
+    app.clock.set(at("2026-11-29T12:00:00Z"));
+    for _ in 0..2 {
+        let id = admitted(
+            &app,
+            &slug,
+            &key,
+            "test/params",
+            json!({"day": "2026-11-29"}),
+        )
+        .await;
+        finished(&app, &slug, &key, &id).await;
+    }
+    app.clock.set(at("2026-11-30T12:00:00Z"));
+    let id = admitted(
+        &app,
+        &slug,
+        &key,
+        "test/params",
+        json!({"day": "2026-11-30"}),
+    )
+    .await;
+    finished(&app, &slug, &key, &id).await;
+    let r = trigger(
+        &app,
+        &slug,
+        &key,
+        "test/params",
+        json!({"day": "2026-11-30"}),
+    )
+    .await;
+    assert_eq!(r.status(), 429);
+    let retry: i64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((43_190..=43_200).contains(&retry), "{retry}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["reason"], "monthly");
+
+    app.clock.set(at("2026-12-01T00:00:05Z"));
+    admitted(
+        &app,
+        &slug,
+        &key,
+        "test/params",
+        json!({"day": "2026-12-01"}),
+    )
+    .await;
+    let q = quota(&app, &slug).await;
+    assert_eq!(q["month"], "2026-12-01");
+    assert_eq!((&q["runs_today"], &q["runs_month"]), (&json!(1), &json!(1)));
+}
+
+#[tokio::test]
+async fn every_failure_path_releases_its_slot() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    set_limits(&app, &slug, 100, 1000, 1).await;
+    for (pipeline, status, class) in [
+        ("test/panic", "FAILED", "panic"),
+        ("test/fail", "FAILED", "chaos"),
+        ("test/step_timeout", "FAILED", "timeout"),
+        ("test/pipeline_timeout", "TIMED_OUT", "timeout"),
+    ] {
+        let id = admitted(&app, &slug, &key, pipeline, json!({})).await;
+        let done = finished(&app, &slug, &key, &id).await;
+        assert_eq!(done["status"], status, "{pipeline}: {done}");
+        assert_eq!(done["error_class"], class, "{pipeline}");
+        // Concurrency 1: the next trigger is only admitted once the slot is back.
+        slots_free(&app, &slug).await;
+    }
+    let id = admitted(&app, &slug, &key, "test/long", json!({})).await;
+    let r = app
+        .key_post(
+            &format!("/api/v1/pipelines/{slug}/runs/{id}/cancel"),
+            &key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        finished(&app, &slug, &key, &id).await["status"],
+        "CANCELLED"
+    );
+    slots_free(&app, &slug).await;
+    let again = app
+        .key_post(
+            &format!("/api/v1/pipelines/{slug}/runs/{id}/cancel"),
+            &key,
+            &json!({}),
+        )
+        .await;
+    assert_error(again, 409, "Resource already exists").await;
+    assert_eq!(app.executor.active_runs(), 0);
+    assert_eq!(app.executor.releaser().pending(), 0);
+}
+
+#[tokio::test]
+async fn retries_follow_the_policy_and_show_in_the_step_log() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    set_limits(&app, &slug, 100, 1000, 2).await;
+    let failing = admitted(&app, &slug, &key, "test/fail", json!({})).await;
+    let flaky = admitted(&app, &slug, &key, "test/flaky", json!({})).await;
+    assert_eq!(
+        finished(&app, &slug, &key, &failing).await["status"],
+        "FAILED"
+    );
+    assert_eq!(
+        finished(&app, &slug, &key, &flaky).await["status"],
+        "SUCCEEDED"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await; // step logs flush every 50 ms here
+    let s = |id: &str, n: i64, st: &str| (id.to_string(), n, st.to_string());
+    assert_eq!(
+        steps(&app, &slug, &key, &failing).await,
+        vec![
+            s("broken", 1, "FAILED"),
+            s("broken", 2, "FAILED"),
+            s("broken", 3, "FAILED")
+        ],
+        "the dependent step never ran"
+    );
+    assert_eq!(
+        steps(&app, &slug, &key, &flaky).await,
+        vec![
+            s("flaky", 1, "FAILED"),
+            s("flaky", 2, "FAILED"),
+            s("flaky", 3, "SUCCEEDED")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn steps_follow_the_dag_and_a_tolerated_failure_lets_the_run_succeed() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    let id = admitted(&app, &slug, &key, "test/dag", json!({})).await;
+    assert_eq!(
+        finished(&app, &slug, &key, &id).await["status"],
+        "SUCCEEDED"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = steps(&app, &slug, &key, &id).await;
+    let order: Vec<&str> = got.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(order.first(), Some(&"a"));
+    assert_eq!(order.last(), Some(&"d"));
+    assert!(got.contains(&("c".to_string(), 1, "FAILED".to_string())));
+    assert_eq!(got.len(), 4);
+}
+
+#[tokio::test]
+async fn the_trigger_path_makes_one_dml_and_one_insert_all() {
+    let app = spawn_app_with(|vars| {
+        // Keep background work (the run's buffered rows, heartbeats, the reaper) out of the
+        // measurement.
+        vars.insert("RUN_LOG_FLUSH_MS".into(), "60000".into());
+        vars.insert("RUN_LEASE_SECS".into(), "7200".into());
+        vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "3600".into());
+        vars.insert("REAPER_INTERVAL_SECS".into(), "3600".into());
+    })
+    .await;
+    let (slug, key) = org(&app).await;
+    assert_eq!(app.key_get("/api/v1/whoami", &key).await.status(), 200); // warm auth
+    let before = app.warehouse.counters().snapshot();
+    admitted(&app, &slug, &key, "test/sleep", json!({})).await;
+    let delta = app.warehouse.counters().snapshot().since(&before);
+    assert_eq!(
+        (delta.dml, delta.insert_all, delta.query),
+        (1, 1, 0),
+        "{delta:?}"
+    );
+
+    let before = app.warehouse.counters().snapshot();
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/pipelines/run/{slug}/test/params")))
+        .header("X-API-Key", &key)
+        .header("Idempotency-Key", "once")
+        .json(&json!({"parameters": {"day": "2026-11-01"}}))
+        .send()
+        .await
+        .unwrap();
+    let delta = app.warehouse.counters().snapshot().since(&before);
+    // Concurrency 1 (STARTER) with the sleeping run active: refused, after one bounded read.
+    assert_eq!(r.status(), 429);
+    assert_eq!((delta.dml, delta.query), (1, 2), "{delta:?}");
+}
+
+#[tokio::test]
+async fn another_orgs_key_cannot_trigger_or_read_runs() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    let other = unique_slug("other-run-co");
+    let other_key = app.org_with_key(&other).await;
+    let id = admitted(
+        &app,
+        &slug,
+        &key,
+        "test/params",
+        json!({"day": "2026-11-01"}),
+    )
+    .await;
+    for r in [
+        trigger(
+            &app,
+            &slug,
+            &other_key,
+            "test/params",
+            json!({"day": "2026-11-01"}),
+        )
+        .await,
+        app.key_get(&format!("/api/v1/pipelines/{slug}/runs/{id}"), &other_key)
+            .await,
+        app.key_get(
+            &format!("/api/v1/pipelines/{slug}/runs/{id}/steps"),
+            &other_key,
+        )
+        .await,
+    ] {
+        assert_error(r, 403, "Cannot access another organization").await;
+    }
+    // Its own path does not know the run.
+    let r = app
+        .key_get(&format!("/api/v1/pipelines/{other}/runs/{id}"), &other_key)
+        .await;
+    assert_error(r, 404, "Resource not found").await;
+    finished(&app, &slug, &key, &id).await;
+    assert_eq!(run(&app, &slug, &key, &id).await["status"], "SUCCEEDED");
+}
