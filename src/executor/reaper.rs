@@ -26,6 +26,7 @@ pub(super) fn spawn(inner: Arc<Inner>) {
     tokio::spawn(async move {
         let mut suspects: HashSet<String> = HashSet::new();
         let mut tick = tokio::time::interval(inner.settings().reaper_interval);
+        tick.tick().await; // the first pass waits one interval
         loop {
             tokio::select! {
                 _ = tick.tick() => {}

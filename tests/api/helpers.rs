@@ -93,9 +93,11 @@ pub fn test_vars() -> HashMap<String, String> {
         ("PIPELINES_DIR", fixture("pipelines")),
         ("PIPELINE_SQL_DIR", repo_path("sql")),
         ("RUN_LOG_FLUSH_MS", "50".to_string()),
-        ("HEARTBEAT_INTERVAL_SECS", "1".to_string()),
-        ("REAPER_INTERVAL_SECS", "1".to_string()),
-        ("RUN_LEASE_SECS", "3".to_string()),
+        // Background queries (heartbeats, the reaper) stay out of tests that count BigQuery
+        // calls; the crash tests set short ones.
+        ("HEARTBEAT_INTERVAL_SECS", "3600".to_string()),
+        ("REAPER_INTERVAL_SECS", "3600".to_string()),
+        ("RUN_LEASE_SECS", "7200".to_string()),
         ("SHUTDOWN_GRACE_SECS", "5".to_string()),
     ]
     .into_iter()

@@ -555,12 +555,8 @@ async fn steps_follow_the_dag_and_a_tolerated_failure_lets_the_run_succeed() {
 #[tokio::test]
 async fn the_trigger_path_makes_one_dml_and_one_insert_all() {
     let app = spawn_app_with(|vars| {
-        // Keep background work (the run's buffered rows, heartbeats, the reaper) out of the
-        // measurement.
+        // Keep the run's own buffered rows out of the measurement.
         vars.insert("RUN_LOG_FLUSH_MS".into(), "60000".into());
-        vars.insert("RUN_LEASE_SECS".into(), "7200".into());
-        vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "3600".into());
-        vars.insert("REAPER_INTERVAL_SECS".into(), "3600".into());
     })
     .await;
     let (slug, key) = org(&app).await;
