@@ -627,3 +627,29 @@ async fn another_orgs_key_cannot_trigger_or_read_runs() {
     finished(&app, &slug, &key, &id).await;
     assert_eq!(run(&app, &slug, &key, &id).await["status"], "SUCCEEDED");
 }
+
+#[tokio::test]
+async fn duplicate_log_rows_do_not_change_what_is_read() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    let id = admitted(&app, &slug, &key, "test/flaky", json!({})).await;
+    let before = finished(&app, &slug, &key, &id).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let steps_before = steps(&app, &slug, &key, &id).await;
+    // What a retried insertAll without de-duplication leaves behind: every row twice.
+    let meta = &app.meta_dataset;
+    let emulator = Emulator::new();
+    for table in ["pipeline_run_events", "step_logs"] {
+        emulator
+            .sql(&format!(
+                "INSERT INTO `{meta}.{table}` SELECT * FROM `{meta}.{table}` WHERE run_id = '{id}'"
+            ))
+            .await;
+    }
+    let after = run(&app, &slug, &key, &id).await;
+    assert_eq!(after["status"], before["status"]);
+    assert_eq!(after["started_at"], before["started_at"]);
+    assert_eq!(after["parameters"], before["parameters"]);
+    assert_eq!(steps(&app, &slug, &key, &id).await, steps_before);
+    assert_eq!(steps_before.len(), 3);
+}
