@@ -95,19 +95,20 @@ pub fn cors(origins: &[String]) -> Cors {
     cors
 }
 
-/// Malformed JSON, paths and query strings give the standard 400 (never actix's plain text).
-pub fn json_config() -> web::JsonConfig {
-    web::JsonConfig::default()
-        .limit(MAX_BODY_BYTES)
-        .error_handler(|err, _req| ApiError::bad_request(err).into())
-}
-
+/// Malformed paths and query strings give the standard 400 (never actix's plain text).
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|err, _req| ApiError::bad_request(err).into())
 }
 
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|err, _req| ApiError::bad_request(err).into())
+}
+
+/// Parses a JSON body read as bytes. Handlers take the body this way so that the guard in their
+/// signature always decides first: an unauthenticated request gets 401, never a hint about the
+/// body's shape.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(ApiError::bad_request)
 }
 
 /// Unknown routes.

@@ -10,6 +10,7 @@ pub mod error;
 pub mod executor;
 pub mod http;
 pub mod idempotency;
+pub mod integrations;
 pub mod kms;
 pub mod orgs;
 pub mod pipelines;

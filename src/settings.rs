@@ -117,6 +117,10 @@ pub struct Settings {
     /// How often `last_used_at` of used keys is written (one statement for all keys).
     pub last_used_flush: Duration,
     pub executor: ExecutorSettings,
+    /// Folder of provider definitions (`*.yaml`).
+    pub providers_dir: std::path::PathBuf,
+    /// Base URL overrides by provider name (`PROVIDER_BASE_URLS=name=url,...`).
+    pub provider_base_urls: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -428,6 +432,21 @@ impl Settings {
             )),
             concurrent_retry_after_secs: r.integer("CONCURRENT_RETRY_AFTER_SECS", 10, 1, 3600),
         };
+        let providers_dir = r.string("PROVIDERS_DIR", "providers").into();
+        let mut provider_base_urls = HashMap::new();
+        if let Some(raw) = r.get("PROVIDER_BASE_URLS") {
+            for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                match pair.split_once('=') {
+                    Some((name, url)) if !name.trim().is_empty() && !url.trim().is_empty() => {
+                        provider_base_urls.insert(name.trim().to_string(), url.trim().to_string());
+                    }
+                    _ => r.problem(
+                        "PROVIDER_BASE_URLS",
+                        "expected name=url pairs separated by commas",
+                    ),
+                }
+            }
+        }
         if executor.heartbeat_interval >= executor.lease {
             r.problem(
                 "HEARTBEAT_INTERVAL_SECS",
@@ -502,6 +521,8 @@ impl Settings {
             auth_cache_ttl,
             last_used_flush,
             executor,
+            providers_dir,
+            provider_base_urls,
         })
     }
 }

@@ -10,8 +10,9 @@ use actix_web::{App, HttpServer, web};
 
 use crate::auth::{self, AuthState};
 use crate::clock::{SharedClock, SystemClock};
-use crate::executor::Executor;
+use crate::executor::{Executor, Outside};
 use crate::http;
+use crate::integrations::{self, Registry, RegistryError};
 use crate::kms::{self, KmsError, SharedKms};
 use crate::pipelines::{Catalog, CatalogError};
 use crate::request_id;
@@ -32,6 +33,8 @@ pub enum StartupError {
     Kms(#[from] KmsError),
     #[error("invalid pipeline definition: {0}")]
     Catalog(#[from] CatalogError),
+    #[error("invalid provider definition: {0}")]
+    Providers(#[from] RegistryError),
 }
 
 pub struct Application {
@@ -53,11 +56,18 @@ impl Application {
         settings: Settings,
         clock: SharedClock,
     ) -> Result<Self, StartupError> {
+        let providers = Arc::new(Registry::load(
+            &settings.providers_dir,
+            &settings.provider_base_urls,
+            settings.environment,
+        )?);
         let catalog = Arc::new(Catalog::load(
             &settings.executor.pipelines_dir,
             &settings.executor.sql_dir,
+            &providers,
             settings.environment,
         )?);
+        let http = integrations::http_client(settings.timeouts.http_client);
         let warehouse = Warehouse::connect(&settings).await?;
         let kms = kms::from_settings(&settings).await?;
         let auth = web::Data::new(AuthState::new(&settings, warehouse.clone()));
@@ -67,6 +77,11 @@ impl Application {
             catalog,
             clock.clone(),
             settings.executor.clone(),
+            Outside {
+                kms: kms.clone(),
+                http: http.clone(),
+                providers: providers.clone(),
+            },
         );
         let listener =
             TcpListener::bind(settings.bind_addr).map_err(|source| StartupError::Bind {
@@ -89,6 +104,8 @@ impl Application {
                 auth: auth.clone(),
                 executor: executor.clone(),
                 clock,
+                http,
+                providers,
             },
         )
         .map_err(|source| StartupError::Bind {
@@ -166,6 +183,8 @@ struct Shared {
     auth: web::Data<AuthState>,
     executor: Executor,
     clock: SharedClock,
+    http: reqwest::Client,
+    providers: Arc<Registry>,
 }
 
 fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::Result<Server> {
@@ -175,7 +194,11 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
         auth,
         executor,
         clock,
+        http,
+        providers,
     } = shared;
+    let http = web::Data::new(http);
+    let providers = web::Data::from(providers);
     let kms: web::Data<dyn kms::Kms> = web::Data::from(kms);
     let executor = web::Data::new(executor);
     let clock = web::Data::new(clock);
@@ -189,7 +212,6 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
             .wrap(http::security_headers())
             .wrap(http::cors(&cors_origins))
             .wrap(from_fn(request_id::middleware))
-            .app_data(http::json_config())
             .app_data(http::path_config())
             .app_data(http::query_config())
             .app_data(auth.clone())
@@ -198,6 +220,8 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
             .app_data(kms.clone())
             .app_data(executor.clone())
             .app_data(clock.clone())
+            .app_data(http.clone())
+            .app_data(providers.clone())
             .configure(routes::configure)
             .default_service(web::to(http::not_found))
     })

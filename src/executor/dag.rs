@@ -59,6 +59,9 @@ pub(super) async fn run(
 
     let ctx = Arc::new(StepContext {
         warehouse: inner.warehouse.clone(),
+        kms: inner.kms.clone(),
+        http: inner.http.clone(),
+        providers: inner.providers.clone(),
         org: org.clone(),
         org_dataset: org.dataset_id(),
         run_id: run_id.clone(),

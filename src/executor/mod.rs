@@ -21,6 +21,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::clock::SharedClock;
 use crate::domain::OrgSlug;
+use crate::integrations::Registry;
+use crate::kms::SharedKms;
 use crate::pipelines::{Catalog, ParamError, RunParams};
 use crate::quota::{self, Limit, Reservation};
 use crate::run_log::{Heartbeat, RunEvent, RunLog};
@@ -104,6 +106,13 @@ pub struct TriggerInfo {
     pub idempotency_key: Option<String>,
 }
 
+/// What steps may reach outside BigQuery: the KMS, providers' APIs.
+pub struct Outside {
+    pub kms: SharedKms,
+    pub http: reqwest::Client,
+    pub providers: Arc<Registry>,
+}
+
 struct ActiveRun {
     org: OrgSlug,
     cancel: CancellationToken,
@@ -111,6 +120,9 @@ struct ActiveRun {
 
 pub(crate) struct Inner {
     pub(crate) warehouse: Warehouse,
+    pub(crate) kms: SharedKms,
+    pub(crate) http: reqwest::Client,
+    pub(crate) providers: Arc<Registry>,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) clock: SharedClock,
     pub(crate) run_log: Arc<RunLog>,
@@ -140,11 +152,15 @@ impl Executor {
         catalog: Arc<Catalog>,
         clock: SharedClock,
         settings: ExecutorSettings,
+        outside: Outside,
     ) -> Self {
         let run_log = Arc::new(RunLog::new(warehouse.clone(), settings.log_flush_interval));
         let releaser = Releaser::start(warehouse.clone(), clock.clone());
         let inner = Arc::new(Inner {
             warehouse,
+            kms: outside.kms,
+            http: outside.http,
+            providers: outside.providers,
             catalog,
             clock,
             run_log: run_log.clone(),

@@ -149,6 +149,7 @@ fn default_pipeline_timeout() -> u64 {
 /// What step kinds get to know while they parse their own fields.
 pub struct StepParse<'a> {
     pub file: &'a str,
+    pub providers: &'a crate::integrations::Registry,
     pub field: String,
     pub sql_dir: &'a Path,
     pub environment: Environment,
@@ -291,6 +292,7 @@ impl Catalog {
     pub fn load(
         dir: &Path,
         sql_dir: &Path,
+        providers: &crate::integrations::Registry,
         environment: Environment,
     ) -> Result<Self, CatalogError> {
         let mut files = Vec::new();
@@ -314,7 +316,7 @@ impl Catalog {
             }
             let text = std::fs::read_to_string(&path)
                 .map_err(|e| problem(&shown, "", format!("cannot read ({e})")))?;
-            let pipeline = parse_pipeline(&id, &shown, &text, sql_dir, environment)?;
+            let pipeline = parse_pipeline(&id, &shown, &text, sql_dir, providers, environment)?;
             pipelines.insert(id, Arc::new(pipeline));
         }
         Ok(Self { pipelines })
@@ -356,6 +358,7 @@ pub fn parse_pipeline(
     file: &str,
     text: &str,
     sql_dir: &Path,
+    providers: &crate::integrations::Registry,
     environment: Environment,
 ) -> Result<Pipeline, CatalogError> {
     let raw: PipelineFile = serde_yaml_ng::from_str(text).map_err(|e| {
@@ -385,6 +388,7 @@ pub fn parse_pipeline(
         let field = format!("steps[{i}]");
         let ctx = StepParse {
             file,
+            providers,
             field: field.clone(),
             sql_dir,
             environment,

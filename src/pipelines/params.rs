@@ -194,6 +194,16 @@ impl RunParams {
             .collect()
     }
 
+    /// A parameter's value as text (for a query string), if set.
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.0.get(name).map(|v| match v {
+            ParamValue::String(s) => s.clone(),
+            ParamValue::Int64(i) => i.to_string(),
+            ParamValue::Date(d) => d.format("%Y-%m-%d").to_string(),
+            ParamValue::Bool(b) => b.to_string(),
+        })
+    }
+
     pub fn to_json(&self) -> Value {
         serde_json::to_value(&self.0).unwrap_or(Value::Null)
     }

@@ -82,6 +82,7 @@ fn parse(yaml: &str) -> Result<Pipeline, CatalogError> {
         "t/p.yaml",
         yaml,
         &sql_dir(),
+        &Default::default(),
         Environment::Development,
     )
 }
@@ -165,8 +166,15 @@ fn bad_parameter_declarations_are_refused() {
 fn chaos_steps_are_refused_in_production() {
     let yaml = "description: t\nsteps:\n  - {id: a, kind: chaos.fault, mode: error}\n";
     assert!(parse(yaml).is_ok());
-    let err =
-        parse_pipeline("t/p", "t/p.yaml", yaml, &sql_dir(), Environment::Production).unwrap_err();
+    let err = parse_pipeline(
+        "t/p",
+        "t/p.yaml",
+        yaml,
+        &sql_dir(),
+        &Default::default(),
+        Environment::Production,
+    )
+    .unwrap_err();
     assert_eq!(err.field, "steps[0].kind");
 }
 

@@ -12,6 +12,7 @@ use crate::audit::{self, AuditEvent};
 use crate::auth::{AuthState, Caller, Guarded, OrgOrRoot, scopes};
 use crate::domain::Scope;
 use crate::error::ApiError;
+use crate::http::parse_json;
 use crate::kms::Kms;
 use crate::warehouse::Warehouse;
 
@@ -50,7 +51,7 @@ pub async fn rotate(
     let body: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RotateRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(ApiError::bad_request)?
+        parse_json(&body)?
     };
     let grace = body.grace_period_seconds.unwrap_or(0);
     if !(0..=MAX_GRACE_SECONDS).contains(&grace) {

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod health;
+pub mod integrations;
 pub mod keys;
 pub mod me;
 pub mod orgs;
@@ -60,6 +61,11 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(post "/api/v1/organizations/{org_slug}/api-keys/rotate", OrgOrRoot => keys::rotate),
     route!(get "/api/v1/organizations/{org_slug}/api-keys", OrgOrRoot => keys::list),
     route!(delete "/api/v1/organizations/{org_slug}/api-keys/{key_id}", OrgOrRoot => keys::revoke),
+    route!(post "/api/v1/integrations/{org_slug}/{provider}/setup", OrgOrRoot => integrations::setup),
+    route!(post "/api/v1/integrations/{org_slug}/{provider}/validate", OrgOrRoot => integrations::validate),
+    route!(get "/api/v1/integrations/{org_slug}", OrgOrRoot => integrations::list),
+    route!(get "/api/v1/integrations/{org_slug}/{provider}", OrgOrRoot => integrations::get),
+    route!(delete "/api/v1/integrations/{org_slug}/{provider}", OrgOrRoot => integrations::delete),
     route!(get "/api/v1/pipelines", OrgOrRoot => pipelines::catalog),
     route!(post "/api/v1/pipelines/run/{org_slug}/{pipeline_id:.*}", OrgOrRoot => pipelines::trigger),
     route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}", OrgOrRoot => pipelines::get_run),

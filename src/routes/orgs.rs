@@ -10,6 +10,7 @@ use crate::auth::AuthState;
 use crate::auth::{Guarded, OrgOrRoot, Root, scopes};
 use crate::domain::QuotaLimits;
 use crate::error::{ApiError, ServiceError};
+use crate::http::parse_json;
 use crate::idempotency;
 use crate::kms::Kms;
 use crate::orgs::{self, OnboardRequest, OrgStatus};
@@ -21,9 +22,9 @@ const ONBOARD_SCOPE: &str = "onboard";
 pub async fn dry_run(
     _admin: Guarded<Root>,
     warehouse: web::Data<Warehouse>,
-    body: web::Json<OnboardRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let new = body.into_inner().parse()?;
+    let new = parse_json::<OnboardRequest>(&body)?.parse()?;
     Ok(HttpResponse::Ok().json(orgs::dry_run(&warehouse, &new).await?))
 }
 
@@ -33,10 +34,10 @@ pub async fn onboard(
     req: HttpRequest,
     warehouse: web::Data<Warehouse>,
     kms: web::Data<dyn Kms>,
-    body: web::Json<OnboardRequest>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let idempotency_key = idempotency::key_from(&req)?;
-    let new = body.into_inner().parse()?;
+    let new = parse_json::<OnboardRequest>(&body)?.parse()?;
     let request_hash = idempotency::request_hash(&new);
     if let Some(key) = &idempotency_key {
         if let Some(stored) = idempotency::lookup(&warehouse, &new.slug, ONBOARD_SCOPE, key).await?
@@ -164,10 +165,10 @@ pub async fn put_quota(
     _admin: Guarded<Root>,
     warehouse: web::Data<Warehouse>,
     path: web::Path<String>,
-    body: web::Json<QuotaLimits>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let org = org_from_path(&path)?;
-    let limits = body.into_inner();
+    let limits: QuotaLimits = parse_json(&body)?;
     orgs::set_limits(&warehouse, &org, limits).await?;
     audit::record(
         &warehouse,

@@ -9,6 +9,7 @@ use crate::auth::{Guarded, OrgOrRoot, scopes};
 use crate::clock::SharedClock;
 use crate::error::ApiError;
 use crate::executor::{Executor, TriggerError, TriggerInfo};
+use crate::http::parse_json;
 use crate::idempotency;
 use crate::pipelines::PipelineView;
 use crate::runs;
@@ -46,7 +47,7 @@ pub async fn trigger(
     let body: TriggerRequest = if body.iter().all(u8::is_ascii_whitespace) {
         TriggerRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(ApiError::bad_request)?
+        parse_json(&body)?
     };
     let info = TriggerInfo {
         trigger: "api",

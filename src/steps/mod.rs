@@ -4,12 +4,17 @@
 mod bigquery_assert;
 mod bigquery_query;
 mod chaos;
+mod http_extract;
 
 use std::fmt::Debug;
 
 use serde_yaml_ng::Mapping;
 
+use std::sync::Arc;
+
 use crate::domain::{DatasetId, OrgSlug};
+use crate::integrations::Registry;
+use crate::kms::SharedKms;
 use crate::pipelines::{CatalogError, ParamDecl, RunParams, StepParse};
 use crate::warehouse::{Warehouse, WarehouseError};
 
@@ -17,6 +22,9 @@ use crate::warehouse::{Warehouse, WarehouseError};
 /// parameters. Nothing is shared between runs.
 pub struct StepContext {
     pub warehouse: Warehouse,
+    pub kms: SharedKms,
+    pub http: reqwest::Client,
+    pub providers: Arc<Registry>,
     pub org: OrgSlug,
     pub org_dataset: DatasetId,
     pub run_id: String,
@@ -81,6 +89,7 @@ pub fn parse(
         "bigquery.query" => bigquery_query::parse(fields, ctx),
         "bigquery.assert" => bigquery_assert::parse(fields, ctx),
         "chaos.fault" => chaos::parse(fields, ctx),
+        "http.extract" => http_extract::parse(fields, ctx),
         other => Err(ctx.error("kind", format!("unknown step kind {other}"))),
     }
 }

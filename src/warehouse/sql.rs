@@ -106,6 +106,12 @@ statements! {
     RUN_BY_IDEMPOTENCY_KEY => "runs/by_idempotency_key.sql";
     STEPS_BY_RUN => "runs/steps_by_run.sql";
     STALE_RUNS => "executor/stale_runs.sql";
+    CREDENTIALS_BY_ORG => "integrations/active_by_org.sql";
+    CREDENTIAL_BY_PROVIDER => "integrations/active_by_provider.sql";
+    CREDENTIAL_INSERT => "integrations/insert.sql";
+    CREDENTIALS_DEACTIVATE => "integrations/deactivate.sql";
+    CREDENTIAL_SET_VALIDATION => "integrations/set_validation.sql";
+    CREDENTIALS_COUNT_OTHER_PROVIDERS => "integrations/count_other_providers.sql";
     AUDIT_BY_ORG => "audit/list_by_org.sql";
     IDEMPOTENCY_LOOKUP => "idempotency/lookup.sql";
 }

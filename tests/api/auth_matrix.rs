@@ -52,7 +52,8 @@ async fn every_protected_route_refuses_missing_wrong_and_foreign_credentials() {
             .replace("{org_slug}", &org_a)
             .replace("{key_id}", &uuid::Uuid::new_v4().to_string())
             .replace("{run_id}", &uuid::Uuid::new_v4().to_string())
-            .replace("{pipeline_id:.*}", "test/params");
+            .replace("{pipeline_id:.*}", "test/params")
+            .replace("{provider}", "openai");
         let what = format!("{} {}", route.method, route.path);
 
         let none = request(&app, route.method, &path).send().await.unwrap();

@@ -144,6 +144,7 @@ async fn the_sample_pipelines_run_end_to_end() {
     assert_eq!(
         ids,
         vec![
+            "genai/provider_usage_extract",
             "genai/usage_rollup",
             "quality/raw_usage_checks",
             "samples/usage_seed"

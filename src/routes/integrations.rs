@@ -1,0 +1,175 @@
+//! Integration routes: provider credentials of one org. Responses carry metadata only.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use zeroize::Zeroizing;
+
+use super::org_from_path;
+use crate::audit::{self, AuditEvent};
+use crate::auth::{Guarded, OrgOrRoot, scopes};
+use crate::domain::{OrgSlug, Plan};
+use crate::error::ApiError;
+use crate::http::parse_json;
+use crate::integrations::{self, Provider, Registry, SetupRequest};
+use crate::kms::Kms;
+use crate::orgs;
+use crate::warehouse::Warehouse;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetupBody {
+    credential: String,
+    #[serde(default)]
+    credential_name: Option<String>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+fn provider<'a>(registry: &'a Registry, name: &str) -> Result<&'a Provider, ApiError> {
+    registry.get(name).ok_or(ApiError::NotFound)
+}
+
+async fn plan_of(warehouse: &Warehouse, org: &OrgSlug) -> Result<Plan, ApiError> {
+    let profile = orgs::profile(warehouse, org)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Plan::parse(&profile.plan).ok_or_else(|| ApiError::internal("stored plan unknown"))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn setup(
+    caller: Guarded<OrgOrRoot<scopes::IntegrationsWrite>>,
+    warehouse: web::Data<Warehouse>,
+    kms: web::Data<dyn Kms>,
+    http: web::Data<reqwest::Client>,
+    registry: web::Data<Registry>,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_org, name) = path.into_inner();
+    let org = org_from_path(&raw_org)?;
+    let provider = provider(&registry, &name)?;
+    let body: SetupBody = parse_json(&body)?;
+    let credential = Zeroizing::new(body.credential);
+    if body
+        .credential_name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > 100 || n.chars().any(char::is_control))
+    {
+        return Err(ApiError::bad_request(
+            "credential_name: at most 100 printable characters",
+        ));
+    }
+    let metadata = body.metadata.unwrap_or_else(|| json!({}));
+    if !metadata.is_object() || metadata.to_string().len() > 4096 {
+        return Err(ApiError::bad_request(
+            "metadata: a JSON object of at most 4 KiB",
+        ));
+    }
+    let plan = plan_of(&warehouse, &org).await?;
+    let view = integrations::setup(
+        &warehouse,
+        kms.get_ref(),
+        &http,
+        provider,
+        &org,
+        plan,
+        SetupRequest {
+            credential,
+            credential_name: body.credential_name,
+            metadata,
+        },
+    )
+    .await?;
+    audit::record(
+        &warehouse,
+        AuditEvent {
+            org_slug: Some(&org),
+            actor: caller.actor(),
+            action: "integration.setup",
+            resource_type: "integration",
+            resource_id: Some(view.credential_id.clone()),
+            details: json!({"provider": provider.name, "validation_status": view.validation_status}),
+        },
+    )
+    .await;
+    Ok(HttpResponse::Created().json(view))
+}
+
+pub async fn validate(
+    caller: Guarded<OrgOrRoot<scopes::IntegrationsWrite>>,
+    warehouse: web::Data<Warehouse>,
+    kms: web::Data<dyn Kms>,
+    http: web::Data<reqwest::Client>,
+    registry: web::Data<Registry>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_org, name) = path.into_inner();
+    let org = org_from_path(&raw_org)?;
+    let provider = provider(&registry, &name)?;
+    let view = integrations::revalidate(&warehouse, kms.get_ref(), &http, provider, &org).await?;
+    audit::record(
+        &warehouse,
+        AuditEvent {
+            org_slug: Some(&org),
+            actor: caller.actor(),
+            action: "integration.validate",
+            resource_type: "integration",
+            resource_id: Some(view.credential_id.clone()),
+            details: json!({"provider": provider.name, "validation_status": view.validation_status}),
+        },
+    )
+    .await;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+pub async fn list(
+    _caller: Guarded<OrgOrRoot<scopes::IntegrationsRead>>,
+    warehouse: web::Data<Warehouse>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let org = org_from_path(&path)?;
+    Ok(HttpResponse::Ok()
+        .json(json!({"integrations": integrations::list(&warehouse, &org).await?})))
+}
+
+pub async fn get(
+    _caller: Guarded<OrgOrRoot<scopes::IntegrationsRead>>,
+    warehouse: web::Data<Warehouse>,
+    registry: web::Data<Registry>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_org, name) = path.into_inner();
+    let org = org_from_path(&raw_org)?;
+    let provider = provider(&registry, &name)?;
+    let view = integrations::get(&warehouse, &org, &provider.name)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(view))
+}
+
+pub async fn delete(
+    caller: Guarded<OrgOrRoot<scopes::IntegrationsWrite>>,
+    warehouse: web::Data<Warehouse>,
+    registry: web::Data<Registry>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (raw_org, name) = path.into_inner();
+    let org = org_from_path(&raw_org)?;
+    let provider = provider(&registry, &name)?;
+    integrations::remove(&warehouse, &org, &provider.name).await?;
+    audit::record(
+        &warehouse,
+        AuditEvent {
+            org_slug: Some(&org),
+            actor: caller.actor(),
+            action: "integration.delete",
+            resource_type: "integration",
+            resource_id: Some(provider.name.clone()),
+            details: json!({"provider": provider.name}),
+        },
+    )
+    .await;
+    Ok(HttpResponse::NoContent().finish())
+}
