@@ -29,6 +29,7 @@ use subtle::ConstantTimeEq;
 use crate::api_keys::{self, KeyAuthRecord, LastUsed};
 use crate::domain::{ApiKey, OrgSlug, Scope};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::rate_limit::{Limiters, RouteClass};
 use crate::settings::{Environment, Settings};
 use crate::warehouse::Warehouse;
@@ -44,10 +45,11 @@ pub struct AuthState {
     warehouse: Warehouse,
     pub last_used: LastUsed,
     pub limiters: Limiters,
+    metrics: Arc<Metrics>,
 }
 
 impl AuthState {
-    pub fn new(settings: &Settings, warehouse: Warehouse) -> Self {
+    pub fn new(settings: &Settings, warehouse: Warehouse, metrics: Arc<Metrics>) -> Self {
         let cache = (!settings.auth_cache_ttl.is_zero()).then(|| {
             Cache::builder()
                 .max_capacity(100_000)
@@ -66,6 +68,7 @@ impl AuthState {
             warehouse,
             last_used: LastUsed::default(),
             limiters: Limiters::new(settings.rate_limit_enabled, &settings.rate_limits),
+            metrics,
         }
     }
 
@@ -112,6 +115,7 @@ impl AuthState {
             Some(cache) => cache.get(&key_hash).await,
             None => None,
         };
+        self.metrics.auth_cache(record.is_some());
         let record = match record {
             Some(record) => record,
             None => {
@@ -406,7 +410,7 @@ mod tests {
         map.extend(vars.iter().copied());
         let settings = Settings::from_source(&map).unwrap();
         let warehouse = Warehouse::connect(&settings).await.unwrap();
-        AuthState::new(&settings, warehouse)
+        AuthState::new(&settings, warehouse, Arc::new(Metrics::new(false)))
     }
 
     #[tokio::test]

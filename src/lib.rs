@@ -12,6 +12,7 @@ pub mod http;
 pub mod idempotency;
 pub mod integrations;
 pub mod kms;
+pub mod metrics;
 pub mod orgs;
 pub mod pipelines;
 pub mod quota;

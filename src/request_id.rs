@@ -13,10 +13,11 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::error::InternalError;
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, HttpResponse};
+use actix_web::{Error, HttpMessage, HttpResponse, web};
 use tracing::Instrument;
 
 use crate::error::{ApiError, error_body};
+use crate::metrics::Metrics;
 use crate::rate_limit::Allowance;
 use crate::telemetry::redact_query;
 
@@ -55,6 +56,8 @@ pub async fn middleware(
         path = %req.path(),
     );
     let query = redact_query(req.query_string());
+    let metrics = req.app_data::<web::Data<Metrics>>().cloned();
+    let method = req.method().to_string();
     let started = Instant::now();
     let header_value = HeaderValue::from_str(&id).expect("request ids are header-safe");
 
@@ -73,6 +76,18 @@ pub async fn middleware(
                     query = %query,
                     "request finished"
                 );
+                if let Some(m) = &metrics {
+                    let route = match &result {
+                        Ok(r) => r.request().match_pattern(),
+                        Err(_) => None,
+                    };
+                    m.http(
+                        route.as_deref().unwrap_or("unmatched"),
+                        &method,
+                        status.as_u16(),
+                        started.elapsed().as_secs_f64(),
+                    );
+                }
                 match result {
                     Ok(mut response) => {
                         let allowance = response.request().extensions().get::<Allowance>().copied();

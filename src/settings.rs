@@ -121,6 +121,8 @@ pub struct Settings {
     pub providers_dir: std::path::PathBuf,
     /// Base URL overrides by provider name (`PROVIDER_BASE_URLS=name=url,...`).
     pub provider_base_urls: HashMap<String, String>,
+    /// Label run metrics with the org slug (off by default: cardinality).
+    pub metrics_org_labels: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -433,6 +435,7 @@ impl Settings {
             concurrent_retry_after_secs: r.integer("CONCURRENT_RETRY_AFTER_SECS", 10, 1, 3600),
         };
         let providers_dir = r.string("PROVIDERS_DIR", "providers").into();
+        let metrics_org_labels = r.bool("METRICS_ORG_LABELS", false);
         let mut provider_base_urls = HashMap::new();
         if let Some(raw) = r.get("PROVIDER_BASE_URLS") {
             for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -523,6 +526,7 @@ impl Settings {
             executor,
             providers_dir,
             provider_base_urls,
+            metrics_org_labels,
         })
     }
 }

@@ -14,6 +14,7 @@ use crate::executor::{Executor, Outside};
 use crate::http;
 use crate::integrations::{self, Registry, RegistryError};
 use crate::kms::{self, KmsError, SharedKms};
+use crate::metrics::Metrics;
 use crate::pipelines::{Catalog, CatalogError};
 use crate::request_id;
 use crate::routes;
@@ -70,7 +71,12 @@ impl Application {
         let http = integrations::http_client(settings.timeouts.http_client);
         let warehouse = Warehouse::connect(&settings).await?;
         let kms = kms::from_settings(&settings).await?;
-        let auth = web::Data::new(AuthState::new(&settings, warehouse.clone()));
+        let metrics = Arc::new(Metrics::new(settings.metrics_org_labels));
+        let auth = web::Data::new(AuthState::new(
+            &settings,
+            warehouse.clone(),
+            metrics.clone(),
+        ));
         auth::spawn_background(auth.clone(), settings.last_used_flush);
         let executor = Executor::start(
             warehouse.clone(),
@@ -81,6 +87,7 @@ impl Application {
                 kms: kms.clone(),
                 http: http.clone(),
                 providers: providers.clone(),
+                metrics: metrics.clone(),
             },
         );
         let listener =
@@ -106,6 +113,7 @@ impl Application {
                 clock,
                 http,
                 providers,
+                metrics,
             },
         )
         .map_err(|source| StartupError::Bind {
@@ -185,6 +193,7 @@ struct Shared {
     clock: SharedClock,
     http: reqwest::Client,
     providers: Arc<Registry>,
+    metrics: Arc<Metrics>,
 }
 
 fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::Result<Server> {
@@ -196,7 +205,9 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
         clock,
         http,
         providers,
+        metrics,
     } = shared;
+    let metrics = web::Data::from(metrics);
     let http = web::Data::new(http);
     let providers = web::Data::from(providers);
     let kms: web::Data<dyn kms::Kms> = web::Data::from(kms);
@@ -222,6 +233,7 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
             .app_data(clock.clone())
             .app_data(http.clone())
             .app_data(providers.clone())
+            .app_data(metrics.clone())
             .configure(routes::configure)
             .default_service(web::to(http::not_found))
     })

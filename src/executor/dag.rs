@@ -95,6 +95,9 @@ pub(super) async fn run(
     }
     tracing::info!(run_id, pipeline = %pipeline.id, org = %org, status = status.as_str(), "run ended");
     inner.run_log.event(end);
+    inner
+        .metrics
+        .run_finished(&pipeline.id, status.as_str(), org.as_str());
     let _ = inner.run_log.flush().await;
 }
 

@@ -23,6 +23,7 @@ use crate::clock::SharedClock;
 use crate::domain::OrgSlug;
 use crate::integrations::Registry;
 use crate::kms::SharedKms;
+use crate::metrics::Metrics;
 use crate::pipelines::{Catalog, ParamError, RunParams};
 use crate::quota::{self, Limit, Reservation};
 use crate::run_log::{Heartbeat, RunEvent, RunLog};
@@ -111,6 +112,7 @@ pub struct Outside {
     pub kms: SharedKms,
     pub http: reqwest::Client,
     pub providers: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
 }
 
 struct ActiveRun {
@@ -123,6 +125,7 @@ pub(crate) struct Inner {
     pub(crate) kms: SharedKms,
     pub(crate) http: reqwest::Client,
     pub(crate) providers: Arc<Registry>,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) clock: SharedClock,
     pub(crate) run_log: Arc<RunLog>,
@@ -161,6 +164,7 @@ impl Executor {
             kms: outside.kms,
             http: outside.http,
             providers: outside.providers,
+            metrics: outside.metrics,
             catalog,
             clock,
             run_log: run_log.clone(),
@@ -280,6 +284,7 @@ impl Executor {
                 limit,
                 retry_after_secs,
             } => {
+                self.inner.metrics.quota_rejected(limit.as_str());
                 return Err(TriggerError::Quota {
                     limit,
                     retry_after_secs,

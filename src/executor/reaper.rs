@@ -81,6 +81,7 @@ async fn pass(
             inner.run_log.event(event);
         }
         tracing::warn!(org = %org, run_id = %run.run_id, ended, "reaping orphaned run");
+        inner.metrics.reaped();
         inner.releaser().release(org, run.run_id);
     }
     let _ = inner.run_log.flush().await;

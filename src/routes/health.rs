@@ -40,3 +40,15 @@ pub async fn ready(warehouse: web::Data<Warehouse>, settings: web::Data<Settings
         }
     }
 }
+
+/// Prometheus text exposition. Unauthenticated like the probes: it carries no keys,
+/// credentials or (by default) org names; restrict it at the ingress if needed.
+pub async fn metrics(
+    metrics: web::Data<crate::metrics::Metrics>,
+    warehouse: web::Data<Warehouse>,
+    executor: web::Data<crate::executor::Executor>,
+) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(metrics.render(warehouse.counters().snapshot(), executor.active_runs()))
+}

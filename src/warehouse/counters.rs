@@ -33,6 +33,7 @@ pub struct JobCounters {
     insert_all: AtomicU64,
     metadata: AtomicU64,
     retries: AtomicU64,
+    failed: [AtomicU64; 4],
 }
 
 /// A point-in-time copy of the counters; subtract two to measure one operation.
@@ -43,6 +44,11 @@ pub struct JobCounts {
     pub insert_all: u64,
     pub metadata: u64,
     pub retries: u64,
+    /// Attempts of each kind that failed (included in the totals above).
+    pub failed_query: u64,
+    pub failed_dml: u64,
+    pub failed_insert_all: u64,
+    pub failed_metadata: u64,
 }
 
 impl JobCounts {
@@ -58,6 +64,10 @@ impl JobCounts {
             insert_all: self.insert_all - earlier.insert_all,
             metadata: self.metadata - earlier.metadata,
             retries: self.retries - earlier.retries,
+            failed_query: self.failed_query - earlier.failed_query,
+            failed_dml: self.failed_dml - earlier.failed_dml,
+            failed_insert_all: self.failed_insert_all - earlier.failed_insert_all,
+            failed_metadata: self.failed_metadata - earlier.failed_metadata,
         }
     }
 }
@@ -73,6 +83,16 @@ impl JobCounters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn record_failure(&self, kind: JobKind) {
+        let i = match kind {
+            JobKind::Query => 0,
+            JobKind::Dml => 1,
+            JobKind::InsertAll => 2,
+            JobKind::Metadata => 3,
+        };
+        self.failed[i].fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn record_retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
@@ -84,6 +104,10 @@ impl JobCounters {
             insert_all: self.insert_all.load(Ordering::Relaxed),
             metadata: self.metadata.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
+            failed_query: self.failed[0].load(Ordering::Relaxed),
+            failed_dml: self.failed[1].load(Ordering::Relaxed),
+            failed_insert_all: self.failed[2].load(Ordering::Relaxed),
+            failed_metadata: self.failed[3].load(Ordering::Relaxed),
         }
     }
 }

@@ -519,7 +519,14 @@ impl Warehouse {
     {
         let attempt = || {
             self.inner.counters.record(kind);
-            op()
+            let fut = op();
+            async move {
+                let result = fut.await;
+                if result.is_err() {
+                    self.inner.counters.record_failure(kind);
+                }
+                result
+            }
         };
         attempt
             .retry(retry::backoff(&self.inner.retry))

@@ -9,6 +9,7 @@ mod helpers;
 mod http_basics;
 mod integrations;
 mod keys;
+mod metrics;
 mod orgs;
 mod pipelines;
 mod provider_double;

@@ -1,0 +1,179 @@
+//! Prometheus metrics, one registry per application (so tests can run many apps in one
+//! process). Labels never carry API keys or credentials; the org slug appears only on run
+//! counters and only when `METRICS_ORG_LABELS=true` (cardinality).
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::warehouse::JobCounts;
+
+pub struct Metrics {
+    registry: Registry,
+    org_labels: bool,
+    http_requests: IntCounterVec,
+    http_latency: HistogramVec,
+    bigquery_requests: IntCounterVec,
+    bigquery_retries: IntCounter,
+    runs: IntCounterVec,
+    runs_active: IntGauge,
+    quota_rejections: IntCounterVec,
+    auth_cache: IntCounterVec,
+    reaper_releases: IntCounter,
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric definition");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
+impl Metrics {
+    pub fn new(org_labels: bool) -> Self {
+        let registry = Registry::new_custom(Some("quarry".into()), None).expect("registry");
+        let http_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP latency by route template",
+            )
+            .buckets(vec![
+                0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["route"],
+        )
+        .expect("metric definition");
+        registry
+            .register(Box::new(http_latency.clone()))
+            .expect("unique metric");
+        let bigquery_retries =
+            IntCounter::new("bigquery_retries_total", "BigQuery requests retried").expect("metric");
+        registry
+            .register(Box::new(bigquery_retries.clone()))
+            .expect("unique metric");
+        let runs_active =
+            IntGauge::new("runs_active", "Runs executing on this instance").expect("metric");
+        registry
+            .register(Box::new(runs_active.clone()))
+            .expect("unique metric");
+        let reaper_releases =
+            IntCounter::new("reaper_releases_total", "Slots freed by the reaper").expect("metric");
+        registry
+            .register(Box::new(reaper_releases.clone()))
+            .expect("unique metric");
+        let run_labels: &[&str] = if org_labels {
+            &["pipeline", "status", "org"]
+        } else {
+            &["pipeline", "status"]
+        };
+        Self {
+            http_requests: counter_vec(
+                &registry,
+                "http_requests_total",
+                "HTTP requests by route template, method and status",
+                &["route", "method", "status"],
+            ),
+            bigquery_requests: counter_vec(
+                &registry,
+                "bigquery_requests_total",
+                "BigQuery requests issued, by kind and outcome",
+                &["kind", "outcome"],
+            ),
+            runs: counter_vec(
+                &registry,
+                "runs_total",
+                "Finished runs by pipeline and final status",
+                run_labels,
+            ),
+            quota_rejections: counter_vec(
+                &registry,
+                "quota_rejections_total",
+                "Triggers refused by a quota limit",
+                &["reason"],
+            ),
+            auth_cache: counter_vec(
+                &registry,
+                "auth_cache_total",
+                "API key cache lookups",
+                &["result"],
+            ),
+            registry,
+            org_labels,
+            http_latency,
+            bigquery_retries,
+            runs_active,
+            reaper_releases,
+        }
+    }
+
+    pub fn http(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.http_requests
+            .with_label_values(&[route, method, &status.to_string()])
+            .inc();
+        self.http_latency
+            .with_label_values(&[route])
+            .observe(seconds);
+    }
+
+    pub fn run_finished(&self, pipeline: &str, status: &str, org: &str) {
+        if self.org_labels {
+            self.runs.with_label_values(&[pipeline, status, org]).inc();
+        } else {
+            self.runs.with_label_values(&[pipeline, status]).inc();
+        }
+    }
+
+    pub fn quota_rejected(&self, reason: &str) {
+        self.quota_rejections.with_label_values(&[reason]).inc();
+    }
+
+    pub fn auth_cache(&self, hit: bool) {
+        self.auth_cache
+            .with_label_values(&[if hit { "hit" } else { "miss" }])
+            .inc();
+    }
+
+    pub fn reaped(&self) {
+        self.reaper_releases.inc();
+    }
+
+    /// The text exposition, with the BigQuery counters and the active-run gauge read now.
+    pub fn render(&self, bigquery: JobCounts, active_runs: usize) -> String {
+        for (kind, ok, failed) in [
+            ("query", bigquery.query, bigquery.failed_query),
+            ("dml", bigquery.dml, bigquery.failed_dml),
+            (
+                "insert_all",
+                bigquery.insert_all,
+                bigquery.failed_insert_all,
+            ),
+            ("metadata", bigquery.metadata, bigquery.failed_metadata),
+        ] {
+            set_counter(
+                &self.bigquery_requests.with_label_values(&[kind, "ok"]),
+                ok.saturating_sub(failed),
+            );
+            set_counter(
+                &self.bigquery_requests.with_label_values(&[kind, "error"]),
+                failed,
+            );
+        }
+        set_counter(&self.bigquery_retries, bigquery.retries);
+        self.runs_active.set(active_runs as i64);
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
+        String::from_utf8(out).expect("metrics are UTF-8")
+    }
+}
+
+/// Counters owned elsewhere (the warehouse's) are mirrored at scrape time.
+fn set_counter(counter: &IntCounter, value: u64) {
+    let current = counter.get();
+    if value >= current {
+        counter.inc_by(value - current);
+    }
+}
