@@ -40,7 +40,10 @@ async fn metrics_cover_http_bigquery_runs_quotas_auth_and_the_reaper() {
             .text()
             .await
             .unwrap();
-        if text.contains("quarry_runs_total{pipeline=\"test/sleep\",status=\"SUCCEEDED\"} 1") {
+        // The run is counted as it ends, then leaves the active set.
+        if text.contains("quarry_runs_total{pipeline=\"test/sleep\",status=\"SUCCEEDED\"} 1")
+            && text.contains("quarry_runs_active 0")
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
