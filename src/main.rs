@@ -1,21 +1,152 @@
+//! `quarry serve` (the default), `quarry check-config`, `quarry pipelines validate [DIR]`.
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use quarry::settings::Settings;
+use quarry::integrations::Registry;
+use quarry::pipelines::Catalog;
+use quarry::settings::{Environment, Settings};
 use quarry::startup::Application;
 use quarry::telemetry;
 
+const USAGE: &str = "usage: quarry [serve | check-config | pipelines validate [DIR] [--sql-dir DIR] [--providers-dir DIR]]";
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let settings = match Settings::from_env() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let words: Vec<&str> = args.iter().map(String::as_str).collect();
+    match words.as_slice() {
+        [] | ["serve"] => serve().await,
+        ["check-config"] => check_config(),
+        ["pipelines", "validate", rest @ ..] => validate_pipelines(rest),
+        ["--help"] | ["-h"] | ["help"] => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn settings() -> Result<Settings, ExitCode> {
+    Settings::from_env().map_err(|e| {
+        eprintln!("quarry: {e}");
+        ExitCode::from(2)
+    })
+}
+
+/// Validates the environment and the definitions the service would load, and prints the
+/// effective settings with secrets masked.
+fn check_config() -> ExitCode {
+    let settings = match settings() {
         Ok(s) => s,
+        Err(code) => return code,
+    };
+    for (name, value) in settings.describe() {
+        println!("{name}={value}");
+    }
+    let providers = match Registry::load(
+        &settings.providers_dir,
+        &settings.provider_base_urls,
+        settings.environment,
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("quarry: invalid provider definition: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match Catalog::load(
+        &settings.executor.pipelines_dir,
+        &settings.executor.sql_dir,
+        &providers,
+        settings.environment,
+    ) {
+        Ok(c) => {
+            println!(
+                "# ok: {} pipelines, {} providers",
+                c.len(),
+                providers.names().count()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("quarry: invalid pipeline definition: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Validates pipeline definitions and their SQL without starting anything; usable in a
+/// pipeline repository's own CI.
+fn validate_pipelines(args: &[&str]) -> ExitCode {
+    let mut dir: Option<PathBuf> = None;
+    let mut sql_dir =
+        PathBuf::from(std::env::var("PIPELINE_SQL_DIR").unwrap_or_else(|_| "sql".into()));
+    let mut providers_dir =
+        PathBuf::from(std::env::var("PROVIDERS_DIR").unwrap_or_else(|_| "providers".into()));
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match (*arg, rest.clone().next()) {
+            ("--sql-dir", Some(v)) => {
+                sql_dir = PathBuf::from(v);
+                rest.next();
+            }
+            ("--providers-dir", Some(v)) => {
+                providers_dir = PathBuf::from(v);
+                rest.next();
+            }
+            (a, _) if !a.starts_with("--") && dir.is_none() => dir = Some(PathBuf::from(a)),
+            _ => {
+                eprintln!("{USAGE}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let dir = dir.unwrap_or_else(|| {
+        PathBuf::from(std::env::var("PIPELINES_DIR").unwrap_or_else(|_| "pipelines".into()))
+    });
+    let environment = match std::env::var("ENVIRONMENT").as_deref() {
+        Ok("production") => Environment::Production,
+        Ok("staging") => Environment::Staging,
+        _ => Environment::Development,
+    };
+    if !dir.is_dir() {
+        eprintln!("quarry: {}: not a folder", dir.display());
+        return ExitCode::from(1);
+    }
+    let providers = match Registry::load(&providers_dir, &Default::default(), environment) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("quarry: invalid provider definition: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match Catalog::load(&dir, &sql_dir, &providers, environment) {
+        Ok(catalog) => {
+            for p in catalog.iter() {
+                println!("{}: {} step(s)", p.id, p.steps.len());
+            }
+            println!("ok: {} pipelines", catalog.len());
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("quarry: {e}");
-            return ExitCode::from(2);
+            ExitCode::from(1)
         }
+    }
+}
+
+async fn serve() -> ExitCode {
+    let settings = match settings() {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     telemetry::init("info", std::io::stdout);
     if settings.disable_auth {
-        if settings.environment == quarry::settings::Environment::Development {
+        if settings.environment == Environment::Development {
             tracing::warn!("AUTHENTICATION IS DISABLED (DISABLE_AUTH=true, development only)");
         } else {
             tracing::warn!("DISABLE_AUTH is ignored outside development");

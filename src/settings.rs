@@ -531,6 +531,88 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// Every effective setting, secrets masked, for `quarry check-config`.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        let secret = |present: bool, len: usize| {
+            if present {
+                format!("set (*** {len} chars)")
+            } else {
+                "unset".to_string()
+            }
+        };
+        vec![
+            ("ENVIRONMENT", self.environment.as_str().to_string()),
+            (
+                "CA_ROOT_API_KEY",
+                secret(
+                    self.root_api_key.is_some(),
+                    self.root_api_key
+                        .as_ref()
+                        .map_or(0, |k| k.expose().chars().count()),
+                ),
+            ),
+            ("GCP_PROJECT_ID", self.gcp_project_id.clone()),
+            ("BIGQUERY_LOCATION", self.bigquery_location.clone()),
+            (
+                "BIGQUERY_EMULATOR_HOST",
+                self.bigquery_emulator_host
+                    .clone()
+                    .unwrap_or_else(|| "unset".into()),
+            ),
+            ("META_DATASET", self.meta_dataset.to_string()),
+            ("BIND_ADDR", self.bind_addr.to_string()),
+            ("CORS_ORIGINS", self.cors_origins.join(",")),
+            ("RATE_LIMIT_ENABLED", self.rate_limit_enabled.to_string()),
+            ("DISABLE_AUTH", self.disable_auth.to_string()),
+            (
+                "KMS",
+                match &self.kms {
+                    KmsSettings::Cloud { key_name } => format!("Cloud KMS {key_name}"),
+                    KmsSettings::Local { .. } => {
+                        "local AES-256-GCM (LOCAL_KMS_KEY set, ***)".into()
+                    }
+                },
+            ),
+            (
+                "BIGQUERY_CONNECT_TIMEOUT_SECS",
+                self.timeouts.bigquery_connect.as_secs().to_string(),
+            ),
+            (
+                "BIGQUERY_READ_TIMEOUT_SECS",
+                self.timeouts.bigquery_read.as_secs().to_string(),
+            ),
+            ("KMS_TIMEOUT_SECS", self.timeouts.kms.as_secs().to_string()),
+            (
+                "HTTP_CLIENT_TIMEOUT_SECS",
+                self.timeouts.http_client.as_secs().to_string(),
+            ),
+            (
+                "RATE_LIMIT_PER_MINUTE",
+                self.rate_limits.per_minute.to_string(),
+            ),
+            (
+                "AUTH_CACHE_TTL_SECS",
+                self.auth_cache_ttl.as_secs().to_string(),
+            ),
+            (
+                "PIPELINES_DIR",
+                self.executor.pipelines_dir.display().to_string(),
+            ),
+            (
+                "PIPELINE_SQL_DIR",
+                self.executor.sql_dir.display().to_string(),
+            ),
+            ("PROVIDERS_DIR", self.providers_dir.display().to_string()),
+            ("RUN_LEASE_SECS", self.executor.lease.as_secs().to_string()),
+            (
+                "SHUTDOWN_GRACE_SECS",
+                self.executor.shutdown_grace.as_secs().to_string(),
+            ),
+        ]
+    }
+}
+
 fn valid_kms_key_name(name: &str) -> bool {
     let parts: Vec<&str> = name.split('/').collect();
     parts.len() == 8
