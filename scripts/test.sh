@@ -20,6 +20,9 @@ export BIGQUERY_EMULATOR_HOST="127.0.0.1:$PORT"
 export GCP_PROJECT_ID="$PROJECT"
 export QUARRY_TEST_EMULATOR_PID_FILE="$PIDFILE"
 
+echo "==> terraform files parse and declare what a deployment needs"
+.venv/bin/python scripts/check-terraform.py
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
