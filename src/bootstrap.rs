@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::schema::{TableSpec, meta_tables};
+use crate::warehouse::sql::{VIEWS, View};
 use crate::warehouse::{Created, Warehouse, WarehouseError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -28,6 +29,7 @@ pub struct StatusReport {
     pub tables_expected: usize,
     pub missing_tables: Vec<String>,
     pub missing_columns: Vec<MissingColumn>,
+    pub missing_views: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -41,6 +43,7 @@ pub struct BootstrapReport {
     pub dataset: String,
     pub dataset_status: Created,
     pub tables: Vec<TableOutcome>,
+    pub views: Vec<TableOutcome>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +52,7 @@ pub struct SyncReport {
     pub dataset_status: Created,
     pub created_tables: Vec<String>,
     pub added_columns: Vec<MissingColumn>,
+    pub created_views: Vec<String>,
     pub status: SyncState,
 }
 
@@ -63,9 +67,11 @@ pub async fn status(warehouse: &Warehouse) -> Result<StatusReport, WarehouseErro
         tables_expected: specs.len(),
         missing_tables: Vec::new(),
         missing_columns: Vec::new(),
+        missing_views: Vec::new(),
     };
     if !report.dataset_exists {
         report.missing_tables = specs.iter().map(|s| s.name.to_string()).collect();
+        report.missing_views = VIEWS.iter().map(|v| v.name.to_string()).collect();
         return Ok(report);
     }
     for spec in specs {
@@ -84,9 +90,18 @@ pub async fn status(warehouse: &Warehouse) -> Result<StatusReport, WarehouseErro
             }
         }
     }
+    let present = warehouse.table_names(dataset).await?;
+    for view in VIEWS {
+        if !present.iter().any(|t| t == view.name) {
+            report.missing_views.push(view.name.to_string());
+        }
+    }
     report.status = if report.missing_tables.len() == specs.len() {
         SyncState::NotBootstrapped
-    } else if report.missing_tables.is_empty() && report.missing_columns.is_empty() {
+    } else if report.missing_tables.is_empty()
+        && report.missing_columns.is_empty()
+        && report.missing_views.is_empty()
+    {
         SyncState::Synced
     } else {
         SyncState::OutOfSync
@@ -106,10 +121,18 @@ pub async fn bootstrap(warehouse: &Warehouse) -> Result<BootstrapReport, Warehou
             status: ensure_table(warehouse, spec).await?,
         });
     }
+    let mut views = Vec::with_capacity(VIEWS.len());
+    for view in VIEWS {
+        views.push(TableOutcome {
+            table: view.name.to_string(),
+            status: ensure_view(warehouse, view).await?,
+        });
+    }
     Ok(BootstrapReport {
         dataset: dataset.to_string(),
         dataset_status,
         tables,
+        views,
     })
 }
 
@@ -152,12 +175,19 @@ pub async fn sync(warehouse: &Warehouse) -> Result<SyncReport, WarehouseError> {
             }
         }
     }
+    let mut created_views = Vec::new();
+    for view in VIEWS {
+        if ensure_view(warehouse, view).await? == Created::Created {
+            created_views.push(view.name.to_string());
+        }
+    }
     let status = status(warehouse).await?.status;
     Ok(SyncReport {
         dataset: dataset.to_string(),
         dataset_status,
         created_tables,
         added_columns,
+        created_views,
         status,
     })
 }
@@ -166,6 +196,16 @@ async fn ensure_table(warehouse: &Warehouse, spec: &TableSpec) -> Result<Created
     warehouse
         .create_table(spec.to_table(warehouse.project_id(), warehouse.meta_dataset()))
         .await
+}
+
+/// Creates an analyst view unless it exists (an existing view is left as it is).
+async fn ensure_view(warehouse: &Warehouse, view: &View) -> Result<Created, WarehouseError> {
+    let present = warehouse.table_names(warehouse.meta_dataset()).await?;
+    if present.iter().any(|t| t == view.name) {
+        return Ok(Created::Exists);
+    }
+    warehouse.create_view(view).await?;
+    Ok(Created::Created)
 }
 
 fn present_columns(table: &gcp_bigquery_client::model::table::Table) -> Vec<String> {

@@ -14,6 +14,7 @@ pub mod integrations;
 pub mod kms;
 pub mod metrics;
 pub mod orgs;
+pub mod page_token;
 pub mod pipelines;
 pub mod quota;
 pub mod rate_limit;

@@ -24,8 +24,6 @@ pub struct RunView {
     pub updated_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<i64>,
-    pub runs_today_at_admission: Option<i64>,
-    pub runs_month_at_admission: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -38,8 +36,6 @@ struct RunRow {
     parameters: Option<String>,
     error_class: Option<String>,
     error_summary: Option<String>,
-    runs_today_at_admission: Option<i64>,
-    runs_month_at_admission: Option<i64>,
     updated_at_micros: Option<i64>,
     created_at_micros: Option<i64>,
     started_at_micros: Option<i64>,
@@ -85,8 +81,6 @@ pub async fn get(
             started_at: from_micros(r.started_at_micros),
             updated_at: from_micros(r.updated_at_micros),
             ended_at: from_micros(ended_at_micros),
-            runs_today_at_admission: r.runs_today_at_admission,
-            runs_month_at_admission: r.runs_month_at_admission,
         }
     }))
 }
@@ -145,6 +139,350 @@ pub async fn steps(
             rows_affected: r.rows_affected,
             bytes_processed: r.bytes_processed,
             error_summary: r.error_summary,
+        })
+        .collect())
+}
+
+/// Largest window a runs query may cover: every query keeps a partition filter.
+pub const MAX_WINDOW_DAYS: i64 = 31;
+/// The window when none is given.
+pub const DEFAULT_WINDOW_DAYS: i64 = 7;
+const STATUSES: &[&str] = &[
+    "PENDING",
+    "RUNNING",
+    "SUCCEEDED",
+    "FAILED",
+    "CANCELLED",
+    "TIMED_OUT",
+    "ORPHANED",
+];
+const TRIGGERS: &[&str] = &["api", "retry", "schedule"];
+
+/// Query parameters of the run lists, as sent.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsQuery {
+    /// One status or a comma-separated list.
+    pub status: Option<String>,
+    pub pipeline_id: Option<String>,
+    pub trigger: Option<String>,
+    /// RFC 3339; runs created at or after.
+    pub since: Option<String>,
+    /// RFC 3339; runs created before.
+    pub until: Option<String>,
+    pub limit: Option<usize>,
+    pub page_token: Option<String>,
+    /// Admin list only.
+    pub org_slug: Option<String>,
+}
+
+/// A validated run filter.
+#[derive(Debug, Clone)]
+pub struct RunFilter {
+    pub statuses: Vec<String>,
+    pub pipeline_id: String,
+    pub trigger: String,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub limit: usize,
+}
+
+fn invalid(what: &str) -> ServiceError {
+    ServiceError::Invalid(what.to_string())
+}
+
+fn parse_time(raw: &str, name: &str) -> Result<DateTime<Utc>, ServiceError> {
+    DateTime::parse_from_rfc3339(raw)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| invalid(&format!("{name}: an RFC 3339 time")))
+}
+
+/// Checks a window: since < until, at most [`MAX_WINDOW_DAYS`].
+pub fn window(
+    since: Option<&str>,
+    until: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ServiceError> {
+    let until = until
+        .map(|u| parse_time(u, "until"))
+        .transpose()?
+        .unwrap_or(now);
+    let since = since
+        .map(|s| parse_time(s, "since"))
+        .transpose()?
+        .unwrap_or(until - chrono::Duration::days(DEFAULT_WINDOW_DAYS));
+    if since >= until {
+        return Err(invalid("since must be before until"));
+    }
+    if until - since > chrono::Duration::days(MAX_WINDOW_DAYS) {
+        return Err(invalid("the window is at most 31 days"));
+    }
+    Ok((since, until))
+}
+
+impl RunsQuery {
+    pub fn filter(&self, now: DateTime<Utc>) -> Result<RunFilter, ServiceError> {
+        let statuses: Vec<String> = match &self.status {
+            None => Vec::new(),
+            Some(raw) => raw
+                .split(',')
+                .map(|s| s.trim().to_ascii_uppercase())
+                .map(|s| {
+                    if STATUSES.contains(&s.as_str()) {
+                        Ok(s)
+                    } else {
+                        Err(invalid("status: unknown"))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let pipeline_id = match &self.pipeline_id {
+            Some(p) if crate::pipelines::valid_pipeline_id(p) => p.clone(),
+            Some(_) => return Err(invalid("pipeline_id: not a pipeline id")),
+            None => String::new(),
+        };
+        let trigger = match &self.trigger {
+            Some(t) if TRIGGERS.contains(&t.as_str()) => t.clone(),
+            Some(_) => return Err(invalid("trigger: api, retry or schedule")),
+            None => String::new(),
+        };
+        let (since, until) = window(self.since.as_deref(), self.until.as_deref(), now)?;
+        let limit = match self.limit {
+            None => 50,
+            Some(n) if (1..=100).contains(&n) => n,
+            Some(_) => return Err(invalid("limit: 1-100")),
+        };
+        Ok(RunFilter {
+            statuses,
+            pipeline_id,
+            trigger,
+            since,
+            until,
+            limit,
+        })
+    }
+}
+
+/// One run in a list.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunItem {
+    pub run_id: String,
+    pub org_slug: String,
+    pub pipeline_id: String,
+    pub status: String,
+    pub trigger: Option<String>,
+    pub triggered_by: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub error_class: Option<String>,
+    pub error_summary: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListRow {
+    org_slug: String,
+    run_id: String,
+    pipeline_id: String,
+    status: String,
+    error_class: Option<String>,
+    error_summary: Option<String>,
+    trigger: Option<String>,
+    triggered_by: Option<String>,
+    updated_at_micros: Option<i64>,
+    created_at_micros: Option<i64>,
+    started_at_micros: Option<i64>,
+}
+
+impl From<ListRow> for RunItem {
+    fn from(r: ListRow) -> Self {
+        let ended = if crate::executor::RunStatus::is_terminal(&r.status) {
+            r.updated_at_micros
+        } else {
+            None
+        };
+        RunItem {
+            duration_ms: match (r.started_at_micros.or(r.created_at_micros), ended) {
+                (Some(s), Some(e)) => Some((e - s) / 1000),
+                _ => None,
+            },
+            run_id: r.run_id,
+            org_slug: r.org_slug,
+            pipeline_id: r.pipeline_id,
+            status: r.status,
+            trigger: r.trigger,
+            triggered_by: r.triggered_by,
+            created_at: from_micros(r.created_at_micros),
+            started_at: from_micros(r.started_at_micros),
+            ended_at: from_micros(ended),
+            error_class: r.error_class,
+            error_summary: r.error_summary,
+        }
+    }
+}
+
+/// Whose runs a list covers.
+pub enum ListScope<'a> {
+    Org(&'a OrgSlug),
+    /// Admin: every org, or one.
+    All(Option<&'a OrgSlug>),
+}
+
+pub struct RunPage {
+    pub runs: Vec<RunItem>,
+    pub next_page_token: Option<String>,
+}
+
+/// Newest first; `token` (verified by the caller) continues an earlier page.
+pub async fn list(
+    warehouse: &Warehouse,
+    tokens: &crate::page_token::PageTokens,
+    scope: ListScope<'_>,
+    mut filter: RunFilter,
+    page_token: Option<&str>,
+) -> Result<RunPage, ServiceError> {
+    let scope_key = {
+        let who = match &scope {
+            ListScope::Org(o) => format!("org:{o}"),
+            ListScope::All(o) => format!("all:{}", o.map(|o| o.as_str()).unwrap_or("")),
+        };
+        crate::page_token::PageTokens::scope_of(&[
+            &who,
+            &filter.statuses.join(","),
+            &filter.pipeline_id,
+            &filter.trigger,
+            &filter.limit.to_string(),
+        ])
+    };
+    let (before_micros, before_id) = match page_token {
+        None => (i64::MAX, String::new()),
+        Some(token) => {
+            let cursor = tokens
+                .open(token, &scope_key)
+                .map_err(|_| invalid("page_token: invalid, or issued for another query"))?;
+            filter.since = DateTime::from_timestamp_micros(cursor.since)
+                .ok_or_else(|| invalid("page_token"))?;
+            filter.until = DateTime::from_timestamp_micros(cursor.until)
+                .ok_or_else(|| invalid("page_token"))?;
+            (cursor.t, cursor.id)
+        }
+    };
+    let mut params = vec![
+        Param::timestamp("since", filter.since),
+        Param::timestamp("until", filter.until),
+        Param::string_array("statuses", filter.statuses.clone()),
+        Param::string("pipeline_id", filter.pipeline_id.clone()),
+        Param::string("trigger", filter.trigger.clone()),
+        Param::int64("before_micros", before_micros),
+        Param::string("before_id", before_id),
+        Param::int64("limit", filter.limit as i64 + 1),
+    ];
+    let statement = match scope {
+        ListScope::Org(org) => {
+            params.push(Param::string("org_slug", org.as_str()));
+            &sql::RUNS_BY_ORG
+        }
+        ListScope::All(org) => {
+            params.push(Param::string(
+                "org_filter",
+                org.map(|o| o.to_string()).unwrap_or_default(),
+            ));
+            &sql::RUNS_ALL
+        }
+    };
+    let rows: Vec<ListRow> = warehouse.query(statement, &params).await?;
+    let more = rows.len() > filter.limit;
+    let runs: Vec<RunItem> = rows
+        .into_iter()
+        .take(filter.limit)
+        .map(RunItem::from)
+        .collect();
+    let next_page_token = match (more, runs.last()) {
+        (true, Some(last)) => Some(tokens.issue(
+            last.created_at.map_or(0, |t| t.timestamp_micros()),
+            &last.run_id,
+            (
+                filter.since.timestamp_micros(),
+                filter.until.timestamp_micros(),
+            ),
+            &scope_key,
+        )),
+        _ => None,
+    };
+    Ok(RunPage {
+        runs,
+        next_page_token,
+    })
+}
+
+/// Per-pipeline figures over one org's runs in a window.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PipelineStats {
+    pub pipeline_id: String,
+    pub runs: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    pub in_progress: i64,
+    pub success_rate: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub failures_by_class: std::collections::BTreeMap<String, i64>,
+}
+
+#[derive(Deserialize)]
+struct StatsRow {
+    pipeline_id: String,
+    runs: i64,
+    succeeded: i64,
+    failed: i64,
+    cancelled: i64,
+    in_progress: i64,
+    p50_ms: Option<f64>,
+    p95_ms: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct FailureRow {
+    pipeline_id: String,
+    error_class: String,
+    runs: i64,
+}
+
+pub async fn stats(
+    warehouse: &Warehouse,
+    org: &OrgSlug,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<PipelineStats>, ServiceError> {
+    let params = [
+        Param::string("org_slug", org.as_str()),
+        Param::timestamp("since", since),
+        Param::timestamp("until", until),
+    ];
+    let rows: Vec<StatsRow> = warehouse.query(&sql::RUN_STATS, &params).await?;
+    let failures: Vec<FailureRow> = warehouse.query(&sql::RUN_FAILURES, &params).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let finished = r.succeeded + r.failed;
+            PipelineStats {
+                failures_by_class: failures
+                    .iter()
+                    .filter(|f| f.pipeline_id == r.pipeline_id)
+                    .map(|f| (f.error_class.clone(), f.runs))
+                    .collect(),
+                success_rate: (finished > 0).then(|| r.succeeded as f64 / finished as f64),
+                pipeline_id: r.pipeline_id,
+                runs: r.runs,
+                succeeded: r.succeeded,
+                failed: r.failed,
+                cancelled: r.cancelled,
+                in_progress: r.in_progress,
+                p50_ms: r.p50_ms,
+                p95_ms: r.p95_ms,
+            }
         })
         .collect())
 }

@@ -208,6 +208,7 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
         metrics,
     } = shared;
     let metrics = web::Data::from(metrics);
+    let page_tokens = web::Data::new(crate::page_token::PageTokens::new(&settings));
     let http = web::Data::new(http);
     let providers = web::Data::from(providers);
     let kms: web::Data<dyn kms::Kms> = web::Data::from(kms);
@@ -234,6 +235,7 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
             .app_data(http.clone())
             .app_data(providers.clone())
             .app_data(metrics.clone())
+            .app_data(page_tokens.clone())
             .configure(routes::configure)
             .default_service(web::to(http::not_found))
     })

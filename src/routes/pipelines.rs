@@ -11,6 +11,7 @@ use crate::error::ApiError;
 use crate::executor::{Executor, TriggerError, TriggerInfo};
 use crate::http::parse_json;
 use crate::idempotency;
+use crate::page_token::PageTokens;
 use crate::pipelines::PipelineView;
 use crate::runs;
 use crate::warehouse::Warehouse;
@@ -142,4 +143,151 @@ pub async fn cancel(
         None => Err(ApiError::NotFound),
         Some(_) => Err(ApiError::Conflict),
     }
+}
+
+/// Lists in the format the client accepts: JSON (default), NDJSON or CSV, same bounded page.
+fn run_page_response(req: &HttpRequest, page: runs::RunPage) -> HttpResponse {
+    let accept = req
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut response = HttpResponse::Ok();
+    if let Some(token) = &page.next_page_token {
+        response.insert_header(("X-Next-Page-Token", token.as_str()));
+    }
+    if accept.contains("application/x-ndjson") {
+        let body: String = page
+            .runs
+            .iter()
+            .map(|r| serde_json::to_string(r).expect("runs serialize") + "\n")
+            .collect();
+        response.content_type("application/x-ndjson").body(body)
+    } else if accept.contains("text/csv") {
+        response
+            .content_type("text/csv; charset=utf-8")
+            .body(runs_csv(&page.runs))
+    } else {
+        response.json(json!({"runs": page.runs, "next_page_token": page.next_page_token}))
+    }
+}
+
+const CSV_COLUMNS: &[&str] = &[
+    "run_id",
+    "org_slug",
+    "pipeline_id",
+    "status",
+    "trigger",
+    "triggered_by",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "error_class",
+    "error_summary",
+];
+
+fn csv_field(v: &serde_json::Value) -> String {
+    let text = match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    // Quote what needs quoting; neutralise spreadsheet formulas.
+    let text = if text.starts_with(['=', '+', '-', '@'])
+        && !text.starts_with("-0")
+        && text.parse::<f64>().is_err()
+    {
+        format!("'{text}")
+    } else {
+        text
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+pub fn runs_csv(items: &[runs::RunItem]) -> String {
+    let mut out = CSV_COLUMNS.join(",");
+    out.push('\n');
+    for item in items {
+        let v = serde_json::to_value(item).expect("runs serialize");
+        let line: Vec<String> = CSV_COLUMNS.iter().map(|c| csv_field(&v[*c])).collect();
+        out.push_str(&line.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// Runs of one org, newest first, filtered, one bounded page at a time.
+pub async fn list_runs(
+    _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
+    req: HttpRequest,
+    warehouse: web::Data<Warehouse>,
+    tokens: web::Data<PageTokens>,
+    clock: web::Data<SharedClock>,
+    path: web::Path<String>,
+    query: web::Query<runs::RunsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let org = org_from_path(&path)?;
+    if query.org_slug.is_some() {
+        return Err(ApiError::bad_request(
+            "org_slug is a filter of the admin list only",
+        ));
+    }
+    let filter = query.filter(clock.now())?;
+    let page = runs::list(
+        &warehouse,
+        &tokens,
+        runs::ListScope::Org(&org),
+        filter,
+        query.page_token.as_deref(),
+    )
+    .await?;
+    Ok(run_page_response(&req, page))
+}
+
+/// Per pipeline: runs, success rate, p50/p95 duration, failures by error class.
+pub async fn stats(
+    _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
+    warehouse: web::Data<Warehouse>,
+    clock: web::Data<SharedClock>,
+    path: web::Path<String>,
+    query: web::Query<StatsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let org = org_from_path(&path)?;
+    let (since, until) = runs::window(query.since.as_deref(), query.until.as_deref(), clock.now())?;
+    let stats = runs::stats(&warehouse, &org, since, until).await?;
+    Ok(HttpResponse::Ok().json(json!({"since": since, "until": until, "pipelines": stats})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsQuery {
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+/// Admin: runs across orgs (optionally one), same filters and formats.
+pub async fn admin_runs(
+    _admin: Guarded<crate::auth::Root>,
+    req: HttpRequest,
+    warehouse: web::Data<Warehouse>,
+    tokens: web::Data<PageTokens>,
+    clock: web::Data<SharedClock>,
+    query: web::Query<runs::RunsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let org = query.org_slug.as_deref().map(org_from_path).transpose()?;
+    let filter = query.filter(clock.now())?;
+    let page = runs::list(
+        &warehouse,
+        &tokens,
+        runs::ListScope::All(org.as_ref()),
+        filter,
+        query.page_token.as_deref(),
+    )
+    .await?;
+    Ok(run_page_response(&req, page))
 }

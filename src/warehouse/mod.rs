@@ -480,6 +480,38 @@ impl Warehouse {
         created_or_exists(created)
     }
 
+    /// Names of the tables and views in `dataset` (first 1000).
+    pub async fn table_names(&self, dataset: &DatasetId) -> Result<Vec<String>, WarehouseError> {
+        self.retrying(JobKind::Metadata, "tables.list", || async {
+            let list = self
+                .inner
+                .client
+                .table()
+                .list(
+                    &self.inner.project_id,
+                    dataset.as_str(),
+                    gcp_bigquery_client::table::ListOptions::default().max_results(1000),
+                )
+                .await?;
+            Ok(list
+                .tables
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| t.table_reference.table_id)
+                .collect())
+        })
+        .await
+    }
+
+    /// Creates an analyst view in the meta dataset unless it exists.
+    pub async fn create_view(&self, view: &sql::View) -> Result<(), WarehouseError> {
+        let text = view.create_statement(&self.inner.meta);
+        let file = view.file();
+        self.run_text(text, &file, JobKind::Query, &[])
+            .await
+            .map(|_| ())
+    }
+
     /// Replaces a table's schema (BigQuery only lets this add NULLABLE/REPEATED columns).
     pub async fn patch_table_schema(
         &self,

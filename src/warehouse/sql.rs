@@ -106,6 +106,10 @@ statements! {
     RUN_BY_IDEMPOTENCY_KEY => "runs/by_idempotency_key.sql";
     STEPS_BY_RUN => "runs/steps_by_run.sql";
     STALE_RUNS => "executor/stale_runs.sql";
+    RUNS_BY_ORG => "runs/list_by_org.sql";
+    RUNS_ALL => "runs/list_all.sql";
+    RUN_STATS => "runs/stats_by_pipeline.sql";
+    RUN_FAILURES => "runs/failures_by_class.sql";
     CREDENTIALS_BY_ORG => "integrations/active_by_org.sql";
     CREDENTIAL_BY_PROVIDER => "integrations/active_by_provider.sql";
     CREDENTIAL_INSERT => "integrations/insert.sql";
@@ -115,6 +119,51 @@ statements! {
     AUDIT_BY_ORG => "audit/list_by_org.sql";
     IDEMPOTENCY_LOOKUP => "idempotency/lookup.sql";
 }
+
+/// A view for analysts: its name and its SQL (a SELECT over the meta tables).
+#[derive(Debug, Clone, Copy)]
+pub struct View {
+    pub name: &'static str,
+    text: &'static str,
+}
+
+impl View {
+    pub fn file(&self) -> String {
+        format!("views/{}.sql", self.name)
+    }
+
+    /// The view's query with the meta dataset named.
+    pub fn render(&self, meta: &DatasetId) -> String {
+        self.text.replace(META_DATASET_TOKEN, meta.as_str())
+    }
+
+    /// `CREATE VIEW IF NOT EXISTS` for the meta dataset (DDL behaves the same on BigQuery and
+    /// the emulator, whose view metadata the client library cannot decode).
+    pub(crate) fn create_statement(&self, meta: &DatasetId) -> String {
+        format!(
+            "CREATE VIEW IF NOT EXISTS `{}.{}` AS\n{}",
+            meta.as_str(),
+            self.name,
+            self.render(meta)
+        )
+    }
+}
+
+macro_rules! views {
+    ($($name:literal),* $(,)?) => {
+        /// Every analyst view, in creation order (later ones may read earlier ones).
+        pub const VIEWS: &[View] = &[$(View {
+            name: $name,
+            text: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/views/", $name, ".sql")),
+        }),*];
+    };
+}
+
+views!(
+    "v_pipeline_runs",
+    "v_pipeline_daily_stats",
+    "v_org_quota_usage"
+);
 
 #[cfg(test)]
 mod tests {

@@ -59,6 +59,11 @@ impl FaultProxy {
         self.state.faults.lock().unwrap().extend(faults);
     }
 
+    /// Forgets the calls seen so far (e.g. those of a bootstrap).
+    pub fn clear(&self) {
+        self.state.seen.lock().unwrap().clear();
+    }
+
     pub fn query_calls(&self) -> Vec<(String, u16)> {
         self.state.seen.lock().unwrap().clone()
     }

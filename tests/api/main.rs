@@ -14,4 +14,5 @@ mod orgs;
 mod pipelines;
 mod provider_double;
 mod rate_limits;
+mod run_logs;
 mod warehouse;

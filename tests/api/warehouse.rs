@@ -128,6 +128,7 @@ async fn an_errors_field_on_http_200_is_an_error() {
 async fn a_retryable_http_error_is_retried_until_it_succeeds() {
     let proxy = FaultProxy::start().await;
     let warehouse = warehouse_via(&proxy.host, &[]).await;
+    proxy.clear();
     proxy.inject([
         http_error(503, "backendError", "Backend error"),
         http_error(429, "rateLimitExceeded", "Exceeded rate limits"),
@@ -146,6 +147,7 @@ async fn a_retryable_http_error_is_retried_until_it_succeeds() {
 async fn dml_contention_reported_on_http_200_is_retried() {
     let proxy = FaultProxy::start().await;
     let warehouse = warehouse_via(&proxy.host, &[]).await;
+    proxy.clear();
     proxy.inject([
         job_error_on_200(
             "invalidQuery",
@@ -165,6 +167,7 @@ async fn dml_contention_reported_on_http_200_is_retried() {
 async fn a_non_retryable_error_fails_at_once() {
     let proxy = FaultProxy::start().await;
     let warehouse = warehouse_via(&proxy.host, &[]).await;
+    proxy.clear();
     proxy.inject([http_error(
         400,
         "invalidQuery",
@@ -185,6 +188,7 @@ async fn a_non_retryable_error_fails_at_once() {
 async fn retries_stop_after_the_configured_number() {
     let proxy = FaultProxy::start().await;
     let warehouse = warehouse_via(&proxy.host, &[("BIGQUERY_MAX_RETRIES", "2")]).await;
+    proxy.clear();
     proxy.inject((0..5).map(|_| http_error(503, "backendError", "Backend error")));
     let err = profile(&warehouse, "acme").await.unwrap_err();
     assert!(err.is_unavailable());
@@ -224,6 +228,7 @@ async fn streamed_rows_are_one_insert_all_request_per_batch() {
 async fn rows_rejected_in_an_http_200_answer_are_an_error() {
     let proxy = FaultProxy::start().await;
     let warehouse = warehouse_via(&proxy.host, &[]).await;
+    proxy.clear();
     proxy.inject([Fault {
         suffix: "/insertAll",
         body_contains: None,

@@ -1,0 +1,49 @@
+-- Per pipeline, over one org's runs created in [since, until): run counts, success rate and
+-- duration percentiles of finished runs (PERCENTILE_CONT, linear interpolation).
+WITH latest AS (
+  SELECT
+    run_id,
+    pipeline_id,
+    status,
+    UNIX_MICROS(event_time) AS updated_at_micros,
+    UNIX_MICROS(MIN(IF(status = 'PENDING', event_time, NULL)) OVER w) AS created_at_micros,
+    UNIX_MICROS(MIN(IF(status = 'RUNNING', event_time, NULL)) OVER w) AS started_at_micros
+  FROM `__META_DATASET__.pipeline_run_events`
+  WHERE org_slug = @org_slug
+    AND event_time >= @since
+    AND event_time < TIMESTAMP_ADD(@until, INTERVAL 1 DAY)
+  WINDOW w AS (PARTITION BY run_id)
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY run_id ORDER BY event_seq DESC, event_time DESC) = 1
+),
+runs AS (
+  SELECT
+    pipeline_id,
+    status,
+    IF(status IN ('PENDING', 'RUNNING'), NULL,
+       (updated_at_micros - COALESCE(started_at_micros, created_at_micros)) / 1000) AS duration_ms
+  FROM latest
+  WHERE created_at_micros >= UNIX_MICROS(@since)
+    AND created_at_micros < UNIX_MICROS(@until)
+),
+with_percentiles AS (
+  SELECT
+    pipeline_id,
+    status,
+    duration_ms,
+    PERCENTILE_CONT(duration_ms, 0.5) OVER (PARTITION BY pipeline_id) AS p50_ms,
+    PERCENTILE_CONT(duration_ms, 0.95) OVER (PARTITION BY pipeline_id) AS p95_ms
+  FROM runs
+)
+SELECT
+  pipeline_id,
+  COUNT(*) AS runs,
+  COUNTIF(status = 'SUCCEEDED') AS succeeded,
+  COUNTIF(status IN ('FAILED', 'TIMED_OUT', 'ORPHANED')) AS failed,
+  COUNTIF(status = 'CANCELLED') AS cancelled,
+  COUNTIF(status IN ('PENDING', 'RUNNING')) AS in_progress,
+  ANY_VALUE(p50_ms) AS p50_ms,
+  ANY_VALUE(p95_ms) AS p95_ms
+FROM with_percentiles
+GROUP BY pipeline_id
+ORDER BY pipeline_id
+LIMIT 100

@@ -1,0 +1,34 @@
+-- One row per run with its latest state (duplicate events collapse). For analysts querying
+-- BigQuery directly: filter on created_at (and org_slug) to prune partitions.
+SELECT
+  org_slug,
+  run_id,
+  pipeline_id,
+  status,
+  trigger,
+  triggered_by,
+  error_class,
+  error_summary,
+  created_at,
+  started_at,
+  IF(status IN ('PENDING', 'RUNNING'), NULL, updated_at) AS ended_at,
+  IF(status IN ('PENDING', 'RUNNING'), NULL,
+     TIMESTAMP_DIFF(updated_at, COALESCE(started_at, created_at), MILLISECOND)) AS duration_ms
+FROM (
+  SELECT
+    org_slug,
+    run_id,
+    pipeline_id,
+    status,
+    error_class,
+    error_summary,
+    MAX(trigger) OVER w AS trigger,
+    MAX(triggered_by) OVER w AS triggered_by,
+    event_time AS updated_at,
+    MIN(IF(status = 'PENDING', event_time, NULL)) OVER w AS created_at,
+    MIN(IF(status = 'RUNNING', event_time, NULL)) OVER w AS started_at
+  FROM `__META_DATASET__.pipeline_run_events`
+  WHERE TRUE
+  WINDOW w AS (PARTITION BY run_id)
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY run_id ORDER BY event_seq DESC, event_time DESC) = 1
+)
