@@ -120,7 +120,7 @@ pub async fn lookup(
 }
 
 /// Key metadata as the API shows it: never the key, its hash or its ciphertext.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KeyInfo {
     pub key_id: String,
     pub display_prefix: String,

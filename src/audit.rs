@@ -60,7 +60,7 @@ pub async fn record(warehouse: &Warehouse, event: AuditEvent<'_>) {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     pub audit_id: String,
     pub actor: String,

@@ -7,7 +7,7 @@ use crate::schema::{TableSpec, meta_tables};
 use crate::warehouse::sql::{VIEWS, View};
 use crate::warehouse::{Created, Warehouse, WarehouseError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SyncState {
     NotBootstrapped,
@@ -15,13 +15,13 @@ pub enum SyncState {
     OutOfSync,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct MissingColumn {
     pub table: String,
     pub column: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StatusReport {
     pub status: SyncState,
     pub dataset: String,
@@ -32,13 +32,13 @@ pub struct StatusReport {
     pub missing_views: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TableOutcome {
     pub table: String,
     pub status: Created,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct BootstrapReport {
     pub dataset: String,
     pub dataset_status: Created,
@@ -46,7 +46,7 @@ pub struct BootstrapReport {
     pub views: Vec<TableOutcome>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct SyncReport {
     pub dataset: String,
     pub dataset_status: Created,

@@ -13,6 +13,7 @@ pub mod idempotency;
 pub mod integrations;
 pub mod kms;
 pub mod metrics;
+pub mod openapi;
 pub mod orgs;
 pub mod page_token;
 pub mod pipelines;

@@ -21,7 +21,7 @@ pub const MAX_COMPANY_NAME: usize = 200;
 pub const MAX_EMAIL: usize = 254;
 
 /// The onboarding body as sent. Unknown fields are refused.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OnboardRequest {
     pub org_slug: String,
@@ -78,7 +78,7 @@ impl OnboardRequest {
 }
 
 /// An org as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct OrgView {
     pub org_slug: String,
     pub company_name: String,
@@ -145,14 +145,14 @@ async fn dataset_owner(
 }
 
 /// One check of a dry run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Check {
     pub check: &'static str,
     pub ok: bool,
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DryRun {
     pub ready: bool,
     pub org_slug: String,
@@ -314,7 +314,7 @@ pub async fn onboard(
 }
 
 /// Limits and usage of one org.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct QuotaView {
     pub daily_limit: i64,
     pub monthly_limit: i64,

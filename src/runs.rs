@@ -9,7 +9,7 @@ use crate::domain::OrgSlug;
 use crate::error::ServiceError;
 use crate::warehouse::{Param, Warehouse, sql};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RunView {
     pub run_id: String,
     pub pipeline_id: String,
@@ -85,7 +85,7 @@ pub async fn get(
     }))
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepAttempt {
     pub step_id: String,
     pub attempt: i64,
@@ -159,7 +159,7 @@ const STATUSES: &[&str] = &[
 const TRIGGERS: &[&str] = &["api", "retry", "schedule"];
 
 /// Query parameters of the run lists, as sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunsQuery {
     /// One status or a comma-separated list.
@@ -264,7 +264,7 @@ impl RunsQuery {
 }
 
 /// One run in a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RunItem {
     pub run_id: String,
     pub org_slug: String,
@@ -417,7 +417,7 @@ pub async fn list(
 }
 
 /// Per-pipeline figures over one org's runs in a window.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct PipelineStats {
     pub pipeline_id: String,
     pub runs: i64,

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Subscription plans and their quota limits. ENTERPRISE limits are set by an admin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Plan {
     Starter,
@@ -11,7 +11,7 @@ pub enum Plan {
 }
 
 /// Pipeline-run limits of one org.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaLimits {
     pub daily_limit: i64,

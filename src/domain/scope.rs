@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What an org API key may do. A key created without scopes has all of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum Scope {
     #[serde(rename = "pipelines:run")]
     PipelinesRun,

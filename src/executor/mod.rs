@@ -36,7 +36,7 @@ pub use guard::{Releaser, SlotGuard};
 const IDEMPOTENT_RUN_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0x6a1c_9e0b_4f43_4d8a_9a55_5b1e_0c7d_2f19);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RunStatus {
     Pending,
@@ -91,7 +91,7 @@ pub enum TriggerError {
     Warehouse(#[from] WarehouseError),
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Triggered {
     pub run_id: String,
     pub status: RunStatus,

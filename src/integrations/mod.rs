@@ -46,7 +46,7 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
 }
 
 /// A credential as the API shows it: never the secret, only its last 4 characters.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct CredentialView {
     pub credential_id: String,
     pub provider: String,

@@ -37,7 +37,7 @@ fn problem(file: &str, field: impl Into<String>, problem: impl Into<String>) -> 
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnFailure {
     /// The run fails and no further step starts (the default).
@@ -541,7 +541,7 @@ fn find_cycle(steps: &[Step]) -> Option<String> {
 }
 
 /// A pipeline as the catalog route shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PipelineView {
     pub id: String,
     pub description: String,
@@ -550,7 +550,7 @@ pub struct PipelineView {
     pub steps: Vec<StepView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct StepView {
     pub id: String,
     pub kind: String,

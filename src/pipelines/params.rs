@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::warehouse::Param;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum ParamType {
     #[serde(rename = "STRING")]
     String,
@@ -21,7 +21,7 @@ pub enum ParamType {
 }
 
 /// A parameter a pipeline declares.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ParamDecl {
     pub name: String,

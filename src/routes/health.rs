@@ -52,3 +52,8 @@ pub async fn metrics(
         .content_type("text/plain; version=0.0.4")
         .body(metrics.render(warehouse.counters().snapshot(), executor.active_runs()))
 }
+
+/// The OpenAPI document, generated from the route table and the Rust types.
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(crate::openapi::document())
+}

@@ -16,7 +16,7 @@ use crate::kms::Kms;
 use crate::orgs;
 use crate::warehouse::Warehouse;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SetupBody {
     credential: String,

@@ -21,7 +21,7 @@ pub const MAX_GRACE_SECONDS: i64 = 7 * 24 * 3600;
 /// Longest lifetime of a key given an expiry: 2 years.
 pub const MAX_EXPIRY_SECONDS: i64 = 2 * 365 * 24 * 3600;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateRequest {
     /// The key to replace; defaults to the calling key (required for the root key).

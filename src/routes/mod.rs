@@ -46,6 +46,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(get "/health/live", Public => health::live),
     route!(get "/health/ready", Public => health::ready),
     route!(get "/metrics", Public => health::metrics),
+    route!(get "/openapi.json", Public => health::openapi),
     route!(get "/api/v1/whoami", OrgOrRoot => me::whoami),
     route!(post "/api/v1/admin/bootstrap", Root => admin::run_bootstrap),
     route!(get "/api/v1/admin/bootstrap/status", Root => admin::bootstrap_status),

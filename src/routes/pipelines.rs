@@ -28,7 +28,7 @@ pub async fn catalog(
     HttpResponse::Ok().json(json!({ "pipelines": pipelines }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerRequest {
     #[serde(default)]
@@ -263,7 +263,7 @@ pub async fn stats(
     Ok(HttpResponse::Ok().json(json!({"since": since, "until": until, "pipelines": stats})))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatsQuery {
     pub since: Option<String>,

@@ -130,7 +130,7 @@ impl From<BQError> for WarehouseError {
 }
 
 /// What a create call found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Created {
     Created,

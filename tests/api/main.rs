@@ -10,6 +10,7 @@ mod http_basics;
 mod integrations;
 mod keys;
 mod metrics;
+mod openapi;
 mod orgs;
 mod pipelines;
 mod provider_double;

@@ -1,0 +1,98 @@
+use std::collections::BTreeSet;
+
+use quarry::openapi::{DOCS, openapi_path};
+use quarry::routes::{Access, ROUTES};
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test]
+async fn the_document_covers_every_registered_route_and_nothing_else() {
+    let app = spawn_app().await;
+    let r = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+    let registered: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_string(), openapi_path(r.path)))
+        .collect();
+    assert_eq!(documented, registered);
+    // Every route has its own summary entry, and no summary describes a route that is gone.
+    let described: BTreeSet<(String, String)> = DOCS
+        .iter()
+        .map(|d| (d.method.to_string(), d.path.to_string()))
+        .collect();
+    assert_eq!(described, registered);
+
+    for route in ROUTES {
+        let op = &doc["paths"][openapi_path(route.path)][route.method];
+        let what = format!("{} {}", route.method, route.path);
+        assert!(op["summary"].is_string(), "{what}");
+        assert!(op["responses"]["500"].is_object(), "{what}");
+        match route.access {
+            Access::Public => assert_eq!(op["security"], serde_json::json!([]), "{what}"),
+            _ => {
+                assert!(!op["security"].as_array().unwrap().is_empty(), "{what}");
+                assert!(op["responses"]["401"].is_object(), "{what}");
+            }
+        }
+        if route.path.contains("{org_slug}") && route.access == Access::OrgOrRoot {
+            assert!(op["responses"]["403"].is_object(), "{what}");
+        }
+        for param in ["org_slug", "run_id", "key_id", "provider", "pipeline_id"] {
+            if route.path.contains(&format!("{{{param}")) {
+                let params = op["parameters"].as_array().unwrap();
+                assert!(
+                    params
+                        .iter()
+                        .any(|p| p["name"] == param && p["in"] == "path"),
+                    "{what}: {param}"
+                );
+            }
+        }
+    }
+    let onboard = &doc["paths"]["/api/v1/organizations/onboard"]["post"];
+    assert_eq!(
+        onboard["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/OnboardRequest"
+    );
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for name in [
+        "OnboardRequest",
+        "RunItem",
+        "CredentialView",
+        "ErrorBody",
+        "QuotaLimits",
+        "PipelineStats",
+    ] {
+        assert!(schemas.contains_key(name), "{name} missing");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["OrgKey"]["name"],
+        "X-API-Key"
+    );
+    let runs = &doc["paths"]["/api/v1/pipelines/{org_slug}/runs"]["get"]["parameters"];
+    assert!(
+        runs.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "page_token")
+    );
+}
