@@ -26,6 +26,29 @@ pub struct SetupBody {
     metadata: Option<Value>,
 }
 
+/// The audit event of a credential change: the provider and outcome, never the secret.
+async fn audit_credential(
+    warehouse: &Warehouse,
+    org: &OrgSlug,
+    actor: String,
+    action: &'static str,
+    provider: &Provider,
+    view: &integrations::CredentialView,
+) {
+    audit::record(
+        warehouse,
+        AuditEvent {
+            org_slug: Some(org),
+            actor,
+            action,
+            resource_type: "integration",
+            resource_id: Some(view.credential_id.clone()),
+            details: json!({"provider": provider.name, "validation_status": view.validation_status}),
+        },
+    )
+    .await;
+}
+
 fn provider<'a>(registry: &'a Registry, name: &str) -> Result<&'a Provider, ApiError> {
     registry.get(name).ok_or(ApiError::NotFound)
 }
@@ -82,16 +105,13 @@ pub async fn setup(
         },
     )
     .await?;
-    audit::record(
+    audit_credential(
         &warehouse,
-        AuditEvent {
-            org_slug: Some(&org),
-            actor: caller.actor(),
-            action: "integration.setup",
-            resource_type: "integration",
-            resource_id: Some(view.credential_id.clone()),
-            details: json!({"provider": provider.name, "validation_status": view.validation_status}),
-        },
+        &org,
+        caller.actor(),
+        "integration.setup",
+        provider,
+        &view,
     )
     .await;
     Ok(HttpResponse::Created().json(view))
@@ -109,16 +129,13 @@ pub async fn validate(
     let org = org_from_path(&raw_org)?;
     let provider = provider(&registry, &name)?;
     let view = integrations::revalidate(&warehouse, kms.get_ref(), &http, provider, &org).await?;
-    audit::record(
+    audit_credential(
         &warehouse,
-        AuditEvent {
-            org_slug: Some(&org),
-            actor: caller.actor(),
-            action: "integration.validate",
-            resource_type: "integration",
-            resource_id: Some(view.credential_id.clone()),
-            details: json!({"provider": provider.name, "validation_status": view.validation_status}),
-        },
+        &org,
+        caller.actor(),
+        "integration.validate",
+        provider,
+        &view,
     )
     .await;
     Ok(HttpResponse::Ok().json(view))

@@ -7,6 +7,7 @@ use serde_json::json;
 use super::org_from_path;
 use crate::auth::{Guarded, OrgOrRoot, scopes};
 use crate::clock::SharedClock;
+use crate::domain::OrgSlug;
 use crate::error::ApiError;
 use crate::executor::{Executor, TriggerError, TriggerInfo};
 use crate::http::parse_json;
@@ -85,10 +86,14 @@ pub async fn trigger(
     }
 }
 
-fn run_id_from(raw: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(raw)
+/// The `{org_slug}` and `{run_id}` of a run route (a run id that is not a UUID is unknown).
+fn org_and_run(path: web::Path<(String, String)>) -> Result<(OrgSlug, String), ApiError> {
+    let (raw_org, raw_run) = path.into_inner();
+    let org = org_from_path(&raw_org)?;
+    let run_id = uuid::Uuid::parse_str(&raw_run)
         .map(|u| u.to_string())
-        .map_err(|_| ApiError::NotFound)
+        .map_err(|_| ApiError::NotFound)?;
+    Ok((org, run_id))
 }
 
 pub async fn get_run(
@@ -97,9 +102,7 @@ pub async fn get_run(
     clock: web::Data<SharedClock>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (raw_org, raw_run) = path.into_inner();
-    let org = org_from_path(&raw_org)?;
-    let run_id = run_id_from(&raw_run)?;
+    let (org, run_id) = org_and_run(path)?;
     let run = runs::get(&warehouse, &org, &run_id, clock.now())
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -112,9 +115,7 @@ pub async fn get_steps(
     clock: web::Data<SharedClock>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (raw_org, raw_run) = path.into_inner();
-    let org = org_from_path(&raw_org)?;
-    let run_id = run_id_from(&raw_run)?;
+    let (org, run_id) = org_and_run(path)?;
     let now = clock.now();
     let steps = runs::steps(&warehouse, &org, &run_id, now).await?;
     if steps.is_empty() && runs::get(&warehouse, &org, &run_id, now).await?.is_none() {
@@ -132,9 +133,7 @@ pub async fn cancel(
     clock: web::Data<SharedClock>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (raw_org, raw_run) = path.into_inner();
-    let org = org_from_path(&raw_org)?;
-    let run_id = run_id_from(&raw_run)?;
+    let (org, run_id) = org_and_run(path)?;
     if executor.cancel(&org, &run_id) {
         tracing::info!(org = %org, run_id, actor = %caller.actor(), "run cancellation requested");
         return Ok(HttpResponse::Accepted().json(json!({"run_id": run_id, "status": "CANCELLING"})));

@@ -59,7 +59,7 @@ async fn run(app: &TestApp, slug: &str, key: &str, run_id: &str) -> Value {
 }
 
 /// Polls until the run reaches a final state (at most 30 s).
-async fn finished(app: &TestApp, slug: &str, key: &str, run_id: &str) -> Value {
+pub(crate) async fn finished(app: &TestApp, slug: &str, key: &str, run_id: &str) -> Value {
     for _ in 0..300 {
         let r = app
             .key_get(&format!("/api/v1/pipelines/{slug}/runs/{run_id}"), key)
