@@ -256,7 +256,7 @@ async fn sigterm_refuses_new_runs_and_lets_running_ones_finish() {
     };
     let mut svc = env.start().await;
     let slug = prepare(&client, &svc).await;
-    let r = trigger(&client, &svc, &slug, "test/sleep").await;
+    let r = trigger(&client, &svc, &slug, "test/sleep5").await;
     assert_eq!(r.status(), 202);
     let run_id = r.json::<Value>().await.unwrap()["run_id"]
         .as_str()

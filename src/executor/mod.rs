@@ -273,6 +273,10 @@ impl Executor {
         .await?
         {
             Reservation::Admitted => {}
+            // A fresh run id already holding a slot: our own reservation went through but its
+            // answer was lost, and the retry found it. It is ours.
+            Reservation::AlreadyActive if info.idempotency_key.is_none() => {}
+            // With an Idempotency-Key, another request for the same key holds it.
             Reservation::AlreadyActive => {
                 return Ok(Triggered {
                     run_id,

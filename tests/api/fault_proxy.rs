@@ -13,6 +13,9 @@ use crate::helpers::emulator_host;
 #[derive(Clone)]
 pub struct Fault {
     pub suffix: &'static str,
+    /// Forward the request first, then answer with the fault instead of BigQuery's response:
+    /// the request took effect but its answer was lost.
+    pub after_forwarding: bool,
     /// Only requests whose body contains this text (e.g. a table name).
     pub body_contains: Option<&'static str>,
     pub status: u16,
@@ -22,6 +25,8 @@ pub struct Fault {
 #[derive(Default)]
 struct ProxyState {
     faults: Mutex<VecDeque<Fault>>,
+    /// While set, every request gets 503 backendError: BigQuery is down.
+    down: std::sync::atomic::AtomicBool,
     /// (path, status returned) of every `jobs.query` and `insertAll` call.
     seen: Mutex<Vec<(String, u16)>>,
 }
@@ -55,6 +60,12 @@ impl FaultProxy {
         Self { host, state }
     }
 
+    pub fn set_down(&self, down: bool) {
+        self.state
+            .down
+            .store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
         self.state.faults.lock().unwrap().extend(faults);
     }
@@ -77,6 +88,11 @@ async fn forward(
     upstream: web::Data<String>,
 ) -> HttpResponse {
     let path = req.uri().path().to_string();
+    if state.down.load(std::sync::atomic::Ordering::SeqCst) {
+        return HttpResponse::ServiceUnavailable().json(serde_json::json!({"error": {"code": 503,
+            "message": "backend unavailable", "status": "UNAVAILABLE",
+            "errors": [{"reason": "backendError", "message": "backend unavailable"}]}}));
+    }
     let is_query =
         req.method() == "POST" && (path.ends_with("/queries") || path.ends_with("/insertAll"));
     if is_query {
@@ -90,6 +106,17 @@ async fn forward(
             position.and_then(|i| faults.remove(i))
         };
         if let Some(fault) = fault {
+            if fault.after_forwarding {
+                let url = format!("{}{}", upstream.as_str(), req.uri());
+                let mut outgoing = client.request(req.method().as_str().parse().unwrap(), url);
+                // actix has already decoded a gzip body: forward it plain.
+                for name in ["content-type"] {
+                    if let Some(v) = req.headers().get(name) {
+                        outgoing = outgoing.header(name, v.to_str().unwrap());
+                    }
+                }
+                let _lost = outgoing.body(body.to_vec()).send().await.unwrap();
+            }
             state.seen.lock().unwrap().push((path, fault.status));
             return HttpResponse::build(
                 actix_web::http::StatusCode::from_u16(fault.status).unwrap(),
@@ -99,7 +126,8 @@ async fn forward(
     }
     let url = format!("{}{}", upstream.as_str(), req.uri());
     let mut outgoing = client.request(req.method().as_str().parse().unwrap(), url);
-    for name in ["content-type", "content-encoding"] {
+    // actix has already decoded a gzip body: forward it plain.
+    for name in ["content-type"] {
         if let Some(v) = req.headers().get(name) {
             outgoing = outgoing.header(name, v.to_str().unwrap());
         }
@@ -109,8 +137,17 @@ async fn forward(
     if is_query {
         state.seen.lock().unwrap().push((path, status));
     }
+    let encoding = response
+        .headers()
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let bytes = response.bytes().await.unwrap();
-    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
-        .content_type("application/json")
-        .body(bytes)
+    let mut answer = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+    answer.content_type("application/json");
+    if let Some(encoding) = encoding {
+        // Passed through as it came (the body is still encoded).
+        answer.insert_header(("content-encoding", encoding));
+    }
+    answer.body(bytes)
 }

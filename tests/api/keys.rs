@@ -55,7 +55,7 @@ async fn rotation_without_grace_revokes_the_old_key_at_once() {
 async fn a_rotated_key_works_until_its_grace_period_ends() {
     let app = spawn_app().await;
     let (slug, old) = org(&app).await;
-    let response = rotate(&app, &slug, &old, json!({"grace_period_seconds": 2})).await;
+    let response = rotate(&app, &slug, &old, json!({"grace_period_seconds": 4})).await;
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
     let new = body["api_key"].as_str().unwrap().to_string();
@@ -74,7 +74,7 @@ async fn a_rotated_key_works_until_its_grace_period_ends() {
         .map(|k| k["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, vec!["ACTIVE", "ROTATING"]);
-    tokio::time::sleep(Duration::from_millis(2300)).await;
+    tokio::time::sleep(Duration::from_millis(4300)).await;
     assert_error(
         app.key_get(&profile_path(&slug), &old).await,
         401,
@@ -173,7 +173,7 @@ async fn an_expired_key_gets_401() {
         &app,
         &slug,
         &key,
-        json!({"expires_in_seconds": 1, "grace_period_seconds": 600}),
+        json!({"expires_in_seconds": 3, "grace_period_seconds": 600}),
     )
     .await
     .json()
@@ -184,7 +184,7 @@ async fn an_expired_key_gets_401() {
         app.key_get(&profile_path(&slug), &short).await.status(),
         200
     );
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    tokio::time::sleep(Duration::from_millis(3300)).await;
     assert_error(
         app.key_get(&profile_path(&slug), &short).await,
         401,

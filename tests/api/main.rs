@@ -4,6 +4,7 @@
 mod auth_matrix;
 mod bootstrap;
 mod fault_proxy;
+mod faults;
 mod health;
 mod helpers;
 mod http_basics;

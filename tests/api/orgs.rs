@@ -152,6 +152,7 @@ async fn onboarding_resumes_after_a_failure_midway() {
     proxy.inject([Fault {
         suffix: "/queries",
         body_contains: Some("org_quota_state"),
+        after_forwarding: false,
         status: 400,
         body: json!({"error": {"code": 400, "message": "injected", "status": "INVALID_ARGUMENT",
                      "errors": [{"reason": "invalid", "message": "injected"}]}}),

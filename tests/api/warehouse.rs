@@ -17,6 +17,7 @@ fn http_error(status: u16, reason: &str, message: &str) -> Fault {
     Fault {
         suffix: "/queries",
         body_contains: None,
+        after_forwarding: false,
         status,
         body: json!({"error": {"code": status, "message": message,
                     "errors": [{"reason": reason, "message": message, "domain": "global"}],
@@ -28,6 +29,7 @@ fn job_error_on_200(reason: &str, message: &str) -> Fault {
     Fault {
         suffix: "/queries",
         body_contains: None,
+        after_forwarding: false,
         status: 200,
         body: json!({"kind": "bigquery#queryResponse", "jobComplete": true,
                      "jobReference": {"projectId": "p", "jobId": "j"},
@@ -232,6 +234,7 @@ async fn rows_rejected_in_an_http_200_answer_are_an_error() {
     proxy.inject([Fault {
         suffix: "/insertAll",
         body_contains: None,
+        after_forwarding: false,
         status: 200,
         body: json!({"kind": "bigquery#tableDataInsertAllResponse",
                      "insertErrors": [{"index": 0, "errors": [

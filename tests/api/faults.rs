@@ -1,0 +1,220 @@
+//! Faults: BigQuery down and back, lost answers on the reservation and the release, a provider
+//! that hangs. None may leak a slot, double count a run, or surface as a 500.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::fault_proxy::{Fault, FaultProxy};
+use crate::helpers::{TestApp, assert_error, spawn_app_with, unique_slug};
+use crate::pipelines::finished;
+use crate::provider_double::ProviderDouble;
+
+async fn quota(app: &TestApp, slug: &str) -> Value {
+    app.root_get(&format!("/api/v1/organizations/{slug}/quota"))
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_slots_free(app: &TestApp, slug: &str) {
+    for _ in 0..100 {
+        if quota(app, slug).await["active_run_ids"] == json!([]) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("slot leaked: {}", quota(app, slug).await);
+}
+
+#[tokio::test]
+async fn bigquery_down_is_503_with_retry_after_and_the_service_recovers_without_restart() {
+    let proxy = FaultProxy::start().await;
+    let host = proxy.host.clone();
+    let app = spawn_app_with(|vars| {
+        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
+        vars.insert("BIGQUERY_MAX_RETRIES".into(), "1".into());
+    })
+    .await;
+    app.bootstrap().await;
+    let slug = unique_slug("down-co");
+    let key = app.org_with_key(&slug).await;
+    assert_eq!(app.key_get("/api/v1/whoami", &key).await.status(), 200);
+
+    proxy.set_down(true);
+    let ready = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(
+        ready.json::<Value>().await.unwrap()["failed_dependencies"],
+        json!(["bigquery"])
+    );
+    let trigger = app
+        .key_post(
+            &format!("/api/v1/pipelines/run/{slug}/test/params"),
+            &key,
+            &json!({"parameters": {"day": "2026-11-01"}}),
+        )
+        .await;
+    assert_eq!(trigger.headers()["retry-after"], "5");
+    let text = trigger.text().await.unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        body["error"],
+        json!({"code": 503, "message": "Service unavailable"})
+    );
+    assert!(!text.contains("backend"), "no upstream text leaks");
+
+    proxy.set_down(false);
+    assert_eq!(
+        app.client
+            .get(app.url("/health/ready"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = app
+        .key_post(
+            &format!("/api/v1/pipelines/run/{slug}/test/params"),
+            &key,
+            &json!({"parameters": {"day": "2026-11-01"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let run_id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        finished(&app, &slug, &key, &run_id).await["status"],
+        "SUCCEEDED"
+    );
+    wait_slots_free(&app, &slug).await;
+    assert_eq!(
+        quota(&app, &slug).await["runs_today"],
+        1,
+        "the refused attempt was not counted"
+    );
+}
+
+#[tokio::test]
+async fn lost_answers_on_reservation_and_release_neither_double_count_nor_leak() {
+    let proxy = FaultProxy::start().await;
+    let host = proxy.host.clone();
+    let app = spawn_app_with(|vars| {
+        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
+    })
+    .await;
+    app.bootstrap().await;
+    let slug = unique_slug("lost-co");
+    let key = app.org_with_key(&slug).await;
+    let lost = |needle: &'static str| Fault {
+        suffix: "/queries",
+        body_contains: Some(needle),
+        after_forwarding: true,
+        status: 503,
+        body: json!({"error": {"code": 503, "message": "backend", "status": "UNAVAILABLE",
+                     "errors": [{"reason": "backendError", "message": "backend"}]}}),
+    };
+    // The reservation and the release each take effect, but their first answer is lost.
+    proxy.inject([
+        lost("ARRAY_CONCAT(active_run_ids"),
+        lost("ARRAY(SELECT id FROM UNNEST(active_run_ids)"),
+    ]);
+    let r = app
+        .key_post(
+            &format!("/api/v1/pipelines/run/{slug}/test/params"),
+            &key,
+            &json!({"parameters": {"day": "2026-11-01"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let run_id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        finished(&app, &slug, &key, &run_id).await["status"],
+        "SUCCEEDED"
+    );
+    wait_slots_free(&app, &slug).await;
+    let q = quota(&app, &slug).await;
+    assert_eq!(q["runs_today"], 1, "counted once: {q}");
+    assert_eq!(q["runs_month"], 1);
+    let lost_calls = proxy.query_calls().iter().filter(|c| c.1 == 503).count();
+    assert_eq!(lost_calls, 2, "both faults were hit");
+}
+
+#[tokio::test]
+async fn a_hanging_provider_times_out_its_step_without_touching_other_runs() {
+    let double = ProviderDouble::start().await;
+    let urls = double.base_urls();
+    let app = spawn_app_with(|vars| {
+        vars.insert("PROVIDER_BASE_URLS".into(), urls);
+    })
+    .await;
+    app.bootstrap().await;
+    let slow = unique_slug("slow-co");
+    let slow_key = app.org_with_key(&slow).await;
+    let other = unique_slug("fine-co");
+    let other_key = app.org_with_key(&other).await;
+    let r = app
+        .key_post(
+            &format!("/api/v1/integrations/{slow}/usage_api/setup"),
+            &slow_key,
+            &json!({"credential": "good-slow-token"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    *double.state.hang_secs.lock().unwrap() = 10;
+
+    let hanging = app
+        .key_post(
+            &format!("/api/v1/pipelines/run/{slow}/test/extract_slow"),
+            &slow_key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(hanging.status(), 202);
+    let hanging_id = hanging.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fine = app
+        .key_post(
+            &format!("/api/v1/pipelines/run/{other}/test/params"),
+            &other_key,
+            &json!({"parameters": {"day": "2026-11-01"}}),
+        )
+        .await;
+    assert_eq!(fine.status(), 202);
+    let fine_id = fine.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fine_run = finished(&app, &other, &other_key, &fine_id).await;
+    assert_eq!(fine_run["status"], "SUCCEEDED");
+    assert!(
+        fine_run["duration_ms"].as_i64().unwrap() < 2000,
+        "not held up by the hanging provider"
+    );
+
+    let hung = finished(&app, &slow, &slow_key, &hanging_id).await;
+    assert_eq!(hung["status"], "FAILED");
+    assert_eq!(hung["error_class"], "timeout");
+    wait_slots_free(&app, &slow).await;
+    let r = app
+        .key_get(
+            &format!("/api/v1/pipelines/{slow}/runs/{hanging_id}"),
+            &other_key,
+        )
+        .await;
+    assert_error(r, 403, "Cannot access another organization").await;
+}
