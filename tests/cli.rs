@@ -118,7 +118,7 @@ fn check_config_prints_the_effective_settings_with_secrets_masked() {
     assert!(stdout.contains("CA_ROOT_API_KEY=set (*** 40 chars)"));
     assert!(stdout.contains("KMS=local AES-256-GCM"));
     assert!(
-        stdout.contains("# ok: 4 pipelines, 3 providers"),
+        stdout.contains("# ok: 4 pipelines, 4 providers"),
         "{stdout}"
     );
     assert!(!stdout.contains(root));

@@ -4,6 +4,7 @@
 //! needs it: setup, validate, and the pipeline step that extracts with it.
 
 pub mod registry;
+pub mod service_account;
 
 use std::time::Duration;
 
@@ -20,7 +21,7 @@ use crate::error::ServiceError;
 use crate::kms::{Aad, Kms};
 use crate::warehouse::{Param, Warehouse, WarehouseError, sql};
 
-pub use registry::{Provider, Registry, RegistryError};
+pub use registry::{AuthStyle, Authorization, Provider, Registry, RegistryError};
 
 /// Largest credential accepted.
 pub const MAX_CREDENTIAL_BYTES: usize = 64 * 1024;
@@ -102,18 +103,64 @@ pub struct Validation {
     pub error: Option<String>,
 }
 
+/// The header that authenticates requests to `provider` with `credential` (for a
+/// service-account key, after exchanging it for an access token). Errors are sanitized.
+pub async fn authorize(
+    http: &reqwest::Client,
+    provider: &Provider,
+    credential: &str,
+) -> Result<Authorization, String> {
+    Ok(match &provider.auth {
+        AuthStyle::Bearer => Authorization {
+            header: "authorization".into(),
+            value: Zeroizing::new(format!("Bearer {credential}")),
+        },
+        AuthStyle::Header { header } => Authorization {
+            header: header.clone(),
+            value: Zeroizing::new(credential.to_string()),
+        },
+        AuthStyle::ServiceAccountJson { token_url, scopes } => {
+            let account = service_account::parse(credential).map_err(str::to_string)?;
+            let token = service_account::access_token(http, &account, token_url, scopes).await?;
+            Authorization {
+                header: "authorization".into(),
+                value: Zeroizing::new(format!("Bearer {}", token.as_str())),
+            }
+        }
+    })
+}
+
+/// Whether `credential` has the provider's format.
+pub fn well_formed(provider: &Provider, credential: &str) -> bool {
+    credential.len() <= MAX_CREDENTIAL_BYTES
+        && match (&provider.auth, &provider.pattern) {
+            (AuthStyle::ServiceAccountJson { .. }, _) => service_account::parse(credential).is_ok(),
+            (_, Some(pattern)) => pattern.is_match(credential),
+            (_, None) => false,
+        }
+}
+
 /// Calls the provider's validation endpoint with `credential`.
 pub async fn check_live(
     http: &reqwest::Client,
     provider: &Provider,
     credential: &str,
 ) -> Validation {
+    let auth = match authorize(http, provider, credential).await {
+        Ok(a) => a,
+        Err(error) => {
+            return Validation {
+                valid: false,
+                error: Some(error),
+            };
+        }
+    };
     let response = provider
         .request(
             http,
             provider.validate_method.clone(),
             &provider.validate_path,
-            credential,
+            &auth,
         )
         .send()
         .await;
@@ -145,8 +192,13 @@ pub async fn check_live(
     }
 }
 
-/// The last 4 characters, for display.
-fn fingerprint(credential: &str) -> String {
+/// What identifies a credential on screen: a service account's email, or the last 4 characters.
+fn fingerprint(provider: &Provider, credential: &str) -> String {
+    if matches!(provider.auth, AuthStyle::ServiceAccountJson { .. }) {
+        if let Ok(account) = service_account::parse(credential) {
+            return account.client_email;
+        }
+    }
     let chars: Vec<char> = credential.chars().collect();
     let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
     format!("…{tail}")
@@ -169,7 +221,7 @@ pub async fn setup(
     request: SetupRequest,
 ) -> Result<CredentialView, ServiceError> {
     let credential = request.credential;
-    if credential.len() > MAX_CREDENTIAL_BYTES || !provider.pattern.is_match(&credential) {
+    if !well_formed(provider, &credential) {
         return Err(ServiceError::Invalid(format!(
             "credential does not have the {} format",
             provider.name
@@ -214,7 +266,7 @@ pub async fn setup(
                 Param::string("provider", provider.name.clone()),
                 Param::opt_string("credential_name", request.credential_name.clone()),
                 Param::string("encrypted_credential_b64", B64.encode(&sealed)),
-                Param::string("fingerprint", fingerprint(&credential)),
+                Param::string("fingerprint", fingerprint(provider, &credential)),
                 Param::string("metadata", request.metadata.to_string()),
                 Param::string("validation_status", status),
                 Param::opt_string("last_error", checked.error.clone()),
@@ -364,7 +416,17 @@ mod tests {
 
     #[test]
     fn a_fingerprint_shows_only_the_last_four_characters() {
-        assert_eq!(fingerprint("sk-abcdefghijklmnop1234"), "…1234");
-        assert_eq!(fingerprint("ab"), "…ab");
+        let provider = Provider {
+            name: "p".into(),
+            display_name: "P".into(),
+            base_url: "https://p.example.com".into(),
+            auth: AuthStyle::Bearer,
+            pattern: None,
+            validate_method: reqwest::Method::GET,
+            validate_path: "/".into(),
+            extra_headers: Default::default(),
+        };
+        assert_eq!(fingerprint(&provider, "sk-abcdefghijklmnop1234"), "…1234");
+        assert_eq!(fingerprint(&provider, "ab"), "…ab");
     }
 }

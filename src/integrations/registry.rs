@@ -16,12 +16,20 @@ pub enum AuthStyle {
     Bearer,
     /// `<header>: <credential>`
     Header { header: String },
+    /// A Google-style service-account JSON key: a signed JWT is exchanged at `token_url` (never
+    /// the key's own `token_uri`, which a tenant controls) for a bearer access token.
+    ServiceAccountJson {
+        token_url: String,
+        scopes: Vec<String>,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CredentialSpec {
-    pattern: String,
+    /// For token styles; a service-account key is checked structurally instead.
+    #[serde(default)]
+    pattern: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,10 +62,16 @@ pub struct Provider {
     pub display_name: String,
     pub base_url: String,
     pub auth: AuthStyle,
-    pub pattern: regex::Regex,
+    pub pattern: Option<regex::Regex>,
     pub validate_method: reqwest::Method,
     pub validate_path: String,
     pub extra_headers: BTreeMap<String, String>,
+}
+
+/// The header a request authenticates with. The value is secret and wiped on drop.
+pub struct Authorization {
+    pub header: String,
+    pub value: zeroize::Zeroizing<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,8 +154,29 @@ impl Registry {
                         "base_url: an https URL (http allowed outside production)".into(),
                     ));
                 }
-                let pattern = regex::Regex::new(&raw.credential.pattern)
-                    .map_err(|e| err(&shown, format!("credential.pattern: {e}")))?;
+                let pattern = match (&raw.auth, &raw.credential.pattern) {
+                    (AuthStyle::ServiceAccountJson { .. }, None) => None,
+                    (AuthStyle::ServiceAccountJson { .. }, Some(_)) => {
+                        return Err(err(
+                            &shown,
+                            "credential.pattern: not for service-account keys".into(),
+                        ));
+                    }
+                    (_, None) => return Err(err(&shown, "credential.pattern: required".into())),
+                    (_, Some(p)) => Some(
+                        regex::Regex::new(p)
+                            .map_err(|e| err(&shown, format!("credential.pattern: {e}")))?,
+                    ),
+                };
+                let mut auth = raw.auth;
+                if let AuthStyle::ServiceAccountJson { token_url, .. } = &mut auth {
+                    if let Some(url) = overrides.get(&format!("{name}:token")) {
+                        *token_url = url.clone();
+                    }
+                    if !valid_base_url(token_url, environment) {
+                        return Err(err(&shown, "auth.token_url: an https URL".into()));
+                    }
+                }
                 let validate_method = raw
                     .validate
                     .method
@@ -150,7 +185,7 @@ impl Registry {
                 if !raw.validate.path.starts_with('/') {
                     return Err(err(&shown, "validate.path must start with /".into()));
                 }
-                if let AuthStyle::Header { header } = &raw.auth {
+                if let AuthStyle::Header { header } = &auth {
                     reqwest::header::HeaderName::from_bytes(header.as_bytes())
                         .map_err(|_| err(&shown, "auth.header is not a header name".into()))?;
                 }
@@ -160,7 +195,7 @@ impl Registry {
                         name,
                         display_name: raw.display_name,
                         base_url: base_url.trim_end_matches('/').to_string(),
-                        auth: raw.auth,
+                        auth,
                         pattern,
                         validate_method,
                         validate_path: raw.validate.path,
@@ -169,7 +204,8 @@ impl Registry {
                 );
             }
         }
-        for name in overrides.keys() {
+        for key in overrides.keys() {
+            let name = key.split(':').next().unwrap_or(key);
             if !providers.contains_key(name) {
                 return Err(err(
                     "PROVIDER_BASE_URLS",
@@ -182,19 +218,17 @@ impl Registry {
 }
 
 impl Provider {
-    /// A request to `path` on this provider, authenticated with `credential`.
+    /// A request to `path` on this provider, carrying `auth`.
     pub fn request(
         &self,
         http: &reqwest::Client,
         method: reqwest::Method,
         path: &str,
-        credential: &str,
+        auth: &Authorization,
     ) -> reqwest::RequestBuilder {
-        let mut builder = http.request(method, format!("{}{path}", self.base_url));
-        builder = match &self.auth {
-            AuthStyle::Bearer => builder.bearer_auth(credential),
-            AuthStyle::Header { header } => builder.header(header.as_str(), credential),
-        };
+        let mut builder = http
+            .request(method, format!("{}{path}", self.base_url))
+            .header(auth.header.as_str(), auth.value.as_str());
         for (k, v) in &self.extra_headers {
             builder = builder.header(k.as_str(), v.as_str());
         }

@@ -203,7 +203,7 @@ impl Extract {
         &self,
         ctx: &StepContext,
         provider: &integrations::Provider,
-        credential: &str,
+        auth: &integrations::Authorization,
         cursor: Option<&str>,
     ) -> Result<Value, StepError> {
         let mut query: Vec<(String, String)> = self
@@ -218,7 +218,7 @@ impl Extract {
         let mut attempt = 1;
         loop {
             let sent = provider
-                .request(&ctx.http, reqwest::Method::GET, &self.f.path, credential)
+                .request(&ctx.http, reqwest::Method::GET, &self.f.path, auth)
                 .query(&query)
                 .send()
                 .await;
@@ -318,15 +318,17 @@ impl StepAction for Extract {
                         false,
                     ),
                 })?;
+        let auth = integrations::authorize(&ctx.http, provider, &credential)
+            .await
+            .map_err(|e| StepError::new("provider", e, true))?;
+        drop(credential);
         self.ensure_table(ctx).await?;
 
         let extracted_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
         let mut cursor: Option<String> = None;
         let mut written = 0i64;
         for page_number in 1..=self.f.max_pages {
-            let page = self
-                .page(ctx, provider, &credential, cursor.as_deref())
-                .await?;
+            let page = self.page(ctx, provider, &auth, cursor.as_deref()).await?;
             let items = page
                 .pointer(&self.f.items)
                 .and_then(Value::as_array)

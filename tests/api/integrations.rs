@@ -480,3 +480,73 @@ async fn the_sample_extract_pipeline_extracts_and_rolls_up() {
         ]
     );
 }
+
+fn service_account_key(private_pem: &str) -> String {
+    json!({
+        "type": "service_account",
+        "project_id": "quarry-test",
+        "private_key_id": "0123",
+        "private_key": private_pem,
+        "client_email": "quarry-test@example.iam.gserviceaccount.com",
+        "token_uri": "http://169.254.169.254/never-used",
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_service_account_key_is_exchanged_for_a_token_at_the_providers_token_url() {
+    let (app, double) = app_with_double().await;
+    let (slug, key) = org(&app).await;
+    let pem = std::fs::read_to_string(crate::helpers::fixture("keys/sa_test_private.pem")).unwrap();
+    let credential = service_account_key(&pem);
+    let r = setup(&app, &slug, &key, "gcp_bigquery", &credential).await;
+    assert_eq!(r.status(), 201);
+    let text = r.text().await.unwrap();
+    let view: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(view["validation_status"], "VALID", "{view}");
+    assert_eq!(
+        view["fingerprint"],
+        "quarry-test@example.iam.gserviceaccount.com"
+    );
+    assert!(!text.contains("PRIVATE KEY"));
+    let seen = double.seen();
+    let paths: Vec<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec!["/token", "/bigquery/v2/projects"],
+        "the key's own token_uri is ignored"
+    );
+    assert_eq!(seen[1].credential.as_deref(), Some("good-sa-access-token"));
+    assert!(!captured_logs().contains("BEGIN PRIVATE KEY"));
+
+    // A well-formed key the token endpoint does not trust is INVALID with a sanitized reason.
+    let untrusted =
+        std::fs::read_to_string(crate::helpers::fixture("keys/sa_untrusted_private.pem")).unwrap();
+    let r = setup(
+        &app,
+        &slug,
+        &key,
+        "gcp_bigquery",
+        &service_account_key(&untrusted),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["validation_status"], "INVALID");
+    assert_eq!(
+        view["last_error"],
+        "token endpoint refused the key (HTTP 400)"
+    );
+    for bad in [
+        "{}",
+        "not json",
+        &json!({"type": "user", "client_email": "a@b", "private_key": pem}).to_string(),
+    ] {
+        assert_error(
+            setup(&app, &slug, &key, "gcp_bigquery", bad).await,
+            400,
+            "Invalid request format",
+        )
+        .await;
+    }
+}

@@ -120,6 +120,48 @@ async fn usage(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"data": data, "next_cursor": next}))
 }
 
+#[derive(serde::Deserialize)]
+struct TokenForm {
+    grant_type: String,
+    assertion: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Claims {
+    iss: String,
+    scope: String,
+}
+
+/// An OAuth token endpoint: accepts JWT assertions signed by the fixture service account's key
+/// and answers with an access token the API endpoints accept.
+async fn token(
+    req: HttpRequest,
+    form: web::Form<TokenForm>,
+    state: web::Data<State>,
+) -> HttpResponse {
+    record(&state, &req);
+    let public = std::fs::read(format!(
+        "{}/tests/fixtures/keys/sa_test_public.pem",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let key = jsonwebtoken::DecodingKey::from_rsa_pem(&public).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[format!("http://{}/token", req.connection_info().host())]);
+    let verified = jsonwebtoken::decode::<Claims>(&form.assertion, &key, &validation);
+    match verified {
+        Ok(data)
+            if form.grant_type == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+                && data.claims.iss == "quarry-test@example.iam.gserviceaccount.com"
+                && data.claims.scope.contains("bigquery") =>
+        {
+            HttpResponse::Ok().json(json!({"access_token": "good-sa-access-token",
+                                            "expires_in": 3600, "token_type": "Bearer"}))
+        }
+        _ => HttpResponse::BadRequest().json(json!({"error": "invalid_grant"})),
+    }
+}
+
 impl ProviderDouble {
     pub async fn start() -> Self {
         let state = Arc::new(State::default());
@@ -132,6 +174,8 @@ impl ProviderDouble {
                 .route("/v1/me", web::get().to(check))
                 .route("/v1/models", web::get().to(check))
                 .route("/v1/usage", web::get().to(usage))
+                .route("/bigquery/v2/projects", web::get().to(check))
+                .route("/token", web::post().to(token))
         })
         .workers(2)
         .listen(listener)
@@ -141,13 +185,15 @@ impl ProviderDouble {
         Self { base, state }
     }
 
-    /// `PROVIDER_BASE_URLS` pointing every registered provider here.
+    /// `PROVIDER_BASE_URLS` pointing every registered provider (and the service-account
+    /// token endpoint) here.
     pub fn base_urls(&self) -> String {
-        ["openai", "anthropic", "usage_api"]
+        let mut urls: Vec<String> = ["openai", "anthropic", "usage_api", "gcp_bigquery"]
             .iter()
             .map(|p| format!("{p}={}", self.base))
-            .collect::<Vec<_>>()
-            .join(",")
+            .collect();
+        urls.push(format!("gcp_bigquery:token={}/token", self.base));
+        urls.join(",")
     }
 
     pub fn seen(&self) -> Vec<Seen> {
