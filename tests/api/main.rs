@@ -7,6 +7,7 @@ mod fault_proxy;
 mod faults;
 mod health;
 mod helpers;
+mod hostile_input;
 mod http_basics;
 mod integrations;
 mod keys;
