@@ -278,6 +278,9 @@ pub struct RunItem {
     pub duration_ms: Option<i64>,
     pub error_class: Option<String>,
     pub error_summary: Option<String>,
+    /// The org's runs that day, and that month, counting this one, when it was admitted.
+    pub runs_today_at_admission: Option<i64>,
+    pub runs_month_at_admission: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -293,6 +296,8 @@ struct ListRow {
     updated_at_micros: Option<i64>,
     created_at_micros: Option<i64>,
     started_at_micros: Option<i64>,
+    runs_today_at_admission: Option<i64>,
+    runs_month_at_admission: Option<i64>,
 }
 
 impl From<ListRow> for RunItem {
@@ -318,6 +323,8 @@ impl From<ListRow> for RunItem {
             ended_at: from_micros(ended),
             error_class: r.error_class,
             error_summary: r.error_summary,
+            runs_today_at_admission: r.runs_today_at_admission,
+            runs_month_at_admission: r.runs_month_at_admission,
         }
     }
 }

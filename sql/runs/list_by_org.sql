@@ -1,6 +1,7 @@
 -- One org's runs created in [since, until), newest first, after the cursor, filtered. Each run's
 -- current state is its latest event (duplicates collapse); creation = its PENDING event.
--- The event_time bounds are the partition filter (runs last at most a day past creation).
+-- The event_time bounds are the partition filter (from the start of the month of `since`, for
+-- the usage counts; runs last at most a day past creation).
 WITH latest AS (
   SELECT
     org_slug,
@@ -11,20 +12,34 @@ WITH latest AS (
     error_summary,
     MAX(trigger) OVER w AS trigger,
     MAX(triggered_by) OVER w AS triggered_by,
-    MAX(runs_today_at_admission) OVER w AS runs_today_at_admission,
-    MAX(runs_month_at_admission) OVER w AS runs_month_at_admission,
     UNIX_MICROS(event_time) AS updated_at_micros,
     UNIX_MICROS(MIN(IF(status = 'PENDING', event_time, NULL)) OVER w) AS created_at_micros,
     UNIX_MICROS(MIN(IF(status = 'RUNNING', event_time, NULL)) OVER w) AS started_at_micros
   FROM `__META_DATASET__.pipeline_run_events`
   WHERE org_slug = @org_slug
-    AND event_time >= @since
+    AND event_time >= TIMESTAMP(DATE_TRUNC(DATE(@since), MONTH))
     AND event_time < TIMESTAMP_ADD(@until, INTERVAL 1 DAY)
   WINDOW w AS (PARTITION BY run_id)
   QUALIFY ROW_NUMBER() OVER (PARTITION BY run_id ORDER BY event_seq DESC, event_time DESC) = 1
+),
+-- Quota usage at admission: every admitted run has a PENDING event, so a run's rank among its
+-- org's runs of the same UTC day (month) is the day's (month's) count once it was admitted.
+numbered AS (
+  SELECT
+    *,
+    ROW_NUMBER() OVER (
+      PARTITION BY org_slug, DATE(TIMESTAMP_MICROS(created_at_micros))
+      ORDER BY created_at_micros, run_id
+    ) AS runs_today_at_admission,
+    ROW_NUMBER() OVER (
+      PARTITION BY org_slug, DATE_TRUNC(DATE(TIMESTAMP_MICROS(created_at_micros)), MONTH)
+      ORDER BY created_at_micros, run_id
+    ) AS runs_month_at_admission
+  FROM latest
+  WHERE created_at_micros IS NOT NULL
 )
 SELECT *
-FROM latest
+FROM numbered
 WHERE created_at_micros >= UNIX_MICROS(@since)
   AND created_at_micros < UNIX_MICROS(@until)
   AND (ARRAY_LENGTH(@statuses) = 0 OR status IN UNNEST(@statuses))

@@ -184,6 +184,8 @@ const CSV_COLUMNS: &[&str] = &[
     "duration_ms",
     "error_class",
     "error_summary",
+    "runs_today_at_admission",
+    "runs_month_at_admission",
 ];
 
 fn csv_field(v: &serde_json::Value) -> String {

@@ -142,7 +142,11 @@ async fn filters_and_their_combinations_select_the_right_runs_newest_first() {
     assert_eq!(newest["created_at"], "2026-11-10T13:00:00Z");
     assert_eq!(newest["started_at"], "2026-11-10T13:00:01Z");
     assert_eq!(newest["ended_at"], "2026-11-10T13:00:41Z");
+    // Usage at admission, from the runs before it that day and month.
+    assert_eq!(newest["runs_today_at_admission"], 4);
+    assert_eq!(newest["runs_month_at_admission"], 4);
     let running = &list(&app, &f, "status=RUNNING").await["runs"][0];
+    assert_eq!(running["runs_today_at_admission"], 6);
     assert_eq!(
         (&running["ended_at"], &running["duration_ms"]),
         (&Value::Null, &Value::Null)
@@ -332,7 +336,7 @@ async fn csv_and_ndjson_return_the_same_page() {
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(
         rows[0],
-        "run_id,org_slug,pipeline_id,status,trigger,triggered_by,created_at,started_at,ended_at,duration_ms,error_class,error_summary"
+        "run_id,org_slug,pipeline_id,status,trigger,triggered_by,created_at,started_at,ended_at,duration_ms,error_class,error_summary,runs_today_at_admission,runs_month_at_admission"
     );
     assert_eq!(rows.len(), 4);
     assert!(rows[2].starts_with(&format!(
