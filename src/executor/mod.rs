@@ -320,7 +320,9 @@ impl Executor {
         if let Err(e) = self.inner.run_log.event_and_wait(pending).await {
             // The PENDING row stays queued for a later flush; follow it with the run's end, so
             // the run never reads as pending forever. The guard releases the slot.
-            let mut failed = self.inner.event(&pipeline.id, org, &run_id, RunStatus::Failed);
+            let mut failed = self
+                .inner
+                .event(&pipeline.id, org, &run_id, RunStatus::Failed);
             failed.error_class = Some("admission".into());
             failed.error_summary = Some("the run could not be recorded; it did not start".into());
             self.inner.run_log.event(failed);
