@@ -1,32 +1,12 @@
 //! Faults: BigQuery down and back, lost answers on the reservation and the release, a provider
 //! that hangs. None may leak a slot, double count a run, or surface as a 500.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::fault_proxy::{Fault, FaultProxy};
-use crate::helpers::{TestApp, assert_error, spawn_app_with, unique_slug};
-use crate::pipelines::finished;
+use crate::helpers::{assert_error, spawn_app_with, unique_slug};
+use crate::pipelines::{finished, quota, slots_free};
 use crate::provider_double::ProviderDouble;
-
-async fn quota(app: &TestApp, slug: &str) -> Value {
-    app.root_get(&format!("/api/v1/organizations/{slug}/quota"))
-        .await
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn wait_slots_free(app: &TestApp, slug: &str) {
-    for _ in 0..100 {
-        if quota(app, slug).await["active_run_ids"] == json!([]) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("slot leaked: {}", quota(app, slug).await);
-}
 
 #[tokio::test]
 async fn bigquery_down_is_503_with_retry_after_and_the_service_recovers_without_restart() {
@@ -96,7 +76,7 @@ async fn bigquery_down_is_503_with_retry_after_and_the_service_recovers_without_
         finished(&app, &slug, &key, &run_id).await["status"],
         "SUCCEEDED"
     );
-    wait_slots_free(&app, &slug).await;
+    slots_free(&app, &slug).await;
     assert_eq!(
         quota(&app, &slug).await["runs_today"],
         1,
@@ -144,7 +124,7 @@ async fn lost_answers_on_reservation_and_release_neither_double_count_nor_leak()
         finished(&app, &slug, &key, &run_id).await["status"],
         "SUCCEEDED"
     );
-    wait_slots_free(&app, &slug).await;
+    slots_free(&app, &slug).await;
     let q = quota(&app, &slug).await;
     assert_eq!(q["runs_today"], 1, "counted once: {q}");
     assert_eq!(q["runs_month"], 1);
@@ -209,7 +189,7 @@ async fn a_hanging_provider_times_out_its_step_without_touching_other_runs() {
     let hung = finished(&app, &slow, &slow_key, &hanging_id).await;
     assert_eq!(hung["status"], "FAILED");
     assert_eq!(hung["error_class"], "timeout");
-    wait_slots_free(&app, &slow).await;
+    slots_free(&app, &slow).await;
     let r = app
         .key_get(
             &format!("/api/v1/pipelines/{slow}/runs/{hanging_id}"),

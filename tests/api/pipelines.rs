@@ -76,7 +76,7 @@ pub(crate) async fn finished(app: &TestApp, slug: &str, key: &str, run_id: &str)
     panic!("run {run_id} did not finish");
 }
 
-async fn quota(app: &TestApp, slug: &str) -> Value {
+pub(crate) async fn quota(app: &TestApp, slug: &str) -> Value {
     app.root_get(&format!("/api/v1/organizations/{slug}/quota"))
         .await
         .json()
@@ -85,7 +85,7 @@ async fn quota(app: &TestApp, slug: &str) -> Value {
 }
 
 /// Polls until the org holds no concurrency slot (at most 30 s).
-async fn slots_free(app: &TestApp, slug: &str) {
+pub(crate) async fn slots_free(app: &TestApp, slug: &str) {
     for _ in 0..300 {
         if quota(app, slug).await["active_run_ids"] == json!([]) {
             return;
