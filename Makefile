@@ -1,11 +1,14 @@
 # Quarry: make run (service on local defaults), make test (the whole suite).
-.PHONY: run test lint fmt emulator-env bench bench-auth clean
+.PHONY: run test lint fmt emulator-env bench bench-auth fuzz clean
 
 run:
 	@scripts/run-local.sh
 
 test:
 	@scripts/test.sh
+
+fuzz:
+	@scripts/fuzz.sh
 
 bench:
 	@scripts/bench.sh

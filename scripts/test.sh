@@ -28,4 +28,10 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "==> cargo test"
-cargo test --locked --all-targets
+cargo test --locked --all-targets 2>&1 | tee target/test-output.log
+echo "==> bounded API fuzzing (schemathesis)"
+scripts/fuzz.sh 3
+
+# One closing line for the whole suite (the fuzzer prints last otherwise).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' target/test-output.log
