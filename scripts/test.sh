@@ -28,7 +28,10 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "==> cargo test"
+rm -rf target/test-hygiene
 cargo test --locked --all-targets 2>&1 | tee target/test-output.log
+echo "==> secret hygiene: no secret the suite used appears in any service log line"
+python3 scripts/check-secret-hygiene.py
 echo "==> bounded API fuzzing (schemathesis)"
 scripts/fuzz.sh 3
 

@@ -16,12 +16,54 @@ pub static LOGS: LazyLock<Arc<Mutex<Vec<u8>>>> = LazyLock::new(|| Arc::new(Mutex
 #[derive(Clone)]
 struct Capture;
 
+/// Where the suite leaves every service log line and every secret it used, for the
+/// suite-wide hygiene check `make test` runs afterwards (scripts/check-secret-hygiene.py).
+pub fn hygiene_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-hygiene");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn append(file: &str, bytes: &[u8]) {
+    use std::fs::OpenOptions;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(hygiene_dir().join(file))
+        .unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// Keeps an API key issued in `response` (onboarding, rotation) for the hygiene check, and
+/// hands the response back unchanged.
+pub async fn remember_issued_key(response: reqwest::Response) -> reqwest::Response {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.unwrap();
+    if let Ok(v) = serde_json::from_slice::<Value>(&bytes) {
+        if let Some(key) = v["api_key"].as_str() {
+            remember_secret(key);
+        }
+    }
+    let mut builder = http::Response::builder().status(status);
+    for (name, value) in &headers {
+        builder = builder.header(name, value);
+    }
+    reqwest::Response::from(builder.body(bytes).unwrap())
+}
+
+/// Records a secret the suite used (an API key, the root key, a credential).
+pub fn remember_secret(secret: &str) {
+    append("secrets.txt", format!("{secret}\n").as_bytes());
+}
+
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if std::env::var_os("TEST_LOG").is_some() {
             std::io::stdout().write_all(buf)?;
         }
         LOGS.lock().unwrap().extend_from_slice(buf);
+        append("service-logs.jsonl", buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -125,6 +167,10 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)
     LazyLock::force(&TRACING);
     let mut vars = test_vars();
     customize(&mut vars);
+    if let Some(root) = vars.get("CA_ROOT_API_KEY") {
+        remember_secret(root);
+    }
+    remember_secret(&vars["LOCAL_KMS_KEY"]);
     let settings = Settings::from_source(&vars).expect("test settings parse");
     let clock = std::sync::Arc::new(quarry::clock::OffsetClock::new());
     let app = Application::build_with_clock(settings, clock.clone())
@@ -189,13 +235,15 @@ impl TestApp {
     }
 
     pub async fn onboard_with(&self, body: &Value) -> reqwest::Response {
-        self.client
+        let response = self
+            .client
             .post(self.url("/api/v1/organizations/onboard"))
             .header("X-CA-Root-Key", &self.root_key)
             .json(body)
             .send()
             .await
-            .unwrap()
+            .unwrap();
+        remember_issued_key(response).await
     }
 
     /// Bootstraps, onboards `slug`, and returns its API key.
@@ -214,13 +262,18 @@ impl TestApp {
     }
 
     pub async fn key_post(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
-        self.client
+        if let Some(c) = body["credential"].as_str() {
+            remember_secret(c);
+        }
+        let response = self
+            .client
             .post(self.url(path))
             .header("X-API-Key", key)
             .json(body)
             .send()
             .await
-            .unwrap()
+            .unwrap();
+        remember_issued_key(response).await
     }
 
     pub async fn status(&self) -> Value {
