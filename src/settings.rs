@@ -50,8 +50,12 @@ impl fmt::Debug for RootKey {
 /// Which KMS seals secrets.
 #[derive(Clone)]
 pub enum KmsSettings {
-    /// Cloud KMS, `projects/P/locations/L/keyRings/R/cryptoKeys/K`.
-    Cloud { key_name: String },
+    /// Cloud KMS, `projects/P/locations/L/keyRings/R/cryptoKeys/K`; `emulator` is a plain gRPC
+    /// `host:port` used instead of Google (never in production).
+    Cloud {
+        key_name: String,
+        emulator: Option<String>,
+    },
     /// A local AES-256 key (development and tests; refused in production).
     Local { key: zeroize::Zeroizing<[u8; 32]> },
 }
@@ -59,7 +63,10 @@ pub enum KmsSettings {
 impl fmt::Debug for KmsSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            KmsSettings::Cloud { key_name } => write!(f, "Cloud({key_name})"),
+            KmsSettings::Cloud { key_name, emulator } => match emulator {
+                None => write!(f, "Cloud({key_name})"),
+                Some(host) => write!(f, "Cloud({key_name} via {host})"),
+            },
             KmsSettings::Local { .. } => write!(f, "Local(***)"),
         }
     }
@@ -404,8 +411,20 @@ impl Settings {
                 }
             },
         };
+        let kms_emulator = r.get("KMS_EMULATOR_HOST");
+        if let Some(host) = &kms_emulator {
+            if !valid_host_port(host) {
+                r.problem("KMS_EMULATOR_HOST", "expected host:port");
+            }
+            if environment == Environment::Production {
+                r.problem("KMS_EMULATOR_HOST", "must not be set in production");
+            }
+        }
         let kms = match (kms_key_name, local_kms_key) {
-            (Some(key_name), _) => Some(KmsSettings::Cloud { key_name }),
+            (Some(key_name), _) => Some(KmsSettings::Cloud {
+                key_name,
+                emulator: kms_emulator,
+            }),
             (None, Some(key)) => Some(KmsSettings::Local { key }),
             (None, None) => None,
         };
@@ -568,7 +587,7 @@ impl Settings {
             (
                 "KMS",
                 match &self.kms {
-                    KmsSettings::Cloud { key_name } => format!("Cloud KMS {key_name}"),
+                    KmsSettings::Cloud { key_name, .. } => format!("Cloud KMS {key_name}"),
                     KmsSettings::Local { .. } => {
                         "local AES-256-GCM (LOCAL_KMS_KEY set, ***)".into()
                     }

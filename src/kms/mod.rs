@@ -64,8 +64,22 @@ pub type SharedKms = Arc<dyn Kms>;
 /// The KMS the settings name: Cloud KMS when `KMS_KEY_NAME` is set, otherwise the local key.
 pub async fn from_settings(settings: &Settings) -> Result<SharedKms, KmsError> {
     match &settings.kms {
-        KmsSettings::Cloud { key_name } => Ok(Arc::new(
+        KmsSettings::Cloud {
+            key_name,
+            emulator: None,
+        } => Ok(Arc::new(
             cloud::CloudKms::connect_google(key_name.clone(), settings.timeouts.kms).await?,
+        )),
+        KmsSettings::Cloud {
+            key_name,
+            emulator: Some(host),
+        } => Ok(Arc::new(
+            cloud::CloudKms::connect(
+                key_name.clone(),
+                google_cloud_gax::conn::Environment::Emulator(host.clone()),
+                settings.timeouts.kms,
+            )
+            .await?,
         )),
         KmsSettings::Local { key } => {
             Ok(Arc::new(local::LocalKms::new(key, settings.environment)?))

@@ -198,3 +198,56 @@ async fn a_hanging_provider_times_out_its_step_without_touching_other_runs() {
         .await;
     assert_error(r, 403, "Cannot access another organization").await;
 }
+
+#[tokio::test]
+async fn a_kms_outage_during_a_step_fails_the_run_cleanly_and_frees_its_slot() {
+    let kms = crate::kms_double::start_double().await;
+    let double = ProviderDouble::start().await;
+    let urls = double.base_urls();
+    let kms_host = kms.addr.to_string();
+    let app = spawn_app_with(|vars| {
+        vars.insert("PROVIDER_BASE_URLS".into(), urls);
+        vars.remove("LOCAL_KMS_KEY");
+        vars.insert("KMS_KEY_NAME".into(), crate::kms_double::KEY_NAME.into());
+        vars.insert("KMS_EMULATOR_HOST".into(), kms_host);
+        vars.insert("KMS_TIMEOUT_SECS".into(), "2".into());
+    })
+    .await;
+    app.bootstrap().await;
+    let slug = unique_slug("kms-down");
+    let key = app.org_with_key(&slug).await; // sealed through the double
+    let r = app
+        .key_post(
+            &format!("/api/v1/integrations/{slug}/usage_api/setup"),
+            &key,
+            &json!({"credential": "good-kms-token"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    kms.state
+        .faults
+        .decrypt_unavailable
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let before = double.seen().len();
+    let r = app
+        .key_post(
+            &format!("/api/v1/pipelines/run/{slug}/test/extract"),
+            &key,
+            &json!({"parameters": {"day": "2026-11-01"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let run_id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run = finished(&app, &slug, &key, &run_id).await;
+    assert_eq!(run["status"], "FAILED");
+    assert_eq!(run["error_class"], "kms");
+    assert_eq!(run["error_summary"], "KMS unavailable");
+    assert!(
+        double.seen()[before..].is_empty(),
+        "nothing reached the provider"
+    );
+    slots_free(&app, &slug).await;
+}

@@ -11,6 +11,8 @@ mod hostile_input;
 mod http_basics;
 mod integrations;
 mod keys;
+#[path = "../common/kms_double.rs"]
+mod kms_double;
 mod metrics;
 mod openapi;
 mod orgs;
