@@ -49,8 +49,15 @@ async fn audit_credential(
     .await;
 }
 
-fn provider<'a>(registry: &'a Registry, name: &str) -> Result<&'a Provider, ApiError> {
-    registry.get(name).ok_or(ApiError::NotFound)
+/// The `{org_slug}` and `{provider}` of an integration route (an unregistered provider is 404).
+fn org_and_provider(
+    path: web::Path<(String, String)>,
+    registry: &Registry,
+) -> Result<(OrgSlug, &Provider), ApiError> {
+    let (raw_org, name) = path.into_inner();
+    let org = org_from_path(&raw_org)?;
+    let provider = registry.get(&name).ok_or(ApiError::NotFound)?;
+    Ok((org, provider))
 }
 
 async fn plan_of(warehouse: &Warehouse, org: &OrgSlug) -> Result<Plan, ApiError> {
@@ -70,9 +77,7 @@ pub async fn setup(
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let (raw_org, name) = path.into_inner();
-    let org = org_from_path(&raw_org)?;
-    let provider = provider(&registry, &name)?;
+    let (org, provider) = org_and_provider(path, &registry)?;
     let body: SetupBody = parse_json(&body)?;
     let credential = Zeroizing::new(body.credential);
     if body
@@ -125,9 +130,7 @@ pub async fn validate(
     registry: web::Data<Registry>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (raw_org, name) = path.into_inner();
-    let org = org_from_path(&raw_org)?;
-    let provider = provider(&registry, &name)?;
+    let (org, provider) = org_and_provider(path, &registry)?;
     let view = integrations::revalidate(&warehouse, kms.get_ref(), &http, provider, &org).await?;
     audit_credential(
         &warehouse,
@@ -157,9 +160,7 @@ pub async fn get(
     registry: web::Data<Registry>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (raw_org, name) = path.into_inner();
-    let org = org_from_path(&raw_org)?;
-    let provider = provider(&registry, &name)?;
+    let (org, provider) = org_and_provider(path, &registry)?;
     let view = integrations::get(&warehouse, &org, &provider.name)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -172,9 +173,7 @@ pub async fn delete(
     registry: web::Data<Registry>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (raw_org, name) = path.into_inner();
-    let org = org_from_path(&raw_org)?;
-    let provider = provider(&registry, &name)?;
+    let (org, provider) = org_and_provider(path, &registry)?;
     integrations::remove(&warehouse, &org, &provider.name).await?;
     audit::record(
         &warehouse,
