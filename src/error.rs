@@ -9,6 +9,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use crate::admission::AdmissionError;
 use crate::kms::KmsError;
 use crate::request_id;
 use crate::warehouse::WarehouseError;
@@ -27,6 +28,8 @@ pub enum ServiceError {
     Warehouse(#[from] WarehouseError),
     #[error(transparent)]
     Kms(#[from] KmsError),
+    #[error(transparent)]
+    Admission(#[from] AdmissionError),
 }
 
 impl From<ServiceError> for ApiError {
@@ -46,6 +49,7 @@ impl From<ServiceError> for ApiError {
                 }
             }
             ServiceError::Kms(e) => ApiError::internal(e),
+            ServiceError::Admission(e) => e.into(),
         }
     }
 }
@@ -109,6 +113,23 @@ impl From<WarehouseError> for ApiError {
             }
         } else {
             ApiError::internal(e)
+        }
+    }
+}
+
+impl From<AdmissionError> for ApiError {
+    fn from(e: AdmissionError) -> Self {
+        let retry_after_secs = match &e {
+            AdmissionError::QueueFull => 2,
+            AdmissionError::TimedOut | AdmissionError::Warehouse(_) => 5,
+            AdmissionError::Stopped => 10,
+        };
+        match e {
+            AdmissionError::Warehouse(w) if !w.is_unavailable() => ApiError::internal(w),
+            other => {
+                tracing::warn!(error = %other, "admission unavailable");
+                ApiError::Unavailable { retry_after_secs }
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Quarry: a multi-tenant pipeline orchestrator backed by BigQuery.
 
+pub mod admission;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
@@ -17,7 +18,6 @@ pub mod openapi;
 pub mod orgs;
 pub mod page_token;
 pub mod pipelines;
-pub mod quota;
 pub mod rate_limit;
 pub mod request_id;
 pub mod routes;

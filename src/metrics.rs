@@ -21,6 +21,9 @@ pub struct Metrics {
     quota_rejections: IntCounterVec,
     auth_cache: IntCounterVec,
     reaper_releases: IntCounter,
+    admission_batches: IntCounter,
+    admission_operations: IntCounterVec,
+    admission_refusals: IntCounterVec,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -63,6 +66,14 @@ impl Metrics {
         registry
             .register(Box::new(reaper_releases.clone()))
             .expect("unique metric");
+        let admission_batches = IntCounter::new(
+            "admission_batches_total",
+            "Statements the admission coordinator sent on the quota table",
+        )
+        .expect("metric");
+        registry
+            .register(Box::new(admission_batches.clone()))
+            .expect("unique metric");
         let run_labels: &[&str] = if org_labels {
             &["pipeline", "status", "org"]
         } else {
@@ -99,6 +110,19 @@ impl Metrics {
                 "API key cache lookups",
                 &["result"],
             ),
+            admission_operations: counter_vec(
+                &registry,
+                "admission_operations_total",
+                "Reservations and releases carried by admission batches",
+                &["kind"],
+            ),
+            admission_refusals: counter_vec(
+                &registry,
+                "admission_unavailable_total",
+                "Triggers answered 503 by admission (queue full, no decision in time)",
+                &["reason"],
+            ),
+            admission_batches,
             registry,
             org_labels,
             http_latency,
@@ -133,6 +157,20 @@ impl Metrics {
         self.auth_cache
             .with_label_values(&[if hit { "hit" } else { "miss" }])
             .inc();
+    }
+
+    pub fn admission_batch(&self, reservations: usize, releases: usize) {
+        self.admission_batches.inc();
+        self.admission_operations
+            .with_label_values(&["reserve"])
+            .inc_by(reservations as u64);
+        self.admission_operations
+            .with_label_values(&["release"])
+            .inc_by(releases as u64);
+    }
+
+    pub fn admission_refused(&self, reason: &str) {
+        self.admission_refusals.with_label_values(&[reason]).inc();
     }
 
     pub fn reaped(&self) {

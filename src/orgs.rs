@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use validator::ValidateEmail;
 
+use crate::admission::Admission;
 use crate::api_keys::{self, IssuedKey, from_micros};
 use crate::bootstrap::{self, SyncState};
 use crate::domain::{OrgSlug, Plan, QuotaLimits};
@@ -223,6 +224,7 @@ pub struct Onboarded {
 /// Onboards an org, or completes an earlier attempt with the same body.
 pub async fn onboard(
     warehouse: &Warehouse,
+    admission: &Admission,
     kms: &dyn Kms,
     new: &NewOrg,
 ) -> Result<Onboarded, ServiceError> {
@@ -279,10 +281,10 @@ pub async fn onboard(
         resumed = true;
     }
 
-    let quota_rows = warehouse
-        .execute(
+    let quota_rows = admission
+        .write(
             &sql::QUOTA_INSERT,
-            &[
+            vec![
                 Param::string("org_slug", slug.as_str()),
                 Param::int64("daily_limit", new.limits.daily_limit),
                 Param::int64("monthly_limit", new.limits.monthly_limit),
@@ -340,17 +342,17 @@ pub async fn quota(
 }
 
 pub async fn set_limits(
-    warehouse: &Warehouse,
+    admission: &Admission,
     org: &OrgSlug,
     limits: QuotaLimits,
 ) -> Result<(), ServiceError> {
     let limits = limits
         .validate()
         .map_err(|e| ServiceError::Invalid(e.into()))?;
-    let changed = warehouse
-        .execute(
+    let changed = admission
+        .write(
             &sql::QUOTA_SET_LIMITS,
-            &[
+            vec![
                 Param::string("org_slug", org.as_str()),
                 Param::int64("daily_limit", limits.daily_limit),
                 Param::int64("monthly_limit", limits.monthly_limit),

@@ -124,6 +124,7 @@ pub struct Settings {
     /// How often `last_used_at` of used keys is written (one statement for all keys).
     pub last_used_flush: Duration,
     pub executor: ExecutorSettings,
+    pub admission: AdmissionSettings,
     /// Folder of provider definitions (`*.yaml`).
     pub providers_dir: std::path::PathBuf,
     /// Base URL overrides by provider name (`PROVIDER_BASE_URLS=name=url,...`).
@@ -148,6 +149,17 @@ pub struct ExecutorSettings {
     pub log_flush_interval: Duration,
     /// Retry-After for a concurrency refusal.
     pub concurrent_retry_after_secs: u64,
+}
+
+/// The admission coordinator: the one writer of `org_quota_state` on an instance.
+#[derive(Debug, Clone)]
+pub struct AdmissionSettings {
+    /// Reservations waiting for a batch at most; past it a trigger is answered 503.
+    pub queue_max: usize,
+    /// Operations (reservations and releases) in one statement at most.
+    pub max_batch: usize,
+    /// How long a trigger waits for its reservation's outcome before answering 503.
+    pub timeout: Duration,
 }
 
 /// One problem with one variable. The message names the variable and the accepted values; it
@@ -453,6 +465,11 @@ impl Settings {
             )),
             concurrent_retry_after_secs: r.integer("CONCURRENT_RETRY_AFTER_SECS", 10, 1, 3600),
         };
+        let admission = AdmissionSettings {
+            queue_max: r.integer("ADMISSION_QUEUE_MAX", 5000, 1, 1_000_000) as usize,
+            max_batch: r.integer("ADMISSION_MAX_BATCH", 1000, 1, 10_000) as usize,
+            timeout: r.seconds("ADMISSION_TIMEOUT_SECS", 20, 1, 600),
+        };
         let providers_dir = r.string("PROVIDERS_DIR", "providers").into();
         let metrics_org_labels = r.bool("METRICS_ORG_LABELS", false);
         let mut provider_base_urls = HashMap::new();
@@ -543,6 +560,7 @@ impl Settings {
             auth_cache_ttl,
             last_used_flush,
             executor,
+            admission,
             providers_dir,
             provider_base_urls,
             metrics_org_labels,
@@ -624,6 +642,12 @@ impl Settings {
             ),
             ("PROVIDERS_DIR", self.providers_dir.display().to_string()),
             ("RUN_LEASE_SECS", self.executor.lease.as_secs().to_string()),
+            ("ADMISSION_QUEUE_MAX", self.admission.queue_max.to_string()),
+            ("ADMISSION_MAX_BATCH", self.admission.max_batch.to_string()),
+            (
+                "ADMISSION_TIMEOUT_SECS",
+                self.admission.timeout.as_secs().to_string(),
+            ),
             (
                 "SHUTDOWN_GRACE_SECS",
                 self.executor.shutdown_grace.as_secs().to_string(),

@@ -8,6 +8,7 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
+use crate::admission::Admission;
 use crate::auth::{self, AuthState};
 use crate::clock::{SharedClock, SystemClock};
 use crate::executor::{Executor, Outside};
@@ -78,11 +79,19 @@ impl Application {
             metrics.clone(),
         ));
         auth::spawn_background(auth.clone(), settings.last_used_flush);
+        let admission = Admission::start(
+            warehouse.clone(),
+            clock.clone(),
+            settings.admission.clone(),
+            metrics.clone(),
+            settings.executor.concurrent_retry_after_secs,
+        );
         let executor = Executor::start(
             warehouse.clone(),
             catalog,
             clock.clone(),
             settings.executor.clone(),
+            admission.clone(),
             Outside {
                 kms: kms.clone(),
                 http: http.clone(),
@@ -110,6 +119,7 @@ impl Application {
                 kms: kms.clone(),
                 auth: auth.clone(),
                 executor: executor.clone(),
+                admission,
                 clock,
                 http,
                 providers,
@@ -190,6 +200,7 @@ struct Shared {
     kms: SharedKms,
     auth: web::Data<AuthState>,
     executor: Executor,
+    admission: Admission,
     clock: SharedClock,
     http: reqwest::Client,
     providers: Arc<Registry>,
@@ -202,11 +213,13 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
         kms,
         auth,
         executor,
+        admission,
         clock,
         http,
         providers,
         metrics,
     } = shared;
+    let admission = web::Data::new(admission);
     let metrics = web::Data::from(metrics);
     let page_tokens = web::Data::new(crate::page_token::PageTokens::new(&settings));
     let http = web::Data::new(http);
@@ -231,6 +244,7 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
             .app_data(warehouse.clone())
             .app_data(kms.clone())
             .app_data(executor.clone())
+            .app_data(admission.clone())
             .app_data(clock.clone())
             .app_data(http.clone())
             .app_data(providers.clone())

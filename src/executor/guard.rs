@@ -1,7 +1,8 @@
 //! Concurrency slots are owned by a [`SlotGuard`]: its `Drop` hands the release to the
 //! [`Releaser`], so no path out of a run (success, error, panic, cancel, timeout, early return)
-//! can keep a slot. `Drop` cannot wait, so the releaser works in the background, retrying with
-//! backoff; shutdown waits for it to be idle.
+//! can keep a slot. `Drop` cannot wait, so the releaser works in the background: it hands each
+//! release to the admission coordinator (which batches it with everything else waiting) and
+//! retries with backoff when a batch fails; shutdown waits for it to be idle.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,10 +11,8 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::{Notify, mpsc};
 
-use crate::clock::SharedClock;
+use crate::admission::Admission;
 use crate::domain::OrgSlug;
-use crate::quota;
-use crate::warehouse::Warehouse;
 
 #[derive(Clone)]
 pub struct Releaser {
@@ -24,17 +23,16 @@ pub struct Releaser {
 
 impl Releaser {
     /// Starts the background releaser.
-    pub fn start(warehouse: Warehouse, clock: SharedClock) -> Self {
+    pub fn start(admission: Admission) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<(OrgSlug, String)>();
         let pending = Arc::new(AtomicUsize::new(0));
         let idle = Arc::new(Notify::new());
         let (p, n) = (pending.clone(), idle.clone());
         tokio::spawn(async move {
             while let Some((org, run_id)) = rx.recv().await {
-                let (warehouse, clock, p, n) =
-                    (warehouse.clone(), clock.clone(), p.clone(), n.clone());
+                let (admission, p, n) = (admission.clone(), p.clone(), n.clone());
                 tokio::spawn(async move {
-                    let attempt = || quota::release(&warehouse, &org, &run_id, clock.now());
+                    let attempt = || admission.release(&org, &run_id);
                     let result = attempt
                         .retry(
                             ExponentialBuilder::default()
@@ -45,7 +43,7 @@ impl Releaser {
                         )
                         .await;
                     match result {
-                        Ok(held) => tracing::info!(org = %org, run_id, held, "slot released"),
+                        Ok(()) => tracing::info!(org = %org, run_id, "slot released"),
                         Err(e) => tracing::error!(
                             org = %org, run_id, error = %e,
                             "slot release failed; the reaper will free it after the lease"

@@ -2,8 +2,9 @@
 //! task, logs every state change and step attempt, and never leaks a concurrency slot.
 //!
 //! Trigger path (nothing expensive before the quota check; nothing counted for a refusal):
-//! pipeline exists → parameters valid → (Idempotency-Key: one bounded read) → reservation (one
-//! DML) → PENDING event (one batched insertAll) → 202.
+//! pipeline exists → parameters valid → (Idempotency-Key: one bounded read) → reservation (a
+//! place in the admission coordinator's next batch: one UPDATE shared by every trigger and
+//! release that waited with it) → PENDING event (one batched insertAll) → 202.
 
 mod dag;
 mod guard;
@@ -19,13 +20,13 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::{Admission, AdmissionError, Limit, Reservation};
 use crate::clock::SharedClock;
 use crate::domain::OrgSlug;
 use crate::integrations::Registry;
 use crate::kms::SharedKms;
 use crate::metrics::Metrics;
 use crate::pipelines::{Catalog, ParamError, RunParams};
-use crate::quota::{self, Limit, Reservation};
 use crate::run_log::{Heartbeat, RunEvent, RunLog};
 use crate::settings::ExecutorSettings;
 use crate::warehouse::{Param, Warehouse, WarehouseError, sql};
@@ -88,6 +89,8 @@ pub enum TriggerError {
     #[error("shutting down")]
     Draining,
     #[error(transparent)]
+    Admission(#[from] AdmissionError),
+    #[error(transparent)]
     Warehouse(#[from] WarehouseError),
 }
 
@@ -129,6 +132,7 @@ pub(crate) struct Inner {
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) clock: SharedClock,
     pub(crate) run_log: Arc<RunLog>,
+    admission: Admission,
     releaser: Releaser,
     active: Mutex<HashMap<String, ActiveRun>>,
     pub(crate) instance_id: String,
@@ -155,10 +159,11 @@ impl Executor {
         catalog: Arc<Catalog>,
         clock: SharedClock,
         settings: ExecutorSettings,
+        admission: Admission,
         outside: Outside,
     ) -> Self {
         let run_log = Arc::new(RunLog::new(warehouse.clone(), settings.log_flush_interval));
-        let releaser = Releaser::start(warehouse.clone(), clock.clone());
+        let releaser = Releaser::start(admission.clone());
         let inner = Arc::new(Inner {
             warehouse,
             kms: outside.kms,
@@ -168,6 +173,7 @@ impl Executor {
             catalog,
             clock,
             run_log: run_log.clone(),
+            admission,
             releaser,
             active: Mutex::new(HashMap::new()),
             instance_id: format!("instance-{}", uuid::Uuid::new_v4().simple()),
@@ -263,15 +269,7 @@ impl Executor {
             None => uuid::Uuid::new_v4().to_string(),
         };
 
-        match quota::reserve(
-            &self.inner.warehouse,
-            org,
-            &run_id,
-            now,
-            self.inner.settings.concurrent_retry_after_secs,
-        )
-        .await?
-        {
+        match self.inner.admission.reserve(org, &run_id).await? {
             Reservation::Admitted => {}
             // A fresh run id already holding a slot: our own reservation went through but its
             // answer was lost, and the retry found it. It is ours.

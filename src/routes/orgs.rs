@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::org_from_path;
+use crate::admission::Admission;
 use crate::audit::{self, AuditEvent, Cursor};
 use crate::auth::AuthState;
 use crate::auth::{Guarded, OrgOrRoot, Root, scopes};
@@ -33,6 +34,7 @@ pub async fn onboard(
     _admin: Guarded<Root>,
     req: HttpRequest,
     warehouse: web::Data<Warehouse>,
+    admission: web::Data<Admission>,
     kms: web::Data<dyn Kms>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
@@ -55,7 +57,7 @@ pub async fn onboard(
         }
     }
 
-    let done = orgs::onboard(&warehouse, kms.get_ref(), &new).await?;
+    let done = orgs::onboard(&warehouse, &admission, kms.get_ref(), &new).await?;
     let mut body = json!({
         "org_slug": done.org.org_slug,
         "company_name": done.org.company_name,
@@ -164,12 +166,13 @@ pub async fn get_quota(
 pub async fn put_quota(
     _admin: Guarded<Root>,
     warehouse: web::Data<Warehouse>,
+    admission: web::Data<Admission>,
     path: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let org = org_from_path(&path)?;
     let limits: QuotaLimits = parse_json(&body)?;
-    orgs::set_limits(&warehouse, &org, limits).await?;
+    orgs::set_limits(&admission, &org, limits).await?;
     audit::record(
         &warehouse,
         AuditEvent {

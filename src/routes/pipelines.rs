@@ -82,6 +82,7 @@ pub async fn trigger(
         Err(TriggerError::Draining) => Err(ApiError::Unavailable {
             retry_after_secs: 10,
         }),
+        Err(TriggerError::Admission(e)) => Err(e.into()),
         Err(TriggerError::Warehouse(e)) => Err(e.into()),
     }
 }

@@ -52,7 +52,7 @@ const MAX_RESULT_PAGES: usize = 20;
 /// How long one `jobs.query` call waits server-side before returning an incomplete job.
 const QUERY_WAIT_MS: i32 = 10_000;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WarehouseError {
     /// No usable HTTP exchange: connection refused, reset, undecodable reply.
     #[error("BigQuery transport failure: {0}")]
@@ -92,12 +92,13 @@ impl WarehouseError {
         matches!(self, WarehouseError::Http { status: 409, .. })
     }
 
-    /// BigQuery could not be reached or did not answer: the caller should say 503, not 500.
+    /// BigQuery could not be reached, did not answer, or refused for capacity (rate and quota
+    /// limits, the per-table DML queue, concurrent updates): the caller should say 503, not 500.
     pub fn is_unavailable(&self) -> bool {
         match self {
             WarehouseError::Transport(_) | WarehouseError::Timeout => true,
-            WarehouseError::Http { status, .. } => *status == 429 || *status >= 500,
-            _ => false,
+            WarehouseError::Http { status, .. } if *status == 429 || *status >= 500 => true,
+            _ => self.is_capacity(),
         }
     }
 }

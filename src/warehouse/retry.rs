@@ -18,6 +18,9 @@ const RETRYABLE_REASONS: &[&str] = &[
 /// Messages BigQuery gives for DML contention on one table.
 const RETRYABLE_MESSAGES: &[&str] = &["concurrent update", "too many dml statements outstanding"];
 
+/// Reasons BigQuery gives when a project or table is past a rate or quota limit.
+const CAPACITY_REASONS: &[&str] = &["rateLimitExceeded", "jobRateLimitExceeded", "quotaExceeded"];
+
 impl WarehouseError {
     /// HTTP 429 and 5xx, transport failures, transient reasons and DML contention are retried;
     /// everything else (bad SQL, not found, permission) fails at once.
@@ -39,6 +42,24 @@ impl WarehouseError {
                 retryable_reason(reason) || retryable_message(message)
             }
             WarehouseError::Auth(_) | WarehouseError::Decode(_) | WarehouseError::Timeout => false,
+        }
+    }
+}
+
+impl WarehouseError {
+    /// BigQuery refused for capacity: a rate or quota limit, the per-table DML queue
+    /// (`resourcesExceeded` "Too many DML statements outstanding"), or a concurrent update.
+    /// Not the caller's fault and not ours: answered 503 with Retry-After wherever it surfaces.
+    pub fn is_capacity(&self) -> bool {
+        match self {
+            WarehouseError::Http {
+                reason, message, ..
+            }
+            | WarehouseError::Job { reason, message }
+            | WarehouseError::Insert { reason, message } => {
+                CAPACITY_REASONS.contains(&reason.as_str()) || retryable_message(message)
+            }
+            _ => false,
         }
     }
 }
@@ -106,6 +127,42 @@ mod tests {
             )
             .is_retryable()
         );
+    }
+
+    #[test]
+    fn capacity_refusals_are_unavailability_not_failure() {
+        let dml_queue = http(
+            400,
+            "resourcesExceeded",
+            "Resources exceeded during query execution: Too many DML statements outstanding \
+             against table p:d.org_quota_state, limit is 20",
+        );
+        assert!(dml_queue.is_capacity());
+        assert!(dml_queue.is_unavailable());
+        assert!(
+            job(
+                "quotaExceeded",
+                "Quota exceeded: too many table update operations"
+            )
+            .is_unavailable()
+        );
+        assert!(http(403, "rateLimitExceeded", "Exceeded rate limits").is_unavailable());
+        assert!(
+            job(
+                "invalidQuery",
+                "Could not serialize access to table t due to concurrent update"
+            )
+            .is_unavailable()
+        );
+        // A query that is too big is the query's fault, not capacity.
+        assert!(
+            !job(
+                "resourcesExceeded",
+                "Resources exceeded: too many subqueries"
+            )
+            .is_capacity()
+        );
+        assert!(!http(400, "invalidQuery", "Syntax error").is_unavailable());
     }
 
     #[test]

@@ -100,8 +100,10 @@ statements! {
     QUOTA_INSERT => "quota/insert.sql";
     QUOTA_SET_LIMITS => "quota/set_limits.sql";
     QUOTA_BY_ORG => "quota/by_org.sql";
-    QUOTA_RESERVE => "quota/reserve.sql";
-    QUOTA_RELEASE => "quota/release.sql";
+    /// The admission coordinator's one statement per batch of reservations and releases.
+    QUOTA_ADMIT_BATCH => "quota/admit_batch.sql";
+    /// What one admission batch decided.
+    QUOTA_BATCH_OUTCOME => "quota/batch_outcome.sql";
     RUN_BY_ID => "runs/by_id.sql";
     RUN_BY_IDEMPOTENCY_KEY => "runs/by_idempotency_key.sql";
     STEPS_BY_RUN => "runs/steps_by_run.sql";

@@ -103,11 +103,9 @@ async fn lost_answers_on_reservation_and_release_neither_double_count_nor_leak()
         body: json!({"error": {"code": 503, "message": "backend", "status": "UNAVAILABLE",
                      "errors": [{"reason": "backendError", "message": "backend"}]}}),
     };
-    // The reservation and the release each take effect, but their first answer is lost.
-    proxy.inject([
-        lost("ARRAY_CONCAT(active_run_ids"),
-        lost("ARRAY(SELECT id FROM UNNEST(active_run_ids)"),
-    ]);
+    // The reservation's batch and the release's batch each take effect, but their first answer
+    // is lost (the batches carry the operation kind as a parameter value).
+    proxy.inject([lost("\"reserve\""), lost("\"release\"")]);
     let r = app
         .key_post(
             &format!("/api/v1/pipelines/run/{slug}/test/params"),

@@ -1,0 +1,18 @@
+-- What one admission batch decided, for its orgs: the runs it admitted (marked with its batch
+-- id) and each org's limits and usage, from which a refused run's limit is told.
+SELECT
+  org_slug,
+  daily_limit,
+  monthly_limit,
+  CAST(day AS STRING) AS day,
+  runs_today,
+  CAST(month AS STRING) AS month,
+  runs_month,
+  active_run_ids,
+  ARRAY(
+    SELECT SPLIT(m, '/')[OFFSET(0)]
+    FROM UNNEST(IFNULL(admitted_by, [])) AS m
+    WHERE ENDS_WITH(m, CONCAT('/', @batch_id))) AS admitted
+FROM `__META_DATASET__.org_quota_state`
+WHERE org_slug IN UNNEST(@orgs)
+LIMIT @max_orgs

@@ -1,0 +1,372 @@
+//! One batch: the operations that waited, as the statement's parallel-array parameters, and
+//! the decisions read back for them. Pure: no I/O here.
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::{Limit, Op, Reply, Reservation};
+use crate::clock::{day_of, month_of, secs_to_next_day, secs_to_next_month};
+use crate::domain::OrgSlug;
+use crate::warehouse::{Param, Statement};
+
+pub(super) struct ReserveEntry {
+    pub org: OrgSlug,
+    pub run_id: String,
+    /// The first is the request that owns the run if it is admitted; the others (the same run
+    /// id asked again while waiting) learn it is already active.
+    pub replies: Vec<Reply<Reservation>>,
+}
+
+pub(super) struct ReleaseEntry {
+    pub org: OrgSlug,
+    pub run_id: String,
+    pub replies: Vec<Reply<()>>,
+}
+
+pub(super) struct WriteEntry {
+    pub statement: &'static Statement,
+    pub params: Vec<Param>,
+    pub reply: Reply<u64>,
+}
+
+#[derive(Default)]
+pub(super) struct Batch {
+    pub reserves: Vec<ReserveEntry>,
+    pub releases: Vec<ReleaseEntry>,
+}
+
+/// What the coordinator took from its queue, sorted out.
+#[derive(Default)]
+pub(super) struct Taken {
+    pub batch: Batch,
+    pub writes: Vec<WriteEntry>,
+    /// Operations on a run id that this batch already touches the other way (a release after
+    /// its reservation, or a reservation after its release): they go into the next batch, so
+    /// each run's operations take effect in the order they were asked.
+    pub deferred: Vec<Op>,
+}
+
+impl Taken {
+    pub fn from_ops(ops: Vec<Op>) -> Self {
+        let mut taken = Taken::default();
+        let mut reserve_at: HashMap<String, usize> = HashMap::new();
+        let mut release_at: HashMap<String, usize> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Reserve { org, run_id, reply } => {
+                    if release_at.contains_key(&run_id) {
+                        taken.deferred.push(Op::Reserve { org, run_id, reply });
+                    } else if let Some(&i) = reserve_at.get(&run_id) {
+                        taken.batch.reserves[i].replies.push(reply);
+                    } else {
+                        reserve_at.insert(run_id.clone(), taken.batch.reserves.len());
+                        taken.batch.reserves.push(ReserveEntry {
+                            org,
+                            run_id,
+                            replies: vec![reply],
+                        });
+                    }
+                }
+                Op::Release { org, run_id, reply } => {
+                    if reserve_at.contains_key(&run_id) {
+                        taken.deferred.push(Op::Release { org, run_id, reply });
+                    } else if let Some(&i) = release_at.get(&run_id) {
+                        taken.batch.releases[i].replies.extend(reply);
+                    } else {
+                        release_at.insert(run_id.clone(), taken.batch.releases.len());
+                        taken.batch.releases.push(ReleaseEntry {
+                            org,
+                            run_id,
+                            replies: reply.into_iter().collect(),
+                        });
+                    }
+                }
+                Op::Write {
+                    statement,
+                    params,
+                    reply,
+                } => taken.writes.push(WriteEntry {
+                    statement,
+                    params,
+                    reply,
+                }),
+            }
+        }
+        taken
+    }
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.reserves.is_empty() && self.releases.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.reserves.len() + self.releases.len()
+    }
+
+    /// The orgs this batch touches, each once.
+    pub fn orgs(&self) -> Vec<String> {
+        let orgs: BTreeSet<&str> = self
+            .reserves
+            .iter()
+            .map(|r| r.org.as_str())
+            .chain(self.releases.iter().map(|r| r.org.as_str()))
+            .collect();
+        orgs.into_iter().map(str::to_string).collect()
+    }
+
+    /// Parameters of `sql/quota/admit_batch.sql`: operations in arrival order as parallel
+    /// arrays (the emulator does not bind fields of ARRAY<STRUCT> parameters).
+    pub fn params(&self, batch_id: &str, now: DateTime<Utc>) -> Vec<Param> {
+        let mut orgs = Vec::with_capacity(self.len());
+        let mut runs = Vec::with_capacity(self.len());
+        let mut kinds = Vec::with_capacity(self.len());
+        for r in &self.reserves {
+            orgs.push(r.org.to_string());
+            runs.push(r.run_id.clone());
+            kinds.push("reserve".to_string());
+        }
+        for r in &self.releases {
+            orgs.push(r.org.to_string());
+            runs.push(r.run_id.clone());
+            kinds.push("release".to_string());
+        }
+        vec![
+            Param::date("today", day_of(now)),
+            Param::date("month_start", month_of(now)),
+            Param::string("batch_id", batch_id),
+            Param::timestamp("now", now),
+            Param::string_array("op_orgs", orgs),
+            Param::string_array("op_runs", runs),
+            Param::string_array("op_kinds", kinds),
+        ]
+    }
+
+    /// The UPDATE only touches rows where it admitted or released something. With no releases
+    /// and one reservation per org, as many rows changed as there are orgs means every
+    /// reservation was admitted: the batch needs no read.
+    pub fn admitted_all(&self, affected_rows: u64) -> bool {
+        if !self.releases.is_empty() || self.reserves.is_empty() {
+            return false;
+        }
+        let orgs = self.orgs().len();
+        orgs == self.reserves.len() && affected_rows == orgs as u64
+    }
+}
+
+/// One org's row after a batch (`sql/quota/batch_outcome.sql`).
+#[derive(Debug, Clone, Deserialize)]
+pub(super) struct OrgOutcome {
+    pub org_slug: String,
+    pub daily_limit: i64,
+    pub monthly_limit: i64,
+    pub day: Option<String>,
+    pub runs_today: i64,
+    pub month: Option<String>,
+    pub runs_month: i64,
+    #[serde(default)]
+    pub active_run_ids: Vec<String>,
+    /// The run ids this batch admitted.
+    #[serde(default)]
+    pub admitted: Vec<String>,
+}
+
+/// The decision for `run_id` given its org's row after the batch. A refused run names the
+/// limit that is full: monthly, then daily, else concurrency (a count on a day or month before
+/// `now` is zero; a later one, written by an instance whose clock is ahead, stands).
+pub(super) fn decide(
+    row: Option<&OrgOutcome>,
+    run_id: &str,
+    now: DateTime<Utc>,
+    concurrent_retry_after_secs: u64,
+) -> Reservation {
+    let Some(row) = row else {
+        return Reservation::NoQuota;
+    };
+    if row.admitted.iter().any(|id| id == run_id) {
+        return Reservation::Admitted;
+    }
+    if row.active_run_ids.iter().any(|id| id == run_id) {
+        return Reservation::AlreadyActive;
+    }
+    let today = day_of(now).to_string();
+    let month = month_of(now).to_string();
+    let current = |stored: &Option<String>, ours: &str, count: i64| match stored {
+        Some(d) if d.as_str() >= ours => count,
+        _ => 0,
+    };
+    let (limit, retry_after_secs) =
+        if current(&row.month, &month, row.runs_month) >= row.monthly_limit {
+            (Limit::Monthly, secs_to_next_month(now))
+        } else if current(&row.day, &today, row.runs_today) >= row.daily_limit {
+            (Limit::Daily, secs_to_next_day(now))
+        } else {
+            (Limit::Concurrent, concurrent_retry_after_secs)
+        };
+    Reservation::Refused {
+        limit,
+        retry_after_secs,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use tokio::sync::oneshot;
+
+    fn org(s: &str) -> OrgSlug {
+        OrgSlug::parse(s).unwrap()
+    }
+
+    fn reserve(o: &str, run: &str) -> Op {
+        Op::Reserve {
+            org: org(o),
+            run_id: run.into(),
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn release(o: &str, run: &str) -> Op {
+        Op::Release {
+            org: org(o),
+            run_id: run.into(),
+            reply: None,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 18, 0, 0).unwrap()
+    }
+
+    fn row(day: &str, runs_today: i64, runs_month: i64, active: &[&str]) -> OrgOutcome {
+        OrgOutcome {
+            org_slug: "acme".into(),
+            daily_limit: 10,
+            monthly_limit: 100,
+            day: Some(day.into()),
+            runs_today,
+            month: Some("2026-11-01".into()),
+            runs_month,
+            active_run_ids: active.iter().map(|s| s.to_string()).collect(),
+            admitted: vec![],
+        }
+    }
+
+    #[test]
+    fn operations_become_parallel_arrays_in_arrival_order_with_duplicates_merged() {
+        let taken = Taken::from_ops(vec![
+            reserve("acme", "r1"),
+            reserve("beta", "r2"),
+            reserve("acme", "r1"),
+            release("acme", "r0"),
+        ]);
+        assert_eq!(taken.batch.reserves.len(), 2);
+        assert_eq!(taken.batch.reserves[0].replies.len(), 2);
+        assert!(taken.deferred.is_empty());
+        let params = taken.batch.params("b1", now());
+        let names: Vec<&str> = params.iter().map(Param::name).collect();
+        assert_eq!(
+            names,
+            [
+                "today",
+                "month_start",
+                "batch_id",
+                "now",
+                "op_orgs",
+                "op_runs",
+                "op_kinds"
+            ]
+        );
+        assert_eq!(taken.batch.orgs(), ["acme", "beta"]);
+    }
+
+    #[test]
+    fn a_run_released_and_reserved_in_one_batch_waits_for_the_next() {
+        let taken = Taken::from_ops(vec![
+            release("acme", "r1"),
+            reserve("acme", "r1"),
+            reserve("acme", "r2"),
+            release("acme", "r2"),
+        ]);
+        assert_eq!(taken.batch.releases.len(), 1);
+        assert_eq!(taken.batch.reserves.len(), 1);
+        assert_eq!(taken.batch.reserves[0].run_id, "r2");
+        assert_eq!(taken.deferred.len(), 2);
+    }
+
+    #[test]
+    fn the_row_count_alone_admits_only_one_reservation_per_org_without_releases() {
+        let one_each = Taken::from_ops(vec![reserve("acme", "r1"), reserve("beta", "r2")]).batch;
+        assert!(one_each.admitted_all(2));
+        assert!(!one_each.admitted_all(1));
+        let two_for_one = Taken::from_ops(vec![reserve("acme", "r1"), reserve("acme", "r2")]).batch;
+        assert!(!two_for_one.admitted_all(1));
+        let with_release =
+            Taken::from_ops(vec![reserve("acme", "r1"), release("beta", "r0")]).batch;
+        assert!(!with_release.admitted_all(2));
+    }
+
+    #[test]
+    fn a_run_marked_by_the_batch_is_admitted_and_an_older_active_one_is_not_ours() {
+        let mut r = row("2026-11-23", 1, 1, &["r1", "r9"]);
+        r.admitted = vec!["r1".into()];
+        assert_eq!(decide(Some(&r), "r1", now(), 10), Reservation::Admitted);
+        assert_eq!(
+            decide(Some(&r), "r9", now(), 10),
+            Reservation::AlreadyActive
+        );
+        assert_eq!(decide(None, "r1", now(), 10), Reservation::NoQuota);
+    }
+
+    #[test]
+    fn a_refusal_names_the_full_limit_with_its_retry_after() {
+        let concurrent = row("2026-11-23", 3, 3, &["a", "b"]);
+        assert_eq!(
+            decide(Some(&concurrent), "x", now(), 10),
+            Reservation::Refused {
+                limit: Limit::Concurrent,
+                retry_after_secs: 10
+            }
+        );
+        let daily = row("2026-11-23", 10, 10, &[]);
+        assert_eq!(
+            decide(Some(&daily), "x", now(), 10),
+            Reservation::Refused {
+                limit: Limit::Daily,
+                retry_after_secs: 6 * 3600
+            }
+        );
+        let monthly = row("2026-11-23", 1, 100, &[]);
+        assert!(matches!(
+            decide(Some(&monthly), "x", now(), 10),
+            Reservation::Refused {
+                limit: Limit::Monthly,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn yesterdays_count_is_not_todays_but_a_count_from_a_clock_ahead_stands() {
+        let yesterday = row("2026-11-22", 10, 10, &["a", "b"]);
+        assert!(matches!(
+            decide(Some(&yesterday), "x", now(), 10),
+            Reservation::Refused {
+                limit: Limit::Concurrent,
+                ..
+            }
+        ));
+        let tomorrow = row("2026-11-24", 10, 10, &[]);
+        assert!(matches!(
+            decide(Some(&tomorrow), "x", now(), 10),
+            Reservation::Refused {
+                limit: Limit::Daily,
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,228 @@
+//! The coordinator task: takes everything that waited, sends one statement, answers each
+//! waiter. At most one mutating statement of this instance is in flight on the quota table.
+//! The read of a batch's decisions runs beside the next batch's UPDATE (a read is not a
+//! mutating statement), so a trigger waits for at most the batch in flight plus its own.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::sync::mpsc;
+
+use super::batch::{Batch, OrgOutcome, ReserveEntry, Taken, decide};
+use super::{AdmissionError, Op, Reservation};
+use crate::clock::SharedClock;
+use crate::domain::OrgSlug;
+use crate::metrics::Metrics;
+use crate::warehouse::{Param, Warehouse, sql};
+
+pub(super) struct Coordinator {
+    pub warehouse: Warehouse,
+    pub clock: SharedClock,
+    pub max_batch: usize,
+    pub waiting: Arc<AtomicUsize>,
+    /// For the coordinator's own clean-up releases (weak: the loop ends when every handle is
+    /// gone).
+    pub requeue: mpsc::WeakUnboundedSender<Op>,
+    pub metrics: Arc<Metrics>,
+    pub concurrent_retry_after_secs: u64,
+    pub rx: mpsc::UnboundedReceiver<Op>,
+}
+
+/// What answering needs, shared with the spawned read of a batch's decisions.
+#[derive(Clone)]
+struct Answerer {
+    warehouse: Warehouse,
+    requeue: mpsc::WeakUnboundedSender<Op>,
+    concurrent_retry_after_secs: u64,
+}
+
+pub(super) fn spawn(coordinator: Coordinator) {
+    tokio::spawn(coordinator.run());
+}
+
+impl Coordinator {
+    async fn run(mut self) {
+        let answerer = Answerer {
+            warehouse: self.warehouse.clone(),
+            requeue: self.requeue.clone(),
+            concurrent_retry_after_secs: self.concurrent_retry_after_secs,
+        };
+        let mut deferred: Vec<Op> = Vec::new();
+        loop {
+            let mut ops = std::mem::take(&mut deferred);
+            let mut received = Vec::new();
+            if ops.is_empty() {
+                match self.rx.recv().await {
+                    Some(op) => received.push(op),
+                    None => return,
+                }
+            }
+            while ops.len() + received.len() < self.max_batch {
+                match self.rx.try_recv() {
+                    Ok(op) => received.push(op),
+                    Err(_) => break,
+                }
+            }
+            let reservations = received
+                .iter()
+                .filter(|op| matches!(op, Op::Reserve { .. }))
+                .count();
+            self.waiting.fetch_sub(reservations, Ordering::SeqCst);
+            ops.extend(received);
+
+            let taken = Taken::from_ops(ops);
+            deferred = taken.deferred;
+            for write in taken.writes {
+                let result = self
+                    .warehouse
+                    .execute(write.statement, &write.params)
+                    .await
+                    .map_err(AdmissionError::from);
+                let _ = write.reply.send(result);
+            }
+            if !taken.batch.is_empty() {
+                self.commit(taken.batch, &answerer).await;
+            }
+        }
+    }
+
+    /// Sends the batch's UPDATE and answers its releases; its reservations are answered from
+    /// the row count when that suffices, else by a read spawned beside the next batch.
+    async fn commit(&self, batch: Batch, answerer: &Answerer) {
+        let now = self.clock.now();
+        let batch_id = uuid::Uuid::new_v4().simple().to_string();
+        self.metrics
+            .admission_batch(batch.reserves.len(), batch.releases.len());
+        let result = self
+            .warehouse
+            .execute(&sql::QUOTA_ADMIT_BATCH, &batch.params(&batch_id, now))
+            .await;
+        let affected = match result {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    reservations = batch.reserves.len(),
+                    releases = batch.releases.len(),
+                    "admission batch failed"
+                );
+                let failure = AdmissionError::from(e);
+                for release in batch.releases {
+                    for reply in release.replies {
+                        let _ = reply.send(Err(failure.clone()));
+                    }
+                }
+                // The statement may have committed with its answer lost: free whatever it
+                // might have admitted (releasing an id that holds no slot changes nothing).
+                for entry in batch.reserves {
+                    answerer.answer(entry, Err(failure.clone()), true);
+                }
+                return;
+            }
+        };
+        let admitted_all = batch.admitted_all(affected);
+        let Batch { reserves, releases } = batch;
+        for release in releases {
+            for reply in release.replies {
+                let _ = reply.send(Ok(()));
+            }
+        }
+        let batch = Batch {
+            reserves,
+            releases: Vec::new(),
+        };
+        if admitted_all {
+            for entry in batch.reserves {
+                answerer.answer(entry, Ok(Reservation::Admitted), false);
+            }
+            return;
+        }
+        if batch.reserves.is_empty() {
+            return;
+        }
+        let answerer = answerer.clone();
+        tokio::spawn(async move {
+            answerer.read_and_answer(batch, batch_id, now).await;
+        });
+    }
+}
+
+impl Answerer {
+    async fn read_and_answer(
+        &self,
+        batch: Batch,
+        batch_id: String,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let orgs = batch.orgs();
+        let max_orgs = orgs.len() as i64;
+        let read = self
+            .warehouse
+            .query::<OrgOutcome>(
+                &sql::QUOTA_BATCH_OUTCOME,
+                &[
+                    Param::string("batch_id", batch_id),
+                    Param::string_array("orgs", orgs),
+                    Param::int64("max_orgs", max_orgs),
+                ],
+            )
+            .await;
+        match read {
+            Ok(rows) => {
+                let by_org: HashMap<&str, &OrgOutcome> =
+                    rows.iter().map(|r| (r.org_slug.as_str(), r)).collect();
+                for entry in batch.reserves {
+                    let row = by_org.get(entry.org.as_str()).copied();
+                    let decision =
+                        decide(row, &entry.run_id, now, self.concurrent_retry_after_secs);
+                    self.answer(entry, Ok(decision), false);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading an admission batch's decisions failed");
+                let failure = AdmissionError::from(e);
+                for entry in batch.reserves {
+                    self.answer(entry, Err(failure.clone()), true);
+                }
+            }
+        }
+    }
+
+    /// Answers every request for one run id. An admitted run belongs to the first request
+    /// still waiting; the others learn it is already active. A run admitted with nobody left
+    /// to own it (the trigger timed out or went away), or possibly admitted by a batch whose
+    /// outcome is unknown (`release_unless_owned`), has its slot released.
+    fn answer(
+        &self,
+        entry: ReserveEntry,
+        decision: Result<Reservation, AdmissionError>,
+        release_unless_owned: bool,
+    ) {
+        let admitted = matches!(decision, Ok(Reservation::Admitted));
+        let mut owned = false;
+        for reply in entry.replies {
+            let outcome = match &decision {
+                Ok(Reservation::Admitted) if owned => Ok(Reservation::AlreadyActive),
+                other => other.clone(),
+            };
+            if reply.send(outcome).is_ok() && admitted {
+                owned = true;
+            }
+        }
+        if (admitted || release_unless_owned) && !owned {
+            self.release_later(entry.org, entry.run_id);
+        }
+    }
+
+    fn release_later(&self, org: OrgSlug, run_id: String) {
+        tracing::info!(org = %org, run_id, "releasing a slot nobody owns");
+        if let Some(tx) = self.requeue.upgrade() {
+            let _ = tx.send(Op::Release {
+                org,
+                run_id,
+                reply: None,
+            });
+        }
+    }
+}

@@ -1,0 +1,220 @@
+//! Admission: the one writer of `org_quota_state` on this instance.
+//!
+//! BigQuery runs at most 2 mutating DML statements per table at once (20 more wait, then they
+//! fail), each taking about a second, and every org shares the quota table. So no request
+//! writes it directly: reservations (triggers) and releases (run ends, the reaper, shutdown,
+//! cancel) are handed to the [`Admission`] coordinator, which group-commits them. Whatever
+//! arrived while its statement was in flight goes together into the next one (no timer: a batch
+//! is whatever waited). One batch costs one UPDATE (`sql/quota/admit_batch.sql`) and at most one
+//! bounded read of what it decided (`sql/quota/batch_outcome.sql`); the read is skipped when
+//! the UPDATE's row count already says every run was admitted.
+//!
+//! Exactness across instances comes from the statement itself: it admits from the row as it is
+//! when the statement runs, in arrival order per org, as many runs as fit all three limits, and
+//! each admitted id is marked with the batch's id so a batch reads back its own decisions. A
+//! retried batch (a lost answer) admits nothing twice, and releasing an id that is not active
+//! changes nothing, so neither can double count.
+
+mod batch;
+mod coordinator;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::clock::SharedClock;
+use crate::domain::OrgSlug;
+use crate::metrics::Metrics;
+use crate::settings::AdmissionSettings;
+use crate::warehouse::{Param, Statement, Warehouse, WarehouseError};
+
+/// The limit that refused a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Limit {
+    Daily,
+    Monthly,
+    Concurrent,
+}
+
+impl Limit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Daily => "daily",
+            Limit::Monthly => "monthly",
+            Limit::Concurrent => "concurrent",
+        }
+    }
+}
+
+/// What a batch decided for one reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// The slot is ours now.
+    Admitted,
+    /// This run id already held a slot before this request (another request for the same run).
+    AlreadyActive,
+    /// A limit is reached; retry after this many seconds.
+    Refused { limit: Limit, retry_after_secs: u64 },
+    /// The org has no quota row (onboarding incomplete).
+    NoQuota,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AdmissionError {
+    /// Too many reservations are waiting for a batch on this instance.
+    #[error("the admission queue is full")]
+    QueueFull,
+    /// The reservation's batch did not answer in time (its slot, if taken, is released).
+    #[error("no admission decision within the deadline")]
+    TimedOut,
+    /// The coordinator has stopped (shutdown).
+    #[error("the admission coordinator has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+}
+
+impl AdmissionError {
+    /// Every admission failure but a non-capacity BigQuery error is the platform being busy or
+    /// away: 503 with Retry-After, nothing counted.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            AdmissionError::Warehouse(e) => e.is_unavailable(),
+            _ => true,
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, AdmissionError>>;
+
+/// One request to the coordinator.
+enum Op {
+    Reserve {
+        org: OrgSlug,
+        run_id: String,
+        reply: Reply<Reservation>,
+    },
+    Release {
+        org: OrgSlug,
+        run_id: String,
+        /// `None` for the coordinator's own clean-up releases.
+        reply: Option<Reply<()>>,
+    },
+    /// Any other write to the quota table (onboarding's row, an admin's limits): run alone,
+    /// between batches, so the instance never has two statements in flight on the table.
+    Write {
+        statement: &'static Statement,
+        params: Vec<Param>,
+        reply: Reply<u64>,
+    },
+}
+
+/// The handle every caller uses; cheap to clone.
+#[derive(Clone)]
+pub struct Admission {
+    tx: mpsc::UnboundedSender<Op>,
+    /// Reservations sent and not yet taken into a batch.
+    waiting: Arc<AtomicUsize>,
+    settings: AdmissionSettings,
+    metrics: Arc<Metrics>,
+}
+
+impl Admission {
+    /// Starts this instance's coordinator.
+    pub fn start(
+        warehouse: Warehouse,
+        clock: SharedClock,
+        settings: AdmissionSettings,
+        metrics: Arc<Metrics>,
+        concurrent_retry_after_secs: u64,
+    ) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        coordinator::spawn(coordinator::Coordinator {
+            warehouse,
+            clock,
+            max_batch: settings.max_batch,
+            waiting: waiting.clone(),
+            requeue: tx.downgrade(),
+            metrics: metrics.clone(),
+            concurrent_retry_after_secs,
+            rx,
+        });
+        Self {
+            tx,
+            waiting,
+            settings,
+            metrics,
+        }
+    }
+
+    /// Asks for a slot for `run_id`, and waits for the batch that decides it.
+    pub async fn reserve(
+        &self,
+        org: &OrgSlug,
+        run_id: &str,
+    ) -> Result<Reservation, AdmissionError> {
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.settings.queue_max {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            self.metrics.admission_refused("queue_full");
+            return Err(AdmissionError::QueueFull);
+        }
+        let (reply, answer) = oneshot::channel();
+        let op = Op::Reserve {
+            org: org.clone(),
+            run_id: run_id.to_string(),
+            reply,
+        };
+        if self.tx.send(op).is_err() {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(AdmissionError::Stopped);
+        }
+        // On timeout the receiver is dropped: the coordinator sees that when it answers and
+        // releases the slot if the batch had admitted the run.
+        match tokio::time::timeout(self.settings.timeout, answer).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(AdmissionError::Stopped),
+            Err(_) => {
+                self.metrics.admission_refused("timeout");
+                Err(AdmissionError::TimedOut)
+            }
+        }
+    }
+
+    /// Frees `run_id`'s slot (a no-op when it holds none), and waits for the batch that does it.
+    pub async fn release(&self, org: &OrgSlug, run_id: &str) -> Result<(), AdmissionError> {
+        let (reply, answer) = oneshot::channel();
+        let op = Op::Release {
+            org: org.clone(),
+            run_id: run_id.to_string(),
+            reply: Some(reply),
+        };
+        self.tx.send(op).map_err(|_| AdmissionError::Stopped)?;
+        answer.await.map_err(|_| AdmissionError::Stopped)?
+    }
+
+    /// Runs another DML statement on the quota table through the coordinator (alone, between
+    /// batches); returns `numDmlAffectedRows`.
+    pub async fn write(
+        &self,
+        statement: &'static Statement,
+        params: Vec<Param>,
+    ) -> Result<u64, AdmissionError> {
+        let (reply, answer) = oneshot::channel();
+        let op = Op::Write {
+            statement,
+            params,
+            reply,
+        };
+        self.tx.send(op).map_err(|_| AdmissionError::Stopped)?;
+        answer.await.map_err(|_| AdmissionError::Stopped)?
+    }
+
+    /// Reservations waiting for a batch on this instance.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+}
