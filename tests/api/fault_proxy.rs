@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::Value;
 
+use crate::bq_limits::forward;
 use crate::helpers::emulator_host;
 
 /// A canned answer for the next call whose path ends in `suffix`.
@@ -50,7 +51,7 @@ impl FaultProxy {
                 .app_data(data.clone())
                 .app_data(client.clone())
                 .app_data(upstream.clone())
-                .default_service(web::to(forward))
+                .default_service(web::to(handle))
         })
         .workers(1)
         .listen(listener)
@@ -80,7 +81,7 @@ impl FaultProxy {
     }
 }
 
-async fn forward(
+async fn handle(
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<ProxyState>,
@@ -107,15 +108,7 @@ async fn forward(
         };
         if let Some(fault) = fault {
             if fault.after_forwarding {
-                let url = format!("{}{}", upstream.as_str(), req.uri());
-                let mut outgoing = client.request(req.method().as_str().parse().unwrap(), url);
-                // actix has already decoded a gzip body: forward it plain.
-                for name in ["content-type"] {
-                    if let Some(v) = req.headers().get(name) {
-                        outgoing = outgoing.header(name, v.to_str().unwrap());
-                    }
-                }
-                let _lost = outgoing.body(body.to_vec()).send().await.unwrap();
+                let _lost = forward(&client, &upstream, &req, &body).await;
             }
             state.seen.lock().unwrap().push((path, fault.status));
             return HttpResponse::build(
@@ -124,30 +117,13 @@ async fn forward(
             .json(fault.body);
         }
     }
-    let url = format!("{}{}", upstream.as_str(), req.uri());
-    let mut outgoing = client.request(req.method().as_str().parse().unwrap(), url);
-    // actix has already decoded a gzip body: forward it plain.
-    for name in ["content-type"] {
-        if let Some(v) = req.headers().get(name) {
-            outgoing = outgoing.header(name, v.to_str().unwrap());
-        }
-    }
-    let response = outgoing.body(body.to_vec()).send().await.unwrap();
-    let status = response.status().as_u16();
+    let answer = forward(&client, &upstream, &req, &body).await;
     if is_query {
-        state.seen.lock().unwrap().push((path, status));
+        state
+            .seen
+            .lock()
+            .unwrap()
+            .push((path, answer.status().as_u16()));
     }
-    let encoding = response
-        .headers()
-        .get("content-encoding")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let bytes = response.bytes().await.unwrap();
-    let mut answer = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
-    answer.content_type("application/json");
-    if let Some(encoding) = encoding {
-        // Passed through as it came (the body is still encoded).
-        answer.insert_header(("content-encoding", encoding));
-    }
-    answer.body(bytes)
+    answer
 }

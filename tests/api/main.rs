@@ -1,8 +1,11 @@
 //! Integration tests: the real application on a random port per test, against the BigQuery
 //! emulator started by `make test`, each test with its own meta dataset.
 
+mod admission;
 mod auth_matrix;
 mod bootstrap;
+#[path = "../common/bq_limits.rs"]
+mod bq_limits;
 mod fault_proxy;
 mod faults;
 mod health;

@@ -15,7 +15,13 @@ async fn org(app: &TestApp) -> (String, String) {
     (slug, key)
 }
 
-async fn set_limits(app: &TestApp, slug: &str, daily: i64, monthly: i64, concurrent: i64) {
+pub(crate) async fn set_limits(
+    app: &TestApp,
+    slug: &str,
+    daily: i64,
+    monthly: i64,
+    concurrent: i64,
+) {
     let r = app
         .client
         .put(app.url(&format!("/api/v1/organizations/{slug}/quota")))

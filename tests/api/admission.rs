@@ -1,0 +1,367 @@
+//! Admission at platform scale: several instances on one meta dataset stay exact, and behind
+//! BigQuery's real DML limits (the limits model) parallel triggers share a few statements,
+//! and a full queue is 503 with Retry-After, never 500.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::bq_limits::{Class, Limits, LimitsModel};
+use crate::helpers::{TestApp, assert_error, emulator_host, spawn_app_with, unique_slug};
+use crate::pipelines::{quota, set_limits, slots_free};
+
+/// `n` instances sharing one meta dataset (bootstrapped by the first), each customized alike.
+async fn instances(
+    n: usize,
+    customize: impl Fn(&mut std::collections::HashMap<String, String>),
+) -> Vec<TestApp> {
+    let first = spawn_app_with(&customize).await;
+    first.bootstrap().await;
+    let mut apps = vec![];
+    for _ in 1..n {
+        let meta = first.meta_dataset.clone();
+        apps.push(
+            spawn_app_with(|vars| {
+                customize(vars);
+                vars.insert("META_DATASET".into(), meta);
+            })
+            .await,
+        );
+    }
+    apps.insert(0, first);
+    apps
+}
+
+fn trigger_url(app: &TestApp, slug: &str, pipeline: &str) -> String {
+    app.url(&format!("/api/v1/pipelines/run/{slug}/{pipeline}"))
+}
+
+/// Fires one trigger per URL at once; returns (status, body) in the same order.
+async fn fire(client: &reqwest::Client, urls: Vec<String>, key: &str) -> Vec<(u16, Value)> {
+    let handles: Vec<_> = urls
+        .into_iter()
+        .map(|url| {
+            let (client, key) = (client.clone(), key.to_string());
+            tokio::spawn(async move {
+                let r = client
+                    .post(url)
+                    .header("X-API-Key", key)
+                    .json(&json!({}))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap_or(Value::Null))
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+fn admitted_ids(answers: &[(u16, Value)]) -> Vec<String> {
+    let mut ids: Vec<String> = answers
+        .iter()
+        .filter(|(s, _)| *s == 202)
+        .map(|(_, b)| b["run_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn active_ids(q: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = serde_json::from_value(q["active_run_ids"].clone()).unwrap();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn three_instances_admit_exactly_5_of_60_parallel_triggers_for_a_concurrent_limit_of_5() {
+    let apps = instances(3, |_| {}).await;
+    let slug = unique_slug("multi-co");
+    let key = apps[0].org_with_key(&slug).await;
+    set_limits(&apps[0], &slug, 1000, 10_000, 5).await;
+    let urls = (0..60)
+        .map(|i| trigger_url(&apps[i % 3], &slug, "test/long"))
+        .collect();
+    let answers = fire(&apps[0].client, urls, &key).await;
+    for (status, body) in &answers {
+        assert!(
+            *status == 202 || (*status == 429 && body["error"]["reason"] == "concurrent"),
+            "{status} {body}"
+        );
+    }
+    let admitted = admitted_ids(&answers);
+    assert_eq!(admitted.len(), 5);
+    let q = quota(&apps[0], &slug).await;
+    assert_eq!(active_ids(&q), admitted);
+    assert_eq!(q["runs_today"], 5, "refusals are not counted");
+}
+
+#[tokio::test]
+async fn a_daily_limit_holds_exactly_across_three_instances() {
+    let apps = instances(3, |_| {}).await;
+    let slug = unique_slug("daily-co");
+    let key = apps[0].org_with_key(&slug).await;
+    set_limits(&apps[0], &slug, 7, 10_000, 7).await;
+    let urls = (0..30)
+        .map(|i| trigger_url(&apps[i % 3], &slug, "test/sleep"))
+        .collect();
+    let answers = fire(&apps[0].client, urls, &key).await;
+    let refused_daily = answers
+        .iter()
+        .filter(|(s, b)| *s == 429 && b["error"]["reason"] == "daily")
+        .count();
+    assert_eq!((admitted_ids(&answers).len(), refused_daily), (7, 23));
+    assert_eq!(quota(&apps[0], &slug).await["runs_today"], 7);
+    slots_free(&apps[0], &slug).await;
+}
+
+#[tokio::test]
+async fn a_release_sent_by_one_instance_frees_a_slot_admitted_by_another() {
+    let apps = instances(2, |_| {}).await;
+    let slug = unique_slug("handoff-co");
+    let key = apps[0].org_with_key(&slug).await;
+    let answers = fire(
+        &apps[0].client,
+        vec![trigger_url(&apps[0], &slug, "test/long")],
+        &key,
+    )
+    .await;
+    let run_id = admitted_ids(&answers).pop().expect("admitted");
+    assert_eq!(
+        active_ids(&quota(&apps[0], &slug).await),
+        std::slice::from_ref(&run_id)
+    );
+
+    let org = quarry::domain::OrgSlug::parse(&slug).unwrap();
+    apps[1].executor.releaser().release(org, run_id);
+    assert!(
+        apps[1]
+            .executor
+            .releaser()
+            .wait_idle(Duration::from_secs(10))
+            .await
+    );
+    let q = quota(&apps[0], &slug).await;
+    assert_eq!(q["active_run_ids"], json!([]));
+    assert_eq!(q["runs_today"], 1, "a release never uncounts a run");
+}
+
+#[tokio::test]
+async fn an_instance_with_a_lagging_clock_never_resets_the_day() {
+    let apps = instances(2, |_| {}).await;
+    let slug = unique_slug("clock-co");
+    let key = apps[0].org_with_key(&slug).await;
+    set_limits(&apps[0], &slug, 100, 10_000, 100).await;
+    // Instance 0 is a day ahead of instance 1.
+    apps[0].clock.advance(chrono::Duration::days(1));
+    let tomorrow = quarry::clock::day_of(chrono::Utc::now() + chrono::Duration::days(1));
+
+    let first = fire(
+        &apps[0].client,
+        vec![trigger_url(&apps[0], &slug, "test/sleep")],
+        &key,
+    )
+    .await;
+    assert_eq!(admitted_ids(&first).len(), 1);
+    let lagging = fire(
+        &apps[1].client,
+        vec![trigger_url(&apps[1], &slug, "test/sleep")],
+        &key,
+    )
+    .await;
+    assert_eq!(admitted_ids(&lagging).len(), 1);
+
+    let q = quota(&apps[0], &slug).await;
+    assert_eq!(q["day"], tomorrow.to_string(), "the day only moves forward");
+    assert_eq!(
+        q["runs_today"], 2,
+        "the lagging instance counted on the later day"
+    );
+    assert_eq!(q["runs_month"], 2);
+}
+
+/// An app behind the limits model; the org and its key are made before the model is slowed.
+async fn behind_limits(
+    limits: Limits,
+    customize: impl FnOnce(&mut std::collections::HashMap<String, String>),
+) -> (LimitsModel, TestApp) {
+    let model = LimitsModel::start(&emulator_host(), limits).await;
+    let host = model.host.clone();
+    let app = spawn_app_with(|vars| {
+        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
+        customize(vars);
+    })
+    .await;
+    app.bootstrap().await;
+    (model, app)
+}
+
+/// Calls `whoami` with `key`, so the auth cache is warm and later counts are the triggers' own.
+async fn warm(app: &TestApp, key: &str) {
+    assert_eq!(app.key_get("/api/v1/whoami", key).await.status(), 200);
+}
+
+#[tokio::test]
+async fn behind_bigquerys_dml_limits_50_parallel_triggers_share_a_few_statements() {
+    let fast = Limits::bigquery(Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (model, app) = behind_limits(fast, |_| {}).await;
+    let mut orgs = vec![];
+    for _ in 0..5 {
+        let slug = unique_slug("scale-co");
+        let key = app.org_with_key(&slug).await;
+        set_limits(&app, &slug, 1000, 10_000, 20).await;
+        warm(&app, &key).await;
+        orgs.push((slug, key));
+    }
+    model.set_latencies(
+        Duration::from_millis(400),
+        Duration::from_millis(50),
+        Duration::from_millis(20),
+    );
+    model.clear();
+    let before = app.warehouse.counters().snapshot();
+
+    let mut handles = vec![];
+    for (slug, key) in &orgs {
+        let urls = (0..10)
+            .map(|_| trigger_url(&app, slug, "test/long"))
+            .collect();
+        let (client, key) = (app.client.clone(), key.clone());
+        handles.push(tokio::spawn(async move { fire(&client, urls, &key).await }));
+    }
+    let mut answers = vec![];
+    for h in handles {
+        answers.extend(h.await.unwrap());
+    }
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, vec![202; 50], "{answers:?}");
+
+    let (ran, refused) = model.count("org_quota_state", Class::Mutating);
+    assert_eq!(refused, 0);
+    assert!(
+        (1..=6).contains(&ran),
+        "50 triggers took {ran} mutating statements on the quota table"
+    );
+    assert_eq!(
+        model.max_running("org_quota_state", Class::Mutating),
+        1,
+        "one statement in flight per instance"
+    );
+    let jobs = app.warehouse.counters().snapshot().since(&before);
+    assert!(
+        jobs.query <= jobs.dml,
+        "at most one read per batch: {jobs:?}"
+    );
+    for (slug, _) in &orgs {
+        assert_eq!(quota(&app, slug).await["runs_today"], 10);
+    }
+}
+
+#[tokio::test]
+async fn a_full_bigquery_dml_queue_is_503_with_retry_after_and_counts_nothing() {
+    let limits = Limits {
+        mutating_running: 1,
+        mutating_waiting: 0,
+        ..Limits::bigquery(Duration::ZERO, Duration::ZERO, Duration::ZERO)
+    };
+    let (model, app) = behind_limits(limits, |vars| {
+        vars.insert("BIGQUERY_MAX_RETRIES".into(), "1".into());
+    })
+    .await;
+    let slug = unique_slug("full-co");
+    let key = app.org_with_key(&slug).await;
+    warm(&app, &key).await;
+    model.set_latencies(Duration::from_secs(3), Duration::ZERO, Duration::ZERO);
+
+    // Another writer holds the table's only DML place for 3 s.
+    let blocker = {
+        let (client, url) = (
+            app.client.clone(),
+            format!(
+                "http://{}/bigquery/v2/projects/{}/queries",
+                model.host,
+                crate::helpers::project_id()
+            ),
+        );
+        let sql = format!(
+            "UPDATE `{}.org_quota_state` SET updated_at = updated_at WHERE FALSE",
+            app.meta_dataset
+        );
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"query": sql, "useLegacySql": false}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let r = app
+        .key_post(
+            &format!("/api/v1/pipelines/run/{slug}/test/sleep"),
+            &key,
+            &json!({}),
+        )
+        .await;
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    assert_error(r, 503, "Service unavailable").await;
+    let (_, refused) = model.count("org_quota_state", Class::Mutating);
+    assert!(refused >= 2, "the batch was refused and retried: {refused}");
+
+    assert_eq!(blocker.await.unwrap(), 200);
+    model.set_latencies(Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let q = quota(&app, &slug).await;
+    assert_eq!(
+        (q["runs_today"].clone(), q["active_run_ids"].clone()),
+        (json!(0), json!([]))
+    );
+}
+
+#[tokio::test]
+async fn a_full_admission_queue_is_503_before_any_statement() {
+    let fast = Limits::bigquery(Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let (model, app) = behind_limits(fast, |vars| {
+        vars.insert("ADMISSION_QUEUE_MAX".into(), "1".into());
+    })
+    .await;
+    let slug = unique_slug("queue-co");
+    let key = app.org_with_key(&slug).await;
+    set_limits(&app, &slug, 100, 1000, 10).await;
+    warm(&app, &key).await;
+    model.set_latencies(Duration::from_millis(1500), Duration::ZERO, Duration::ZERO);
+
+    // The first trigger's batch is in flight; one more may wait for the next batch.
+    let first = tokio::spawn({
+        let (client, url, key) = (
+            app.client.clone(),
+            trigger_url(&app, &slug, "test/sleep"),
+            key.clone(),
+        );
+        async move { fire(&client, vec![url], &key).await }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let urls = (0..2)
+        .map(|_| trigger_url(&app, &slug, "test/sleep"))
+        .collect();
+    let answers = fire(&app.client, urls, &key).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    statuses.sort();
+    assert_eq!(statuses, [202, 503]);
+    let refused = answers.iter().find(|(s, _)| *s == 503).unwrap();
+    assert_eq!(refused.1["error"]["message"], "Service unavailable");
+    assert_eq!(first.await.unwrap()[0].0, 202);
+    assert_eq!(quota(&app, &slug).await["runs_today"], 2);
+}

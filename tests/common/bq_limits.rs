@@ -1,0 +1,408 @@
+//! BigQuery's limits in front of the emulator.
+//!
+//! The emulator answers a DML statement in milliseconds and runs one statement at a time, so on
+//! its own it hides what a design costs on BigQuery. This layer sits between the service and
+//! the emulator and puts BigQuery's documented limits back, each configurable:
+//!
+//! - mutating DML (UPDATE, DELETE, MERGE) per table: 2 running, 20 waiting; the next one fails
+//!   at once with BigQuery's error (HTTP 400, reason `resourcesExceeded`, "Too many DML
+//!   statements outstanding against table …, limit is 20");
+//! - INSERT DML per table: 10 running, 100 waiting, the same error past that;
+//! - a latency per DML statement (held while it counts as running), per query and per
+//!   `insertAll` request.
+//!
+//! Everything else passes through unchanged. It records every statement it saw (table, class,
+//! when it started, whether it was refused), so tests and `make bench-scale` can assert
+//! statements per second on one table.
+//!
+//! Used by the integration tests (`tests/api/admission.rs`) and by `examples/bench_scale.rs`.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+/// The limits and latencies the layer enforces.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub mutating_running: usize,
+    pub mutating_waiting: usize,
+    pub insert_running: usize,
+    pub insert_waiting: usize,
+    /// Held by every DML statement while it runs (after it waited for its turn).
+    pub dml_latency: Duration,
+    pub query_latency: Duration,
+    pub insert_all_latency: Duration,
+}
+
+impl Limits {
+    /// BigQuery's documented DML concurrency with the given latencies.
+    pub fn bigquery(dml: Duration, query: Duration, insert_all: Duration) -> Self {
+        Self {
+            mutating_running: 2,
+            mutating_waiting: 20,
+            insert_running: 10,
+            insert_waiting: 100,
+            dml_latency: dml,
+            query_latency: query,
+            insert_all_latency: insert_all,
+        }
+    }
+}
+
+/// What a request to BigQuery is, as far as the limits go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    /// UPDATE, DELETE, MERGE.
+    Mutating,
+    /// INSERT DML.
+    Insert,
+    /// Any other `jobs.query` (SELECT, DDL).
+    Query,
+    /// `tabledata.insertAll` (streaming).
+    InsertAll,
+}
+
+/// One statement or `insertAll` the layer saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Since the layer started.
+    pub at: Duration,
+    /// The table, as the statement names it (`dataset.table`), or the `insertAll` table.
+    pub table: String,
+    pub class: Class,
+    /// Refused by the concurrency limit (never reached the emulator).
+    pub refused: bool,
+}
+
+/// One table's DML queue of one class, with the semaphore of its running places.
+type Queues = HashMap<(String, Class), (TableState, Arc<Semaphore>)>;
+
+#[derive(Default)]
+struct TableState {
+    /// Running plus waiting.
+    outstanding: usize,
+    running: usize,
+    max_running: usize,
+}
+
+struct State {
+    limits: Mutex<Limits>,
+    upstream: String,
+    client: reqwest::Client,
+    started: Instant,
+    tables: Mutex<Queues>,
+    seen: Mutex<Vec<Seen>>,
+}
+
+pub struct LimitsModel {
+    /// `host:port` to give the service as `BIGQUERY_EMULATOR_HOST`.
+    pub host: String,
+    state: Arc<State>,
+}
+
+impl LimitsModel {
+    /// Starts the layer on a free loopback port in front of `upstream` (`host:port`).
+    pub async fn start(upstream: &str, limits: Limits) -> Self {
+        let state = Arc::new(State {
+            limits: Mutex::new(limits),
+            upstream: format!("http://{upstream}"),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(256)
+                .build()
+                .unwrap(),
+            started: Instant::now(),
+            tables: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Vec::new()),
+        });
+        let data = web::Data::from(state.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = format!("127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
+                .default_service(web::to(handle))
+        })
+        .workers(2)
+        .max_connections(100_000)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        tokio::spawn(server);
+        Self { host, state }
+    }
+
+    /// Changes the latencies from now on (the concurrency limits stay as started).
+    pub fn set_latencies(&self, dml: Duration, query: Duration, insert_all: Duration) {
+        let mut limits = self.state.limits.lock().unwrap();
+        limits.dml_latency = dml;
+        limits.query_latency = query;
+        limits.insert_all_latency = insert_all;
+    }
+
+    /// Everything seen so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
+    /// Forgets what was seen (e.g. a bootstrap's statements).
+    pub fn clear(&self) {
+        self.state.seen.lock().unwrap().clear();
+    }
+
+    /// Statements of `class` on tables whose name ends with `table`: (sent to the emulator,
+    /// refused).
+    pub fn count(&self, table: &str, class: Class) -> (usize, usize) {
+        let seen = self.state.seen.lock().unwrap();
+        let mine = seen
+            .iter()
+            .filter(|s| s.class == class && s.table.ends_with(table));
+        let (mut ran, mut refused) = (0, 0);
+        for s in mine {
+            if s.refused {
+                refused += 1;
+            } else {
+                ran += 1;
+            }
+        }
+        (ran, refused)
+    }
+
+    /// The most statements of `class` on `table` that started within any one second.
+    pub fn max_per_second(&self, table: &str, class: Class) -> usize {
+        let seen = self.state.seen.lock().unwrap();
+        let times: Vec<Duration> = seen
+            .iter()
+            .filter(|s| s.class == class && s.table.ends_with(table) && !s.refused)
+            .map(|s| s.at)
+            .collect();
+        let mut best = 0;
+        let mut start = 0;
+        for end in 0..times.len() {
+            while times[end] - times[start] >= Duration::from_secs(1) {
+                start += 1;
+            }
+            best = best.max(end - start + 1);
+        }
+        best
+    }
+
+    /// The most statements of `class` that ran on `table` at the same moment.
+    pub fn max_running(&self, table: &str, class: Class) -> usize {
+        let tables = self.state.tables.lock().unwrap();
+        tables
+            .iter()
+            .filter(|((t, c), _)| *c == class && t.ends_with(table))
+            .map(|(_, (s, _))| s.max_running)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The first keyword after comments, and the table a DML statement names after it.
+pub fn classify(sql: &str) -> (Class, Option<String>) {
+    let code: Vec<&str> = sql
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .flat_map(str::split_whitespace)
+        .collect();
+    let upper = |i: usize| code.get(i).map(|w| w.to_ascii_uppercase());
+    let (class, table_at) = match upper(0).as_deref() {
+        Some("UPDATE") => (Class::Mutating, 1),
+        Some("DELETE") if upper(1).as_deref() == Some("FROM") => (Class::Mutating, 2),
+        Some("DELETE") => (Class::Mutating, 1),
+        Some("MERGE") if upper(1).as_deref() == Some("INTO") => (Class::Mutating, 2),
+        Some("MERGE") => (Class::Mutating, 1),
+        Some("INSERT") if upper(1).as_deref() == Some("INTO") => (Class::Insert, 2),
+        Some("INSERT") => (Class::Insert, 1),
+        _ => return (Class::Query, None),
+    };
+    let table = code.get(table_at).map(|t| {
+        t.trim_matches('`')
+            .split('`')
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    });
+    (class, table)
+}
+
+/// BigQuery's answer to a DML statement past the table's queue.
+fn too_many_outstanding(table: &str, waiting: usize) -> HttpResponse {
+    let message = format!(
+        "Resources exceeded during query execution: Too many DML statements outstanding \
+         against table {table}, limit is {waiting}"
+    );
+    HttpResponse::BadRequest().json(json!({
+        "error": {
+            "code": 400,
+            "message": message,
+            "errors": [{"message": message, "domain": "global", "reason": "resourcesExceeded"}],
+            "status": "INVALID_ARGUMENT"
+        }
+    }))
+}
+
+impl State {
+    fn limits(&self) -> Limits {
+        self.limits.lock().unwrap().clone()
+    }
+
+    fn record(&self, table: &str, class: Class, refused: bool) {
+        self.seen.lock().unwrap().push(Seen {
+            at: self.started.elapsed(),
+            table: table.to_string(),
+            class,
+            refused,
+        });
+    }
+
+    /// Takes a place in the table's DML queue, or `None` when it is full.
+    fn enqueue(&self, table: &str, class: Class) -> Option<Arc<Semaphore>> {
+        let limits = self.limits();
+        let (running, waiting) = match class {
+            Class::Mutating => (limits.mutating_running, limits.mutating_waiting),
+            _ => (limits.insert_running, limits.insert_waiting),
+        };
+        let mut tables = self.tables.lock().unwrap();
+        let (state, semaphore) = tables
+            .entry((table.to_string(), class))
+            .or_insert_with(|| (TableState::default(), Arc::new(Semaphore::new(running))));
+        if state.outstanding >= running + waiting {
+            return None;
+        }
+        state.outstanding += 1;
+        Some(semaphore.clone())
+    }
+
+    fn started_running(&self, table: &str, class: Class) {
+        let mut tables = self.tables.lock().unwrap();
+        if let Some((s, _)) = tables.get_mut(&(table.to_string(), class)) {
+            s.running += 1;
+            s.max_running = s.max_running.max(s.running);
+        }
+    }
+
+    fn finished(&self, table: &str, class: Class) {
+        let mut tables = self.tables.lock().unwrap();
+        if let Some((s, _)) = tables.get_mut(&(table.to_string(), class)) {
+            s.running -= 1;
+            s.outstanding -= 1;
+        }
+    }
+}
+
+async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
+    let limits = state.limits();
+    let path = req.uri().path().to_string();
+    let post = req.method() == "POST";
+    if post && path.ends_with("/queries") {
+        let sql = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["query"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        match classify(&sql) {
+            (class @ (Class::Mutating | Class::Insert), Some(table)) => {
+                let Some(semaphore) = state.enqueue(&table, class) else {
+                    state.record(&table, class, true);
+                    let waiting = match class {
+                        Class::Mutating => limits.mutating_waiting,
+                        _ => limits.insert_waiting,
+                    };
+                    return too_many_outstanding(&table, waiting);
+                };
+                state.record(&table, class, false);
+                let permit = semaphore.acquire_owned().await.unwrap();
+                state.started_running(&table, class);
+                tokio::time::sleep(limits.dml_latency).await;
+                let answer = forward(&state.client, &state.upstream, &req, &body).await;
+                drop(permit);
+                state.finished(&table, class);
+                return answer;
+            }
+            (class, _) => {
+                state.record("", class, false);
+                tokio::time::sleep(limits.query_latency).await;
+            }
+        }
+    } else if post && path.ends_with("/insertAll") {
+        let table = path
+            .rsplit('/')
+            .nth(1)
+            .map(str::to_string)
+            .unwrap_or_default();
+        state.record(&table, Class::InsertAll, false);
+        tokio::time::sleep(limits.insert_all_latency).await;
+    }
+    forward(&state.client, &state.upstream, &req, &body).await
+}
+
+/// Sends `req` with `body` to `upstream` (`http://host:port`) and relays the answer as it came
+/// (a compressed body stays compressed, with its header).
+pub async fn forward(
+    client: &reqwest::Client,
+    upstream: &str,
+    req: &HttpRequest,
+    body: &web::Bytes,
+) -> HttpResponse {
+    let url = format!("{upstream}{}", req.uri());
+    let mut outgoing = client.request(req.method().as_str().parse().unwrap(), url);
+    // actix has already decoded a gzip body: forward it plain.
+    if let Some(v) = req.headers().get("content-type") {
+        outgoing = outgoing.header("content-type", v.to_str().unwrap());
+    }
+    let response = match outgoing.body(body.to_vec()).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return HttpResponse::BadGateway().json(json!({"error": {"code": 502,
+                "message": format!("upstream: {e}"), "errors": [{"reason": "backendError"}]}}));
+        }
+    };
+    let status = response.status().as_u16();
+    let encoding = response
+        .headers()
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let bytes = response.bytes().await.unwrap_or_default();
+    let mut answer = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
+    answer.content_type("application/json");
+    if let Some(encoding) = encoding {
+        answer.insert_header(("content-encoding", encoding));
+    }
+    answer.body(bytes)
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    #[test]
+    fn dml_is_told_from_queries_and_names_its_table() {
+        let update = "-- a comment\nUPDATE `meta_x.org_quota_state` AS q\nSET a = 1";
+        assert_eq!(
+            classify(update),
+            (Class::Mutating, Some("meta_x.org_quota_state".into()))
+        );
+        assert_eq!(
+            classify("INSERT INTO `m.t` (a) VALUES (1)"),
+            (Class::Insert, Some("m.t".into()))
+        );
+        assert_eq!(
+            classify("DELETE FROM `m.t` WHERE TRUE"),
+            (Class::Mutating, Some("m.t".into()))
+        );
+        assert_eq!(
+            classify("MERGE `m.t` T USING s ON FALSE"),
+            (Class::Mutating, Some("m.t".into()))
+        );
+        assert_eq!(classify("SELECT 1 LIMIT 1").0, Class::Query);
+    }
+}
