@@ -1,5 +1,5 @@
 # Quarry: make run (service on local defaults), make test (the whole suite).
-.PHONY: run test lint fmt emulator-env bench bench-auth fuzz clean
+.PHONY: run test lint fmt emulator-env bench bench-auth bench-scale fuzz clean
 
 run:
 	@scripts/run-local.sh
@@ -15,6 +15,9 @@ bench:
 
 bench-auth:
 	@scripts/bench-auth.sh
+
+bench-scale:
+	@scripts/bench-scale.sh
 
 emulator-env:
 	@scripts/emulator-env.sh

@@ -143,26 +143,47 @@ impl RunLog {
         });
     }
 
-    /// Queues `event` and returns once a flush has written it (or failed to).
+    /// Queues `event` and returns once a flush has written it (or failed to). Many callers
+    /// waiting at once share flushes: one that finds its row already written by another's
+    /// flush returns without flushing again.
     pub async fn event_and_wait(&self, event: RunEvent) -> Result<(), WarehouseError> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         self.push(|b| {
             b.events.push(row(event.event_id.clone(), &event));
             b.waiters.push(tx);
         });
         tokio::time::sleep(LINGER).await;
-        self.flush().await?;
-        match rx.await {
+        let outcome = tokio::select! {
+            biased;
+            outcome = &mut rx => outcome.map_err(|_| ()),
+            guard = self.flushing.lock() => match rx.try_recv() {
+                Ok(outcome) => Ok(outcome),
+                Err(oneshot::error::TryRecvError::Closed) => Err(()),
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    // Nobody has taken our row yet: write everything queued.
+                    let _ = self.flush_holding(guard).await;
+                    rx.await.map_err(|_| ())
+                }
+            },
+        };
+        match outcome {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(WarehouseError::Transport(e)),
-            Err(_) => Ok(()), // written by a flush that ran while we waited
+            Err(()) => Ok(()), // the flush that took it answered before we listened
         }
     }
 
     /// Writes everything queued: one `insertAll` per table with rows (in batches of 500).
     /// Rows that fail stay queued for the next flush.
     pub async fn flush(&self) -> Result<(), WarehouseError> {
-        let _one_at_a_time = self.flushing.lock().await;
+        let guard = self.flushing.lock().await;
+        self.flush_holding(guard).await
+    }
+
+    async fn flush_holding(
+        &self,
+        _one_at_a_time: tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<(), WarehouseError> {
         let taken = std::mem::take(&mut *self.buffers.lock().expect("run log lock"));
         if taken.len() == 0 && taken.waiters.is_empty() {
             return Ok(());

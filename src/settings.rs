@@ -756,6 +756,28 @@ mod tests {
     }
 
     #[test]
+    fn admission_settings_default_and_refuse_out_of_range_values() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.admission.queue_max, 5000);
+        assert_eq!(s.admission.max_batch, 1000);
+        assert_eq!(s.admission.timeout, Duration::from_secs(20));
+        let err = parse(&[
+            ("ADMISSION_QUEUE_MAX", "0"),
+            ("ADMISSION_MAX_BATCH", "10001"),
+            ("ADMISSION_TIMEOUT_SECS", "soon"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.0.len(), 3);
+        for var in [
+            "ADMISSION_QUEUE_MAX",
+            "ADMISSION_MAX_BATCH",
+            "ADMISSION_TIMEOUT_SECS",
+        ] {
+            assert!(err.names(var), "{var}");
+        }
+    }
+
+    #[test]
     fn a_valid_production_configuration_starts() {
         let s = production(&[]).unwrap();
         assert_eq!(s.environment, Environment::Production);

@@ -145,15 +145,17 @@ impl Batch {
         ]
     }
 
-    /// The UPDATE only touches rows where it admitted or released something. With no releases
-    /// and one reservation per org, as many rows changed as there are orgs means every
-    /// reservation was admitted: the batch needs no read.
+    /// The UPDATE only touches rows where it admitted or released something, so each org's row
+    /// counts at most once. With one reservation per org and no org both reserving and
+    /// releasing, the largest possible count (every reserving org admitted, every releasing org
+    /// released) means every reservation was admitted: the batch needs no read.
     pub fn admitted_all(&self, affected_rows: u64) -> bool {
-        if !self.releases.is_empty() || self.reserves.is_empty() {
-            return false;
-        }
-        let orgs = self.orgs().len();
-        orgs == self.reserves.len() && affected_rows == orgs as u64
+        let reserving: BTreeSet<&str> = self.reserves.iter().map(|r| r.org.as_str()).collect();
+        let releasing: BTreeSet<&str> = self.releases.iter().map(|r| r.org.as_str()).collect();
+        !reserving.is_empty()
+            && reserving.len() == self.reserves.len()
+            && reserving.is_disjoint(&releasing)
+            && affected_rows == (reserving.len() + releasing.len()) as u64
     }
 }
 
@@ -299,15 +301,27 @@ mod tests {
     }
 
     #[test]
-    fn the_row_count_alone_admits_only_one_reservation_per_org_without_releases() {
+    fn the_row_count_alone_decides_only_when_every_touched_row_is_accounted_for() {
         let one_each = Taken::from_ops(vec![reserve("acme", "r1"), reserve("beta", "r2")]).batch;
         assert!(one_each.admitted_all(2));
         assert!(!one_each.admitted_all(1));
         let two_for_one = Taken::from_ops(vec![reserve("acme", "r1"), reserve("acme", "r2")]).batch;
         assert!(!two_for_one.admitted_all(1));
-        let with_release =
+        let release_elsewhere =
             Taken::from_ops(vec![reserve("acme", "r1"), release("beta", "r0")]).batch;
-        assert!(!with_release.admitted_all(2));
+        assert!(release_elsewhere.admitted_all(2));
+        assert!(
+            !release_elsewhere.admitted_all(1),
+            "either one may be missing"
+        );
+        let release_same_org =
+            Taken::from_ops(vec![reserve("acme", "r1"), release("acme", "r0")]).batch;
+        assert!(
+            !release_same_org.admitted_all(1),
+            "the release alone changes the row"
+        );
+        let releases_only = Taken::from_ops(vec![release("acme", "r0")]).batch;
+        assert!(!releases_only.admitted_all(1));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -15,6 +16,9 @@ use crate::clock::SharedClock;
 use crate::domain::OrgSlug;
 use crate::metrics::Metrics;
 use crate::warehouse::{Param, Warehouse, sql};
+
+/// How long releases with nothing else to send wait for a reservation to ride with.
+const RELEASE_LINGER: Duration = Duration::from_secs(1);
 
 pub(super) struct Coordinator {
     pub warehouse: Warehouse,
@@ -51,25 +55,22 @@ impl Coordinator {
         let mut deferred: Vec<Op> = Vec::new();
         loop {
             let mut ops = std::mem::take(&mut deferred);
-            let mut received = Vec::new();
             if ops.is_empty() {
                 match self.rx.recv().await {
-                    Some(op) => received.push(op),
+                    Some(op) => self.receive(op, &mut ops),
                     None => return,
                 }
             }
-            while ops.len() + received.len() < self.max_batch {
-                match self.rx.try_recv() {
-                    Ok(op) => received.push(op),
-                    Err(_) => break,
+            self.drain(&mut ops);
+            // Nobody waits on a release: give a reservation a moment to come and carry it, so a
+            // release costs no statement of its own and does not hold the table when a trigger
+            // arrives.
+            if ops.iter().all(|op| matches!(op, Op::Release { .. })) {
+                if let Ok(Some(op)) = tokio::time::timeout(RELEASE_LINGER, self.rx.recv()).await {
+                    self.receive(op, &mut ops);
+                    self.drain(&mut ops);
                 }
             }
-            let reservations = received
-                .iter()
-                .filter(|op| matches!(op, Op::Reserve { .. }))
-                .count();
-            self.waiting.fetch_sub(reservations, Ordering::SeqCst);
-            ops.extend(received);
 
             let taken = Taken::from_ops(ops);
             deferred = taken.deferred;
@@ -83,6 +84,23 @@ impl Coordinator {
             }
             if !taken.batch.is_empty() {
                 self.commit(taken.batch, &answerer).await;
+            }
+        }
+    }
+
+    fn receive(&self, op: Op, ops: &mut Vec<Op>) {
+        if matches!(op, Op::Reserve { .. }) {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        }
+        ops.push(op);
+    }
+
+    /// Takes whatever else is waiting, up to the batch size.
+    fn drain(&mut self, ops: &mut Vec<Op>) {
+        while ops.len() < self.max_batch {
+            match self.rx.try_recv() {
+                Ok(op) => self.receive(op, ops),
+                Err(_) => break,
             }
         }
     }

@@ -197,7 +197,8 @@ impl Admission {
     }
 
     /// Runs another DML statement on the quota table through the coordinator (alone, between
-    /// batches); returns `numDmlAffectedRows`.
+    /// batches); returns `numDmlAffectedRows`. Waits at most `ADMISSION_TIMEOUT_SECS` (the
+    /// statement may still land: callers send idempotent writes).
     pub async fn write(
         &self,
         statement: &'static Statement,
@@ -210,7 +211,11 @@ impl Admission {
             reply,
         };
         self.tx.send(op).map_err(|_| AdmissionError::Stopped)?;
-        answer.await.map_err(|_| AdmissionError::Stopped)?
+        match tokio::time::timeout(self.settings.timeout, answer).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(AdmissionError::Stopped),
+            Err(_) => Err(AdmissionError::TimedOut),
+        }
     }
 
     /// Reservations waiting for a batch on this instance.

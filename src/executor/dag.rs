@@ -94,11 +94,12 @@ pub(super) async fn run(
         end.error_summary = Some(summary);
     }
     tracing::info!(run_id, pipeline = %pipeline.id, org = %org, status = status.as_str(), "run ended");
-    inner.run_log.event(end);
     inner
         .metrics
         .run_finished(&pipeline.id, status.as_str(), org.as_str());
-    let _ = inner.run_log.flush().await;
+    // Written before the slot is released (with whatever else is queued, shared with the
+    // other runs ending at the same moment); a failure leaves the row queued for a later flush.
+    let _ = inner.run_log.event_and_wait(end).await;
 }
 
 async fn steps(inner: &Arc<Inner>, pipeline: &Arc<Pipeline>, ctx: &Arc<StepContext>) -> Ending {

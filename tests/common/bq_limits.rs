@@ -9,7 +9,8 @@
 //!   statements outstanding against table …, limit is 20");
 //! - INSERT DML per table: 10 running, 100 waiting, the same error past that;
 //! - a latency per DML statement (held while it counts as running), per query and per
-//!   `insertAll` request.
+//!   `insertAll` request: the least time each takes in all (the emulator's own time counts
+//!   towards it, so a slow emulator does not add to the model).
 //!
 //! Everything else passes through unchanged. It records every statement it saw (table, class,
 //! when it started, whether it was refused), so tests and `make bench-scale` can assert
@@ -290,12 +291,28 @@ impl State {
         }
     }
 
-    fn finished(&self, table: &str, class: Class) {
+    fn left(&self, table: &str, class: Class, was_running: bool) {
         let mut tables = self.tables.lock().unwrap();
         if let Some((s, _)) = tables.get_mut(&(table.to_string(), class)) {
-            s.running -= 1;
+            if was_running {
+                s.running -= 1;
+            }
             s.outstanding -= 1;
         }
+    }
+}
+
+/// A statement's place in its table's DML queue, given up when it is dropped.
+struct Place {
+    state: web::Data<State>,
+    table: String,
+    class: Class,
+    running: bool,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.state.left(&self.table, self.class, self.running);
     }
 }
 
@@ -319,17 +336,29 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
                     return too_many_outstanding(&table, waiting);
                 };
                 state.record(&table, class, false);
-                let permit = semaphore.acquire_owned().await.unwrap();
+                // Leaves the queue even when the caller goes away mid-statement.
+                let mut place = Place {
+                    state: state.clone(),
+                    table: table.clone(),
+                    class,
+                    running: false,
+                };
+                let _permit = semaphore.acquire_owned().await.unwrap();
                 state.started_running(&table, class);
-                tokio::time::sleep(limits.dml_latency).await;
-                let answer = forward(&state.client, &state.upstream, &req, &body).await;
-                drop(permit);
-                state.finished(&table, class);
-                return answer;
+                place.running = true;
+                return at_least(
+                    limits.dml_latency,
+                    forward(&state.client, &state.upstream, &req, &body),
+                )
+                .await;
             }
             (class, _) => {
                 state.record("", class, false);
-                tokio::time::sleep(limits.query_latency).await;
+                return at_least(
+                    limits.query_latency,
+                    forward(&state.client, &state.upstream, &req, &body),
+                )
+                .await;
             }
         }
     } else if post && path.ends_with("/insertAll") {
@@ -339,9 +368,22 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
             .map(str::to_string)
             .unwrap_or_default();
         state.record(&table, Class::InsertAll, false);
-        tokio::time::sleep(limits.insert_all_latency).await;
+        return at_least(
+            limits.insert_all_latency,
+            forward(&state.client, &state.upstream, &req, &body),
+        )
+        .await;
     }
     forward(&state.client, &state.upstream, &req, &body).await
+}
+
+/// The answer of `call`, given no sooner than `latency` after it started: the latency is what
+/// the request takes in all (the emulator's own time counts towards it).
+async fn at_least(latency: Duration, call: impl Future<Output = HttpResponse>) -> HttpResponse {
+    let started = Instant::now();
+    let answer = call.await;
+    tokio::time::sleep(latency.saturating_sub(started.elapsed())).await;
+    answer
 }
 
 /// Sends `req` with `body` to `upstream` (`http://host:port`) and relays the answer as it came

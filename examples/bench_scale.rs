@@ -1,0 +1,419 @@
+//! `make bench-scale`: admission at platform scale, behind BigQuery's DML limits.
+//!
+//! The service runs in this process (release build) against the emulator with the BigQuery
+//! limits model in between (`tests/common/bq_limits.rs`: mutating DML 1 s with 2 running + 20
+//! waiting per table, INSERT DML 10 + 100, query 0.3 s, insertAll 0.05 s). Load is open-loop:
+//! triggers are sent at the offered rate whatever the answers take, round-robin over 200 orgs,
+//! each on the SCALE plan (100 runs a day, 5 at once) and within it. Prints a table of figures
+//! with each target met or unmet.
+
+#[path = "../tests/common/bq_limits.rs"]
+mod bq_limits;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bq_limits::{Class, Limits, LimitsModel};
+use quarry::settings::Settings;
+use quarry::startup::Application;
+use serde_json::json;
+
+const ORGS: usize = 200;
+const DML: Duration = Duration::from_secs(1);
+const QUERY: Duration = Duration::from_millis(300);
+const INSERT_ALL: Duration = Duration::from_millis(50);
+
+struct Row {
+    what: String,
+    figure: String,
+    target: String,
+    met: Option<bool>,
+}
+
+fn row(rows: &mut Vec<Row>, what: &str, figure: String, target: &str, met: Option<bool>) {
+    println!("  measured: {what}: {figure}");
+    rows.push(Row {
+        what: what.into(),
+        figure,
+        target: target.into(),
+        met,
+    });
+}
+
+/// What one offered-load phase saw.
+#[derive(Default)]
+struct Phase {
+    latencies: Vec<Duration>,
+    by_status: HashMap<u16, usize>,
+    /// 429/503 answers without a Retry-After header.
+    missing_retry_after: usize,
+    /// Wall time from the first send to the last answer.
+    elapsed: Duration,
+}
+
+impl Phase {
+    fn count(&self, status: u16) -> usize {
+        self.by_status.get(&status).copied().unwrap_or(0)
+    }
+    fn total(&self) -> usize {
+        self.by_status.values().sum()
+    }
+    fn server_errors(&self) -> usize {
+        self.by_status
+            .iter()
+            .filter(|(s, _)| **s >= 500 && **s != 503)
+            .map(|(_, n)| n)
+            .sum::<usize>()
+            + self.count(0)
+    }
+    fn percentile(&self, p: f64) -> f64 {
+        let mut sorted = self.latencies.clone();
+        sorted.sort();
+        if sorted.is_empty() {
+            return 0.0;
+        }
+        sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64()
+    }
+    fn statuses(&self) -> String {
+        let mut s: Vec<_> = self.by_status.iter().collect();
+        s.sort();
+        s.iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Sends `rate` triggers per second for `seconds`, round-robin over `orgs`, open-loop.
+async fn offer(
+    http: &reqwest::Client,
+    base: &str,
+    orgs: &[(String, String)],
+    rate: u32,
+    seconds: u32,
+) -> Phase {
+    let total = (rate * seconds) as usize;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut handles = Vec::with_capacity(total);
+    for i in 0..total {
+        tick.tick().await;
+        let (slug, key) = &orgs[i % orgs.len()];
+        let (http, url, key) = (
+            http.clone(),
+            format!("{base}/api/v1/pipelines/run/{slug}/test/sleep"),
+            key.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let answer = http
+                .post(url)
+                .header("X-API-Key", key)
+                .json(&json!({}))
+                .send()
+                .await;
+            let latency = t.elapsed();
+            match answer {
+                Ok(r) => {
+                    let retry_after = r.headers().contains_key("retry-after");
+                    (r.status().as_u16(), retry_after, latency)
+                }
+                Err(_) => (0, false, latency),
+            }
+        }));
+    }
+    let mut phase = Phase::default();
+    for h in handles {
+        let (status, retry_after, latency) = h.await.unwrap();
+        *phase.by_status.entry(status).or_default() += 1;
+        if matches!(status, 429 | 503) && !retry_after {
+            phase.missing_retry_after += 1;
+        }
+        phase.latencies.push(latency);
+    }
+    phase.elapsed = started.elapsed();
+    phase
+}
+
+#[tokio::main]
+async fn main() {
+    let emulator = std::env::var("BIGQUERY_EMULATOR_HOST").expect("run with `make bench-scale`");
+    // The service's log goes to a file (RUST_LOG sets the level; warnings by default).
+    let log = std::fs::File::create("target/bench-scale-service.log").expect("log file");
+    quarry::telemetry::init("warn", std::sync::Mutex::new(log));
+    // BENCH_SCALE_SECONDS shortens the 60 s phase (for a quick look; the figures quoted use 60).
+    let main_seconds: u32 = std::env::var("BENCH_SCALE_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    // Setup runs with no added latency; the limits apply from the first measured phase on.
+    let model = LimitsModel::start(
+        &emulator,
+        Limits::bigquery(Duration::ZERO, Duration::ZERO, Duration::ZERO),
+    )
+    .await;
+    let root_key = format!("bench_root_{}", uuid::Uuid::new_v4().simple());
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let vars: HashMap<String, String> = [
+        ("CA_ROOT_API_KEY", root_key.clone()),
+        (
+            "GCP_PROJECT_ID",
+            std::env::var("GCP_PROJECT_ID").unwrap_or("quarry-test".into()),
+        ),
+        ("BIGQUERY_EMULATOR_HOST", model.host.clone()),
+        (
+            "META_DATASET",
+            format!("bench_{}", uuid::Uuid::new_v4().simple()),
+        ),
+        ("BIND_ADDR", "127.0.0.1:0".into()),
+        (
+            "LOCAL_KMS_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
+        ),
+        ("RATE_LIMIT_PER_MINUTE", "1000000".into()),
+        ("RATE_LIMIT_TRIGGER_PER_MINUTE", "1000000".into()),
+        ("RATE_LIMIT_ADMIN_PER_MINUTE", "1000000".into()),
+        // Keys stay cached for the whole run: the emulator answers one request at a time, so
+        // 200 cold key lookups at once would measure the emulator, not admission.
+        ("AUTH_CACHE_TTL_SECS", "3600".into()),
+        ("PIPELINES_DIR", format!("{repo}/tests/fixtures/pipelines")),
+        ("PIPELINE_SQL_DIR", format!("{repo}/sql")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let app = Application::build(Settings::from_source(&vars).expect("settings"))
+        .await
+        .expect("app");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let warehouse = app.warehouse();
+    let executor = app.executor();
+    tokio::spawn(app.run_until_stopped());
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let root = |r: reqwest::RequestBuilder| r.header("X-CA-Root-Key", &root_key);
+    assert!(
+        root(http.post(format!("{base}/api/v1/admin/bootstrap")))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+
+    println!("setup: onboarding {ORGS} orgs (no added latency)");
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut orgs = Vec::new();
+    for chunk in (0..ORGS).collect::<Vec<_>>().chunks(20) {
+        let mut handles = Vec::new();
+        for i in chunk {
+            let slug = format!("scale-{}-{i}", &run[..6]);
+            let request = root(http.post(format!("{base}/api/v1/organizations/onboard"))).json(
+                &json!({"org_slug": slug, "company_name": "Scale", "admin_email": "ops@example.com",
+                        "plan": "SCALE"}),
+            );
+            handles.push(tokio::spawn(async move {
+                let body: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+                (
+                    slug,
+                    body["api_key"].as_str().expect("onboarded").to_string(),
+                )
+            }));
+        }
+        for h in handles {
+            orgs.push(h.await.unwrap());
+        }
+    }
+    // Warm every key in the auth cache, as a running service has them.
+    for (_, key) in &orgs {
+        http.get(format!("{base}/api/v1/whoami"))
+            .header("X-API-Key", key)
+            .send()
+            .await
+            .unwrap();
+    }
+    model.set_latencies(DML, QUERY, INSERT_ALL);
+    let orgs = Arc::new(orgs);
+    let mut rows = Vec::new();
+
+    println!("phase 1: 1 trigger/s for 20 s");
+    model.clear();
+    let slow = offer(&http, &base, &orgs, 1, 20).await;
+    let p50 = slow.percentile(0.5);
+    // Before group commit a trigger cost one reservation UPDATE and one insertAll; the target
+    // allows one query's time on top of that.
+    let before = DML + INSERT_ALL;
+    let allowed = (before + QUERY).as_secs_f64();
+    row(
+        &mut rows,
+        "p50 trigger latency at 1/s",
+        format!(
+            "{p50:.2} s (per-request path was {:.2} s of BigQuery time)",
+            before.as_secs_f64()
+        ),
+        &format!("<= {allowed:.2} s"),
+        Some(p50 <= allowed),
+    );
+
+    println!("phase 2: 50 triggers/s for {main_seconds} s over {ORGS} orgs");
+    model.clear();
+    let jobs_before = warehouse.counters().snapshot();
+    let main = offer(&http, &base, &orgs, 50, main_seconds).await;
+    let jobs = warehouse.counters().snapshot().since(&jobs_before);
+    let accepted = main.count(202) as f64 / main.total() as f64 * 100.0;
+    row(
+        &mut rows,
+        "answered 202 at 50/s",
+        format!("{accepted:.1} % of {} ({})", main.total(), main.statuses()),
+        "100 %",
+        Some(main.count(202) == main.total()),
+    );
+    row(
+        &mut rows,
+        "5xx at 50/s",
+        format!("{}", main.total() - main.count(202) - main.count(429)),
+        "0",
+        Some(main.total() == main.count(202) + main.count(429)),
+    );
+    let p95 = main.percentile(0.95);
+    row(
+        &mut rows,
+        "p95 trigger latency at 50/s",
+        format!("{p95:.2} s (p50 {:.2} s)", main.percentile(0.5)),
+        "<= 3 s",
+        Some(p95 <= 3.0),
+    );
+    let per_second = model.max_per_second("org_quota_state", Class::Mutating);
+    let (ran, refused) = model.count("org_quota_state", Class::Mutating);
+    row(
+        &mut rows,
+        "mutating statements on org_quota_state",
+        format!(
+            "max {per_second} in any second; {ran} in {:.0} s ({:.2}/s), {refused} refused",
+            main.elapsed.as_secs_f64(),
+            ran as f64 / main.elapsed.as_secs_f64()
+        ),
+        "<= 2 per second",
+        Some(per_second <= 2 && refused == 0),
+    );
+    row(
+        &mut rows,
+        "BigQuery jobs at 50/s",
+        format!(
+            "{} dml, {} query, {} insertAll for {} triggers",
+            jobs.dml,
+            jobs.query,
+            jobs.insert_all,
+            main.total()
+        ),
+        "reported",
+        None,
+    );
+
+    println!("phase 3: offered 10, 50, 100, 200 triggers/s, 10 s each");
+    let mut last = 0.0;
+    let mut never_falls = true;
+    let mut never_500 = true;
+    let mut sweep = Vec::new();
+    for rate in [10, 50, 100, 200] {
+        model.clear();
+        let p = offer(&http, &base, &orgs, rate, 10).await;
+        let admitted = p.count(202) as f64 / p.elapsed.as_secs_f64();
+        // Admitted per second of offered time: a falling figure means the service collapses.
+        if admitted + 0.05 * last < last {
+            never_falls = false;
+        }
+        if p.server_errors() > 0 || p.missing_retry_after > 0 {
+            never_500 = false;
+        }
+        let line = format!(
+            "{rate}/s: {admitted:.1} admitted/s, {} (p95 {:.2} s), {} mutating stmt/s max",
+            p.statuses(),
+            p.percentile(0.95),
+            model.max_per_second("org_quota_state", Class::Mutating)
+        );
+        println!("  {line}");
+        sweep.push(line);
+        last = admitted;
+    }
+    row(
+        &mut rows,
+        "admitted/s as offered rises",
+        sweep.join("; "),
+        "never falls",
+        Some(never_falls),
+    );
+    row(
+        &mut rows,
+        "answers past capacity",
+        if never_500 {
+            "only 202, 429, 503 with Retry-After".into()
+        } else {
+            "other answers seen".into()
+        },
+        "never 500",
+        Some(never_500),
+    );
+
+    println!("drain: waiting for every run to end, then for every slot to be free");
+    let drain = Instant::now();
+    while executor.active_runs() > 0 && drain.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ended = Instant::now();
+    let mut held = usize::MAX;
+    while ended.elapsed() < Duration::from_secs(60) {
+        let mut handles = Vec::new();
+        for (slug, _) in orgs.iter() {
+            let request = root(http.get(format!("{base}/api/v1/organizations/{slug}/quota")));
+            handles.push(tokio::spawn(async move {
+                let q: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
+                q["active_run_ids"].as_array().map_or(0, Vec::len)
+            }));
+        }
+        held = 0;
+        for h in handles {
+            held += h.await.unwrap();
+        }
+        if held == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let free_after = ended.elapsed().as_secs_f64();
+    row(
+        &mut rows,
+        "slots held after the last run ended",
+        format!("{held} held; all free {free_after:.1} s after the last run ended"),
+        "none after 30 s",
+        Some(held == 0 && free_after <= 30.0),
+    );
+
+    println!();
+    println!(
+        "Limits model: mutating DML {} s (2 running + 20 waiting per table), query {} s, insertAll {} s; one instance; {ORGS} orgs",
+        DML.as_secs_f64(),
+        QUERY.as_secs_f64(),
+        INSERT_ALL.as_secs_f64()
+    );
+    println!("| figure | measured | target | |");
+    println!("|---|---|---|---|");
+    let mut unmet = 0;
+    for r in &rows {
+        let mark = match r.met {
+            Some(true) => "met",
+            Some(false) => {
+                unmet += 1;
+                "UNMET"
+            }
+            None => "",
+        };
+        println!("| {} | {} | {} | {mark} |", r.what, r.figure, r.target);
+    }
+    println!("{unmet} target(s) unmet");
+}

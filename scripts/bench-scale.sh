@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# make bench-scale: admission at platform scale behind the BigQuery limits model
+# (tests/common/bq_limits.rs), against a throw-away emulator. About 4 minutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/emulator-env.sh
+mkdir -p target
+PIDFILE=target/bench-scale-emulator.pid
+trap 'scripts/emulator.sh stop "$PIDFILE"' EXIT INT TERM
+PORT=$(scripts/emulator.sh free-port)
+scripts/emulator.sh start "$PORT" quarry-test "$PIDFILE" target/bench-scale-emulator.log
+BIGQUERY_EMULATOR_HOST="127.0.0.1:$PORT" GCP_PROJECT_ID=quarry-test \
+  cargo run --locked --release --example bench_scale
