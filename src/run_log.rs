@@ -1,7 +1,9 @@
 //! Run and step logs: append-only rows in `pipeline_run_events`, `step_logs` and
 //! `run_heartbeats`, written by batched `insertAll` (a buffer flushed by size and time), never
-//! one request per row and never UPDATE. A writer that must know its row landed (the trigger
-//! path's PENDING event) waits for the next flush, which carries every row queued with it.
+//! one request per row and never UPDATE. Each table has its own queue and its own flushes, so
+//! one table's slow insert never holds another's rows. A writer that must know its row landed
+//! (the PENDING event, a run's end) waits for the next flush of its table, which carries every
+//! row queued with it.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -65,27 +67,28 @@ pub struct Heartbeat {
     pub heartbeat_at: String,
 }
 
-#[derive(Default)]
-struct Buffers {
-    events: Vec<(String, Value)>,
-    steps: Vec<(String, Value)>,
-    heartbeats: Vec<(String, Value)>,
-    waiters: Vec<oneshot::Sender<Result<(), String>>>,
+/// One table's queue of rows, written by its own flushes: a row of one table never waits
+/// behind another table's insert (a PENDING event behind step logs, a heartbeat behind either).
+struct Lane {
+    table: &'static str,
+    queued: Mutex<Queued>,
+    /// One flush of this table at a time, so its rows are written in the order they were queued.
+    flushing: tokio::sync::Mutex<()>,
 }
 
-impl Buffers {
-    fn len(&self) -> usize {
-        self.events.len() + self.steps.len() + self.heartbeats.len()
-    }
+#[derive(Default)]
+struct Queued {
+    rows: Vec<(String, Value)>,
+    waiters: Vec<oneshot::Sender<Result<(), String>>>,
 }
 
 pub struct RunLog {
     warehouse: Warehouse,
-    buffers: Mutex<Buffers>,
+    events: Lane,
+    steps: Lane,
+    heartbeats: Lane,
     wake: Notify,
     interval: Duration,
-    /// One flush at a time, so rows are written in the order they were queued.
-    flushing: tokio::sync::Mutex<()>,
 }
 
 fn row<T: Serialize>(id: String, value: &T) -> (String, Value) {
@@ -104,43 +107,107 @@ fn requeue(dst: &mut Vec<(String, Value)>, failed: Vec<(String, Value)>) {
     *dst = merged;
 }
 
-impl RunLog {
-    pub fn new(warehouse: Warehouse, interval: Duration) -> Self {
+impl Lane {
+    fn new(table: &'static str) -> Self {
         Self {
-            warehouse,
-            buffers: Mutex::new(Buffers::default()),
-            wake: Notify::new(),
-            interval,
+            table,
+            queued: Mutex::new(Queued::default()),
             flushing: tokio::sync::Mutex::new(()),
         }
     }
 
-    fn push(&self, f: impl FnOnce(&mut Buffers)) {
-        let full = {
-            let mut b = self.buffers.lock().expect("run log lock");
-            f(&mut b);
-            b.len() >= MAX_BATCH
-        };
+    /// Queues rows (and a waiter); `true` when a batch is full.
+    fn push(
+        &self,
+        rows: impl IntoIterator<Item = (String, Value)>,
+        waiter: Option<oneshot::Sender<Result<(), String>>>,
+    ) -> bool {
+        let mut q = self.queued.lock().expect("run log lock");
+        q.rows.extend(rows);
+        q.waiters.extend(waiter);
+        q.rows.len() >= MAX_BATCH
+    }
+
+    async fn flush(&self, warehouse: &Warehouse) -> Result<(), WarehouseError> {
+        let guard = self.flushing.lock().await;
+        self.flush_holding(warehouse, guard).await
+    }
+
+    /// Writes everything queued in batches of 500; rows that fail stay queued for the next
+    /// flush, and every waiter taken learns the outcome.
+    async fn flush_holding(
+        &self,
+        warehouse: &Warehouse,
+        _one_at_a_time: tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<(), WarehouseError> {
+        let taken = std::mem::take(&mut *self.queued.lock().expect("run log lock"));
+        if taken.rows.is_empty() && taken.waiters.is_empty() {
+            return Ok(());
+        }
+        let meta = warehouse.meta_dataset().clone();
+        let mut failed = Vec::new();
+        let mut first_error = None;
+        for chunk in taken.rows.chunks(MAX_BATCH) {
+            if let Err(e) = warehouse.insert_rows(&meta, self.table, chunk).await {
+                tracing::error!(table = self.table, rows = chunk.len(), error = %e, "run log flush failed");
+                failed.extend_from_slice(chunk);
+                first_error.get_or_insert(e);
+            }
+        }
+        let outcome = first_error.as_ref().map(|e| e.to_string());
+        for waiter in taken.waiters {
+            let _ = waiter.send(match &outcome {
+                None => Ok(()),
+                Some(e) => Err(e.clone()),
+            });
+        }
+        if !failed.is_empty() {
+            requeue(&mut self.queued.lock().expect("run log lock").rows, failed);
+        }
+        match first_error {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+}
+
+impl RunLog {
+    pub fn new(warehouse: Warehouse, interval: Duration) -> Self {
+        Self {
+            warehouse,
+            events: Lane::new("pipeline_run_events"),
+            steps: Lane::new("step_logs"),
+            heartbeats: Lane::new("run_heartbeats"),
+            wake: Notify::new(),
+            interval,
+        }
+    }
+
+    fn woken(&self, full: bool) {
         if full {
             self.wake.notify_one();
         }
     }
 
     pub fn event(&self, event: RunEvent) {
-        self.push(|b| b.events.push(row(event.event_id.clone(), &event)));
+        let full = self
+            .events
+            .push([row(event.event_id.clone(), &event)], None);
+        self.woken(full);
     }
 
     pub fn step(&self, log: StepLog) {
-        self.push(|b| b.steps.push(row(log.log_id.clone(), &log)));
+        let full = self.steps.push([row(log.log_id.clone(), &log)], None);
+        self.woken(full);
     }
 
     pub fn heartbeats(&self, beats: Vec<Heartbeat>) {
-        self.push(|b| {
-            for h in beats {
-                let id = format!("{}:{}", h.run_id, h.heartbeat_at);
-                b.heartbeats.push(row(id, &h));
-            }
+        let rows = beats.into_iter().map(|h| {
+            let id = format!("{}:{}", h.run_id, h.heartbeat_at);
+            row(id, &h)
         });
+        let full = self.heartbeats.push(rows, None);
+        self.woken(full);
     }
 
     /// Queues `event` and returns once a flush has written it (or failed to). Many callers
@@ -148,20 +215,20 @@ impl RunLog {
     /// flush returns without flushing again.
     pub async fn event_and_wait(&self, event: RunEvent) -> Result<(), WarehouseError> {
         let (tx, mut rx) = oneshot::channel();
-        self.push(|b| {
-            b.events.push(row(event.event_id.clone(), &event));
-            b.waiters.push(tx);
-        });
+        let full = self
+            .events
+            .push([row(event.event_id.clone(), &event)], Some(tx));
+        self.woken(full);
         tokio::time::sleep(LINGER).await;
         let outcome = tokio::select! {
             biased;
             outcome = &mut rx => outcome.map_err(|_| ()),
-            guard = self.flushing.lock() => match rx.try_recv() {
+            guard = self.events.flushing.lock() => match rx.try_recv() {
                 Ok(outcome) => Ok(outcome),
                 Err(oneshot::error::TryRecvError::Closed) => Err(()),
                 Err(oneshot::error::TryRecvError::Empty) => {
                     // Nobody has taken our row yet: write everything queued.
-                    let _ = self.flush_holding(guard).await;
+                    let _ = self.events.flush_holding(&self.warehouse, guard).await;
                     rx.await.map_err(|_| ())
                 }
             },
@@ -173,60 +240,15 @@ impl RunLog {
         }
     }
 
-    /// Writes everything queued: one `insertAll` per table with rows (in batches of 500).
-    /// Rows that fail stay queued for the next flush.
+    /// Writes everything queued: one `insertAll` per table with rows (in batches of 500), the
+    /// tables side by side. Rows that fail stay queued for the next flush.
     pub async fn flush(&self) -> Result<(), WarehouseError> {
-        let guard = self.flushing.lock().await;
-        self.flush_holding(guard).await
-    }
-
-    async fn flush_holding(
-        &self,
-        _one_at_a_time: tokio::sync::MutexGuard<'_, ()>,
-    ) -> Result<(), WarehouseError> {
-        let taken = std::mem::take(&mut *self.buffers.lock().expect("run log lock"));
-        if taken.len() == 0 && taken.waiters.is_empty() {
-            return Ok(());
-        }
-        let meta = self.warehouse.meta_dataset().clone();
-        let mut failed = Buffers::default();
-        let mut first_error = None;
-        for (table, rows, keep) in [
-            ("pipeline_run_events", taken.events, 0),
-            ("step_logs", taken.steps, 1),
-            ("run_heartbeats", taken.heartbeats, 2),
-        ] {
-            for chunk in rows.chunks(MAX_BATCH) {
-                if let Err(e) = self.warehouse.insert_rows(&meta, table, chunk).await {
-                    tracing::error!(table, rows = chunk.len(), error = %e, "run log flush failed");
-                    let target = match keep {
-                        0 => &mut failed.events,
-                        1 => &mut failed.steps,
-                        _ => &mut failed.heartbeats,
-                    };
-                    target.extend_from_slice(chunk);
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        let outcome = first_error.as_ref().map(|e| e.to_string());
-        for waiter in taken.waiters {
-            let _ = waiter.send(match &outcome {
-                None => Ok(()),
-                Some(e) => Err(e.clone()),
-            });
-        }
-        if failed.len() > 0 {
-            let mut guard = self.buffers.lock().expect("run log lock");
-            let b = &mut *guard;
-            requeue(&mut b.events, failed.events);
-            requeue(&mut b.steps, failed.steps);
-            requeue(&mut b.heartbeats, failed.heartbeats);
-        }
-        match first_error {
-            None => Ok(()),
-            Some(e) => Err(e),
-        }
+        let (events, steps, heartbeats) = tokio::join!(
+            self.events.flush(&self.warehouse),
+            self.steps.flush(&self.warehouse),
+            self.heartbeats.flush(&self.warehouse),
+        );
+        events.and(steps).and(heartbeats)
     }
 
     /// Flushes every `interval`, or sooner when a batch fills.
