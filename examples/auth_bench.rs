@@ -4,7 +4,6 @@
 //! The load generator shares the machine with the service, so absolute figures are a floor;
 //! the ratio between the two routes is the figure that matters.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -81,34 +80,16 @@ async fn load(client: &reqwest::Client, url: &str, key: Option<&str>) -> Figures
     figures
 }
 
+#[path = "support/report.rs"]
+mod report;
+
 #[tokio::main]
 async fn main() {
     let emulator = std::env::var("BIGQUERY_EMULATOR_HOST")
         .expect("BIGQUERY_EMULATOR_HOST: run with `make bench-auth`");
     let root_key = format!("bench_root_{}", uuid::Uuid::new_v4().simple());
     let slug = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let vars: HashMap<String, String> = [
-        ("CA_ROOT_API_KEY", root_key.clone()),
-        (
-            "GCP_PROJECT_ID",
-            std::env::var("GCP_PROJECT_ID").unwrap_or("quarry-test".into()),
-        ),
-        ("BIGQUERY_EMULATOR_HOST", emulator),
-        (
-            "META_DATASET",
-            format!("bench_{}", uuid::Uuid::new_v4().simple()),
-        ),
-        ("BIND_ADDR", "127.0.0.1:0".into()),
-        (
-            "LOCAL_KMS_KEY",
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
-        ),
-        ("RATE_LIMIT_PER_MINUTE", "1000000".into()),
-        ("RUST_LOG", "warn".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let vars = report::instance_vars(emulator, &root_key, &[("RUST_LOG", "warn".into())]);
     let settings = Settings::from_source(&vars).expect("settings");
     let app = Application::build(settings).await.expect("app");
     let base = format!("http://127.0.0.1:{}", app.port());

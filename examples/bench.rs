@@ -2,7 +2,6 @@
 //! met or unmet. The service runs in this process (release build) against the emulator; load
 //! comes from `wrk` (Debian's package), a separate process.
 
-use std::collections::HashMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -11,22 +10,9 @@ use quarry::startup::Application;
 use quarry::warehouse::JobCounts;
 use serde_json::{Value, json};
 
-struct Row {
-    what: String,
-    figure: String,
-    target: String,
-    met: Option<bool>,
-}
-
-fn row(rows: &mut Vec<Row>, what: &str, figure: String, target: &str, met: Option<bool>) {
-    println!("  measured: {what}: {figure}");
-    rows.push(Row {
-        what: what.into(),
-        figure,
-        target: target.into(),
-        met,
-    });
-}
+#[path = "support/report.rs"]
+mod report;
+use report::row;
 
 struct Wrk {
     rps: f64,
@@ -121,35 +107,20 @@ async fn main() {
     let emulator = std::env::var("BIGQUERY_EMULATOR_HOST").expect("run with `make bench`");
     let root_key = format!("bench_root_{}", uuid::Uuid::new_v4().simple());
     let repo = env!("CARGO_MANIFEST_DIR");
-    let vars: HashMap<String, String> = [
-        ("CA_ROOT_API_KEY", root_key.clone()),
-        (
-            "GCP_PROJECT_ID",
-            std::env::var("GCP_PROJECT_ID").unwrap_or("quarry-test".into()),
-        ),
-        ("BIGQUERY_EMULATOR_HOST", emulator),
-        (
-            "META_DATASET",
-            format!("bench_{}", uuid::Uuid::new_v4().simple()),
-        ),
-        ("BIND_ADDR", "127.0.0.1:0".into()),
-        (
-            "LOCAL_KMS_KEY",
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
-        ),
-        ("RATE_LIMIT_PER_MINUTE", "1000000".into()),
-        ("RATE_LIMIT_TRIGGER_PER_MINUTE", "1000000".into()),
-        ("RATE_LIMIT_ADMIN_PER_MINUTE", "1000000".into()),
-        ("PIPELINES_DIR", format!("{repo}/tests/fixtures/pipelines")),
-        ("PIPELINE_SQL_DIR", format!("{repo}/sql")),
-        ("RUN_LOG_FLUSH_MS", "60000".into()),
-        ("HEARTBEAT_INTERVAL_SECS", "3600".into()),
-        ("REAPER_INTERVAL_SECS", "3600".into()),
-        ("RUN_LEASE_SECS", "7200".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let vars = report::instance_vars(
+        emulator,
+        &root_key,
+        &[
+            ("RATE_LIMIT_TRIGGER_PER_MINUTE", "1000000".into()),
+            ("RATE_LIMIT_ADMIN_PER_MINUTE", "1000000".into()),
+            ("PIPELINES_DIR", format!("{repo}/tests/fixtures/pipelines")),
+            ("PIPELINE_SQL_DIR", format!("{repo}/sql")),
+            ("RUN_LOG_FLUSH_MS", "60000".into()),
+            ("HEARTBEAT_INTERVAL_SECS", "3600".into()),
+            ("REAPER_INTERVAL_SECS", "3600".into()),
+            ("RUN_LEASE_SECS", "7200".into()),
+        ],
+    );
     let app = Application::build(Settings::from_source(&vars).expect("settings"))
         .await
         .expect("app");
@@ -414,11 +385,12 @@ async fn main() {
 
     println!("\n{:<58} {:<44} {:<24}", "figure", "measured", "target");
     for r in &rows {
-        let mark = match r.met {
-            Some(true) => "met",
-            Some(false) => "UNMET",
-            None => "",
-        };
-        println!("{:<58} {:<44} {:<24} {mark}", r.what, r.figure, r.target);
+        println!(
+            "{:<58} {:<44} {:<24} {}",
+            r.what,
+            r.figure,
+            r.target,
+            report::mark(r.met)
+        );
     }
 }

@@ -9,6 +9,8 @@
 
 #[path = "../tests/common/bq_limits.rs"]
 mod bq_limits;
+#[path = "support/report.rs"]
+mod report;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,29 +19,13 @@ use std::time::{Duration, Instant};
 use bq_limits::{Class, Limits, LimitsModel};
 use quarry::settings::Settings;
 use quarry::startup::Application;
+use report::row;
 use serde_json::json;
 
 const ORGS: usize = 200;
 const DML: Duration = Duration::from_secs(1);
 const QUERY: Duration = Duration::from_millis(300);
 const INSERT_ALL: Duration = Duration::from_millis(50);
-
-struct Row {
-    what: String,
-    figure: String,
-    target: String,
-    met: Option<bool>,
-}
-
-fn row(rows: &mut Vec<Row>, what: &str, figure: String, target: &str, met: Option<bool>) {
-    println!("  measured: {what}: {figure}");
-    rows.push(Row {
-        what: what.into(),
-        figure,
-        target: target.into(),
-        met,
-    });
-}
 
 /// What one offered-load phase saw.
 #[derive(Default)]
@@ -156,34 +142,19 @@ async fn main() {
     .await;
     let root_key = format!("bench_root_{}", uuid::Uuid::new_v4().simple());
     let repo = env!("CARGO_MANIFEST_DIR");
-    let vars: HashMap<String, String> = [
-        ("CA_ROOT_API_KEY", root_key.clone()),
-        (
-            "GCP_PROJECT_ID",
-            std::env::var("GCP_PROJECT_ID").unwrap_or("quarry-test".into()),
-        ),
-        ("BIGQUERY_EMULATOR_HOST", model.host.clone()),
-        (
-            "META_DATASET",
-            format!("bench_{}", uuid::Uuid::new_v4().simple()),
-        ),
-        ("BIND_ADDR", "127.0.0.1:0".into()),
-        (
-            "LOCAL_KMS_KEY",
-            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into(),
-        ),
-        ("RATE_LIMIT_PER_MINUTE", "1000000".into()),
-        ("RATE_LIMIT_TRIGGER_PER_MINUTE", "1000000".into()),
-        ("RATE_LIMIT_ADMIN_PER_MINUTE", "1000000".into()),
-        // Keys stay cached for the whole run: the emulator answers one request at a time, so
-        // 200 cold key lookups at once would measure the emulator, not admission.
-        ("AUTH_CACHE_TTL_SECS", "3600".into()),
-        ("PIPELINES_DIR", format!("{repo}/tests/fixtures/pipelines")),
-        ("PIPELINE_SQL_DIR", format!("{repo}/sql")),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let vars = report::instance_vars(
+        model.host.clone(),
+        &root_key,
+        &[
+            ("RATE_LIMIT_TRIGGER_PER_MINUTE", "1000000".into()),
+            ("RATE_LIMIT_ADMIN_PER_MINUTE", "1000000".into()),
+            // Keys stay cached for the whole run: the emulator answers one request at a time,
+            // so 200 cold key lookups at once would measure the emulator, not admission.
+            ("AUTH_CACHE_TTL_SECS", "3600".into()),
+            ("PIPELINES_DIR", format!("{repo}/tests/fixtures/pipelines")),
+            ("PIPELINE_SQL_DIR", format!("{repo}/sql")),
+        ],
+    );
     let app = Application::build(Settings::from_source(&vars).expect("settings"))
         .await
         .expect("app");
@@ -403,17 +374,15 @@ async fn main() {
     );
     println!("| figure | measured | target | |");
     println!("|---|---|---|---|");
-    let mut unmet = 0;
     for r in &rows {
-        let mark = match r.met {
-            Some(true) => "met",
-            Some(false) => {
-                unmet += 1;
-                "UNMET"
-            }
-            None => "",
-        };
-        println!("| {} | {} | {} | {mark} |", r.what, r.figure, r.target);
+        println!(
+            "| {} | {} | {} | {} |",
+            r.what,
+            r.figure,
+            r.target,
+            report::mark(r.met)
+        );
     }
+    let unmet = rows.iter().filter(|r| r.met == Some(false)).count();
     println!("{unmet} target(s) unmet");
 }
