@@ -60,6 +60,8 @@ async fn metrics_cover_http_bigquery_runs_quotas_auth_and_the_reaper() {
         "quarry_auth_cache_total{result=\"hit\"}",
         "quarry_auth_cache_total{result=\"miss\"}",
         "quarry_reaper_releases_total 0",
+        "quarry_admission_operations_total{kind=\"reserve\"} 2",
+        "quarry_admission_batches_total ",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
