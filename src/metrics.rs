@@ -132,9 +132,11 @@ impl Metrics {
         }
     }
 
+    /// One request. A method outside HTTP's standard set is labelled `OTHER`, so made-up
+    /// methods cannot grow the series (unmatched paths are already one route value).
     pub fn http(&self, route: &str, method: &str, status: u16, seconds: f64) {
         self.http_requests
-            .with_label_values(&[route, method, &status.to_string()])
+            .with_label_values(&[route, method_label(method), &status.to_string()])
             .inc();
         self.http_latency
             .with_label_values(&[route])
@@ -205,6 +207,18 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding");
         String::from_utf8(out).expect("metrics are UTF-8")
+    }
+}
+
+const STANDARD_METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+];
+
+fn method_label(method: &str) -> &str {
+    if STANDARD_METHODS.contains(&method) {
+        method
+    } else {
+        "OTHER"
     }
 }
 

@@ -69,3 +69,36 @@ async fn metrics_cover_http_bigquery_runs_quotas_auth_and_the_reaper() {
     assert!(!text.contains(&app.root_key));
     assert!(!text.contains(&slug), "no org label unless enabled");
 }
+
+#[tokio::test]
+async fn made_up_methods_and_paths_add_no_metric_series() {
+    let app = spawn_app_with(|_| {}).await;
+    for i in 0..40 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        let r = app
+            .client
+            .request(method, app.url(&format!("/no/such/path/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_client_error(), "{}", r.status());
+    }
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("MADEUP"), "a made-up method became a label");
+    assert!(!text.contains("/no/such/path"), "a raw path became a label");
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("quarry_http_requests_total{") && l.contains("method=\"OTHER\""))
+        .collect();
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert!(series[0].contains("route=\"unmatched\""), "{}", series[0]);
+    assert!(series[0].ends_with(" 40"), "{}", series[0]);
+}
