@@ -76,8 +76,11 @@ pub async fn trigger(
                 retry_after_secs,
             })
         }
+        // No quota row: the org does not exist (only the root key reaches here for an
+        // unknown org) or its onboarding never finished.
         Err(TriggerError::NoQuota) => {
-            Err(ApiError::internal(format!("org {org} has no quota row")))
+            tracing::info!(org = %org, "trigger for an org without a quota row");
+            Err(ApiError::NotFound)
         }
         Err(TriggerError::Draining) => Err(ApiError::Unavailable {
             retry_after_secs: 10,

@@ -662,3 +662,23 @@ async fn duplicate_log_rows_do_not_change_what_is_read() {
     assert_eq!(steps(&app, &slug, &key, &id).await, steps_before);
     assert_eq!(steps_before.len(), 3);
 }
+
+#[tokio::test]
+async fn the_root_key_triggering_for_an_org_that_does_not_exist_gets_404_and_counts_nothing() {
+    let app = spawn_app().await;
+    app.bootstrap().await;
+    let ghost = unique_slug("ghost-co");
+    let r = app
+        .client
+        .post(app.url(&format!("/api/v1/pipelines/run/{ghost}/test/sleep")))
+        .header("X-CA-Root-Key", &app.root_key)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_error(r, 404, "Resource not found").await;
+    let q = app
+        .root_get(&format!("/api/v1/organizations/{ghost}/quota"))
+        .await;
+    assert_eq!(q.status(), 404, "no quota row was made");
+}
