@@ -13,6 +13,8 @@ use crate::domain::DatasetId;
 
 /// The root key's minimum length in production.
 pub const MIN_PRODUCTION_ROOT_KEY_LEN: usize = 32;
+/// Distinct characters a production root key needs at least (refuses `aaaa…` and the like).
+pub const MIN_PRODUCTION_ROOT_KEY_DISTINCT: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Environment {
@@ -509,6 +511,15 @@ impl Settings {
                     "CA_ROOT_API_KEY",
                     "must be at least 32 characters in production",
                 ),
+                Some(k)
+                    if k.chars().collect::<std::collections::HashSet<_>>().len()
+                        < MIN_PRODUCTION_ROOT_KEY_DISTINCT =>
+                {
+                    r.problem(
+                        "CA_ROOT_API_KEY",
+                        "must have at least 16 distinct characters in production (a random key)",
+                    )
+                }
                 Some(_) => {}
             }
             if disable_auth {
@@ -802,6 +813,27 @@ mod tests {
                 expected: "must be at least 32 characters in production".into()
             }]
         );
+    }
+
+    #[test]
+    fn production_refuses_a_long_root_key_with_few_distinct_characters() {
+        let err = production(&[(
+            "CA_ROOT_API_KEY",
+            "abababababababababababababababababababab",
+        )])
+        .unwrap_err();
+        assert_eq!(
+            err.0,
+            vec![SettingProblem {
+                var: "CA_ROOT_API_KEY",
+                expected: "must have at least 16 distinct characters in production (a random key)"
+                    .into()
+            }]
+        );
+        let same = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        assert!(production(&[("CA_ROOT_API_KEY", same)]).is_err());
+        // Development accepts any key (it never leaves the machine).
+        assert!(parse(&[("CA_ROOT_API_KEY", same)]).is_ok());
     }
 
     #[test]
