@@ -65,6 +65,9 @@ pub enum ApiError {
     /// The key is valid for this org but lacks the route's scope.
     #[error("API key lacks the required scope")]
     MissingScope,
+    /// The root key acting for a suspended org (whose own keys are refused).
+    #[error("Organization is suspended")]
+    OrgSuspended,
     #[error("Resource not found")]
     NotFound,
     #[error("Method not allowed")]
@@ -139,7 +142,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden | ApiError::MissingScope => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::MissingScope | ApiError::OrgSuspended => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict => StatusCode::CONFLICT,

@@ -5,13 +5,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::org_from_path;
-use crate::auth::{Guarded, OrgOrRoot, scopes};
+use crate::auth::{Caller, Guarded, OrgOrRoot, scopes};
 use crate::clock::SharedClock;
 use crate::domain::OrgSlug;
 use crate::error::ApiError;
 use crate::executor::{Executor, TriggerError, TriggerInfo};
 use crate::http::parse_json;
 use crate::idempotency;
+use crate::orgs;
 use crate::page_token::PageTokens;
 use crate::pipelines::PipelineView;
 use crate::runs;
@@ -40,11 +41,21 @@ pub async fn trigger(
     caller: Guarded<OrgOrRoot<scopes::PipelinesRun>>,
     req: HttpRequest,
     executor: web::Data<Executor>,
+    warehouse: web::Data<Warehouse>,
     path: web::Path<(String, String)>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_org, pipeline_id) = path.into_inner();
     let org = org_from_path(&raw_org)?;
+    if matches!(*caller, Caller::Root) {
+        // An org key of a suspended org is refused by auth; the root key must not run what the
+        // org itself cannot (one bounded read, on the root path only).
+        match orgs::profile(&warehouse, &org).await? {
+            None => return Err(ApiError::NotFound),
+            Some(profile) if profile.status != "ACTIVE" => return Err(ApiError::OrgSuspended),
+            Some(_) => {}
+        }
+    }
     let idempotency_key = idempotency::key_from(&req)?;
     let body: TriggerRequest = if body.iter().all(u8::is_ascii_whitespace) {
         TriggerRequest::default()

@@ -682,3 +682,33 @@ async fn the_root_key_triggering_for_an_org_that_does_not_exist_gets_404_and_cou
         .await;
     assert_eq!(q.status(), 404, "no quota row was made");
 }
+
+#[tokio::test]
+async fn the_root_key_cannot_run_a_pipeline_for_a_suspended_org_until_it_is_reactivated() {
+    let app = spawn_app().await;
+    let (slug, _key) = org(&app).await;
+    let trigger_as_root = || {
+        app.client
+            .post(app.url(&format!("/api/v1/pipelines/run/{slug}/test/sleep")))
+            .header("X-CA-Root-Key", &app.root_key)
+            .json(&json!({}))
+            .send()
+    };
+    let suspended = app
+        .root_post(&format!("/api/v1/organizations/{slug}/suspend"))
+        .await;
+    assert_eq!(suspended.status(), 200);
+    assert_error(
+        trigger_as_root().await.unwrap(),
+        403,
+        "Organization is suspended",
+    )
+    .await;
+    assert_eq!(quota(&app, &slug).await["runs_today"], 0, "nothing counted");
+
+    let reactivated = app
+        .root_post(&format!("/api/v1/organizations/{slug}/reactivate"))
+        .await;
+    assert_eq!(reactivated.status(), 200);
+    assert_eq!(trigger_as_root().await.unwrap().status(), 202);
+}
