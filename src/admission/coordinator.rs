@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::batch::{Batch, OrgOutcome, ReserveEntry, Taken, decide};
+use super::batch::{Batch, OrgOutcome, ReleaseEntry, ReserveEntry, Taken, decide};
 use super::{AdmissionError, Op, Reservation};
 use crate::clock::SharedClock;
 use crate::domain::OrgSlug;
@@ -21,24 +21,23 @@ use crate::warehouse::{Param, Warehouse, sql};
 const RELEASE_LINGER: Duration = Duration::from_secs(1);
 
 pub(super) struct Coordinator {
-    pub warehouse: Warehouse,
+    pub answerer: Answerer,
     pub clock: SharedClock,
     pub max_batch: usize,
     pub waiting: Arc<AtomicUsize>,
-    /// For the coordinator's own clean-up releases (weak: the loop ends when every handle is
-    /// gone).
-    pub requeue: mpsc::WeakUnboundedSender<Op>,
     pub metrics: Arc<Metrics>,
-    pub concurrent_retry_after_secs: u64,
     pub rx: mpsc::UnboundedReceiver<Op>,
 }
 
-/// What answering needs, shared with the spawned read of a batch's decisions.
+/// The warehouse and what answering needs, shared with the spawned read of a batch's
+/// decisions.
 #[derive(Clone)]
-struct Answerer {
-    warehouse: Warehouse,
-    requeue: mpsc::WeakUnboundedSender<Op>,
-    concurrent_retry_after_secs: u64,
+pub(super) struct Answerer {
+    pub warehouse: Warehouse,
+    /// For the coordinator's own clean-up releases (weak: the loop ends when every handle is
+    /// gone).
+    pub requeue: mpsc::WeakUnboundedSender<Op>,
+    pub concurrent_retry_after_secs: u64,
 }
 
 pub(super) fn spawn(coordinator: Coordinator) {
@@ -47,11 +46,6 @@ pub(super) fn spawn(coordinator: Coordinator) {
 
 impl Coordinator {
     async fn run(mut self) {
-        let answerer = Answerer {
-            warehouse: self.warehouse.clone(),
-            requeue: self.requeue.clone(),
-            concurrent_retry_after_secs: self.concurrent_retry_after_secs,
-        };
         let mut deferred: Vec<Op> = Vec::new();
         loop {
             let mut ops = std::mem::take(&mut deferred);
@@ -76,6 +70,7 @@ impl Coordinator {
             deferred = taken.deferred;
             for write in taken.writes {
                 let result = self
+                    .answerer
                     .warehouse
                     .execute(write.statement, &write.params)
                     .await
@@ -83,7 +78,7 @@ impl Coordinator {
                 let _ = write.reply.send(result);
             }
             if !taken.batch.is_empty() {
-                self.commit(taken.batch, &answerer).await;
+                self.commit(taken.batch).await;
             }
         }
     }
@@ -107,12 +102,13 @@ impl Coordinator {
 
     /// Sends the batch's UPDATE and answers its releases; its reservations are answered from
     /// the row count when that suffices, else by a read spawned beside the next batch.
-    async fn commit(&self, batch: Batch, answerer: &Answerer) {
+    async fn commit(&self, mut batch: Batch) {
+        let answerer = &self.answerer;
         let now = self.clock.now();
         let batch_id = uuid::Uuid::new_v4().simple().to_string();
         self.metrics
             .admission_batch(batch.reserves.len(), batch.releases.len());
-        let result = self
+        let result = answerer
             .warehouse
             .execute(&sql::QUOTA_ADMIT_BATCH, &batch.params(&batch_id, now))
             .await;
@@ -126,11 +122,7 @@ impl Coordinator {
                     "admission batch failed"
                 );
                 let failure = AdmissionError::from(e);
-                for release in batch.releases {
-                    for reply in release.replies {
-                        let _ = reply.send(Err(failure.clone()));
-                    }
-                }
+                answer_releases(batch.releases, Err(failure.clone()));
                 // The statement may have committed with its answer lost: free whatever it
                 // might have admitted (releasing an id that holds no slot changes nothing).
                 for entry in batch.reserves {
@@ -140,16 +132,7 @@ impl Coordinator {
             }
         };
         let admitted_all = batch.admitted_all(affected);
-        let Batch { reserves, releases } = batch;
-        for release in releases {
-            for reply in release.replies {
-                let _ = reply.send(Ok(()));
-            }
-        }
-        let batch = Batch {
-            reserves,
-            releases: Vec::new(),
-        };
+        answer_releases(std::mem::take(&mut batch.releases), Ok(()));
         if admitted_all {
             for entry in batch.reserves {
                 answerer.answer(entry, Ok(Reservation::Admitted), false);
@@ -163,6 +146,12 @@ impl Coordinator {
         tokio::spawn(async move {
             answerer.read_and_answer(batch, batch_id, now).await;
         });
+    }
+}
+
+fn answer_releases(releases: Vec<ReleaseEntry>, outcome: Result<(), AdmissionError>) {
+    for reply in releases.into_iter().flat_map(|r| r.replies) {
+        let _ = reply.send(outcome.clone());
     }
 }
 

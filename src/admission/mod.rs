@@ -134,13 +134,15 @@ impl Admission {
         let (tx, rx) = mpsc::unbounded_channel();
         let waiting = Arc::new(AtomicUsize::new(0));
         coordinator::spawn(coordinator::Coordinator {
-            warehouse,
+            answerer: coordinator::Answerer {
+                warehouse,
+                requeue: tx.downgrade(),
+                concurrent_retry_after_secs,
+            },
             clock,
             max_batch: settings.max_batch,
             waiting: waiting.clone(),
-            requeue: tx.downgrade(),
             metrics: metrics.clone(),
-            concurrent_retry_after_secs,
             rx,
         });
         Self {
@@ -174,14 +176,11 @@ impl Admission {
         }
         // On timeout the receiver is dropped: the coordinator sees that when it answers and
         // releases the slot if the batch had admitted the run.
-        match tokio::time::timeout(self.settings.timeout, answer).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => Err(AdmissionError::Stopped),
-            Err(_) => {
-                self.metrics.admission_refused("timeout");
-                Err(AdmissionError::TimedOut)
-            }
+        let outcome = self.within_deadline(answer).await;
+        if matches!(outcome, Err(AdmissionError::TimedOut)) {
+            self.metrics.admission_refused("timeout");
         }
+        outcome
     }
 
     /// Frees `run_id`'s slot (a no-op when it holds none), and waits for the batch that does it.
@@ -211,6 +210,14 @@ impl Admission {
             reply,
         };
         self.tx.send(op).map_err(|_| AdmissionError::Stopped)?;
+        self.within_deadline(answer).await
+    }
+
+    /// The coordinator's answer, or `TimedOut` after `ADMISSION_TIMEOUT_SECS`.
+    async fn within_deadline<T>(
+        &self,
+        answer: oneshot::Receiver<Result<T, AdmissionError>>,
+    ) -> Result<T, AdmissionError> {
         match tokio::time::timeout(self.settings.timeout, answer).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Err(AdmissionError::Stopped),

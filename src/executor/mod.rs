@@ -271,8 +271,8 @@ impl Executor {
 
         match self.inner.admission.reserve(org, &run_id).await? {
             Reservation::Admitted => {}
-            // A fresh run id already holding a slot: our own reservation went through but its
-            // answer was lost, and the retry found it. It is ours.
+            // A fresh random run id can only be ours (a lost answer on our batch reads back as
+            // Admitted through the batch's mark; this arm stays as the safe reading).
             Reservation::AlreadyActive if info.idempotency_key.is_none() => {}
             // With an Idempotency-Key, another request for the same key holds it.
             Reservation::AlreadyActive => {
