@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 struct Service {
     child: Child,
     base: String,
+    /// The process's log (stdout), printed (its tail) when the test fails while it is alive.
+    log: std::path::PathBuf,
 }
 
 struct Env {
@@ -55,7 +57,7 @@ impl Env {
             ("RUN_LOG_FLUSH_MS", "50".into()),
             ("SHUTDOWN_GRACE_SECS", grace_secs.to_string()),
             ("BIGQUERY_RETRY_BASE_MS", "5".into()),
-            ("RUST_LOG", "warn".into()),
+            ("RUST_LOG", "info".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -74,17 +76,21 @@ impl Env {
 
     async fn start(&self) -> Service {
         let port = free_port();
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("process-logs");
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join(format!("{}.log", uuid::Uuid::new_v4().simple()));
         // Owned by a Service at once: its Drop kills and reaps the process on every path.
         let service = Service {
             child: Command::new(env!("CARGO_BIN_EXE_quarry"))
                 .env_clear()
                 .envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-                .stdout(Stdio::null())
+                .stdout(std::fs::File::create(&log).unwrap())
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("the binary starts"),
             base: format!("http://127.0.0.1:{port}"),
+            log,
         };
         let client = reqwest::Client::new();
         for _ in 0..100 {
@@ -106,6 +112,17 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            println!(
+                "--- last lines of {} ({}) ---\n{}",
+                self.base,
+                self.log.display(),
+                tail.join("\n")
+            );
+        }
     }
 }
 
@@ -212,7 +229,7 @@ async fn a_run_killed_with_its_process_is_orphaned_and_its_slot_freed_after_rest
         .as_str()
         .unwrap()
         .to_string();
-    wait_for("the run is RUNNING", Duration::from_secs(10), async || {
+    wait_for("the run is RUNNING", Duration::from_secs(30), async || {
         status_of(&client, &first, &slug, &run_id).await == "RUNNING"
     })
     .await;
