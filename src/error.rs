@@ -74,6 +74,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("Resource already exists")]
     Conflict,
+    /// A cancel for a run that has already ended.
+    #[error("Run already ended")]
+    RunEnded,
     #[error("Payload too large")]
     PayloadTooLarge,
     #[error("Rate limit exceeded")]
@@ -147,7 +150,7 @@ impl ResponseError for ApiError {
             }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict => StatusCode::CONFLICT,
+            ApiError::Conflict | ApiError::RunEnded => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS

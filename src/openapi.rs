@@ -336,7 +336,13 @@ pub fn document() -> Value {
                 ));
             }
         } else if path == "/health/ready" {
-            errors.push((503, "Service unavailable: failed_dependencies names it"));
+            errors.push((
+                503,
+                "Service unavailable: failed_dependencies names it, or the instance is draining",
+            ));
+        }
+        if path.ends_with("/cancel") {
+            errors.push((409, "Run already ended"));
         }
         for (code, description) in errors {
             responses.insert(

@@ -1,6 +1,6 @@
-//! Run and step logs: append-only rows in `pipeline_run_events`, `step_logs` and
-//! `run_heartbeats`, written by batched `insertAll` (a buffer flushed by size and time), never
-//! one request per row and never UPDATE. Each table has its own queue and its own flushes, so
+//! Run and step logs: append-only rows in `pipeline_run_events` and `step_logs`, written by
+//! batched `insertAll` (a buffer flushed by size and time), never one request per row and never
+//! UPDATE. (Heartbeats are not queued here: the executor's lease sends them itself.) Each table has its own queue and its own flushes, so
 //! one table's slow insert never holds another's rows. A writer that must know its row landed
 //! (the PENDING event, a run's end) waits for the next flush of its table, which carries every
 //! row queued with it.
@@ -59,6 +59,7 @@ pub struct StepLog {
     pub error_summary: Option<String>,
 }
 
+/// One row of `run_heartbeats` (sent by the executor's lease, never queued behind logs).
 #[derive(Debug, Clone, Serialize)]
 pub struct Heartbeat {
     pub run_id: String,
@@ -68,7 +69,7 @@ pub struct Heartbeat {
 }
 
 /// One table's queue of rows, written by its own flushes: a row of one table never waits
-/// behind another table's insert (a PENDING event behind step logs, a heartbeat behind either).
+/// behind another table's insert (a PENDING event or a run's end behind step logs).
 struct Lane {
     table: &'static str,
     queued: Mutex<Queued>,
@@ -86,7 +87,6 @@ pub struct RunLog {
     warehouse: Warehouse,
     events: Lane,
     steps: Lane,
-    heartbeats: Lane,
     wake: Notify,
     interval: Duration,
 }
@@ -177,7 +177,6 @@ impl RunLog {
             warehouse,
             events: Lane::new("pipeline_run_events"),
             steps: Lane::new("step_logs"),
-            heartbeats: Lane::new("run_heartbeats"),
             wake: Notify::new(),
             interval,
         }
@@ -198,15 +197,6 @@ impl RunLog {
 
     pub fn step(&self, log: StepLog) {
         let full = self.steps.push([row(log.log_id.clone(), &log)], None);
-        self.woken(full);
-    }
-
-    pub fn heartbeats(&self, beats: Vec<Heartbeat>) {
-        let rows = beats.into_iter().map(|h| {
-            let id = format!("{}:{}", h.run_id, h.heartbeat_at);
-            row(id, &h)
-        });
-        let full = self.heartbeats.push(rows, None);
         self.woken(full);
     }
 
@@ -243,12 +233,11 @@ impl RunLog {
     /// Writes everything queued: one `insertAll` per table with rows (in batches of 500), the
     /// tables side by side. Rows that fail stay queued for the next flush.
     pub async fn flush(&self) -> Result<(), WarehouseError> {
-        let (events, steps, heartbeats) = tokio::join!(
+        let (events, steps) = tokio::join!(
             self.events.flush(&self.warehouse),
             self.steps.flush(&self.warehouse),
-            self.heartbeats.flush(&self.warehouse),
         );
-        events.and(steps).and(heartbeats)
+        events.and(steps)
     }
 
     /// Flushes every `interval`, or sooner when a batch fills.

@@ -1,4 +1,5 @@
-//! Reading runs back: a run's current state (latest event) and its step attempts.
+//! Reading runs back: a run's current state (latest event) and its step attempts; recording a
+//! cancellation for the instance that runs a run.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -83,6 +84,39 @@ pub async fn get(
             ended_at: from_micros(ended_at_micros),
         }
     }))
+}
+
+#[derive(Serialize)]
+struct CancelRequest<'a> {
+    request_id: String,
+    run_id: &'a str,
+    org_slug: &'a str,
+    requested_by: &'a str,
+    requested_at: String,
+}
+
+/// Appends a cancellation request (one streamed row) that the instance running the run reads
+/// with its next heartbeat.
+pub async fn request_cancel(
+    warehouse: &Warehouse,
+    org: &OrgSlug,
+    run_id: &str,
+    requested_by: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ServiceError> {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let row = CancelRequest {
+        request_id: request_id.clone(),
+        run_id,
+        org_slug: org.as_str(),
+        requested_by,
+        requested_at: now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    };
+    let meta = warehouse.meta_dataset().clone();
+    warehouse
+        .insert_rows(&meta, "run_cancel_requests", &[(request_id, row)])
+        .await?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]

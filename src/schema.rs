@@ -88,6 +88,7 @@ meta_tables!(
     "audit_logs",
     "idempotency_keys",
     "run_heartbeats",
+    "run_cancel_requests",
 );
 
 static META_TABLES: LazyLock<Vec<TableSpec>> = LazyLock::new(|| {

@@ -90,6 +90,9 @@ pub struct RateLimits {
 pub struct Timeouts {
     pub bigquery_connect: Duration,
     pub bigquery_read: Duration,
+    /// Every BigQuery call made for an API request or for the service's own bookkeeping
+    /// (admission, run log, reaper), retries included; steps use `bigquery_read` instead.
+    pub bigquery_api: Duration,
     pub kms: Duration,
     pub http_client: Duration,
     pub readiness_probe: Duration,
@@ -146,6 +149,9 @@ pub struct ExecutorSettings {
     /// A reserved run with no heartbeat or event for this long is orphaned.
     pub lease: Duration,
     pub heartbeat_interval: Duration,
+    /// One heartbeat insert at most; a run whose lease could not be renewed for
+    /// `lease - heartbeat_interval - heartbeat_timeout` stops itself.
+    pub heartbeat_timeout: Duration,
     pub reaper_interval: Duration,
     /// How long a run-log row may wait before its batch is written.
     pub log_flush_interval: Duration,
@@ -387,6 +393,7 @@ impl Settings {
         let timeouts = Timeouts {
             bigquery_connect: r.seconds("BIGQUERY_CONNECT_TIMEOUT_SECS", 60, 1, 600),
             bigquery_read: r.seconds("BIGQUERY_READ_TIMEOUT_SECS", 300, 1, 3600),
+            bigquery_api: r.seconds("BIGQUERY_API_DEADLINE_SECS", 10, 1, 300),
             kms: r.seconds("KMS_TIMEOUT_SECS", 30, 1, 300),
             http_client: r.seconds("HTTP_CLIENT_TIMEOUT_SECS", 30, 1, 300),
             readiness_probe: r.seconds("READINESS_TIMEOUT_SECS", 5, 1, 60),
@@ -455,9 +462,10 @@ impl Settings {
         let executor = ExecutorSettings {
             pipelines_dir: r.string("PIPELINES_DIR", "pipelines").into(),
             sql_dir: r.string("PIPELINE_SQL_DIR", "sql").into(),
-            shutdown_grace: r.seconds("SHUTDOWN_GRACE_SECS", 30, 0, 3600),
+            shutdown_grace: r.seconds("SHUTDOWN_GRACE_SECS", 4, 0, 3600),
             lease: r.seconds("RUN_LEASE_SECS", 180, 2, 86_400),
             heartbeat_interval: r.seconds("HEARTBEAT_INTERVAL_SECS", 30, 1, 3600),
+            heartbeat_timeout: r.seconds("HEARTBEAT_TIMEOUT_SECS", 10, 1, 600),
             reaper_interval: r.seconds("REAPER_INTERVAL_SECS", 60, 1, 3600),
             log_flush_interval: Duration::from_millis(r.integer(
                 "RUN_LOG_FLUSH_MS",
@@ -488,10 +496,16 @@ impl Settings {
                 }
             }
         }
-        if executor.heartbeat_interval >= executor.lease {
+        // A heartbeat cycle (insert, then the control read) takes at most 2 x timeout; the
+        // ticks are at least an interval apart. A run must outlast one lost heartbeat: two
+        // cycles between renewals, inside the time it has before it fences itself.
+        let (interval, timeout) = (executor.heartbeat_interval, executor.heartbeat_timeout);
+        if executor.lease <= interval + timeout + 2 * interval.max(2 * timeout) {
             r.problem(
-                "HEARTBEAT_INTERVAL_SECS",
-                "must be shorter than RUN_LEASE_SECS",
+                "RUN_LEASE_SECS",
+                "must exceed HEARTBEAT_INTERVAL_SECS + HEARTBEAT_TIMEOUT_SECS + 2 x \
+                 max(HEARTBEAT_INTERVAL_SECS, 2 x HEARTBEAT_TIMEOUT_SECS) (a run survives one \
+                 lost heartbeat before it stops itself)",
             );
         }
 
@@ -653,6 +667,18 @@ impl Settings {
             ),
             ("PROVIDERS_DIR", self.providers_dir.display().to_string()),
             ("RUN_LEASE_SECS", self.executor.lease.as_secs().to_string()),
+            (
+                "HEARTBEAT_INTERVAL_SECS",
+                self.executor.heartbeat_interval.as_secs().to_string(),
+            ),
+            (
+                "HEARTBEAT_TIMEOUT_SECS",
+                self.executor.heartbeat_timeout.as_secs().to_string(),
+            ),
+            (
+                "BIGQUERY_API_DEADLINE_SECS",
+                self.timeouts.bigquery_api.as_secs().to_string(),
+            ),
             ("ADMISSION_QUEUE_MAX", self.admission.queue_max.to_string()),
             ("ADMISSION_MAX_BATCH", self.admission.max_batch.to_string()),
             (
@@ -913,6 +939,42 @@ mod tests {
             err.to_string(),
             "invalid configuration: BIGQUERY_READ_TIMEOUT_SECS: expected an integer from 1 to 3600"
         );
+    }
+
+    #[test]
+    fn fencing_settings_default_to_a_lease_that_survives_one_lost_heartbeat() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.timeouts.bigquery_api, Duration::from_secs(10));
+        assert_eq!(s.executor.heartbeat_timeout, Duration::from_secs(10));
+        assert_eq!(s.executor.lease, Duration::from_secs(180));
+        // 30 + 10 + 2 x 30 = 100 < 180; 1 + 1 + 2 x 2 = 6 < 7.
+        assert!(
+            parse(&[
+                ("RUN_LEASE_SECS", "7"),
+                ("HEARTBEAT_INTERVAL_SECS", "1"),
+                ("HEARTBEAT_TIMEOUT_SECS", "1")
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_timeout_that_does_not_fit_in_the_lease_is_refused() {
+        // 1 + 1 + 2 x max(1, 2) = 6: a lease of 6 leaves no room for a lost heartbeat.
+        let err = parse(&[
+            ("RUN_LEASE_SECS", "6"),
+            ("HEARTBEAT_INTERVAL_SECS", "1"),
+            ("HEARTBEAT_TIMEOUT_SECS", "1"),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: RUN_LEASE_SECS: must exceed HEARTBEAT_INTERVAL_SECS + \
+             HEARTBEAT_TIMEOUT_SECS + 2 x max(HEARTBEAT_INTERVAL_SECS, 2 x HEARTBEAT_TIMEOUT_SECS) \
+             (a run survives one lost heartbeat before it stops itself)"
+        );
+        let err = parse(&[("BIGQUERY_API_DEADLINE_SECS", "0")]).unwrap_err();
+        assert!(err.names("BIGQUERY_API_DEADLINE_SECS"));
     }
 
     #[test]

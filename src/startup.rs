@@ -70,7 +70,10 @@ impl Application {
             settings.environment,
         )?);
         let http = integrations::http_client(settings.timeouts.http_client);
-        let warehouse = Warehouse::connect(&settings).await?;
+        // Steps get the client bounded only by the read timeout and their own timeouts; every
+        // other call (API requests, admission, logs, reaper) has the API deadline.
+        let steps_warehouse = Warehouse::connect(&settings).await?;
+        let warehouse = steps_warehouse.with_deadline(settings.timeouts.bigquery_api);
         let kms = kms::from_settings(&settings).await?;
         let metrics = Arc::new(Metrics::new(settings.metrics_org_labels));
         let auth = web::Data::new(AuthState::new(
@@ -88,6 +91,7 @@ impl Application {
         );
         let executor = Executor::start(
             warehouse.clone(),
+            steps_warehouse,
             catalog,
             clock.clone(),
             settings.executor.clone(),
@@ -254,7 +258,7 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
             .default_service(web::to(http::not_found))
     })
     .disable_signals()
-    .shutdown_timeout(30)
+    .shutdown_timeout(1)
     .listen(listener)?
     .run();
     Ok(server)

@@ -51,8 +51,9 @@ impl Env {
             ),
             ("PIPELINES_DIR", format!("{root}/tests/fixtures/pipelines")),
             ("PIPELINE_SQL_DIR", format!("{root}/sql")),
-            ("RUN_LEASE_SECS", "3".into()),
+            ("RUN_LEASE_SECS", "12".into()),
             ("HEARTBEAT_INTERVAL_SECS", "1".into()),
+            ("HEARTBEAT_TIMEOUT_SECS", "2".into()),
             ("REAPER_INTERVAL_SECS", "1".into()),
             ("RUN_LOG_FLUSH_MS", "50".into()),
             ("SHUTDOWN_GRACE_SECS", grace_secs.to_string()),
@@ -63,6 +64,46 @@ impl Env {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         Self { vars }
+    }
+
+    fn var(&self, name: &str) -> String {
+        self.vars.iter().find(|(k, _)| k == name).unwrap().1.clone()
+    }
+
+    /// Every status event the run has, straight from the emulator (oldest first).
+    async fn statuses(&self, run_id: &str) -> Vec<String> {
+        let sql = format!(
+            "SELECT status FROM `{}.pipeline_run_events` WHERE run_id = @run_id \
+             ORDER BY event_time LIMIT 100",
+            self.var("META_DATASET")
+        );
+        let body = json!({
+            "query": sql, "useLegacySql": false, "parameterMode": "NAMED",
+            "queryParameters": [{"name": "run_id", "parameterType": {"type": "STRING"},
+                                 "parameterValue": {"value": run_id}}],
+        });
+        let url = format!(
+            "http://{}/bigquery/v2/projects/{}/queries",
+            self.var("BIGQUERY_EMULATOR_HOST"),
+            self.var("GCP_PROJECT_ID")
+        );
+        let answer: Value = reqwest::Client::new()
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(answer.get("errors").is_none(), "{answer}");
+        answer["rows"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|row| row["f"][0]["v"].as_str().unwrap().to_string())
+            .collect()
     }
 
     fn root_key(&self) -> String {
@@ -245,13 +286,13 @@ async fn a_run_killed_with_its_process_is_orphaned_and_its_slot_freed_after_rest
         429
     );
     let quota_path = format!("/api/v1/organizations/{slug}/quota");
-    let took = wait_for("the slot is freed", Duration::from_secs(30), async || {
+    let took = wait_for("the slot is freed", Duration::from_secs(40), async || {
         client.get(&second, &quota_path).await["active_run_ids"] == json!([])
     })
     .await;
-    // One lease (3 s) plus two reaper passes (1 s each), with slack for the machine.
+    // One lease (12 s) plus two reaper passes (1 s apart), with slack for the machine.
     println!("slot freed {took:?} after the restart");
-    assert!(took < Duration::from_secs(15), "{took:?}");
+    assert!(took < Duration::from_secs(30), "{took:?}");
     assert_eq!(
         status_of(&client, &second, &slug, &run_id).await,
         "ORPHANED"
@@ -261,6 +302,59 @@ async fn a_run_killed_with_its_process_is_orphaned_and_its_slot_freed_after_rest
             .await
             .status(),
         202
+    );
+}
+
+#[tokio::test]
+async fn a_paused_instance_whose_run_was_reaped_never_records_it_succeeded_after_resuming() {
+    let env = Env::new(5);
+    let client = Client {
+        http: reqwest::Client::new(),
+        root: env.root_key(),
+    };
+    let paused = env.start().await;
+    let slug = prepare(&client, &paused).await;
+    let r = trigger(&client, &paused, &slug, "test/sleep5").await;
+    assert_eq!(r.status(), 202);
+    let run_id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_for("the run is RUNNING", Duration::from_secs(30), async || {
+        status_of(&client, &paused, &slug, &run_id).await == "RUNNING"
+    })
+    .await;
+    signal(&paused.child, "-STOP"); // paused longer than the lease: its step would end meanwhile
+
+    let other = env.start().await;
+    let quota_path = format!("/api/v1/organizations/{slug}/quota");
+    wait_for("the slot is freed", Duration::from_secs(40), async || {
+        client.get(&other, &quota_path).await["active_run_ids"] == json!([])
+    })
+    .await;
+    assert_eq!(status_of(&client, &other, &slug, &run_id).await, "ORPHANED");
+
+    signal(&paused.child, "-CONT");
+    // Resumed, the instance finds its lease lapsed: it stops the run and records why.
+    wait_for(
+        "the resumed instance records the lapse",
+        Duration::from_secs(20),
+        async || {
+            client
+                .get(&other, &format!("/api/v1/pipelines/{slug}/runs/{run_id}"))
+                .await["error_class"]
+                == "lease_lost"
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let statuses = env.statuses(&run_id).await;
+    assert!(!statuses.contains(&"SUCCEEDED".to_string()), "{statuses:?}");
+    assert_eq!(statuses.first().map(String::as_str), Some("PENDING"));
+    assert_eq!(status_of(&client, &other, &slug, &run_id).await, "ORPHANED");
+    assert_eq!(
+        client.get(&other, &quota_path).await["active_run_ids"],
+        json!([])
     );
 }
 
@@ -284,6 +378,15 @@ async fn sigterm_refuses_new_runs_and_lets_running_ones_finish() {
     let refused = trigger(&client, &svc, &slug, "test/sleep").await;
     assert_eq!(refused.status(), 503);
     assert!(refused.headers().contains_key("retry-after"));
+    // Draining: the load balancer is told to send traffic elsewhere.
+    let ready = client
+        .http
+        .get(format!("{}/health/ready", svc.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.json::<Value>().await.unwrap()["status"], "draining");
     let started = Instant::now();
     let status = loop {
         if let Some(s) = svc.child.try_wait().unwrap() {
@@ -306,32 +409,66 @@ async fn sigterm_refuses_new_runs_and_lets_running_ones_finish() {
 }
 
 #[tokio::test]
-async fn sigterm_cancels_runs_still_going_when_the_grace_period_ends() {
-    let env = Env::new(1);
+async fn sigterm_with_5_runs_going_ends_them_releases_every_slot_and_writes_every_row_within_10_s()
+{
+    let env = Env::new(4); // the default grace
     let client = Client {
         http: reqwest::Client::new(),
         root: env.root_key(),
     };
     let mut svc = env.start().await;
     let slug = prepare(&client, &svc).await;
-    let r = trigger(&client, &svc, &slug, "test/long").await;
-    assert_eq!(r.status(), 202);
-    let run_id = r.json::<Value>().await.unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let limits = client
+        .http
+        .put(format!("{}/api/v1/organizations/{slug}/quota", svc.base))
+        .header("X-CA-Root-Key", &client.root)
+        .json(&json!({"daily_limit": 100, "monthly_limit": 1000, "concurrent_limit": 5}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limits.status(), 200);
+    let mut ids = vec![];
+    for _ in 0..5 {
+        let r = trigger(&client, &svc, &slug, "test/long").await;
+        assert_eq!(r.status(), 202);
+        ids.push(
+            r.json::<Value>().await.unwrap()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    for id in &ids {
+        wait_for("the run is RUNNING", Duration::from_secs(30), async || {
+            status_of(&client, &svc, &slug, id).await == "RUNNING"
+        })
+        .await;
+    }
     signal(&svc.child, "-TERM");
     let started = Instant::now();
     while svc.child.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < Duration::from_secs(20), "did not exit");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM: Cloud Run would SIGKILL it"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    println!("exited {:?} after SIGTERM", started.elapsed());
+
+    // Everything was written before the exit: no reaper or later flush helped.
     let after = env.start().await;
-    assert_eq!(
-        status_of(&client, &after, &slug, &run_id).await,
-        "CANCELLED"
-    );
+    for id in &ids {
+        assert_eq!(status_of(&client, &after, &slug, id).await, "CANCELLED");
+        let steps = client
+            .get(&after, &format!("/api/v1/pipelines/{slug}/runs/{id}/steps"))
+            .await;
+        assert_eq!(steps["steps"][0]["step_id"], "nap", "{steps}");
+        assert_eq!(steps["steps"][0]["status"], "INTERRUPTED", "{steps}");
+        assert_eq!(
+            steps["steps"][0]["error_summary"], "run cancelled",
+            "{steps}"
+        );
+    }
     let quota = client
         .get(&after, &format!("/api/v1/organizations/{slug}/quota"))
         .await;

@@ -75,7 +75,11 @@ variable "cors_origins" {
 }
 
 variable "shutdown_grace_seconds" {
-  description = "How long SIGTERM lets runs finish (Cloud Run allows up to 10 s after SIGTERM by default; keep below)."
+  description = "How long SIGTERM lets runs finish. Cloud Run sends SIGKILL 10 s after SIGTERM; shutdown needs up to 5 s more (cancelled runs end, slots released, logs flushed), so keep this at 5 or below."
   type        = number
-  default     = 8
+  default     = 4
+  validation {
+    condition     = var.shutdown_grace_seconds >= 0 && var.shutdown_grace_seconds <= 5
+    error_message = "shutdown_grace_seconds must be 0 to 5: grace plus 5 s of cleanup must fit in Cloud Run's 10 s."
+  }
 }

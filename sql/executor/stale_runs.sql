@@ -1,5 +1,6 @@
 -- Reaper (system scope, all orgs): runs holding a concurrency slot with no heartbeat and no
--- event since the lease began. Bounded to 100 per pass.
+-- event since the lease began, except the reaping instance's own (own_run_ids). Oldest sign of
+-- life first, 100 per pass; last_seen_micros is when the run was last known alive.
 WITH active AS (
   SELECT q.org_slug, run_id
   FROM `__META_DATASET__.org_quota_state` AS q, UNNEST(q.active_run_ids) AS run_id
@@ -19,11 +20,26 @@ events AS (
   FROM `__META_DATASET__.pipeline_run_events`
   WHERE event_time >= TIMESTAMP_SUB(@now, INTERVAL 2 DAY)
   GROUP BY run_id
+),
+stale AS (
+  SELECT
+    a.org_slug,
+    a.run_id,
+    e.status,
+    e.pipeline_id,
+    UNIX_MICROS(GREATEST(
+      COALESCE(b.last_beat, TIMESTAMP '1970-01-01'),
+      COALESCE(e.last_event, TIMESTAMP '1970-01-01')
+    )) AS last_seen_micros
+  FROM active AS a
+  LEFT JOIN beats AS b ON b.run_id = a.run_id
+  LEFT JOIN events AS e ON e.run_id = a.run_id
+  WHERE a.run_id NOT IN UNNEST(@own_run_ids)
+    AND COALESCE(b.last_beat, TIMESTAMP '1970-01-01') < @stale_before
+    AND COALESCE(e.last_event, TIMESTAMP '1970-01-01') < @stale_before
 )
-SELECT a.org_slug, a.run_id, e.status, e.pipeline_id
-FROM active AS a
-LEFT JOIN beats AS b ON b.run_id = a.run_id
-LEFT JOIN events AS e ON e.run_id = a.run_id
-WHERE COALESCE(b.last_beat, TIMESTAMP '1970-01-01') < @stale_before
-  AND COALESCE(e.last_event, TIMESTAMP '1970-01-01') < @stale_before
+-- Sorted from a CTE: the emulator mis-binds parameters when it sorts the join itself.
+SELECT org_slug, run_id, status, pipeline_id, last_seen_micros
+FROM stale
+ORDER BY last_seen_micros, run_id
 LIMIT 100

@@ -10,6 +10,7 @@ use chrono::{SecondsFormat, Utc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::lease::Stop;
 use super::{Inner, RunStatus, TriggerInfo};
 use crate::domain::OrgSlug;
 use crate::pipelines::{OnFailure, Pipeline, RunParams};
@@ -30,8 +31,11 @@ enum Ending {
     Succeeded,
     Failed(StepError),
     TimedOut,
-    Cancelled,
+    Stopped(Stop),
 }
+
+/// The attempts in flight, by step: what an interrupted run records for the steps it stopped.
+type InFlight = Arc<std::sync::Mutex<HashMap<usize, (u32, chrono::DateTime<Utc>, Instant)>>>;
 
 /// Aborts a spawned attempt when dropped (a cancelled or timed-out run stops its steps).
 struct AbortOnDrop(tokio::task::JoinHandle<Result<StepOutcome, StepError>>);
@@ -58,7 +62,7 @@ pub(super) async fn run(
     inner.run_log.event(running);
 
     let ctx = Arc::new(StepContext {
-        warehouse: inner.warehouse.clone(),
+        warehouse: inner.steps_warehouse.clone(),
         kms: inner.kms.clone(),
         http: inner.http.clone(),
         providers: inner.providers.clone(),
@@ -68,11 +72,21 @@ pub(super) async fn run(
         params,
         declared: pipeline.parameters.clone(),
     });
+    let in_flight = InFlight::default();
     let ending = tokio::select! {
-        ending = steps(inner, &pipeline, &ctx) => ending,
+        ending = steps(inner, &pipeline, &ctx, &in_flight) => ending,
         _ = tokio::time::sleep(pipeline.timeout) => Ending::TimedOut,
-        _ = cancel.cancelled() => Ending::Cancelled,
+        _ = cancel.cancelled() => Ending::Stopped(
+            inner.runs.check(&run_id, inner.clock.now()).unwrap_or(Stop::Cancelled),
+        ),
     };
+    // Fenced before the end is written: a run whose lease lapsed meanwhile (a paused process,
+    // an outage) or whose slot a reaper freed never claims an outcome of its own.
+    let ending = match inner.runs.check(&run_id, inner.clock.now()) {
+        Some(stop @ (Stop::LeaseLost | Stop::Reaped)) => Ending::Stopped(stop),
+        _ => ending,
+    };
+    let lease_secs = inner.settings().lease.as_secs();
     let (status, error) = match ending {
         Ending::Succeeded => (RunStatus::Succeeded, None),
         Ending::Failed(e) => (RunStatus::Failed, Some((e.class, e.summary))),
@@ -83,11 +97,18 @@ pub(super) async fn run(
                 format!("pipeline timeout of {}s", pipeline.timeout.as_secs()),
             )),
         ),
-        Ending::Cancelled => (
+        Ending::Stopped(Stop::Cancelled) => (
             RunStatus::Cancelled,
-            Some(("cancelled", "run cancelled".to_string())),
+            Some(("cancelled", Stop::Cancelled.summary(lease_secs))),
+        ),
+        Ending::Stopped(stop) => (
+            RunStatus::Orphaned,
+            Some(("lease_lost", stop.summary(lease_secs))),
         ),
     };
+    if let Some((_, reason)) = &error {
+        interrupted(inner, &pipeline, &ctx, &in_flight, reason);
+    }
     let mut end = inner.event(&pipeline.id, &org, &run_id, status);
     if let Some((class, summary)) = error {
         end.error_class = Some(class.to_string());
@@ -102,7 +123,41 @@ pub(super) async fn run(
     let _ = inner.run_log.event_and_wait(end).await;
 }
 
-async fn steps(inner: &Arc<Inner>, pipeline: &Arc<Pipeline>, ctx: &Arc<StepContext>) -> Ending {
+/// Records the attempts a run's end cut short (cancel, timeout, fencing), so the step that was
+/// running is visible with its start, its end and the reason.
+fn interrupted(
+    inner: &Arc<Inner>,
+    pipeline: &Pipeline,
+    ctx: &StepContext,
+    in_flight: &InFlight,
+    reason: &str,
+) {
+    let cut: Vec<_> = in_flight.lock().expect("in flight").drain().collect();
+    for (index, (attempt, started_at, started)) in cut {
+        inner.run_log.step(StepLog {
+            log_id: uuid::Uuid::new_v4().to_string(),
+            run_id: ctx.run_id.clone(),
+            org_slug: ctx.org.to_string(),
+            pipeline_id: pipeline.id.clone(),
+            step_id: pipeline.steps[index].id.clone(),
+            attempt: i64::from(attempt),
+            status: "INTERRUPTED".into(),
+            started_at: started_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            ended_at: Some(Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)),
+            duration_ms: Some(started.elapsed().as_millis() as i64),
+            rows_affected: None,
+            bytes_processed: None,
+            error_summary: Some(reason.to_string()),
+        });
+    }
+}
+
+async fn steps(
+    inner: &Arc<Inner>,
+    pipeline: &Arc<Pipeline>,
+    ctx: &Arc<StepContext>,
+    in_flight: &InFlight,
+) -> Ending {
     let mut state: HashMap<&str, StepState> = pipeline
         .steps
         .iter()
@@ -121,10 +176,18 @@ async fn steps(inner: &Arc<Inner>, pipeline: &Arc<Pipeline>, ctx: &Arc<StepConte
                         )
                     });
                 if ready {
+                    if let Some(stop) = inner.runs.check(&ctx.run_id, inner.clock.now()) {
+                        return Ending::Stopped(stop);
+                    }
                     state.insert(step.id.as_str(), StepState::Running);
-                    let (inner, pipeline, ctx) = (inner.clone(), pipeline.clone(), ctx.clone());
+                    let (inner, pipeline, ctx, in_flight) = (
+                        inner.clone(),
+                        pipeline.clone(),
+                        ctx.clone(),
+                        in_flight.clone(),
+                    );
                     set.spawn(async move {
-                        let result = attempts(&inner, &pipeline, i, &ctx).await;
+                        let result = attempts(&inner, &pipeline, i, &ctx, &in_flight).await;
                         (i, result)
                     });
                 }
@@ -154,6 +217,9 @@ async fn steps(inner: &Arc<Inner>, pipeline: &Arc<Pipeline>, ctx: &Arc<StepConte
             }
         };
         state.insert(step.id.as_str(), next);
+        if let Some(stop) = inner.runs.check(&ctx.run_id, inner.clock.now()) {
+            return Ending::Stopped(stop);
+        }
     }
     match first_failure {
         Some(e) => Ending::Failed(e),
@@ -168,12 +234,24 @@ async fn attempts(
     pipeline: &Arc<Pipeline>,
     index: usize,
     ctx: &Arc<StepContext>,
+    in_flight: &InFlight,
 ) -> Result<StepOutcome, StepError> {
     let step = &pipeline.steps[index];
     let mut attempt = 1u32;
     loop {
+        if let Some(stop) = inner.runs.check(&ctx.run_id, inner.clock.now()) {
+            return Err(StepError::new(
+                "stopped",
+                stop.summary(inner.settings().lease.as_secs()),
+                false,
+            ));
+        }
         let started_at = Utc::now();
         let started = Instant::now();
+        in_flight
+            .lock()
+            .expect("in flight")
+            .insert(index, (attempt, started_at, started));
         let mut handle = {
             let (pipeline, ctx) = (pipeline.clone(), ctx.clone());
             AbortOnDrop(tokio::spawn(async move {
@@ -202,6 +280,7 @@ async fn attempts(
             Err(_) => "FAILED",
         };
         let outcome = result.as_ref().ok().cloned().unwrap_or_default();
+        in_flight.lock().expect("in flight").remove(&index);
         inner.run_log.step(StepLog {
             log_id: uuid::Uuid::new_v4().to_string(),
             run_id: ctx.run_id.clone(),

@@ -8,11 +8,11 @@
 
 mod dag;
 mod guard;
+mod lease;
 mod reaper;
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -27,11 +27,19 @@ use crate::integrations::Registry;
 use crate::kms::SharedKms;
 use crate::metrics::Metrics;
 use crate::pipelines::{Catalog, ParamError, RunParams};
-use crate::run_log::{Heartbeat, RunEvent, RunLog};
+use crate::run_log::{RunEvent, RunLog};
 use crate::settings::ExecutorSettings;
 use crate::warehouse::{Param, Warehouse, WarehouseError, sql};
 
 pub use guard::{Releaser, SlotGuard};
+use lease::{ActiveRuns, Stop};
+
+/// After the grace period: how long cancelled runs get to write their end.
+const SHUTDOWN_RUN_ENDS: Duration = Duration::from_secs(2);
+/// How long shutdown waits for slot releases.
+const SHUTDOWN_RELEASES: Duration = Duration::from_secs(2);
+/// Each of shutdown's log flushes (first and last) at most.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 
 /// Namespace of run ids derived from an Idempotency-Key.
 const IDEMPOTENT_RUN_NAMESPACE: uuid::Uuid =
@@ -118,13 +126,56 @@ pub struct Outside {
     pub metrics: Arc<Metrics>,
 }
 
-struct ActiveRun {
+/// A run's place in the active set, held by its task: dropped, it leaves the set. A task that
+/// panicked never wrote the run's end, so the drop records it FAILED.
+struct Registered {
+    inner: Arc<Inner>,
+    pipeline_id: String,
     org: OrgSlug,
-    cancel: CancellationToken,
+    run_id: String,
+    ended: bool,
+}
+
+impl Registered {
+    fn new(inner: &Arc<Inner>, pipeline_id: &str, org: &OrgSlug, run_id: &str) -> Self {
+        Self {
+            inner: inner.clone(),
+            pipeline_id: pipeline_id.to_string(),
+            org: org.clone(),
+            run_id: run_id.to_string(),
+            ended: false,
+        }
+    }
+
+    /// The run wrote its end.
+    fn ended(mut self) {
+        self.ended = true;
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if !self.ended {
+            tracing::error!(run_id = %self.run_id, org = %self.org, "the run's task failed: recording it FAILED");
+            let mut failed = self.inner.event(
+                &self.pipeline_id,
+                &self.org,
+                &self.run_id,
+                RunStatus::Failed,
+            );
+            failed.error_class = Some("internal".into());
+            failed.error_summary = Some("the executor failed while running this run".into());
+            self.inner.run_log.event(failed);
+        }
+        self.inner.runs.remove(&self.run_id);
+    }
 }
 
 pub(crate) struct Inner {
+    /// Bookkeeping (admission reads, run log, reaper, heartbeats): bounded by the API deadline.
     pub(crate) warehouse: Warehouse,
+    /// What steps run their SQL with: bounded by the read timeout and the step timeouts only.
+    pub(crate) steps_warehouse: Warehouse,
     pub(crate) kms: SharedKms,
     pub(crate) http: reqwest::Client,
     pub(crate) providers: Arc<Registry>,
@@ -134,7 +185,7 @@ pub(crate) struct Inner {
     pub(crate) run_log: Arc<RunLog>,
     admission: Admission,
     releaser: Releaser,
-    active: Mutex<HashMap<String, ActiveRun>>,
+    runs: ActiveRuns,
     pub(crate) instance_id: String,
     settings: ExecutorSettings,
     draining: AtomicBool,
@@ -153,9 +204,11 @@ fn ts(t: DateTime<Utc>) -> String {
 
 impl Executor {
     /// Builds the executor and starts its background work: the run-log flusher, the releaser,
-    /// heartbeats and the reaper.
+    /// heartbeats and the reaper. `warehouse` carries the API deadline; `steps_warehouse` is
+    /// what steps run their SQL with.
     pub fn start(
         warehouse: Warehouse,
+        steps_warehouse: Warehouse,
         catalog: Arc<Catalog>,
         clock: SharedClock,
         settings: ExecutorSettings,
@@ -166,6 +219,7 @@ impl Executor {
         let releaser = Releaser::start(admission.clone());
         let inner = Arc::new(Inner {
             warehouse,
+            steps_warehouse,
             kms: outside.kms,
             http: outside.http,
             providers: outside.providers,
@@ -175,7 +229,7 @@ impl Executor {
             run_log: run_log.clone(),
             admission,
             releaser,
-            active: Mutex::new(HashMap::new()),
+            runs: ActiveRuns::new(&settings),
             instance_id: format!("instance-{}", uuid::Uuid::new_v4().simple()),
             settings,
             draining: AtomicBool::new(false),
@@ -191,7 +245,7 @@ impl Executor {
             }
         });
         let executor = Self { inner };
-        executor.spawn_heartbeats();
+        lease::spawn_heartbeats(executor.inner.clone());
         reaper::spawn(executor.inner.clone());
         executor
     }
@@ -210,7 +264,7 @@ impl Executor {
 
     /// Runs executing on this instance.
     pub fn active_runs(&self) -> usize {
-        self.inner.active.lock().expect("active lock").len()
+        self.inner.runs.len()
     }
 
     pub fn is_draining(&self) -> bool {
@@ -329,19 +383,18 @@ impl Executor {
         }
 
         let cancel = self.inner.shutdown.child_token();
-        self.inner.active.lock().expect("active lock").insert(
-            run_id.clone(),
-            ActiveRun {
-                org: org.clone(),
-                cancel: cancel.clone(),
-            },
-        );
+        // The lease starts at the PENDING event's stamp, the last proof of life written.
+        self.inner
+            .runs
+            .insert(&run_id, org.clone(), cancel.clone(), now);
         let inner = self.inner.clone();
         let (org, id) = (org.clone(), run_id.clone());
         self.inner.tasks.spawn(async move {
+            // Dropped in reverse order: the run leaves the active set, then its slot is freed.
             let _guard = guard;
-            dag::run(&inner, pipeline, org, id.clone(), params, info, cancel).await;
-            inner.active.lock().expect("active lock").remove(&id);
+            let registered = Registered::new(&inner, &pipeline.id, &org, &id);
+            dag::run(&inner, pipeline, org, id, params, info, cancel).await;
+            registered.ended();
         });
         Ok(Triggered {
             run_id,
@@ -353,52 +406,17 @@ impl Executor {
     /// Cooperative cancellation of a run executing on this instance. `false` when it is not
     /// running here.
     pub fn cancel(&self, org: &OrgSlug, run_id: &str) -> bool {
-        let active = self.inner.active.lock().expect("active lock");
-        match active.get(run_id) {
-            Some(run) if &run.org == org => {
-                run.cancel.cancel();
-                true
-            }
-            _ => false,
-        }
+        self.inner.runs.stop(run_id, Some(org), Stop::Cancelled)
     }
 
-    fn spawn_heartbeats(&self) {
-        let inner = self.inner.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(inner.settings.heartbeat_interval);
-            tick.tick().await;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = inner.shutdown.cancelled() => return,
-                }
-                let now = ts(inner.clock.now());
-                let beats: Vec<Heartbeat> = inner
-                    .active
-                    .lock()
-                    .expect("active lock")
-                    .iter()
-                    .map(|(run_id, run)| Heartbeat {
-                        run_id: run_id.clone(),
-                        org_slug: run.org.to_string(),
-                        instance_id: inner.instance_id.clone(),
-                        heartbeat_at: now.clone(),
-                    })
-                    .collect();
-                if !beats.is_empty() {
-                    inner.run_log.heartbeats(beats);
-                    let _ = inner.run_log.flush().await;
-                }
-            }
-        });
-    }
-
-    /// Graceful shutdown: refuse new runs, let running ones finish within the grace period,
-    /// cancel the rest, wait for slot releases, flush the logs.
+    /// Graceful shutdown, inside a platform's kill window (Cloud Run: SIGKILL 10 s after
+    /// SIGTERM): refuse new runs and flush what is queued at once (nothing already known is
+    /// lost to an early SIGKILL), let running ones finish within the grace period, stop the
+    /// rest, then at most 2 s for their ends, 2 s for slot releases and 1 s for the last flush.
     pub async fn shutdown(&self) {
         self.inner.draining.store(true, Ordering::SeqCst);
         self.inner.tasks.close();
+        let _ = tokio::time::timeout(SHUTDOWN_FLUSH, self.inner.run_log.flush()).await;
         let grace = self.inner.settings.shutdown_grace;
         tracing::info!(
             active = self.active_runs(),
@@ -413,19 +431,19 @@ impl Executor {
                 active = self.active_runs(),
                 "grace period over: cancelling runs"
             );
-            for run in self.inner.active.lock().expect("active lock").values() {
-                run.cancel.cancel();
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(10), self.inner.tasks.wait()).await;
+            self.inner.runs.stop_all(Stop::Cancelled);
+            let _ = tokio::time::timeout(SHUTDOWN_RUN_ENDS, self.inner.tasks.wait()).await;
         }
-        if !self.inner.releaser.wait_idle(Duration::from_secs(30)).await {
+        if !self.inner.releaser.wait_idle(SHUTDOWN_RELEASES).await {
             tracing::error!(
                 pending = self.inner.releaser.pending(),
-                "slot releases still pending at exit"
+                "slot releases still pending at exit; the reaper frees them after the lease"
             );
         }
-        if let Err(e) = self.inner.run_log.flush().await {
-            tracing::error!(error = %e, "final run log flush failed");
+        match tokio::time::timeout(SHUTDOWN_FLUSH, self.inner.run_log.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "final run log flush failed"),
+            Err(_) => tracing::error!("final run log flush timed out"),
         }
         self.inner.shutdown.cancel();
     }
@@ -469,10 +487,7 @@ impl Inner {
     }
 
     pub(crate) fn is_active_here(&self, run_id: &str) -> bool {
-        self.active
-            .lock()
-            .expect("active lock")
-            .contains_key(run_id)
+        self.runs.contains(run_id)
     }
 
     pub(crate) fn shutdown_token(&self) -> &CancellationToken {

@@ -1,16 +1,20 @@
 //! Crash safety. Every instance runs a reaper: runs that hold a concurrency slot but have had
-//! no heartbeat and no event for a whole lease belong to a dead instance. A run must be seen
-//! stale on two passes in a row before it is reaped (a run admitted a moment ago on another
-//! instance may not have its first event written yet); then it is marked ORPHANED (unless it
-//! had already ended) and its slot released.
+//! no heartbeat and no event for a whole lease belong to a dead (or paused, or cut-off)
+//! instance. A run must be seen stale on two passes at least one reaper interval apart before
+//! it is reaped (a run admitted a moment ago on another instance may not have its first event
+//! written yet; passes delayed by a stall do not burst). It is then marked ORPHANED (unless it
+//! had already ended), dated at its last sign of life, and its slot released. The instance that
+//! ran it, if it is alive, stops it on its own (see `lease`).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
+use tokio::time::MissedTickBehavior;
 
-use super::{Inner, RunStatus};
+use super::{Inner, RunStatus, ts};
 use crate::domain::OrgSlug;
 use crate::warehouse::{Param, sql};
 
@@ -20,12 +24,15 @@ struct Stale {
     run_id: String,
     status: Option<String>,
     pipeline_id: Option<String>,
+    last_seen_micros: Option<i64>,
 }
 
 pub(super) fn spawn(inner: Arc<Inner>) {
     tokio::spawn(async move {
-        let mut suspects: HashSet<String> = HashSet::new();
+        // Run id -> when this reaper first saw it stale (monotonic).
+        let mut suspects: HashMap<String, Instant> = HashMap::new();
         let mut tick = tokio::time::interval(inner.settings().reaper_interval);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tick.tick().await; // the first pass waits one interval
         loop {
             tokio::select! {
@@ -40,13 +47,14 @@ pub(super) fn spawn(inner: Arc<Inner>) {
     });
 }
 
-/// One pass: returns the runs seen stale for the first time (suspects for the next pass).
+/// One pass: reaps the runs seen stale at least one interval ago; returns the suspects to keep.
 async fn pass(
     inner: &Arc<Inner>,
-    suspects: &HashSet<String>,
-) -> Result<HashSet<String>, crate::warehouse::WarehouseError> {
+    suspects: &HashMap<String, Instant>,
+) -> Result<HashMap<String, Instant>, crate::warehouse::WarehouseError> {
     let now = inner.clock.now();
     let lease = Duration::from_std(inner.settings().lease).unwrap_or(Duration::minutes(3));
+    let spacing = inner.settings().reaper_interval;
     let stale: Vec<Stale> = inner
         .warehouse
         .query(
@@ -54,17 +62,25 @@ async fn pass(
             &[
                 Param::timestamp("now", now),
                 Param::timestamp("stale_before", now - lease),
+                Param::string_array("own_run_ids", inner.runs.ids()),
             ],
         )
         .await?;
-    let mut next = HashSet::new();
+    let mut next = HashMap::new();
     for run in stale {
         if inner.is_active_here(&run.run_id) {
             continue;
         }
-        if !suspects.contains(&run.run_id) {
-            next.insert(run.run_id);
-            continue;
+        match suspects.get(&run.run_id) {
+            None => {
+                next.insert(run.run_id, Instant::now());
+                continue;
+            }
+            Some(first) if first.elapsed() < spacing => {
+                next.insert(run.run_id, *first);
+                continue;
+            }
+            Some(_) => {}
         }
         let Ok(org) = OrgSlug::parse(&run.org_slug) else {
             continue;
@@ -73,6 +89,15 @@ async fn pass(
         if !ended {
             let pipeline_id = run.pipeline_id.as_deref().unwrap_or("unknown");
             let mut event = inner.event(pipeline_id, &org, &run.run_id, RunStatus::Orphaned);
+            // Several reapers may reap the same run: one insert id, and reads collapse the rest.
+            event.event_id = format!("{}:orphaned", run.run_id);
+            if let Some(seen) = run
+                .last_seen_micros
+                .and_then(DateTime::<Utc>::from_timestamp_micros)
+                .filter(|t| t.timestamp() > 0)
+            {
+                event.event_time = ts(seen);
+            }
             event.error_class = Some("orphaned".into());
             event.error_summary = Some(format!(
                 "no heartbeat for {}s: the instance running it stopped",

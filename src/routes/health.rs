@@ -14,8 +14,22 @@ pub async fn live() -> HttpResponse {
 }
 
 /// BigQuery answers: a metadata read of the meta dataset (found or not found both prove
-/// reachability), bounded by `READINESS_TIMEOUT_SECS`. 503 names the failed dependency.
-pub async fn ready(warehouse: web::Data<Warehouse>, settings: web::Data<Settings>) -> HttpResponse {
+/// reachability), bounded by `READINESS_TIMEOUT_SECS`. 503 names the failed dependency, or says
+/// the instance is draining (after SIGTERM it takes no new runs: send traffic elsewhere).
+pub async fn ready(
+    warehouse: web::Data<Warehouse>,
+    settings: web::Data<Settings>,
+    executor: web::Data<crate::executor::Executor>,
+) -> HttpResponse {
+    if executor.is_draining() {
+        let status = StatusCode::SERVICE_UNAVAILABLE;
+        let mut body = error_body(status, "Service unavailable");
+        body["status"] = json!("draining");
+        body["failed_dependencies"] = json!([]);
+        return HttpResponse::build(status)
+            .insert_header(("Retry-After", "5"))
+            .json(body);
+    }
     let probe = tokio::time::timeout(
         settings.timeouts.readiness_probe,
         warehouse.dataset_exists(warehouse.meta_dataset()),

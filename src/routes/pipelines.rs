@@ -139,8 +139,9 @@ pub async fn get_steps(
     Ok(HttpResponse::Ok().json(json!({ "run_id": run_id, "steps": steps })))
 }
 
-/// Cooperative: the run ends CANCELLED and frees its slot. Runs executing on another instance
-/// cannot be reached from here (409).
+/// Cooperative: the run ends CANCELLED and frees its slot. A run executing on this instance is
+/// told at once; one executing elsewhere gets a cancellation request in BigQuery, which its
+/// instance reads with its next heartbeat. 409 only for a run that has already ended.
 pub async fn cancel(
     caller: Guarded<OrgOrRoot<scopes::PipelinesRun>>,
     executor: web::Data<Executor>,
@@ -149,13 +150,23 @@ pub async fn cancel(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, run_id) = org_and_run(path)?;
+    let cancelling =
+        HttpResponse::Accepted().json(json!({"run_id": run_id, "status": "CANCELLING"}));
     if executor.cancel(&org, &run_id) {
         tracing::info!(org = %org, run_id, actor = %caller.actor(), "run cancellation requested");
-        return Ok(HttpResponse::Accepted().json(json!({"run_id": run_id, "status": "CANCELLING"})));
+        return Ok(cancelling);
     }
-    match runs::get(&warehouse, &org, &run_id, clock.now()).await? {
+    let now = clock.now();
+    match runs::get(&warehouse, &org, &run_id, now).await? {
         None => Err(ApiError::NotFound),
-        Some(_) => Err(ApiError::Conflict),
+        Some(run) if crate::executor::RunStatus::is_terminal(run.status.as_str()) => {
+            Err(ApiError::RunEnded)
+        }
+        Some(_) => {
+            runs::request_cancel(&warehouse, &org, &run_id, &caller.actor(), now).await?;
+            tracing::info!(org = %org, run_id, actor = %caller.actor(), "run cancellation recorded for its instance");
+            Ok(cancelling)
+        }
     }
 }
 

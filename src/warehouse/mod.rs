@@ -149,9 +149,14 @@ impl gcp_bigquery_client::auth::Authenticator for NoCredentials {
     }
 }
 
+/// One shared client. A handle may carry a deadline that bounds each call as a whole (its
+/// retries included): the API and the service's own bookkeeping use a handle with a deadline of
+/// a few seconds, so an outage answers 503 quickly; steps use the handle without one, bounded
+/// by the read timeout and their own step timeouts.
 #[derive(Clone)]
 pub struct Warehouse {
     inner: Arc<Inner>,
+    deadline: Option<Duration>,
 }
 
 struct Inner {
@@ -196,7 +201,22 @@ impl Warehouse {
                 retry: settings.bigquery_retry.clone(),
                 read_timeout: settings.timeouts.bigquery_read,
             }),
+            deadline: None,
         })
+    }
+
+    /// The same client (and counters), every call bounded by `deadline` as a whole: past it the
+    /// call answers [`WarehouseError::Timeout`] (a request already sent may still take effect).
+    pub fn with_deadline(&self, deadline: Duration) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            deadline: Some(deadline),
+        }
+    }
+
+    /// The deadline each call of this handle has, if any.
+    pub fn deadline(&self) -> Option<Duration> {
+        self.deadline
     }
 
     pub fn meta_dataset(&self) -> &DatasetId {
@@ -561,7 +581,7 @@ impl Warehouse {
                 result
             }
         };
-        attempt
+        let retried = attempt
             .retry(retry::backoff(&self.inner.retry))
             .when(WarehouseError::is_retryable)
             .notify(|err: &WarehouseError, delay: Duration| {
@@ -573,8 +593,23 @@ impl Warehouse {
                     delay_ms = delay.as_millis() as u64,
                     "retrying bigquery request"
                 );
-            })
-            .await
+            });
+        match self.deadline {
+            None => retried.await,
+            Some(deadline) => match tokio::time::timeout(deadline, retried).await {
+                Ok(result) => result,
+                Err(_) => {
+                    self.inner.counters.record_failure(kind);
+                    tracing::warn!(
+                        what,
+                        kind = kind.as_str(),
+                        deadline_ms = deadline.as_millis() as u64,
+                        "bigquery call past its deadline"
+                    );
+                    Err(WarehouseError::Timeout)
+                }
+            },
+        }
     }
 }
 

@@ -108,6 +108,8 @@ statements! {
     RUN_BY_IDEMPOTENCY_KEY => "runs/by_idempotency_key.sql";
     STEPS_BY_RUN => "runs/steps_by_run.sql";
     STALE_RUNS => "executor/stale_runs.sql";
+    /// For the runs executing on one instance: reaped ones and ones asked to stop.
+    RUN_CONTROLS => "executor/run_controls.sql";
     RUNS_BY_ORG => "runs/list_by_org.sql";
     RUNS_ALL => "runs/list_all.sql";
     RUN_STATS => "runs/stats_by_pipeline.sql";

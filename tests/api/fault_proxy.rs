@@ -28,6 +28,10 @@ struct ProxyState {
     faults: Mutex<VecDeque<Fault>>,
     /// While set, every request gets 503 backendError: BigQuery is down.
     down: std::sync::atomic::AtomicBool,
+    /// While set, every request waits (then goes through): BigQuery is black-holed.
+    hanging: std::sync::atomic::AtomicBool,
+    /// (path fragment, how long): the next request whose path contains it is held that long.
+    holds: Mutex<Vec<(&'static str, std::time::Duration)>>,
     /// (path, status returned) of every `jobs.query` and `insertAll` call.
     seen: Mutex<Vec<(String, u16)>>,
 }
@@ -67,6 +71,18 @@ impl FaultProxy {
             .store(down, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Black-holes BigQuery: requests wait until this is cleared (clients time out first).
+    pub fn set_hanging(&self, hanging: bool) {
+        self.state
+            .hanging
+            .store(hanging, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Holds the next request whose path contains `fragment` for `duration`, then forwards it.
+    pub fn hold_next(&self, fragment: &'static str, duration: std::time::Duration) {
+        self.state.holds.lock().unwrap().push((fragment, duration));
+    }
+
     pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
         self.state.faults.lock().unwrap().extend(faults);
     }
@@ -89,6 +105,19 @@ async fn handle(
     upstream: web::Data<String>,
 ) -> HttpResponse {
     let path = req.uri().path().to_string();
+    while state.hanging.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let hold = {
+        let mut holds = state.holds.lock().unwrap();
+        let position = holds
+            .iter()
+            .position(|(fragment, _)| path.contains(fragment));
+        position.map(|i| holds.remove(i).1)
+    };
+    if let Some(duration) = hold {
+        tokio::time::sleep(duration).await;
+    }
     if state.down.load(std::sync::atomic::Ordering::SeqCst) {
         return HttpResponse::ServiceUnavailable().json(serde_json::json!({"error": {"code": 503,
             "message": "backend unavailable", "status": "UNAVAILABLE",

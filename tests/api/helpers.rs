@@ -139,7 +139,7 @@ pub fn test_vars() -> HashMap<String, String> {
         // calls; the crash tests set short ones.
         ("HEARTBEAT_INTERVAL_SECS", "3600".to_string()),
         ("REAPER_INTERVAL_SECS", "3600".to_string()),
-        ("RUN_LEASE_SECS", "7200".to_string()),
+        ("RUN_LEASE_SECS", "14400".to_string()),
         ("SHUTDOWN_GRACE_SECS", "5".to_string()),
     ]
     .into_iter()

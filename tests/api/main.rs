@@ -8,6 +8,7 @@ mod bootstrap;
 mod bq_limits;
 mod fault_proxy;
 mod faults;
+mod fencing;
 mod health;
 mod helpers;
 mod hostile_input;

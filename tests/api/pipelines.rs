@@ -56,7 +56,7 @@ async fn admitted(app: &TestApp, slug: &str, key: &str, pipeline: &str, params: 
     body["run_id"].as_str().unwrap().to_string()
 }
 
-async fn run(app: &TestApp, slug: &str, key: &str, run_id: &str) -> Value {
+pub(crate) async fn run(app: &TestApp, slug: &str, key: &str, run_id: &str) -> Value {
     let r = app
         .key_get(&format!("/api/v1/pipelines/{slug}/runs/{run_id}"), key)
         .await;
@@ -104,7 +104,12 @@ pub(crate) async fn slots_free(app: &TestApp, slug: &str) {
     );
 }
 
-async fn steps(app: &TestApp, slug: &str, key: &str, run_id: &str) -> Vec<(String, i64, String)> {
+pub(crate) async fn steps(
+    app: &TestApp,
+    slug: &str,
+    key: &str,
+    run_id: &str,
+) -> Vec<(String, i64, String)> {
     let body: Value = app
         .key_get(
             &format!("/api/v1/pipelines/{slug}/runs/{run_id}/steps"),
@@ -502,7 +507,7 @@ async fn every_failure_path_releases_its_slot() {
             &json!({}),
         )
         .await;
-    assert_error(again, 409, "Resource already exists").await;
+    assert_error(again, 409, "Run already ended").await;
     assert_eq!(app.executor.active_runs(), 0);
     assert_eq!(app.executor.releaser().pending(), 0);
 }

@@ -1,0 +1,269 @@
+//! Runs stay true when an instance is cut off from BigQuery: API calls answer 503 within the
+//! API deadline, a run that cannot renew its lease stops itself before another instance may
+//! take its slot (never more runs executing than the limit), one slow heartbeat costs nothing,
+//! a cancel reaches a run through any instance, and a draining instance is not ready.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::fault_proxy::FaultProxy;
+use crate::helpers::{TestApp, assert_error, spawn_app_with, unique_slug};
+use crate::pipelines::{finished, run, set_limits, slots_free, steps};
+
+/// Short leases: a run not renewed for 9 s stops itself (12 - 1 - 2); reapers need 12 s plus
+/// two passes. (A heartbeat may take 2 s: the emulator runs one statement at a time for the
+/// whole suite.)
+fn fast_leases(vars: &mut HashMap<String, String>) {
+    vars.insert("RUN_LEASE_SECS".into(), "12".into());
+    vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "1".into());
+    vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "2".into());
+    vars.insert("BIGQUERY_MAX_RETRIES".into(), "1".into());
+}
+
+/// Instance A talks to BigQuery through `proxy`; instance B, on the same meta dataset, talks to
+/// it directly and runs a reaper every second. Returns (A, B, org slug, org key); the org may
+/// run one run at a time.
+async fn two_instances(proxy: &FaultProxy) -> (TestApp, TestApp, String, String) {
+    let host = proxy.host.clone();
+    let a = spawn_app_with(|vars| {
+        fast_leases(vars);
+        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
+    })
+    .await;
+    a.bootstrap().await;
+    let meta = a.meta_dataset.clone();
+    let b = spawn_app_with(|vars| {
+        fast_leases(vars);
+        vars.insert("META_DATASET".into(), meta);
+        vars.insert("REAPER_INTERVAL_SECS".into(), "1".into());
+    })
+    .await;
+    let slug = unique_slug("fence-co");
+    let key = a.org_with_key(&slug).await;
+    set_limits(&a, &slug, 100, 1000, 1).await;
+    (a, b, slug, key)
+}
+
+fn at(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    v.as_str().unwrap().parse().unwrap()
+}
+
+async fn trigger(app: &TestApp, slug: &str, key: &str, pipeline: &str) -> reqwest::Response {
+    app.key_post(
+        &format!("/api/v1/pipelines/run/{slug}/{pipeline}"),
+        key,
+        &json!({}),
+    )
+    .await
+}
+
+async fn started(app: &TestApp, slug: &str, key: &str, pipeline: &str) -> String {
+    let r = trigger(app, slug, key, pipeline).await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..100 {
+        if run(app, slug, key, &id).await["status"] == "RUNNING" {
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("run {id} did not start");
+}
+
+#[tokio::test]
+async fn during_a_bigquery_hang_api_calls_answer_503_within_the_api_deadline() {
+    let proxy = FaultProxy::start().await;
+    let host = proxy.host.clone();
+    let app = spawn_app_with(|vars| {
+        fast_leases(vars);
+        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
+        vars.insert("BIGQUERY_API_DEADLINE_SECS".into(), "2".into());
+    })
+    .await;
+    app.bootstrap().await;
+    let slug = unique_slug("hang-co");
+    let key = app.org_with_key(&slug).await;
+    assert_eq!(app.key_get("/api/v1/whoami", &key).await.status(), 200);
+
+    proxy.set_hanging(true);
+    for (what, response) in [
+        ("trigger", trigger(&app, &slug, &key, "test/sleep").await),
+        (
+            "run list",
+            app.key_get(&format!("/api/v1/pipelines/{slug}/runs"), &key)
+                .await,
+        ),
+        (
+            "quota",
+            app.root_get(&format!("/api/v1/organizations/{slug}/quota"))
+                .await,
+        ),
+    ] {
+        assert_eq!(response.headers()["retry-after"], "5", "{what}");
+        assert_error(response, 503, "Service unavailable").await;
+    }
+    let started = Instant::now();
+    let r = app
+        .key_get(&format!("/api/v1/pipelines/{slug}/runs"), &key)
+        .await;
+    let took = started.elapsed();
+    assert_eq!(r.status(), 503);
+    // The deadline is 2 s; the 300 s read timeout never comes into play.
+    assert!(took < Duration::from_secs(4), "answered after {took:?}");
+    proxy.set_hanging(false);
+    // Back without a restart (once the emulator has worked off the calls held meanwhile).
+    let back = Instant::now();
+    while app
+        .key_get(&format!("/api/v1/pipelines/{slug}/runs"), &key)
+        .await
+        .status()
+        != 200
+    {
+        assert!(back.elapsed() < Duration::from_secs(30), "never recovered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_run_cut_off_from_bigquery_stops_itself_before_another_instance_can_take_its_slot() {
+    let proxy = FaultProxy::start().await;
+    let (a, b, slug, key) = two_instances(&proxy).await;
+    let first = started(&a, &slug, &key, "test/long").await;
+
+    proxy.set_hanging(true);
+    let cut_at = Instant::now();
+    // B's reaper frees the slot once the lease has passed; until then B is refused.
+    let second = loop {
+        let r = trigger(&b, &slug, &key, "test/sleep").await;
+        if r.status() == 202 {
+            break r.json::<Value>().await.unwrap()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        }
+        // 429 while the slot is held; 503 when the shared emulator is too slow for a deadline.
+        assert!(matches!(r.status().as_u16(), 429 | 503), "{}", r.status());
+        assert!(cut_at.elapsed() < Duration::from_secs(45), "never reaped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    proxy.set_hanging(false);
+    let second = finished(&b, &slug, &key, &second).await;
+    assert_eq!(second["status"], "SUCCEEDED");
+
+    // The cut-off run's end is what happened: A stopped it because its lease lapsed. Its
+    // interrupted step is recorded; no SUCCEEDED ever follows.
+    let mut end = Value::Null;
+    for _ in 0..100 {
+        end = run(&b, &slug, &key, &first).await;
+        if end["error_class"] == "lease_lost" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(end["status"], "ORPHANED", "{end}");
+    assert_eq!(end["error_class"], "lease_lost", "{end}");
+    assert!(
+        end["error_summary"]
+            .as_str()
+            .unwrap()
+            .contains("lease (12s) could not be renewed"),
+        "{end}"
+    );
+    assert_eq!(
+        steps(&b, &slug, &key, &first).await,
+        vec![("nap".to_string(), 1, "INTERRUPTED".to_string())]
+    );
+    // Never two runs at once for a limit of 1: A's step had stopped before B admitted its run.
+    let attempts: Value = b
+        .key_get(
+            &format!("/api/v1/pipelines/{slug}/runs/{first}/steps"),
+            &key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stopped_at = at(&attempts["steps"][0]["ended_at"]);
+    let admitted_at = at(&second["created_at"]);
+    assert!(
+        stopped_at < admitted_at,
+        "A's step ran until {stopped_at}, B admitted at {admitted_at}"
+    );
+    slots_free(&b, &slug).await;
+}
+
+#[tokio::test]
+async fn one_heartbeat_held_12_s_neither_stops_the_run_nor_lets_it_be_reaped() {
+    let proxy = FaultProxy::start().await;
+    let (a, b, slug, key) = two_instances(&proxy).await;
+    let id = started(&a, &slug, &key, "test/sleep5").await;
+    proxy.hold_next("/tables/run_heartbeats/insertAll", Duration::from_secs(12));
+    let done = finished(&b, &slug, &key, &id).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(done["error_class"], Value::Null);
+    slots_free(&b, &slug).await;
+    assert_eq!(a.executor.active_runs(), 0);
+}
+
+#[tokio::test]
+async fn a_cancel_through_another_instance_reaches_the_run_within_a_heartbeat() {
+    let proxy = FaultProxy::start().await;
+    let (a, b, slug, key) = two_instances(&proxy).await;
+    let id = started(&a, &slug, &key, "test/long").await;
+    let cancel = format!("/api/v1/pipelines/{slug}/runs/{id}/cancel");
+    let r = b.key_post(&cancel, &key, &json!({})).await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"run_id": id, "status": "CANCELLING"})
+    );
+    let started = Instant::now();
+    let done = finished(&b, &slug, &key, &id).await;
+    assert_eq!(done["status"], "CANCELLED", "{done}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        steps(&b, &slug, &key, &id).await,
+        vec![("nap".to_string(), 1, "INTERRUPTED".to_string())]
+    );
+    slots_free(&b, &slug).await;
+    assert_error(
+        b.key_post(&cancel, &key, &json!({})).await,
+        409,
+        "Run already ended",
+    )
+    .await;
+    assert_eq!(a.executor.active_runs(), 0);
+}
+
+#[tokio::test]
+async fn a_draining_instance_answers_not_ready_with_retry_after() {
+    let app = spawn_app_with(|_| {}).await;
+    app.bootstrap().await;
+    let slug = unique_slug("drain-co");
+    let key = app.org_with_key(&slug).await;
+    let r = trigger(&app, &slug, &key, "test/sleep").await;
+    assert_eq!(r.status(), 202);
+    let executor = app.executor.clone();
+    let shutdown = tokio::spawn(async move { executor.shutdown().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let ready = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.headers()["retry-after"], "5");
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "draining");
+    assert_eq!(
+        body["error"],
+        json!({"code": 503, "message": "Service unavailable"})
+    );
+    shutdown.await.unwrap();
+}
