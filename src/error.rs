@@ -77,6 +77,9 @@ pub enum ApiError {
     /// A cancel for a run that has already ended.
     #[error("Run already ended")]
     RunEnded,
+    /// An Idempotency-Key sent again with another request (pipeline, parameters or body).
+    #[error("Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
     #[error("Payload too large")]
     PayloadTooLarge,
     #[error("Rate limit exceeded")]
@@ -151,6 +154,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict | ApiError::RunEnded => StatusCode::CONFLICT,
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS

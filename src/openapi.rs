@@ -344,6 +344,14 @@ pub fn document() -> Value {
         if path.ends_with("/cancel") {
             errors.push((409, "Run already ended"));
         }
+        if route.method == "post"
+            && (path.ends_with("/onboard") || path.contains("/pipelines/run/"))
+        {
+            errors.push((
+                422,
+                "Idempotency-Key was already used for a different request",
+            ));
+        }
         for (code, description) in errors {
             responses.insert(
                 code.to_string(),

@@ -94,6 +94,9 @@ pub enum TriggerError {
     Quota { limit: Limit, retry_after_secs: u64 },
     #[error("the org has no quota row")]
     NoQuota,
+    /// The Idempotency-Key already started a run of another pipeline or with other parameters.
+    #[error("the Idempotency-Key was used for another request")]
+    IdempotencyKeyReused,
     #[error("shutting down")]
     Draining,
     #[error(transparent)]
@@ -294,6 +297,9 @@ impl Executor {
                 #[derive(Deserialize)]
                 struct Found {
                     run_id: String,
+                    pipeline_id: String,
+                    parameters: Option<String>,
+                    status: Option<RunStatus>,
                 }
                 let found: Vec<Found> = self
                     .inner
@@ -308,9 +314,19 @@ impl Executor {
                     )
                     .await?;
                 if let Some(f) = found.into_iter().next() {
+                    // The key is bound to what it started: the same pipeline with the same
+                    // (validated, canonical) parameters replays; anything else is refused.
+                    let same_parameters = f
+                        .parameters
+                        .as_deref()
+                        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+                        .is_some_and(|p| p == params.to_json());
+                    if f.pipeline_id != pipeline.id || !same_parameters {
+                        return Err(TriggerError::IdempotencyKeyReused);
+                    }
                     return Ok(Triggered {
                         run_id: f.run_id,
-                        status: RunStatus::Pending,
+                        status: f.status.unwrap_or(RunStatus::Pending),
                         replayed: true,
                     });
                 }

@@ -10,7 +10,7 @@ use crate::audit::{self, AuditEvent, Cursor};
 use crate::auth::AuthState;
 use crate::auth::{Guarded, OrgOrRoot, Root, scopes};
 use crate::domain::QuotaLimits;
-use crate::error::{ApiError, ServiceError};
+use crate::error::ApiError;
 use crate::http::parse_json;
 use crate::idempotency;
 use crate::kms::Kms;
@@ -45,10 +45,7 @@ pub async fn onboard(
         if let Some(stored) = idempotency::lookup(&warehouse, &new.slug, ONBOARD_SCOPE, key).await?
         {
             if stored.request_hash != request_hash {
-                return Err(ServiceError::Conflict(
-                    "Idempotency-Key reused with another body".into(),
-                )
-                .into());
+                return Err(ApiError::IdempotencyKeyReused);
             }
             let mut replay = stored.response;
             replay["api_key"] = Value::Null;

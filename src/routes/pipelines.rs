@@ -93,6 +93,7 @@ pub async fn trigger(
             tracing::info!(org = %org, "trigger for an org without a quota row");
             Err(ApiError::NotFound)
         }
+        Err(TriggerError::IdempotencyKeyReused) => Err(ApiError::IdempotencyKeyReused),
         Err(TriggerError::Draining) => Err(ApiError::Unavailable {
             retry_after_secs: 10,
         }),

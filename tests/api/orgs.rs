@@ -219,8 +219,13 @@ async fn an_idempotency_key_replays_the_original_result_without_the_key() {
 
     let mut other = body.clone();
     other["company_name"] = json!("Someone Else");
-    let conflict = send(other, "onboard-idem-co-1").await.unwrap();
-    assert_error(conflict, 409, "Resource already exists").await;
+    let reused = send(other, "onboard-idem-co-1").await.unwrap();
+    assert_error(
+        reused,
+        422,
+        "Idempotency-Key was already used for a different request",
+    )
+    .await;
 
     let dataset = &app.meta_dataset;
     let keys = Emulator::new()

@@ -281,6 +281,55 @@ async fn an_idempotency_key_returns_the_same_run_without_a_second_reservation() 
     let later: Value = send().await.unwrap().json().await.unwrap();
     assert_eq!(later["run_id"], first.as_str());
     assert_eq!(later["replayed"], true);
+    assert_eq!(
+        later["status"], "SUCCEEDED",
+        "a replay says where the run is now"
+    );
+    assert_eq!(quota(&app, &slug).await["runs_today"], 1);
+}
+
+#[tokio::test]
+async fn an_idempotency_key_sent_with_another_pipeline_or_other_parameters_is_422() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    set_limits(&app, &slug, 50, 500, 5).await;
+    let send = |pipeline: &str, parameters: Value| {
+        app.client
+            .post(app.url(&format!("/api/v1/pipelines/run/{slug}/{pipeline}")))
+            .header("X-API-Key", &key)
+            .header("Idempotency-Key", "backfill-day")
+            .json(&json!({ "parameters": parameters }))
+            .send()
+    };
+    let first = send("test/params", json!({"day": "2026-11-01"}))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 202);
+    let id = first.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (pipeline, parameters) in [
+        ("test/params", json!({"day": "2026-11-02"})),
+        ("test/params", json!({"day": "2026-11-01", "limit": 99})),
+        ("test/sleep", json!({})),
+    ] {
+        let r = send(pipeline, parameters).await.unwrap();
+        assert_error(
+            r,
+            422,
+            "Idempotency-Key was already used for a different request",
+        )
+        .await;
+    }
+    // The same request replays (parameters compared after validation: defaults included).
+    let again = send("test/params", json!({"day": "2026-11-01"}))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 202);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["run_id"], id.as_str());
+    assert_eq!(again["replayed"], true);
     assert_eq!(quota(&app, &slug).await["runs_today"], 1);
 }
 
