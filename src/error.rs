@@ -77,6 +77,9 @@ pub enum ApiError {
     /// A cancel for a run that has already ended.
     #[error("Run already ended")]
     RunEnded,
+    /// The Idempotency-Key's first request is still being processed (retry after a moment).
+    #[error("A request with this Idempotency-Key is in progress")]
+    IdempotencyKeyInProgress { retry_after_secs: u64 },
     /// An Idempotency-Key sent again with another request (pipeline, parameters or body).
     #[error("Idempotency-Key was already used for a different request")]
     IdempotencyKeyReused,
@@ -153,7 +156,9 @@ impl ResponseError for ApiError {
             }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict | ApiError::RunEnded => StatusCode::CONFLICT,
+            ApiError::Conflict | ApiError::RunEnded | ApiError::IdempotencyKeyInProgress { .. } => {
+                StatusCode::CONFLICT
+            }
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
@@ -177,6 +182,7 @@ impl ResponseError for ApiError {
                 response.insert_header(("X-RateLimit-Remaining", "0"));
             }
             ApiError::Unavailable { retry_after_secs }
+            | ApiError::IdempotencyKeyInProgress { retry_after_secs }
             | ApiError::QuotaExceeded {
                 retry_after_secs, ..
             } => {

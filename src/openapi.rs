@@ -352,6 +352,12 @@ pub fn document() -> Value {
                 "Idempotency-Key was already used for a different request",
             ));
         }
+        if route.method == "post" && path.contains("/pipelines/run/") {
+            errors.push((
+                409,
+                "A request with this Idempotency-Key is in progress (Retry-After)",
+            ));
+        }
         for (code, description) in errors {
             responses.insert(
                 code.to_string(),

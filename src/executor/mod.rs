@@ -10,6 +10,7 @@ mod dag;
 mod guard;
 mod lease;
 mod reaper;
+mod replay;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::pipelines::{Catalog, ParamError, RunParams};
 use crate::run_log::{RunEvent, RunLog};
 use crate::settings::ExecutorSettings;
-use crate::warehouse::{Param, Warehouse, WarehouseError, sql};
+use crate::warehouse::{Warehouse, WarehouseError};
 
 pub use guard::{Releaser, SlotGuard};
 use lease::{ActiveRuns, Stop};
@@ -40,10 +41,6 @@ const SHUTDOWN_RUN_ENDS: Duration = Duration::from_secs(2);
 const SHUTDOWN_RELEASES: Duration = Duration::from_secs(2);
 /// Each of shutdown's log flushes (first and last) at most.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
-
-/// Namespace of run ids derived from an Idempotency-Key.
-const IDEMPOTENT_RUN_NAMESPACE: uuid::Uuid =
-    uuid::Uuid::from_u128(0x6a1c_9e0b_4f43_4d8a_9a55_5b1e_0c7d_2f19);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -97,6 +94,9 @@ pub enum TriggerError {
     /// The Idempotency-Key already started a run of another pipeline or with other parameters.
     #[error("the Idempotency-Key was used for another request")]
     IdempotencyKeyReused,
+    /// The key's run holds a slot but is not recorded yet: another request is starting it.
+    #[error("a request with this Idempotency-Key is in progress")]
+    IdempotencyKeyInProgress,
     #[error("shutting down")]
     Draining,
     #[error(transparent)]
@@ -294,47 +294,12 @@ impl Executor {
 
         let run_id = match &info.idempotency_key {
             Some(key) => {
-                #[derive(Deserialize)]
-                struct Found {
-                    run_id: String,
-                    pipeline_id: String,
-                    parameters: Option<String>,
-                    status: Option<RunStatus>,
+                if let Some(replayed) =
+                    replay::find(&self.inner, org, key, &pipeline.id, &params, now).await?
+                {
+                    return Ok(replayed);
                 }
-                let found: Vec<Found> = self
-                    .inner
-                    .warehouse
-                    .query(
-                        &sql::RUN_BY_IDEMPOTENCY_KEY,
-                        &[
-                            Param::string("org_slug", org.as_str()),
-                            Param::string("idempotency_key", key.clone()),
-                            Param::timestamp("now", now),
-                        ],
-                    )
-                    .await?;
-                if let Some(f) = found.into_iter().next() {
-                    // The key is bound to what it started: the same pipeline with the same
-                    // (validated, canonical) parameters replays; anything else is refused.
-                    let same_parameters = f
-                        .parameters
-                        .as_deref()
-                        .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
-                        .is_some_and(|p| p == params.to_json());
-                    if f.pipeline_id != pipeline.id || !same_parameters {
-                        return Err(TriggerError::IdempotencyKeyReused);
-                    }
-                    return Ok(Triggered {
-                        run_id: f.run_id,
-                        status: f.status.unwrap_or(RunStatus::Pending),
-                        replayed: true,
-                    });
-                }
-                uuid::Uuid::new_v5(
-                    &IDEMPOTENT_RUN_NAMESPACE,
-                    format!("{org}\n{key}").as_bytes(),
-                )
-                .to_string()
+                replay::run_id_for(org, key)
             }
             None => uuid::Uuid::new_v4().to_string(),
         };
@@ -344,13 +309,21 @@ impl Executor {
             // A fresh random run id can only be ours (a lost answer on our batch reads back as
             // Admitted through the batch's mark; this arm stays as the safe reading).
             Reservation::AlreadyActive if info.idempotency_key.is_none() => {}
-            // With an Idempotency-Key, another request for the same key holds it.
+            // With an Idempotency-Key, the key's run holds a slot: replay it once its PENDING
+            // event is written; until then another request is starting it (or its start failed
+            // and its slot is being released): never answer for a run that may not exist.
             Reservation::AlreadyActive => {
-                return Ok(Triggered {
-                    run_id,
-                    status: RunStatus::Pending,
-                    replayed: true,
-                });
+                let key = info.idempotency_key.as_deref().unwrap_or_default();
+                // The request that holds it writes its PENDING event right after admission.
+                for wait in [Duration::ZERO, replay::RECORD_WAIT] {
+                    tokio::time::sleep(wait).await;
+                    if let Some(replayed) =
+                        replay::find(&self.inner, org, key, &pipeline.id, &params, now).await?
+                    {
+                        return Ok(replayed);
+                    }
+                }
+                return Err(TriggerError::IdempotencyKeyInProgress);
             }
             Reservation::Refused {
                 limit,

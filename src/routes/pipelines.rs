@@ -94,6 +94,9 @@ pub async fn trigger(
             Err(ApiError::NotFound)
         }
         Err(TriggerError::IdempotencyKeyReused) => Err(ApiError::IdempotencyKeyReused),
+        Err(TriggerError::IdempotencyKeyInProgress) => Err(ApiError::IdempotencyKeyInProgress {
+            retry_after_secs: 1,
+        }),
         Err(TriggerError::Draining) => Err(ApiError::Unavailable {
             retry_after_secs: 10,
         }),

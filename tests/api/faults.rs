@@ -131,6 +131,54 @@ async fn lost_answers_on_reservation_and_release_neither_double_count_nor_leak()
 }
 
 #[tokio::test]
+async fn a_lost_reservation_answer_with_an_idempotency_key_runs_the_run_once_under_its_pipeline() {
+    let proxy = FaultProxy::start().await;
+    let host = proxy.host.clone();
+    let app = spawn_app_with(|vars| {
+        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
+    })
+    .await;
+    app.bootstrap().await;
+    let slug = unique_slug("phantom-co");
+    let key = app.org_with_key(&slug).await;
+    proxy.inject([Fault {
+        suffix: "/queries",
+        body_contains: Some("\"reserve\""),
+        after_forwarding: true,
+        status: 503,
+        body: json!({"error": {"code": 503, "message": "backend", "status": "UNAVAILABLE",
+                     "errors": [{"reason": "backendError", "message": "backend"}]}}),
+    }]);
+    let send = || {
+        app.client
+            .post(app.url(&format!("/api/v1/pipelines/run/{slug}/test/params")))
+            .header("X-API-Key", &key)
+            .header("Idempotency-Key", "lost-answer-1")
+            .json(&json!({"parameters": {"day": "2026-11-01"}}))
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(
+        first["replayed"], false,
+        "the committed reservation is this request's"
+    );
+    let run_id = first["run_id"].as_str().unwrap().to_string();
+    let done = finished(&app, &slug, &key, &run_id).await;
+    assert_eq!(done["status"], "SUCCEEDED");
+    assert_eq!(done["pipeline_id"], "test/params");
+    let again: Value = send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (again["run_id"].as_str(), again["replayed"].as_bool()),
+        (Some(run_id.as_str()), Some(true))
+    );
+    slots_free(&app, &slug).await;
+    assert_eq!(quota(&app, &slug).await["runs_today"], 1);
+    assert_eq!(proxy.query_calls().iter().filter(|c| c.1 == 503).count(), 1);
+}
+
+#[tokio::test]
 async fn a_hanging_provider_times_out_its_step_without_touching_other_runs() {
     let double = ProviderDouble::start().await;
     let urls = double.base_urls();
