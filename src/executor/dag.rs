@@ -71,6 +71,8 @@ pub(super) async fn run(
         run_id: run_id.clone(),
         params,
         declared: pipeline.parameters.clone(),
+        step_id: String::new(),
+        attempt: 0,
     });
     let in_flight = InFlight::default();
     let ending = tokio::select! {
@@ -253,7 +255,12 @@ async fn attempts(
             .expect("in flight")
             .insert(index, (attempt, started_at, started));
         let mut handle = {
-            let (pipeline, ctx) = (pipeline.clone(), ctx.clone());
+            let pipeline = pipeline.clone();
+            let ctx = StepContext {
+                step_id: step.id.clone(),
+                attempt,
+                ..(**ctx).clone()
+            };
             AbortOnDrop(tokio::spawn(async move {
                 pipeline.steps[index].action.run(&ctx).await
             }))

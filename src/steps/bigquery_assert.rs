@@ -35,7 +35,10 @@ impl StepAction for Assert {
             .params
             .to_params(&ctx.declared, &self.sql.params, ctx.org.as_str());
         let statement = PipelineStatement::render(&self.sql.file, &self.sql.text, &ctx.org_dataset);
-        let done = ctx.warehouse.run_pipeline(&statement, &params).await?;
+        let done = ctx
+            .warehouse
+            .run_pipeline(&statement, &params, &ctx.job_id(0))
+            .await?;
         if !done.rows.is_empty() {
             return Err(StepError::new(
                 "assertion",

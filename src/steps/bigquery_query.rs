@@ -87,9 +87,12 @@ impl StepAction for Query {
             .params
             .to_params(&ctx.declared, &self.sql.params, ctx.org.as_str());
         let mut outcome = StepOutcome::default();
-        for template in &self.templates {
+        for (index, template) in self.templates.iter().enumerate() {
             let statement = PipelineStatement::render(&self.sql.file, template, &ctx.org_dataset);
-            let done = ctx.warehouse.run_pipeline(&statement, &params).await?;
+            let done = ctx
+                .warehouse
+                .run_pipeline(&statement, &params, &ctx.job_id(index))
+                .await?;
             if let Some(n) = done.affected_rows {
                 outcome.rows_affected = Some(n as i64);
             }

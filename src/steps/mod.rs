@@ -18,8 +18,9 @@ use crate::kms::SharedKms;
 use crate::pipelines::{CatalogError, ParamDecl, RunParams, StepParse};
 use crate::warehouse::{Warehouse, WarehouseError};
 
-/// Everything a step may use: the warehouse, the triggering org (its own dataset), the run's
-/// parameters. Nothing is shared between runs.
+/// Everything a step attempt may use: the warehouse, the triggering org (its own dataset), the
+/// run's parameters, which step and attempt it is. Nothing is shared between runs.
+#[derive(Clone)]
 pub struct StepContext {
     pub warehouse: Warehouse,
     pub kms: SharedKms,
@@ -30,6 +31,21 @@ pub struct StepContext {
     pub run_id: String,
     pub params: RunParams,
     pub declared: Vec<ParamDecl>,
+    pub step_id: String,
+    pub attempt: u32,
+}
+
+impl StepContext {
+    /// The id of this attempt's `index`-th BigQuery job: the same on every try within the
+    /// attempt (a lost answer re-attaches), another for the next attempt.
+    pub fn job_id(&self, index: usize) -> String {
+        crate::warehouse::job_id(&[
+            &self.run_id,
+            &self.step_id,
+            &format!("a{}", self.attempt),
+            &index.to_string(),
+        ])
+    }
 }
 
 /// What a successful attempt reports for the step log.

@@ -5,6 +5,7 @@
 //! failure is transient, and checked for the `errors` field even when HTTP said 200.
 
 mod counters;
+mod jobs;
 mod params;
 mod retry;
 mod rows;
@@ -35,6 +36,7 @@ use crate::domain::DatasetId;
 use crate::settings::{RetrySettings, Settings};
 
 pub use counters::{JobCounters, JobCounts, JobKind};
+pub use jobs::job_id;
 pub use params::Param;
 pub use sql::{PipelineStatement, Statement};
 
@@ -258,23 +260,6 @@ impl Warehouse {
         })
     }
 
-    /// Runs one pipeline step's SQL for one org.
-    pub async fn run_pipeline(
-        &self,
-        statement: &PipelineStatement,
-        params: &[Param],
-    ) -> Result<PipelineOutcome, WarehouseError> {
-        let kind = kind_of(statement.text());
-        let outcome = self
-            .run_text(statement.text().to_string(), statement.file(), kind, params)
-            .await?;
-        Ok(PipelineOutcome {
-            rows: outcome.rows,
-            affected_rows: outcome.affected_rows,
-            bytes_processed: outcome.bytes_processed,
-        })
-    }
-
     async fn run(
         &self,
         statement: &Statement,
@@ -377,9 +362,8 @@ impl Warehouse {
                         location: Some(self.inner.location.clone()),
                         page_token: if complete { page_token.clone() } else { None },
                         timeout_ms: Some(QUERY_WAIT_MS),
-                        format_options: Some(DataFormatOptions {
-                            use_int64_timestamp: Some(true),
-                        }),
+                        // No format options: the client cannot send them as a query string
+                        // (timestamps come as decimal seconds; `rows` reads both forms).
                         ..Default::default()
                     },
                 )

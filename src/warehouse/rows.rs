@@ -2,8 +2,9 @@
 //! caller deserializes into its own typed struct.
 //!
 //! Numbers arrive as strings and are parsed by column type. TIMESTAMP columns are requested as
-//! int64 microseconds (`useInt64Timestamp`), which the emulator and BigQuery both honour, and are
-//! read as `i64`.
+//! int64 microseconds (`useInt64Timestamp`) where the call can ask for it (`jobs.query`), and
+//! come as decimal seconds (`1.7953416001234E9`) from `getQueryResults`, whose format options
+//! cannot be sent: both read exactly as `i64` microseconds.
 
 use gcp_bigquery_client::model::field_type::FieldType;
 use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
@@ -67,6 +68,40 @@ fn decode_field(field: &TableFieldSchema, raw: Value) -> Result<Value, DecodeErr
     decode_scalar(field, raw)
 }
 
+/// Decimal seconds (`1795341600.123456`, `1.795341600123456E9`, `-1.5E-1`) as exact
+/// microseconds (digits past the sixth decimal are dropped).
+fn seconds_to_micros(text: &str) -> Option<i64> {
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], text[i + 1..].parse::<i32>().ok()?),
+        None => (text, 0),
+    };
+    let (negative, mantissa) = match mantissa.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, mantissa.strip_prefix('+').unwrap_or(mantissa)),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if whole.is_empty() && fraction.is_empty()
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    // All digits, with the decimal point moved by the exponent plus 6 (seconds to micros).
+    let digits: String = format!("{whole}{fraction}");
+    let point = i32::try_from(whole.len()).ok()? + exponent + 6;
+    let integer: String = if point <= 0 {
+        "0".into()
+    } else if point as usize >= digits.len() {
+        format!("{digits}{}", "0".repeat(point as usize - digits.len()))
+    } else {
+        digits[..point as usize].to_string()
+    };
+    let value: i64 = integer.parse().ok()?;
+    Some(if negative { -value } else { value })
+}
+
 fn decode_scalar(field: &TableFieldSchema, raw: Value) -> Result<Value, DecodeError> {
     if raw.is_null() {
         return Ok(Value::Null);
@@ -89,11 +124,19 @@ fn decode_scalar(field: &TableFieldSchema, raw: Value) -> Result<Value, DecodeEr
                 }),
             )
         }
-        FieldType::Integer | FieldType::Int64 | FieldType::Timestamp => {
+        FieldType::Integer | FieldType::Int64 => {
             let text = as_text(field, &raw)?;
             text.parse::<i64>()
                 .map(Value::from)
                 .map_err(|_| problem(field, "expected an integer"))
+        }
+        FieldType::Timestamp => {
+            let text = as_text(field, &raw)?;
+            text.parse::<i64>()
+                .ok()
+                .or_else(|| seconds_to_micros(&text))
+                .map(Value::from)
+                .ok_or_else(|| problem(field, "expected int64 microseconds or decimal seconds"))
         }
         FieldType::Float | FieldType::Float64 => {
             let text = as_text(field, &raw)?;
@@ -139,6 +182,33 @@ mod tests {
 
     fn rows(v: Value) -> Vec<TableRow> {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn timestamps_read_the_same_as_int64_micros_or_decimal_seconds() {
+        use super::seconds_to_micros;
+        assert_eq!(
+            seconds_to_micros("1.795341600123456E9"),
+            Some(1_795_341_600_123_456)
+        );
+        assert_eq!(
+            seconds_to_micros("1795341600.123456"),
+            Some(1_795_341_600_123_456)
+        );
+        assert_eq!(
+            seconds_to_micros("1.7953416E9"),
+            Some(1_795_341_600_000_000)
+        );
+        assert_eq!(seconds_to_micros("-1.5E-1"), Some(-150_000));
+        assert_eq!(seconds_to_micros("0"), Some(0));
+        assert_eq!(
+            seconds_to_micros("1.0000001"),
+            Some(1_000_000),
+            "past micros dropped"
+        );
+        for bad in ["", ".", "abc", "1.2.3", "1e", "1x5"] {
+            assert_eq!(seconds_to_micros(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A fault-injecting proxy in front of the emulator: forwards every request verbatim except the
-//! ones a test asked to fail, and records the `jobs.query` / `insertAll` calls it saw.
+//! ones a test asked to fail, and records the `jobs.query` / `jobs.insert` / `insertAll` calls
+//! it saw.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -123,8 +124,11 @@ async fn handle(
             "message": "backend unavailable", "status": "UNAVAILABLE",
             "errors": [{"reason": "backendError", "message": "backend unavailable"}]}}));
     }
-    let is_query =
-        req.method() == "POST" && (path.ends_with("/queries") || path.ends_with("/insertAll"));
+    let is_query = req.method() == "POST"
+        && (path.ends_with("/queries")
+            || path.ends_with("/insertAll")
+            || path.ends_with("/jobs")
+            || path.ends_with("/cancel"));
     if is_query {
         let fault = {
             let mut faults = state.faults.lock().unwrap();

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::fault_proxy::{Fault, FaultProxy};
-use crate::helpers::{assert_error, spawn_app_with, unique_slug};
+use crate::helpers::{Emulator, assert_error, repo_path, spawn_app_with, unique_slug};
 use crate::pipelines::{finished, quota, slots_free};
 use crate::provider_double::ProviderDouble;
 
@@ -176,6 +176,131 @@ async fn a_lost_reservation_answer_with_an_idempotency_key_runs_the_run_once_und
     slots_free(&app, &slug).await;
     assert_eq!(quota(&app, &slug).await["runs_today"], 1);
     assert_eq!(proxy.query_calls().iter().filter(|c| c.1 == 503).count(), 1);
+}
+
+#[tokio::test]
+async fn a_step_job_whose_answer_is_lost_is_attached_to_not_run_twice() {
+    let proxy = FaultProxy::start().await;
+    let host = proxy.host.clone();
+    let app = spawn_app_with(|vars| {
+        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
+        vars.insert("PIPELINES_DIR".into(), repo_path("pipelines"));
+    })
+    .await;
+    app.bootstrap().await;
+    let slug = unique_slug("once-co");
+    let key = app.org_with_key(&slug).await;
+    let day = json!({"parameters": {"day": "2026-11-01"}});
+    let run = |pipeline: &'static str| {
+        let (app, slug, key, day) = (&app, &slug, &key, &day);
+        async move {
+            let r = app
+                .key_post(
+                    &format!("/api/v1/pipelines/run/{slug}/{pipeline}"),
+                    key,
+                    day,
+                )
+                .await;
+            assert_eq!(r.status(), 202);
+            let id = r.json::<Value>().await.unwrap()["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let done = finished(app, slug, key, &id).await;
+            assert_eq!(done["status"], "SUCCEEDED", "{pipeline}: {done}");
+            slots_free(app, slug).await;
+            id
+        }
+    };
+    run("samples/usage_seed").await;
+    // The rollup's INSERT job runs, but the answer to its jobs.insert is lost: the retry finds
+    // the job by its id and waits for it instead of starting a second one.
+    proxy.inject([Fault {
+        suffix: "/jobs",
+        body_contains: Some("INSERT INTO"),
+        after_forwarding: true,
+        status: 503,
+        body: json!({"error": {"code": 503, "message": "backend", "status": "UNAVAILABLE",
+                     "errors": [{"reason": "backendError", "message": "backend"}]}}),
+    }]);
+    let rollup = run("genai/usage_rollup").await;
+    assert_eq!(
+        proxy.query_calls().iter().filter(|c| c.1 == 503).count(),
+        1,
+        "the fault was hit"
+    );
+    let dataset = slug.replace('-', "_");
+    let daily = Emulator::new()
+        .sql(&format!(
+            "SELECT COUNT(*) FROM `{dataset}.usage_daily` WHERE day = DATE '2026-11-01' LIMIT 1"
+        ))
+        .await;
+    assert_eq!(
+        daily["rows"][0]["f"][0]["v"], "4",
+        "rows landed once: {daily}"
+    );
+    // One attempt: the lost answer was not a failed attempt.
+    let steps: Value = app
+        .key_get(
+            &format!("/api/v1/pipelines/{slug}/runs/{rollup}/steps"),
+            &key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(steps["steps"][0]["attempt"], 1, "{steps}");
+    assert_eq!(steps["steps"][0]["status"], "SUCCEEDED", "{steps}");
+}
+
+#[tokio::test]
+async fn a_step_attempt_that_times_out_cancels_its_job_by_its_own_id() {
+    let proxy = FaultProxy::start().await;
+    let host = proxy.host.clone();
+    let app = spawn_app_with(|vars| {
+        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
+    })
+    .await;
+    app.bootstrap().await;
+    let slug = unique_slug("cancel-job-co");
+    let key = app.org_with_key(&slug).await;
+    // The step's job is slow to start (held 4 s); its 1 s timeout ends the attempt.
+    proxy.hold_next("/jobs", std::time::Duration::from_secs(4));
+    let r = app
+        .key_post(
+            &format!("/api/v1/pipelines/run/{slug}/test/slow_check"),
+            &key,
+            &json!({"parameters": {"day": "2026-11-01"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let run_id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = finished(&app, &slug, &key, &run_id).await;
+    assert_eq!(done["status"], "FAILED");
+    assert_eq!(done["error_class"], "timeout");
+    let job = format!("quarry_{run_id}_check_a1_0");
+    let mut cancels = vec![];
+    for _ in 0..50 {
+        cancels = proxy
+            .query_calls()
+            .into_iter()
+            .filter(|(path, _)| path.ends_with("/cancel"))
+            .map(|(path, _)| path)
+            .collect();
+        if !cancels.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(cancels.len(), 1, "{cancels:?}");
+    assert!(
+        cancels[0].ends_with(&format!("/jobs/{job}/cancel")),
+        "{cancels:?}"
+    );
+    slots_free(&app, &slug).await;
 }
 
 #[tokio::test]

@@ -1,0 +1,256 @@
+//! Step SQL as jobs with ids of our own: each step attempt's statements run as
+//! `jobs.insert` with a job id derived from (run, step, attempt, statement), so a lost answer
+//! never starts a second job. A retried insert first asks whether the job exists (`jobs.get`)
+//! and attaches to it; BigQuery's own "already exists" is read the same way. Results are read
+//! with `getQueryResults` on that id (idempotent, so those calls retry freely). A call that is
+//! dropped before its job finished (the step timed out, the run was cancelled or fenced)
+//! cancels the job.
+
+use std::time::Instant;
+
+use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
+use gcp_bigquery_client::model::job::Job;
+use gcp_bigquery_client::model::job_configuration::JobConfiguration;
+use gcp_bigquery_client::model::job_configuration_query::JobConfigurationQuery;
+use gcp_bigquery_client::model::job_reference::JobReference;
+
+use super::{
+    JobKind, MAX_RESULT_PAGES, Outcome, Param, PipelineOutcome, PipelineStatement, QUERY_WAIT_MS,
+    Warehouse, WarehouseError, check_errors, decode, kind_of, parse_count,
+};
+
+/// A job id BigQuery accepts (letters, digits, `_`, `-`; at most 1024), from our parts.
+pub fn job_id(parts: &[&str]) -> String {
+    let mut id = String::from("quarry");
+    for part in parts {
+        id.push('_');
+        id.extend(part.chars().map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        }));
+    }
+    id.truncate(1024);
+    id
+}
+
+/// Cancels the job when dropped before [`CancelOnDrop::done`].
+struct CancelOnDrop {
+    warehouse: Warehouse,
+    job_id: String,
+    armed: bool,
+}
+
+impl CancelOnDrop {
+    fn done(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (warehouse, job_id) = (self.warehouse.clone(), std::mem::take(&mut self.job_id));
+        runtime.spawn(async move {
+            let inner = &warehouse.inner;
+            match inner
+                .client
+                .job()
+                .cancel_job(&inner.project_id, &job_id, Some(&inner.location))
+                .await
+            {
+                Ok(_) => tracing::info!(job_id, "cancelled the job of an interrupted step"),
+                Err(e) => tracing::warn!(job_id, error = %WarehouseError::from(e), "cancelling a job failed"),
+            }
+        });
+    }
+}
+
+impl Warehouse {
+    /// Runs one pipeline step's SQL for one org as the job `job_id` (see [`job_id`]): at most
+    /// one job per id, whatever answers are lost on the way.
+    pub async fn run_pipeline(
+        &self,
+        statement: &PipelineStatement,
+        params: &[Param],
+        job_id: &str,
+    ) -> Result<PipelineOutcome, WarehouseError> {
+        let kind = kind_of(statement.text());
+        let guard = CancelOnDrop {
+            warehouse: self.clone(),
+            job_id: job_id.to_string(),
+            armed: true,
+        };
+        let started = Instant::now();
+        self.insert_job(statement, params, job_id, kind).await?;
+        let outcome = self.job_results(job_id, statement.file(), kind).await;
+        guard.done();
+        match &outcome {
+            Ok(_) => tracing::debug!(
+                sql = statement.file(),
+                job_id,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "bigquery job done"
+            ),
+            Err(e) => {
+                tracing::warn!(sql = statement.file(), job_id, error = %e, "bigquery job failed")
+            }
+        }
+        let outcome = outcome?;
+        Ok(PipelineOutcome {
+            rows: outcome.rows,
+            affected_rows: outcome.affected_rows,
+            bytes_processed: outcome.bytes_processed,
+        })
+    }
+
+    /// Starts the job unless an earlier try already did.
+    async fn insert_job(
+        &self,
+        statement: &PipelineStatement,
+        params: &[Param],
+        job_id: &str,
+        kind: JobKind,
+    ) -> Result<(), WarehouseError> {
+        let inner = &self.inner;
+        let job = Job {
+            configuration: Some(JobConfiguration {
+                query: Some(JobConfigurationQuery {
+                    query: statement.text().to_string(),
+                    use_legacy_sql: Some(false),
+                    parameter_mode: Some("NAMED".to_string()),
+                    query_parameters: Some(params.iter().map(Param::to_bigquery).collect()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            job_reference: Some(JobReference {
+                job_id: Some(job_id.to_string()),
+                location: Some(inner.location.clone()),
+                project_id: Some(inner.project_id.clone()),
+            }),
+            ..Default::default()
+        };
+        self.retrying(kind, statement.file(), || async {
+            let jobs = inner.client.job();
+            let error = match jobs.insert(&inner.project_id, job.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) => WarehouseError::from(e),
+            };
+            if error.is_already_exists() {
+                return Ok(()); // an earlier try got through: attach to it
+            }
+            if error.is_retryable() || matches!(error, WarehouseError::Timeout) {
+                // The insert may have reached BigQuery and only its answer been lost.
+                if jobs
+                    .get_job(&inner.project_id, job_id, Some(&inner.location))
+                    .await
+                    .is_ok()
+                {
+                    tracing::info!(job_id, "attached to the job an earlier try started");
+                    return Ok(());
+                }
+            }
+            Err(error)
+        })
+        .await
+    }
+
+    /// Waits for the job and reads its (bounded) result pages.
+    async fn job_results(
+        &self,
+        job_id: &str,
+        file: &str,
+        kind: JobKind,
+    ) -> Result<Outcome, WarehouseError> {
+        let inner = &self.inner;
+        let deadline = Instant::now() + inner.read_timeout;
+        let mut outcome = Outcome {
+            rows: Vec::new(),
+            affected_rows: None,
+            bytes_processed: None,
+        };
+        let mut page_token: Option<String> = None;
+        let mut schema = None;
+        let mut pages = 0;
+        loop {
+            if Instant::now() > deadline {
+                return Err(WarehouseError::Timeout);
+            }
+            let token = page_token.clone();
+            let page = self
+                .retrying(kind, file, || {
+                    let token = token.clone();
+                    async move {
+                        inner
+                            .client
+                            .job()
+                            .get_query_results(
+                                &inner.project_id,
+                                job_id,
+                                GetQueryResultsParameters {
+                                    location: Some(inner.location.clone()),
+                                    page_token: token,
+                                    timeout_ms: Some(QUERY_WAIT_MS),
+                                    // No format options: the client cannot send them as a
+                                    // query string (timestamps come as decimal seconds).
+                                    ..Default::default()
+                                },
+                            )
+                            .await
+                            .map_err(WarehouseError::from)
+                    }
+                })
+                .await?;
+            check_errors(page.errors.as_deref())?;
+            if !page.job_complete.unwrap_or(true) {
+                continue;
+            }
+            if let Some(n) = parse_count(page.num_dml_affected_rows.as_deref())? {
+                outcome.affected_rows = Some(n);
+            }
+            if let Some(b) = page
+                .total_bytes_processed
+                .as_deref()
+                .and_then(|b| b.parse().ok())
+            {
+                outcome.bytes_processed = Some(b);
+            }
+            if schema.is_none() {
+                schema = page.schema.and_then(|s| s.fields);
+            }
+            outcome
+                .rows
+                .extend(decode(schema.as_deref(), &page.rows.unwrap_or_default())?);
+            page_token = page.page_token;
+            if page_token.is_none() {
+                return Ok(outcome);
+            }
+            pages += 1;
+            if pages > MAX_RESULT_PAGES {
+                return Err(WarehouseError::Decode("too many result pages".into()));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::job_id;
+
+    #[test]
+    fn a_job_id_keeps_letters_digits_and_dashes_and_replaces_the_rest() {
+        assert_eq!(
+            job_id(&["3f2a-11", "load.daily", "a2", "0"]),
+            "quarry_3f2a-11_load_daily_a2_0"
+        );
+        assert_eq!(job_id(&[&"x".repeat(2000)]).len(), 1024);
+    }
+}
