@@ -272,17 +272,22 @@ impl LastUsed {
         if batch.is_empty() {
             return Ok(0);
         }
-        let used_at = batch.values().max().copied().unwrap_or_else(Utc::now);
-        let pairs: Vec<String> = batch
-            .keys()
-            .map(|(org, id)| format!("{org}:{id}"))
-            .collect();
+        // Each key with its own last use (never the batch's newest time for all of them).
+        let (pairs, used_ats): (Vec<String>, Vec<String>) = batch
+            .iter()
+            .map(|((org, id), at)| {
+                (
+                    format!("{org}:{id}"),
+                    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                )
+            })
+            .unzip();
         let result = warehouse
             .execute(
                 &sql::KEYS_TOUCH_LAST_USED,
                 &[
-                    Param::timestamp("used_at", used_at),
                     Param::string_array("org_keys", pairs),
+                    Param::string_array("used_ats", used_ats),
                 ],
             )
             .await;

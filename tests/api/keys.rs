@@ -288,6 +288,42 @@ async fn last_used_is_written_in_one_batch_not_per_request() {
 }
 
 #[tokio::test]
+async fn each_key_in_a_last_used_batch_keeps_its_own_time() {
+    let app = spawn_app().await;
+    let (slug, old) = org(&app).await;
+    let rotated = rotate(&app, &slug, &old, json!({"grace_period_seconds": 600})).await;
+    assert_eq!(rotated.status(), 201);
+    let new = rotated.json::<Value>().await.unwrap()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(app.auth.last_used.flush(&app.warehouse).await.unwrap(), 1);
+    assert_eq!(app.key_get(&profile_path(&slug), &old).await.status(), 200);
+    let old_used = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(app.key_get(&profile_path(&slug), &new).await.status(), 200);
+    // Both in one statement.
+    assert_eq!(app.auth.last_used.flush(&app.warehouse).await.unwrap(), 2);
+    let listed: Value = app
+        .root_get(&format!("{}/api-keys", profile_path(&slug)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let used = |status: &str| -> chrono::DateTime<chrono::Utc> {
+        let key = listed["api_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["status"] == status)
+            .unwrap();
+        key["last_used_at"].as_str().unwrap().parse().unwrap()
+    };
+    assert!(used("ROTATING") <= old_used, "{listed}");
+    assert!(used("ACTIVE") > old_used, "{listed}");
+}
+
+#[tokio::test]
 async fn a_stored_key_ciphertext_moved_to_another_org_fails_to_decrypt() {
     let app = spawn_app().await;
     let (slug, key) = org(&app).await;
