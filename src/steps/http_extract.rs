@@ -41,6 +41,41 @@ use crate::pipelines::{CatalogError, StepParse};
 const MAX_ROWS_PER_INSERT: usize = 500;
 const MAX_ATTEMPTS: u32 = 5;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// A provider page read into memory at most; a larger one fails the step (not retried).
+pub const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Reads a provider's answer, refusing it as soon as it passes [`MAX_PAGE_BYTES`] (announced or
+/// streamed), so one provider cannot make a step hold an unbounded reply.
+async fn bounded_json(mut r: reqwest::Response) -> Result<Value, StepError> {
+    let too_large = || {
+        StepError::new(
+            "provider",
+            format!(
+                "provider page larger than {} MiB",
+                MAX_PAGE_BYTES / 1024 / 1024
+            ),
+            false,
+        )
+    };
+    if r.content_length()
+        .is_some_and(|n| n > MAX_PAGE_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = r
+        .chunk()
+        .await
+        .map_err(|_| StepError::new("provider", "provider answer was cut off", true))?
+    {
+        if body.len() + chunk.len() > MAX_PAGE_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body)
+        .map_err(|_| StepError::new("provider", "provider answered with invalid JSON", true))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 enum ColumnType {
@@ -223,11 +258,7 @@ impl Extract {
                 .send()
                 .await;
             let wait = match sent {
-                Ok(r) if r.status().is_success() => {
-                    return r.json::<Value>().await.map_err(|_| {
-                        StepError::new("provider", "provider answered with invalid JSON", true)
-                    });
-                }
+                Ok(r) if r.status().is_success() => return bounded_json(r).await,
                 Ok(r) if r.status().as_u16() == 401 || r.status().as_u16() == 403 => {
                     return Err(StepError::new(
                         "provider",

@@ -304,6 +304,45 @@ async fn a_step_attempt_that_times_out_cancels_its_job_by_its_own_id() {
 }
 
 #[tokio::test]
+async fn a_provider_page_over_8_mib_fails_the_step_without_being_read_whole() {
+    let double = ProviderDouble::start().await;
+    let urls = double.base_urls();
+    let app = spawn_app_with(|vars| {
+        vars.insert("PROVIDER_BASE_URLS".into(), urls);
+    })
+    .await;
+    app.bootstrap().await;
+    let slug = unique_slug("big-page-co");
+    let key = app.org_with_key(&slug).await;
+    let r = app
+        .key_post(
+            &format!("/api/v1/integrations/{slug}/usage_api/setup"),
+            &key,
+            &json!({"credential": "good-big-token"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    *double.state.padding_bytes.lock().unwrap() = 8 * 1024 * 1024 + 1;
+    let r = app
+        .key_post(
+            &format!("/api/v1/pipelines/run/{slug}/test/extract"),
+            &key,
+            &json!({"parameters": {"day": "2026-11-01"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let run_id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = finished(&app, &slug, &key, &run_id).await;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(done["error_class"], "provider");
+    assert_eq!(done["error_summary"], "provider page larger than 8 MiB");
+    slots_free(&app, &slug).await;
+}
+
+#[tokio::test]
 async fn a_hanging_provider_times_out_its_step_without_touching_other_runs() {
     let double = ProviderDouble::start().await;
     let urls = double.base_urls();

@@ -29,6 +29,8 @@ pub struct State {
     pub throttle: Mutex<usize>,
     /// Seconds the usage endpoint waits before answering.
     pub hang_secs: Mutex<u64>,
+    /// Bytes of padding added to every usage page (a provider that answers too much).
+    pub padding_bytes: Mutex<usize>,
 }
 
 pub struct ProviderDouble {
@@ -117,7 +119,8 @@ async fn usage(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
     } else {
         json!(null)
     };
-    HttpResponse::Ok().json(json!({"data": data, "next_cursor": next}))
+    let padding = "x".repeat(*state.padding_bytes.lock().unwrap());
+    HttpResponse::Ok().json(json!({"data": data, "next_cursor": next, "padding": padding}))
 }
 
 #[derive(serde::Deserialize)]
