@@ -365,3 +365,40 @@ async fn a_full_admission_queue_is_503_before_any_statement() {
     assert_eq!(first.await.unwrap()[0].0, 202);
     assert_eq!(quota(&app, &slug).await["runs_today"], 2);
 }
+
+#[tokio::test]
+async fn a_duplicated_quota_row_neither_blocks_admission_nor_loosens_the_limits() {
+    // Two instances onboarding the same org at once can both insert its quota row (BigQuery's
+    // INSERT ... WHERE NOT EXISTS is not atomic): admission must stay exact with two rows.
+    let app = spawn_app_with(|_| {}).await;
+    app.bootstrap().await;
+    let slug = unique_slug("twin-co");
+    let key = app.org_with_key(&slug).await;
+    set_limits(&app, &slug, 100, 1000, 1).await;
+    let meta = &app.meta_dataset;
+    crate::helpers::Emulator::new()
+        .sql(&format!(
+            "INSERT INTO `{meta}.org_quota_state` SELECT * FROM `{meta}.org_quota_state` \
+             WHERE org_slug = '{slug}'"
+        ))
+        .await;
+    let client = reqwest::Client::new();
+    let url = trigger_url(&app, &slug, "test/sleep5");
+    let answers = fire(&client, vec![url.clone(), url.clone(), url], &key).await;
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        2,
+        "{answers:?}"
+    );
+    slots_free(&app, &slug).await;
+    let q = quota(&app, &slug).await;
+    assert_eq!(q["runs_today"], 1, "{q}");
+    let again = fire(&client, vec![trigger_url(&app, &slug, "test/sleep")], &key).await;
+    assert_eq!(again[0].0, 202, "{again:?}");
+}
