@@ -276,7 +276,7 @@ pub async fn setup(
         )
         .await?;
     drop(credential);
-    deactivate(warehouse, org, &provider.name, &credential_id).await?;
+    deactivate(warehouse, org, &provider.name, &credential_id, now).await?;
     active(warehouse, org, &provider.name)
         .await?
         .map(|r| r.view())
@@ -285,11 +285,14 @@ pub async fn setup(
         })
 }
 
+/// Deactivates the provider's active credentials created before `keep` (created at
+/// `keep_created_at`): the newest of racing setups stays active.
 async fn deactivate(
     warehouse: &Warehouse,
     org: &OrgSlug,
     provider: &str,
     keep: &str,
+    keep_created_at: chrono::DateTime<Utc>,
 ) -> Result<u64, ServiceError> {
     Ok(warehouse
         .execute(
@@ -298,6 +301,7 @@ async fn deactivate(
                 Param::string("org_slug", org.as_str()),
                 Param::string("provider", provider.to_string()),
                 Param::string("keep_credential_id", keep.to_string()),
+                Param::timestamp("keep_created_at", keep_created_at),
                 Param::timestamp("now", Utc::now()),
             ],
         )
@@ -348,7 +352,8 @@ pub async fn remove(
     org: &OrgSlug,
     provider: &str,
 ) -> Result<(), ServiceError> {
-    if deactivate(warehouse, org, provider, "").await? == 0 {
+    let everything = Utc::now() + chrono::Duration::days(1);
+    if deactivate(warehouse, org, provider, "", everything).await? == 0 {
         return Err(ServiceError::NotFound);
     }
     Ok(())

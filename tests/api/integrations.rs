@@ -38,6 +38,35 @@ async fn setup(
 }
 
 #[tokio::test]
+async fn two_setups_racing_for_one_provider_leave_exactly_one_active_credential() {
+    let (app, _double) = app_with_double().await;
+    let (slug, key) = org(&app).await;
+    let meta = &app.meta_dataset;
+    for round in 0..3 {
+        let (a, b) = tokio::join!(
+            setup(&app, &slug, &key, "openai", "sk-good-first-0123456789abcd"),
+            setup(&app, &slug, &key, "openai", "sk-good-second-0123456789abc"),
+        );
+        // Each answers with a credential; the one left active is the newer of the two.
+        assert_eq!((a.status().as_u16(), b.status().as_u16()), (201, 201));
+        let active = Emulator::new()
+            .sql(&format!(
+                "SELECT COUNT(*) FROM `{meta}.org_integration_credentials` \
+                 WHERE org_slug = '{slug}' AND provider = 'openai' AND is_active LIMIT 1"
+            ))
+            .await;
+        assert_eq!(
+            active["rows"][0]["f"][0]["v"], "1",
+            "round {round}: {active}"
+        );
+        let one = app
+            .key_get(&format!("/api/v1/integrations/{slug}/openai"), &key)
+            .await;
+        assert_eq!(one.status(), 200, "round {round}");
+    }
+}
+
+#[tokio::test]
 async fn a_credential_is_set_up_validated_listed_and_deleted() {
     let (app, double) = app_with_double().await;
     let (slug, key) = org(&app).await;
