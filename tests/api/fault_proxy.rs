@@ -9,7 +9,7 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::Value;
 
 use crate::bq_limits::forward;
-use crate::helpers::emulator_host;
+use crate::helpers::{TestApp, emulator_host, spawn_app_with, unique_slug};
 
 /// A canned answer for the next call whose path ends in `suffix`.
 #[derive(Clone)]
@@ -159,4 +159,23 @@ async fn handle(
             .push((path, answer.status().as_u16()));
     }
     answer
+}
+
+/// A fault proxy and a bootstrapped app that reaches BigQuery only through it (`customize` sets
+/// more variables), with one org named after `prefix` and its key.
+pub async fn behind_proxy(
+    prefix: &str,
+    customize: impl FnOnce(&mut std::collections::HashMap<String, String>),
+) -> (FaultProxy, TestApp, String, String) {
+    let proxy = FaultProxy::start().await;
+    let host = proxy.host.clone();
+    let app = spawn_app_with(|vars| {
+        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
+        customize(vars);
+    })
+    .await;
+    app.bootstrap().await;
+    let slug = unique_slug(prefix);
+    let key = app.org_with_key(&slug).await;
+    (proxy, app, slug, key)
 }

@@ -3,23 +3,69 @@
 
 use serde_json::{Value, json};
 
-use crate::fault_proxy::{Fault, FaultProxy};
-use crate::helpers::{Emulator, assert_error, repo_path, spawn_app_with, unique_slug};
+use crate::fault_proxy::{Fault, behind_proxy};
+use crate::helpers::{Emulator, TestApp, assert_error, repo_path, spawn_app_with, unique_slug};
 use crate::pipelines::{finished, quota, slots_free};
 use crate::provider_double::ProviderDouble;
 
-#[tokio::test]
-async fn bigquery_down_is_503_with_retry_after_and_the_service_recovers_without_restart() {
-    let proxy = FaultProxy::start().await;
-    let host = proxy.host.clone();
+/// A 503 backendError for the next call whose path ends in `suffix` (and whose body holds
+/// `needle`), sent after the request was forwarded: it took effect, its answer was lost.
+fn lost_answer(suffix: &'static str, needle: Option<&'static str>) -> Fault {
+    Fault {
+        suffix,
+        body_contains: needle,
+        after_forwarding: true,
+        status: 503,
+        body: json!({"error": {"code": 503, "message": "backend", "status": "UNAVAILABLE",
+                     "errors": [{"reason": "backendError", "message": "backend"}]}}),
+    }
+}
+
+/// Triggers `pipeline` with `body`; asserts 202 and returns the run id.
+async fn started(app: &TestApp, slug: &str, key: &str, pipeline: &str, body: Value) -> String {
+    let r = app
+        .key_post(
+            &format!("/api/v1/pipelines/run/{slug}/{pipeline}"),
+            key,
+            &body,
+        )
+        .await;
+    assert_eq!(r.status(), 202, "{pipeline}");
+    r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A bootstrapped app whose providers all point at a fresh provider double.
+async fn app_with_provider() -> (TestApp, ProviderDouble) {
+    let double = ProviderDouble::start().await;
+    let urls = double.base_urls();
     let app = spawn_app_with(|vars| {
-        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
-        vars.insert("BIGQUERY_MAX_RETRIES".into(), "1".into());
+        vars.insert("PROVIDER_BASE_URLS".into(), urls);
     })
     .await;
     app.bootstrap().await;
-    let slug = unique_slug("down-co");
-    let key = app.org_with_key(&slug).await;
+    (app, double)
+}
+
+async fn connect_usage_api(app: &TestApp, slug: &str, key: &str, token: &str) {
+    let r = app
+        .key_post(
+            &format!("/api/v1/integrations/{slug}/usage_api/setup"),
+            key,
+            &json!({ "credential": token }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+}
+
+#[tokio::test]
+async fn bigquery_down_is_503_with_retry_after_and_the_service_recovers_without_restart() {
+    let (proxy, app, slug, key) = behind_proxy("down-co", |vars| {
+        vars.insert("BIGQUERY_MAX_RETRIES".into(), "1".into());
+    })
+    .await;
     assert_eq!(app.key_get("/api/v1/whoami", &key).await.status(), 200);
 
     proxy.set_down(true);
@@ -60,18 +106,14 @@ async fn bigquery_down_is_503_with_retry_after_and_the_service_recovers_without_
             .status(),
         200
     );
-    let r = app
-        .key_post(
-            &format!("/api/v1/pipelines/run/{slug}/test/params"),
-            &key,
-            &json!({"parameters": {"day": "2026-11-01"}}),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    let run_id = r.json::<Value>().await.unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = started(
+        &app,
+        &slug,
+        &key,
+        "test/params",
+        json!({"parameters": {"day": "2026-11-01"}}),
+    )
+    .await;
     assert_eq!(
         finished(&app, &slug, &key, &run_id).await["status"],
         "SUCCEEDED"
@@ -86,38 +128,19 @@ async fn bigquery_down_is_503_with_retry_after_and_the_service_recovers_without_
 
 #[tokio::test]
 async fn lost_answers_on_reservation_and_release_neither_double_count_nor_leak() {
-    let proxy = FaultProxy::start().await;
-    let host = proxy.host.clone();
-    let app = spawn_app_with(|vars| {
-        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
-    })
-    .await;
-    app.bootstrap().await;
-    let slug = unique_slug("lost-co");
-    let key = app.org_with_key(&slug).await;
-    let lost = |needle: &'static str| Fault {
-        suffix: "/queries",
-        body_contains: Some(needle),
-        after_forwarding: true,
-        status: 503,
-        body: json!({"error": {"code": 503, "message": "backend", "status": "UNAVAILABLE",
-                     "errors": [{"reason": "backendError", "message": "backend"}]}}),
-    };
+    let (proxy, app, slug, key) = behind_proxy("lost-co", |_| {}).await;
+    let lost = |needle: &'static str| lost_answer("/queries", Some(needle));
     // The reservation's batch and the release's batch each take effect, but their first answer
     // is lost (the batches carry the operation kind as a parameter value).
     proxy.inject([lost("\"reserve\""), lost("\"release\"")]);
-    let r = app
-        .key_post(
-            &format!("/api/v1/pipelines/run/{slug}/test/params"),
-            &key,
-            &json!({"parameters": {"day": "2026-11-01"}}),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    let run_id = r.json::<Value>().await.unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = started(
+        &app,
+        &slug,
+        &key,
+        "test/params",
+        json!({"parameters": {"day": "2026-11-01"}}),
+    )
+    .await;
     assert_eq!(
         finished(&app, &slug, &key, &run_id).await["status"],
         "SUCCEEDED"
@@ -132,23 +155,8 @@ async fn lost_answers_on_reservation_and_release_neither_double_count_nor_leak()
 
 #[tokio::test]
 async fn a_lost_reservation_answer_with_an_idempotency_key_runs_the_run_once_under_its_pipeline() {
-    let proxy = FaultProxy::start().await;
-    let host = proxy.host.clone();
-    let app = spawn_app_with(|vars| {
-        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
-    })
-    .await;
-    app.bootstrap().await;
-    let slug = unique_slug("phantom-co");
-    let key = app.org_with_key(&slug).await;
-    proxy.inject([Fault {
-        suffix: "/queries",
-        body_contains: Some("\"reserve\""),
-        after_forwarding: true,
-        status: 503,
-        body: json!({"error": {"code": 503, "message": "backend", "status": "UNAVAILABLE",
-                     "errors": [{"reason": "backendError", "message": "backend"}]}}),
-    }]);
+    let (proxy, app, slug, key) = behind_proxy("phantom-co", |_| {}).await;
+    proxy.inject([lost_answer("/queries", Some("\"reserve\""))]);
     let send = || {
         app.client
             .post(app.url(&format!("/api/v1/pipelines/run/{slug}/test/params")))
@@ -180,16 +188,10 @@ async fn a_lost_reservation_answer_with_an_idempotency_key_runs_the_run_once_und
 
 #[tokio::test]
 async fn a_step_job_whose_answer_is_lost_is_attached_to_not_run_twice() {
-    let proxy = FaultProxy::start().await;
-    let host = proxy.host.clone();
-    let app = spawn_app_with(|vars| {
-        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
+    let (proxy, app, slug, key) = behind_proxy("once-co", |vars| {
         vars.insert("PIPELINES_DIR".into(), repo_path("pipelines"));
     })
     .await;
-    app.bootstrap().await;
-    let slug = unique_slug("once-co");
-    let key = app.org_with_key(&slug).await;
     let day = json!({"parameters": {"day": "2026-11-01"}});
     let run = |pipeline: &'static str| {
         let (app, slug, key, day) = (&app, &slug, &key, &day);
@@ -215,14 +217,7 @@ async fn a_step_job_whose_answer_is_lost_is_attached_to_not_run_twice() {
     run("samples/usage_seed").await;
     // The rollup's INSERT job runs, but the answer to its jobs.insert is lost: the retry finds
     // the job by its id and waits for it instead of starting a second one.
-    proxy.inject([Fault {
-        suffix: "/jobs",
-        body_contains: Some("INSERT INTO"),
-        after_forwarding: true,
-        status: 503,
-        body: json!({"error": {"code": 503, "message": "backend", "status": "UNAVAILABLE",
-                     "errors": [{"reason": "backendError", "message": "backend"}]}}),
-    }]);
+    proxy.inject([lost_answer("/jobs", Some("INSERT INTO"))]);
     let rollup = run("genai/usage_rollup").await;
     assert_eq!(
         proxy.query_calls().iter().filter(|c| c.1 == 503).count(),
@@ -255,29 +250,17 @@ async fn a_step_job_whose_answer_is_lost_is_attached_to_not_run_twice() {
 
 #[tokio::test]
 async fn a_step_attempt_that_times_out_cancels_its_job_by_its_own_id() {
-    let proxy = FaultProxy::start().await;
-    let host = proxy.host.clone();
-    let app = spawn_app_with(|vars| {
-        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
-    })
-    .await;
-    app.bootstrap().await;
-    let slug = unique_slug("cancel-job-co");
-    let key = app.org_with_key(&slug).await;
+    let (proxy, app, slug, key) = behind_proxy("cancel-job-co", |_| {}).await;
     // The step's job is slow to start (held 4 s); its 1 s timeout ends the attempt.
     proxy.hold_next("/jobs", std::time::Duration::from_secs(4));
-    let r = app
-        .key_post(
-            &format!("/api/v1/pipelines/run/{slug}/test/slow_check"),
-            &key,
-            &json!({"parameters": {"day": "2026-11-01"}}),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    let run_id = r.json::<Value>().await.unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = started(
+        &app,
+        &slug,
+        &key,
+        "test/slow_check",
+        json!({"parameters": {"day": "2026-11-01"}}),
+    )
+    .await;
     let done = finished(&app, &slug, &key, &run_id).await;
     assert_eq!(done["status"], "FAILED");
     assert_eq!(done["error_class"], "timeout");
@@ -305,36 +288,19 @@ async fn a_step_attempt_that_times_out_cancels_its_job_by_its_own_id() {
 
 #[tokio::test]
 async fn a_provider_page_over_8_mib_fails_the_step_without_being_read_whole() {
-    let double = ProviderDouble::start().await;
-    let urls = double.base_urls();
-    let app = spawn_app_with(|vars| {
-        vars.insert("PROVIDER_BASE_URLS".into(), urls);
-    })
-    .await;
-    app.bootstrap().await;
+    let (app, double) = app_with_provider().await;
     let slug = unique_slug("big-page-co");
     let key = app.org_with_key(&slug).await;
-    let r = app
-        .key_post(
-            &format!("/api/v1/integrations/{slug}/usage_api/setup"),
-            &key,
-            &json!({"credential": "good-big-token"}),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
+    connect_usage_api(&app, &slug, &key, "good-big-token").await;
     *double.state.padding_bytes.lock().unwrap() = 8 * 1024 * 1024 + 1;
-    let r = app
-        .key_post(
-            &format!("/api/v1/pipelines/run/{slug}/test/extract"),
-            &key,
-            &json!({"parameters": {"day": "2026-11-01"}}),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    let run_id = r.json::<Value>().await.unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = started(
+        &app,
+        &slug,
+        &key,
+        "test/extract",
+        json!({"parameters": {"day": "2026-11-01"}}),
+    )
+    .await;
     let done = finished(&app, &slug, &key, &run_id).await;
     assert_eq!(done["status"], "FAILED", "{done}");
     assert_eq!(done["error_class"], "provider");
@@ -344,51 +310,23 @@ async fn a_provider_page_over_8_mib_fails_the_step_without_being_read_whole() {
 
 #[tokio::test]
 async fn a_hanging_provider_times_out_its_step_without_touching_other_runs() {
-    let double = ProviderDouble::start().await;
-    let urls = double.base_urls();
-    let app = spawn_app_with(|vars| {
-        vars.insert("PROVIDER_BASE_URLS".into(), urls);
-    })
-    .await;
-    app.bootstrap().await;
+    let (app, double) = app_with_provider().await;
     let slow = unique_slug("slow-co");
     let slow_key = app.org_with_key(&slow).await;
     let other = unique_slug("fine-co");
     let other_key = app.org_with_key(&other).await;
-    let r = app
-        .key_post(
-            &format!("/api/v1/integrations/{slow}/usage_api/setup"),
-            &slow_key,
-            &json!({"credential": "good-slow-token"}),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
+    connect_usage_api(&app, &slow, &slow_key, "good-slow-token").await;
     *double.state.hang_secs.lock().unwrap() = 10;
 
-    let hanging = app
-        .key_post(
-            &format!("/api/v1/pipelines/run/{slow}/test/extract_slow"),
-            &slow_key,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(hanging.status(), 202);
-    let hanging_id = hanging.json::<Value>().await.unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let fine = app
-        .key_post(
-            &format!("/api/v1/pipelines/run/{other}/test/params"),
-            &other_key,
-            &json!({"parameters": {"day": "2026-11-01"}}),
-        )
-        .await;
-    assert_eq!(fine.status(), 202);
-    let fine_id = fine.json::<Value>().await.unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let hanging_id = started(&app, &slow, &slow_key, "test/extract_slow", json!({})).await;
+    let fine_id = started(
+        &app,
+        &other,
+        &other_key,
+        "test/params",
+        json!({"parameters": {"day": "2026-11-01"}}),
+    )
+    .await;
     let fine_run = finished(&app, &other, &other_key, &fine_id).await;
     assert_eq!(fine_run["status"], "SUCCEEDED");
     assert!(
@@ -426,31 +364,20 @@ async fn a_kms_outage_during_a_step_fails_the_run_cleanly_and_frees_its_slot() {
     app.bootstrap().await;
     let slug = unique_slug("kms-down");
     let key = app.org_with_key(&slug).await; // sealed through the double
-    let r = app
-        .key_post(
-            &format!("/api/v1/integrations/{slug}/usage_api/setup"),
-            &key,
-            &json!({"credential": "good-kms-token"}),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
+    connect_usage_api(&app, &slug, &key, "good-kms-token").await;
     kms.state
         .faults
         .decrypt_unavailable
         .store(true, std::sync::atomic::Ordering::SeqCst);
     let before = double.seen().len();
-    let r = app
-        .key_post(
-            &format!("/api/v1/pipelines/run/{slug}/test/extract"),
-            &key,
-            &json!({"parameters": {"day": "2026-11-01"}}),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    let run_id = r.json::<Value>().await.unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = started(
+        &app,
+        &slug,
+        &key,
+        "test/extract",
+        json!({"parameters": {"day": "2026-11-01"}}),
+    )
+    .await;
     let run = finished(&app, &slug, &key, &run_id).await;
     assert_eq!(run["status"], "FAILED");
     assert_eq!(run["error_class"], "kms");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::fault_proxy::FaultProxy;
+use crate::fault_proxy::{FaultProxy, behind_proxy};
 use crate::helpers::{TestApp, assert_error, spawn_app_with, unique_slug};
 use crate::pipelines::{finished, run, set_limits, slots_free, steps};
 
@@ -77,17 +77,11 @@ async fn started(app: &TestApp, slug: &str, key: &str, pipeline: &str) -> String
 
 #[tokio::test]
 async fn during_a_bigquery_hang_api_calls_answer_503_within_the_api_deadline() {
-    let proxy = FaultProxy::start().await;
-    let host = proxy.host.clone();
-    let app = spawn_app_with(|vars| {
+    let (proxy, app, slug, key) = behind_proxy("hang-co", |vars| {
         fast_leases(vars);
-        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
         vars.insert("BIGQUERY_API_DEADLINE_SECS".into(), "2".into());
     })
     .await;
-    app.bootstrap().await;
-    let slug = unique_slug("hang-co");
-    let key = app.org_with_key(&slug).await;
     assert_eq!(app.key_get("/api/v1/whoami", &key).await.status(), 200);
 
     proxy.set_hanging(true);
