@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use crate::fault_proxy::{Fault, behind_proxy};
 use crate::helpers::{Emulator, TestApp, assert_error, repo_path, spawn_app_with, unique_slug};
 use crate::pipelines::{finished, quota, slots_free};
+use crate::integrations::app_with_double;
 use crate::provider_double::ProviderDouble;
 
 /// A 503 backendError for the next call whose path ends in `suffix` (and whose body holds
@@ -35,18 +36,6 @@ async fn started(app: &TestApp, slug: &str, key: &str, pipeline: &str, body: Val
         .as_str()
         .unwrap()
         .to_string()
-}
-
-/// A bootstrapped app whose providers all point at a fresh provider double.
-async fn app_with_provider() -> (TestApp, ProviderDouble) {
-    let double = ProviderDouble::start().await;
-    let urls = double.base_urls();
-    let app = spawn_app_with(|vars| {
-        vars.insert("PROVIDER_BASE_URLS".into(), urls);
-    })
-    .await;
-    app.bootstrap().await;
-    (app, double)
 }
 
 async fn connect_usage_api(app: &TestApp, slug: &str, key: &str, token: &str) {
@@ -288,7 +277,7 @@ async fn a_step_attempt_that_times_out_cancels_its_job_by_its_own_id() {
 
 #[tokio::test]
 async fn a_provider_page_over_8_mib_fails_the_step_without_being_read_whole() {
-    let (app, double) = app_with_provider().await;
+    let (app, double) = app_with_double().await;
     let slug = unique_slug("big-page-co");
     let key = app.org_with_key(&slug).await;
     connect_usage_api(&app, &slug, &key, "good-big-token").await;
@@ -310,7 +299,7 @@ async fn a_provider_page_over_8_mib_fails_the_step_without_being_read_whole() {
 
 #[tokio::test]
 async fn a_hanging_provider_times_out_its_step_without_touching_other_runs() {
-    let (app, double) = app_with_provider().await;
+    let (app, double) = app_with_double().await;
     let slow = unique_slug("slow-co");
     let slow_key = app.org_with_key(&slow).await;
     let other = unique_slug("fine-co");

@@ -5,7 +5,8 @@ use serde_json::{Value, json};
 use crate::helpers::{Emulator, TestApp, assert_error, captured_logs, spawn_app_with, unique_slug};
 use crate::provider_double::{ITEMS, ProviderDouble};
 
-async fn app_with_double() -> (TestApp, ProviderDouble) {
+/// A bootstrapped app whose providers all point at a fresh provider double.
+pub(crate) async fn app_with_double() -> (TestApp, ProviderDouble) {
     let double = ProviderDouble::start().await;
     let urls = double.base_urls();
     let app = spawn_app_with(|vars| {
