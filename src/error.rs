@@ -85,6 +85,9 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("Payload too large")]
     PayloadTooLarge,
+    /// A request body that did not arrive within `HTTP_BODY_TIMEOUT_SECS`.
+    #[error("Request timeout")]
+    RequestTimeout,
     #[error("Rate limit exceeded")]
     RateLimited { retry_after_secs: u64, limit: u32 },
     /// A quota limit (`daily`, `monthly`, `concurrent`) refused a run.
@@ -161,6 +164,7 @@ impl ResponseError for ApiError {
             }
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited { .. } | ApiError::QuotaExceeded { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -202,6 +206,24 @@ impl ResponseError for ApiError {
             _ => {}
         }
         response.json(body)
+    }
+}
+
+/// The standard message for an error status, for answers not made by an [`ApiError`].
+pub fn standard_message(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "Invalid request format",
+        401 => "Invalid or inactive API key",
+        403 => "Cannot access another organization",
+        404 => "Resource not found",
+        405 => "Method not allowed",
+        408 => "Request timeout",
+        409 => "Resource already exists",
+        413 => "Payload too large",
+        429 => "Rate limit exceeded",
+        503 => "Service unavailable",
+        s if s >= 500 => "Internal error. Check server logs.",
+        _ => "Invalid request format",
     }
 }
 

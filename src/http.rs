@@ -1,59 +1,92 @@
-//! HTTP plumbing shared by every route: the 1 MiB body cap, security headers, CORS, and the
-//! extractor configs that turn malformed input into the standard JSON 400.
+//! HTTP plumbing shared by every route: refusing bodies before reading them, security headers,
+//! CORS, standard JSON for every error, and the extractor configs that turn malformed input
+//! into the standard JSON 400.
 
+use crate::error::{ApiError, error_body, standard_message};
 use actix_cors::Cors;
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
-use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{Method, header};
 use actix_web::middleware::{DefaultHeaders, Next};
-use actix_web::web::{self, BytesMut};
-use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse, ResponseError};
-use futures_util::StreamExt;
+use actix_web::web;
+use actix_web::{Error, HttpRequest, HttpResponse, ResponseError};
 
-use crate::error::ApiError;
+pub use crate::body::MAX_BODY_BYTES;
 
-/// The largest request body any route accepts.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-/// Refuses bodies over [`MAX_BODY_BYTES`] on every route, whether or not the handler reads a
-/// body: a declared `Content-Length` is checked before anything else, and a streamed body is
-/// read up to the cap (then handed on, buffered) so chunked uploads are held to it too.
-pub async fn body_limit(
-    mut req: ServiceRequest,
+/// Refuses, before reading a byte of it, a declared body over [`MAX_BODY_BYTES`] and any body
+/// sent with a method whose routes take none (GET, HEAD, DELETE, OPTIONS); such a connection is
+/// closed. Nothing is buffered here: handlers read bodies through [`crate::body::Body`], after
+/// their guard has decided, within the body limits.
+pub async fn refuse_bodies(
+    req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, Error> {
-    match buffer_capped(&mut req).await {
-        Ok(()) => next
+    match refusal(&req) {
+        None => next
             .call(req)
             .await
             .map(ServiceResponse::map_into_left_body),
         // Answered here (not raised) so the outer layers still add their headers.
-        Err(e) => Ok(req.into_response(e.error_response()).map_into_right_body()),
+        Some(e) => {
+            let mut response = e.error_response();
+            response
+                .head_mut()
+                .set_connection_type(actix_web::http::ConnectionType::Close);
+            Ok(req.into_response(response).map_into_right_body())
+        }
     }
 }
 
-async fn buffer_capped(req: &mut ServiceRequest) -> Result<(), ApiError> {
-    if let Some(length) = req.headers().get(header::CONTENT_LENGTH) {
-        let declared = length
+fn refusal(req: &ServiceRequest) -> Option<ApiError> {
+    let declared = match req.headers().get(header::CONTENT_LENGTH) {
+        None => None,
+        Some(length) => match length
             .to_str()
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or_else(|| ApiError::bad_request("unparseable Content-Length"))?;
-        if declared > MAX_BODY_BYTES as u64 {
-            return Err(ApiError::PayloadTooLarge);
+        {
+            Some(n) => Some(n),
+            None => return Some(ApiError::bad_request("unparseable Content-Length")),
+        },
+    };
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Some(ApiError::PayloadTooLarge);
+    }
+    let has_body =
+        declared.is_some_and(|n| n > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let bodiless = matches!(
+        *req.method(),
+        Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS
+    );
+    (has_body && bodiless).then_some(ApiError::PayloadTooLarge)
+}
+
+/// Every error answer is the standard JSON body, also those made outside our handlers (a
+/// refused CORS preflight, actix's own errors): a non-JSON error response is replaced by the
+/// standard body for its status, keeping its headers (Retry-After, Allow, ...).
+pub async fn standard_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, Error> {
+    let response = next.call(req).await?;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if status.as_u16() < 400 || is_json {
+        return Ok(response.map_into_left_body());
+    }
+    let (request, old) = response.into_parts();
+    let mut fresh = HttpResponse::build(status);
+    for (name, value) in old.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            fresh.append_header((name.clone(), value.clone()));
         }
     }
-    let mut stream = req.take_payload();
-    let mut body = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("body stream: {e}")))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    req.set_payload(Payload::from(body.freeze()));
-    Ok(())
+    let fresh = fresh.json(error_body(status, standard_message(status)));
+    Ok(ServiceResponse::new(request, fresh).map_into_right_body())
 }
 
 /// Headers every response carries.

@@ -4,6 +4,7 @@ pub mod admission;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod body;
 pub mod bootstrap;
 pub mod clock;
 pub mod domain;

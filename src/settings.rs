@@ -98,6 +98,18 @@ pub struct Timeouts {
     pub readiness_probe: Duration,
 }
 
+/// What one instance lets clients hold: connections, time to send a request, bodies in memory.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Open connections per worker at most (new ones wait in the listen backlog).
+    pub max_connections: usize,
+    /// A request's head must arrive within this; then its body within `body_timeout`.
+    pub head_timeout: Duration,
+    pub body_timeout: Duration,
+    /// Bodies being read into memory at once (each at most 1 MiB); past it, 503.
+    pub max_bodies_in_flight: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct RetrySettings {
     /// Retries after the first attempt (0 disables retrying).
@@ -123,6 +135,7 @@ pub struct Settings {
     pub bigquery_retry: RetrySettings,
     pub kms: KmsSettings,
     pub rate_limits: RateLimits,
+    pub http: HttpLimits,
     /// How long a validated API key stays cached on one instance (bounds revocation staleness
     /// on other instances).
     pub auth_cache_ttl: Duration,
@@ -457,6 +470,12 @@ impl Settings {
             failed_auth_per_minute: r.integer("RATE_LIMIT_FAILED_AUTH_PER_MINUTE", 30, 1, 1_000_000)
                 as u32,
         };
+        let http = HttpLimits {
+            max_connections: r.integer("HTTP_MAX_CONNECTIONS", 1000, 1, 100_000) as usize,
+            head_timeout: r.seconds("HTTP_HEAD_TIMEOUT_SECS", 5, 1, 300),
+            body_timeout: r.seconds("HTTP_BODY_TIMEOUT_SECS", 10, 1, 300),
+            max_bodies_in_flight: r.integer("HTTP_MAX_BODIES_IN_FLIGHT", 64, 1, 10_000) as usize,
+        };
         let auth_cache_ttl = r.seconds("AUTH_CACHE_TTL_SECS", 30, 0, 3600);
         let last_used_flush = r.seconds("LAST_USED_FLUSH_SECS", 60, 1, 3600);
         let executor = ExecutorSettings {
@@ -582,6 +601,7 @@ impl Settings {
             bigquery_retry,
             kms,
             rate_limits,
+            http,
             auth_cache_ttl,
             last_used_flush,
             executor,

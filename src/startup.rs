@@ -232,14 +232,18 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
     let executor = web::Data::new(executor);
     let clock = web::Data::new(clock);
     let cors_origins = settings.cors_origins.clone();
+    let body_budget = web::Data::new(crate::body::BodyBudget::new(&settings.http));
+    let http_limits = settings.http.clone();
     let settings = web::Data::new(settings);
     let warehouse = web::Data::new(warehouse);
     let server = HttpServer::new(move || {
         App::new()
-            // Last registered runs first: request id outermost, then CORS, headers, body cap.
-            .wrap(from_fn(http::body_limit))
+            // Last registered runs first: request id outermost, then standard error bodies,
+            // CORS, headers, and refusing bodies before they are read.
+            .wrap(from_fn(http::refuse_bodies))
             .wrap(http::security_headers())
             .wrap(http::cors(&cors_origins))
+            .wrap(from_fn(http::standard_errors))
             .wrap(from_fn(request_id::middleware))
             .app_data(http::path_config())
             .app_data(http::query_config())
@@ -254,11 +258,15 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
             .app_data(providers.clone())
             .app_data(metrics.clone())
             .app_data(page_tokens.clone())
+            .app_data(body_budget.clone())
             .configure(routes::configure)
             .default_service(web::to(http::not_found))
     })
     .disable_signals()
     .shutdown_timeout(1)
+    .max_connections(http_limits.max_connections)
+    .client_request_timeout(http_limits.head_timeout)
+    .client_disconnect_timeout(std::time::Duration::from_secs(1))
     .listen(listener)?
     .run();
     Ok(server)

@@ -5,6 +5,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 struct Service {
     child: Child,
@@ -64,6 +66,11 @@ impl Env {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         Self { vars }
+    }
+
+    fn set(&mut self, name: &str, value: &str) {
+        self.vars.retain(|(k, _)| k != name);
+        self.vars.push((name.to_string(), value.to_string()));
     }
 
     fn var(&self, name: &str) -> String {
@@ -473,4 +480,100 @@ async fn sigterm_with_5_runs_going_ends_them_releases_every_slot_and_writes_ever
         .get(&after, &format!("/api/v1/organizations/{slug}/quota"))
         .await;
     assert_eq!(quota["active_run_ids"], json!([]));
+}
+
+/// Opens a connection and sends a request head for `path` announcing `declared` bytes.
+async fn stalled_request(address: &str, path: &str, headers: &str, declared: usize) -> TcpStream {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: {address}\r\n{headers}Content-Type: application/json\r\n\
+                 Content-Length: {declared}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    stream
+}
+
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// Reads what the server sends until it closes, at most `limit`; the status line, if any.
+async fn answer(mut stream: TcpStream, limit: Duration) -> (Option<String>, bool) {
+    let mut response = Vec::new();
+    let closed = tokio::time::timeout(limit, stream.read_to_end(&mut response))
+        .await
+        .is_ok();
+    let text = String::from_utf8_lossy(&response).to_string();
+    (text.lines().next().map(str::to_string), closed)
+}
+
+#[tokio::test]
+async fn stalled_bodies_are_bounded_in_memory_and_closed_within_the_body_timeout() {
+    let mut env = Env::new(5);
+    env.set("HTTP_BODY_TIMEOUT_SECS", "2");
+    env.set("HTTP_MAX_BODIES_IN_FLIGHT", "8");
+    env.set("RATE_LIMIT_ADMIN_PER_MINUTE", "100000");
+    env.set("RATE_LIMIT_FAILED_AUTH_PER_MINUTE", "100000");
+    let svc = env.start().await;
+    let address = svc.base.trim_start_matches("http://").to_string();
+    let pid = svc.child.id();
+    let before = rss_bytes(pid);
+    let almost = vec![b' '; 1024 * 1024 - 1];
+    // 60 authenticated clients each send 1 MiB - 1 byte of a 1 MiB body, then stall; 40
+    // unauthenticated ones do the same.
+    let root = format!("X-CA-Root-Key: {}\r\n", env.root_key());
+    let mut streams = vec![];
+    for i in 0..100 {
+        let headers = if i < 60 { root.as_str() } else { "" };
+        let mut s = stalled_request(
+            &address,
+            "/api/v1/organizations/dryrun",
+            headers,
+            1024 * 1024,
+        )
+        .await;
+        let _ = s.write_all(&almost).await;
+        streams.push((i < 60, s));
+    }
+    let started = std::time::Instant::now();
+    let answers = futures_util::future::join_all(
+        streams
+            .into_iter()
+            .map(|(authed, s)| async move { (authed, answer(s, Duration::from_secs(8)).await) }),
+    )
+    .await;
+    let took = started.elapsed();
+    let grown = rss_bytes(pid).saturating_sub(before);
+    let count = |authed: bool, status: &str| {
+        answers
+            .iter()
+            .filter(|(a, (line, _))| {
+                *a == authed && line.as_deref().is_some_and(|l| l.contains(status))
+            })
+            .count()
+    };
+    // At most 8 bodies were read at once: those 8 timed out (408), the rest were turned
+    // away at once (503); nobody without a key had a byte of body read (401).
+    assert_eq!(count(true, " 408 "), 8, "{answers:?}");
+    assert_eq!(count(true, " 503 "), 52, "{answers:?}");
+    assert_eq!(count(false, " 401 "), 40, "{answers:?}");
+    assert!(
+        answers.iter().all(|(_, (_, closed))| *closed),
+        "every connection closed"
+    );
+    assert!(took < Duration::from_secs(6), "closed after {took:?}");
+    // 100 MiB were sent; at most 8 bodies (8 MiB) were ever held, plus the runtime's buffers.
+    println!("RSS grew by {} MiB", grown / 1024 / 1024);
+    assert!(grown < 48 * 1024 * 1024, "RSS grew by {grown} bytes");
 }

@@ -8,9 +8,9 @@ use zeroize::Zeroizing;
 use super::org_from_path;
 use crate::audit::{self, AuditEvent};
 use crate::auth::{Guarded, OrgOrRoot, scopes};
+use crate::body::Body;
 use crate::domain::{OrgSlug, Plan};
 use crate::error::ApiError;
-use crate::http::parse_json;
 use crate::integrations::{self, Provider, Registry, SetupRequest};
 use crate::kms::Kms;
 use crate::orgs;
@@ -75,10 +75,10 @@ pub async fn setup(
     http: web::Data<reqwest::Client>,
     registry: web::Data<Registry>,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let (org, provider) = org_and_provider(path, &registry)?;
-    let body: SetupBody = parse_json(&body)?;
+    let body: SetupBody = body.json().await?;
     let credential = Zeroizing::new(body.credential);
     if body
         .credential_name

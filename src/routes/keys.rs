@@ -10,9 +10,9 @@ use super::org_from_path;
 use crate::api_keys;
 use crate::audit::{self, AuditEvent};
 use crate::auth::{AuthState, Caller, Guarded, OrgOrRoot, scopes};
+use crate::body::Body;
 use crate::domain::Scope;
 use crate::error::ApiError;
-use crate::http::parse_json;
 use crate::kms::Kms;
 use crate::warehouse::Warehouse;
 
@@ -44,15 +44,11 @@ pub async fn rotate(
     kms: web::Data<dyn Kms>,
     auth: web::Data<AuthState>,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let org = org_from_path(&path)?;
     // The body is optional: empty means every default.
-    let body: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateRequest::default()
-    } else {
-        parse_json(&body)?
-    };
+    let body: RotateRequest = body.json_or_default().await?;
     let grace = body.grace_period_seconds.unwrap_or(0);
     if !(0..=MAX_GRACE_SECONDS).contains(&grace) {
         return Err(ApiError::bad_request(

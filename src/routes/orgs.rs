@@ -9,9 +9,9 @@ use crate::admission::Admission;
 use crate::audit::{self, AuditEvent, Cursor};
 use crate::auth::AuthState;
 use crate::auth::{Guarded, OrgOrRoot, Root, scopes};
+use crate::body::Body;
 use crate::domain::QuotaLimits;
 use crate::error::ApiError;
-use crate::http::parse_json;
 use crate::idempotency;
 use crate::kms::Kms;
 use crate::orgs::{self, OnboardRequest, OrgStatus};
@@ -23,9 +23,9 @@ const ONBOARD_SCOPE: &str = "onboard";
 pub async fn dry_run(
     _admin: Guarded<Root>,
     warehouse: web::Data<Warehouse>,
-    body: web::Bytes,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
-    let new = parse_json::<OnboardRequest>(&body)?.parse()?;
+    let new = body.json::<OnboardRequest>().await?.parse()?;
     Ok(HttpResponse::Ok().json(orgs::dry_run(&warehouse, &new).await?))
 }
 
@@ -36,10 +36,10 @@ pub async fn onboard(
     warehouse: web::Data<Warehouse>,
     admission: web::Data<Admission>,
     kms: web::Data<dyn Kms>,
-    body: web::Bytes,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let idempotency_key = idempotency::key_from(&req)?;
-    let new = parse_json::<OnboardRequest>(&body)?.parse()?;
+    let new = body.json::<OnboardRequest>().await?.parse()?;
     let request_hash = idempotency::request_hash(&new);
     if let Some(key) = &idempotency_key {
         if let Some(stored) = idempotency::lookup(&warehouse, &new.slug, ONBOARD_SCOPE, key).await?
@@ -165,10 +165,10 @@ pub async fn put_quota(
     warehouse: web::Data<Warehouse>,
     admission: web::Data<Admission>,
     path: web::Path<String>,
-    body: web::Bytes,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let org = org_from_path(&path)?;
-    let limits: QuotaLimits = parse_json(&body)?;
+    let limits: QuotaLimits = body.json().await?;
     orgs::set_limits(&admission, &org, limits).await?;
     audit::record(
         &warehouse,

@@ -6,11 +6,11 @@ use serde_json::json;
 
 use super::org_from_path;
 use crate::auth::{Caller, Guarded, OrgOrRoot, scopes};
+use crate::body::Body;
 use crate::clock::SharedClock;
 use crate::domain::OrgSlug;
 use crate::error::ApiError;
 use crate::executor::{Executor, TriggerError, TriggerInfo};
-use crate::http::parse_json;
 use crate::idempotency;
 use crate::orgs;
 use crate::page_token::PageTokens;
@@ -43,7 +43,7 @@ pub async fn trigger(
     executor: web::Data<Executor>,
     warehouse: web::Data<Warehouse>,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    body: Body,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_org, pipeline_id) = path.into_inner();
     let org = org_from_path(&raw_org)?;
@@ -57,11 +57,7 @@ pub async fn trigger(
         }
     }
     let idempotency_key = idempotency::key_from(&req)?;
-    let body: TriggerRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        TriggerRequest::default()
-    } else {
-        parse_json(&body)?
-    };
+    let body: TriggerRequest = body.json_or_default().await?;
     let info = TriggerInfo {
         trigger: "api",
         triggered_by: caller.actor(),

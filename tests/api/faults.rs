@@ -5,8 +5,8 @@ use serde_json::{Value, json};
 
 use crate::fault_proxy::{Fault, behind_proxy};
 use crate::helpers::{Emulator, TestApp, assert_error, repo_path, spawn_app_with, unique_slug};
-use crate::pipelines::{finished, quota, slots_free};
 use crate::integrations::app_with_double;
+use crate::pipelines::{finished, quota, slots_free};
 use crate::provider_double::ProviderDouble;
 
 /// A 503 backendError for the next call whose path ends in `suffix` (and whose body holds

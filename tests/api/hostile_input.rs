@@ -97,11 +97,11 @@ async fn hostile_path_segments_get_only_400_or_404_and_change_nothing() {
                     };
                     path = path.replace(other, &v);
                 }
-                let r = request(&app, route.method, &path)
-                    .json(&json!({}))
-                    .send()
-                    .await
-                    .unwrap();
+                let mut r = request(&app, route.method, &path);
+                if matches!(route.method, "post" | "put") {
+                    r = r.json(&json!({}));
+                }
+                let r = r.send().await.unwrap();
                 let status = r.status().as_u16();
                 assert!(
                     status == 400 || status == 404,

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::helpers::{assert_error, spawn_app, spawn_app_with};
 
@@ -87,16 +88,27 @@ async fn a_declared_body_over_1_mib_gets_413_on_any_route() {
 }
 
 #[tokio::test]
-async fn a_body_of_exactly_1_mib_is_accepted() {
+async fn a_body_of_exactly_1_mib_is_read_and_a_route_without_a_body_refuses_one_unread() {
     let app = spawn_app().await;
+    // Read (and found not to be JSON): the cap let it through.
     let response = app
         .client
-        .get(app.url("/health/live"))
+        .post(app.url("/api/v1/organizations/dryrun"))
+        .header("X-CA-Root-Key", &app.root_key)
         .body(vec![b'a'; 1024 * 1024])
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_error(response, 400, "Invalid request format").await;
+    // GET routes take no body: refused before a byte of it is read.
+    let response = app
+        .client
+        .get(app.url("/health/live"))
+        .body(vec![b'a'; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_error(response, 413, "Payload too large").await;
 }
 
 /// A chunked upload declares no length: the cap must hold while streaming.
@@ -104,11 +116,13 @@ async fn a_body_of_exactly_1_mib_is_accepted() {
 async fn a_streamed_body_over_1_mib_gets_413() {
     let app = spawn_app().await;
     let address = app.address.trim_start_matches("http://").to_string();
-    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let mut stream = TcpStream::connect(&address).await.unwrap();
     stream
         .write_all(
             format!(
-                "POST /health/live HTTP/1.1\r\nHost: {address}\r\nTransfer-Encoding: chunked\r\n\r\n"
+                "POST /api/v1/organizations/dryrun HTTP/1.1\r\nHost: {address}\r\n\
+                 X-CA-Root-Key: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+                app.root_key
             )
             .as_bytes(),
         )
@@ -167,6 +181,8 @@ async fn cors_allows_only_the_configured_origins() {
             .headers()
             .contains_key("access-control-allow-origin")
     );
+    // Refused in the standard JSON body, like every other error.
+    assert_error(preflight, 400, "Invalid request format").await;
 
     let other = app
         .client
