@@ -42,6 +42,8 @@ pub struct AuthState {
     root_key_digest: Option<[u8; 32]>,
     auth_disabled: bool,
     cache: Option<Cache<String, Arc<KeyAuthRecord>>>,
+    /// Key hashes that matched no key, for [`UNKNOWN_KEY_TTL`]: repeats cost no lookup.
+    unknown: Cache<String, ()>,
     warehouse: Warehouse,
     pub last_used: LastUsed,
     pub limiters: Limiters,
@@ -65,6 +67,10 @@ impl AuthState {
             auth_disabled: settings.disable_auth
                 && settings.environment == Environment::Development,
             cache,
+            unknown: Cache::builder()
+                .max_capacity(UNKNOWN_KEYS_MAX)
+                .time_to_live(UNKNOWN_KEY_TTL)
+                .build(),
             warehouse,
             last_used: LastUsed::default(),
             limiters: Limiters::new(settings.rate_limit_enabled, &settings.rate_limits),
@@ -79,6 +85,13 @@ impl AuthState {
             Some(expected) => bool::from(digest(presented).ct_eq(expected)),
             None => false,
         }
+    }
+
+    /// A key was just created: its hash is no longer unknown (on this instance at once; others
+    /// hold a negative entry at most [`UNKNOWN_KEY_TTL`], and only if the hash was tried before
+    /// it existed).
+    pub async fn key_created(&self, key_hash: &str) {
+        self.unknown.invalidate(key_hash).await;
     }
 
     /// Forgets a cached key at once (after revocation or rotation).
@@ -99,6 +112,7 @@ impl AuthState {
 
     async fn org_key(&self, req: &HttpRequest) -> Result<OrgPrincipal, ApiError> {
         let ip = req.peer_addr().map(|a| a.ip());
+        self.limiters.refuse_if_blocked(ip)?;
         let raw = req
             .headers()
             .get(API_KEY_HEADER)
@@ -119,9 +133,14 @@ impl AuthState {
         let record = match record {
             Some(record) => record,
             None => {
+                if self.unknown.contains_key(&key_hash) {
+                    tracing::info!("unknown api key refused (negative cache)");
+                    return Err(self.limiters.failed_auth(ip));
+                }
                 let found = api_keys::lookup(&self.warehouse, &key_hash).await?;
                 let Some(found) = found else {
                     tracing::info!("unknown api key refused");
+                    self.unknown.insert(key_hash, ()).await;
                     return Err(self.limiters.failed_auth(ip));
                 };
                 let found = Arc::new(found);
@@ -145,6 +164,7 @@ impl AuthState {
 
     fn root(&self, req: &HttpRequest) -> Result<RootPrincipal, ApiError> {
         let ip = req.peer_addr().map(|a| a.ip());
+        self.limiters.refuse_if_blocked(ip)?;
         let presented = req
             .headers()
             .get(ROOT_KEY_HEADER)
@@ -180,6 +200,11 @@ impl AuthState {
         Ok(())
     }
 }
+
+/// How long a key hash that matched no key is refused without a lookup.
+pub const UNKNOWN_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// Unknown key hashes remembered at most (a flood of fresh ones ages the oldest out).
+const UNKNOWN_KEYS_MAX: u64 = 10_000;
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()

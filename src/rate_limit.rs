@@ -52,6 +52,8 @@ pub struct Limiters {
     admin: Keyed<String>,
     trigger: Keyed<String>,
     failed_auth: Keyed<IpAddr>,
+    /// IPs past their failed-auth budget, until when: refused before any key lookup.
+    blocked: std::sync::Mutex<std::collections::HashMap<IpAddr, std::time::Instant>>,
 }
 
 fn keyed<K: std::hash::Hash + Eq + Clone>(per_minute: u32) -> Keyed<K> {
@@ -68,6 +70,23 @@ impl Limiters {
             admin: keyed(settings.admin_per_minute),
             trigger: keyed(settings.trigger_per_minute),
             failed_auth: keyed(settings.failed_auth_per_minute),
+            blocked: Default::default(),
+        }
+    }
+
+    /// 429 for an IP that is past its failed-auth budget, checked before a key is looked up, so
+    /// a flood of made-up keys costs no BigQuery call once the budget is spent.
+    pub fn refuse_if_blocked(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
+        let Some(ip) = ip.filter(|_| self.enabled) else {
+            return Ok(());
+        };
+        let now = std::time::Instant::now();
+        match self.blocked.lock().expect("blocked lock").get(&ip) {
+            Some(until) if *until > now => Err(ApiError::RateLimited {
+                retry_after_secs: retry_after(*until - now),
+                limit: self.settings.failed_auth_per_minute,
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -112,6 +131,10 @@ impl Limiters {
             Ok(_) => ApiError::Unauthorized,
             Err(not_until) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
+                self.blocked
+                    .lock()
+                    .expect("blocked lock")
+                    .insert(ip, std::time::Instant::now() + wait);
                 tracing::warn!(%ip, "too many failed authentications");
                 ApiError::RateLimited {
                     retry_after_secs: retry_after(wait),
@@ -127,6 +150,11 @@ impl Limiters {
         self.admin.retain_recent();
         self.trigger.retain_recent();
         self.failed_auth.retain_recent();
+        let now = std::time::Instant::now();
+        self.blocked
+            .lock()
+            .expect("blocked lock")
+            .retain(|_, until| *until > now);
     }
 }
 
@@ -185,6 +213,25 @@ mod tests {
         ));
         let other: IpAddr = "10.0.0.2".parse().unwrap();
         assert!(matches!(l.failed_auth(Some(other)), ApiError::Unauthorized));
+    }
+
+    #[test]
+    fn an_ip_past_its_failed_auth_budget_is_refused_before_any_lookup() {
+        let l = Limiters::new(true, &settings(5));
+        let ip: IpAddr = "10.0.0.9".parse().unwrap();
+        assert!(l.refuse_if_blocked(Some(ip)).is_ok());
+        while matches!(l.failed_auth(Some(ip)), ApiError::Unauthorized) {}
+        assert!(matches!(
+            l.refuse_if_blocked(Some(ip)),
+            Err(ApiError::RateLimited { .. })
+        ));
+        let other: IpAddr = "10.0.0.10".parse().unwrap();
+        assert!(l.refuse_if_blocked(Some(other)).is_ok());
+        assert!(
+            Limiters::new(false, &settings(5))
+                .refuse_if_blocked(Some(ip))
+                .is_ok()
+        );
     }
 
     #[test]

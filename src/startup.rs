@@ -233,6 +233,7 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
     let clock = web::Data::new(clock);
     let cors_origins = settings.cors_origins.clone();
     let body_budget = web::Data::new(crate::body::BodyBudget::new(&settings.http));
+    let readiness = web::Data::new(routes::health::Readiness::default());
     let http_limits = settings.http.clone();
     let settings = web::Data::new(settings);
     let warehouse = web::Data::new(warehouse);
@@ -259,6 +260,7 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
             .app_data(metrics.clone())
             .app_data(page_tokens.clone())
             .app_data(body_budget.clone())
+            .app_data(readiness.clone())
             .configure(routes::configure)
             .default_service(web::to(http::not_found))
     })

@@ -8,18 +8,53 @@ use crate::error::error_body;
 use crate::settings::Settings;
 use crate::warehouse::Warehouse;
 
+/// How long a readiness result is reused: probes and floods of `/health/ready` cost at most one
+/// BigQuery call per this interval.
+pub const READINESS_CACHE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The last readiness probe and when it ran (one probe at a time; callers meanwhile wait for it).
+#[derive(Default)]
+pub struct Readiness {
+    last: tokio::sync::Mutex<Option<(std::time::Instant, Option<String>)>>,
+}
+
+impl Readiness {
+    /// `None` when BigQuery answered, else why not; from a result at most [`READINESS_CACHE`] old.
+    async fn check(&self, warehouse: &Warehouse, settings: &Settings) -> Option<String> {
+        let mut last = self.last.lock().await;
+        if let Some((at, failure)) = &*last {
+            if at.elapsed() < READINESS_CACHE {
+                return failure.clone();
+            }
+        }
+        let probe = tokio::time::timeout(
+            settings.timeouts.readiness_probe,
+            warehouse.dataset_exists(warehouse.meta_dataset()),
+        )
+        .await;
+        let failure = match probe {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("readiness probe timed out".to_string()),
+        };
+        *last = Some((std::time::Instant::now(), failure.clone()));
+        failure
+    }
+}
+
 /// The process is up and serving HTTP.
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "live"}))
 }
 
 /// BigQuery answers: a metadata read of the meta dataset (found or not found both prove
-/// reachability), bounded by `READINESS_TIMEOUT_SECS`. 503 names the failed dependency, or says
+/// reachability), bounded by `READINESS_TIMEOUT_SECS`, at most [`READINESS_CACHE`] old. 503 names the failed dependency, or says
 /// the instance is draining (after SIGTERM it takes no new runs: send traffic elsewhere).
 pub async fn ready(
     warehouse: web::Data<Warehouse>,
     settings: web::Data<Settings>,
     executor: web::Data<crate::executor::Executor>,
+    readiness: web::Data<Readiness>,
 ) -> HttpResponse {
     if executor.is_draining() {
         let status = StatusCode::SERVICE_UNAVAILABLE;
@@ -30,16 +65,7 @@ pub async fn ready(
             .insert_header(("Retry-After", "5"))
             .json(body);
     }
-    let probe = tokio::time::timeout(
-        settings.timeouts.readiness_probe,
-        warehouse.dataset_exists(warehouse.meta_dataset()),
-    )
-    .await;
-    let failure = match probe {
-        Ok(Ok(_)) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(_) => Some("readiness probe timed out".to_string()),
-    };
+    let failure = readiness.check(&warehouse, &settings).await;
     match failure {
         None => HttpResponse::Ok().json(json!({"status": "ready", "checks": {"bigquery": "ok"}})),
         Some(detail) => {

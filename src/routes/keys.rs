@@ -85,6 +85,7 @@ pub async fn rotate(
         }
     }
     let issued = api_keys::issue(&warehouse, kms.get_ref(), &org, &scopes, expires_at).await?;
+    auth.key_created(&issued.key.hash_hex()).await;
     let old_revoked_at = Utc::now() + Duration::seconds(grace);
     api_keys::revoke(&warehouse, &org, &old_key_id, old_revoked_at).await?;
     auth.invalidate_key(&old_key_id);

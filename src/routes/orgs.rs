@@ -32,6 +32,7 @@ pub async fn dry_run(
 /// Creates the org, its dataset, its quota row and its first API key (returned once).
 pub async fn onboard(
     _admin: Guarded<Root>,
+    auth: web::Data<AuthState>,
     req: HttpRequest,
     warehouse: web::Data<Warehouse>,
     admission: web::Data<Admission>,
@@ -55,6 +56,7 @@ pub async fn onboard(
     }
 
     let done = orgs::onboard(&warehouse, &admission, kms.get_ref(), &new).await?;
+    auth.key_created(&done.key.key.hash_hex()).await;
     let mut body = json!({
         "org_slug": done.org.org_slug,
         "company_name": done.org.company_name,

@@ -77,3 +77,22 @@ async fn an_admin_call_while_bigquery_is_unreachable_is_503_with_retry_after() {
     assert_eq!(response.headers()["retry-after"], "5");
     crate::helpers::assert_error(response, 503, "Service unavailable").await;
 }
+
+#[tokio::test]
+async fn readiness_floods_cost_one_bigquery_call_per_two_seconds() {
+    let app = spawn_app().await;
+    let before = app.warehouse.counters().snapshot();
+    for _ in 0..50 {
+        let r = app
+            .client
+            .get(app.url("/health/ready"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(
+        app.warehouse.counters().snapshot().since(&before).metadata,
+        1
+    );
+}

@@ -5,7 +5,7 @@ use quarry::domain::OrgSlug;
 use quarry::kms::Aad;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error, spawn_app, unique_slug};
+use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with, unique_slug};
 
 async fn org(app: &TestApp) -> (String, String) {
     app.bootstrap().await;
@@ -381,6 +381,34 @@ async fn malformed_keys_cost_no_bigquery_call() {
         .await;
     }
     assert_eq!(app.warehouse.counters().snapshot(), before);
+}
+
+#[tokio::test]
+async fn a_flood_of_well_formed_unknown_keys_costs_at_most_one_lookup_per_key_within_the_budget() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("RATE_LIMIT_FAILED_AUTH_PER_MINUTE".into(), "10".into());
+    })
+    .await;
+    let (slug, _key) = org(&app).await;
+    let before = app.warehouse.counters().snapshot();
+    // The same unknown key 20 times: one lookup, then the negative cache.
+    let unknown = quarry::domain::ApiKey::generate();
+    for _ in 0..5 {
+        let r = app.key_get(&profile_path(&slug), unknown.expose()).await;
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(app.warehouse.counters().snapshot().since(&before).query, 1);
+    // 300 fresh keys with valid checksums: the IP's budget (10) runs out, then 429 before any
+    // lookup.
+    let mut statuses = std::collections::BTreeMap::new();
+    for _ in 0..300 {
+        let fresh = quarry::domain::ApiKey::generate();
+        let r = app.key_get(&profile_path(&slug), fresh.expose()).await;
+        *statuses.entry(r.status().as_u16()).or_insert(0) += 1;
+    }
+    let lookups = app.warehouse.counters().snapshot().since(&before).query;
+    assert!(lookups <= 10, "{lookups} lookups for {statuses:?}");
+    assert!(statuses[&429] >= 290, "{statuses:?}");
 }
 
 #[tokio::test]
