@@ -147,35 +147,103 @@ pub fn from_micros(micros: Option<i64>) -> Option<DateTime<Utc>> {
     micros.and_then(DateTime::from_timestamp_micros)
 }
 
-pub async fn list(warehouse: &Warehouse, org: &OrgSlug) -> Result<Vec<KeyInfo>, WarehouseError> {
+/// Keys listed per page at most.
+pub const KEYS_PAGE_SIZE: usize = 100;
+/// Live keys (working, or working until their grace ends) an org may hold at most; a rotation
+/// past it is refused (409) until a key is revoked.
+pub const MAX_LIVE_KEYS: i64 = 10;
+
+fn info(r: KeyListRow, now: i64) -> KeyInfo {
+    let status = match (r.revoked_at_micros, r.expires_at_micros) {
+        (Some(t), _) if t <= now => "REVOKED",
+        (Some(_), _) => "ROTATING",
+        (None, Some(t)) if t <= now => "EXPIRED",
+        _ => "ACTIVE",
+    };
+    KeyInfo {
+        key_id: r.key_id,
+        display_prefix: r.display_prefix,
+        scopes: r.scopes,
+        status: status.to_string(),
+        created_at: from_micros(r.created_at_micros),
+        expires_at: from_micros(r.expires_at_micros),
+        revoked_at: from_micros(r.revoked_at_micros),
+        last_used_at: from_micros(r.last_used_at_micros),
+    }
+}
+
+/// One page of an org's keys, newest first: those after `after` (created_at micros, key id),
+/// and whether more follow.
+pub async fn list(
+    warehouse: &Warehouse,
+    org: &OrgSlug,
+    after: Option<(i64, String)>,
+) -> Result<(Vec<KeyInfo>, bool), WarehouseError> {
+    let (after_micros, after_key_id) = match after {
+        Some((t, id)) => (Some(t), id),
+        None => (None, String::new()),
+    };
     let rows: Vec<KeyListRow> = warehouse
         .query(
             &sql::KEYS_BY_ORG,
-            &[Param::string("org_slug", org.as_str())],
+            &[
+                Param::string("org_slug", org.as_str()),
+                Param::opt_int64("after_micros", after_micros),
+                Param::string("after_key_id", after_key_id),
+                Param::int64("page_size", KEYS_PAGE_SIZE as i64 + 1),
+            ],
         )
         .await?;
     let now = Utc::now().timestamp_micros();
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let status = match (r.revoked_at_micros, r.expires_at_micros) {
-                (Some(t), _) if t <= now => "REVOKED",
-                (Some(_), _) => "ROTATING",
-                (None, Some(t)) if t <= now => "EXPIRED",
-                _ => "ACTIVE",
-            };
-            KeyInfo {
-                key_id: r.key_id,
-                display_prefix: r.display_prefix,
-                scopes: r.scopes,
-                status: status.to_string(),
-                created_at: from_micros(r.created_at_micros),
-                expires_at: from_micros(r.expires_at_micros),
-                revoked_at: from_micros(r.revoked_at_micros),
-                last_used_at: from_micros(r.last_used_at_micros),
-            }
-        })
-        .collect())
+    let more = rows.len() > KEYS_PAGE_SIZE;
+    Ok((
+        rows.into_iter()
+            .take(KEYS_PAGE_SIZE)
+            .map(|r| info(r, now))
+            .collect(),
+        more,
+    ))
+}
+
+/// One key of `org` by id, whatever its age or state.
+pub async fn find(
+    warehouse: &Warehouse,
+    org: &OrgSlug,
+    key_id: &str,
+) -> Result<Option<KeyInfo>, WarehouseError> {
+    let rows: Vec<KeyListRow> = warehouse
+        .query(
+            &sql::KEY_BY_ID,
+            &[
+                Param::string("org_slug", org.as_str()),
+                Param::string("key_id", key_id),
+            ],
+        )
+        .await?;
+    let now = Utc::now().timestamp_micros();
+    Ok(rows.into_iter().next().map(|r| info(r, now)))
+}
+
+/// Keys of `org` that work at `now` or will until their grace ends.
+pub async fn count_live(
+    warehouse: &Warehouse,
+    org: &OrgSlug,
+    now: DateTime<Utc>,
+) -> Result<i64, WarehouseError> {
+    #[derive(Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    let rows: Vec<Count> = warehouse
+        .query(
+            &sql::KEYS_COUNT_LIVE_BY_ORG,
+            &[
+                Param::string("org_slug", org.as_str()),
+                Param::timestamp("now", now),
+            ],
+        )
+        .await?;
+    Ok(rows.first().map_or(0, |c| c.n))
 }
 
 /// Sets the revocation time of one key of `org` (never later than an earlier one).
@@ -196,12 +264,7 @@ pub async fn revoke(
             ],
         )
         .await?;
-    if changed == 0
-        && !list(warehouse, org)
-            .await?
-            .iter()
-            .any(|k| k.key_id == key_id)
-    {
+    if changed == 0 && find(warehouse, org, key_id).await?.is_none() {
         return Err(ServiceError::NotFound);
     }
     Ok(())

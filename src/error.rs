@@ -74,6 +74,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("Resource already exists")]
     Conflict,
+    /// A rotation that would take the org past its live-key cap.
+    #[error("Too many live API keys: revoke one first")]
+    TooManyKeys,
     /// A cancel for a run that has already ended.
     #[error("Run already ended")]
     RunEnded,
@@ -159,9 +162,10 @@ impl ResponseError for ApiError {
             }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Conflict | ApiError::RunEnded | ApiError::IdempotencyKeyInProgress { .. } => {
-                StatusCode::CONFLICT
-            }
+            ApiError::Conflict
+            | ApiError::RunEnded
+            | ApiError::TooManyKeys
+            | ApiError::IdempotencyKeyInProgress { .. } => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,

@@ -38,6 +38,8 @@ struct OrgList {
 #[allow(dead_code)]
 struct KeyList {
     api_keys: Vec<crate::api_keys::KeyInfo>,
+    /// Present when more keys follow: pass it as `page_token`.
+    next_page_token: Option<String>,
 }
 #[derive(JsonSchema)]
 #[allow(dead_code)]
@@ -220,7 +222,7 @@ pub static DOCS: &[Doc] = &[
     doc!(post "/api/v1/organizations/{org_slug}/reactivate", "Reactivate a suspended org", scope: None, query: &[], request: None, response: (200, Some(s::<OrgView>))),
     doc!(get "/api/v1/organizations/{org_slug}/audit-logs", "The org's audit trail, newest first", scope: Some("org:read"), query: PAGE, request: None, response: (200, Some(s::<AuditList>))),
     doc!(post "/api/v1/organizations/{org_slug}/api-keys/rotate", "Issue a new key; the old one is revoked after the grace period", scope: Some("keys:manage"), query: &[], request: Some(s::<RotateRequest>), response: (201, Some(s::<IssuedKey>))),
-    doc!(get "/api/v1/organizations/{org_slug}/api-keys", "Key metadata", scope: Some("keys:manage"), query: &[], request: None, response: (200, Some(s::<KeyList>))),
+    doc!(get "/api/v1/organizations/{org_slug}/api-keys", "Key metadata, newest first, 100 per page", scope: Some("keys:manage"), query: &[("page_token", "next_page_token of the previous page")], request: None, response: (200, Some(s::<KeyList>))),
     doc!(delete "/api/v1/organizations/{org_slug}/api-keys/{key_id}", "Revoke a key now", scope: Some("keys:manage"), query: &[], request: None, response: (204, None)),
     doc!(post "/api/v1/integrations/{org_slug}/{provider}/setup", "Check, test, seal and store a provider credential", scope: Some("integrations:write"), query: &[], request: Some(s::<SetupBody>), response: (201, Some(s::<CredentialView>))),
     doc!(post "/api/v1/integrations/{org_slug}/{provider}/validate", "Re-test the stored credential", scope: Some("integrations:write"), query: &[], request: None, response: (200, Some(s::<CredentialView>))),
@@ -343,6 +345,9 @@ pub fn document() -> Value {
         }
         if path.ends_with("/cancel") {
             errors.push((409, "Run already ended"));
+        }
+        if path.ends_with("/api-keys/rotate") {
+            errors.push((409, "Too many live API keys: revoke one first"));
         }
         if route.method == "post"
             && (path.ends_with("/onboard") || path.contains("/pipelines/run/"))

@@ -1,4 +1,5 @@
--- Key metadata of one org, newest first. Never the hash or the ciphertext.
+-- Key metadata of one org, newest first, one page: the keys strictly after the cursor
+-- (created_at micros, key_id) in that order, when one is given. Never the hash or the ciphertext.
 SELECT
   key_id,
   display_prefix,
@@ -9,5 +10,10 @@ SELECT
   UNIX_MICROS(last_used_at) AS last_used_at_micros
 FROM `__META_DATASET__.org_api_keys`
 WHERE org_slug = @org_slug
+  AND (
+    @after_micros IS NULL
+    OR UNIX_MICROS(created_at) < @after_micros
+    OR (UNIX_MICROS(created_at) = @after_micros AND key_id > @after_key_id)
+  )
 ORDER BY created_at DESC, key_id
-LIMIT 100
+LIMIT @page_size

@@ -2,7 +2,7 @@
 //! list (metadata only), revoke.
 
 use actix_web::{HttpResponse, web};
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -14,6 +14,7 @@ use crate::body::Body;
 use crate::domain::Scope;
 use crate::error::ApiError;
 use crate::kms::Kms;
+use crate::page_token::PageTokens;
 use crate::warehouse::Warehouse;
 
 /// Longest grace period for a rotated key: 7 days.
@@ -33,7 +34,8 @@ pub struct RotateRequest {
     /// Scopes of the new key; defaults to the replaced key's.
     #[serde(default)]
     pub scopes: Option<Vec<Scope>>,
-    /// The new key expires after this many seconds (default: never).
+    /// The new key expires after this many seconds (default: when the key it replaces expires,
+    /// or never). A key never outlives the key that minted it.
     #[serde(default)]
     pub expires_in_seconds: Option<i64>,
 }
@@ -57,7 +59,10 @@ pub async fn rotate(
     }
     let expires_at = match body.expires_in_seconds {
         None => None,
-        Some(s) if (1..=MAX_EXPIRY_SECONDS).contains(&s) => Some(Utc::now() + Duration::seconds(s)),
+        // In microseconds, as stored: what the answer says is what later reads say.
+        Some(s) if (1..=MAX_EXPIRY_SECONDS).contains(&s) => {
+            DateTime::from_timestamp_micros((Utc::now() + Duration::seconds(s)).timestamp_micros())
+        }
         Some(_) => return Err(ApiError::bad_request("expires_in_seconds out of range")),
     };
     let old_key_id = match (&body.key_id, caller.principal()) {
@@ -69,11 +74,21 @@ pub async fn rotate(
             ));
         }
     };
-    let existing = api_keys::list(&warehouse, &org).await?;
-    let old = existing
-        .iter()
-        .find(|k| k.key_id == old_key_id)
+    let old = api_keys::find(&warehouse, &org, &old_key_id)
+        .await?
         .ok_or(ApiError::NotFound)?;
+    // Bounded by the parent's expiry: a rotation never extends a key's life.
+    let expires_at = match (expires_at, old.expires_at) {
+        (Some(asked), Some(parent)) => Some(asked.min(parent)),
+        (None, parent) => parent,
+        (asked, None) => asked,
+    };
+    // With a grace period both keys stay live for a while: that needs room under the cap.
+    if grace > 0
+        && api_keys::count_live(&warehouse, &org, Utc::now()).await? >= api_keys::MAX_LIVE_KEYS
+    {
+        return Err(ApiError::TooManyKeys);
+    }
     let scopes: Vec<Scope> = match body.scopes {
         Some(s) => Scope::normalize(&s),
         None => old.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
@@ -113,13 +128,45 @@ pub async fn rotate(
     })))
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyListQuery {
+    pub page_token: Option<String>,
+}
+
+/// The org's keys, newest first, 100 per page (`next_page_token` and `X-Next-Page-Token` lead
+/// to the next page; the token is signed and bound to the org).
 pub async fn list(
     _caller: Guarded<OrgOrRoot<scopes::KeysManage>>,
     warehouse: web::Data<Warehouse>,
+    tokens: web::Data<PageTokens>,
     path: web::Path<String>,
+    query: web::Query<KeyListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let org = org_from_path(&path)?;
-    Ok(HttpResponse::Ok().json(json!({"api_keys": api_keys::list(&warehouse, &org).await?})))
+    let scope = PageTokens::scope_of(&["api_keys", org.as_str()]);
+    let after = match &query.page_token {
+        None => None,
+        Some(token) => {
+            let cursor = tokens.open(token, &scope).map_err(ApiError::bad_request)?;
+            Some((cursor.t, cursor.id))
+        }
+    };
+    let (keys, more) = api_keys::list(&warehouse, &org, after).await?;
+    let next = match keys.last() {
+        Some(last) if more => Some(tokens.issue(
+            last.created_at.map_or(0, |t| t.timestamp_micros()),
+            &last.key_id,
+            (0, 0),
+            &scope,
+        )),
+        _ => None,
+    };
+    let mut response = HttpResponse::Ok();
+    if let Some(token) = &next {
+        response.insert_header(("X-Next-Page-Token", token.as_str()));
+    }
+    Ok(response.json(json!({"api_keys": keys, "next_page_token": next})))
 }
 
 pub async fn revoke(

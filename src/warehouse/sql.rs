@@ -91,6 +91,8 @@ statements! {
     KEY_REVOKE => "keys/revoke.sql";
     KEYS_TOUCH_LAST_USED => "keys/touch_last_used.sql";
     KEYS_COUNT_BY_ORG => "keys/count_by_org.sql";
+    KEYS_COUNT_LIVE_BY_ORG => "keys/count_live_by_org.sql";
+    KEY_BY_ID => "keys/by_id.sql";
     /// The org profile row for one slug.
     ORG_PROFILE_BY_SLUG => "orgs/profile_by_slug.sql";
     ORG_PROFILE_BY_DATASET => "orgs/profile_by_dataset.sql";

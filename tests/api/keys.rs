@@ -330,7 +330,7 @@ async fn a_stored_key_ciphertext_moved_to_another_org_fails_to_decrypt() {
     let other = unique_slug("other-co");
     app.onboard(&other).await;
     let org_a = OrgSlug::parse(&slug).unwrap();
-    let listed = api_keys::list(&app.warehouse, &org_a).await.unwrap();
+    let (listed, _) = api_keys::list(&app.warehouse, &org_a, None).await.unwrap();
     let key_id = &listed[0].key_id;
     let sealed = api_keys::stored_ciphertext(&app.warehouse, &org_a, key_id)
         .await
@@ -409,6 +409,166 @@ async fn a_flood_of_well_formed_unknown_keys_costs_at_most_one_lookup_per_key_wi
     let lookups = app.warehouse.counters().snapshot().since(&before).query;
     assert!(lookups <= 10, "{lookups} lookups for {statuses:?}");
     assert!(statuses[&429] >= 290, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn live_keys_are_capped_at_10_and_a_rotation_without_grace_is_always_allowed() {
+    let app = spawn_app().await;
+    let (slug, mut key) = org(&app).await;
+    // Onboarding's key plus 9 rotations with grace: 10 live keys.
+    for _ in 0..9 {
+        let r = rotate(&app, &slug, &key, json!({"grace_period_seconds": 600})).await;
+        assert_eq!(r.status(), 201);
+        key = r.json::<Value>().await.unwrap()["api_key"]
+            .as_str()
+            .unwrap()
+            .to_string();
+    }
+    let refused = rotate(&app, &slug, &key, json!({"grace_period_seconds": 600})).await;
+    assert_error(refused, 409, "Too many live API keys: revoke one first").await;
+    // Without grace the old key dies as the new one is born: the count stays at 10.
+    let r = rotate(&app, &slug, &key, json!({})).await;
+    assert_eq!(r.status(), 201);
+}
+
+/// Adds `n` older keys straight into the table (as months of rotations would have left).
+async fn old_keys(app: &TestApp, slug: &str, n: usize) {
+    let meta = &app.meta_dataset;
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "('{}', '{slug}', 'h{i}', b'x', 'qk_old{i}', ['runs:read'], \
+                 TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {} MINUTE), NULL, \
+                 CURRENT_TIMESTAMP(), NULL)",
+                uuid::Uuid::new_v4(),
+                i + 1
+            )
+        })
+        .collect();
+    crate::helpers::Emulator::new()
+        .sql(&format!(
+            "INSERT INTO `{meta}.org_api_keys` (key_id, org_slug, key_hash, encrypted_key, \
+             display_prefix, scopes, created_at, expires_at, revoked_at, last_used_at) VALUES {}",
+            rows.join(", ")
+        ))
+        .await;
+}
+
+#[tokio::test]
+async fn the_key_list_pages_through_every_key_and_rotation_finds_a_key_of_any_age() {
+    let app = spawn_app().await;
+    let (slug, _key) = org(&app).await;
+    let first_id = app
+        .root_get(&format!("{}/api-keys", profile_path(&slug)))
+        .await;
+    let first_id = first_id.json::<Value>().await.unwrap()["api_keys"][0]["key_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // 105 revoked keys, all older than a fresh one; the onboarding key is the newest.
+    old_keys(&app, &slug, 105).await;
+    let mut seen = vec![];
+    let mut token: Option<String> = None;
+    let mut tokens = vec![];
+    let mut pages = 0;
+    loop {
+        let path = match &token {
+            None => format!("{}/api-keys", profile_path(&slug)),
+            Some(t) => format!("{}/api-keys?page_token={t}", profile_path(&slug)),
+        };
+        let page: Value = app.root_get(&path).await.json().await.unwrap();
+        pages += 1;
+        seen.extend(
+            page["api_keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k["key_id"].as_str().unwrap().to_string()),
+        );
+        match page["next_page_token"].as_str() {
+            Some(t) => {
+                token = Some(t.to_string());
+                tokens.push(t.to_string());
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 2);
+    assert_eq!(seen.len(), 106);
+    assert_eq!(
+        seen.iter().collect::<std::collections::HashSet<_>>().len(),
+        106,
+        "no key twice"
+    );
+    assert_eq!(seen[0], first_id, "newest first");
+    // A token is bound to its org.
+    let other = unique_slug("other-keys-co");
+    app.onboard(&other).await;
+    let foreign = app
+        .root_get(&format!(
+            "/api/v1/organizations/{other}/api-keys?page_token={}",
+            tokens[0]
+        ))
+        .await;
+    assert_error(foreign, 400, "Invalid request format").await;
+    // The oldest key, far past the first page, is found by id for rotation (its row says it is
+    // revoked, so rotating it refuses nothing but works on that key).
+    let oldest = seen.last().unwrap();
+    let r = app
+        .client
+        .post(app.url(&format!("{}/api-keys/rotate", profile_path(&slug))))
+        .header("X-CA-Root-Key", &app.root_key)
+        .json(&json!({"key_id": oldest}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["replaced_key_id"],
+        oldest.as_str()
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_key_never_outlives_the_key_that_minted_it() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    let short = rotate(&app, &slug, &key, json!({"expires_in_seconds": 120})).await;
+    assert_eq!(short.status(), 201);
+    let short: Value = short.json().await.unwrap();
+    let parent_expiry: chrono::DateTime<chrono::Utc> =
+        short["expires_at"].as_str().unwrap().parse().unwrap();
+    let short_key = short["api_key"].as_str().unwrap().to_string();
+    // Without an expiry of its own, the child inherits the parent's.
+    let child = rotate(&app, &slug, &short_key, json!({})).await;
+    assert_eq!(child.status(), 201);
+    let child: Value = child.json().await.unwrap();
+    assert_eq!(
+        child["expires_at"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap(),
+        parent_expiry
+    );
+    // Asking for longer is bounded by the parent's.
+    let grandchild = rotate(
+        &app,
+        &slug,
+        child["api_key"].as_str().unwrap(),
+        json!({"expires_in_seconds": 86400}),
+    )
+    .await;
+    assert_eq!(grandchild.status(), 201);
+    let grandchild: Value = grandchild.json().await.unwrap();
+    assert_eq!(
+        grandchild["expires_at"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap(),
+        parent_expiry
+    );
 }
 
 #[tokio::test]
