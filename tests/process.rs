@@ -472,7 +472,8 @@ async fn sigterm_with_5_runs_going_ends_them_releases_every_slot_and_writes_ever
         assert_eq!(steps["steps"][0]["step_id"], "nap", "{steps}");
         assert_eq!(steps["steps"][0]["status"], "INTERRUPTED", "{steps}");
         assert_eq!(
-            steps["steps"][0]["error_summary"], "run cancelled",
+            steps["steps"][0]["error_summary"],
+            "run cancelled: its instance shut down before it finished",
             "{steps}"
         );
     }

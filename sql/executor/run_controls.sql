@@ -12,15 +12,17 @@ held AS (
   WHERE run_id IN UNNEST(@run_ids)
 ),
 cancels AS (
-  SELECT DISTINCT org_slug, run_id
+  SELECT org_slug, run_id, MIN(requested_by) AS requested_by
   FROM `__META_DATASET__.run_cancel_requests`
   WHERE requested_at >= TIMESTAMP_SUB(@now, INTERVAL 2 DAY)
     AND run_id IN UNNEST(@run_ids)
+  GROUP BY org_slug, run_id
 )
 SELECT
   m.run_id,
   h.run_id IS NOT NULL AS held,
-  c.run_id IS NOT NULL AS cancel_requested
+  c.run_id IS NOT NULL AS cancel_requested,
+  c.requested_by AS cancelled_by
 FROM mine AS m
 LEFT JOIN held AS h ON h.run_id = m.run_id AND h.org_slug = m.org_slug
 LEFT JOIN cancels AS c ON c.run_id = m.run_id AND c.org_slug = m.org_slug

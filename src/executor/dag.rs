@@ -101,7 +101,13 @@ pub(super) async fn run(
         ),
         Ending::Stopped(Stop::Cancelled) => (
             RunStatus::Cancelled,
-            Some(("cancelled", Stop::Cancelled.summary(lease_secs))),
+            Some((
+                "cancelled",
+                inner
+                    .runs
+                    .stop_note(&run_id)
+                    .unwrap_or_else(|| Stop::Cancelled.summary(lease_secs)),
+            )),
         ),
         Ending::Stopped(stop) => (
             RunStatus::Orphaned,

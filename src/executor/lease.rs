@@ -56,6 +56,8 @@ struct Entry {
     cancel: CancellationToken,
     renewed_at: DateTime<Utc>,
     stop: Option<Stop>,
+    /// What the run's end says about the stop (who cancelled it, or why).
+    stop_note: Option<String>,
 }
 
 /// The runs executing on this instance, with their leases.
@@ -93,6 +95,7 @@ impl ActiveRuns {
                 cancel,
                 renewed_at: leased_at,
                 stop: None,
+                stop_note: None,
             },
         );
     }
@@ -113,13 +116,22 @@ impl ActiveRuns {
         self.lock().contains_key(run_id)
     }
 
-    /// Tells a run to stop (the first reason given is kept). `false` when it is not executing
-    /// here for `org` (when given).
-    pub(crate) fn stop(&self, run_id: &str, org: Option<&OrgSlug>, why: Stop) -> bool {
+    /// Tells a run to stop (the first reason given is kept, with `note` for its end). `false`
+    /// when it is not executing here for `org` (when given).
+    pub(crate) fn stop(
+        &self,
+        run_id: &str,
+        org: Option<&OrgSlug>,
+        why: Stop,
+        note: Option<String>,
+    ) -> bool {
         let mut runs = self.lock();
         match runs.get_mut(run_id) {
             Some(entry) if org.is_none_or(|o| *o == entry.org) => {
-                entry.stop.get_or_insert(why);
+                if entry.stop.is_none() {
+                    entry.stop = Some(why);
+                    entry.stop_note = note;
+                }
                 entry.cancel.cancel();
                 true
             }
@@ -128,11 +140,19 @@ impl ActiveRuns {
     }
 
     /// Stops every run (shutdown after the grace period).
-    pub(crate) fn stop_all(&self, why: Stop) {
+    pub(crate) fn stop_all(&self, why: Stop, note: &str) {
         for entry in self.lock().values_mut() {
-            entry.stop.get_or_insert(why);
+            if entry.stop.is_none() {
+                entry.stop = Some(why);
+                entry.stop_note = Some(note.to_string());
+            }
             entry.cancel.cancel();
         }
+    }
+
+    /// What the run's end should say about its stop, when something was noted.
+    pub(crate) fn stop_note(&self, run_id: &str) -> Option<String> {
+        self.lock().get(run_id).and_then(|e| e.stop_note.clone())
     }
 
     /// Why the run must not go on at `now`, if it must not: it was told to stop, or its lease
@@ -192,6 +212,7 @@ struct Control {
     run_id: String,
     held: bool,
     cancel_requested: bool,
+    cancelled_by: Option<String>,
 }
 
 /// Every heartbeat interval (spacing kept after a stall): fence lapsed runs, renew the others'
@@ -257,10 +278,15 @@ async fn beat(inner: &Arc<Inner>, beats_warehouse: &Warehouse) {
     for control in controls {
         if !control.held {
             tracing::warn!(run_id = %control.run_id, "a reaper freed this run's slot: stopping it");
-            inner.runs.stop(&control.run_id, None, Stop::Reaped);
+            inner.runs.stop(&control.run_id, None, Stop::Reaped, None);
         } else if control.cancel_requested {
             tracing::info!(run_id = %control.run_id, "cancellation requested through another instance");
-            inner.runs.stop(&control.run_id, None, Stop::Cancelled);
+            let note = control
+                .cancelled_by
+                .map(|by| format!("run cancelled by {by}"));
+            inner
+                .runs
+                .stop(&control.run_id, None, Stop::Cancelled, note);
         }
     }
 }

@@ -392,10 +392,13 @@ impl Executor {
         })
     }
 
-    /// Cooperative cancellation of a run executing on this instance. `false` when it is not
-    /// running here.
-    pub fn cancel(&self, org: &OrgSlug, run_id: &str) -> bool {
-        self.inner.runs.stop(run_id, Some(org), Stop::Cancelled)
+    /// Cooperative cancellation of a run executing on this instance, by `actor` (recorded in
+    /// the run's end). `false` when it is not running here.
+    pub fn cancel(&self, org: &OrgSlug, run_id: &str, actor: &str) -> bool {
+        let note = format!("run cancelled by {actor}");
+        self.inner
+            .runs
+            .stop(run_id, Some(org), Stop::Cancelled, Some(note))
     }
 
     /// Graceful shutdown, inside a platform's kill window (Cloud Run: SIGKILL 10 s after
@@ -420,7 +423,10 @@ impl Executor {
                 active = self.active_runs(),
                 "grace period over: cancelling runs"
             );
-            self.inner.runs.stop_all(Stop::Cancelled);
+            self.inner.runs.stop_all(
+                Stop::Cancelled,
+                "run cancelled: its instance shut down before it finished",
+            );
             let _ = tokio::time::timeout(SHUTDOWN_RUN_ENDS, self.inner.tasks.wait()).await;
         }
         if !self.inner.releaser.wait_idle(SHUTDOWN_RELEASES).await {

@@ -152,8 +152,10 @@ pub async fn cancel(
     let (org, run_id) = org_and_run(path)?;
     let cancelling =
         HttpResponse::Accepted().json(json!({"run_id": run_id, "status": "CANCELLING"}));
-    if executor.cancel(&org, &run_id) {
-        tracing::info!(org = %org, run_id, actor = %caller.actor(), "run cancellation requested");
+    let actor = caller.actor();
+    if executor.cancel(&org, &run_id, &actor) {
+        tracing::info!(org = %org, run_id, actor = %actor, "run cancellation requested");
+        audit_cancel(&warehouse, &org, &run_id, &actor, "here").await;
         return Ok(cancelling);
     }
     let now = clock.now();
@@ -163,11 +165,34 @@ pub async fn cancel(
             Err(ApiError::RunEnded)
         }
         Some(_) => {
-            runs::request_cancel(&warehouse, &org, &run_id, &caller.actor(), now).await?;
-            tracing::info!(org = %org, run_id, actor = %caller.actor(), "run cancellation recorded for its instance");
+            runs::request_cancel(&warehouse, &org, &run_id, &actor, now).await?;
+            tracing::info!(org = %org, run_id, actor = %actor, "run cancellation recorded for its instance");
+            audit_cancel(
+                &warehouse,
+                &org,
+                &run_id,
+                &actor,
+                "its instance, at its next heartbeat",
+            )
+            .await;
             Ok(cancelling)
         }
     }
+}
+
+async fn audit_cancel(warehouse: &Warehouse, org: &OrgSlug, run_id: &str, actor: &str, via: &str) {
+    crate::audit::record(
+        warehouse,
+        crate::audit::AuditEvent {
+            org_slug: Some(org),
+            actor: actor.to_string(),
+            action: "run.cancel",
+            resource_type: "run",
+            resource_id: Some(run_id.to_string()),
+            details: json!({ "stopped_by": via }),
+        },
+    )
+    .await;
 }
 
 /// Lists in the format the client accepts: JSON (default), NDJSON or CSV, same bounded page.

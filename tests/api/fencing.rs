@@ -220,6 +220,28 @@ async fn a_cancel_through_another_instance_reaches_the_run_within_a_heartbeat() 
     let done = finished(&b, &slug, &key, &id).await;
     assert_eq!(done["status"], "CANCELLED", "{done}");
     assert!(started.elapsed() < Duration::from_secs(10));
+    // Who cancelled it is in the run's end and in the audit log.
+    let actor = b
+        .key_get("/api/v1/whoami", &key)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    let by = format!("run cancelled by key:{}", actor["key_id"].as_str().unwrap());
+    assert_eq!(done["error_summary"], by.as_str(), "{done}");
+    let audit: Value = b
+        .key_get(&format!("/api/v1/organizations/{slug}/audit-logs"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let entry = audit["audit_logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "run.cancel")
+        .unwrap_or_else(|| panic!("no run.cancel entry: {audit}"));
+    assert_eq!(entry["resource_id"], id.as_str());
     assert_eq!(
         steps(&b, &slug, &key, &id).await,
         vec![("nap".to_string(), 1, "INTERRUPTED".to_string())]
