@@ -24,6 +24,9 @@ pub enum ServiceError {
     NotFound,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The org's plan does not allow it (the text names the plan and its limit; no secrets).
+    #[error("plan limit: {0}")]
+    PlanLimit(String),
     #[error(transparent)]
     Warehouse(#[from] WarehouseError),
     #[error(transparent)]
@@ -41,6 +44,7 @@ impl From<ServiceError> for ApiError {
                 tracing::info!(reason = %reason, "conflict");
                 ApiError::Conflict
             }
+            ServiceError::PlanLimit(what) => ApiError::PlanLimit(what),
             ServiceError::Warehouse(e) => e.into(),
             ServiceError::Kms(KmsError::Unavailable(detail)) => {
                 tracing::error!(error = %detail, "kms unavailable");
@@ -74,6 +78,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("Resource already exists")]
     Conflict,
+    /// The org's plan does not allow it.
+    #[error("Plan limit reached: {0}")]
+    PlanLimit(String),
     /// A rotation that would take the org past its live-key cap.
     #[error("Too many live API keys: revoke one first")]
     TooManyKeys,
@@ -163,6 +170,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict
+            | ApiError::PlanLimit(_)
             | ApiError::RunEnded
             | ApiError::TooManyKeys
             | ApiError::IdempotencyKeyInProgress { .. } => StatusCode::CONFLICT,

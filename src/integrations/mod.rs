@@ -227,25 +227,8 @@ pub async fn setup(
             provider.name
         )));
     }
-    #[derive(Deserialize)]
-    struct Count {
-        n: i64,
-    }
-    let others: Vec<Count> = warehouse
-        .query(
-            &sql::CREDENTIALS_COUNT_OTHER_PROVIDERS,
-            &[
-                Param::string("org_slug", org.as_str()),
-                Param::string("provider", provider.name.clone()),
-            ],
-        )
-        .await?;
-    if others.first().map_or(0, |c| c.n) >= max_providers(plan) {
-        return Err(ServiceError::Conflict(format!(
-            "plan {} allows {} providers",
-            plan.as_str(),
-            max_providers(plan)
-        )));
+    if other_providers(warehouse, org, &provider.name).await? >= max_providers(plan) {
+        return Err(plan_limit(plan));
     }
     let checked = check_live(http, provider, &credential).await;
     let credential_id = uuid::Uuid::new_v4().to_string();
@@ -276,6 +259,22 @@ pub async fn setup(
         )
         .await?;
     drop(credential);
+    // Setups racing for other providers may each have passed the check above: counted again
+    // with this credential in, the setup that finds the limit exceeded withdraws its own (so
+    // racers may all be refused, and the org never holds more providers than its plan).
+    if other_providers(warehouse, org, &provider.name).await? >= max_providers(plan) {
+        warehouse
+            .execute(
+                &sql::CREDENTIAL_DEACTIVATE_ONE,
+                &[
+                    Param::string("org_slug", org.as_str()),
+                    Param::string("credential_id", credential_id.clone()),
+                    Param::timestamp("now", Utc::now()),
+                ],
+            )
+            .await?;
+        return Err(plan_limit(plan));
+    }
     deactivate(warehouse, org, &provider.name, &credential_id, now).await?;
     active(warehouse, org, &provider.name)
         .await?
@@ -283,6 +282,36 @@ pub async fn setup(
         .ok_or_else(|| {
             ServiceError::Warehouse(WarehouseError::Decode("stored credential not found".into()))
         })
+}
+
+fn plan_limit(plan: Plan) -> ServiceError {
+    ServiceError::PlanLimit(format!(
+        "plan {} allows {} providers",
+        plan.as_str(),
+        max_providers(plan)
+    ))
+}
+
+/// How many providers other than `provider` the org has active credentials for.
+async fn other_providers(
+    warehouse: &Warehouse,
+    org: &OrgSlug,
+    provider: &str,
+) -> Result<i64, ServiceError> {
+    #[derive(Deserialize)]
+    struct Count {
+        n: i64,
+    }
+    let others: Vec<Count> = warehouse
+        .query(
+            &sql::CREDENTIALS_COUNT_OTHER_PROVIDERS,
+            &[
+                Param::string("org_slug", org.as_str()),
+                Param::string("provider", provider.to_string()),
+            ],
+        )
+        .await?;
+    Ok(others.first().map_or(0, |c| c.n))
 }
 
 /// Deactivates the provider's active credentials created before `keep` (created at

@@ -120,6 +120,7 @@ statements! {
     CREDENTIAL_BY_PROVIDER => "integrations/active_by_provider.sql";
     CREDENTIAL_INSERT => "integrations/insert.sql";
     CREDENTIALS_DEACTIVATE => "integrations/deactivate.sql";
+    CREDENTIAL_DEACTIVATE_ONE => "integrations/deactivate_one.sql";
     CREDENTIAL_SET_VALIDATION => "integrations/set_validation.sql";
     CREDENTIALS_COUNT_OTHER_PROVIDERS => "integrations/count_other_providers.sql";
     AUDIT_BY_ORG => "audit/list_by_org.sql";

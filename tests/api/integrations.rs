@@ -224,7 +224,49 @@ async fn the_plan_bounds_how_many_providers_an_org_connects() {
         "sk-ant-good-0123456789abcdef",
     )
     .await;
-    assert_error(third, 409, "Resource already exists").await;
+    assert_error(
+        third,
+        409,
+        "Plan limit reached: plan STARTER allows 2 providers",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn parallel_setups_never_connect_more_providers_than_the_plan_allows() {
+    let (app, _double) = app_with_double().await;
+    let meta = app.meta_dataset.clone();
+    for round in 0..3 {
+        let (slug, key) = org(&app).await; // STARTER: 2 providers
+        let (a, b, c) = tokio::join!(
+            setup(&app, &slug, &key, "openai", "sk-good-0123456789abcdef"),
+            setup(&app, &slug, &key, "usage_api", "good-token-abc"),
+            setup(
+                &app,
+                &slug,
+                &key,
+                "anthropic",
+                "sk-ant-good-0123456789abcdef"
+            ),
+        );
+        let created = [a, b, c].iter().filter(|r| r.status() == 201).count();
+        let active = Emulator::new()
+            .sql(&format!(
+                "SELECT COUNT(DISTINCT provider) FROM `{meta}.org_integration_credentials` \
+                 WHERE org_slug = '{slug}' AND is_active LIMIT 1"
+            ))
+            .await;
+        let active: usize = active["rows"][0]["f"][0]["v"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(active <= 2, "round {round}: {active} providers active");
+        assert_eq!(
+            active, created,
+            "round {round}: every 201 stayed, every 409 withdrew"
+        );
+    }
 }
 
 #[tokio::test]
