@@ -155,15 +155,21 @@ impl ActiveRuns {
         self.lock().get(run_id).and_then(|e| e.stop_note.clone())
     }
 
+    /// Stops the run if its lease lapsed at `now`.
+    fn fence(&self, run_id: &str, entry: &mut Entry, now: DateTime<Utc>) {
+        if entry.stop.is_none() && now - entry.renewed_at >= self.fence_after {
+            tracing::warn!(run_id, org = %entry.org, "lease lapsed: stopping the run");
+            entry.stop = Some(Stop::LeaseLost);
+            entry.cancel.cancel();
+        }
+    }
+
     /// Why the run must not go on at `now`, if it must not: it was told to stop, or its lease
     /// lapsed (which stops it).
     pub(crate) fn check(&self, run_id: &str, now: DateTime<Utc>) -> Option<Stop> {
         let mut runs = self.lock();
         let entry = runs.get_mut(run_id)?;
-        if entry.stop.is_none() && now - entry.renewed_at >= self.fence_after {
-            entry.stop = Some(Stop::LeaseLost);
-            entry.cancel.cancel();
-        }
+        self.fence(run_id, entry, now);
         entry.stop
     }
 
@@ -172,11 +178,7 @@ impl ActiveRuns {
         let mut runs = self.lock();
         let mut beats = Vec::new();
         for (run_id, entry) in runs.iter_mut() {
-            if entry.stop.is_none() && now - entry.renewed_at >= self.fence_after {
-                tracing::warn!(run_id, org = %entry.org, "lease lapsed: stopping the run");
-                entry.stop = Some(Stop::LeaseLost);
-                entry.cancel.cancel();
-            }
+            self.fence(run_id, entry, now);
             if entry.stop.is_none() {
                 beats.push(Heartbeat {
                     run_id: run_id.clone(),
