@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::admission::AdmissionError;
 use crate::kms::KmsError;
 use crate::request_id;
+use crate::validation::FieldProblem;
 use crate::warehouse::WarehouseError;
 
 /// The service layer's error: what went wrong in domain terms. Mapped to HTTP once, below.
@@ -20,6 +21,9 @@ pub enum ServiceError {
     /// The input is well-formed JSON but not acceptable; the reason is logged, not returned.
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// One field is not acceptable; the problem (names and accepted forms only) is returned.
+    #[error("invalid {}: {}", .0.field, .0.problem)]
+    InvalidField(FieldProblem),
     #[error("not found")]
     NotFound,
     #[error("conflict: {0}")]
@@ -39,6 +43,7 @@ impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {
             ServiceError::Invalid(reason) => ApiError::bad_request(reason),
+            ServiceError::InvalidField(problem) => ApiError::invalid(problem),
             ServiceError::NotFound => ApiError::NotFound,
             ServiceError::Conflict(reason) => {
                 tracing::info!(reason = %reason, "conflict");
@@ -106,6 +111,9 @@ pub enum ApiError {
         reason: &'static str,
         retry_after_secs: u64,
     },
+    /// Validation failed; what is wrong, field by field, is returned in `details`.
+    #[error("Invalid request format")]
+    Invalid { details: Vec<FieldProblem> },
     /// A pipeline parameter failed validation; its (declared) name is returned.
     #[error("Invalid request format")]
     InvalidParameter { name: String },
@@ -120,6 +128,14 @@ impl ApiError {
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
         ApiError::Internal
+    }
+
+    /// 400 with one problem in `details` (logged too).
+    pub fn invalid(problem: FieldProblem) -> Self {
+        tracing::info!(field = %problem.field, problem = %problem.problem, "invalid request");
+        ApiError::Invalid {
+            details: vec![problem],
+        }
     }
 
     /// Logs why a request was refused as malformed; the client only sees "Invalid request format".
@@ -162,7 +178,9 @@ impl From<AdmissionError> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest | ApiError::Invalid { .. } | ApiError::InvalidParameter { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden | ApiError::MissingScope | ApiError::OrgSuspended => {
                 StatusCode::FORBIDDEN
@@ -215,6 +233,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::QuotaExceeded { reason, .. } => body["error"]["reason"] = json!(reason),
             ApiError::InvalidParameter { name } => body["error"]["parameter"] = json!(name),
+            ApiError::Invalid { details } => body["error"]["details"] = json!(details),
             _ => {}
         }
         response.json(body)

@@ -133,15 +133,27 @@ pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|err, _req| ApiError::bad_request(err).into())
 }
 
+/// A query string that does not fit says which parameter and what is accepted.
 pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default().error_handler(|err, _req| ApiError::bad_request(err).into())
+    web::QueryConfig::default().error_handler(|err, _req| {
+        let message = match &err {
+            actix_web::error::QueryPayloadError::Deserialize(e) => e.to_string(),
+            other => other.to_string(),
+        };
+        let mut problem = crate::validation::from_serde("", &message);
+        if problem.field == "body" {
+            problem.field = "query".into();
+            problem.problem = "not in the accepted form".into();
+        }
+        ApiError::invalid(problem).into()
+    })
 }
 
 /// Parses a JSON body read as bytes. Handlers take the body this way so that the guard in their
 /// signature always decides first: an unauthenticated request gets 401, never a hint about the
 /// body's shape.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(ApiError::bad_request)
+    crate::validation::parse_json(body).map_err(ApiError::invalid)
 }
 
 /// Unknown routes.

@@ -29,4 +29,5 @@ pub mod settings;
 pub mod startup;
 pub mod steps;
 pub mod telemetry;
+pub mod validation;
 pub mod warehouse;

@@ -25,6 +25,8 @@ pub struct ErrorDetail {
     pub reason: Option<String>,
     /// For 400 on a pipeline parameter: its name.
     pub parameter: Option<String>,
+    /// For 400 on a validation failure: what is wrong, field by field.
+    pub details: Option<Vec<crate::validation::FieldProblem>>,
 }
 
 // Shapes of list responses.

@@ -221,14 +221,16 @@ pub struct RunFilter {
     pub limit: usize,
 }
 
-fn invalid(what: &str) -> ServiceError {
-    ServiceError::Invalid(what.to_string())
+fn invalid(field: &str, problem: &str, accepted: &str) -> ServiceError {
+    ServiceError::InvalidField(crate::validation::FieldProblem::new(
+        field, problem, accepted,
+    ))
 }
 
 fn parse_time(raw: &str, name: &str) -> Result<DateTime<Utc>, ServiceError> {
     DateTime::parse_from_rfc3339(raw)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| invalid(&format!("{name}: an RFC 3339 time")))
+        .map_err(|_| invalid(name, "not an RFC 3339 time", "e.g. 2026-11-01T00:00:00Z"))
 }
 
 /// Checks a window: since < until, at most [`MAX_WINDOW_DAYS`].
@@ -246,10 +248,14 @@ pub fn window(
         .transpose()?
         .unwrap_or(until - chrono::Duration::days(DEFAULT_WINDOW_DAYS));
     if since >= until {
-        return Err(invalid("since must be before until"));
+        return Err(invalid("since", "not before until", "a time before until"));
     }
     if until - since > chrono::Duration::days(MAX_WINDOW_DAYS) {
-        return Err(invalid("the window is at most 31 days"));
+        return Err(invalid(
+            "since",
+            "the window is longer than 31 days",
+            "since and until at most 31 days apart",
+        ));
     }
     Ok((since, until))
 }
@@ -265,26 +271,43 @@ impl RunsQuery {
                     if STATUSES.contains(&s.as_str()) {
                         Ok(s)
                     } else {
-                        Err(invalid("status: unknown"))
+                        Err(invalid(
+                            "status",
+                            "unknown status",
+                            "PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, ORPHANED \
+                             (one, or several separated by commas)",
+                        ))
                     }
                 })
                 .collect::<Result<_, _>>()?,
         };
         let pipeline_id = match &self.pipeline_id {
             Some(p) if crate::pipelines::valid_pipeline_id(p) => p.clone(),
-            Some(_) => return Err(invalid("pipeline_id: not a pipeline id")),
+            Some(_) => {
+                return Err(invalid(
+                    "pipeline_id",
+                    "not a pipeline id",
+                    "a catalog id such as genai/usage_rollup",
+                ));
+            }
             None => String::new(),
         };
         let trigger = match &self.trigger {
             Some(t) if TRIGGERS.contains(&t.as_str()) => t.clone(),
-            Some(_) => return Err(invalid("trigger: api, retry or schedule")),
+            Some(_) => {
+                return Err(invalid(
+                    "trigger",
+                    "unknown trigger",
+                    "api, retry or schedule",
+                ));
+            }
             None => String::new(),
         };
         let (since, until) = window(self.since.as_deref(), self.until.as_deref(), now)?;
         let limit = match self.limit {
             None => 50,
             Some(n) if (1..=100).contains(&n) => n,
-            Some(_) => return Err(invalid("limit: 1-100")),
+            Some(_) => return Err(invalid("limit", "out of range", "1 to 100")),
         };
         Ok(RunFilter {
             statuses,
@@ -399,13 +422,27 @@ pub async fn list(
     let (before_micros, before_id) = match page_token {
         None => (i64::MAX, String::new()),
         Some(token) => {
-            let cursor = tokens
-                .open(token, &scope_key)
-                .map_err(|_| invalid("page_token: invalid, or issued for another query"))?;
-            filter.since = DateTime::from_timestamp_micros(cursor.since)
-                .ok_or_else(|| invalid("page_token"))?;
-            filter.until = DateTime::from_timestamp_micros(cursor.until)
-                .ok_or_else(|| invalid("page_token"))?;
+            let cursor = tokens.open(token, &scope_key).map_err(|_| {
+                invalid(
+                    "page_token",
+                    "invalid, or issued for another query",
+                    "the next_page_token of the same query",
+                )
+            })?;
+            filter.since = DateTime::from_timestamp_micros(cursor.since).ok_or_else(|| {
+                invalid(
+                    "page_token",
+                    "invalid",
+                    "the next_page_token of the same query",
+                )
+            })?;
+            filter.until = DateTime::from_timestamp_micros(cursor.until).ok_or_else(|| {
+                invalid(
+                    "page_token",
+                    "invalid",
+                    "the next_page_token of the same query",
+                )
+            })?;
             (cursor.t, cursor.id)
         }
     };

@@ -24,4 +24,5 @@ mod pipelines;
 mod provider_double;
 mod rate_limits;
 mod run_logs;
+mod validation_details;
 mod warehouse;
