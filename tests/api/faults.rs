@@ -209,12 +209,21 @@ async fn a_step_job_whose_answer_is_lost_is_attached_to_not_run_twice() {
         }
     };
     run("samples/usage_seed").await;
-    // The rollup's INSERT job runs, but the answer to its jobs.insert is lost: the retry finds
-    // the job by its id and waits for it instead of starting a second one.
-    proxy.inject([lost_answer("/jobs", Some("INSERT INTO"))]);
+    // The rollup's MERGE job runs, but the answer to its jobs.insert is lost: the retry finds
+    // the job by its id (jobs.get) and waits for it instead of starting a second one.
+    proxy.clear();
+    proxy.inject([lost_answer("/jobs", Some("usage_daily` AS t"))]);
     let rollup = run("genai/usage_rollup").await;
+    let inserts: Vec<u16> = proxy
+        .query_calls()
+        .iter()
+        .filter(|(path, _)| path.ends_with("/jobs"))
+        .map(|(_, status)| *status)
+        .collect();
+    // create_daily, the rollup (its answer lost) and the assert: one jobs.insert each.
+    assert_eq!(inserts.len(), 3, "{inserts:?}");
     assert_eq!(
-        proxy.query_calls().iter().filter(|c| c.1 == 503).count(),
+        inserts.iter().filter(|s| **s == 503).count(),
         1,
         "the fault was hit"
     );

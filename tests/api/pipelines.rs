@@ -163,10 +163,13 @@ async fn the_sample_pipelines_run_end_to_end() {
     );
 
     let day = json!({"day": "2026-11-01"});
+    // The seed and the roll-up run twice: re-running a day replaces its rows.
     for pipeline in [
         "samples/usage_seed",
         "genai/usage_rollup",
         "quality/raw_usage_checks",
+        "samples/usage_seed",
+        "genai/usage_rollup",
     ] {
         let run_id = admitted(&app, &slug, &key, pipeline, day.clone()).await;
         let done = finished(&app, &slug, &key, &run_id).await;
@@ -204,7 +207,16 @@ async fn the_sample_pipelines_run_end_to_end() {
         ["openai", "gpt-4o-mini", "1", "5000", "1000"],
     ];
     assert_eq!(got, want.map(|r| r.map(String::from).to_vec()).to_vec());
-    assert_eq!(quota(&app, &slug).await["runs_today"], 3);
+    let raw = Emulator::new()
+        .sql(&format!(
+            "SELECT COUNT(*) FROM `{dataset}.raw_usage` WHERE event_day = DATE '2026-11-01' LIMIT 1"
+        ))
+        .await;
+    assert_eq!(
+        raw["rows"][0]["f"][0]["v"], "6",
+        "the day's sample rows, once"
+    );
+    assert_eq!(quota(&app, &slug).await["runs_today"], 5);
 }
 
 #[tokio::test]
