@@ -1,5 +1,5 @@
 # Quarry: make run (service on local defaults), make test (the whole suite).
-.PHONY: run test lint fmt emulator-env bench bench-auth bench-scale fuzz clean
+.PHONY: run test lint fmt emulator-env bench bench-auth bench-scale fuzz clean check-config validate
 
 run:
 	@scripts/run-local.sh
@@ -9,6 +9,14 @@ test:
 
 fuzz:
 	@scripts/fuzz.sh
+
+# The settings make run would use, checked, with the pipeline and provider definitions.
+check-config:
+	@scripts/check-config.sh
+
+# The pipeline definitions under pipelines/ and their SQL.
+validate:
+	@cargo run --quiet --locked --bin quarry -- pipelines validate
 
 bench:
 	@scripts/bench.sh

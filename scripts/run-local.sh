@@ -23,16 +23,8 @@ if ! grep -q '^LOCAL_KMS_KEY=' .env.local; then
   echo "LOCAL_KMS_KEY=$kms" >>.env.local
   echo "==> wrote a development KMS key to .env.local"
 fi
-set -a
-# shellcheck disable=SC1091
-. ./.env.local
-set +a
-
-export ENVIRONMENT="${ENVIRONMENT:-development}"
-export GCP_PROJECT_ID="${GCP_PROJECT_ID:-quarry-local}"
-EMULATOR_PORT="${EMULATOR_PORT:-9050}"
-export BIGQUERY_EMULATOR_HOST="127.0.0.1:$EMULATOR_PORT"
-export BIND_ADDR="${BIND_ADDR:-127.0.0.1:8080}"
+# shellcheck source=scripts/local-env.sh
+. scripts/local-env.sh
 
 mkdir -p .emulator
 PIDFILE=.emulator/emulator.pid
@@ -41,5 +33,7 @@ scripts/emulator.sh stop "$PIDFILE"
 scripts/emulator.sh start "$EMULATOR_PORT" "$GCP_PROJECT_ID" "$PIDFILE" .emulator/emulator.log \
   --persistent --data-dir .emulator/data
 echo "==> BigQuery emulator on $BIGQUERY_EMULATOR_HOST (data in .emulator/data)"
+echo "==> building quarry (the first build takes a few minutes)"
+cargo build --locked --bin quarry
 echo "==> Quarry on http://$BIND_ADDR"
-cargo run --locked --bin quarry
+target/debug/quarry

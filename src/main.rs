@@ -1,11 +1,12 @@
 //! `quarry serve` (the default), `quarry check-config`, `quarry pipelines validate [DIR]`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use quarry::integrations::Registry;
 use quarry::pipelines::Catalog;
-use quarry::settings::{Environment, Settings};
+use quarry::settings::{Environment, Settings, VarSource};
 use quarry::startup::Application;
 use quarry::telemetry;
 
@@ -37,13 +38,84 @@ fn settings() -> Result<Settings, ExitCode> {
     })
 }
 
+/// The variables `make run` uses: the process environment first, then `.env.local` in the
+/// working folder for any it does not set (the file `make run` writes its keys to).
+struct WithEnvLocal {
+    file: HashMap<String, String>,
+}
+
+impl WithEnvLocal {
+    fn read() -> (Self, bool) {
+        match std::fs::read_to_string(".env.local") {
+            Err(_) => (
+                Self {
+                    file: HashMap::new(),
+                },
+                false,
+            ),
+            Ok(text) => {
+                let file = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(k, v)| {
+                        let v = v.trim().trim_matches('"').trim_matches('\'');
+                        (k.trim().to_string(), v.to_string())
+                    })
+                    .collect();
+                (Self { file }, true)
+            }
+        }
+    }
+}
+
+impl VarSource for WithEnvLocal {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name)
+            .ok()
+            .or_else(|| self.file.get(name).cloned())
+    }
+}
+
+/// A pipelines folder that is missing or holds no definition is an error for the checks (the
+/// service would start with nothing to run).
+fn require_pipelines(dir: &std::path::Path, count: usize) -> Result<(), ExitCode> {
+    if !dir.is_dir() {
+        eprintln!("quarry: {}: not a folder", dir.display());
+        return Err(ExitCode::from(1));
+    }
+    if count == 0 {
+        eprintln!(
+            "quarry: {}: no pipeline definitions (*.yaml)",
+            dir.display()
+        );
+        return Err(ExitCode::from(1));
+    }
+    Ok(())
+}
+
 /// Validates the environment and the definitions the service would load, and prints the
 /// effective settings with secrets masked.
 fn check_config() -> ExitCode {
-    let settings = match settings() {
+    let (source, read_env_local) = WithEnvLocal::read();
+    let settings = match Settings::from_source(&source) {
         Ok(s) => s,
-        Err(code) => return code,
+        Err(e) => {
+            eprintln!("quarry: {e}");
+            return ExitCode::from(2);
+        }
     };
+    if read_env_local {
+        println!("# read .env.local (the process environment wins)");
+    }
+    if !settings.executor.pipelines_dir.is_dir() {
+        eprintln!(
+            "quarry: {}: not a folder",
+            settings.executor.pipelines_dir.display()
+        );
+        return ExitCode::from(1);
+    }
     for (name, value) in settings.describe() {
         println!("{name}={value}");
     }
@@ -65,6 +137,9 @@ fn check_config() -> ExitCode {
         settings.environment,
     ) {
         Ok(c) => {
+            if let Err(code) = require_pipelines(&settings.executor.pipelines_dir, c.len()) {
+                return code;
+            }
             println!(
                 "# ok: {} pipelines, {} providers",
                 c.len(),
@@ -126,6 +201,9 @@ fn validate_pipelines(args: &[&str]) -> ExitCode {
     };
     match Catalog::load(&dir, &sql_dir, &providers, environment) {
         Ok(catalog) => {
+            if let Err(code) = require_pipelines(&dir, catalog.len()) {
+                return code;
+            }
             for p in catalog.iter() {
                 println!("{}: {} step(s)", p.id, p.steps.len());
             }

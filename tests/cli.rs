@@ -165,7 +165,7 @@ fn pipelines_validate_accepts_the_shipped_pipelines() {
         String::from_utf8_lossy(&output.stderr)
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("genai/usage_rollup: 2 step(s)"));
+    assert!(stdout.contains("genai/usage_rollup: 3 step(s)"));
     assert!(stdout.trim_end().ends_with("ok: 4 pipelines"));
 }
 
@@ -190,4 +190,104 @@ fn pipelines_validate_names_the_file_and_field_of_a_broken_definition() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("steps[0].sql"));
     let output = run_args(&["pipelines", "validate", "/no/such/folder"], &[]);
     assert_eq!(output.status.code(), Some(1));
+}
+
+/// Runs the binary in `cwd` with absolute definition folders (nothing read from the crate root).
+fn run_in(cwd: &std::path::Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    let root = env!("CARGO_MANIFEST_DIR");
+    Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .current_dir(cwd)
+        .env_clear()
+        .env("PIPELINES_DIR", format!("{root}/pipelines"))
+        .env("PIPELINE_SQL_DIR", format!("{root}/sql"))
+        .env("PROVIDERS_DIR", format!("{root}/providers"))
+        .envs(vars.iter().copied())
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("quarry-{name}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn check_config_reads_env_local_like_make_run_and_the_environment_wins() {
+    let dir = temp_dir("env-local");
+    std::fs::write(
+        dir.join(".env.local"),
+        "# written by make run\nCA_ROOT_API_KEY=root-from-the-file-0123456789abcdef\n\
+         LOCAL_KMS_KEY=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\
+         RUN_LEASE_SECS=600\nHEARTBEAT_INTERVAL_SECS=60\n",
+    )
+    .unwrap();
+    let output = run_in(
+        &dir,
+        &["check-config"],
+        &[("HEARTBEAT_INTERVAL_SECS", "30")],
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("# read .env.local"), "{stdout}");
+    assert!(
+        stdout.contains("CA_ROOT_API_KEY=set (*** 35 chars)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("RUN_LEASE_SECS=600"), "{stdout}");
+    assert!(
+        stdout.contains("HEARTBEAT_INTERVAL_SECS=30"),
+        "the environment wins: {stdout}"
+    );
+    assert!(!stdout.contains("root-from-the-file"), "{stdout}");
+}
+
+#[test]
+fn an_empty_or_missing_pipelines_folder_fails_both_checks() {
+    let empty = temp_dir("empty-pipelines");
+    let cwd = temp_dir("cwd");
+    let kms = (
+        "LOCAL_KMS_KEY",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    );
+    let output = run_in(
+        &cwd,
+        &["pipelines", "validate", empty.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        format!(
+            "quarry: {}: no pipeline definitions (*.yaml)",
+            empty.display()
+        )
+    );
+    let output = run_in(
+        &cwd,
+        &["check-config"],
+        &[kms, ("PIPELINES_DIR", empty.to_str().unwrap())],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no pipeline definitions"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = run_in(
+        &cwd,
+        &["check-config"],
+        &[kms, ("PIPELINES_DIR", "/no/such/folder")],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim_end(),
+        "quarry: /no/such/folder: not a folder"
+    );
 }
