@@ -28,14 +28,22 @@ enum StepState {
 }
 
 enum Ending {
-    Succeeded,
+    /// With the ids of the steps whose failure was tolerated (`on_failure: continue`).
+    Succeeded(Vec<String>),
     Failed(StepError),
     TimedOut,
     Stopped(Stop),
 }
 
-/// The attempts in flight, by step: what an interrupted run records for the steps it stopped.
-type InFlight = Arc<std::sync::Mutex<HashMap<usize, (u32, chrono::DateTime<Utc>, Instant)>>>;
+/// The steps of one run as they go: the attempts in flight (what an interrupted run records for
+/// the steps it stopped) and every step that started (the others are recorded SKIPPED).
+#[derive(Default)]
+struct Progress {
+    running: HashMap<usize, (u32, chrono::DateTime<Utc>, Instant)>,
+    started: std::collections::HashSet<usize>,
+}
+
+type InFlight = Arc<std::sync::Mutex<Progress>>;
 
 /// Aborts a spawned attempt when dropped (a cancelled or timed-out run stops its steps).
 struct AbortOnDrop(tokio::task::JoinHandle<Result<StepOutcome, StepError>>);
@@ -89,9 +97,21 @@ pub(super) async fn run(
         _ => ending,
     };
     let lease_secs = inner.settings().lease.as_secs();
-    let (status, error) = match ending {
-        Ending::Succeeded => (RunStatus::Succeeded, None),
-        Ending::Failed(e) => (RunStatus::Failed, Some((e.class, e.summary))),
+    let (status, error) = match &ending {
+        Ending::Succeeded(tolerated) if tolerated.is_empty() => (RunStatus::Succeeded, None),
+        // Succeeded, with a visible sign that some steps failed and were tolerated.
+        Ending::Succeeded(tolerated) => (
+            RunStatus::Succeeded,
+            Some((
+                "tolerated_failures",
+                format!(
+                    "{} step(s) failed and were tolerated (on_failure: continue): {}",
+                    tolerated.len(),
+                    tolerated.join(", ")
+                ),
+            )),
+        ),
+        Ending::Failed(e) => (RunStatus::Failed, Some((e.class, e.summary.clone()))),
         Ending::TimedOut => (
             RunStatus::TimedOut,
             Some((
@@ -114,8 +134,17 @@ pub(super) async fn run(
             Some(("lease_lost", stop.summary(lease_secs))),
         ),
     };
-    if let Some((_, reason)) = &error {
+    if !matches!(ending, Ending::Succeeded(_)) {
+        let reason = match &error {
+            Some((_, reason)) => reason.as_str(),
+            None => "the run ended",
+        };
         interrupted(inner, &pipeline, &ctx, &in_flight, reason);
+        let why_skipped = match &ending {
+            Ending::Failed(e) => format!("not run: an earlier step failed ({})", e.class),
+            _ => format!("not run: {reason}"),
+        };
+        skipped(inner, &pipeline, &ctx, &in_flight, &why_skipped);
     }
     let mut end = inner.event(&pipeline.id, &org, &run_id, status);
     if let Some((class, summary)) = error {
@@ -140,7 +169,12 @@ fn interrupted(
     in_flight: &InFlight,
     reason: &str,
 ) {
-    let cut: Vec<_> = in_flight.lock().expect("in flight").drain().collect();
+    let cut: Vec<_> = in_flight
+        .lock()
+        .expect("in flight")
+        .running
+        .drain()
+        .collect();
     for (index, (attempt, started_at, started)) in cut {
         inner.run_log.step(StepLog {
             log_id: uuid::Uuid::new_v4().to_string(),
@@ -153,6 +187,39 @@ fn interrupted(
             started_at: started_at.to_rfc3339_opts(SecondsFormat::Micros, true),
             ended_at: Some(Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)),
             duration_ms: Some(started.elapsed().as_millis() as i64),
+            rows_affected: None,
+            bytes_processed: None,
+            error_summary: Some(reason.to_string()),
+        });
+    }
+}
+
+/// Records the steps that never started (a dependency failed, or the run ended first) as
+/// SKIPPED with the reason, so every step of the pipeline shows in the run's steps.
+fn skipped(
+    inner: &Arc<Inner>,
+    pipeline: &Pipeline,
+    ctx: &StepContext,
+    in_flight: &InFlight,
+    reason: &str,
+) {
+    let started = in_flight.lock().expect("in flight").started.clone();
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+    for (index, step) in pipeline.steps.iter().enumerate() {
+        if started.contains(&index) {
+            continue;
+        }
+        inner.run_log.step(StepLog {
+            log_id: format!("{}:{}:skipped", ctx.run_id, step.id),
+            run_id: ctx.run_id.clone(),
+            org_slug: ctx.org.to_string(),
+            pipeline_id: pipeline.id.clone(),
+            step_id: step.id.clone(),
+            attempt: 0,
+            status: "SKIPPED".into(),
+            started_at: now.clone(),
+            ended_at: Some(now.clone()),
+            duration_ms: Some(0),
             rows_affected: None,
             bytes_processed: None,
             error_summary: Some(reason.to_string()),
@@ -173,6 +240,7 @@ async fn steps(
         .collect();
     let mut set: JoinSet<(usize, Result<StepOutcome, StepError>)> = JoinSet::new();
     let mut first_failure: Option<StepError> = None;
+    let mut tolerated: Vec<String> = Vec::new();
     loop {
         if first_failure.is_none() {
             for (i, step) in pipeline.steps.iter().enumerate() {
@@ -218,7 +286,10 @@ async fn steps(
         let step = &pipeline.steps[i];
         let next = match (&result, step.on_failure) {
             (Ok(_), _) => StepState::Succeeded,
-            (Err(_), OnFailure::Continue) => StepState::FailedTolerated,
+            (Err(_), OnFailure::Continue) => {
+                tolerated.push(step.id.clone());
+                StepState::FailedTolerated
+            }
             (Err(e), OnFailure::Stop) => {
                 first_failure.get_or_insert_with(|| e.clone());
                 StepState::Failed
@@ -231,7 +302,7 @@ async fn steps(
     }
     match first_failure {
         Some(e) => Ending::Failed(e),
-        None => Ending::Succeeded,
+        None => Ending::Succeeded(tolerated),
     }
 }
 
@@ -256,10 +327,29 @@ async fn attempts(
         }
         let started_at = Utc::now();
         let started = Instant::now();
-        in_flight
-            .lock()
-            .expect("in flight")
-            .insert(index, (attempt, started_at, started));
+        {
+            let mut progress = in_flight.lock().expect("in flight");
+            progress.started.insert(index);
+            progress
+                .running
+                .insert(index, (attempt, started_at, started));
+        }
+        // Visible while it runs; the attempt's end row replaces it in reads.
+        inner.run_log.step(StepLog {
+            log_id: format!("{}:{}:{attempt}:running", ctx.run_id, step.id),
+            run_id: ctx.run_id.clone(),
+            org_slug: ctx.org.to_string(),
+            pipeline_id: pipeline.id.clone(),
+            step_id: step.id.clone(),
+            attempt: i64::from(attempt),
+            status: "RUNNING".into(),
+            started_at: started_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+            ended_at: None,
+            duration_ms: None,
+            rows_affected: None,
+            bytes_processed: None,
+            error_summary: None,
+        });
         let mut handle = {
             let pipeline = pipeline.clone();
             let ctx = StepContext {
@@ -293,7 +383,7 @@ async fn attempts(
             Err(_) => "FAILED",
         };
         let outcome = result.as_ref().ok().cloned().unwrap_or_default();
-        in_flight.lock().expect("in flight").remove(&index);
+        in_flight.lock().expect("in flight").running.remove(&index);
         inner.run_log.step(StepLog {
             log_id: uuid::Uuid::new_v4().to_string(),
             run_id: ctx.run_id.clone(),

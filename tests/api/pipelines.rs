@@ -605,9 +605,10 @@ async fn retries_follow_the_policy_and_show_in_the_step_log() {
         vec![
             s("broken", 1, "FAILED"),
             s("broken", 2, "FAILED"),
-            s("broken", 3, "FAILED")
+            s("broken", 3, "FAILED"),
+            s("after", 0, "SKIPPED")
         ],
-        "the dependent step never ran"
+        "the dependent step never ran, and says so"
     );
     assert_eq!(
         steps(&app, &slug, &key, &flaky).await,
@@ -620,13 +621,42 @@ async fn retries_follow_the_policy_and_show_in_the_step_log() {
 }
 
 #[tokio::test]
+async fn a_running_step_shows_as_running_until_its_attempt_ends() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    let id = admitted(&app, &slug, &key, "test/sleep5", json!({})).await;
+    let mut seen = vec![];
+    for _ in 0..100 {
+        seen = steps(&app, &slug, &key, &id).await;
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, vec![("nap".to_string(), 1, "RUNNING".to_string())]);
+    assert_eq!(
+        finished(&app, &slug, &key, &id).await["status"],
+        "SUCCEEDED"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        steps(&app, &slug, &key, &id).await,
+        vec![("nap".to_string(), 1, "SUCCEEDED".to_string())]
+    );
+}
+
+#[tokio::test]
 async fn steps_follow_the_dag_and_a_tolerated_failure_lets_the_run_succeed() {
     let app = spawn_app().await;
     let (slug, key) = org(&app).await;
     let id = admitted(&app, &slug, &key, "test/dag", json!({})).await;
+    let done = finished(&app, &slug, &key, &id).await;
+    assert_eq!(done["status"], "SUCCEEDED");
+    // A tolerated failure is visible on the run itself.
+    assert_eq!(done["error_class"], "tolerated_failures");
     assert_eq!(
-        finished(&app, &slug, &key, &id).await["status"],
-        "SUCCEEDED"
+        done["error_summary"],
+        "1 step(s) failed and were tolerated (on_failure: continue): c"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let got = steps(&app, &slug, &key, &id).await;
