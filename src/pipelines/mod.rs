@@ -21,13 +21,25 @@ pub use params::{ParamDecl, ParamError, ParamType, RunParams};
 /// Largest number of steps in one pipeline.
 pub const MAX_STEPS: usize = 50;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {field}: {problem}")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogError {
     pub file: String,
+    /// Empty for the top level of the file.
     pub field: String,
     pub problem: String,
 }
+
+impl std::fmt::Display for CatalogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file, self.problem)
+        } else {
+            write!(f, "{}: {}: {}", self.file, self.field, self.problem)
+        }
+    }
+}
+
+impl std::error::Error for CatalogError {}
 
 fn problem(file: &str, field: impl Into<String>, problem: impl Into<String>) -> CatalogError {
     CatalogError {
@@ -362,8 +374,15 @@ pub fn parse_pipeline(
     environment: Environment,
 ) -> Result<Pipeline, CatalogError> {
     let raw: PipelineFile = serde_yaml_ng::from_str(text).map_err(|e| {
-        let field = e.to_string().split(':').next().unwrap_or("").to_string();
-        problem(file, field, e.to_string())
+        // serde_yaml puts the field first ("parameters[0].type: unknown variant ..."): said
+        // once, as the field.
+        let text = e.to_string();
+        match text.split_once(": ") {
+            Some((field, what)) if !field.contains(' ') && !field.is_empty() => {
+                problem(file, field, what)
+            }
+            _ => problem(file, "", text.trim_start_matches(": ")),
+        }
     })?;
     if raw.timeout_seconds == 0 || raw.timeout_seconds > 24 * 3600 {
         return Err(problem(file, "timeout_seconds", "must be 1-86400"));
@@ -433,7 +452,8 @@ pub fn parse_pipeline(
     })
 }
 
-const COMMON_STEP_FIELDS: &[&str] = &[
+/// Fields every step takes, whatever its kind.
+pub const COMMON_STEP_FIELDS: &[&str] = &[
     "id",
     "kind",
     "depends_on",

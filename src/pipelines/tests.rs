@@ -126,7 +126,7 @@ fn definition_errors_name_the_file_and_field() {
         ),
         (
             "steps:\n  - {id: a, kind: bigquery.assert, sql: pipelines/a.sql, extra: 1}\n",
-            "steps[0]",
+            "steps[0].extra",
         ),
         (
             "steps:\n  - {id: a, kind: bigquery.assert, sql: pipelines/a.sql}\n  - {id: a, kind: bigquery.assert, sql: pipelines/a.sql}\n",
@@ -189,4 +189,50 @@ fn retry_delays_grow_and_are_capped() {
     assert_eq!(policy.delay_before(2), Duration::from_millis(100));
     assert_eq!(policy.delay_before(3), Duration::from_millis(200));
     assert_eq!(policy.delay_before(4), Duration::from_millis(350));
+}
+
+#[test]
+fn definition_errors_say_each_thing_once_at_the_exact_field() {
+    // A misspelled common field names every field the step could take.
+    let err = parse(
+        "description: t\nsteps:\n  - {id: a, kind: chaos.fault, mode: error, depends-on: [b]}\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "steps[0].depends-on");
+    assert_eq!(
+        err.problem,
+        "unknown field; a step takes id, kind, depends_on, timeout_seconds, retry, on_failure, \
+         and this kind takes mode, seconds, fail_times"
+    );
+    // A bad type is reported at the parameter's field, once.
+    let err = parse(
+        "description: t\nparameters:\n  - {name: day, type: DATETIME}\nsteps:\n  - {id: a, kind: chaos.fault, mode: error}\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "parameters[0].type");
+    assert!(!err.problem.contains("parameters[0]"), "{err}");
+    assert!(
+        err.problem.starts_with("unknown variant `DATETIME`"),
+        "{err}"
+    );
+    // A nested field is reported where it is.
+    let err = parse(
+        "description: t\nsteps:\n  - {id: a, kind: bigquery.query, sql: pipelines/a.sql, destination: {table: t, write: WRITE_EMPTY}}\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "steps[0].destination.write");
+    assert_eq!(
+        err.problem,
+        "unknown variant `WRITE_EMPTY`, expected `WRITE_APPEND` or `WRITE_TRUNCATE`"
+    );
+    // A top-level unknown field has no empty field name in front.
+    let err =
+        parse("description: t\ntimeout: 5\nsteps:\n  - {id: a, kind: chaos.fault, mode: error}\n")
+            .unwrap_err();
+    assert_eq!(err.field, "");
+    assert!(
+        err.to_string()
+            .starts_with("t/p.yaml: unknown field `timeout`"),
+        "{err}"
+    );
 }

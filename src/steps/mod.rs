@@ -110,11 +110,35 @@ pub fn parse(
     }
 }
 
-/// Deserializes a kind's fields, naming the step in errors.
+/// Deserializes a kind's fields, naming the step and the field in errors (`steps[0].destination
+/// .write`); an unknown field lists every field a step of this kind takes.
 fn fields<T: serde::de::DeserializeOwned>(
     fields: Mapping,
     ctx: &StepParse<'_>,
 ) -> Result<T, CatalogError> {
-    serde_yaml_ng::from_value(serde_yaml_ng::Value::Mapping(fields))
-        .map_err(|e| ctx.error("", e.to_string()))
+    serde_path_to_error::deserialize(serde_yaml_ng::Value::Mapping(fields)).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let message = e.into_inner().to_string();
+        match message.strip_prefix("unknown field ") {
+            Some(rest) => {
+                let kind_fields = rest
+                    .split_once(", expected ")
+                    .map(|(_, e)| {
+                        e.replace("one of ", "")
+                            .replace('`', "")
+                            .replace(" or ", ", ")
+                    })
+                    .unwrap_or_default();
+                ctx.error(
+                    &path,
+                    format!(
+                        "unknown field; a step takes {}, and this kind takes {kind_fields}",
+                        crate::pipelines::COMMON_STEP_FIELDS.join(", ")
+                    ),
+                )
+            }
+            None => ctx.error(&path, message),
+        }
+    })
 }
