@@ -128,7 +128,11 @@ async fn main() {
     let emulator = std::env::var("BIGQUERY_EMULATOR_HOST").expect("run with `make bench-scale`");
     // The service's log goes to a file (RUST_LOG sets the level; warnings by default).
     let log = std::fs::File::create("target/bench-scale-service.log").expect("log file");
-    quarry::telemetry::init("warn", std::sync::Mutex::new(log));
+    quarry::telemetry::init(
+        "warn",
+        quarry::telemetry::LogFormat::Json,
+        std::sync::Mutex::new(log),
+    );
     // BENCH_SCALE_SECONDS shortens the 60 s phase (for a quick look; the figures quoted use 60).
     let main_seconds: u32 = std::env::var("BENCH_SCALE_SECONDS")
         .ok()

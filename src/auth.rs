@@ -117,7 +117,7 @@ impl AuthState {
             .headers()
             .get(API_KEY_HEADER)
             .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| self.limiters.failed_auth(ip))?;
+            .ok_or_else(|| self.no_key(req, ip))?;
         let key_hash = match ApiKey::parse(raw) {
             Ok(key) => key.hash_hex(),
             Err(_) => {
@@ -162,13 +162,28 @@ impl AuthState {
         })
     }
 
+    /// A request without the key the route needs: a failed authentication; when it carries no
+    /// key at all, the 401 says which headers carry one.
+    fn no_key(&self, req: &HttpRequest, ip: Option<std::net::IpAddr>) -> ApiError {
+        let headers = req.headers();
+        match self.limiters.failed_auth(ip) {
+            ApiError::Unauthorized
+                if !headers.contains_key(API_KEY_HEADER)
+                    && !headers.contains_key(ROOT_KEY_HEADER) =>
+            {
+                ApiError::MissingKey
+            }
+            other => other,
+        }
+    }
+
     fn root(&self, req: &HttpRequest) -> Result<RootPrincipal, ApiError> {
         let ip = req.peer_addr().map(|a| a.ip());
         self.limiters.refuse_if_blocked(ip)?;
         let presented = req
             .headers()
             .get(ROOT_KEY_HEADER)
-            .ok_or_else(|| self.limiters.failed_auth(ip))?;
+            .ok_or_else(|| self.no_key(req, ip))?;
         if self.is_root_key(presented.as_bytes()) {
             Ok(RootPrincipal)
         } else {

@@ -69,6 +69,9 @@ pub enum ApiError {
     BadRequest,
     #[error("Invalid or inactive API key")]
     Unauthorized,
+    /// No key at all: the body also says which headers carry one.
+    #[error("Invalid or inactive API key")]
+    MissingKey,
     #[error("Cannot access another organization")]
     Forbidden,
     /// The key is valid for this org but lacks the route's scope.
@@ -181,7 +184,7 @@ impl ResponseError for ApiError {
             ApiError::BadRequest | ApiError::Invalid { .. } | ApiError::InvalidParameter { .. } => {
                 StatusCode::BAD_REQUEST
             }
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::MissingKey => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden | ApiError::MissingScope | ApiError::OrgSuspended => {
                 StatusCode::FORBIDDEN
             }
@@ -234,6 +237,10 @@ impl ResponseError for ApiError {
             ApiError::QuotaExceeded { reason, .. } => body["error"]["reason"] = json!(reason),
             ApiError::InvalidParameter { name } => body["error"]["parameter"] = json!(name),
             ApiError::Invalid { details } => body["error"]["details"] = json!(details),
+            ApiError::MissingKey => {
+                body["error"]["hint"] =
+                    json!("send an org API key as X-API-Key, or the root key as X-CA-Root-Key")
+            }
             _ => {}
         }
         response.json(body)

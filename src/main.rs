@@ -222,7 +222,7 @@ async fn serve() -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    telemetry::init("info", std::io::stdout);
+    telemetry::init("info", settings.log_format, std::io::stdout);
     if settings.disable_auth {
         if settings.environment == Environment::Development {
             tracing::warn!("AUTHENTICATION IS DISABLED (DISABLE_AUTH=true, development only)");

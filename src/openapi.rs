@@ -27,6 +27,8 @@ pub struct ErrorDetail {
     pub parameter: Option<String>,
     /// For 400 on a validation failure: what is wrong, field by field.
     pub details: Option<Vec<crate::validation::FieldProblem>>,
+    /// For 401 without any key: which headers carry one.
+    pub hint: Option<String>,
 }
 
 // Shapes of list responses.

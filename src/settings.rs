@@ -98,6 +98,15 @@ pub struct Timeouts {
     pub readiness_probe: Duration,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (the default: what log pipelines read).
+    Json,
+    /// Human-readable lines, for a terminal during development.
+    Pretty,
+}
+
 /// What one instance lets clients hold: connections, time to send a request, bodies in memory.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
@@ -136,6 +145,7 @@ pub struct Settings {
     pub kms: KmsSettings,
     pub rate_limits: RateLimits,
     pub http: HttpLimits,
+    pub log_format: LogFormat,
     /// How long a validated API key stays cached on one instance (bounds revocation staleness
     /// on other instances).
     pub auth_cache_ttl: Duration,
@@ -476,6 +486,18 @@ impl Settings {
             body_timeout: r.seconds("HTTP_BODY_TIMEOUT_SECS", 10, 1, 300),
             max_bodies_in_flight: r.integer("HTTP_MAX_BODIES_IN_FLIGHT", 64, 1, 10_000) as usize,
         };
+        let log_format = match r
+            .get("LOG_FORMAT")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(_) => {
+                r.problem("LOG_FORMAT", "expected json or pretty");
+                LogFormat::Json
+            }
+        };
         let auth_cache_ttl = r.seconds("AUTH_CACHE_TTL_SECS", 30, 0, 3600);
         let last_used_flush = r.seconds("LAST_USED_FLUSH_SECS", 60, 1, 3600);
         let executor = ExecutorSettings {
@@ -602,6 +624,7 @@ impl Settings {
             kms,
             rate_limits,
             http,
+            log_format,
             auth_cache_ttl,
             last_used_flush,
             executor,
@@ -995,6 +1018,20 @@ mod tests {
         );
         let err = parse(&[("BIGQUERY_API_DEADLINE_SECS", "0")]).unwrap_err();
         assert!(err.names("BIGQUERY_API_DEADLINE_SECS"));
+    }
+
+    #[test]
+    fn the_log_format_is_json_unless_pretty_is_asked_for() {
+        assert_eq!(parse(&[]).unwrap().log_format, LogFormat::Json);
+        assert_eq!(
+            parse(&[("LOG_FORMAT", "pretty")]).unwrap().log_format,
+            LogFormat::Pretty
+        );
+        let err = parse(&[("LOG_FORMAT", "xml")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: LOG_FORMAT: expected json or pretty"
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::{EnvFilter, fmt};
 
+pub use crate::settings::LogFormat;
+
 /// A query parameter whose decoded, lower-cased name contains one of these has its value
 /// replaced by `[REDACTED]` in logs (`apikey`, `x-api-key`, `root_key`, `api%5Fkey`, ...).
 const SECRET_NAME_PARTS: &[&str] = &["key", "token", "secret", "password", "signature"];
@@ -43,23 +45,34 @@ fn is_secret_name(name: &str) -> bool {
         || SECRET_NAME_PARTS.iter().any(|part| decoded.contains(part))
 }
 
-/// Installs the global JSON subscriber writing to `sink`. `RUST_LOG` overrides the level.
-pub fn init<W>(default_level: &str, sink: W)
+/// Installs the global subscriber writing to `sink`: JSON lines, or human-readable lines with
+/// [`LogFormat::Pretty`] (`LOG_FORMAT=pretty`, for a terminal). `RUST_LOG` overrides the level.
+pub fn init<W>(default_level: &str, format: LogFormat, sink: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let subscriber = fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_target(true)
-        .with_writer(sink)
-        .finish();
     // A second call (tests) keeps the first subscriber.
-    let _ = tracing::subscriber::set_global_default(subscriber);
+    let _ = match format {
+        LogFormat::Json => tracing::subscriber::set_global_default(
+            fmt()
+                .json()
+                .with_env_filter(filter)
+                .with_current_span(true)
+                .with_span_list(false)
+                .with_target(true)
+                .with_writer(sink)
+                .finish(),
+        ),
+        LogFormat::Pretty => tracing::subscriber::set_global_default(
+            fmt()
+                .with_env_filter(filter)
+                .with_target(false)
+                .with_writer(sink)
+                .finish(),
+        ),
+    };
 }
 
 /// The query string with the values of secret-bearing parameters replaced.

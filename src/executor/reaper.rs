@@ -41,6 +41,10 @@ pub(super) fn spawn(inner: Arc<Inner>) {
             }
             match pass(&inner, &suspects).await {
                 Ok(next) => suspects = next,
+                // Before bootstrap there is nothing to reap: not worth a warning every pass.
+                Err(e) if e.is_not_found() => {
+                    tracing::debug!("reaper: meta tables not there yet (not bootstrapped)")
+                }
                 Err(e) => tracing::warn!(error = %e, "reaper pass failed"),
             }
         }

@@ -559,7 +559,12 @@ impl Warehouse {
             let fut = op();
             async move {
                 let result = fut.await;
-                if result.is_err() {
+                // A metadata probe answered "not found" or "already exists" got its answer: an
+                // outcome (bootstrap asks exactly that), not a failure.
+                let outcome = |e: &WarehouseError| {
+                    kind == JobKind::Metadata && (e.is_not_found() || e.is_already_exists())
+                };
+                if result.as_ref().is_err_and(|e| !outcome(e)) {
                     self.inner.counters.record_failure(kind);
                 }
                 result

@@ -33,6 +33,8 @@ async fn status_is_not_bootstrapped_before_bootstrap() {
 async fn bootstrap_creates_every_table_with_its_partitioning_and_clustering() {
     let app = spawn_app().await;
     let report = app.bootstrap().await;
+    // Its existence probes answered "not found": outcomes, not BigQuery errors in /metrics.
+    assert_eq!(app.warehouse.counters().snapshot().failed_metadata, 0);
     assert_eq!(report["dataset"], app.meta_dataset.as_str());
     assert_eq!(report["dataset_status"], "created");
     let statuses = table_statuses(&report);

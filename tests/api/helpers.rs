@@ -72,7 +72,7 @@ impl Write for Capture {
 }
 
 static TRACING: LazyLock<()> = LazyLock::new(|| {
-    quarry::telemetry::init("debug", || Capture);
+    quarry::telemetry::init("debug", quarry::telemetry::LogFormat::Json, || Capture);
 });
 
 pub fn captured_logs() -> String {

@@ -231,3 +231,35 @@ async fn without_cors_origins_no_origin_is_allowed() {
             .contains_key("access-control-allow-origin")
     );
 }
+
+#[tokio::test]
+async fn a_request_without_any_key_is_told_which_headers_carry_one() {
+    let app = spawn_app().await;
+    let none: Value = app
+        .client
+        .get(app.url("/api/v1/whoami"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none["error"]["message"], "Invalid or inactive API key");
+    assert_eq!(
+        none["error"]["hint"],
+        "send an org API key as X-API-Key, or the root key as X-CA-Root-Key"
+    );
+    // A wrong key is just refused: no hint about what would work.
+    let wrong: Value = app
+        .client
+        .get(app.url("/api/v1/whoami"))
+        .header("X-API-Key", "qk_wrong")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(wrong["error"]["message"], "Invalid or inactive API key");
+    assert!(wrong["error"].get("hint").is_none(), "{wrong}");
+}
