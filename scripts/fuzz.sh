@@ -55,13 +55,42 @@ PY
 ORG_KEY=$(cat target/fuzz-org-key)
 rm -f target/fuzz-org-key
 
+# The org key is fuzzed against its own org: in its copy of the document every {org_slug} is
+# "fuzz-org" (with any slug the key would only ever see 403) and routes list only the org key.
+python3 - "$BASE" >target/fuzz-openapi-org.json <<'PY'
+import json, sys, urllib.request
+doc = json.load(urllib.request.urlopen(sys.argv[1] + "/openapi.json", timeout=30))
+for path in list(doc["paths"]):
+    item = doc["paths"][path]
+    # Root-only routes answer an org key 401 by design; the root key's run covers them.
+    for method in [m for m, op in item.items() if op.get("security") == [{"RootKey": []}]]:
+        del item[method]
+    if not item:
+        del doc["paths"][path]
+for item in doc["paths"].values():
+    for op in item.values():
+        # Only the org key: a generated root-key header would take precedence (and fail).
+        org_only = [s for s in op.get("security", []) if "OrgKey" in s]
+        if org_only:
+            op["security"] = org_only
+        for p in op.get("parameters", []):
+            if p.get("in") == "path" and p.get("name") == "org_slug":
+                p["schema"] = {"type": "string", "enum": ["fuzz-org"]}
+json.dump(doc, sys.stdout)
+PY
+
 status=0
-for header in "X-CA-Root-Key: $ROOT" "X-API-Key: $ORG_KEY"; do
-  echo "==> schemathesis, $EXAMPLES examples per operation, as ${header%%:*}"
-  .venv/bin/schemathesis run "$BASE/openapi.json" -H "$header" \
-    --checks not_a_server_error,response_schema_conformance -n "$EXAMPLES" \
-    --request-timeout 30 || status=1
-done
+# The org key first: the root key's run may suspend fuzz-org or revoke its key.
+echo "==> schemathesis, $EXAMPLES examples per operation, as X-API-Key of fuzz-org, on its own org"
+# Rotating or revoking keys would revoke the very key being fuzzed: the root key's run covers
+# those routes.
+.venv/bin/schemathesis run target/fuzz-openapi-org.json --url "$BASE" -H "X-API-Key: $ORG_KEY" \
+  --exclude-path-regex 'api-keys/' --checks not_a_server_error,response_schema_conformance -n "$EXAMPLES" \
+  --request-timeout 30 || status=1
+echo "==> schemathesis, $EXAMPLES examples per operation, as X-CA-Root-Key"
+.venv/bin/schemathesis run "$BASE/openapi.json" -H "X-CA-Root-Key: $ROOT" \
+  --checks not_a_server_error,response_schema_conformance -n "$EXAMPLES" \
+  --request-timeout 30 || status=1
 if grep -q '"status":5[0-9][0-9]' target/fuzz-service.log; then
   echo "the service logged a 5xx during fuzzing:"; grep '"status":5' target/fuzz-service.log | head -5
   status=1

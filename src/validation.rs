@@ -11,7 +11,7 @@ pub struct FieldProblem {
     pub field: String,
     pub problem: String,
     /// What would be accepted, when that can be said.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub accepted: String,
 }
 
