@@ -16,7 +16,7 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse, web};
 use tracing::Instrument;
 
-use crate::error::{ApiError, error_body};
+use crate::error::{ApiError, error_body, standard_message};
 use crate::metrics::Metrics;
 use crate::rate_limit::Allowance;
 use crate::telemetry::redact_query;
@@ -123,22 +123,6 @@ fn to_response(error: &Error) -> HttpResponse {
     tracing::info!(status = status.as_u16(), error = %error, "request rejected by framework");
     let message = standard_message(status);
     HttpResponse::build(status).json(error_body(status, message))
-}
-
-pub fn standard_message(status: actix_web::http::StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 => "Invalid request format",
-        401 => "Invalid or inactive API key",
-        403 => "Cannot access another organization",
-        404 => "Resource not found",
-        405 => "Method not allowed",
-        409 => "Resource already exists",
-        413 => "Payload too large",
-        429 => "Rate limit exceeded",
-        503 => "Service unavailable",
-        s if s < 500 => "Invalid request format",
-        _ => "Internal error. Check server logs.",
-    }
 }
 
 #[cfg(test)]

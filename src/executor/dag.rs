@@ -160,6 +160,25 @@ pub(super) async fn run(
     let _ = inner.run_log.event_and_wait(end).await;
 }
 
+/// A `step_logs` row of this run for `step_id`'s `attempt`; callers set the rest.
+fn step_row(ctx: &StepContext, pipeline_id: &str, step_id: &str, attempt: i64) -> StepLog {
+    StepLog {
+        log_id: uuid::Uuid::new_v4().to_string(),
+        run_id: ctx.run_id.clone(),
+        org_slug: ctx.org.to_string(),
+        pipeline_id: pipeline_id.to_string(),
+        step_id: step_id.to_string(),
+        attempt,
+        status: String::new(),
+        started_at: String::new(),
+        ended_at: None,
+        duration_ms: None,
+        rows_affected: None,
+        bytes_processed: None,
+        error_summary: None,
+    }
+}
+
 /// Records the attempts a run's end cut short (cancel, timeout, fencing), so the step that was
 /// running is visible with its start, its end and the reason.
 fn interrupted(
@@ -177,19 +196,17 @@ fn interrupted(
         .collect();
     for (index, (attempt, started_at, started)) in cut {
         inner.run_log.step(StepLog {
-            log_id: uuid::Uuid::new_v4().to_string(),
-            run_id: ctx.run_id.clone(),
-            org_slug: ctx.org.to_string(),
-            pipeline_id: pipeline.id.clone(),
-            step_id: pipeline.steps[index].id.clone(),
-            attempt: i64::from(attempt),
             status: "INTERRUPTED".into(),
             started_at: started_at.to_rfc3339_opts(SecondsFormat::Micros, true),
             ended_at: Some(Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)),
             duration_ms: Some(started.elapsed().as_millis() as i64),
-            rows_affected: None,
-            bytes_processed: None,
             error_summary: Some(reason.to_string()),
+            ..step_row(
+                ctx,
+                &pipeline.id,
+                &pipeline.steps[index].id,
+                i64::from(attempt),
+            )
         });
     }
 }
@@ -211,18 +228,12 @@ fn skipped(
         }
         inner.run_log.step(StepLog {
             log_id: format!("{}:{}:skipped", ctx.run_id, step.id),
-            run_id: ctx.run_id.clone(),
-            org_slug: ctx.org.to_string(),
-            pipeline_id: pipeline.id.clone(),
-            step_id: step.id.clone(),
-            attempt: 0,
             status: "SKIPPED".into(),
             started_at: now.clone(),
             ended_at: Some(now.clone()),
             duration_ms: Some(0),
-            rows_affected: None,
-            bytes_processed: None,
             error_summary: Some(reason.to_string()),
+            ..step_row(ctx, &pipeline.id, &step.id, 0)
         });
     }
 }
@@ -337,18 +348,9 @@ async fn attempts(
         // Visible while it runs; the attempt's end row replaces it in reads.
         inner.run_log.step(StepLog {
             log_id: format!("{}:{}:{attempt}:running", ctx.run_id, step.id),
-            run_id: ctx.run_id.clone(),
-            org_slug: ctx.org.to_string(),
-            pipeline_id: pipeline.id.clone(),
-            step_id: step.id.clone(),
-            attempt: i64::from(attempt),
             status: "RUNNING".into(),
             started_at: started_at.to_rfc3339_opts(SecondsFormat::Micros, true),
-            ended_at: None,
-            duration_ms: None,
-            rows_affected: None,
-            bytes_processed: None,
-            error_summary: None,
+            ..step_row(ctx, &pipeline.id, &step.id, i64::from(attempt))
         });
         let mut handle = {
             let pipeline = pipeline.clone();
@@ -385,12 +387,6 @@ async fn attempts(
         let outcome = result.as_ref().ok().cloned().unwrap_or_default();
         in_flight.lock().expect("in flight").running.remove(&index);
         inner.run_log.step(StepLog {
-            log_id: uuid::Uuid::new_v4().to_string(),
-            run_id: ctx.run_id.clone(),
-            org_slug: ctx.org.to_string(),
-            pipeline_id: pipeline.id.clone(),
-            step_id: step.id.clone(),
-            attempt: i64::from(attempt),
             status: status.into(),
             started_at: started_at.to_rfc3339_opts(SecondsFormat::Micros, true),
             ended_at: Some(Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true)),
@@ -398,6 +394,7 @@ async fn attempts(
             rows_affected: outcome.rows_affected,
             bytes_processed: outcome.bytes_processed,
             error_summary: result.as_ref().err().map(|e| e.to_string()),
+            ..step_row(ctx, &pipeline.id, &step.id, i64::from(attempt))
         });
         match result {
             Ok(outcome) => return Ok(outcome),
