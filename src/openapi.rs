@@ -262,6 +262,22 @@ pub fn openapi_path(pattern: &str) -> String {
     out
 }
 
+/// What each path parameter accepts, as the handlers check it (so the document, and the
+/// fuzzing that reads it, are precise).
+fn path_param_schema(name: &str) -> Value {
+    const UUID: &str =
+        "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+    match name {
+        "org_slug" => json!({"type": "string", "minLength": 3, "maxLength": 64,
+                             "pattern": "^[a-z0-9][a-z0-9_-]*[a-z0-9]$"}),
+        "run_id" | "key_id" => json!({"type": "string", "format": "uuid", "pattern": UUID}),
+        "provider" => json!({"type": "string", "pattern": "^[a-z0-9_]{1,64}$"}),
+        "pipeline_id" => json!({"type": "string", "maxLength": 200,
+                                "pattern": "^[a-z0-9_-]+(/[a-z0-9_-]+)*$"}),
+        _ => json!({"type": "string"}),
+    }
+}
+
 fn path_params(path: &str) -> Vec<String> {
     path.split('/')
         .filter(|seg| seg.starts_with('{') && seg.ends_with('}'))
@@ -293,7 +309,10 @@ pub fn document() -> Value {
         }
         let mut parameters: Vec<Value> = path_params(&path)
             .into_iter()
-            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .map(|p| {
+                let schema = path_param_schema(&p);
+                json!({"name": p, "in": "path", "required": true, "schema": schema})
+            })
             .collect();
         if let Some(d) = doc {
             for (name, description) in d.query {

@@ -40,6 +40,21 @@ async fn the_document_covers_every_registered_route_and_nothing_else() {
         .map(|d| (d.method.to_string(), d.path.to_string()))
         .collect();
     assert_eq!(described, registered);
+    // The patterns are the handlers' own rules.
+    let slug = &doc["paths"]["/api/v1/organizations/{org_slug}"]["get"]["parameters"][0]["schema"];
+    let pattern = regex::Regex::new(slug["pattern"].as_str().unwrap()).unwrap();
+    for ok in ["acme", "acme-co", "a_1"] {
+        assert!(
+            pattern.is_match(ok) && quarry::domain::OrgSlug::parse(ok).is_ok(),
+            "{ok}"
+        );
+    }
+    for bad in ["-acme", "Acme", "acme-"] {
+        assert!(
+            !pattern.is_match(bad) && quarry::domain::OrgSlug::parse(bad).is_err(),
+            "{bad}"
+        );
+    }
 
     for route in ROUTES {
         let op = &doc["paths"][openapi_path(route.path)][route.method];
@@ -59,11 +74,14 @@ async fn the_document_covers_every_registered_route_and_nothing_else() {
         for param in ["org_slug", "run_id", "key_id", "provider", "pipeline_id"] {
             if route.path.contains(&format!("{{{param}")) {
                 let params = op["parameters"].as_array().unwrap();
+                let found = params
+                    .iter()
+                    .find(|p| p["name"] == param && p["in"] == "path")
+                    .unwrap_or_else(|| panic!("{what}: {param}"));
+                // Every path parameter says what it accepts.
                 assert!(
-                    params
-                        .iter()
-                        .any(|p| p["name"] == param && p["in"] == "path"),
-                    "{what}: {param}"
+                    found["schema"]["pattern"].is_string(),
+                    "{what}: {param} has no pattern"
                 );
             }
         }
