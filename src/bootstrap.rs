@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::schema::{TableSpec, meta_tables};
-use crate::warehouse::sql::{VIEWS, View};
+use crate::warehouse::sql::{TABLE_FUNCTIONS, VIEWS, View};
 use crate::warehouse::{Created, Warehouse, WarehouseError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -44,6 +44,8 @@ pub struct BootstrapReport {
     pub dataset_status: Created,
     pub tables: Vec<TableOutcome>,
     pub views: Vec<TableOutcome>,
+    /// Analyst table functions, (re)created every time.
+    pub table_functions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
@@ -53,6 +55,8 @@ pub struct SyncReport {
     pub created_tables: Vec<String>,
     pub added_columns: Vec<MissingColumn>,
     pub created_views: Vec<String>,
+    /// Analyst table functions, (re)created every time.
+    pub table_functions: Vec<String>,
     pub status: SyncState,
 }
 
@@ -128,11 +132,13 @@ pub async fn bootstrap(warehouse: &Warehouse) -> Result<BootstrapReport, Warehou
             status: ensure_view(warehouse, view).await?,
         });
     }
+    let table_functions = replace_table_functions(warehouse).await?;
     Ok(BootstrapReport {
         dataset: dataset.to_string(),
         dataset_status,
         tables,
         views,
+        table_functions,
     })
 }
 
@@ -181,6 +187,7 @@ pub async fn sync(warehouse: &Warehouse) -> Result<SyncReport, WarehouseError> {
             created_views.push(view.name.to_string());
         }
     }
+    let table_functions = replace_table_functions(warehouse).await?;
     let status = status(warehouse).await?.status;
     Ok(SyncReport {
         dataset: dataset.to_string(),
@@ -188,6 +195,7 @@ pub async fn sync(warehouse: &Warehouse) -> Result<SyncReport, WarehouseError> {
         created_tables,
         added_columns,
         created_views,
+        table_functions,
         status,
     })
 }
@@ -196,6 +204,17 @@ async fn ensure_table(warehouse: &Warehouse, spec: &TableSpec) -> Result<Created
     warehouse
         .create_table(spec.to_table(warehouse.project_id(), warehouse.meta_dataset()))
         .await
+}
+
+/// Creates or replaces every analyst table function (cheap, and a release's new definition
+/// always lands); returns their names.
+async fn replace_table_functions(warehouse: &Warehouse) -> Result<Vec<String>, WarehouseError> {
+    let mut names = Vec::with_capacity(TABLE_FUNCTIONS.len());
+    for function in TABLE_FUNCTIONS {
+        warehouse.create_table_function(function).await?;
+        names.push(function.name.to_string());
+    }
+    Ok(names)
 }
 
 /// Creates an analyst view unless it exists (an existing view is left as it is).

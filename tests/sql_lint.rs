@@ -123,8 +123,8 @@ fn every_sql_file_is_parameterized_and_bounded() {
             .unwrap()
             .to_string_lossy()
             .to_string();
-        let problems = if rel.starts_with("views/") {
-            // Views are read by analysts, who bound their own queries.
+        let problems = if rel.starts_with("views/") || rel.starts_with("functions/") {
+            // Views and table functions are read by analysts, who bound their own queries.
             lint_with(&text, &[META_DATASET_TOKEN], false)
         } else if rel.starts_with("pipelines/") {
             // Pipeline SQL: the org's dataset only; bounded unless written to a destination.
@@ -151,7 +151,9 @@ fn every_sql_file_is_registered_and_every_registered_statement_has_a_file() {
                 .to_string_lossy()
                 .to_string()
         })
-        .filter(|f| !f.starts_with("pipelines/") && !f.starts_with("views/"))
+        .filter(|f| {
+            !f.starts_with("pipelines/") && !f.starts_with("views/") && !f.starts_with("functions/")
+        })
         .collect();
     on_disk.sort();
     let mut registered: Vec<String> = ALL.iter().map(|s| s.file().to_string()).collect();
@@ -180,6 +182,41 @@ fn every_view_file_is_registered() {
         .collect();
     registered.sort();
     assert_eq!(on_disk, registered);
+}
+
+#[test]
+fn every_table_function_file_is_registered_and_its_window_reaches_the_partition_column() {
+    let mut files = Vec::new();
+    sql_files(&root().join("functions"), &mut files);
+    let mut on_disk: Vec<String> = files
+        .iter()
+        .map(|f| format!("functions/{}", f.file_name().unwrap().to_string_lossy()))
+        .collect();
+    on_disk.sort();
+    let functions = quarry::warehouse::sql::TABLE_FUNCTIONS;
+    let mut registered: Vec<String> = functions.iter().map(|f| f.file()).collect();
+    registered.sort();
+    assert_eq!(on_disk, registered);
+    for function in functions {
+        // Every read of the events table is bounded on event_time by the function's first
+        // argument: that is what lets BigQuery prune partitions.
+        let sql = code(function.text());
+        let first = function.arguments.split(' ').next().unwrap();
+        let reads = sql.matches("pipeline_run_events").count();
+        let bounded = sql.matches("WHERE event_time >= ").count();
+        assert!(reads > 0, "{}", function.name);
+        assert_eq!(
+            reads, bounded,
+            "{}: every read filters event_time",
+            function.name
+        );
+        assert!(
+            sql.contains(&format!("WHERE event_time >= {first}"))
+                || sql.contains(&format!("WHERE event_time >= TIMESTAMP({first})")),
+            "{}: the window starts at {first}",
+            function.name
+        );
+    }
 }
 
 #[test]

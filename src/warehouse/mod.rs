@@ -517,6 +517,18 @@ impl Warehouse {
             .map(|_| ())
     }
 
+    /// Creates or replaces an analyst table function.
+    pub async fn create_table_function(
+        &self,
+        function: &sql::TableFunction,
+    ) -> Result<(), WarehouseError> {
+        let text = function.create_statement(&self.inner.meta);
+        let file = function.file();
+        self.run_text(text, &file, JobKind::Query, &[])
+            .await
+            .map(|_| ())
+    }
+
     /// Replaces a table's schema (BigQuery only lets this add NULLABLE/REPEATED columns).
     pub async fn patch_table_schema(
         &self,

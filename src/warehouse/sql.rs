@@ -172,6 +172,54 @@ views!(
     "v_org_quota_usage"
 );
 
+/// A table function for analysts: a view over a time window whose arguments reach the
+/// partition column, so a query reads only the window's partitions.
+#[derive(Debug, Clone, Copy)]
+pub struct TableFunction {
+    pub name: &'static str,
+    /// Its arguments, as BigQuery declares them (`since TIMESTAMP, until TIMESTAMP`).
+    pub arguments: &'static str,
+    text: &'static str,
+}
+
+impl TableFunction {
+    pub fn file(&self) -> String {
+        format!("functions/{}.sql", self.name)
+    }
+
+    pub fn text(&self) -> &'static str {
+        self.text
+    }
+
+    /// `CREATE OR REPLACE TABLE FUNCTION` in the meta dataset (bootstrap and sync replace it, so
+    /// a new release's definition always lands).
+    pub(crate) fn create_statement(&self, meta: &DatasetId) -> String {
+        format!(
+            "CREATE OR REPLACE TABLE FUNCTION `{}.{}`({}) AS (\n{}\n)",
+            meta.as_str(),
+            self.name,
+            self.arguments,
+            self.text.replace(META_DATASET_TOKEN, meta.as_str())
+        )
+    }
+}
+
+macro_rules! table_functions {
+    ($(($name:literal, $arguments:literal)),* $(,)?) => {
+        /// Every analyst table function.
+        pub const TABLE_FUNCTIONS: &[TableFunction] = &[$(TableFunction {
+            name: $name,
+            arguments: $arguments,
+            text: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/functions/", $name, ".sql")),
+        }),*];
+    };
+}
+
+table_functions!(
+    ("f_pipeline_runs", "since TIMESTAMP, until TIMESTAMP"),
+    ("f_pipeline_daily_stats", "from_day DATE, to_day DATE"),
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

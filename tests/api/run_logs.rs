@@ -407,6 +407,35 @@ async fn the_views_give_the_same_answers_as_the_api() {
     assert_eq!(row(0), vec!["p/a", "4", "2", "2", "25000.0", "38500.0"]);
     assert_eq!(row(1), vec!["p/b", "2", "1", "0", "5000.0", "5000.0"]);
 
+    // The table functions answer the same for a window, reading only the window's partitions.
+    let in_window = emulator
+        .sql(&format!(
+            "SELECT run_id, status, duration_ms FROM \
+             `{meta}.f_pipeline_runs`(TIMESTAMP '2026-11-10', TIMESTAMP '2026-11-11') \
+             WHERE org_slug = '{}' ORDER BY created_at DESC LIMIT 100",
+            f.slug
+        ))
+        .await;
+    let view_day = emulator
+        .sql(&format!(
+            "SELECT run_id, status, duration_ms FROM `{meta}.v_pipeline_runs` \
+             WHERE org_slug = '{}' AND created_at >= TIMESTAMP '2026-11-10' \
+             AND created_at < TIMESTAMP '2026-11-11' ORDER BY created_at DESC LIMIT 100",
+            f.slug
+        ))
+        .await;
+    assert!(!view_day["rows"].as_array().unwrap().is_empty());
+    assert_eq!(in_window["rows"], view_day["rows"]);
+    let daily_fn = emulator
+        .sql(&format!(
+            "SELECT pipeline_id, runs, succeeded, failed, p50_ms, p95_ms FROM \
+             `{meta}.f_pipeline_daily_stats`(DATE '2026-11-10', DATE '2026-11-10') \
+             WHERE org_slug = '{}' ORDER BY pipeline_id LIMIT 10",
+            f.slug
+        ))
+        .await;
+    assert_eq!(daily_fn["rows"], daily["rows"]);
+
     let usage = emulator
         .sql(&format!(
             "SELECT daily_limit, concurrent_limit, runs_today, active_runs FROM `{meta}.v_org_quota_usage` \

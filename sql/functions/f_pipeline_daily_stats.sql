@@ -1,0 +1,46 @@
+-- Per org, pipeline and day of creation in [from_day, to_day]: runs, outcomes and duration
+-- percentiles (v_pipeline_daily_stats over a window of days). The days reach event_time, the
+-- partition column of the events table, so BigQuery reads only those partitions (plus one day).
+SELECT
+  org_slug,
+  pipeline_id,
+  day,
+  COUNT(*) AS runs,
+  COUNTIF(status = 'SUCCEEDED') AS succeeded,
+  COUNTIF(status IN ('FAILED', 'TIMED_OUT', 'ORPHANED')) AS failed,
+  ANY_VALUE(p50_ms) AS p50_ms,
+  ANY_VALUE(p95_ms) AS p95_ms
+FROM (
+  SELECT
+    org_slug,
+    pipeline_id,
+    DATE(created_at) AS day,
+    status,
+    PERCENTILE_CONT(duration_ms, 0.5) OVER (PARTITION BY org_slug, pipeline_id, DATE(created_at)) AS p50_ms,
+    PERCENTILE_CONT(duration_ms, 0.95) OVER (PARTITION BY org_slug, pipeline_id, DATE(created_at)) AS p95_ms
+  FROM (
+    SELECT
+      org_slug,
+      pipeline_id,
+      status,
+      created_at,
+      IF(status IN ('PENDING', 'RUNNING'), NULL,
+         TIMESTAMP_DIFF(updated_at, COALESCE(started_at, created_at), MILLISECOND)) AS duration_ms
+    FROM (
+      SELECT
+        org_slug,
+        pipeline_id,
+        status,
+        event_time AS updated_at,
+        MIN(IF(status = 'PENDING', event_time, NULL)) OVER w AS created_at,
+        MIN(IF(status = 'RUNNING', event_time, NULL)) OVER w AS started_at
+      FROM `__META_DATASET__.pipeline_run_events`
+      WHERE event_time >= TIMESTAMP(from_day)
+        AND event_time < TIMESTAMP(DATE_ADD(to_day, INTERVAL 2 DAY))
+      WINDOW w AS (PARTITION BY run_id)
+      QUALIFY ROW_NUMBER() OVER (PARTITION BY run_id ORDER BY event_seq DESC, event_time DESC) = 1
+    )
+    WHERE DATE(created_at) BETWEEN from_day AND to_day
+  )
+)
+GROUP BY org_slug, pipeline_id, day
