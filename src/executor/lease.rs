@@ -199,14 +199,6 @@ impl ActiveRuns {
             }
         }
     }
-
-    fn orgs_of(&self, run_ids: &[String]) -> Vec<String> {
-        let runs = self.lock();
-        run_ids
-            .iter()
-            .map(|id| runs.get(id).map(|e| e.org.to_string()).unwrap_or_default())
-            .collect()
-    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -244,6 +236,7 @@ async fn beat(inner: &Arc<Inner>, beats_warehouse: &Warehouse) {
         return;
     }
     let ids: Vec<String> = beats.iter().map(|b| b.run_id.clone()).collect();
+    let orgs: Vec<String> = beats.iter().map(|b| b.org_slug.clone()).collect();
     let rows: Vec<(String, Heartbeat)> = beats
         .into_iter()
         .map(|b| (format!("{}:{}", b.run_id, b.heartbeat_at), b))
@@ -265,7 +258,7 @@ async fn beat(inner: &Arc<Inner>, beats_warehouse: &Warehouse) {
             &sql::RUN_CONTROLS,
             &[
                 Param::string_array("run_ids", ids.clone()),
-                Param::string_array("org_slugs", inner.runs.orgs_of(&ids)),
+                Param::string_array("org_slugs", orgs),
                 Param::timestamp("now", stamp),
             ],
         )
