@@ -3,6 +3,7 @@
 //! non-public route must refuse a missing key, a wrong key, and another org's key).
 
 pub mod admin;
+pub mod docs;
 pub mod health;
 pub mod integrations;
 pub mod keys;
@@ -47,6 +48,9 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(get "/health/ready", Public => health::ready),
     route!(get "/metrics", Public => health::metrics),
     route!(get "/openapi.json", Public => health::openapi),
+    route!(get "/docs", Public => docs::index),
+    route!(get "/docs/docs.js", Public => docs::script),
+    route!(get "/docs/docs.css", Public => docs::style),
     route!(get "/api/v1/whoami", OrgOrRoot => me::whoami),
     route!(post "/api/v1/admin/bootstrap", Root => admin::run_bootstrap),
     route!(get "/api/v1/admin/bootstrap/status", Root => admin::bootstrap_status),

@@ -27,7 +27,15 @@ async fn only_the_health_probes_are_public() {
         .collect();
     assert_eq!(
         public,
-        vec!["/health/live", "/health/ready", "/metrics", "/openapi.json"]
+        vec![
+            "/health/live",
+            "/health/ready",
+            "/metrics",
+            "/openapi.json",
+            "/docs",
+            "/docs/docs.js",
+            "/docs/docs.css"
+        ]
     );
     let open_to_any_key: Vec<&str> = ROUTES
         .iter()
@@ -111,7 +119,9 @@ async fn every_protected_route_refuses_missing_wrong_and_foreign_credentials() {
         }
         checked += 1;
     }
-    assert_eq!(checked, ROUTES.len() - 4);
+    let public = ROUTES.iter().filter(|r| r.access == Access::Public).count();
+    assert_eq!(public, 7);
+    assert_eq!(checked, ROUTES.len() - public);
     // Org A's data is untouched by all of that: its key still works.
     let r = app
         .key_get(&format!("/api/v1/organizations/{org_a}"), &key_a)
