@@ -8,15 +8,14 @@
 
 use std::time::Instant;
 
-use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
 use gcp_bigquery_client::model::job::Job;
 use gcp_bigquery_client::model::job_configuration::JobConfiguration;
 use gcp_bigquery_client::model::job_configuration_query::JobConfigurationQuery;
 use gcp_bigquery_client::model::job_reference::JobReference;
 
 use super::{
-    JobKind, MAX_RESULT_PAGES, Outcome, Param, PipelineOutcome, PipelineStatement, QUERY_WAIT_MS,
-    Warehouse, WarehouseError, check_errors, decode, kind_of, parse_count,
+    JobKind, Outcome, Pages, Param, PipelineOutcome, PipelineStatement, Warehouse, WarehouseError,
+    kind_of,
 };
 
 /// A job id BigQuery accepts (letters, digits, `_`, `-`; at most 1024), from our parts.
@@ -163,81 +162,16 @@ impl Warehouse {
         .await
     }
 
-    /// Waits for the job and reads its (bounded) result pages.
+    /// Waits for the job and reads its (bounded) result pages; a failed read starts over
+    /// (reading results is idempotent).
     async fn job_results(
         &self,
         job_id: &str,
         file: &str,
         kind: JobKind,
     ) -> Result<Outcome, WarehouseError> {
-        let inner = &self.inner;
-        let deadline = Instant::now() + inner.read_timeout;
-        let mut outcome = Outcome {
-            rows: Vec::new(),
-            affected_rows: None,
-            bytes_processed: None,
-        };
-        let mut page_token: Option<String> = None;
-        let mut schema = None;
-        let mut pages = 0;
-        loop {
-            if Instant::now() > deadline {
-                return Err(WarehouseError::Timeout);
-            }
-            let token = page_token.clone();
-            let page = self
-                .retrying(kind, file, || {
-                    let token = token.clone();
-                    async move {
-                        inner
-                            .client
-                            .job()
-                            .get_query_results(
-                                &inner.project_id,
-                                job_id,
-                                GetQueryResultsParameters {
-                                    location: Some(inner.location.clone()),
-                                    page_token: token,
-                                    timeout_ms: Some(QUERY_WAIT_MS),
-                                    // No format options: the client cannot send them as a
-                                    // query string (timestamps come as decimal seconds).
-                                    ..Default::default()
-                                },
-                            )
-                            .await
-                            .map_err(WarehouseError::from)
-                    }
-                })
-                .await?;
-            check_errors(page.errors.as_deref())?;
-            if !page.job_complete.unwrap_or(true) {
-                continue;
-            }
-            if let Some(n) = parse_count(page.num_dml_affected_rows.as_deref())? {
-                outcome.affected_rows = Some(n);
-            }
-            if let Some(b) = page
-                .total_bytes_processed
-                .as_deref()
-                .and_then(|b| b.parse().ok())
-            {
-                outcome.bytes_processed = Some(b);
-            }
-            if schema.is_none() {
-                schema = page.schema.and_then(|s| s.fields);
-            }
-            outcome
-                .rows
-                .extend(decode(schema.as_deref(), &page.rows.unwrap_or_default())?);
-            page_token = page.page_token;
-            if page_token.is_none() {
-                return Ok(outcome);
-            }
-            pages += 1;
-            if pages > MAX_RESULT_PAGES {
-                return Err(WarehouseError::Decode("too many result pages".into()));
-            }
-        }
+        self.retrying(kind, file, || self.read_pages(Pages::waiting_for(job_id)))
+            .await
     }
 }
 

@@ -320,7 +320,7 @@ impl Warehouse {
         let jobs = self.inner.client.job();
         let response = jobs.query(&self.inner.project_id, request).await?;
         check_errors(response.errors.as_deref())?;
-        let mut outcome = Outcome {
+        let outcome = Outcome {
             rows: Vec::new(),
             affected_rows: parse_count(response.num_dml_affected_rows.as_deref())?,
             bytes_processed: response
@@ -328,13 +328,31 @@ impl Warehouse {
                 .as_deref()
                 .and_then(|b| b.parse().ok()),
         };
-        let mut schema = response.schema.and_then(|s| s.fields);
-        let mut page = response.rows.unwrap_or_default();
-        let mut page_token = response.page_token;
-        let mut complete = response.job_complete.unwrap_or(true);
-        let job_id = response.job_reference.and_then(|r| r.job_id);
+        self.read_pages(Pages {
+            job_id: response.job_reference.and_then(|r| r.job_id),
+            schema: response.schema.and_then(|s| s.fields),
+            page: response.rows.unwrap_or_default(),
+            page_token: response.page_token,
+            complete: response.job_complete.unwrap_or(true),
+            outcome,
+        })
+        .await
+    }
+
+    /// Reads a job's result pages from where `pages` stands: waits for the job while it is
+    /// incomplete, then follows page tokens, within the read timeout and [`MAX_RESULT_PAGES`].
+    async fn read_pages(&self, pages: Pages) -> Result<Outcome, WarehouseError> {
+        let Pages {
+            job_id,
+            mut schema,
+            mut page,
+            mut page_token,
+            mut complete,
+            mut outcome,
+        } = pages;
+        let jobs = self.inner.client.job();
         let deadline = Instant::now() + self.inner.read_timeout;
-        let mut pages = 0;
+        let mut read = 0;
         loop {
             if complete {
                 outcome.rows.extend(decode(schema.as_deref(), &page)?);
@@ -342,8 +360,8 @@ impl Warehouse {
                     return Ok(outcome);
                 }
             }
-            pages += 1;
-            if pages > MAX_RESULT_PAGES {
+            read += 1;
+            if read > MAX_RESULT_PAGES {
                 return Err(WarehouseError::Decode("too many result pages".into()));
             }
             if Instant::now() > deadline {
@@ -372,6 +390,13 @@ impl Warehouse {
             complete = more.job_complete.unwrap_or(true);
             if let Some(n) = parse_count(more.num_dml_affected_rows.as_deref())? {
                 outcome.affected_rows = Some(n);
+            }
+            if let Some(b) = more
+                .total_bytes_processed
+                .as_deref()
+                .and_then(|b| b.parse().ok())
+            {
+                outcome.bytes_processed = Some(b);
             }
             if schema.is_none() {
                 schema = more.schema.and_then(|s| s.fields);
@@ -618,6 +643,35 @@ struct Outcome {
     rows: Vec<serde_json::Value>,
     affected_rows: Option<u64>,
     bytes_processed: Option<i64>,
+}
+
+/// Where reading a job's results stands: its id, the schema and page in hand (decoded when the
+/// job is complete), the next page's token, and what was read so far.
+struct Pages {
+    job_id: Option<String>,
+    schema: Option<Vec<TableFieldSchema>>,
+    page: Vec<TableRow>,
+    page_token: Option<String>,
+    complete: bool,
+    outcome: Outcome,
+}
+
+impl Pages {
+    /// Nothing read yet from a job that may still be running.
+    fn waiting_for(job_id: &str) -> Self {
+        Self {
+            job_id: Some(job_id.to_string()),
+            schema: None,
+            page: Vec::new(),
+            page_token: None,
+            complete: false,
+            outcome: Outcome {
+                rows: Vec::new(),
+                affected_rows: None,
+                bytes_processed: None,
+            },
+        }
+    }
 }
 
 /// DML when the first keyword (after comments) is INSERT, UPDATE, DELETE or MERGE.
