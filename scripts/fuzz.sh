@@ -79,17 +79,19 @@ for item in doc["paths"].values():
 json.dump(doc, sys.stdout)
 PY
 
+# A pipeline id spans path segments (genai/usage_rollup): values with a slash are filtered out
+# of a path parameter, which can trip the generator's filter_too_much health check at random.
 status=0
 # The org key first: the root key's run may suspend fuzz-org or revoke its key.
 echo "==> schemathesis, $EXAMPLES examples per operation, as X-API-Key of fuzz-org, on its own org"
 # Rotating or revoking keys would revoke the very key being fuzzed: the root key's run covers
 # those routes.
 .venv/bin/schemathesis run target/fuzz-openapi-org.json --url "$BASE" -H "X-API-Key: $ORG_KEY" \
-  --exclude-path-regex 'api-keys/' --checks not_a_server_error,response_schema_conformance -n "$EXAMPLES" \
+  --exclude-path-regex 'api-keys/' --checks not_a_server_error,response_schema_conformance --suppress-health-check filter_too_much -n "$EXAMPLES" \
   --request-timeout 30 || status=1
 echo "==> schemathesis, $EXAMPLES examples per operation, as X-CA-Root-Key"
 .venv/bin/schemathesis run "$BASE/openapi.json" -H "X-CA-Root-Key: $ROOT" \
-  --checks not_a_server_error,response_schema_conformance -n "$EXAMPLES" \
+  --checks not_a_server_error,response_schema_conformance --suppress-health-check filter_too_much -n "$EXAMPLES" \
   --request-timeout 30 || status=1
 if grep -q '"status":5[0-9][0-9]' target/fuzz-service.log; then
   echo "the service logged a 5xx during fuzzing:"; grep '"status":5' target/fuzz-service.log | head -5
