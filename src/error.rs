@@ -95,6 +95,9 @@ pub enum ApiError {
     /// A cancel for a run that has already ended.
     #[error("Run already ended")]
     RunEnded,
+    /// A re-run of a run that did not end in failure; its status is returned.
+    #[error("Only a FAILED, CANCELLED, TIMED_OUT or ORPHANED run can be re-run")]
+    NotRerunnable { status: String },
     /// The Idempotency-Key's first request is still being processed (retry after a moment).
     #[error("A request with this Idempotency-Key is in progress")]
     IdempotencyKeyInProgress { retry_after_secs: u64 },
@@ -193,6 +196,7 @@ impl ResponseError for ApiError {
             ApiError::Conflict
             | ApiError::PlanLimit(_)
             | ApiError::RunEnded
+            | ApiError::NotRerunnable { .. }
             | ApiError::TooManyKeys
             | ApiError::IdempotencyKeyInProgress { .. } => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -236,6 +240,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::QuotaExceeded { reason, .. } => body["error"]["reason"] = json!(reason),
             ApiError::InvalidParameter { name } => body["error"]["parameter"] = json!(name),
+            ApiError::NotRerunnable { status } => body["error"]["run_status"] = json!(status),
             ApiError::Invalid { details } => body["error"]["details"] = json!(details),
             ApiError::MissingKey => {
                 body["error"]["hint"] =

@@ -21,6 +21,7 @@ pub mod page_token;
 pub mod pipelines;
 pub mod rate_limit;
 pub mod request_id;
+pub mod reruns;
 pub mod routes;
 pub mod run_log;
 pub mod runs;

@@ -161,7 +161,7 @@ const PAGE: &[(&str, &str)] = &[
 const RUN_FILTERS: &[(&str, &str)] = &[
     ("status", "a status or a comma-separated list"),
     ("pipeline_id", "one pipeline"),
-    ("trigger", "api, retry or schedule"),
+    ("trigger", "api, rerun, schedule or backfill"),
     ("since", "RFC 3339; default until minus 7 days"),
     ("until", "RFC 3339; default now; window at most 31 days"),
     ("limit", "1-100, default 50"),
@@ -171,7 +171,7 @@ const ADMIN_RUN_FILTERS: &[(&str, &str)] = &[
     ("org_slug", "one org (default: all)"),
     ("status", "a status or a comma-separated list"),
     ("pipeline_id", "one pipeline"),
-    ("trigger", "api, retry or schedule"),
+    ("trigger", "api, rerun, schedule or backfill"),
     ("since", "RFC 3339"),
     ("until", "RFC 3339; window at most 31 days"),
     ("limit", "1-100, default 50"),
@@ -203,6 +203,7 @@ use crate::integrations::CredentialView;
 use crate::orgs::{DryRun, OnboardRequest, OrgView, QuotaView};
 use crate::routes::integrations::SetupBody;
 use crate::routes::keys::RotateRequest;
+use crate::routes::orchestration::RerunRequest;
 use crate::routes::pipelines::TriggerRequest;
 use crate::runs::RunView;
 
@@ -242,7 +243,8 @@ pub static DOCS: &[Doc] = &[
     doc!(get "/api/v1/pipelines/{org_slug}/stats", "Per pipeline: runs, success rate, p50/p95 duration, failures by class", scope: Some("runs:read"), query: WINDOW, request: None, response: (200, Some(s::<Stats>))),
     doc!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}", "A run's current state", scope: Some("runs:read"), query: &[], request: None, response: (200, Some(s::<RunView>))),
     doc!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}/steps", "A run's step attempts, in order", scope: Some("runs:read"), query: &[], request: None, response: (200, Some(s::<StepList>))),
-    doc!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/cancel", "Cancel a run (cooperative)", scope: Some("pipelines:run"), query: &[], request: None, response: (202, Some(s::<Cancelling>))),
+    doc!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/cancel", "Cancel a run (cooperative; a queued run leaves the queue)", scope: Some("pipelines:run"), query: &[], request: None, response: (202, Some(s::<Cancelling>))),
+    doc!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/rerun", "Re-run a failed or cancelled run from its failed steps (same parameters unless given)", scope: Some("pipelines:run"), query: &[], request: Some(s::<RerunRequest>), response: (202, Some(s::<Triggered>))),
 ];
 
 /// `{name}` and `{name:regex}` segments as OpenAPI `{name}`.
@@ -337,7 +339,9 @@ pub fn document() -> Value {
         if let Some(request) = doc.and_then(|d| d.request) {
             op.insert(
                 "requestBody".into(),
-                json!({"required": !path.contains("/rotate") && !path.contains("/pipelines/run/"),
+                json!({"required": !path.contains("/rotate")
+                    && !path.contains("/pipelines/run/")
+                    && !path.ends_with("/rerun"),
                        "content": {"application/json": {"schema": request(&mut generator)}}}),
             );
         }
@@ -371,6 +375,12 @@ pub fn document() -> Value {
         }
         if path.ends_with("/cancel") {
             errors.push((409, "Run already ended"));
+        }
+        if path.ends_with("/rerun") {
+            errors.push((
+                409,
+                "Only a FAILED, CANCELLED, TIMED_OUT or ORPHANED run can be re-run",
+            ));
         }
         if path.ends_with("/api-keys/rotate") {
             errors.push((409, "Too many live API keys: revoke one first"));

@@ -40,6 +40,14 @@ pub struct RunEvent {
     pub runs_today_at_admission: Option<i64>,
     pub runs_month_at_admission: Option<i64>,
     pub idempotency_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logical_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backfill_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -25,6 +25,15 @@ pub struct RunView {
     pub updated_at: Option<DateTime<Utc>>,
     pub ended_at: Option<DateTime<Utc>>,
     pub duration_ms: Option<i64>,
+    /// The run this one re-runs from its failed steps.
+    pub rerun_of: Option<String>,
+    /// `pipeline_id/schedule` of a scheduled run.
+    pub schedule_id: Option<String>,
+    /// A scheduled run's tick; a backfill child's day.
+    pub logical_time: Option<DateTime<Utc>>,
+    pub backfill_id: Option<String>,
+    /// How long the run waited in the org's queue (a run that is still queued: so far).
+    pub queued_secs: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -40,6 +49,24 @@ struct RunRow {
     updated_at_micros: Option<i64>,
     created_at_micros: Option<i64>,
     started_at_micros: Option<i64>,
+    rerun_of: Option<String>,
+    schedule_id: Option<String>,
+    logical_time_micros: Option<i64>,
+    backfill_id: Option<String>,
+    queued_at_micros: Option<i64>,
+    admitted_at_micros: Option<i64>,
+}
+
+/// Seconds from queued to admitted (or to `now`, or to its end if it never left the queue).
+fn queued_secs(
+    queued: Option<i64>,
+    admitted: Option<i64>,
+    ended: Option<i64>,
+    now: DateTime<Utc>,
+) -> Option<f64> {
+    let queued = queued?;
+    let left = admitted.or(ended).unwrap_or(now.timestamp_micros());
+    Some(((left - queued).max(0) as f64 / 1e6 * 1000.0).round() / 1000.0)
 }
 
 pub async fn get(
@@ -82,6 +109,16 @@ pub async fn get(
             started_at: from_micros(r.started_at_micros),
             updated_at: from_micros(r.updated_at_micros),
             ended_at: from_micros(ended_at_micros),
+            rerun_of: r.rerun_of,
+            schedule_id: r.schedule_id,
+            logical_time: from_micros(r.logical_time_micros),
+            backfill_id: r.backfill_id,
+            queued_secs: queued_secs(
+                r.queued_at_micros,
+                r.admitted_at_micros,
+                ended_at_micros,
+                now,
+            ),
         }
     }))
 }
@@ -182,6 +219,7 @@ pub const MAX_WINDOW_DAYS: i64 = 31;
 /// The window when none is given.
 pub const DEFAULT_WINDOW_DAYS: i64 = 7;
 const STATUSES: &[&str] = &[
+    "QUEUED",
     "PENDING",
     "RUNNING",
     "SUCCEEDED",
@@ -190,7 +228,7 @@ const STATUSES: &[&str] = &[
     "TIMED_OUT",
     "ORPHANED",
 ];
-const TRIGGERS: &[&str] = &["api", "retry", "schedule"];
+const TRIGGERS: &[&str] = &["api", "retry", "rerun", "schedule", "backfill"];
 
 /// Query parameters of the run lists, as sent.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -274,7 +312,7 @@ impl RunsQuery {
                         Err(invalid(
                             "status",
                             "unknown status",
-                            "PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, ORPHANED \
+                            "QUEUED, PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, ORPHANED \
                              (one, or several separated by commas)",
                         ))
                     }
@@ -298,7 +336,7 @@ impl RunsQuery {
                 return Err(invalid(
                     "trigger",
                     "unknown trigger",
-                    "api, retry or schedule",
+                    "api, retry, rerun, schedule or backfill",
                 ));
             }
             None => String::new(),

@@ -7,7 +7,7 @@ WITH ended AS (
   FROM `__META_DATASET__.pipeline_run_events`
   WHERE org_slug = @org_slug
     AND run_id = @run_id
-    AND status NOT IN ('PENDING', 'RUNNING')
+    AND status NOT IN ('QUEUED', 'PENDING', 'RUNNING')
     AND event_time >= TIMESTAMP_SUB(@now, INTERVAL 31 DAY)
 ),
 attempts AS (

@@ -83,8 +83,9 @@ pub(super) async fn run(
         attempt: 0,
     });
     let in_flight = InFlight::default();
+    reused(inner, &pipeline, &ctx, &in_flight, &info);
     let ending = tokio::select! {
-        ending = steps(inner, &pipeline, &ctx, &in_flight) => ending,
+        ending = steps(inner, &pipeline, &ctx, &in_flight, &info.reuse_steps) => ending,
         _ = tokio::time::sleep(pipeline.timeout) => Ending::TimedOut,
         _ = cancel.cancelled() => Ending::Stopped(
             inner.runs.check(&run_id, inner.clock.now()).unwrap_or(Stop::Cancelled),
@@ -211,6 +212,37 @@ fn interrupted(
     }
 }
 
+/// A re-run records the steps that succeeded in the run it re-runs as REUSED (attempt 0): they
+/// count as succeeded for their dependents and are not run again.
+fn reused(
+    inner: &Arc<Inner>,
+    pipeline: &Pipeline,
+    ctx: &StepContext,
+    in_flight: &InFlight,
+    info: &TriggerInfo,
+) {
+    let Some(original) = &info.rerun_of else {
+        return;
+    };
+    let now = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+    let mut progress = in_flight.lock().expect("in flight");
+    for (index, step) in pipeline.steps.iter().enumerate() {
+        if !info.reuse_steps.contains(&step.id) {
+            continue;
+        }
+        progress.started.insert(index);
+        inner.run_log.step(StepLog {
+            log_id: format!("{}:{}:reused", ctx.run_id, step.id),
+            status: "REUSED".into(),
+            started_at: now.clone(),
+            ended_at: Some(now.clone()),
+            duration_ms: Some(0),
+            error_summary: Some(format!("succeeded in run {original}; not run again")),
+            ..step_row(ctx, &pipeline.id, &step.id, 0)
+        });
+    }
+}
+
 /// Records the steps that never started (a dependency failed, or the run ended first) as
 /// SKIPPED with the reason, so every step of the pipeline shows in the run's steps.
 fn skipped(
@@ -243,11 +275,19 @@ async fn steps(
     pipeline: &Arc<Pipeline>,
     ctx: &Arc<StepContext>,
     in_flight: &InFlight,
+    reuse: &[String],
 ) -> Ending {
     let mut state: HashMap<&str, StepState> = pipeline
         .steps
         .iter()
-        .map(|s| (s.id.as_str(), StepState::Waiting))
+        .map(|s| {
+            let state = if reuse.contains(&s.id) {
+                StepState::Succeeded
+            } else {
+                StepState::Waiting
+            };
+            (s.id.as_str(), state)
+        })
         .collect();
     let mut set: JoinSet<(usize, Result<StepOutcome, StepError>)> = JoinSet::new();
     let mut first_failure: Option<StepError> = None;

@@ -68,7 +68,12 @@ impl RunStatus {
     }
 
     pub fn is_terminal(s: &str) -> bool {
-        !matches!(s, "PENDING" | "RUNNING")
+        !matches!(s, "QUEUED" | "PENDING" | "RUNNING")
+    }
+
+    /// A run that ended without succeeding: it may be re-run from its failed steps.
+    pub fn can_rerun(s: &str) -> bool {
+        matches!(s, "FAILED" | "CANCELLED" | "TIMED_OUT" | "ORPHANED")
     }
 
     fn seq(self) -> i64 {
@@ -114,11 +119,15 @@ pub struct Triggered {
 }
 
 /// Who triggered a run, and how.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TriggerInfo {
+    /// `api`, `rerun`, `schedule` or `backfill`.
     pub trigger: &'static str,
     pub triggered_by: String,
     pub idempotency_key: Option<String>,
+    /// A re-run: the run it re-runs, and the steps that succeeded there (not run again).
+    pub rerun_of: Option<String>,
+    pub reuse_steps: Vec<String>,
 }
 
 /// What steps may reach outside BigQuery: the KMS, providers' APIs.
@@ -357,6 +366,10 @@ impl Executor {
             runs_today_at_admission: None,
             runs_month_at_admission: None,
             idempotency_key: info.idempotency_key.clone(),
+            rerun_of: info.rerun_of.clone(),
+            schedule_id: None,
+            logical_time: None,
+            backfill_id: None,
         };
         if let Err(e) = self.inner.run_log.event_and_wait(pending).await {
             // The PENDING row stays queued for a later flush; follow it with the run's end, so
@@ -470,6 +483,10 @@ impl Inner {
             runs_today_at_admission: None,
             runs_month_at_admission: None,
             idempotency_key: None,
+            rerun_of: None,
+            schedule_id: None,
+            logical_time: None,
+            backfill_id: None,
         }
     }
 

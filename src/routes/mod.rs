@@ -8,6 +8,7 @@ pub mod health;
 pub mod integrations;
 pub mod keys;
 pub mod me;
+pub mod orchestration;
 pub mod orgs;
 pub mod pipelines;
 
@@ -80,6 +81,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}", OrgOrRoot => pipelines::get_run),
     route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}/steps", OrgOrRoot => pipelines::get_steps),
     route!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/cancel", OrgOrRoot => pipelines::cancel),
+    route!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/rerun", OrgOrRoot => orchestration::rerun),
 ];
 
 /// Registers every route of [`ROUTES`].

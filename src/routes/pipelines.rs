@@ -62,47 +62,55 @@ pub async fn trigger(
         trigger: "api",
         triggered_by: caller.actor(),
         idempotency_key,
+        ..TriggerInfo::default()
     };
-    match executor
+    executor
         .trigger(&org, &pipeline_id, &body.parameters, info)
         .await
-    {
-        Ok(t) => Ok(HttpResponse::Accepted().json(t)),
-        Err(TriggerError::NotFound) => Err(ApiError::NotFound),
-        Err(TriggerError::Param(e)) => {
+        .map(|t| HttpResponse::Accepted().json(t))
+        .map_err(|e| trigger_error(&org, e))
+}
+
+/// A refused trigger as the API answers it (triggers, re-runs).
+pub fn trigger_error(org: &OrgSlug, e: TriggerError) -> ApiError {
+    match e {
+        TriggerError::NotFound => ApiError::NotFound,
+        TriggerError::Param(e) => {
             tracing::info!(parameter = %e.name, problem = %e.problem, "invalid pipeline parameter");
-            Err(ApiError::InvalidParameter { name: e.name })
+            ApiError::InvalidParameter { name: e.name }
         }
-        Err(TriggerError::Quota {
+        TriggerError::Quota {
             limit,
             retry_after_secs,
-        }) => {
+        } => {
             tracing::info!(org = %org, limit = limit.as_str(), "run refused by quota");
-            Err(ApiError::QuotaExceeded {
+            ApiError::QuotaExceeded {
                 reason: limit.as_str(),
                 retry_after_secs,
-            })
+            }
         }
         // No quota row: the org does not exist (only the root key reaches here for an
         // unknown org) or its onboarding never finished.
-        Err(TriggerError::NoQuota) => {
+        TriggerError::NoQuota => {
             tracing::info!(org = %org, "trigger for an org without a quota row");
-            Err(ApiError::NotFound)
+            ApiError::NotFound
         }
-        Err(TriggerError::IdempotencyKeyReused) => Err(ApiError::IdempotencyKeyReused),
-        Err(TriggerError::IdempotencyKeyInProgress) => Err(ApiError::IdempotencyKeyInProgress {
+        TriggerError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
+        TriggerError::IdempotencyKeyInProgress => ApiError::IdempotencyKeyInProgress {
             retry_after_secs: 1,
-        }),
-        Err(TriggerError::Draining) => Err(ApiError::Unavailable {
+        },
+        TriggerError::Draining => ApiError::Unavailable {
             retry_after_secs: 10,
-        }),
-        Err(TriggerError::Admission(e)) => Err(e.into()),
-        Err(TriggerError::Warehouse(e)) => Err(e.into()),
+        },
+        TriggerError::Admission(e) => e.into(),
+        TriggerError::Warehouse(e) => e.into(),
     }
 }
 
 /// The `{org_slug}` and `{run_id}` of a run route (a run id that is not a UUID is unknown).
-fn org_and_run(path: web::Path<(String, String)>) -> Result<(OrgSlug, String), ApiError> {
+pub(super) fn org_and_run(
+    path: web::Path<(String, String)>,
+) -> Result<(OrgSlug, String), ApiError> {
     let (raw_org, raw_run) = path.into_inner();
     let org = org_from_path(&raw_org)?;
     let run_id = uuid::Uuid::parse_str(&raw_run)

@@ -20,6 +20,7 @@ mod keys;
 mod kms_double;
 mod metrics;
 mod openapi;
+mod orchestration;
 mod orgs;
 mod pipelines;
 mod provider_double;

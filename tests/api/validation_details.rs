@@ -27,7 +27,7 @@ async fn run_list_filters_say_which_parameter_is_wrong_and_what_is_accepted() {
         (
             "?status=DONE",
             json!([{"field": "status", "problem": "unknown status",
-                    "accepted": "PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, ORPHANED (one, or several separated by commas)"}]),
+                    "accepted": "QUEUED, PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, ORPHANED (one, or several separated by commas)"}]),
         ),
         (
             "?since=2026-11-01",
