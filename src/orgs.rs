@@ -289,6 +289,7 @@ pub async fn onboard(
                 Param::int64("daily_limit", new.limits.daily_limit),
                 Param::int64("monthly_limit", new.limits.monthly_limit),
                 Param::int64("concurrent_limit", new.limits.concurrent_limit),
+                Param::int64("queue_limit", new.plan.queue_limit()),
                 Param::timestamp("now", now),
             ],
         )
@@ -326,6 +327,11 @@ pub struct QuotaView {
     pub month: Option<String>,
     pub runs_month: i64,
     pub active_run_ids: Vec<String>,
+    /// Runs that may wait in the queue at once.
+    pub queue_limit: i64,
+    /// Runs waiting for a slot, next first.
+    #[serde(default)]
+    pub queued_run_ids: Vec<String>,
 }
 
 pub async fn quota(

@@ -376,6 +376,8 @@ pub struct RunItem {
     /// The org's runs that day, and that month, counting this one, when it was admitted.
     pub runs_today_at_admission: Option<i64>,
     pub runs_month_at_admission: Option<i64>,
+    /// How long the run waited in the org's queue (so far, if it still waits).
+    pub queued_secs: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -393,10 +395,12 @@ struct ListRow {
     started_at_micros: Option<i64>,
     runs_today_at_admission: Option<i64>,
     runs_month_at_admission: Option<i64>,
+    queued_at_micros: Option<i64>,
+    admitted_at_micros: Option<i64>,
 }
 
-impl From<ListRow> for RunItem {
-    fn from(r: ListRow) -> Self {
+impl RunItem {
+    fn from_row(r: ListRow, now: DateTime<Utc>) -> Self {
         let ended = if crate::executor::RunStatus::is_terminal(&r.status) {
             r.updated_at_micros
         } else {
@@ -420,6 +424,7 @@ impl From<ListRow> for RunItem {
             error_summary: r.error_summary,
             runs_today_at_admission: r.runs_today_at_admission,
             runs_month_at_admission: r.runs_month_at_admission,
+            queued_secs: queued_secs(r.queued_at_micros, r.admitted_at_micros, ended, now),
         }
     }
 }
@@ -512,7 +517,7 @@ pub async fn list(
     let runs: Vec<RunItem> = rows
         .into_iter()
         .take(filter.limit)
-        .map(RunItem::from)
+        .map(|r| RunItem::from_row(r, Utc::now()))
         .collect();
     let next_page_token = match (more, runs.last()) {
         (true, Some(last)) => Some(tokens.issue(

@@ -176,6 +176,13 @@ pub struct ExecutorSettings {
     /// `lease - heartbeat_interval - heartbeat_timeout` stops itself.
     pub heartbeat_timeout: Duration,
     pub reaper_interval: Duration,
+    /// How often an instance looks for queues beside free slots (after a restart, a raised
+    /// limit) and drains them.
+    pub queue_poll: Duration,
+    /// How often an instance's scheduler looks for due schedule ticks and backfill days.
+    pub scheduler_interval: Duration,
+    /// Whether this instance runs the scheduler (every instance may; each tick fires once).
+    pub scheduler_enabled: bool,
     /// How long a run-log row may wait before its batch is written.
     pub log_flush_interval: Duration,
     /// Retry-After for a concurrency refusal.
@@ -508,6 +515,9 @@ impl Settings {
             heartbeat_interval: r.seconds("HEARTBEAT_INTERVAL_SECS", 30, 1, 3600),
             heartbeat_timeout: r.seconds("HEARTBEAT_TIMEOUT_SECS", 10, 1, 600),
             reaper_interval: r.seconds("REAPER_INTERVAL_SECS", 60, 1, 3600),
+            queue_poll: r.seconds("QUEUE_POLL_SECS", 5, 1, 300),
+            scheduler_interval: r.seconds("SCHEDULER_INTERVAL_SECS", 10, 1, 300),
+            scheduler_enabled: r.bool("SCHEDULER_ENABLED", true),
             log_flush_interval: Duration::from_millis(r.integer(
                 "RUN_LOG_FLUSH_MS",
                 1000,

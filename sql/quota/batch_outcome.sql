@@ -1,5 +1,5 @@
 -- What one admission batch decided, for its orgs: the runs it admitted (marked with its batch
--- id) and each org's limits and usage, from which a refused run's limit is told.
+-- id), the queue, and each org's limits and usage, from which a refused run's limit is told.
 SELECT
   org_slug,
   daily_limit,
@@ -9,6 +9,7 @@ SELECT
   CAST(month AS STRING) AS month,
   runs_month,
   active_run_ids,
+  IFNULL(queued_run_ids, []) AS queued_run_ids,
   ARRAY(
     SELECT SPLIT(m, '/')[OFFSET(0)]
     FROM UNNEST(IFNULL(admitted_by, [])) AS m

@@ -8,7 +8,9 @@ SELECT
   runs_today,
   CAST(month AS STRING) AS month,
   runs_month,
-  active_run_ids
+  active_run_ids,
+  IFNULL(queue_limit, 10) AS queue_limit,
+  IFNULL(queued_run_ids, []) AS queued_run_ids
 FROM `__META_DATASET__.org_quota_state`
 WHERE org_slug = @org_slug
 LIMIT 1

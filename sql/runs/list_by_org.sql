@@ -1,5 +1,5 @@
 -- One org's runs created in [since, until), newest first, after the cursor, filtered. Each run's
--- current state is its latest event (duplicates collapse); creation = its PENDING event.
+-- current state is its latest event (duplicates collapse); creation = its QUEUED or PENDING event.
 -- The event_time bounds are the partition filter (from the start of the month of `since`, for
 -- the usage counts; runs last at most a day past creation).
 WITH latest AS (
@@ -13,7 +13,9 @@ WITH latest AS (
     MAX(trigger) OVER w AS trigger,
     MAX(triggered_by) OVER w AS triggered_by,
     UNIX_MICROS(event_time) AS updated_at_micros,
-    UNIX_MICROS(MIN(IF(status = 'PENDING', event_time, NULL)) OVER w) AS created_at_micros,
+    UNIX_MICROS(MIN(IF(status IN ('QUEUED', 'PENDING'), event_time, NULL)) OVER w) AS created_at_micros,
+    UNIX_MICROS(MIN(IF(status = 'QUEUED', event_time, NULL)) OVER w) AS queued_at_micros,
+    UNIX_MICROS(MIN(IF(status = 'PENDING', event_time, NULL)) OVER w) AS admitted_at_micros,
     UNIX_MICROS(MIN(IF(status = 'RUNNING', event_time, NULL)) OVER w) AS started_at_micros
   FROM `__META_DATASET__.pipeline_run_events`
   WHERE org_slug = @org_slug

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{Limit, Op, Reply, Reservation};
+use super::{Limit, Op, Reply, Reservation, WhenBusy};
 use crate::clock::{day_of, month_of, secs_to_next_day, secs_to_next_month};
 use crate::domain::OrgSlug;
 use crate::warehouse::{Param, Statement};
@@ -14,6 +14,7 @@ use crate::warehouse::{Param, Statement};
 pub(super) struct ReserveEntry {
     pub org: OrgSlug,
     pub run_id: String,
+    pub when_busy: WhenBusy,
     /// The first is the request that owns the run if it is admitted; the others (the same run
     /// id asked again while waiting) learn it is already active.
     pub replies: Vec<Reply<Reservation>>,
@@ -35,6 +36,8 @@ pub(super) struct WriteEntry {
 pub(super) struct Batch {
     pub reserves: Vec<ReserveEntry>,
     pub releases: Vec<ReleaseEntry>,
+    /// Orgs whose queue this batch looks at without releasing anything.
+    pub drains: BTreeSet<OrgSlug>,
 }
 
 /// What the coordinator took from its queue, sorted out.
@@ -55,9 +58,22 @@ impl Taken {
         let mut release_at: HashMap<String, usize> = HashMap::new();
         for op in ops {
             match op {
-                Op::Reserve { org, run_id, reply } => {
+                Op::Drain { org } => {
+                    taken.batch.drains.insert(org);
+                }
+                Op::Reserve {
+                    org,
+                    run_id,
+                    when_busy,
+                    reply,
+                } => {
                     if release_at.contains_key(&run_id) {
-                        taken.deferred.push(Op::Reserve { org, run_id, reply });
+                        taken.deferred.push(Op::Reserve {
+                            org,
+                            run_id,
+                            when_busy,
+                            reply,
+                        });
                     } else if let Some(&i) = reserve_at.get(&run_id) {
                         taken.batch.reserves[i].replies.push(reply);
                     } else {
@@ -65,6 +81,7 @@ impl Taken {
                         taken.batch.reserves.push(ReserveEntry {
                             org,
                             run_id,
+                            when_busy,
                             replies: vec![reply],
                         });
                     }
@@ -100,11 +117,17 @@ impl Taken {
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.reserves.is_empty() && self.releases.is_empty()
+        self.reserves.is_empty() && self.releases.is_empty() && self.drains.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.reserves.len() + self.releases.len()
+        self.reserves.len() + self.releases.len() + self.drains.len()
+    }
+
+    /// Whether this batch may admit runs from a queue (it releases or drains): then its
+    /// decisions are read back even when no reservation waits on them.
+    pub fn may_admit_from_queue(&self) -> bool {
+        !self.releases.is_empty() || !self.drains.is_empty()
     }
 
     /// The orgs this batch touches, each once.
@@ -114,6 +137,7 @@ impl Batch {
             .iter()
             .map(|r| r.org.as_str())
             .chain(self.releases.iter().map(|r| r.org.as_str()))
+            .chain(self.drains.iter().map(|o| o.as_str()))
             .collect();
         orgs.into_iter().map(str::to_string).collect()
     }
@@ -127,7 +151,15 @@ impl Batch {
         for r in &self.reserves {
             orgs.push(r.org.to_string());
             runs.push(r.run_id.clone());
-            kinds.push("reserve".to_string());
+            kinds.push(match r.when_busy {
+                WhenBusy::Refuse => "reserve".to_string(),
+                WhenBusy::Queue => "enqueue".to_string(),
+            });
+        }
+        for org in &self.drains {
+            orgs.push(org.to_string());
+            runs.push(String::new());
+            kinds.push("drain".to_string());
         }
         for r in &self.releases {
             orgs.push(r.org.to_string());
@@ -145,14 +177,24 @@ impl Batch {
         ]
     }
 
-    /// The UPDATE only touches rows where it admitted or released something, so each org's row
-    /// counts at most once. With one reservation per org and no org both reserving and
-    /// releasing, the largest possible count (every reserving org admitted, every releasing org
-    /// released) means every reservation was admitted: the batch needs no read.
+    /// The UPDATE only touches rows where it admitted, queued or released something, so each
+    /// org's row counts at most once, and an org with only new runs that may not wait changes
+    /// only by admitting them (queued runs are admitted only by batches that release or drain).
+    /// With one such reservation per org and no org both reserving and releasing (or
+    /// draining), the largest possible count (every reserving org admitted, every other org
+    /// changed) means every reservation was admitted: the batch needs no read.
     pub fn admitted_all(&self, affected_rows: u64) -> bool {
         let reserving: BTreeSet<&str> = self.reserves.iter().map(|r| r.org.as_str()).collect();
-        let releasing: BTreeSet<&str> = self.releases.iter().map(|r| r.org.as_str()).collect();
-        !reserving.is_empty()
+        let releasing: BTreeSet<&str> = self
+            .releases
+            .iter()
+            .map(|r| r.org.as_str())
+            .chain(self.drains.iter().map(|o| o.as_str()))
+            .collect();
+        self.reserves
+            .iter()
+            .all(|r| r.when_busy == WhenBusy::Refuse)
+            && !reserving.is_empty()
             && reserving.len() == self.reserves.len()
             && reserving.is_disjoint(&releasing)
             && affected_rows == (reserving.len() + releasing.len()) as u64
@@ -171,17 +213,21 @@ pub(super) struct OrgOutcome {
     pub runs_month: i64,
     #[serde(default)]
     pub active_run_ids: Vec<String>,
+    #[serde(default)]
+    pub queued_run_ids: Vec<String>,
     /// The run ids this batch admitted.
     #[serde(default)]
     pub admitted: Vec<String>,
 }
 
 /// The decision for `run_id` given its org's row after the batch. A refused run names the
-/// limit that is full: monthly, then daily, else concurrency (a count on a day or month before
-/// `now` is zero; a later one, written by an instance whose clock is ahead, stands).
+/// limit that is full: monthly, then daily (queued runs hold their share of both), else the
+/// queue for a run that asked to wait, else concurrency (a count on a day or month before `now`
+/// is zero; a later one, written by an instance whose clock is ahead, stands).
 pub(super) fn decide(
     row: Option<&OrgOutcome>,
     run_id: &str,
+    when_busy: WhenBusy,
     now: DateTime<Utc>,
     concurrent_retry_after_secs: u64,
 ) -> Reservation {
@@ -194,17 +240,23 @@ pub(super) fn decide(
     if row.active_run_ids.iter().any(|id| id == run_id) {
         return Reservation::AlreadyActive;
     }
+    if let Some(i) = row.queued_run_ids.iter().position(|id| id == run_id) {
+        return Reservation::Queued { position: i + 1 };
+    }
+    let queued = row.queued_run_ids.len() as i64;
     let today = day_of(now).to_string();
     let month = month_of(now).to_string();
     let current = |stored: &Option<String>, ours: &str, count: i64| match stored {
-        Some(d) if d.as_str() >= ours => count,
-        _ => 0,
+        Some(d) if d.as_str() >= ours => count + queued,
+        _ => queued,
     };
     let (limit, retry_after_secs) =
         if current(&row.month, &month, row.runs_month) >= row.monthly_limit {
             (Limit::Monthly, secs_to_next_month(now))
         } else if current(&row.day, &today, row.runs_today) >= row.daily_limit {
             (Limit::Daily, secs_to_next_day(now))
+        } else if when_busy == WhenBusy::Queue {
+            (Limit::QueueFull, concurrent_retry_after_secs)
         } else {
             (Limit::Concurrent, concurrent_retry_after_secs)
         };
@@ -228,6 +280,16 @@ mod tests {
         Op::Reserve {
             org: org(o),
             run_id: run.into(),
+            when_busy: WhenBusy::Refuse,
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn enqueue(o: &str, run: &str) -> Op {
+        Op::Reserve {
+            org: org(o),
+            run_id: run.into(),
+            when_busy: WhenBusy::Queue,
             reply: oneshot::channel().0,
         }
     }
@@ -254,6 +316,7 @@ mod tests {
             month: Some("2026-11-01".into()),
             runs_month,
             active_run_ids: active.iter().map(|s| s.to_string()).collect(),
+            queued_run_ids: vec![],
             admitted: vec![],
         }
     }
@@ -328,19 +391,25 @@ mod tests {
     fn a_run_marked_by_the_batch_is_admitted_and_an_older_active_one_is_not_ours() {
         let mut r = row("2026-11-23", 1, 1, &["r1", "r9"]);
         r.admitted = vec!["r1".into()];
-        assert_eq!(decide(Some(&r), "r1", now(), 10), Reservation::Admitted);
         assert_eq!(
-            decide(Some(&r), "r9", now(), 10),
+            decide(Some(&r), "r1", WhenBusy::Refuse, now(), 10),
+            Reservation::Admitted
+        );
+        assert_eq!(
+            decide(Some(&r), "r9", WhenBusy::Refuse, now(), 10),
             Reservation::AlreadyActive
         );
-        assert_eq!(decide(None, "r1", now(), 10), Reservation::NoQuota);
+        assert_eq!(
+            decide(None, "r1", WhenBusy::Refuse, now(), 10),
+            Reservation::NoQuota
+        );
     }
 
     #[test]
     fn a_refusal_names_the_full_limit_with_its_retry_after() {
         let concurrent = row("2026-11-23", 3, 3, &["a", "b"]);
         assert_eq!(
-            decide(Some(&concurrent), "x", now(), 10),
+            decide(Some(&concurrent), "x", WhenBusy::Refuse, now(), 10),
             Reservation::Refused {
                 limit: Limit::Concurrent,
                 retry_after_secs: 10
@@ -348,7 +417,7 @@ mod tests {
         );
         let daily = row("2026-11-23", 10, 10, &[]);
         assert_eq!(
-            decide(Some(&daily), "x", now(), 10),
+            decide(Some(&daily), "x", WhenBusy::Refuse, now(), 10),
             Reservation::Refused {
                 limit: Limit::Daily,
                 retry_after_secs: 6 * 3600
@@ -356,7 +425,7 @@ mod tests {
         );
         let monthly = row("2026-11-23", 1, 100, &[]);
         assert!(matches!(
-            decide(Some(&monthly), "x", now(), 10),
+            decide(Some(&monthly), "x", WhenBusy::Refuse, now(), 10),
             Reservation::Refused {
                 limit: Limit::Monthly,
                 ..
@@ -368,7 +437,7 @@ mod tests {
     fn yesterdays_count_is_not_todays_but_a_count_from_a_clock_ahead_stands() {
         let yesterday = row("2026-11-22", 10, 10, &["a", "b"]);
         assert!(matches!(
-            decide(Some(&yesterday), "x", now(), 10),
+            decide(Some(&yesterday), "x", WhenBusy::Refuse, now(), 10),
             Reservation::Refused {
                 limit: Limit::Concurrent,
                 ..
@@ -376,11 +445,54 @@ mod tests {
         ));
         let tomorrow = row("2026-11-24", 10, 10, &[]);
         assert!(matches!(
-            decide(Some(&tomorrow), "x", now(), 10),
+            decide(Some(&tomorrow), "x", WhenBusy::Refuse, now(), 10),
             Reservation::Refused {
                 limit: Limit::Daily,
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_queued_run_learns_its_place_and_a_full_queue_or_day_refuses_it() {
+        let mut r = row("2026-11-23", 3, 3, &["a"]);
+        r.queued_run_ids = vec!["q1".into(), "q2".into()];
+        assert_eq!(
+            decide(Some(&r), "q2", WhenBusy::Queue, now(), 10),
+            Reservation::Queued { position: 2 }
+        );
+        assert_eq!(
+            decide(Some(&r), "x", WhenBusy::Queue, now(), 10),
+            Reservation::Refused {
+                limit: Limit::QueueFull,
+                retry_after_secs: 10
+            }
+        );
+        // 8 admitted today and 2 waiting: the day is spoken for.
+        let mut full_day = row("2026-11-23", 8, 8, &["a"]);
+        full_day.queued_run_ids = vec!["q1".into(), "q2".into()];
+        assert!(matches!(
+            decide(Some(&full_day), "x", WhenBusy::Queue, now(), 10),
+            Reservation::Refused {
+                limit: Limit::Daily,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_batch_that_may_queue_or_drain_is_always_read_back() {
+        let queueing = Taken::from_ops(vec![enqueue("acme", "r1")]).batch;
+        assert!(
+            !queueing.admitted_all(1),
+            "the row changes when it queues too"
+        );
+        let mut drained = Taken::from_ops(vec![reserve("acme", "r1")]).batch;
+        drained.drains.insert(org("beta"));
+        assert!(drained.may_admit_from_queue());
+        assert!(drained.admitted_all(2));
+        assert!(!drained.admitted_all(1));
+        let params = drained.params("b", now());
+        assert_eq!(params[6].name(), "op_kinds");
     }
 }

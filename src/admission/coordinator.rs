@@ -38,6 +38,8 @@ pub(super) struct Answerer {
     /// gone).
     pub requeue: mpsc::WeakUnboundedSender<Op>,
     pub concurrent_retry_after_secs: u64,
+    /// Where the runs this instance admits from a queue go (the executor's queue starter).
+    pub from_queue: mpsc::UnboundedSender<super::FromQueue>,
 }
 
 pub(super) fn spawn(coordinator: Coordinator) {
@@ -132,19 +134,22 @@ impl Coordinator {
             }
         };
         let admitted_all = batch.admitted_all(affected);
+        let from_queue = affected > 0 && batch.may_admit_from_queue();
+        // Every org the batch touched, releasing ones included (they may admit from a queue).
+        let orgs = batch.orgs();
         answer_releases(std::mem::take(&mut batch.releases), Ok(()));
-        if admitted_all {
+        if admitted_all && !from_queue {
             for entry in batch.reserves {
                 answerer.answer(entry, Ok(Reservation::Admitted), false);
             }
             return;
         }
-        if batch.reserves.is_empty() {
+        if batch.reserves.is_empty() && !from_queue {
             return;
         }
         let answerer = answerer.clone();
         tokio::spawn(async move {
-            answerer.read_and_answer(batch, batch_id, now).await;
+            answerer.read_and_answer(batch, orgs, batch_id, now).await;
         });
     }
 }
@@ -159,11 +164,12 @@ impl Answerer {
     async fn read_and_answer(
         &self,
         batch: Batch,
+        orgs: Vec<String>,
         batch_id: String,
         now: chrono::DateTime<chrono::Utc>,
     ) {
-        let orgs = batch.orgs();
         let max_orgs = orgs.len() as i64;
+        tracing::debug!(batch_id, "reading the batch's decisions");
         let read = self
             .warehouse
             .query::<OrgOutcome>(
@@ -179,14 +185,42 @@ impl Answerer {
             Ok(rows) => {
                 let by_org: HashMap<&str, &OrgOutcome> =
                     rows.iter().map(|r| (r.org_slug.as_str(), r)).collect();
+                let requested: std::collections::HashSet<&str> =
+                    batch.reserves.iter().map(|r| r.run_id.as_str()).collect();
+                // Admitted by this batch but asked by nobody here: runs from a queue.
+                for row in &rows {
+                    for run_id in &row.admitted {
+                        if requested.contains(run_id.as_str()) {
+                            continue;
+                        }
+                        let Ok(org) = OrgSlug::parse(&row.org_slug) else {
+                            continue;
+                        };
+                        tracing::info!(org = %org, run_id = %run_id, "admitted from the queue");
+                        let run = super::FromQueue {
+                            org: org.clone(),
+                            run_id: run_id.clone(),
+                        };
+                        if self.from_queue.send(run).is_err() {
+                            self.release_later(org, run_id.clone());
+                        }
+                    }
+                }
                 for entry in batch.reserves {
                     let row = by_org.get(entry.org.as_str()).copied();
-                    let decision =
-                        decide(row, &entry.run_id, now, self.concurrent_retry_after_secs);
+                    let decision = decide(
+                        row,
+                        &entry.run_id,
+                        entry.when_busy,
+                        now,
+                        self.concurrent_retry_after_secs,
+                    );
                     self.answer(entry, Ok(decision), false);
                 }
             }
             Err(e) => {
+                // Runs this batch admitted from a queue are not known: their slots are freed by
+                // the reaper once their lease (from their QUEUED event) has passed.
                 tracing::warn!(error = %e, "reading an admission batch's decisions failed");
                 let failure = AdmissionError::from(e);
                 for entry in batch.reserves {

@@ -32,11 +32,13 @@ use crate::warehouse::{Param, Statement, Warehouse, WarehouseError};
 
 /// The limit that refused a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Limit {
     Daily,
     Monthly,
     Concurrent,
+    /// The run asked to wait, and the org's queue is full.
+    QueueFull,
 }
 
 impl Limit {
@@ -45,8 +47,21 @@ impl Limit {
             Limit::Daily => "daily",
             Limit::Monthly => "monthly",
             Limit::Concurrent => "concurrent",
+            Limit::QueueFull => "queue_full",
         }
     }
+}
+
+/// What a run does when its org's concurrency is full: be refused (429), or wait in the org's
+/// queue (admitted in arrival order as slots free).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum WhenBusy {
+    #[default]
+    Refuse,
+    Queue,
 }
 
 /// What a batch decided for one reservation.
@@ -60,6 +75,8 @@ pub enum Reservation {
     Refused { limit: Limit, retry_after_secs: u64 },
     /// The org has no quota row (onboarding incomplete).
     NoQuota,
+    /// Waiting in the org's queue, at this place (1 = next).
+    Queued { position: usize },
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -95,8 +112,12 @@ enum Op {
     Reserve {
         org: OrgSlug,
         run_id: String,
+        when_busy: WhenBusy,
         reply: Reply<Reservation>,
     },
+    /// Look at the org's queue: admit what fits (a queue beside free slots, after a restart or
+    /// a raised limit).
+    Drain { org: OrgSlug },
     Release {
         org: OrgSlug,
         run_id: String,
@@ -120,6 +141,14 @@ pub struct Admission {
     waiting: Arc<AtomicUsize>,
     settings: AdmissionSettings,
     metrics: Arc<Metrics>,
+    from_queue: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<FromQueue>>>>,
+}
+
+/// A run a batch of this instance admitted from its org's queue: its slot is held for it.
+#[derive(Debug, Clone)]
+pub struct FromQueue {
+    pub org: OrgSlug,
+    pub run_id: String,
 }
 
 impl Admission {
@@ -132,12 +161,14 @@ impl Admission {
         concurrent_retry_after_secs: u64,
     ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (from_queue_tx, from_queue_rx) = mpsc::unbounded_channel();
         let waiting = Arc::new(AtomicUsize::new(0));
         coordinator::spawn(coordinator::Coordinator {
             answerer: coordinator::Answerer {
                 warehouse,
                 requeue: tx.downgrade(),
                 concurrent_retry_after_secs,
+                from_queue: from_queue_tx,
             },
             clock,
             max_batch: settings.max_batch,
@@ -150,7 +181,36 @@ impl Admission {
             waiting,
             settings,
             metrics,
+            from_queue: Arc::new(std::sync::Mutex::new(Some(from_queue_rx))),
         }
+    }
+
+    /// The runs this instance's batches admit from the queue: whoever takes this (the
+    /// executor's queue starter) owns their slots. Once only.
+    pub fn take_admitted_from_queue(&self) -> Option<mpsc::UnboundedReceiver<FromQueue>> {
+        self.from_queue.lock().expect("from queue").take()
+    }
+
+    /// Asks the next batch to admit what fits from `org`'s queue (no answer: the runs it
+    /// admits arrive through [`Admission::take_admitted_from_queue`]).
+    pub fn drain(&self, org: &OrgSlug) {
+        let _ = self.tx.send(Op::Drain { org: org.clone() });
+    }
+
+    /// Takes `run_id` out of `org`'s queue (one statement, between batches): `true` when it
+    /// was waiting there, `false` when it was not (admitted meanwhile, or never queued).
+    pub async fn dequeue(&self, org: &OrgSlug, run_id: &str) -> Result<bool, AdmissionError> {
+        let removed = self
+            .write(
+                &crate::warehouse::sql::QUOTA_DEQUEUE,
+                vec![
+                    Param::string("org_slug", org.as_str()),
+                    Param::string("run_id", run_id),
+                    Param::timestamp("now", chrono::Utc::now()),
+                ],
+            )
+            .await?;
+        Ok(removed > 0)
     }
 
     /// Asks for a slot for `run_id`, and waits for the batch that decides it.
@@ -158,6 +218,7 @@ impl Admission {
         &self,
         org: &OrgSlug,
         run_id: &str,
+        when_busy: WhenBusy,
     ) -> Result<Reservation, AdmissionError> {
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.settings.queue_max {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
@@ -168,6 +229,7 @@ impl Admission {
         let op = Op::Reserve {
             org: org.clone(),
             run_id: run_id.to_string(),
+            when_busy,
             reply,
         };
         if self.tx.send(op).is_err() {

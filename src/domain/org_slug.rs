@@ -5,7 +5,7 @@ use super::DatasetId;
 /// A tenant id: 3-64 characters of lowercase letters, digits, `_` and `-`, starting and ending
 /// with a letter or digit. Its dataset id replaces `-` by `_`, so `a-b` and `a_b` share one
 /// dataset name (onboarding refuses the second with 409).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct OrgSlug(String);
 

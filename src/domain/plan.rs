@@ -56,6 +56,16 @@ impl Plan {
         serde_json::from_value(serde_json::Value::String(raw.to_string())).ok()
     }
 
+    /// Runs that may wait in the org's queue (`when_busy: queue`) at once.
+    pub fn queue_limit(self) -> i64 {
+        match self {
+            Plan::Starter => 10,
+            Plan::Professional => 25,
+            Plan::Scale => 100,
+            Plan::Enterprise => 500,
+        }
+    }
+
     /// The plan's built-in limits; `None` for ENTERPRISE (admin-set).
     pub fn limits(self) -> Option<QuotaLimits> {
         let (daily_limit, monthly_limit, concurrent_limit) = match self {

@@ -7,6 +7,7 @@
 //! release that waited with it) → PENDING event (one batched insertAll) → 202.
 
 mod dag;
+mod from_queue;
 mod guard;
 mod lease;
 mod reaper;
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::{Admission, AdmissionError, Limit, Reservation};
+use crate::admission::{Admission, AdmissionError, Limit, Reservation, WhenBusy};
 use crate::clock::SharedClock;
 use crate::domain::OrgSlug;
 use crate::integrations::Registry;
@@ -45,6 +46,8 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum RunStatus {
+    /// Waiting in the org's queue for a slot.
+    Queued,
     Pending,
     Running,
     Succeeded,
@@ -52,11 +55,14 @@ pub enum RunStatus {
     Cancelled,
     TimedOut,
     Orphaned,
+    /// Never admitted: a quota refused it (a scheduled tick, a run that asked to wait).
+    Refused,
 }
 
 impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            RunStatus::Queued => "QUEUED",
             RunStatus::Pending => "PENDING",
             RunStatus::Running => "RUNNING",
             RunStatus::Succeeded => "SUCCEEDED",
@@ -64,6 +70,7 @@ impl RunStatus {
             RunStatus::Cancelled => "CANCELLED",
             RunStatus::TimedOut => "TIMED_OUT",
             RunStatus::Orphaned => "ORPHANED",
+            RunStatus::Refused => "REFUSED",
         }
     }
 
@@ -78,6 +85,7 @@ impl RunStatus {
 
     fn seq(self) -> i64 {
         match self {
+            RunStatus::Queued => -1,
             RunStatus::Pending => 0,
             RunStatus::Running => 1,
             RunStatus::Orphaned => 9,
@@ -116,6 +124,9 @@ pub struct Triggered {
     pub status: RunStatus,
     /// The Idempotency-Key had already started this run.
     pub replayed: bool,
+    /// A queued run's place in its org's queue when it was queued (1 = next).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<usize>,
 }
 
 /// Who triggered a run, and how.
@@ -128,6 +139,15 @@ pub struct TriggerInfo {
     /// A re-run: the run it re-runs, and the steps that succeeded there (not run again).
     pub rerun_of: Option<String>,
     pub reuse_steps: Vec<String>,
+    /// Wait in the org's queue when its concurrency is full, or be refused.
+    pub when_busy: WhenBusy,
+    /// A run id chosen by the caller (a schedule's tick, a backfill's day); random otherwise.
+    pub run_id: Option<String>,
+    /// `pipeline_id/schedule` of a scheduled run.
+    pub schedule_id: Option<String>,
+    /// A scheduled run's tick, a backfill child's day.
+    pub logical_time: Option<DateTime<Utc>>,
+    pub backfill_id: Option<String>,
 }
 
 /// What steps may reach outside BigQuery: the KMS, providers' APIs.
@@ -229,6 +249,7 @@ impl Executor {
     ) -> Self {
         let run_log = Arc::new(RunLog::new(warehouse.clone(), settings.log_flush_interval));
         let releaser = Releaser::start(admission.clone());
+        let from_queue = admission.take_admitted_from_queue();
         let inner = Arc::new(Inner {
             warehouse,
             steps_warehouse,
@@ -259,6 +280,10 @@ impl Executor {
         let executor = Self { inner };
         lease::spawn_heartbeats(executor.inner.clone());
         reaper::spawn(executor.inner.clone());
+        match from_queue {
+            Some(admitted) => from_queue::spawn(executor.inner.clone(), admitted),
+            None => tracing::error!("another executor owns this admission's queue"),
+        }
         executor
     }
 
@@ -301,8 +326,8 @@ impl Executor {
         let params = RunParams::validate(&pipeline.parameters, parameters)?;
         let now = self.inner.clock.now();
 
-        let run_id = match &info.idempotency_key {
-            Some(key) => {
+        let run_id = match (&info.idempotency_key, &info.run_id) {
+            (Some(key), _) => {
                 if let Some(replayed) =
                     replay::find(&self.inner, org, key, &pipeline.id, &params, now).await?
                 {
@@ -310,14 +335,70 @@ impl Executor {
                 }
                 replay::run_id_for(org, key)
             }
-            None => uuid::Uuid::new_v4().to_string(),
+            (None, Some(id)) => id.clone(),
+            (None, None) => uuid::Uuid::new_v4().to_string(),
         };
 
-        match self.inner.admission.reserve(org, &run_id).await? {
+        // A run that may wait records its definition first: whichever instance admits it from
+        // the queue starts it from this event.
+        let may_wait = info.when_busy == WhenBusy::Queue;
+        if may_wait {
+            let queued = self.inner.start_event(
+                &pipeline.id,
+                org,
+                &run_id,
+                RunStatus::Queued,
+                &params,
+                &info,
+                now,
+            );
+            self.inner.run_log.event_and_wait(queued).await?;
+        }
+        let reservation = match self
+            .inner
+            .admission
+            .reserve(org, &run_id, info.when_busy)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                if may_wait {
+                    // Its batch released it from the queue too (a lost answer frees what it
+                    // may have taken).
+                    self.inner.refused(
+                        &pipeline.id,
+                        org,
+                        &run_id,
+                        "unavailable",
+                        "admission did not answer; the run was not queued",
+                    );
+                }
+                return Err(e.into());
+            }
+        };
+        match reservation {
             Reservation::Admitted => {}
+            Reservation::Queued { position } => {
+                return Ok(Triggered {
+                    run_id,
+                    status: RunStatus::Queued,
+                    replayed: false,
+                    queue_position: Some(position),
+                });
+            }
             // A fresh random run id can only be ours (a lost answer on our batch reads back as
             // Admitted through the batch's mark; this arm stays as the safe reading).
-            Reservation::AlreadyActive if info.idempotency_key.is_none() => {}
+            Reservation::AlreadyActive
+                if info.idempotency_key.is_none() && info.run_id.is_none() => {}
+            // The run id is a schedule's tick or a backfill's day another instance started.
+            Reservation::AlreadyActive if info.idempotency_key.is_none() => {
+                return Ok(Triggered {
+                    run_id,
+                    status: RunStatus::Pending,
+                    replayed: true,
+                    queue_position: None,
+                });
+            }
             // With an Idempotency-Key, the key's run holds a slot: replay it once its PENDING
             // event is written; until then another request is starting it (or its start failed
             // and its slot is being released): never answer for a run that may not exist.
@@ -339,6 +420,15 @@ impl Executor {
                 retry_after_secs,
             } => {
                 self.inner.metrics.quota_rejected(limit.as_str());
+                if may_wait {
+                    self.inner.refused(
+                        &pipeline.id,
+                        org,
+                        &run_id,
+                        &format!("quota_{}", limit.as_str()),
+                        &format!("refused: the {} limit is reached", limit.as_str()),
+                    );
+                }
                 return Err(TriggerError::Quota {
                     limit,
                     retry_after_secs,
@@ -346,63 +436,36 @@ impl Executor {
             }
             Reservation::NoQuota => return Err(TriggerError::NoQuota),
         }
-        // From here on the slot is owned by the guard: every path releases it.
-        let guard = SlotGuard::new(self.inner.releaser.clone(), org.clone(), run_id.clone());
-        let pending = RunEvent {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            run_id: run_id.clone(),
-            org_slug: org.to_string(),
-            pipeline_id: pipeline.id.clone(),
-            status: RunStatus::Pending.as_str().into(),
-            event_time: ts(now),
-            event_seq: RunStatus::Pending.seq(),
-            run_started_at: None,
-            trigger: Some(info.trigger.into()),
-            triggered_by: Some(info.triggered_by.clone()),
-            parameters: Some(params.to_json().to_string()),
-            error_class: None,
-            error_summary: None,
-            instance_id: Some(self.inner.instance_id.clone()),
-            runs_today_at_admission: None,
-            runs_month_at_admission: None,
-            idempotency_key: info.idempotency_key.clone(),
-            rerun_of: info.rerun_of.clone(),
-            schedule_id: None,
-            logical_time: None,
-            backfill_id: None,
-        };
-        if let Err(e) = self.inner.run_log.event_and_wait(pending).await {
-            // The PENDING row stays queued for a later flush; follow it with the run's end, so
-            // the run never reads as pending forever. The guard releases the slot.
-            let mut failed = self
-                .inner
-                .event(&pipeline.id, org, &run_id, RunStatus::Failed);
-            failed.error_class = Some("admission".into());
-            failed.error_summary = Some("the run could not be recorded; it did not start".into());
-            self.inner.run_log.event(failed);
-            drop(guard);
-            return Err(e.into());
-        }
-
-        let cancel = self.inner.shutdown.child_token();
-        // The lease starts at the PENDING event's stamp, the last proof of life written.
         self.inner
-            .runs
-            .insert(&run_id, org.clone(), cancel.clone(), now);
-        let inner = self.inner.clone();
-        let (org, id) = (org.clone(), run_id.clone());
-        self.inner.tasks.spawn(async move {
-            // Dropped in reverse order: the run leaves the active set, then its slot is freed.
-            let _guard = guard;
-            let registered = Registered::new(&inner, &pipeline.id, &org, &id);
-            dag::run(&inner, pipeline, org, id, params, info, cancel).await;
-            registered.ended();
-        });
+            .launch(org, &run_id, pipeline, params, info, now)
+            .await?;
         Ok(Triggered {
             run_id,
             status: RunStatus::Pending,
             replayed: false,
+            queue_position: None,
         })
+    }
+
+    /// Takes a queued run out of its org's queue and records it CANCELLED by `actor`: `false`
+    /// when it was no longer waiting (admitted meanwhile: cancel it as a running run).
+    pub async fn cancel_queued(
+        &self,
+        org: &OrgSlug,
+        run_id: &str,
+        pipeline_id: &str,
+        actor: &str,
+    ) -> Result<bool, TriggerError> {
+        if !self.inner.admission.dequeue(org, run_id).await? {
+            return Ok(false);
+        }
+        let mut end = self
+            .inner
+            .event(pipeline_id, org, run_id, RunStatus::Cancelled);
+        end.error_class = Some("cancelled".into());
+        end.error_summary = Some(format!("run cancelled by {actor} while queued"));
+        self.inner.run_log.event_and_wait(end).await?;
+        Ok(true)
     }
 
     /// Cooperative cancellation of a run executing on this instance, by `actor` (recorded in
@@ -458,6 +521,88 @@ impl Executor {
 }
 
 impl Inner {
+    /// Starts an admitted run: its slot now belongs to a guard that every path releases; its
+    /// PENDING event is written, then its task runs the steps.
+    async fn launch(
+        self: &Arc<Self>,
+        org: &OrgSlug,
+        run_id: &str,
+        pipeline: Arc<crate::pipelines::Pipeline>,
+        params: RunParams,
+        info: TriggerInfo,
+        now: DateTime<Utc>,
+    ) -> Result<(), TriggerError> {
+        let guard = SlotGuard::new(self.releaser.clone(), org.clone(), run_id.to_string());
+        let pending = self.start_event(
+            &pipeline.id,
+            org,
+            run_id,
+            RunStatus::Pending,
+            &params,
+            &info,
+            now,
+        );
+        if let Err(e) = self.run_log.event_and_wait(pending).await {
+            // The PENDING row stays queued for a later flush; follow it with the run's end, so
+            // the run never reads as pending forever. The guard releases the slot.
+            let mut failed = self.event(&pipeline.id, org, run_id, RunStatus::Failed);
+            failed.error_class = Some("admission".into());
+            failed.error_summary = Some("the run could not be recorded; it did not start".into());
+            self.run_log.event(failed);
+            drop(guard);
+            return Err(e.into());
+        }
+
+        let cancel = self.shutdown.child_token();
+        // The lease starts at the PENDING event's stamp, the last proof of life written.
+        self.runs.insert(run_id, org.clone(), cancel.clone(), now);
+        let inner = self.clone();
+        let (org, id) = (org.clone(), run_id.to_string());
+        self.tasks.spawn(async move {
+            // Dropped in reverse order: the run leaves the active set, then its slot is freed.
+            let _guard = guard;
+            let registered = Registered::new(&inner, &pipeline.id, &org, &id);
+            dag::run(&inner, pipeline, org, id, params, info, cancel).await;
+            registered.ended();
+        });
+        Ok(())
+    }
+
+    /// The event that records a run's definition (QUEUED or PENDING): trigger, parameters and
+    /// what links it to a re-run, a schedule or a backfill.
+    #[allow(clippy::too_many_arguments)]
+    fn start_event(
+        &self,
+        pipeline_id: &str,
+        org: &OrgSlug,
+        run_id: &str,
+        status: RunStatus,
+        params: &RunParams,
+        info: &TriggerInfo,
+        now: DateTime<Utc>,
+    ) -> RunEvent {
+        RunEvent {
+            event_time: ts(now),
+            trigger: Some(info.trigger.into()),
+            triggered_by: Some(info.triggered_by.clone()),
+            parameters: Some(params.to_json().to_string()),
+            idempotency_key: info.idempotency_key.clone(),
+            rerun_of: info.rerun_of.clone(),
+            schedule_id: info.schedule_id.clone(),
+            logical_time: info.logical_time.map(ts),
+            backfill_id: info.backfill_id.clone(),
+            ..self.event(pipeline_id, org, run_id, status)
+        }
+    }
+
+    /// Ends a run that was never admitted (it asked to wait and a limit refused it).
+    fn refused(&self, pipeline_id: &str, org: &OrgSlug, run_id: &str, class: &str, summary: &str) {
+        let mut end = self.event(pipeline_id, org, run_id, RunStatus::Refused);
+        end.error_class = Some(class.to_string());
+        end.error_summary = Some(summary.to_string());
+        self.run_log.event(end);
+    }
+
     pub(crate) fn event(
         &self,
         pipeline_id: &str,

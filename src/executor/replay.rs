@@ -69,5 +69,6 @@ pub(super) async fn find(
         run_id: f.run_id,
         status: f.status.unwrap_or(RunStatus::Pending),
         replayed: true,
+        queue_position: None,
     }))
 }

@@ -35,6 +35,10 @@ pub async fn catalog(
 pub struct TriggerRequest {
     #[serde(default)]
     pub parameters: serde_json::Map<String, serde_json::Value>,
+    /// When the org's concurrency is full: `refuse` (429, the default) or `queue` (202 with
+    /// status QUEUED; started in arrival order as slots free).
+    #[serde(default)]
+    pub when_busy: crate::admission::WhenBusy,
 }
 
 pub async fn trigger(
@@ -62,6 +66,7 @@ pub async fn trigger(
         trigger: "api",
         triggered_by: caller.actor(),
         idempotency_key,
+        when_busy: body.when_busy,
         ..TriggerInfo::default()
     };
     executor
@@ -167,7 +172,25 @@ pub async fn cancel(
         return Ok(cancelling);
     }
     let now = clock.now();
-    match runs::get(&warehouse, &org, &run_id, now).await? {
+    let run = runs::get(&warehouse, &org, &run_id, now).await?;
+    if let Some(run) = run.as_ref().filter(|r| r.status == "QUEUED") {
+        match executor
+            .cancel_queued(&org, &run_id, &run.pipeline_id, &actor)
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(org = %org, run_id, actor = %actor, "queued run cancelled");
+                audit_cancel(&warehouse, &org, &run_id, &actor, "the queue").await;
+                return Ok(
+                    HttpResponse::Accepted().json(json!({"run_id": run_id, "status": "CANCELLED"}))
+                );
+            }
+            // Admitted meanwhile: cancelled as a running run below.
+            Ok(false) => {}
+            Err(e) => return Err(trigger_error(&org, e)),
+        }
+    }
+    match run {
         None => Err(ApiError::NotFound),
         Some(run) if crate::executor::RunStatus::is_terminal(run.status.as_str()) => {
             Err(ApiError::RunEnded)

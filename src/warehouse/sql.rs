@@ -104,6 +104,11 @@ statements! {
     QUOTA_BY_ORG => "quota/by_org.sql";
     /// The admission coordinator's one statement per batch of reservations and releases.
     QUOTA_ADMIT_BATCH => "quota/admit_batch.sql";
+    QUOTA_DEQUEUE => "quota/dequeue.sql";
+    /// Queues beside free slots, for instances to drain.
+    QUEUES_TO_DRAIN => "quota/queues_to_drain.sql";
+    /// The QUEUED events of runs admitted from a queue.
+    QUEUED_DEFINITIONS => "runs/queued_definitions.sql";
     /// What one admission batch decided.
     QUOTA_BATCH_OUTCOME => "quota/batch_outcome.sql";
     RUN_BY_ID => "runs/by_id.sql";

@@ -158,3 +158,210 @@ async fn a_rerun_takes_new_parameters_when_given_and_validates_them() {
     assert_eq!(done["parameters"], json!({"day": "2026-11-02"}));
     assert_eq!(done["status"], "SUCCEEDED");
 }
+
+async fn queue_run(app: &TestApp, slug: &str, key: &str, n: i64) -> reqwest::Response {
+    app.key_post(
+        &format!("/api/v1/pipelines/run/{slug}/test/nap"),
+        key,
+        &json!({"parameters": {"n": n}, "when_busy": "queue"}),
+    )
+    .await
+}
+
+/// Takes the org's one slot (test/long: 30 s) until [`free_the_slot`], so the runs queued
+/// after it wait.
+async fn hold_the_slot(app: &TestApp, slug: &str, key: &str) -> String {
+    let body = start(app, slug, key, "test/long", json!({})).await;
+    assert_eq!(body["status"], "PENDING");
+    body["run_id"].as_str().unwrap().to_string()
+}
+
+async fn free_the_slot(app: &TestApp, slug: &str, key: &str, holder: &str) {
+    let r = app
+        .key_post(
+            &format!("/api/v1/pipelines/{slug}/runs/{holder}/cancel"),
+            key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        finished(app, slug, key, holder).await["status"],
+        "CANCELLED"
+    );
+}
+
+/// The run ids of `slug`'s runs of test/nap in the order they were admitted (PENDING events).
+async fn admission_order(app: &TestApp, slug: &str) -> Vec<(String, i64)> {
+    let emulator = crate::helpers::Emulator::new();
+    let rows = emulator
+        .sql(&format!(
+            "SELECT run_id, CAST(JSON_VALUE(p.parameters, '$.n') AS INT64) AS n \
+             FROM `{meta}.pipeline_run_events` AS e \
+             JOIN (SELECT run_id AS id, ANY_VALUE(parameters) AS parameters \
+                   FROM `{meta}.pipeline_run_events` WHERE parameters IS NOT NULL GROUP BY run_id) AS p \
+               ON p.id = e.run_id \
+             WHERE e.org_slug = '{slug}' AND e.status = 'PENDING' AND e.pipeline_id = 'test/nap' \
+             ORDER BY e.event_time LIMIT 100",
+            meta = app.meta_dataset
+        ))
+        .await;
+    rows["rows"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r["f"][0]["v"].as_str().unwrap().to_string(),
+                        r["f"][1]["v"].as_str().unwrap().parse().unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn queued_runs_wait_and_start_in_arrival_order_as_slots_free() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    crate::pipelines::set_limits(&app, &slug, 50, 500, 1).await;
+    let first = queue_run(&app, &slug, &key, 0).await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["status"], "PENDING", "a free slot admits at once");
+    let mut ids = vec![first["run_id"].as_str().unwrap().to_string()];
+    assert_eq!(
+        finished(&app, &slug, &key, &ids[0]).await["status"],
+        "SUCCEEDED"
+    );
+    let holder = hold_the_slot(&app, &slug, &key).await;
+    for n in 1..5 {
+        let r = queue_run(&app, &slug, &key, n).await;
+        assert_eq!(r.status(), 202);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["status"], "QUEUED");
+        assert_eq!(body["queue_position"], n);
+        ids.push(body["run_id"].as_str().unwrap().to_string());
+    }
+    // A run that does not ask to wait is still refused, and does not jump the queue.
+    let refused = app
+        .key_post(
+            &format!("/api/v1/pipelines/run/{slug}/test/nap"),
+            &key,
+            &json!({"parameters": {"n": 99}}),
+        )
+        .await;
+    assert_eq!(refused.status(), 429);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["reason"], "concurrent");
+
+    let quota = crate::pipelines::quota(&app, &slug).await;
+    assert_eq!(quota["queued_run_ids"].as_array().unwrap().len(), 4);
+    let queued = crate::pipelines::run(&app, &slug, &key, &ids[4]).await;
+    assert_eq!(queued["status"], "QUEUED");
+
+    free_the_slot(&app, &slug, &key, &holder).await;
+    for id in &ids {
+        assert_eq!(finished(&app, &slug, &key, id).await["status"], "SUCCEEDED");
+    }
+    let order: Vec<i64> = admission_order(&app, &slug)
+        .await
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(order, [0, 1, 2, 3, 4]);
+    let last = crate::pipelines::run(&app, &slug, &key, &ids[4]).await;
+    assert!(last["queued_secs"].as_f64().unwrap() > 1.0, "{last}");
+    crate::pipelines::slots_free(&app, &slug).await;
+    let quota = crate::pipelines::quota(&app, &slug).await;
+    assert_eq!(quota["queued_run_ids"], json!([]));
+    assert_eq!(quota["runs_today"], 6);
+}
+
+#[tokio::test]
+async fn a_full_queue_refuses_with_queue_full_and_the_daily_limit_is_never_queued() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    crate::pipelines::set_limits(&app, &slug, 3, 500, 1).await;
+    hold_the_slot(&app, &slug, &key).await;
+    for n in 1..3 {
+        assert_eq!(queue_run(&app, &slug, &key, n).await.status(), 202);
+    }
+    // One running and two waiting: the day is spoken for.
+    let r = queue_run(&app, &slug, &key, 3).await;
+    assert_eq!(
+        r.status(),
+        429,
+        "{}",
+        crate::pipelines::quota(&app, &slug).await
+    );
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["reason"], "daily");
+
+    let (slug2, key2) = {
+        let slug = unique_slug("orch-qf");
+        let key = app.org_with_key(&slug).await;
+        (slug, key)
+    };
+    crate::pipelines::set_limits(&app, &slug2, 100, 500, 1).await;
+    let queue_limit = crate::pipelines::quota(&app, &slug2).await["queue_limit"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(queue_limit, 10, "the STARTER plan's queue");
+    hold_the_slot(&app, &slug2, &key2).await;
+    for n in 1..=queue_limit {
+        let r = queue_run(&app, &slug2, &key2, n).await;
+        assert_eq!(r.status(), 202, "run {n}");
+    }
+    let r = queue_run(&app, &slug2, &key2, 99).await;
+    assert_eq!(r.status(), 429);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["reason"], "queue_full");
+}
+
+#[tokio::test]
+async fn a_queued_run_can_be_cancelled_and_never_starts() {
+    let app = spawn_app().await;
+    let (slug, key) = org(&app).await;
+    crate::pipelines::set_limits(&app, &slug, 50, 500, 1).await;
+    let holder = hold_the_slot(&app, &slug, &key).await;
+    let first: Value = queue_run(&app, &slug, &key, 0).await.json().await.unwrap();
+    let second: Value = queue_run(&app, &slug, &key, 1).await.json().await.unwrap();
+    let third: Value = queue_run(&app, &slug, &key, 2).await.json().await.unwrap();
+    let second_id = second["run_id"].as_str().unwrap();
+    assert_eq!(second["status"], "QUEUED");
+    let r = app
+        .key_post(
+            &format!("/api/v1/pipelines/{slug}/runs/{second_id}/cancel"),
+            &key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "CANCELLED");
+    free_the_slot(&app, &slug, &key, &holder).await;
+    for id in [&first["run_id"], &third["run_id"]] {
+        let done = finished(&app, &slug, &key, id.as_str().unwrap()).await;
+        assert_eq!(done["status"], "SUCCEEDED");
+    }
+    let cancelled = crate::pipelines::run(&app, &slug, &key, second_id).await;
+    assert_eq!(cancelled["status"], "CANCELLED");
+    assert!(cancelled["started_at"].is_null(), "it never started");
+    let order: Vec<i64> = admission_order(&app, &slug)
+        .await
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(order, [0, 2]);
+    // Cancelling it again: it has ended.
+    let r = app
+        .key_post(
+            &format!("/api/v1/pipelines/{slug}/runs/{second_id}/cancel"),
+            &key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 409);
+}

@@ -73,7 +73,7 @@ pub(crate) async fn finished(app: &TestApp, slug: &str, key: &str, run_id: &str)
         if r.status() == 200 {
             let body: Value = r.json().await.unwrap();
             let status = body["status"].as_str().unwrap();
-            if !matches!(status, "PENDING" | "RUNNING") {
+            if !matches!(status, "QUEUED" | "PENDING" | "RUNNING") {
                 return body;
             }
         }

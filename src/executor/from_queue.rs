@@ -1,0 +1,204 @@
+//! Runs admitted from a queue. The admission batch that frees a slot (a run's release, or a
+//! drain) admits the org's next queued runs in the same statement, and hands them to this
+//! instance's starter: it reads their QUEUED events (the definition recorded when they were
+//! queued: one bounded read for all of them) and starts each like a fresh trigger. A run that
+//! was cancelled or refused meanwhile, or whose definition is gone, gets its slot back.
+//!
+//! Every instance also drains stuck queues: every `QUEUE_POLL_SECS`, one bounded read finds the
+//! orgs with queued runs beside free slots (a restart, a raised limit, a lost read-back), and
+//! the next batch admits what fits. No statement per queued run: admission from a queue rides
+//! in the coordinator's batches.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+
+use super::{Inner, RunStatus, TriggerInfo};
+use crate::admission::{FromQueue, WhenBusy};
+use crate::api_keys::from_micros;
+use crate::domain::OrgSlug;
+use crate::pipelines::RunParams;
+use crate::warehouse::{Param, sql};
+
+/// A definition written with the queueing may not be readable at once: the reads to try.
+const READS: usize = 3;
+const READ_SPACING: Duration = Duration::from_millis(700);
+
+#[derive(Debug, Deserialize)]
+struct Definition {
+    run_id: String,
+    org_slug: String,
+    pipeline_id: String,
+    trigger: Option<String>,
+    triggered_by: Option<String>,
+    parameters: Option<String>,
+    idempotency_key: Option<String>,
+    rerun_of: Option<String>,
+    schedule_id: Option<String>,
+    logical_time_micros: Option<i64>,
+    backfill_id: Option<String>,
+    moved_on: bool,
+}
+
+pub(super) fn spawn(inner: Arc<Inner>, mut admitted: mpsc::UnboundedReceiver<FromQueue>) {
+    let starter = inner.clone();
+    tokio::spawn(async move {
+        loop {
+            let first = tokio::select! {
+                next = admitted.recv() => match next { Some(run) => run, None => return },
+                _ = starter.shutdown_token().cancelled() => return,
+            };
+            let mut runs = vec![first];
+            while let Ok(run) = admitted.try_recv() {
+                runs.push(run);
+            }
+            start_all(&starter, runs).await;
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(inner.settings().queue_poll);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = inner.shutdown_token().cancelled() => return,
+            }
+            if inner.draining.load(std::sync::atomic::Ordering::SeqCst) {
+                continue;
+            }
+            #[derive(Deserialize)]
+            struct Org {
+                org_slug: String,
+            }
+            match inner
+                .warehouse
+                .query::<Org>(&sql::QUEUES_TO_DRAIN, &[])
+                .await
+            {
+                Ok(orgs) => {
+                    for org in orgs {
+                        if let Ok(org) = OrgSlug::parse(&org.org_slug) {
+                            inner.admission.drain(&org);
+                        }
+                    }
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => tracing::warn!(error = %e, "looking for queues to drain failed"),
+            }
+        }
+    });
+}
+
+async fn start_all(inner: &Arc<Inner>, runs: Vec<FromQueue>) {
+    let mut waiting: HashMap<String, FromQueue> =
+        runs.into_iter().map(|r| (r.run_id.clone(), r)).collect();
+    for read in 0..READS {
+        if read > 0 {
+            tokio::time::sleep(READ_SPACING).await;
+        }
+        let ids: Vec<String> = waiting.keys().cloned().collect();
+        let limit = ids.len() as i64;
+        let found = inner
+            .warehouse
+            .query::<Definition>(
+                &sql::QUEUED_DEFINITIONS,
+                &[
+                    Param::string_array("run_ids", ids),
+                    Param::timestamp("now", inner.clock.now()),
+                    Param::int64("limit", limit),
+                ],
+            )
+            .await;
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading queued runs' definitions failed");
+                continue;
+            }
+        };
+        for definition in found {
+            let Some(run) = waiting.remove(&definition.run_id) else {
+                continue;
+            };
+            if definition.org_slug != run.org.as_str() {
+                // Not this org's run: never start it under another org's slot.
+                inner.releaser.release(run.org, run.run_id);
+                continue;
+            }
+            start(inner, run, definition).await;
+        }
+        if waiting.is_empty() {
+            return;
+        }
+    }
+    for (_, run) in waiting {
+        tracing::error!(org = %run.org, run_id = %run.run_id, "a run admitted from the queue has no definition: freeing its slot");
+        inner.releaser.release(run.org, run.run_id);
+    }
+}
+
+async fn start(inner: &Arc<Inner>, run: FromQueue, d: Definition) {
+    if d.moved_on {
+        // Cancelled or refused while it waited (or started already): not ours to run.
+        tracing::info!(org = %run.org, run_id = %run.run_id, "a queued run had ended before its admission: freeing its slot");
+        inner.releaser.release(run.org, run.run_id);
+        return;
+    }
+    let fail = |class: &str, summary: String| {
+        let mut end = inner.event(&d.pipeline_id, &run.org, &run.run_id, RunStatus::Failed);
+        end.error_class = Some(class.to_string());
+        end.error_summary = Some(summary);
+        inner.run_log.event(end);
+        inner.releaser.release(run.org.clone(), run.run_id.clone());
+    };
+    let Some(pipeline) = inner.catalog.get(&d.pipeline_id) else {
+        fail(
+            "definition",
+            format!("pipeline {} is no longer in the catalog", d.pipeline_id),
+        );
+        return;
+    };
+    let raw: serde_json::Map<String, serde_json::Value> = d
+        .parameters
+        .as_deref()
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    let params = match RunParams::validate(&pipeline.parameters, &raw) {
+        Ok(p) => p,
+        Err(e) => {
+            fail(
+                "definition",
+                format!("parameter {} is no longer valid: {}", e.name, e.problem),
+            );
+            return;
+        }
+    };
+    let info = TriggerInfo {
+        trigger: match d.trigger.as_deref() {
+            Some("schedule") => "schedule",
+            Some("backfill") => "backfill",
+            Some("rerun") => "rerun",
+            _ => "api",
+        },
+        triggered_by: d.triggered_by.unwrap_or_default(),
+        idempotency_key: d.idempotency_key,
+        rerun_of: d.rerun_of,
+        reuse_steps: Vec::new(),
+        when_busy: WhenBusy::Queue,
+        run_id: Some(run.run_id.clone()),
+        schedule_id: d.schedule_id,
+        logical_time: from_micros(d.logical_time_micros),
+        backfill_id: d.backfill_id,
+    };
+    let now = inner.clock.now();
+    if let Err(e) = inner
+        .launch(&run.org, &run.run_id, pipeline, params, info, now)
+        .await
+    {
+        tracing::warn!(error = %e, run_id = %run.run_id, "starting a run from the queue failed");
+    }
+}
