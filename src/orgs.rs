@@ -289,7 +289,10 @@ pub async fn onboard(
                 Param::int64("daily_limit", new.limits.daily_limit),
                 Param::int64("monthly_limit", new.limits.monthly_limit),
                 Param::int64("concurrent_limit", new.limits.concurrent_limit),
-                Param::int64("queue_limit", new.plan.queue_limit()),
+                Param::int64(
+                    "queue_limit",
+                    new.limits.queue_limit.unwrap_or(new.plan.queue_limit()),
+                ),
                 Param::timestamp("now", now),
             ],
         )
@@ -363,6 +366,7 @@ pub async fn set_limits(
                 Param::int64("daily_limit", limits.daily_limit),
                 Param::int64("monthly_limit", limits.monthly_limit),
                 Param::int64("concurrent_limit", limits.concurrent_limit),
+                Param::int64("queue_limit", limits.queue_limit.unwrap_or(-1)),
                 Param::timestamp("now", Utc::now()),
             ],
         )
@@ -476,6 +480,7 @@ mod tests {
             daily_limit: 500,
             monthly_limit: 10_000,
             concurrent_limit: 10,
+            queue_limit: None,
         });
         assert_eq!(r.clone().parse().unwrap().limits.daily_limit, 500);
         r.plan = "STARTER".into();

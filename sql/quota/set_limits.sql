@@ -3,5 +3,7 @@ UPDATE `__META_DATASET__.org_quota_state`
 SET daily_limit = @daily_limit,
     monthly_limit = @monthly_limit,
     concurrent_limit = @concurrent_limit,
+    -- A negative queue limit keeps the current one.
+    queue_limit = IF(@queue_limit < 0, queue_limit, @queue_limit),
     updated_at = @now
 WHERE org_slug = @org_slug

@@ -17,6 +17,10 @@ pub struct QuotaLimits {
     pub daily_limit: i64,
     pub monthly_limit: i64,
     pub concurrent_limit: i64,
+    /// Runs that may wait in the queue at once (0-10000); the plan's when absent. Only an
+    /// admin's change of limits sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_limit: Option<i64>,
 }
 
 /// Largest value an admin may set for any limit.
@@ -37,6 +41,9 @@ impl QuotaLimits {
         }
         if self.concurrent_limit > self.daily_limit {
             return Err("the concurrent limit cannot exceed the daily limit");
+        }
+        if self.queue_limit.is_some_and(|q| !(0..=10_000).contains(&q)) {
+            return Err("the queue limit must be between 0 and 10000");
         }
         Ok(self)
     }
@@ -78,6 +85,7 @@ impl Plan {
             daily_limit,
             monthly_limit,
             concurrent_limit,
+            queue_limit: None,
         })
     }
 }
@@ -92,6 +100,7 @@ mod tests {
             daily_limit: d,
             monthly_limit: m,
             concurrent_limit: c,
+            queue_limit: None,
         };
         assert_eq!(Plan::Starter.limits(), Some(l(6, 180, 1)));
         assert_eq!(Plan::Professional.limits(), Some(l(25, 750, 2)));
@@ -107,6 +116,7 @@ mod tests {
             daily_limit: d,
             monthly_limit: m,
             concurrent_limit: c,
+            queue_limit: None,
         };
         assert!(l(10, 100, 2).validate().is_ok());
         assert!(l(0, 100, 1).validate().is_err());

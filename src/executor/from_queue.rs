@@ -62,6 +62,7 @@ pub(super) fn spawn(inner: Arc<Inner>, mut admitted: mpsc::UnboundedReceiver<Fro
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(inner.settings().queue_poll);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tick.tick().await; // the first look waits one interval
         loop {
             tokio::select! {
                 _ = tick.tick() => {}

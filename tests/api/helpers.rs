@@ -139,6 +139,8 @@ pub fn test_vars() -> HashMap<String, String> {
         // calls; the crash tests set short ones.
         ("HEARTBEAT_INTERVAL_SECS", "3600".to_string()),
         ("REAPER_INTERVAL_SECS", "3600".to_string()),
+        ("QUEUE_POLL_SECS", "300".to_string()),
+        ("SCHEDULER_ENABLED", "false".to_string()),
         ("RUN_LEASE_SECS", "14400".to_string()),
         ("SHUTDOWN_GRACE_SECS", "5".to_string()),
     ]

@@ -365,3 +365,86 @@ async fn a_queued_run_can_be_cancelled_and_never_starts() {
         .await;
     assert_eq!(r.status(), 409);
 }
+
+#[tokio::test]
+async fn a_queue_of_20_drains_in_order_across_two_instances_with_a_restart_in_the_middle() {
+    let fast_drain = |vars: &mut std::collections::HashMap<String, String>| {
+        vars.insert("QUEUE_POLL_SECS".into(), "1".into());
+    };
+    let a = crate::helpers::spawn_app_with(fast_drain).await;
+    let (slug, key) = org(&a).await;
+    let meta = a.meta_dataset.clone();
+    let spawn_b = || {
+        let meta = meta.clone();
+        crate::helpers::spawn_app_with(move |vars| {
+            fast_drain(vars);
+            vars.insert("META_DATASET".into(), meta);
+        })
+    };
+    let b = spawn_b().await;
+    let r = a
+        .client
+        .put(a.url(&format!("/api/v1/organizations/{slug}/quota")))
+        .header("X-CA-Root-Key", &a.root_key)
+        .json(&json!({"daily_limit": 100, "monthly_limit": 1000, "concurrent_limit": 1, "queue_limit": 20}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(crate::pipelines::quota(&a, &slug).await["queue_limit"], 20);
+    let holder = hold_the_slot(&a, &slug, &key).await;
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let via = if n % 2 == 0 { &a } else { &b };
+        let r = queue_run(via, &slug, &key, n).await;
+        assert_eq!(r.status(), 202);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["status"], "QUEUED", "run {n}");
+        assert_eq!(body["queue_position"], n + 1);
+        ids.push(body["run_id"].as_str().unwrap().to_string());
+    }
+    free_the_slot(&a, &slug, &key, &holder).await;
+    // B restarts once a few runs are through: it stops (its runs finish within the grace)
+    // and a new instance on the same tables takes its place.
+    finished(&a, &slug, &key, &ids[4]).await;
+    b.executor.shutdown().await;
+    let _b2 = spawn_b().await;
+    for id in &ids {
+        assert_eq!(
+            finished(&a, &slug, &key, id).await["status"],
+            "SUCCEEDED",
+            "{id}"
+        );
+    }
+    let order: Vec<i64> = admission_order(&a, &slug)
+        .await
+        .into_iter()
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(
+        order,
+        (0..20).collect::<Vec<_>>(),
+        "admitted in arrival order"
+    );
+    // Never two at once: each run started after the one before it ended.
+    let mut previous_end: Option<chrono::DateTime<chrono::Utc>> = None;
+    for id in &ids {
+        let run = crate::pipelines::run(&a, &slug, &key, id).await;
+        let started: chrono::DateTime<chrono::Utc> =
+            run["started_at"].as_str().unwrap().parse().unwrap();
+        let ended: chrono::DateTime<chrono::Utc> =
+            run["ended_at"].as_str().unwrap().parse().unwrap();
+        if let Some(previous) = previous_end {
+            assert!(
+                started >= previous,
+                "{id} started before the previous run ended"
+            );
+        }
+        previous_end = Some(ended);
+    }
+    crate::pipelines::slots_free(&a, &slug).await;
+    assert_eq!(
+        crate::pipelines::quota(&a, &slug).await["queued_run_ids"],
+        json!([])
+    );
+}
