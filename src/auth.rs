@@ -286,6 +286,8 @@ pub mod scopes {
         IntegrationsRead => Some(Scope::IntegrationsRead);
         KeysManage => Some(Scope::KeysManage);
         OrgRead => Some(Scope::OrgRead);
+        SchedulesWrite => Some(Scope::SchedulesWrite);
+        SchedulesRead => Some(Scope::SchedulesRead);
         /// Any valid key of the org.
         Any => None;
     }

@@ -95,6 +95,9 @@ pub enum ApiError {
     /// A cancel for a run that has already ended.
     #[error("Run already ended")]
     RunEnded,
+    /// A pause of a schedule that is not active, or a resume of one that is not paused.
+    #[error("Schedule is not in a state that allows this")]
+    ScheduleState { status: String },
     /// A re-run of a run that did not end in failure; its status is returned.
     #[error("Only a FAILED, CANCELLED, TIMED_OUT or ORPHANED run can be re-run")]
     NotRerunnable { status: String },
@@ -197,6 +200,7 @@ impl ResponseError for ApiError {
             | ApiError::PlanLimit(_)
             | ApiError::RunEnded
             | ApiError::NotRerunnable { .. }
+            | ApiError::ScheduleState { .. }
             | ApiError::TooManyKeys
             | ApiError::IdempotencyKeyInProgress { .. } => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
@@ -241,6 +245,7 @@ impl ResponseError for ApiError {
             ApiError::QuotaExceeded { reason, .. } => body["error"]["reason"] = json!(reason),
             ApiError::InvalidParameter { name } => body["error"]["parameter"] = json!(name),
             ApiError::NotRerunnable { status } => body["error"]["run_status"] = json!(status),
+            ApiError::ScheduleState { status } => body["error"]["schedule_status"] = json!(status),
             ApiError::Invalid { details } => body["error"]["details"] = json!(details),
             ApiError::MissingKey => {
                 body["error"]["hint"] =

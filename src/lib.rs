@@ -25,6 +25,7 @@ pub mod reruns;
 pub mod routes;
 pub mod run_log;
 pub mod runs;
+pub mod schedules;
 pub mod schema;
 pub mod settings;
 pub mod startup;

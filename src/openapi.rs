@@ -205,7 +205,9 @@ use crate::routes::integrations::SetupBody;
 use crate::routes::keys::RotateRequest;
 use crate::routes::orchestration::RerunRequest;
 use crate::routes::pipelines::TriggerRequest;
+use crate::routes::schedules::{ScheduleRequest, ScheduleView};
 use crate::runs::RunView;
+use crate::schedules::backfill::{BackfillRequest, BackfillView};
 
 pub static DOCS: &[Doc] = &[
     doc!(get "/health/live", "Liveness: the process is up", scope: None, query: &[], request: None, response: (200, Some(s::<Probe>))),
@@ -245,7 +247,20 @@ pub static DOCS: &[Doc] = &[
     doc!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}/steps", "A run's step attempts, in order", scope: Some("runs:read"), query: &[], request: None, response: (200, Some(s::<StepList>))),
     doc!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/cancel", "Cancel a run (cooperative; a queued run leaves the queue)", scope: Some("pipelines:run"), query: &[], request: None, response: (202, Some(s::<Cancelling>))),
     doc!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/rerun", "Re-run a failed or cancelled run from its failed steps (same parameters unless given)", scope: Some("pipelines:run"), query: &[], request: Some(s::<RerunRequest>), response: (202, Some(s::<Triggered>))),
+    doc!(get "/api/v1/schedules/{org_slug}", "Every schedule of the catalog with this org's state (ACTIVE, PAUSED, DISABLED) and next tick", scope: Some("schedules:read"), query: &[], request: None, response: (200, Some(s::<ScheduleList>))),
+    doc!(post "/api/v1/schedules/{org_slug}/enable", "Enable a schedule (or change the org's parameter values); ticks after now fire", scope: Some("schedules:write"), query: &[], request: Some(s::<ScheduleRequest>), response: (200, Some(s::<ScheduleView>))),
+    doc!(post "/api/v1/schedules/{org_slug}/pause", "Pause an active schedule", scope: Some("schedules:write"), query: &[], request: Some(s::<ScheduleRequest>), response: (200, Some(s::<ScheduleView>))),
+    doc!(post "/api/v1/schedules/{org_slug}/resume", "Resume a paused schedule; ticks missed while paused do not fire", scope: Some("schedules:write"), query: &[], request: Some(s::<ScheduleRequest>), response: (200, Some(s::<ScheduleView>))),
+    doc!(post "/api/v1/backfills/{org_slug}", "Start a backfill: one queued child run per day, at most max_parallel at once (400 when the quota cannot hold the range)", scope: Some("schedules:write"), query: &[], request: Some(s::<BackfillRequest>), response: (202, Some(s::<BackfillView>))),
+    doc!(get "/api/v1/backfills/{org_slug}/{backfill_id}", "A backfill's progress, day by day", scope: Some("schedules:read"), query: &[], request: None, response: (200, Some(s::<BackfillView>))),
+    doc!(post "/api/v1/backfills/{org_slug}/{backfill_id}/cancel", "Cancel a backfill: no more days fire, its waiting and running children are cancelled", scope: Some("schedules:write"), query: &[], request: None, response: (202, Some(s::<BackfillView>))),
 ];
+
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+struct ScheduleList {
+    schedules: Vec<ScheduleView>,
+}
 
 /// `{name}` and `{name:regex}` segments as OpenAPI `{name}`.
 pub fn openapi_path(pattern: &str) -> String {
@@ -275,7 +290,9 @@ fn path_param_schema(name: &str) -> Value {
     match name {
         "org_slug" => json!({"type": "string", "minLength": 3, "maxLength": 64,
                              "pattern": "^[a-z0-9][a-z0-9_-]*[a-z0-9]$"}),
-        "run_id" | "key_id" => json!({"type": "string", "format": "uuid", "pattern": UUID}),
+        "run_id" | "key_id" | "backfill_id" => {
+            json!({"type": "string", "format": "uuid", "pattern": UUID})
+        }
         "provider" => json!({"type": "string", "pattern": "^[a-z0-9_]{1,64}$"}),
         "pipeline_id" => json!({"type": "string", "maxLength": 200,
                                 "pattern": "^[a-z0-9_-]+(/[a-z0-9_-]+)*$"}),
@@ -375,6 +392,9 @@ pub fn document() -> Value {
         }
         if path.ends_with("/cancel") {
             errors.push((409, "Run already ended"));
+        }
+        if path.ends_with("/pause") || path.ends_with("/resume") {
+            errors.push((409, "Schedule is not in a state that allows this"));
         }
         if path.ends_with("/rerun") {
             errors.push((

@@ -89,6 +89,7 @@ meta_tables!(
     "idempotency_keys",
     "run_heartbeats",
     "run_cancel_requests",
+    "schedule_states",
 );
 
 static META_TABLES: LazyLock<Vec<TableSpec>> = LazyLock::new(|| {

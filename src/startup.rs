@@ -103,6 +103,14 @@ impl Application {
                 metrics: metrics.clone(),
             },
         );
+        if settings.executor.scheduler_enabled {
+            crate::schedules::scheduler::spawn(
+                executor.clone(),
+                warehouse.clone(),
+                settings.executor.scheduler_interval,
+                executor.stopped(),
+            );
+        }
         let listener =
             TcpListener::bind(settings.bind_addr).map_err(|source| StartupError::Bind {
                 addr: settings.bind_addr.to_string(),

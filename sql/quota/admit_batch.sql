@@ -11,7 +11,13 @@
 -- or queued is not taken again (a retried batch cannot count twice); a released id that is
 -- neither changes nothing. Each admitted id is marked with the batch id, so the batch can read
 -- back which runs are its own. Rows where nothing changes are left alone.
--- Operations arrive as parallel arrays: org, run id, and kind (reserve, enqueue, release, drain).
+-- A schedule's tick or a backfill's day (kind tick_reserve or tick_enqueue, run given as
+-- "run_id|key|logical time") is taken only if its run id was never fired before: fired ticks are
+-- remembered per org (the last 1000, as "run_id|key|logical|batch"), so concurrent firings of
+-- one tick by several instances collapse into one, and a tick fired once is never fired again,
+-- whatever became of its run. A fired tick is then admitted, queued or refused like any run.
+-- Operations arrive as parallel arrays: org, run id, and kind (reserve, enqueue, release, drain,
+-- tick_reserve, tick_enqueue).
 UPDATE `__META_DATASET__.org_quota_state` AS q
 SET day = b.day,
     runs_today = b.runs_today,
@@ -20,6 +26,7 @@ SET day = b.day,
     active_run_ids = b.active_run_ids,
     queued_run_ids = b.queued_run_ids,
     admitted_by = b.admitted_by,
+    fired_ticks = b.fired_ticks,
     updated_at = b.now
 FROM (
   SELECT
@@ -38,6 +45,11 @@ FROM (
     ARRAY_CONCAT(
       ARRAY(SELECT m FROM UNNEST(marks) AS m WHERE SPLIT(m, '/')[OFFSET(0)] IN UNNEST(kept)),
       ARRAY(SELECT CONCAT(x, '/', batch) FROM UNNEST(admitted) AS x)) AS admitted_by,
+    ARRAY(
+      SELECT f FROM UNNEST(ARRAY_CONCAT(old_ticks, new_ticks)) AS f WITH OFFSET o
+      WHERE o >= ARRAY_LENGTH(old_ticks) + ARRAY_LENGTH(new_ticks) - 1000
+      ORDER BY o) AS fired_ticks,
+    ARRAY_LENGTH(new_ticks) AS fired_count,
     ARRAY_LENGTH(admitted) AS admitted_count,
     released_count,
     LEAST(ARRAY_LENGTH(to_queue), GREATEST(0, queue_limit - ARRAY_LENGTH(still_waiting)))
@@ -92,7 +104,16 @@ FROM (
             SELECT x FROM UNNEST(r.reqs) AS x WITH OFFSET o
             WHERE x NOT IN UNNEST(s.active_run_ids)
               AND x NOT IN UNNEST(IFNULL(s.queued_run_ids, []))
+              AND x NOT IN (SELECT SPLIT(f, '|')[OFFSET(0)] FROM UNNEST(IFNULL(s.fired_ticks, [])) AS f)
             ORDER BY o) AS fresh,
+          ARRAY(
+            SELECT CONCAT(t, '|', r.batch) FROM UNNEST(r.ticks) AS t WITH OFFSET o
+            WHERE SPLIT(t, '|')[OFFSET(0)] NOT IN
+                (SELECT SPLIT(f, '|')[OFFSET(0)] FROM UNNEST(IFNULL(s.fired_ticks, [])) AS f)
+              AND SPLIT(t, '|')[OFFSET(0)] NOT IN UNNEST(s.active_run_ids)
+              AND SPLIT(t, '|')[OFFSET(0)] NOT IN UNNEST(IFNULL(s.queued_run_ids, []))
+            ORDER BY o) AS new_ticks,
+          IFNULL(s.fired_ticks, []) AS old_ticks,
           r.enqs,
           r.drives,
           IFNULL(s.admitted_by, []) AS marks,
@@ -107,8 +128,15 @@ FROM (
           -- Parameters are read here only: the emulator binds them in this clause's order.
           SELECT
             org,
-            ARRAY_AGG(IF(kind IN ('reserve', 'enqueue'), run, NULL) IGNORE NULLS ORDER BY i) AS reqs,
-            ARRAY_AGG(IF(kind = 'enqueue', run, NULL) IGNORE NULLS ORDER BY i) AS enqs,
+            ARRAY_AGG(
+              IF(kind IN ('reserve', 'enqueue', 'tick_reserve', 'tick_enqueue'),
+                 SPLIT(run, '|')[OFFSET(0)], NULL)
+              IGNORE NULLS ORDER BY i) AS reqs,
+            ARRAY_AGG(
+              IF(kind IN ('enqueue', 'tick_enqueue'), SPLIT(run, '|')[OFFSET(0)], NULL)
+              IGNORE NULLS ORDER BY i) AS enqs,
+            ARRAY_AGG(IF(kind IN ('tick_reserve', 'tick_enqueue'), run, NULL) IGNORE NULLS ORDER BY i)
+              AS ticks,
             ARRAY_AGG(IF(kind = 'release', run, NULL) IGNORE NULLS ORDER BY i) AS rels,
             LOGICAL_OR(kind IN ('release', 'drain')) AS drives,
             ANY_VALUE(@today) AS today,
@@ -125,4 +153,4 @@ FROM (
   )
 ) AS b
 WHERE q.org_slug = b.org_slug
-  AND (b.admitted_count > 0 OR b.released_count > 0 OR b.enqueued_count > 0)
+  AND (b.admitted_count > 0 OR b.released_count > 0 OR b.enqueued_count > 0 OR b.fired_count > 0)

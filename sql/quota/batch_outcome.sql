@@ -1,5 +1,5 @@
 -- What one admission batch decided, for its orgs: the runs it admitted (marked with its batch
--- id), the queue, and each org's limits and usage, from which a refused run's limit is told.
+-- id), the ticks it fired, the queue, and each org's limits and usage, from which a refused run's limit is told.
 SELECT
   org_slug,
   daily_limit,
@@ -13,7 +13,11 @@ SELECT
   ARRAY(
     SELECT SPLIT(m, '/')[OFFSET(0)]
     FROM UNNEST(IFNULL(admitted_by, [])) AS m
-    WHERE ENDS_WITH(m, CONCAT('/', @batch_id))) AS admitted
+    WHERE ENDS_WITH(m, CONCAT('/', @batch_id))) AS admitted,
+  ARRAY(
+    SELECT SPLIT(f, '|')[OFFSET(0)]
+    FROM UNNEST(IFNULL(fired_ticks, [])) AS f
+    WHERE ENDS_WITH(f, CONCAT('|', @batch_id))) AS fired
 FROM `__META_DATASET__.org_quota_state`
 WHERE org_slug IN UNNEST(@orgs)
 LIMIT @max_orgs

@@ -17,7 +17,7 @@ SELECT
   runs_today_at_admission,
   runs_month_at_admission,
   UNIX_MICROS(event_time) AS updated_at_micros,
-  UNIX_MICROS(MIN(IF(status IN ('QUEUED', 'PENDING'), event_time, NULL)) OVER w) AS created_at_micros,
+  UNIX_MICROS(MIN(IF(status IN ('QUEUED', 'PENDING', 'REFUSED'), event_time, NULL)) OVER w) AS created_at_micros,
   UNIX_MICROS(MIN(IF(status = 'QUEUED', event_time, NULL)) OVER w) AS queued_at_micros,
   UNIX_MICROS(MIN(IF(status = 'PENDING', event_time, NULL)) OVER w) AS admitted_at_micros,
   UNIX_MICROS(MIN(IF(status = 'RUNNING', event_time, NULL)) OVER w) AS started_at_micros

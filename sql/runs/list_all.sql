@@ -11,7 +11,7 @@ WITH latest AS (
     MAX(trigger) OVER w AS trigger,
     MAX(triggered_by) OVER w AS triggered_by,
     UNIX_MICROS(event_time) AS updated_at_micros,
-    UNIX_MICROS(MIN(IF(status IN ('QUEUED', 'PENDING'), event_time, NULL)) OVER w) AS created_at_micros,
+    UNIX_MICROS(MIN(IF(status IN ('QUEUED', 'PENDING', 'REFUSED'), event_time, NULL)) OVER w) AS created_at_micros,
     UNIX_MICROS(MIN(IF(status = 'QUEUED', event_time, NULL)) OVER w) AS queued_at_micros,
     UNIX_MICROS(MIN(IF(status = 'PENDING', event_time, NULL)) OVER w) AS admitted_at_micros,
     UNIX_MICROS(MIN(IF(status = 'RUNNING', event_time, NULL)) OVER w) AS started_at_micros

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{Limit, Op, Reply, Reservation, WhenBusy};
+use super::{Limit, Op, Reply, Reservation, Tick, WhenBusy};
 use crate::clock::{day_of, month_of, secs_to_next_day, secs_to_next_month};
 use crate::domain::OrgSlug;
 use crate::warehouse::{Param, Statement};
@@ -15,6 +15,7 @@ pub(super) struct ReserveEntry {
     pub org: OrgSlug,
     pub run_id: String,
     pub when_busy: WhenBusy,
+    pub tick: Option<Tick>,
     /// The first is the request that owns the run if it is admitted; the others (the same run
     /// id asked again while waiting) learn it is already active.
     pub replies: Vec<Reply<Reservation>>,
@@ -65,6 +66,7 @@ impl Taken {
                     org,
                     run_id,
                     when_busy,
+                    tick,
                     reply,
                 } => {
                     if release_at.contains_key(&run_id) {
@@ -72,6 +74,7 @@ impl Taken {
                             org,
                             run_id,
                             when_busy,
+                            tick,
                             reply,
                         });
                     } else if let Some(&i) = reserve_at.get(&run_id) {
@@ -82,6 +85,7 @@ impl Taken {
                             org,
                             run_id,
                             when_busy,
+                            tick,
                             replies: vec![reply],
                         });
                     }
@@ -150,11 +154,20 @@ impl Batch {
         let mut kinds = Vec::with_capacity(self.len());
         for r in &self.reserves {
             orgs.push(r.org.to_string());
-            runs.push(r.run_id.clone());
-            kinds.push(match r.when_busy {
-                WhenBusy::Refuse => "reserve".to_string(),
-                WhenBusy::Queue => "enqueue".to_string(),
-            });
+            let kind = match r.when_busy {
+                WhenBusy::Refuse => "reserve",
+                WhenBusy::Queue => "enqueue",
+            };
+            match &r.tick {
+                None => {
+                    runs.push(r.run_id.clone());
+                    kinds.push(kind.to_string());
+                }
+                Some(t) => {
+                    runs.push(format!("{}|{}|{}", r.run_id, t.key, t.logical));
+                    kinds.push(format!("tick_{kind}"));
+                }
+            }
         }
         for org in &self.drains {
             orgs.push(org.to_string());
@@ -193,7 +206,7 @@ impl Batch {
             .collect();
         self.reserves
             .iter()
-            .all(|r| r.when_busy == WhenBusy::Refuse)
+            .all(|r| r.when_busy == WhenBusy::Refuse && r.tick.is_none())
             && !reserving.is_empty()
             && reserving.len() == self.reserves.len()
             && reserving.is_disjoint(&releasing)
@@ -215,6 +228,9 @@ pub(super) struct OrgOutcome {
     pub active_run_ids: Vec<String>,
     #[serde(default)]
     pub queued_run_ids: Vec<String>,
+    /// The ticks this batch fired.
+    #[serde(default)]
+    pub fired: Vec<String>,
     /// The run ids this batch admitted.
     #[serde(default)]
     pub admitted: Vec<String>,
@@ -226,14 +242,17 @@ pub(super) struct OrgOutcome {
 /// is zero; a later one, written by an instance whose clock is ahead, stands).
 pub(super) fn decide(
     row: Option<&OrgOutcome>,
-    run_id: &str,
-    when_busy: WhenBusy,
+    entry: (&str, WhenBusy, bool),
     now: DateTime<Utc>,
     concurrent_retry_after_secs: u64,
 ) -> Reservation {
+    let (run_id, when_busy, is_tick) = entry;
     let Some(row) = row else {
         return Reservation::NoQuota;
     };
+    if is_tick && !row.fired.iter().any(|id| id == run_id) {
+        return Reservation::AlreadyFired;
+    }
     if row.admitted.iter().any(|id| id == run_id) {
         return Reservation::Admitted;
     }
@@ -281,6 +300,7 @@ mod tests {
             org: org(o),
             run_id: run.into(),
             when_busy: WhenBusy::Refuse,
+            tick: None,
             reply: oneshot::channel().0,
         }
     }
@@ -290,6 +310,7 @@ mod tests {
             org: org(o),
             run_id: run.into(),
             when_busy: WhenBusy::Queue,
+            tick: None,
             reply: oneshot::channel().0,
         }
     }
@@ -317,6 +338,7 @@ mod tests {
             runs_month,
             active_run_ids: active.iter().map(|s| s.to_string()).collect(),
             queued_run_ids: vec![],
+            fired: vec![],
             admitted: vec![],
         }
     }
@@ -392,15 +414,15 @@ mod tests {
         let mut r = row("2026-11-23", 1, 1, &["r1", "r9"]);
         r.admitted = vec!["r1".into()];
         assert_eq!(
-            decide(Some(&r), "r1", WhenBusy::Refuse, now(), 10),
+            decide(Some(&r), ("r1", WhenBusy::Refuse, false), now(), 10),
             Reservation::Admitted
         );
         assert_eq!(
-            decide(Some(&r), "r9", WhenBusy::Refuse, now(), 10),
+            decide(Some(&r), ("r9", WhenBusy::Refuse, false), now(), 10),
             Reservation::AlreadyActive
         );
         assert_eq!(
-            decide(None, "r1", WhenBusy::Refuse, now(), 10),
+            decide(None, ("r1", WhenBusy::Refuse, false), now(), 10),
             Reservation::NoQuota
         );
     }
@@ -409,7 +431,7 @@ mod tests {
     fn a_refusal_names_the_full_limit_with_its_retry_after() {
         let concurrent = row("2026-11-23", 3, 3, &["a", "b"]);
         assert_eq!(
-            decide(Some(&concurrent), "x", WhenBusy::Refuse, now(), 10),
+            decide(Some(&concurrent), ("x", WhenBusy::Refuse, false), now(), 10),
             Reservation::Refused {
                 limit: Limit::Concurrent,
                 retry_after_secs: 10
@@ -417,7 +439,7 @@ mod tests {
         );
         let daily = row("2026-11-23", 10, 10, &[]);
         assert_eq!(
-            decide(Some(&daily), "x", WhenBusy::Refuse, now(), 10),
+            decide(Some(&daily), ("x", WhenBusy::Refuse, false), now(), 10),
             Reservation::Refused {
                 limit: Limit::Daily,
                 retry_after_secs: 6 * 3600
@@ -425,7 +447,7 @@ mod tests {
         );
         let monthly = row("2026-11-23", 1, 100, &[]);
         assert!(matches!(
-            decide(Some(&monthly), "x", WhenBusy::Refuse, now(), 10),
+            decide(Some(&monthly), ("x", WhenBusy::Refuse, false), now(), 10),
             Reservation::Refused {
                 limit: Limit::Monthly,
                 ..
@@ -437,7 +459,7 @@ mod tests {
     fn yesterdays_count_is_not_todays_but_a_count_from_a_clock_ahead_stands() {
         let yesterday = row("2026-11-22", 10, 10, &["a", "b"]);
         assert!(matches!(
-            decide(Some(&yesterday), "x", WhenBusy::Refuse, now(), 10),
+            decide(Some(&yesterday), ("x", WhenBusy::Refuse, false), now(), 10),
             Reservation::Refused {
                 limit: Limit::Concurrent,
                 ..
@@ -445,7 +467,7 @@ mod tests {
         ));
         let tomorrow = row("2026-11-24", 10, 10, &[]);
         assert!(matches!(
-            decide(Some(&tomorrow), "x", WhenBusy::Refuse, now(), 10),
+            decide(Some(&tomorrow), ("x", WhenBusy::Refuse, false), now(), 10),
             Reservation::Refused {
                 limit: Limit::Daily,
                 ..
@@ -458,11 +480,11 @@ mod tests {
         let mut r = row("2026-11-23", 3, 3, &["a"]);
         r.queued_run_ids = vec!["q1".into(), "q2".into()];
         assert_eq!(
-            decide(Some(&r), "q2", WhenBusy::Queue, now(), 10),
+            decide(Some(&r), ("q2", WhenBusy::Queue, false), now(), 10),
             Reservation::Queued { position: 2 }
         );
         assert_eq!(
-            decide(Some(&r), "x", WhenBusy::Queue, now(), 10),
+            decide(Some(&r), ("x", WhenBusy::Queue, false), now(), 10),
             Reservation::Refused {
                 limit: Limit::QueueFull,
                 retry_after_secs: 10
@@ -472,7 +494,7 @@ mod tests {
         let mut full_day = row("2026-11-23", 8, 8, &["a"]);
         full_day.queued_run_ids = vec!["q1".into(), "q2".into()];
         assert!(matches!(
-            decide(Some(&full_day), "x", WhenBusy::Queue, now(), 10),
+            decide(Some(&full_day), ("x", WhenBusy::Queue, false), now(), 10),
             Reservation::Refused {
                 limit: Limit::Daily,
                 ..
@@ -494,5 +516,39 @@ mod tests {
         assert!(!drained.admitted_all(1));
         let params = drained.params("b", now());
         assert_eq!(params[6].name(), "op_kinds");
+    }
+
+    #[test]
+    fn a_tick_is_decided_only_by_the_batch_that_fired_it() {
+        let mut r = row("2026-11-23", 1, 1, &["t1"]);
+        r.admitted = vec!["t1".into()];
+        assert_eq!(
+            decide(Some(&r), ("t1", WhenBusy::Refuse, true), now(), 10),
+            Reservation::AlreadyFired,
+            "admitted, but by another batch's firing"
+        );
+        r.fired = vec!["t1".into()];
+        assert_eq!(
+            decide(Some(&r), ("t1", WhenBusy::Refuse, true), now(), 10),
+            Reservation::Admitted
+        );
+        let mut tick = Taken::from_ops(vec![Op::Reserve {
+            org: org("acme"),
+            run_id: "t1".into(),
+            when_busy: WhenBusy::Queue,
+            tick: Some(Tick {
+                key: "schedule:p/daily".into(),
+                logical: "2026-11-23T06:00:00Z".into(),
+            }),
+            reply: oneshot::channel().0,
+        }]);
+        let params = tick.batch.params("b", now());
+        assert!(!tick.batch.admitted_all(1));
+        let runs = format!("{:?}", params[5]);
+        assert!(
+            runs.contains("t1|schedule:p/daily|2026-11-23T06:00:00Z"),
+            "{runs}"
+        );
+        tick.batch.reserves.clear();
     }
 }

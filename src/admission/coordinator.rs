@@ -210,8 +210,7 @@ impl Answerer {
                     let row = by_org.get(entry.org.as_str()).copied();
                     let decision = decide(
                         row,
-                        &entry.run_id,
-                        entry.when_busy,
+                        (&entry.run_id, entry.when_busy, entry.tick.is_some()),
                         now,
                         self.concurrent_retry_after_secs,
                     );

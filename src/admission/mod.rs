@@ -77,6 +77,17 @@ pub enum Reservation {
     NoQuota,
     /// Waiting in the org's queue, at this place (1 = next).
     Queued { position: usize },
+    /// A tick (or backfill day) that was fired before, by this or another instance.
+    AlreadyFired,
+}
+
+/// A schedule's tick or a backfill's day: fired at most once, whoever sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tick {
+    /// `schedule:{pipeline}/{name}` or `backfill:{id}`.
+    pub key: String,
+    /// The logical time, RFC 3339 UTC to the second.
+    pub logical: String,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -113,6 +124,7 @@ enum Op {
         org: OrgSlug,
         run_id: String,
         when_busy: WhenBusy,
+        tick: Option<Tick>,
         reply: Reply<Reservation>,
     },
     /// Look at the org's queue: admit what fits (a queue beside free slots, after a restart or
@@ -220,6 +232,17 @@ impl Admission {
         run_id: &str,
         when_busy: WhenBusy,
     ) -> Result<Reservation, AdmissionError> {
+        self.reserve_tick(org, run_id, when_busy, None).await
+    }
+
+    /// [`Admission::reserve`] for a tick: decided only if no batch fired it before.
+    pub async fn reserve_tick(
+        &self,
+        org: &OrgSlug,
+        run_id: &str,
+        when_busy: WhenBusy,
+        tick: Option<Tick>,
+    ) -> Result<Reservation, AdmissionError> {
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.settings.queue_max {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             self.metrics.admission_refused("queue_full");
@@ -230,6 +253,7 @@ impl Admission {
             org: org.clone(),
             run_id: run_id.to_string(),
             when_busy,
+            tick,
             reply,
         };
         if self.tx.send(op).is_err() {

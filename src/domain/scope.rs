@@ -16,16 +16,24 @@ pub enum Scope {
     /// Read the org's own profile, quota and audit log.
     #[serde(rename = "org:read")]
     OrgRead,
+    /// Enable, pause and resume schedules; start and cancel backfills.
+    #[serde(rename = "schedules:write")]
+    SchedulesWrite,
+    /// List schedules and backfills.
+    #[serde(rename = "schedules:read")]
+    SchedulesRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 6] = [
+    pub const ALL: [Scope; 8] = [
         Scope::PipelinesRun,
         Scope::RunsRead,
         Scope::IntegrationsWrite,
         Scope::IntegrationsRead,
         Scope::KeysManage,
         Scope::OrgRead,
+        Scope::SchedulesWrite,
+        Scope::SchedulesRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -36,6 +44,8 @@ impl Scope {
             Scope::IntegrationsRead => "integrations:read",
             Scope::KeysManage => "keys:manage",
             Scope::OrgRead => "org:read",
+            Scope::SchedulesWrite => "schedules:write",
+            Scope::SchedulesRead => "schedules:read",
         }
     }
 

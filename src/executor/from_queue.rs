@@ -194,6 +194,8 @@ async fn start(inner: &Arc<Inner>, run: FromQueue, d: Definition) {
         schedule_id: d.schedule_id,
         logical_time: from_micros(d.logical_time_micros),
         backfill_id: d.backfill_id,
+        // Fired already: a queued tick is admitted like any queued run.
+        tick: None,
     };
     let now = inner.clock.now();
     if let Err(e) = inner

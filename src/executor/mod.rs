@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::{Admission, AdmissionError, Limit, Reservation, WhenBusy};
+use crate::admission::{Admission, AdmissionError, Limit, Reservation, Tick, WhenBusy};
 use crate::clock::SharedClock;
 use crate::domain::OrgSlug;
 use crate::integrations::Registry;
@@ -112,6 +112,9 @@ pub enum TriggerError {
     IdempotencyKeyInProgress,
     #[error("shutting down")]
     Draining,
+    /// The tick was fired before (by this or another instance).
+    #[error("the tick was fired before")]
+    AlreadyFired,
     #[error(transparent)]
     Admission(#[from] AdmissionError),
     #[error(transparent)]
@@ -148,6 +151,8 @@ pub struct TriggerInfo {
     /// A scheduled run's tick, a backfill child's day.
     pub logical_time: Option<DateTime<Utc>>,
     pub backfill_id: Option<String>,
+    /// A schedule's tick or a backfill's day: admitted only if never fired before.
+    pub tick: Option<Tick>,
 }
 
 /// What steps may reach outside BigQuery: the KMS, providers' APIs.
@@ -304,6 +309,16 @@ impl Executor {
         self.inner.runs.len()
     }
 
+    /// The clock runs are stamped with (the scheduler's too).
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+
+    /// Cancelled when the executor has shut down (background loops end with it).
+    pub fn stopped(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
     pub fn is_draining(&self) -> bool {
         self.inner.draining.load(Ordering::SeqCst)
     }
@@ -343,7 +358,7 @@ impl Executor {
         // the queue starts it from this event.
         let may_wait = info.when_busy == WhenBusy::Queue;
         if may_wait {
-            let queued = self.inner.start_event(
+            let mut queued = self.inner.start_event(
                 &pipeline.id,
                 org,
                 &run_id,
@@ -352,17 +367,21 @@ impl Executor {
                 &info,
                 now,
             );
+            if info.tick.is_some() {
+                // Every instance that fires the tick writes the same row.
+                queued.event_id = format!("{run_id}:queued");
+            }
             self.inner.run_log.event_and_wait(queued).await?;
         }
         let reservation = match self
             .inner
             .admission
-            .reserve(org, &run_id, info.when_busy)
+            .reserve_tick(org, &run_id, info.when_busy, info.tick.clone())
             .await
         {
             Ok(r) => r,
             Err(e) => {
-                if may_wait {
+                if may_wait && info.tick.is_none() {
                     // Its batch released it from the queue too (a lost answer frees what it
                     // may have taken).
                     self.inner.refused(
@@ -378,6 +397,7 @@ impl Executor {
         };
         match reservation {
             Reservation::Admitted => {}
+            Reservation::AlreadyFired => return Err(TriggerError::AlreadyFired),
             Reservation::Queued { position } => {
                 return Ok(Triggered {
                     run_id,
@@ -420,14 +440,21 @@ impl Executor {
                 retry_after_secs,
             } => {
                 self.inner.metrics.quota_rejected(limit.as_str());
-                if may_wait {
-                    self.inner.refused(
+                if may_wait || info.tick.is_some() {
+                    // Recorded with what it would have run (a refused tick is not dropped).
+                    let mut end = self.inner.start_event(
                         &pipeline.id,
                         org,
                         &run_id,
-                        &format!("quota_{}", limit.as_str()),
-                        &format!("refused: the {} limit is reached", limit.as_str()),
+                        RunStatus::Refused,
+                        &params,
+                        &info,
+                        self.inner.clock.now(),
                     );
+                    end.error_class = Some(format!("quota_{}", limit.as_str()));
+                    end.error_summary =
+                        Some(format!("refused: the {} limit is reached", limit.as_str()));
+                    self.inner.run_log.event(end);
                 }
                 return Err(TriggerError::Quota {
                     limit,

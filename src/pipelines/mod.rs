@@ -135,6 +135,8 @@ pub struct Pipeline {
     pub parameters: Vec<ParamDecl>,
     pub timeout: Duration,
     pub steps: Vec<Step>,
+    /// Schedules an org may enable for this pipeline.
+    pub schedules: Vec<crate::schedules::spec::Spec>,
 }
 
 impl Pipeline {
@@ -152,6 +154,8 @@ struct PipelineFile {
     #[serde(default)]
     parameters: Vec<ParamDecl>,
     steps: Vec<Mapping>,
+    #[serde(default)]
+    schedules: Vec<crate::schedules::spec::ScheduleDecl>,
 }
 
 fn default_pipeline_timeout() -> u64 {
@@ -443,12 +447,35 @@ pub fn parse_pipeline(
             format!("dependency cycle through step {cycle_at}"),
         ));
     }
+    let mut schedules: Vec<crate::schedules::spec::Spec> = Vec::new();
+    for (i, decl) in raw.schedules.into_iter().enumerate() {
+        let spec = crate::schedules::spec::Spec::parse(decl)
+            .map_err(|e| problem(file, format!("schedules[{i}].{}", e.field), e.problem))?;
+        if schedules.iter().any(|s| s.name == spec.name) {
+            return Err(problem(
+                file,
+                format!("schedules[{i}].name"),
+                format!("duplicate schedule {}", spec.name),
+            ));
+        }
+        // What its templates render must be valid parameters of the pipeline.
+        let sample = spec.render(chrono::Utc::now(), &Default::default());
+        if let Err(e) = RunParams::validate(&raw.parameters, &sample) {
+            return Err(problem(
+                file,
+                format!("schedules[{i}].parameters.{}", e.name),
+                e.problem,
+            ));
+        }
+        schedules.push(spec);
+    }
     Ok(Pipeline {
         id: id.to_string(),
         description: raw.description,
         parameters: raw.parameters,
         timeout: Duration::from_secs(raw.timeout_seconds),
         steps,
+        schedules,
     })
 }
 

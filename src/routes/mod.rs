@@ -11,6 +11,7 @@ pub mod me;
 pub mod orchestration;
 pub mod orgs;
 pub mod pipelines;
+pub mod schedules;
 
 use actix_web::web;
 
@@ -82,6 +83,13 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}/steps", OrgOrRoot => pipelines::get_steps),
     route!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/cancel", OrgOrRoot => pipelines::cancel),
     route!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/rerun", OrgOrRoot => orchestration::rerun),
+    route!(get "/api/v1/schedules/{org_slug}", OrgOrRoot => schedules::list),
+    route!(post "/api/v1/schedules/{org_slug}/enable", OrgOrRoot => schedules::enable),
+    route!(post "/api/v1/schedules/{org_slug}/pause", OrgOrRoot => schedules::pause),
+    route!(post "/api/v1/schedules/{org_slug}/resume", OrgOrRoot => schedules::resume),
+    route!(post "/api/v1/backfills/{org_slug}", OrgOrRoot => schedules::start_backfill),
+    route!(get "/api/v1/backfills/{org_slug}/{backfill_id}", OrgOrRoot => schedules::get_backfill),
+    route!(post "/api/v1/backfills/{org_slug}/{backfill_id}/cancel", OrgOrRoot => schedules::cancel_backfill),
 ];
 
 /// Registers every route of [`ROUTES`].

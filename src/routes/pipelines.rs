@@ -107,6 +107,8 @@ pub fn trigger_error(org: &OrgSlug, e: TriggerError) -> ApiError {
         TriggerError::Draining => ApiError::Unavailable {
             retry_after_secs: 10,
         },
+        // Only schedules and backfills send ticks.
+        TriggerError::AlreadyFired => ApiError::Conflict,
         TriggerError::Admission(e) => e.into(),
         TriggerError::Warehouse(e) => e.into(),
     }

@@ -111,6 +111,12 @@ statements! {
     QUEUED_DEFINITIONS => "runs/queued_definitions.sql";
     /// What one admission batch decided.
     QUOTA_BATCH_OUTCOME => "quota/batch_outcome.sql";
+    /// An org's schedules and backfills (latest change of each).
+    SCHEDULES_BY_ORG => "schedules/by_org.sql";
+    /// The scheduler's one read per pass.
+    SCHEDULES_DUE => "schedules/due.sql";
+    /// A backfill's child runs and their status.
+    RUNS_BY_BACKFILL => "runs/by_backfill.sql";
     RUN_BY_ID => "runs/by_id.sql";
     RUN_BY_IDEMPOTENCY_KEY => "runs/by_idempotency_key.sql";
     STEPS_BY_RUN => "runs/steps_by_run.sql";

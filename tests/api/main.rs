@@ -26,5 +26,6 @@ mod pipelines;
 mod provider_double;
 mod rate_limits;
 mod run_logs;
+mod schedules;
 mod validation_details;
 mod warehouse;

@@ -1,0 +1,7 @@
+//! Schedules: declared in pipeline files (`spec`), enabled per org through the API (`state`),
+//! fired by every instance's scheduler (`scheduler`), each tick exactly once.
+
+pub mod backfill;
+pub mod scheduler;
+pub mod spec;
+pub mod state;
