@@ -185,12 +185,30 @@ impl Answerer {
             Ok(rows) => {
                 let by_org: HashMap<&str, &OrgOutcome> =
                     rows.iter().map(|r| (r.org_slug.as_str(), r)).collect();
-                let requested: std::collections::HashSet<&str> =
-                    batch.reserves.iter().map(|r| r.run_id.as_str()).collect();
-                // Admitted by this batch but asked by nobody here: runs from a queue.
+                let decided: Vec<(ReserveEntry, Reservation)> = batch
+                    .reserves
+                    .into_iter()
+                    .map(|entry| {
+                        let row = by_org.get(entry.org.as_str()).copied();
+                        let decision = decide(
+                            row,
+                            (&entry.run_id, entry.when_busy, entry.tick.is_some()),
+                            now,
+                            self.concurrent_retry_after_secs,
+                        );
+                        (entry, decision)
+                    })
+                    .collect();
+                // Admitted by this batch but owned by no request here (a run from a queue, or
+                // a queued tick another instance fired): the queue starter owns it.
+                let owned: std::collections::HashSet<&str> = decided
+                    .iter()
+                    .filter(|(_, d)| *d == Reservation::Admitted)
+                    .map(|(e, _)| e.run_id.as_str())
+                    .collect();
                 for row in &rows {
                     for run_id in &row.admitted {
-                        if requested.contains(run_id.as_str()) {
+                        if owned.contains(run_id.as_str()) {
                             continue;
                         }
                         let Ok(org) = OrgSlug::parse(&row.org_slug) else {
@@ -206,14 +224,7 @@ impl Answerer {
                         }
                     }
                 }
-                for entry in batch.reserves {
-                    let row = by_org.get(entry.org.as_str()).copied();
-                    let decision = decide(
-                        row,
-                        (&entry.run_id, entry.when_busy, entry.tick.is_some()),
-                        now,
-                        self.concurrent_retry_after_secs,
-                    );
+                for (entry, decision) in decided {
                     self.answer(entry, Ok(decision), false);
                 }
             }
