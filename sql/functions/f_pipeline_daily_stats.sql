@@ -24,7 +24,7 @@ FROM (
       pipeline_id,
       status,
       created_at,
-      IF(status IN ('PENDING', 'RUNNING'), NULL,
+      IF(status IN ('QUEUED', 'PENDING', 'RUNNING'), NULL,
          TIMESTAMP_DIFF(updated_at, COALESCE(started_at, created_at), MILLISECOND)) AS duration_ms
     FROM (
       SELECT
@@ -32,7 +32,7 @@ FROM (
         pipeline_id,
         status,
         event_time AS updated_at,
-        MIN(IF(status = 'PENDING', event_time, NULL)) OVER w AS created_at,
+        MIN(IF(status IN ('QUEUED', 'PENDING', 'REFUSED'), event_time, NULL)) OVER w AS created_at,
         MIN(IF(status = 'RUNNING', event_time, NULL)) OVER w AS started_at
       FROM `__META_DATASET__.pipeline_run_events`
       WHERE event_time >= TIMESTAMP(from_day)

@@ -13,9 +13,14 @@ SELECT
   error_summary,
   created_at,
   started_at,
-  IF(status IN ('PENDING', 'RUNNING'), NULL, updated_at) AS ended_at,
-  IF(status IN ('PENDING', 'RUNNING'), NULL,
-     TIMESTAMP_DIFF(updated_at, COALESCE(started_at, created_at), MILLISECOND)) AS duration_ms
+  IF(status IN ('QUEUED', 'PENDING', 'RUNNING'), NULL, updated_at) AS ended_at,
+  IF(status IN ('QUEUED', 'PENDING', 'RUNNING'), NULL,
+     TIMESTAMP_DIFF(updated_at, COALESCE(started_at, created_at), MILLISECOND)) AS duration_ms,
+  TIMESTAMP_DIFF(admitted_at, queued_at, MILLISECOND) / 1000 AS queued_secs,
+  rerun_of,
+  schedule_id,
+  logical_time,
+  backfill_id
 FROM (
   SELECT
     org_slug,
@@ -27,7 +32,13 @@ FROM (
     MAX(trigger) OVER w AS trigger,
     MAX(triggered_by) OVER w AS triggered_by,
     event_time AS updated_at,
-    MIN(IF(status = 'PENDING', event_time, NULL)) OVER w AS created_at,
+    MIN(IF(status IN ('QUEUED', 'PENDING', 'REFUSED'), event_time, NULL)) OVER w AS created_at,
+    MIN(IF(status = 'QUEUED', event_time, NULL)) OVER w AS queued_at,
+    MIN(IF(status = 'PENDING', event_time, NULL)) OVER w AS admitted_at,
+    MAX(rerun_of) OVER w AS rerun_of,
+    MAX(schedule_id) OVER w AS schedule_id,
+    MAX(logical_time) OVER w AS logical_time,
+    MAX(backfill_id) OVER w AS backfill_id,
     MIN(IF(status = 'RUNNING', event_time, NULL)) OVER w AS started_at
   FROM `__META_DATASET__.pipeline_run_events`
   WHERE event_time >= since

@@ -64,7 +64,7 @@ async fn bodies_say_which_field_is_missing_unknown_or_of_the_wrong_type() {
         .await;
     assert_eq!(
         details(r).await,
-        json!([{"field": "day", "problem": "unknown field", "accepted": "parameters"}])
+        json!([{"field": "day", "problem": "unknown field", "accepted": "parameters or when_busy"}])
     );
     // A quota with one limit.
     let r = app
