@@ -25,6 +25,8 @@ pub(super) struct Coordinator {
     pub clock: SharedClock,
     pub max_batch: usize,
     pub waiting: Arc<AtomicUsize>,
+    /// Set at shutdown: releases no longer linger.
+    pub hurry: Arc<std::sync::atomic::AtomicBool>,
     pub metrics: Arc<Metrics>,
     pub rx: mpsc::UnboundedReceiver<Op>,
 }
@@ -61,7 +63,9 @@ impl Coordinator {
             // Nobody waits on a release: give a reservation a moment to come and carry it, so a
             // release costs no statement of its own and does not hold the table when a trigger
             // arrives.
-            if ops.iter().all(|op| matches!(op, Op::Release { .. })) {
+            if !self.hurry.load(Ordering::SeqCst)
+                && ops.iter().all(|op| matches!(op, Op::Release { .. }))
+            {
                 if let Ok(Some(op)) = tokio::time::timeout(RELEASE_LINGER, self.rx.recv()).await {
                     self.receive(op, &mut ops);
                     self.drain(&mut ops);

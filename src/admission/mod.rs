@@ -154,6 +154,7 @@ pub struct Admission {
     settings: AdmissionSettings,
     metrics: Arc<Metrics>,
     from_queue: Arc<std::sync::Mutex<Option<mpsc::UnboundedReceiver<FromQueue>>>>,
+    hurry: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A run a batch of this instance admitted from its org's queue: its slot is held for it.
@@ -175,6 +176,7 @@ impl Admission {
         let (tx, rx) = mpsc::unbounded_channel();
         let (from_queue_tx, from_queue_rx) = mpsc::unbounded_channel();
         let waiting = Arc::new(AtomicUsize::new(0));
+        let hurry = Arc::new(std::sync::atomic::AtomicBool::new(false));
         coordinator::spawn(coordinator::Coordinator {
             answerer: coordinator::Answerer {
                 warehouse,
@@ -185,6 +187,7 @@ impl Admission {
             clock,
             max_batch: settings.max_batch,
             waiting: waiting.clone(),
+            hurry: hurry.clone(),
             metrics: metrics.clone(),
             rx,
         });
@@ -194,7 +197,14 @@ impl Admission {
             settings,
             metrics,
             from_queue: Arc::new(std::sync::Mutex::new(Some(from_queue_rx))),
+            hurry,
         }
+    }
+
+    /// Shutdown: from now on a release is sent at once, without waiting for a reservation to
+    /// ride with it.
+    pub fn hurry(&self) {
+        self.hurry.store(true, Ordering::SeqCst);
     }
 
     /// The runs this instance's batches admit from the queue: whoever takes this (the

@@ -510,6 +510,7 @@ impl Executor {
     /// rest, then at most 2 s for their ends, 2 s for slot releases and 1 s for the last flush.
     pub async fn shutdown(&self) {
         self.inner.draining.store(true, Ordering::SeqCst);
+        self.inner.admission.hurry();
         self.inner.tasks.close();
         let _ = tokio::time::timeout(SHUTDOWN_FLUSH, self.inner.run_log.flush()).await;
         let grace = self.inner.settings.shutdown_grace;

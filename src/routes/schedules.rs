@@ -237,64 +237,30 @@ async fn audit(
     .await;
 }
 
-pub async fn enable(
-    caller: Guarded<OrgOrRoot<scopes::SchedulesWrite>>,
-    executor: web::Data<Executor>,
-    warehouse: web::Data<Warehouse>,
-    clock: web::Data<SharedClock>,
-    path: web::Path<String>,
-    body: Body,
-) -> Result<HttpResponse, ApiError> {
-    change(
-        caller,
-        executor,
-        warehouse,
-        clock,
-        path,
-        body,
-        Action::Enable,
-    )
-    .await
+/// The three schedule changes, each its own route (and OpenAPI operation) over [`change`].
+macro_rules! schedule_actions {
+    ($($(#[$doc:meta])* $name:ident => $action:expr;)*) => {$(
+        $(#[$doc])*
+        pub async fn $name(
+            caller: Guarded<OrgOrRoot<scopes::SchedulesWrite>>,
+            executor: web::Data<Executor>,
+            warehouse: web::Data<Warehouse>,
+            clock: web::Data<SharedClock>,
+            path: web::Path<String>,
+            body: Body,
+        ) -> Result<HttpResponse, ApiError> {
+            change(caller, executor, warehouse, clock, path, body, $action).await
+        }
+    )*};
 }
 
-pub async fn pause(
-    caller: Guarded<OrgOrRoot<scopes::SchedulesWrite>>,
-    executor: web::Data<Executor>,
-    warehouse: web::Data<Warehouse>,
-    clock: web::Data<SharedClock>,
-    path: web::Path<String>,
-    body: Body,
-) -> Result<HttpResponse, ApiError> {
-    change(
-        caller,
-        executor,
-        warehouse,
-        clock,
-        path,
-        body,
-        Action::Pause,
-    )
-    .await
-}
-
-pub async fn resume(
-    caller: Guarded<OrgOrRoot<scopes::SchedulesWrite>>,
-    executor: web::Data<Executor>,
-    warehouse: web::Data<Warehouse>,
-    clock: web::Data<SharedClock>,
-    path: web::Path<String>,
-    body: Body,
-) -> Result<HttpResponse, ApiError> {
-    change(
-        caller,
-        executor,
-        warehouse,
-        clock,
-        path,
-        body,
-        Action::Resume,
-    )
-    .await
+schedule_actions! {
+    /// Enables a schedule (or changes the org's parameter values): ticks after now fire.
+    enable => Action::Enable;
+    /// Pauses an active schedule.
+    pause => Action::Pause;
+    /// Resumes a paused schedule: ticks missed while paused do not fire.
+    resume => Action::Resume;
 }
 
 fn backfill_error(e: BackfillError) -> ApiError {
