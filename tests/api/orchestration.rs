@@ -56,6 +56,8 @@ async fn a_rerun_skips_the_steps_that_succeeded_and_links_to_the_original() {
     let first_id = first["run_id"].as_str().unwrap().to_string();
     let failed = finished(&app, &slug, &key, &first_id).await;
     assert_eq!(failed["status"], "FAILED");
+    // STARTER runs one at a time: the re-run needs the first run's slot back.
+    crate::pipelines::slots_free(&app, &slug).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         steps(&app, &slug, &key, &first_id).await,
@@ -128,6 +130,7 @@ async fn a_rerun_takes_new_parameters_when_given_and_validates_them() {
         finished(&app, &slug, &key, &first_id).await["status"],
         "FAILED"
     );
+    crate::pipelines::slots_free(&app, &slug).await;
 
     let r = rerun(
         &app,
