@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::org_from_path;
-use super::pipelines::trigger_error;
+use super::pipelines::{org_and_run, trigger_error};
 use crate::auth::{Guarded, OrgOrRoot, scopes};
 use crate::body::Body;
 use crate::clock::SharedClock;
@@ -271,12 +271,6 @@ fn backfill_error(e: BackfillError) -> ApiError {
     }
 }
 
-fn backfill_id(raw: &str) -> Result<String, ApiError> {
-    uuid::Uuid::parse_str(raw)
-        .map(|u| u.to_string())
-        .map_err(|_| ApiError::NotFound)
-}
-
 /// 202: the backfill is recorded; the scheduler fires its days.
 pub async fn start_backfill(
     caller: Guarded<OrgOrRoot<scopes::SchedulesWrite>>,
@@ -316,9 +310,8 @@ pub async fn get_backfill(
     warehouse: web::Data<Warehouse>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (raw_org, raw_id) = path.into_inner();
-    let org = org_from_path(&raw_org)?;
-    let id = backfill_id(&raw_id)?;
+    // `{org_slug}/{uuid}`, parsed as a run route's (an id that is not a UUID is unknown).
+    let (org, id) = org_and_run(path)?;
     let found = backfill::get(&warehouse, &org, &id)
         .await
         .map_err(backfill_error)?;
@@ -333,9 +326,8 @@ pub async fn cancel_backfill(
     clock: web::Data<SharedClock>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (raw_org, raw_id) = path.into_inner();
-    let org = org_from_path(&raw_org)?;
-    let id = backfill_id(&raw_id)?;
+    // `{org_slug}/{uuid}`, parsed as a run route's (an id that is not a UUID is unknown).
+    let (org, id) = org_and_run(path)?;
     let actor = caller.actor();
     let now = clock.now();
     let cancelled = backfill::cancel(&warehouse, &org, &id, &actor, now)
