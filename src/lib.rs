@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod bootstrap;
+pub mod client;
 pub mod clock;
 pub mod domain;
 pub mod error;

@@ -1,33 +1,86 @@
-//! `quarry serve` (the default), `quarry check-config`, `quarry pipelines validate [DIR]`.
+//! `quarry serve` (the default), `quarry check-config`, `quarry pipelines validate [DIR]`, and the
+//! client commands (`quarry runs ...`, `quarry schedules ...`: see `quarry help`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+use quarry::client::{self, args::ClientCommand, args::Global};
 use quarry::integrations::Registry;
 use quarry::pipelines::Catalog;
 use quarry::settings::{Environment, Settings, VarSource};
 use quarry::startup::Application;
 use quarry::telemetry;
 
-const USAGE: &str = "usage: quarry [serve | check-config | pipelines validate [DIR] [--sql-dir DIR] [--providers-dir DIR]]";
+/// Quarry: the service (`serve`, the default) and its client.
+///
+/// The client reads QUARRY_URL and QUARRY_API_KEY / QUARRY_ROOT_KEY, or a profile file
+/// (~/.config/quarry/profiles, mode 0600). Keys are never command-line arguments.
+#[derive(Debug, Parser)]
+#[command(name = "quarry", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs the service (the default).
+    Serve,
+    /// Checks the settings `make run` would use and prints them with secrets masked.
+    CheckConfig,
+    /// The pipeline catalog: `list` (client) or `validate` (local definitions).
+    #[command(subcommand)]
+    Pipelines(PipelinesCommand),
+    #[command(flatten)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PipelinesCommand {
+    /// The service's catalog: pipelines, their steps and parameters.
+    List,
+    /// Validates pipeline definitions and their SQL without starting anything.
+    Validate {
+        /// The pipelines folder (default: PIPELINES_DIR, else pipelines).
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        sql_dir: Option<PathBuf>,
+        #[arg(long)]
+        providers_dir: Option<PathBuf>,
+    },
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let words: Vec<&str> = args.iter().map(String::as_str).collect();
-    match words.as_slice() {
-        [] | ["serve"] => serve().await,
-        ["check-config"] => check_config(),
-        ["pipelines", "validate", rest @ ..] => validate_pipelines(rest),
-        ["--help"] | ["-h"] | ["help"] => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(message) = client::refuse_key_arguments(&args[1..]) {
+        eprintln!("quarry: {message}");
+        return ExitCode::from(2);
+    }
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
         }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
+    };
+    match cli.command {
+        None | Some(Command::Serve) => serve().await,
+        Some(Command::CheckConfig) => check_config(),
+        Some(Command::Pipelines(PipelinesCommand::Validate {
+            dir,
+            sql_dir,
+            providers_dir,
+        })) => validate_pipelines(dir, sql_dir, providers_dir),
+        Some(Command::Pipelines(PipelinesCommand::List)) => {
+            client::pipelines_list(cli.global).await
         }
+        Some(Command::Client(command)) => client::run(cli.global, command).await,
     }
 }
 
@@ -156,33 +209,17 @@ fn check_config() -> ExitCode {
 
 /// Validates pipeline definitions and their SQL without starting anything; usable in a
 /// pipeline repository's own CI.
-fn validate_pipelines(args: &[&str]) -> ExitCode {
-    let mut dir: Option<PathBuf> = None;
-    let mut sql_dir =
-        PathBuf::from(std::env::var("PIPELINE_SQL_DIR").unwrap_or_else(|_| "sql".into()));
-    let mut providers_dir =
-        PathBuf::from(std::env::var("PROVIDERS_DIR").unwrap_or_else(|_| "providers".into()));
-    let mut rest = args.iter();
-    while let Some(arg) = rest.next() {
-        match (*arg, rest.clone().next()) {
-            ("--sql-dir", Some(v)) => {
-                sql_dir = PathBuf::from(v);
-                rest.next();
-            }
-            ("--providers-dir", Some(v)) => {
-                providers_dir = PathBuf::from(v);
-                rest.next();
-            }
-            (a, _) if !a.starts_with("--") && dir.is_none() => dir = Some(PathBuf::from(a)),
-            _ => {
-                eprintln!("{USAGE}");
-                return ExitCode::from(2);
-            }
-        }
-    }
-    let dir = dir.unwrap_or_else(|| {
-        PathBuf::from(std::env::var("PIPELINES_DIR").unwrap_or_else(|_| "pipelines".into()))
-    });
+fn validate_pipelines(
+    dir: Option<PathBuf>,
+    sql_dir: Option<PathBuf>,
+    providers_dir: Option<PathBuf>,
+) -> ExitCode {
+    let from_env = |var: &str, default: &str| {
+        PathBuf::from(std::env::var(var).unwrap_or_else(|_| default.into()))
+    };
+    let dir = dir.unwrap_or_else(|| from_env("PIPELINES_DIR", "pipelines"));
+    let sql_dir = sql_dir.unwrap_or_else(|| from_env("PIPELINE_SQL_DIR", "sql"));
+    let providers_dir = providers_dir.unwrap_or_else(|| from_env("PROVIDERS_DIR", "providers"));
     let environment = match std::env::var("ENVIRONMENT").as_deref() {
         Ok("production") => Environment::Production,
         Ok("staging") => Environment::Staging,

@@ -6,6 +6,7 @@ mod auth_matrix;
 mod bootstrap;
 #[path = "../common/bq_limits.rs"]
 mod bq_limits;
+mod client_cli;
 mod docs;
 mod fault_proxy;
 mod faults;
