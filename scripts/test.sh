@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/emulator-env.sh
+scripts/browser-env.sh
 
 mkdir -p target
 PIDFILE=target/test-emulator.pid
@@ -27,7 +28,7 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
-echo "==> cargo test"
+echo "==> cargo test (screenshots of the web view: target/ui-artifacts/)"
 rm -rf target/test-hygiene
 cargo test --locked --all-targets 2>&1 | tee target/test-output.log
 echo "==> the heavy multi-instance tests (a 60-tick schedule on 3 instances, a 20-run queue on 2), after the rest"

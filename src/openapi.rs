@@ -104,6 +104,14 @@ struct StepList {
 }
 #[derive(JsonSchema)]
 #[allow(dead_code)]
+struct DailyStatsPage {
+    since: chrono::DateTime<chrono::Utc>,
+    until: chrono::DateTime<chrono::Utc>,
+    days: Vec<crate::runs::DailyStats>,
+}
+
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
 struct Stats {
     since: chrono::DateTime<chrono::Utc>,
     until: chrono::DateTime<chrono::Utc>,
@@ -217,6 +225,9 @@ pub static DOCS: &[Doc] = &[
     doc!(get "/docs", "This document as a page (HTML)", scope: None, query: &[], request: None, response: (200, None)),
     doc!(get "/docs/docs.js", "The page's script", scope: None, query: &[], request: None, response: (200, None)),
     doc!(get "/docs/docs.css", "The page's style", scope: None, query: &[], request: None, response: (200, None)),
+    doc!(get "/ui", "The web view: runs, steps, stats, quota, catalog, schedules (HTML)", scope: None, query: &[], request: None, response: (200, None)),
+    doc!(get "/ui/app.js", "The web view's script", scope: None, query: &[], request: None, response: (200, None)),
+    doc!(get "/ui/app.css", "The web view's style", scope: None, query: &[], request: None, response: (200, None)),
     doc!(get "/api/v1/whoami", "The caller as the service sees it", scope: None, query: &[], request: None, response: (200, Some(s::<WhoAmI>))),
     doc!(post "/api/v1/admin/bootstrap", "Create the meta dataset, tables and views (idempotent)", scope: None, query: &[], request: None, response: (200, Some(s::<BootstrapReport>))),
     doc!(get "/api/v1/admin/bootstrap/status", "NOT_BOOTSTRAPPED, SYNCED or OUT_OF_SYNC", scope: None, query: &[], request: None, response: (200, Some(s::<StatusReport>))),
@@ -243,6 +254,7 @@ pub static DOCS: &[Doc] = &[
     doc!(post "/api/v1/pipelines/run/{org_slug}/{pipeline_id}", "Trigger a run (quota-checked; Idempotency-Key honoured)", scope: Some("pipelines:run"), query: &[], request: Some(s::<TriggerRequest>), response: (202, Some(s::<Triggered>))),
     doc!(get "/api/v1/pipelines/{org_slug}/runs", "Runs, newest first (Accept: application/x-ndjson or text/csv for downloads)", scope: Some("runs:read"), query: RUN_FILTERS, request: None, response: (200, Some(s::<RunList>))),
     doc!(get "/api/v1/pipelines/{org_slug}/stats", "Per pipeline: runs, success rate, p50/p95 duration, failures by class", scope: Some("runs:read"), query: WINDOW, request: None, response: (200, Some(s::<Stats>))),
+    doc!(get "/api/v1/pipelines/{org_slug}/stats/daily", "Per pipeline and UTC day: runs, success rate, p50/p95 duration", scope: Some("runs:read"), query: WINDOW, request: None, response: (200, Some(s::<DailyStatsPage>))),
     doc!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}", "A run's current state", scope: Some("runs:read"), query: &[], request: None, response: (200, Some(s::<RunView>))),
     doc!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}/steps", "A run's step attempts, in order", scope: Some("runs:read"), query: &[], request: None, response: (200, Some(s::<StepList>))),
     doc!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/cancel", "Cancel a run (cooperative; a queued run leaves the queue)", scope: Some("pipelines:run"), query: &[], request: None, response: (202, Some(s::<Cancelling>))),

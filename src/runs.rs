@@ -607,3 +607,42 @@ pub async fn stats(
         })
         .collect())
 }
+
+/// One pipeline's figures for one UTC day (the web view's charts).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DailyStats {
+    pub pipeline_id: String,
+    /// YYYY-MM-DD (UTC), the day the runs were created.
+    pub day: String,
+    pub runs: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    /// Succeeded over succeeded plus failed; absent on a day with no finished run.
+    #[serde(default)]
+    pub success_rate: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+}
+
+/// Per pipeline and day over `[since, until)`: one bounded query that prunes partitions.
+pub async fn daily_stats(
+    warehouse: &Warehouse,
+    org: &OrgSlug,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<DailyStats>, ServiceError> {
+    let params = [
+        Param::string("org_slug", org.as_str()),
+        Param::timestamp("since", since),
+        Param::timestamp("until", until),
+    ];
+    let rows: Vec<DailyStats> = warehouse.query(&sql::RUN_STATS_DAILY, &params).await?;
+    Ok(rows
+        .into_iter()
+        .map(|mut d| {
+            let finished = d.succeeded + d.failed;
+            d.success_rate = (finished > 0).then(|| d.succeeded as f64 / finished as f64);
+            d
+        })
+        .collect())
+}

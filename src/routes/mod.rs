@@ -12,6 +12,7 @@ pub mod orchestration;
 pub mod orgs;
 pub mod pipelines;
 pub mod schedules;
+pub mod ui;
 
 use actix_web::web;
 
@@ -53,6 +54,9 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(get "/docs", Public => docs::index),
     route!(get "/docs/docs.js", Public => docs::script),
     route!(get "/docs/docs.css", Public => docs::style),
+    route!(get "/ui", Public => ui::index),
+    route!(get "/ui/app.js", Public => ui::script),
+    route!(get "/ui/app.css", Public => ui::style),
     route!(get "/api/v1/whoami", OrgOrRoot => me::whoami),
     route!(post "/api/v1/admin/bootstrap", Root => admin::run_bootstrap),
     route!(get "/api/v1/admin/bootstrap/status", Root => admin::bootstrap_status),
@@ -78,6 +82,7 @@ pub static ROUTES: &[RouteSpec] = &[
     route!(post "/api/v1/pipelines/run/{org_slug}/{pipeline_id:.*}", OrgOrRoot => pipelines::trigger),
     route!(get "/api/v1/pipelines/{org_slug}/runs", OrgOrRoot => pipelines::list_runs),
     route!(get "/api/v1/pipelines/{org_slug}/stats", OrgOrRoot => pipelines::stats),
+    route!(get "/api/v1/pipelines/{org_slug}/stats/daily", OrgOrRoot => pipelines::daily_stats),
     route!(get "/api/v1/admin/runs", Root => pipelines::admin_runs),
     route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}", OrgOrRoot => pipelines::get_run),
     route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}/steps", OrgOrRoot => pipelines::get_steps),

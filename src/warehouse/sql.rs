@@ -127,6 +127,8 @@ statements! {
     RUNS_ALL => "runs/list_all.sql";
     RUN_STATS => "runs/stats_by_pipeline.sql";
     RUN_FAILURES => "runs/failures_by_class.sql";
+    /// Per pipeline and day: the web view's p50/p95 and success-rate charts.
+    RUN_STATS_DAILY => "runs/stats_daily.sql";
     CREDENTIALS_BY_ORG => "integrations/active_by_org.sql";
     CREDENTIAL_BY_PROVIDER => "integrations/active_by_provider.sql";
     CREDENTIAL_INSERT => "integrations/insert.sql";

@@ -34,7 +34,10 @@ async fn only_the_health_probes_are_public() {
             "/openapi.json",
             "/docs",
             "/docs/docs.js",
-            "/docs/docs.css"
+            "/docs/docs.css",
+            "/ui",
+            "/ui/app.js",
+            "/ui/app.css"
         ]
     );
     let open_to_any_key: Vec<&str> = ROUTES
@@ -120,7 +123,7 @@ async fn every_protected_route_refuses_missing_wrong_and_foreign_credentials() {
         checked += 1;
     }
     let public = ROUTES.iter().filter(|r| r.access == Access::Public).count();
-    assert_eq!(public, 7);
+    assert_eq!(public, 10);
     assert_eq!(checked, ROUTES.len() - public);
     // Org A's data is untouched by all of that: its key still works.
     let r = app

@@ -30,3 +30,5 @@ mod run_logs;
 mod schedules;
 mod validation_details;
 mod warehouse;
+mod web_ui;
+mod webdriver;

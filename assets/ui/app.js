@@ -1,0 +1,460 @@
+// Quarry web view: a page over the service's own API. The key lives in this tab's
+// sessionStorage only and travels as a header; it is never put in a URL, a cookie or a log.
+// Every value from the API is set as text (textContent), never parsed as HTML.
+"use strict";
+
+(function () {
+  const KEY = "quarry.key";
+  const KIND = "quarry.kind"; // "org" or "root"
+  const ORG = "quarry.org"; // the org slug the pages show (an org key's own; the root key's pick)
+  const TERMINAL = ["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "ORPHANED", "REFUSED"];
+  const STATUSES = ["QUEUED", "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "ORPHANED"];
+  const TRIGGERS = ["api", "rerun", "schedule", "backfill"];
+  const SVG = "http://www.w3.org/2000/svg";
+
+  const session = {
+    key: () => sessionStorage.getItem(KEY),
+    kind: () => sessionStorage.getItem(KIND) || "org",
+    org: () => sessionStorage.getItem(ORG),
+    isRoot: () => sessionStorage.getItem(KIND) === "root",
+    clear: () => { sessionStorage.removeItem(KEY); sessionStorage.removeItem(KIND); sessionStorage.removeItem(ORG); },
+  };
+
+  let refreshTimer = null;
+
+  // ---- DOM helpers ---------------------------------------------------------------------
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "text") el.textContent = v;
+      else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else el.setAttribute(k, v === true ? "" : v);
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+  }
+  function s(tag, attrs, ...children) {
+    const el = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, v);
+    for (const c of children) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    return el;
+  }
+  const view = () => document.getElementById("view");
+  function show(...nodes) { view().replaceChildren(...nodes); }
+  function statusPill(status) { return h("span", { class: "status " + (status || ""), text: status || "-" }); }
+  function when(ts) { return ts ? ts.replace("T", " ").replace(/\.\d+Z$/, "Z").replace("Z", "") : "-"; }
+  function ms(v) {
+    if (v === null || v === undefined) return "-";
+    if (v < 1000) return Math.round(v) + " ms";
+    if (v < 120000) return (v / 1000).toFixed(1) + " s";
+    return (v / 60000).toFixed(1) + " min";
+  }
+  function showError(message) {
+    const box = document.getElementById("error");
+    box.textContent = message;
+    box.hidden = !message;
+  }
+
+  // ---- API ---------------------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, body, requestId) {
+      const err = (body && body.error) || {};
+      const details = Object.entries(err)
+        .filter(([k]) => k !== "code" && k !== "message")
+        .map(([k, v]) => k + ": " + (typeof v === "string" ? v : JSON.stringify(v)));
+      super(status + " " + (err.message || "Unexpected answer") +
+        (details.length ? " (" + details.join("; ") + ")" : "") +
+        (requestId ? " [request id " + requestId + "]" : ""));
+      this.status = status;
+    }
+  }
+
+  async function api(path, options) {
+    const headers = { Accept: "application/json" };
+    const key = session.key();
+    if (key) headers[session.isRoot() ? "X-CA-Root-Key" : "X-API-Key"] = key;
+    const init = Object.assign({ headers, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer" }, options || {});
+    if (init.body) { headers["Content-Type"] = "application/json"; init.body = JSON.stringify(init.body); }
+    const response = await fetch(path, init);
+    const text = await response.text();
+    let body = null;
+    try { body = text ? JSON.parse(text) : null; } catch (_) { body = null; }
+    if (!response.ok) {
+      const error = new ApiError(response.status, body, (body && body.request_id) || response.headers.get("X-Request-Id"));
+      if (response.status === 401) { session.clear(); }
+      throw error;
+    }
+    return { body, headers: response.headers };
+  }
+
+  function query(params) {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v) q.set(k, v);
+    const text = q.toString();
+    return text ? "?" + text : "";
+  }
+
+  // ---- routing -----------------------------------------------------------------------
+  function parseHash() {
+    const raw = location.hash.replace(/^#/, "") || "/runs";
+    const [path, search] = raw.split("?");
+    return { parts: path.split("/").filter(Boolean), params: new URLSearchParams(search || "") };
+  }
+
+  function nav() {
+    const items = [["runs", "Runs"], ["stats", "Stats"], ["quota", "Quota"], ["catalog", "Catalog"], ["schedules", "Schedules"]];
+    if (session.isRoot()) items.push(["orgs", "Orgs"], ["all-runs", "All runs"]);
+    const current = parseHash().parts[0];
+    const el = document.getElementById("nav");
+    el.replaceChildren(...items.map(([id, label]) =>
+      h("a", { href: "#/" + id, id: "nav-" + id, class: current === id ? "active" : null, text: label })));
+    el.hidden = false;
+    const who = session.isRoot() ? "root" + (session.org() ? " · " + session.org() : "") : session.org();
+    document.getElementById("who").textContent = who || "";
+    document.getElementById("signout").hidden = false;
+  }
+
+  async function route() {
+    if (refreshTimer) { clearTimeout(refreshTimer); refreshTimer = null; }
+    showError("");
+    if (!session.key()) { return signIn(); }
+    nav();
+    const { parts, params } = parseHash();
+    try {
+      switch (parts[0]) {
+        case "runs": return parts[1] ? await runPage(parts[1]) : await runsPage(params, false);
+        case "all-runs": return await runsPage(params, true);
+        case "stats": return await statsPage();
+        case "quota": return await quotaPage();
+        case "catalog": return await catalogPage();
+        case "schedules": return await schedulesPage();
+        case "orgs": return await orgsPage();
+        default: location.hash = "#/runs";
+      }
+    } catch (e) {
+      if (e.status === 401) { return signIn(e.message); }
+      showError(e.message);
+    }
+  }
+
+  function needOrg() {
+    if (session.org()) return session.org();
+    show(h("div", { class: "card empty" }, "Pick an org on the ", h("a", { href: "#/orgs", text: "Orgs" }), " page first."));
+    return null;
+  }
+
+  // ---- sign in -----------------------------------------------------------------------
+  function signIn(message) {
+    document.getElementById("nav").hidden = true;
+    document.getElementById("signout").hidden = true;
+    document.getElementById("who").textContent = "";
+    showError(message || "");
+    const input = h("input", { type: "password", id: "key", name: "key", autocomplete: "off", spellcheck: "false", required: true });
+    const kindOrg = h("input", { type: "radio", name: "kind", value: "org", id: "kind-org", checked: true });
+    const kindRoot = h("input", { type: "radio", name: "kind", value: "root", id: "kind-root" });
+    const form = h("form", { class: "card signin", id: "signin", method: "post", autocomplete: "off" },
+      h("h1", { text: "Sign in to Quarry" }),
+      h("label", { for: "key", text: "API key" }), input,
+      h("div", { class: "kinds" },
+        h("label", {}, kindOrg, " Org key (X-API-Key)"),
+        h("label", {}, kindRoot, " Root key (admins)")),
+      h("button", { type: "submit", class: "primary", id: "signin-submit", text: "Sign in" }),
+      h("p", { class: "hint", text: "The key stays in this tab only (sessionStorage) and is sent as a header. Closing the tab signs you out." }));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const key = input.value.trim();
+      input.value = "";
+      if (!key) return;
+      sessionStorage.setItem(KEY, key);
+      sessionStorage.setItem(KIND, kindRoot.checked ? "root" : "org");
+      try {
+        const me = (await api("/api/v1/whoami")).body;
+        if (me.principal === "org_key") sessionStorage.setItem(ORG, me.org_slug);
+        else sessionStorage.removeItem(ORG);
+        location.hash = me.principal === "root" ? "#/orgs" : "#/runs";
+        route();
+      } catch (e) {
+        session.clear();
+        showError(e.message);
+      }
+    });
+    show(form);
+    input.focus();
+  }
+
+  // ---- runs --------------------------------------------------------------------------
+  async function catalog() { return (await api("/api/v1/pipelines")).body.pipelines || []; }
+
+  function select(name, label, options, current) {
+    return h("label", {}, label, h("select", { name, id: "filter-" + name },
+      h("option", { value: "", text: "any" }),
+      options.map((o) => h("option", { value: o, text: o, selected: o === current }))));
+  }
+
+  async function runsPage(params, all) {
+    const org = all ? null : needOrg();
+    if (!all && !org) return;
+    const pipelines = (await catalog()).map((p) => p.id);
+    const filters = {
+      status: params.get("status") || "", pipeline_id: params.get("pipeline_id") || "",
+      trigger: params.get("trigger") || "", since: params.get("since") || "", until: params.get("until") || "",
+      org_slug: all ? params.get("org_slug") || "" : "", page_token: params.get("page_token") || "", limit: params.get("limit") || "",
+    };
+    const path = all ? "/api/v1/admin/runs" : "/api/v1/pipelines/" + encodeURIComponent(org) + "/runs";
+    const { body } = await api(path + query(Object.assign({}, filters, { limit: filters.limit || "25" })));
+    const sinceInput = h("input", { type: "date", name: "since", id: "filter-since", value: filters.since.slice(0, 10) });
+    const untilInput = h("input", { type: "date", name: "until", id: "filter-until", value: filters.until.slice(0, 10) });
+    const form = h("form", { class: "filters", id: "run-filters" },
+      all ? h("label", {}, "Org", h("input", { name: "org_slug", id: "filter-org_slug", value: filters.org_slug, size: 12 })) : null,
+      select("status", "Status", STATUSES, filters.status),
+      select("pipeline_id", "Pipeline", pipelines, filters.pipeline_id),
+      select("trigger", "Trigger", TRIGGERS, filters.trigger),
+      h("label", {}, "Since", sinceInput), h("label", {}, "Until", untilInput),
+      h("button", { type: "submit", text: "Apply" }));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const data = new FormData(form);
+      const next = {};
+      for (const [k, v] of data.entries()) {
+        if (!v) continue;
+        next[k] = (k === "since" || k === "until") ? v + "T00:00:00Z" : v;
+      }
+      location.hash = "#/" + (all ? "all-runs" : "runs") + query(next);
+    });
+    const runs = body.runs || [];
+    const rows = runs.map((r) => h("tr", { class: "run-row" },
+      all ? h("td", { text: r.org_slug }) : null,
+      h("td", { class: "mono" }, h("a", { href: "#/runs/" + r.run_id, class: "run-link", text: r.run_id,
+        onclick: all ? () => sessionStorage.setItem(ORG, r.org_slug) : null })),
+      h("td", { text: r.pipeline_id }), h("td", {}, statusPill(r.status)), h("td", { text: r.trigger || "-" }),
+      h("td", { text: when(r.created_at) }), h("td", { text: ms(r.duration_ms) }),
+      h("td", { text: r.error_class || "" })));
+    const table = h("table", { id: "runs" },
+      h("thead", {}, h("tr", {}, all ? h("th", { text: "Org" }) : null,
+        ["Run", "Pipeline", "Status", "Trigger", "Created (UTC)", "Duration", "Error"].map((t) => h("th", { text: t })))),
+      h("tbody", {}, rows));
+    const pager = h("div", { class: "pager" });
+    if (filters.page_token) {
+      pager.append(h("button", { type: "button", id: "first-page", text: "First page",
+        onclick: () => { const p = Object.assign({}, filters, { page_token: "" }); location.hash = "#/" + (all ? "all-runs" : "runs") + query(p); } }));
+    }
+    if (body.next_page_token) {
+      pager.append(h("button", { type: "button", id: "next-page", text: "Next page",
+        onclick: () => { const p = Object.assign({}, filters, { page_token: body.next_page_token }); location.hash = "#/" + (all ? "all-runs" : "runs") + query(p); } }));
+    }
+    pager.append(h("span", { class: "hint", text: runs.length + " run(s) on this page" }));
+    show(h("h1", { text: all ? "Runs of every org" : "Runs of " + org }), form,
+      runs.length ? table : h("div", { class: "card empty", id: "no-runs", text: "No run matches these filters in the window (default: the last 7 days)." }),
+      pager);
+  }
+
+  async function runPage(runId) {
+    const org = needOrg();
+    if (!org) return;
+    const base = "/api/v1/pipelines/" + encodeURIComponent(org) + "/runs/" + encodeURIComponent(runId);
+    const [run, steps] = await Promise.all([api(base), api(base + "/steps")]);
+    const r = run.body;
+    const attempts = steps.body.steps || [];
+    const field = (label, value) => [h("dt", { text: label }), h("dd", {}, value === null || value === undefined || value === "" ? "-" : value)];
+    const fields = h("dl", { class: "fields card", id: "run-fields" },
+      field("Run", h("span", { class: "mono", text: r.run_id })),
+      field("Pipeline", r.pipeline_id), field("Status", statusPill(r.status)),
+      field("Trigger", r.trigger), field("Triggered by", r.triggered_by),
+      field("Parameters", h("span", { class: "mono", text: JSON.stringify(r.parameters) })),
+      field("Created", when(r.created_at)), field("Started", when(r.started_at)), field("Ended", when(r.ended_at)),
+      field("Duration", ms(r.duration_ms)), field("Queued", r.queued_secs !== null && r.queued_secs !== undefined ? r.queued_secs.toFixed(1) + " s" : null),
+      field("Error", r.error_summary ? (r.error_class ? r.error_class + ": " : "") + r.error_summary : null),
+      field("Re-run of", r.rerun_of ? h("a", { href: "#/runs/" + r.rerun_of, text: r.rerun_of }) : null),
+      field("Schedule", r.schedule_id), field("Logical time", when(r.logical_time)), field("Backfill", r.backfill_id));
+    const stepRows = attempts.map((a) => h("tr", { class: "step-row" },
+      h("td", { class: "mono", text: a.step_id }), h("td", { text: a.attempt }), h("td", {}, statusPill(a.status)),
+      h("td", { text: when(a.started_at) }), h("td", { text: ms(a.duration_ms) }),
+      h("td", { text: a.rows_affected === null || a.rows_affected === undefined ? "-" : a.rows_affected }),
+      h("td", { text: a.error_summary || "" })));
+    const live = !TERMINAL.includes(r.status);
+    show(h("h1", { text: "Run " + r.run_id.slice(0, 8) + " · " + r.pipeline_id }),
+      h("p", {}, h("a", { href: "#/runs", text: "← all runs" }), live ? h("span", { class: "hint", text: "  · refreshing every 2 s" }) : null),
+      fields,
+      h("h2", { text: "Steps" }),
+      attempts.length ? timeline(attempts, r) : h("div", { class: "card empty", text: "No step has started." }),
+      h("table", { id: "steps" },
+        h("thead", {}, h("tr", {}, ["Step", "Attempt", "Status", "Started (UTC)", "Duration", "Rows", "Error"].map((t) => h("th", { text: t })))),
+        h("tbody", {}, stepRows)));
+    if (live) refreshTimer = setTimeout(route, 2000);
+  }
+
+  // Each step attempt as a bar from its start to its end, on the run's time axis.
+  function timeline(attempts, run) {
+    const t = (x) => (x ? Date.parse(x) : null);
+    const starts = attempts.map((a) => t(a.started_at)).filter((x) => x !== null);
+    const origin = Math.min(...starts, t(run.started_at) || Infinity);
+    const now = Date.now();
+    const ends = attempts.map((a) => t(a.ended_at) || now);
+    const span = Math.max(1, Math.max(...ends) - origin);
+    const labelW = 190, width = 900, rowH = 26, chartW = width - labelW - 80;
+    const svg = s("svg", { id: "timeline", class: "card", width: "100%", viewBox: "0 0 " + width + " " + (attempts.length * rowH + 30), role: "img", "aria-label": "Step timeline" });
+    for (let i = 0; i <= 4; i++) {
+      const x = labelW + (chartW * i) / 4;
+      svg.append(s("line", { class: "grid", x1: x, x2: x, y1: 0, y2: attempts.length * rowH }),
+        s("text", { x, y: attempts.length * rowH + 16, "text-anchor": "middle" }, ms((span * i) / 4)));
+    }
+    attempts.forEach((a, i) => {
+      const start = t(a.started_at) || origin;
+      const end = t(a.ended_at) || now;
+      const x = labelW + ((start - origin) / span) * chartW;
+      const w = Math.max(2, ((end - start) / span) * chartW);
+      const y = i * rowH + 5;
+      const known = ["SUCCEEDED", "REUSED", "FAILED", "TIMED_OUT", "INTERRUPTED", "RUNNING"].includes(a.status);
+      svg.append(
+        s("text", { x: 4, y: y + 12 }, a.step_id + " #" + a.attempt),
+        s("rect", { class: "bar " + (known ? a.status : "other"), x, y, width: w, height: rowH - 10, rx: 3 },
+          s("title", {}, a.step_id + " attempt " + a.attempt + ": " + a.status + ", " + ms(a.duration_ms) + (a.error_summary ? " — " + a.error_summary : ""))),
+        s("text", { x: x + w + 6, y: y + 12 }, ms(a.duration_ms)));
+    });
+    return svg;
+  }
+
+  // ---- stats -------------------------------------------------------------------------
+  async function statsPage() {
+    const org = needOrg();
+    if (!org) return;
+    const until = new Date();
+    const since = new Date(until.getTime() - 14 * 86400000);
+    const range = query({ since: since.toISOString(), until: until.toISOString() });
+    const base = "/api/v1/pipelines/" + encodeURIComponent(org);
+    const [summary, daily] = await Promise.all([api(base + "/stats" + range), api(base + "/stats/daily" + range)]);
+    const pipelines = summary.body.pipelines || [];
+    const days = daily.body.days || [];
+    const nodes = [h("h1", { text: "Pipeline stats · last 14 days" })];
+    if (!pipelines.length) nodes.push(h("div", { class: "card empty", text: "No run in the last 14 days." }));
+    else nodes.push(h("table", { id: "stats" },
+      h("thead", {}, h("tr", {}, ["Pipeline", "Runs", "Succeeded", "Failed", "Success rate", "p50", "p95"].map((x) => h("th", { text: x })))),
+      h("tbody", {}, pipelines.map((p) => h("tr", {},
+        h("td", { text: p.pipeline_id }), h("td", { text: p.runs }), h("td", { text: p.succeeded }), h("td", { text: p.failed }),
+        h("td", { text: p.success_rate === null ? "-" : Math.round(p.success_rate * 100) + "%" }),
+        h("td", { text: ms(p.p50_ms) }), h("td", { text: ms(p.p95_ms) }))))));
+    for (const p of pipelines) {
+      const series = days.filter((d) => d.pipeline_id === p.pipeline_id);
+      nodes.push(h("h2", { text: p.pipeline_id }),
+        h("div", { class: "legend" }, h("span", { class: "k50", text: "p50 duration" }), h("span", { class: "k95", text: "p95 duration" }), h("span", { class: "krate", text: "success rate" })),
+        chart(series, since, until));
+    }
+    show(...nodes);
+  }
+
+  // Per day: success rate as bars (right scale, 0-100 %), p50 and p95 durations as lines.
+  function chart(series, since, until) {
+    const width = 900, height = 220, left = 60, right = 50, top = 10, bottom = 30;
+    const dayList = [];
+    for (let d = new Date(Date.UTC(since.getUTCFullYear(), since.getUTCMonth(), since.getUTCDate())); d <= until; d = new Date(d.getTime() + 86400000)) {
+      dayList.push(d.toISOString().slice(0, 10));
+    }
+    const byDay = Object.fromEntries(series.map((d) => [d.day, d]));
+    const maxMs = Math.max(1, ...series.map((d) => d.p95_ms || d.p50_ms || 0));
+    const w = (width - left - right) / dayList.length;
+    const y = (v) => top + (height - top - bottom) * (1 - v / maxMs);
+    const svg = s("svg", { class: "card chart", width: "100%", viewBox: "0 0 " + width + " " + height, role: "img", "aria-label": "Duration and success rate per day" });
+    for (let i = 0; i <= 4; i++) {
+      const v = (maxMs * i) / 4;
+      svg.append(s("line", { class: "grid", x1: left, x2: width - right, y1: y(v), y2: y(v) }),
+        s("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, ms(v)),
+        s("text", { x: width - right + 6, y: y(v) + 4 }, (25 * i) + "%"));
+    }
+    const p50 = [], p95 = [];
+    dayList.forEach((day, i) => {
+      const d = byDay[day];
+      const cx = left + w * i + w / 2;
+      if (i % 2 === 0) svg.append(s("text", { x: cx, y: height - 10, "text-anchor": "middle" }, day.slice(5)));
+      if (!d) return;
+      if (d.success_rate !== null && d.success_rate !== undefined) {
+        const bh = (height - top - bottom) * d.success_rate;
+        svg.append(s("rect", { class: "rate", x: cx - w * 0.3, y: height - bottom - bh, width: w * 0.6, height: bh },
+          s("title", {}, day + ": " + Math.round(d.success_rate * 100) + "% of " + d.runs + " run(s)")));
+      }
+      if (d.p50_ms !== null) p50.push([cx, y(d.p50_ms), ms(d.p50_ms)]);
+      if (d.p95_ms !== null) p95.push([cx, y(d.p95_ms), ms(d.p95_ms)]);
+    });
+    svg.append(s("line", { class: "axis", x1: left, x2: width - right, y1: height - bottom, y2: height - bottom }));
+    // A line through the days, and a dot per day (one day alone is a dot, not an empty line).
+    for (const [cls, points] of [["p95", p95], ["p50", p50]]) {
+      if (!points.length) continue;
+      svg.append(s("polyline", { class: cls, points: points.map(([x, y]) => x + "," + y).join(" ") }));
+      for (const [x, y, label] of points) {
+        svg.append(s("circle", { class: "dot " + cls, cx: x, cy: y, r: 4 }, s("title", {}, cls + ": " + label)));
+      }
+    }
+    return svg;
+  }
+
+  // ---- quota, catalog, schedules, orgs -------------------------------------------------
+  async function quotaPage() {
+    const org = needOrg();
+    if (!org) return;
+    const q = (await api("/api/v1/organizations/" + encodeURIComponent(org) + "/quota")).body;
+    const meter = (id, label, used, limit) => h("div", { class: "card meter", id },
+      h("div", { class: "label", text: label }), h("div", { class: "value", text: used + " / " + limit }),
+      h("progress", { max: limit || 1, value: Math.min(used, limit || 1) }));
+    show(h("h1", { text: "Quota of " + org }),
+      h("div", { class: "meters" },
+        meter("quota-today", "Runs today (UTC)", q.runs_today, q.daily_limit),
+        meter("quota-month", "Runs this month", q.runs_month, q.monthly_limit),
+        meter("quota-slots", "Slots in use", (q.active_run_ids || []).length, q.concurrent_limit),
+        meter("quota-queue", "Queued runs", (q.queued_run_ids || []).length, q.queue_limit)),
+      h("h2", { text: "Running now" }), runList(q.active_run_ids),
+      h("h2", { text: "Waiting in the queue (in order)" }), runList(q.queued_run_ids));
+  }
+
+  function runList(ids) {
+    if (!ids || !ids.length) return h("div", { class: "empty", text: "None." });
+    return h("ol", {}, ids.map((id) => h("li", { class: "mono" }, h("a", { href: "#/runs/" + id, text: id }))));
+  }
+
+  async function catalogPage() {
+    const pipelines = await catalog();
+    show(h("h1", { text: "Pipeline catalog" }),
+      ...pipelines.map((p) => h("div", { class: "card pipeline" },
+        h("h2", { text: p.id }), h("p", { class: "hint", text: p.description || "" }),
+        h("p", {}, "Parameters: ", p.parameters && p.parameters.length
+          ? p.parameters.map((d) => d.name + " (" + d.type + (d.required ? ", required" : "") + ")").join(", ") : "none"),
+        h("table", {}, h("thead", {}, h("tr", {}, ["Step", "Kind", "Depends on", "Attempts", "Timeout"].map((t) => h("th", { text: t })))),
+          h("tbody", {}, (p.steps || []).map((st) => h("tr", {},
+            h("td", { class: "mono", text: st.id }), h("td", { text: st.kind }), h("td", { text: (st.depends_on || []).join(", ") || "-" }),
+            h("td", { text: st.max_attempts }), h("td", { text: st.timeout_seconds + " s" }))))))));
+  }
+
+  async function schedulesPage() {
+    const org = needOrg();
+    if (!org) return;
+    const list = (await api("/api/v1/schedules/" + encodeURIComponent(org))).body.schedules || [];
+    show(h("h1", { text: "Schedules of " + org }),
+      list.length ? h("table", { id: "schedules" },
+        h("thead", {}, h("tr", {}, ["Schedule", "Cron", "Zone", "Status", "Next tick (UTC)", "Catch-up", "When busy"].map((t) => h("th", { text: t })))),
+        h("tbody", {}, list.map((x) => h("tr", {},
+          h("td", { class: "mono", text: x.schedule_id }), h("td", { class: "mono", text: x.cron }), h("td", { text: x.timezone }),
+          h("td", {}, statusPill(x.status)), h("td", { text: when(x.next_tick) }), h("td", { text: x.catch_up }), h("td", { text: x.when_busy })))))
+        : h("div", { class: "card empty", text: "The catalog declares no schedule." }));
+  }
+
+  async function orgsPage() {
+    if (!session.isRoot()) { location.hash = "#/runs"; return; }
+    const orgs = (await api("/api/v1/organizations")).body.organizations || [];
+    show(h("h1", { text: "Organizations" }),
+      h("p", { class: "hint", text: "Pick an org to see its runs, stats, quota and schedules." }),
+      h("table", { id: "orgs" },
+        h("thead", {}, h("tr", {}, ["Org", "Company", "Plan", "Status", "Created (UTC)", ""].map((t) => h("th", { text: t })))),
+        h("tbody", {}, orgs.map((o) => h("tr", {},
+          h("td", { class: "mono", text: o.org_slug }), h("td", { text: o.company_name }), h("td", { text: o.plan }),
+          h("td", {}, statusPill(o.status)), h("td", { text: when(o.created_at) }),
+          h("td", {}, h("button", { type: "button", class: "pick-org", "data-org": o.org_slug, text: "Open",
+            onclick: () => { sessionStorage.setItem(ORG, o.org_slug); location.hash = "#/runs"; } })))))));
+  }
+
+  // ---- start -------------------------------------------------------------------------
+  document.getElementById("signout").addEventListener("click", () => { session.clear(); location.hash = "#/runs"; signIn(); });
+  window.addEventListener("hashchange", route);
+  route();
+})();

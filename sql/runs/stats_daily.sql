@@ -1,0 +1,50 @@
+-- Per pipeline and UTC day, over one org's runs created in [since, until): runs, succeeded,
+-- failed, and duration percentiles of finished runs (for the web view's charts). The event
+-- filter reaches the partition column; a run is counted on the day it was created.
+WITH latest AS (
+  SELECT
+    run_id,
+    pipeline_id,
+    status,
+    UNIX_MICROS(event_time) AS updated_at_micros,
+    UNIX_MICROS(MIN(IF(status = 'PENDING', event_time, NULL)) OVER w) AS created_at_micros,
+    UNIX_MICROS(MIN(IF(status = 'RUNNING', event_time, NULL)) OVER w) AS started_at_micros
+  FROM `__META_DATASET__.pipeline_run_events`
+  WHERE org_slug = @org_slug
+    AND event_time >= @since
+    AND event_time < TIMESTAMP_ADD(@until, INTERVAL 1 DAY)
+  WINDOW w AS (PARTITION BY run_id)
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY run_id ORDER BY event_seq DESC, event_time DESC) = 1
+),
+runs AS (
+  SELECT
+    pipeline_id,
+    FORMAT_DATE('%Y-%m-%d', DATE(TIMESTAMP_MICROS(created_at_micros))) AS day,
+    status,
+    IF(status IN ('QUEUED', 'PENDING', 'RUNNING'), NULL,
+       (updated_at_micros - COALESCE(started_at_micros, created_at_micros)) / 1000) AS duration_ms
+  FROM latest
+  WHERE created_at_micros >= UNIX_MICROS(@since)
+    AND created_at_micros < UNIX_MICROS(@until)
+),
+with_percentiles AS (
+  SELECT
+    pipeline_id,
+    day,
+    status,
+    PERCENTILE_CONT(duration_ms, 0.5) OVER (PARTITION BY pipeline_id, day) AS p50_ms,
+    PERCENTILE_CONT(duration_ms, 0.95) OVER (PARTITION BY pipeline_id, day) AS p95_ms
+  FROM runs
+)
+SELECT
+  pipeline_id,
+  day,
+  COUNT(*) AS runs,
+  COUNTIF(status = 'SUCCEEDED') AS succeeded,
+  COUNTIF(status IN ('FAILED', 'TIMED_OUT', 'ORPHANED')) AS failed,
+  ANY_VALUE(p50_ms) AS p50_ms,
+  ANY_VALUE(p95_ms) AS p95_ms
+FROM with_percentiles
+GROUP BY pipeline_id, day
+ORDER BY pipeline_id, day
+LIMIT 1000

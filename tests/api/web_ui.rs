@@ -1,0 +1,244 @@
+//! The web view in a real headless browser (Debian's chromium driven by its chromedriver):
+//! sign in with an org key, the runs list with its filters, a run's steps on a timeline, the
+//! stats charts, the quota, and the root key's view of every org. Screenshots of the runs page
+//! and of a run page are kept under `target/ui-artifacts/`.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app, unique_slug};
+use crate::pipelines::{finished, slots_free};
+use crate::webdriver::Browser;
+
+async fn ended_run(app: &TestApp, slug: &str, key: &str, pipeline: &str) -> Value {
+    slots_free(app, slug).await;
+    let r = app
+        .key_post(
+            &format!("/api/v1/pipelines/run/{slug}/{pipeline}"),
+            key,
+            &json!({"parameters": {}}),
+        )
+        .await;
+    assert_eq!(r.status(), 202, "{pipeline}");
+    let body: Value = r.json().await.unwrap();
+    finished(app, slug, key, body["run_id"].as_str().unwrap()).await
+}
+
+async fn sign_in(browser: &Browser, app: &TestApp, key: &str, root: bool) {
+    browser.goto(&app.url("/ui")).await;
+    let input = browser.wait_for("#signin #key", 1).await;
+    browser.type_into(&input[0], key).await;
+    if root {
+        let kind = browser.wait_for("#kind-root", 1).await;
+        browser.click(&kind[0]).await;
+    }
+    let submit = browser.wait_for("#signin-submit", 1).await;
+    browser.click(&submit[0]).await;
+}
+
+#[tokio::test]
+async fn an_org_signs_in_sees_its_runs_opens_a_run_and_its_steps_and_the_key_stays_in_the_tab() {
+    let app = spawn_app().await;
+    app.bootstrap().await;
+    let slug = unique_slug("ui");
+    let key = app.org_with_key(&slug).await;
+    let good = ended_run(&app, &slug, &key, "test/dag").await;
+    let bad = ended_run(&app, &slug, &key, "test/fail").await;
+    assert_eq!(good["status"], "SUCCEEDED");
+    assert_eq!(bad["status"], "FAILED");
+    let bad_id = bad["run_id"].as_str().unwrap().to_string();
+    slots_free(&app, &slug).await;
+
+    let browser = Browser::start().await;
+
+    // A wrong key: the sign-in form says so, with the request id, and keeps nothing.
+    sign_in(&browser, &app, "qk_wrong_key_for_the_test", false).await;
+    let error = browser.wait_for("#error:not([hidden])", 1).await;
+    let message = browser.text(&error[0]).await;
+    assert!(
+        message.starts_with("401 Invalid or inactive API key [request id "),
+        "{message}"
+    );
+    assert_eq!(browser.eval("return sessionStorage.length").await, json!(0));
+
+    sign_in(&browser, &app, &key, false).await;
+    let rows = browser.wait_for("#runs .run-row", 2).await;
+    assert_eq!(rows.len(), 2);
+    let newest = browser.text(&rows[0]).await;
+    assert!(
+        newest.contains(&bad_id) && newest.contains("FAILED"),
+        "{newest}"
+    );
+    let who = browser
+        .eval("return document.getElementById('who').textContent")
+        .await;
+    assert_eq!(who, json!(slug));
+    let shot = browser.screenshot("runs").await;
+    assert!(std::fs::metadata(shot).unwrap().len() > 10_000);
+
+    // The key: in this tab's sessionStorage, and nowhere else the page can put it.
+    let kept = browser
+        .eval("return [sessionStorage.getItem('quarry.key'), localStorage.length, document.cookie, location.href]")
+        .await;
+    assert_eq!(kept[0], json!(key));
+    assert_eq!(kept[1], json!(0));
+    assert_eq!(kept[2], json!(""));
+    assert!(!kept[3].as_str().unwrap().contains(&key));
+
+    // Filters: pick FAILED and apply; the list and the address follow.
+    let failed = browser
+        .wait_for("#filter-status option[value='FAILED']", 1)
+        .await;
+    browser.click(&failed[0]).await;
+    let apply = browser
+        .wait_for("#run-filters button[type='submit']", 1)
+        .await;
+    browser.click(&apply[0]).await;
+    let rows = browser.wait_for_exactly("#runs .run-row", 1).await;
+    assert!(browser.text(&rows[0]).await.contains(&bad_id));
+    let hash = browser.eval("return location.hash").await;
+    assert_eq!(hash, json!("#/runs?status=FAILED"));
+
+    // Paging: one run a page, forward to the older one, back to the first.
+    browser.goto(&app.url("/ui#/runs?limit=1")).await;
+    let rows = browser.wait_for_exactly("#runs .run-row", 1).await;
+    assert!(browser.text(&rows[0]).await.contains(&bad_id));
+    let next = browser.wait_for("#next-page", 1).await;
+    browser.click(&next[0]).await;
+    let first = browser.wait_for("#first-page", 1).await;
+    let rows = browser.wait_for_exactly("#runs .run-row", 1).await;
+    assert!(
+        browser
+            .text(&rows[0])
+            .await
+            .contains(good["run_id"].as_str().unwrap())
+    );
+    browser.click(&first[0]).await;
+    browser.wait_for_exactly("#first-page", 0).await;
+    let rows = browser.wait_for_exactly("#runs .run-row", 1).await;
+    assert!(browser.text(&rows[0]).await.contains(&bad_id));
+    browser.goto(&app.url("/ui#/runs?status=FAILED")).await;
+
+    // A run's page: its fields, every attempt in the table and on the timeline.
+    let link = browser
+        .wait_for(&format!("a.run-link[href='#/runs/{bad_id}']"), 1)
+        .await;
+    browser.click(&link[0]).await;
+    let steps = browser.wait_for("#steps .step-row", 4).await;
+    assert_eq!(
+        steps.len(),
+        4,
+        "three attempts of `broken`, and `after` skipped"
+    );
+    let mut lines = Vec::new();
+    for s in &steps {
+        lines.push(browser.text(s).await);
+    }
+    for attempt in 1..=3 {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("broken {attempt} FAILED"))),
+            "{lines:?}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("after 0 SKIPPED"))
+            || lines
+                .iter()
+                .any(|l| l.starts_with("after ") && l.contains("SKIPPED")),
+        "{lines:?}"
+    );
+    assert_eq!(browser.count("#timeline rect.bar").await, steps.len());
+    let fields = browser
+        .text(&browser.wait_for("#run-fields", 1).await[0])
+        .await;
+    assert!(fields.contains("FAILED"), "{fields}");
+    browser.screenshot("run").await;
+
+    // Stats: the per-pipeline table and a chart per pipeline with its p50 line.
+    browser.goto(&app.url("/ui#/stats")).await;
+    let stats = browser.wait_for("#stats tbody tr", 2).await;
+    assert_eq!(stats.len(), 2);
+    assert_eq!(browser.count("svg.chart").await, 2);
+    assert_eq!(browser.count("svg.chart polyline.p50").await, 2);
+    assert_eq!(
+        browser.count("svg.chart circle.dot.p50").await,
+        2,
+        "one day of runs each"
+    );
+    assert_eq!(browser.count("svg.chart rect.rate").await, 2);
+    browser.screenshot("stats").await;
+
+    // Quota: today's runs against the STARTER limit, nothing running or queued.
+    browser.goto(&app.url("/ui#/quota")).await;
+    let today = browser.wait_for("#quota-today .value", 1).await;
+    assert_eq!(browser.text(&today[0]).await, "2 / 6");
+    let slots = browser.wait_for("#quota-slots .value", 1).await;
+    assert_eq!(browser.text(&slots[0]).await, "0 / 1");
+    let queue = browser.wait_for("#quota-queue .value", 1).await;
+    assert_eq!(browser.text(&queue[0]).await, "0 / 10");
+
+    // Catalog and schedules.
+    browser.goto(&app.url("/ui#/catalog")).await;
+    assert!(browser.wait_for(".pipeline", 5).await.len() >= 5);
+    browser.goto(&app.url("/ui#/schedules")).await;
+    assert_eq!(browser.wait_for("#schedules tbody tr", 4).await.len(), 4);
+
+    // Sign out: the tab forgets the key.
+    let out = browser.wait_for("#signout", 1).await;
+    browser.click(&out[0]).await;
+    browser.wait_for("#signin", 1).await;
+    assert_eq!(browser.eval("return sessionStorage.length").await, json!(0));
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn the_root_key_lists_every_org_and_the_runs_of_all_of_them() {
+    let app = spawn_app().await;
+    app.bootstrap().await;
+    let a = unique_slug("uia");
+    let b = unique_slug("uib");
+    let key_a = app.org_with_key(&a).await;
+    let key_b = app.org_with_key(&b).await;
+    ended_run(&app, &a, &key_a, "test/dag").await;
+    ended_run(&app, &b, &key_b, "test/dag").await;
+
+    let browser = Browser::start().await;
+    sign_in(&browser, &app, &app.root_key, true).await;
+    let orgs = browser.wait_for("#orgs tbody tr", 2).await;
+    assert_eq!(orgs.len(), 2);
+    assert_eq!(browser.count("#nav-all-runs").await, 1);
+
+    browser.goto(&app.url("/ui#/all-runs")).await;
+    let rows = browser.wait_for("#runs .run-row", 2).await;
+    let mut seen = Vec::new();
+    for r in &rows {
+        seen.push(
+            browser
+                .text(r)
+                .await
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    seen.sort();
+    let mut expected = vec![a.clone(), b.clone()];
+    expected.sort();
+    assert_eq!(seen, expected);
+
+    // Opening one org shows its runs only.
+    browser.goto(&app.url("/ui#/orgs")).await;
+    let open = browser
+        .wait_for(&format!("button.pick-org[data-org='{b}']"), 1)
+        .await;
+    browser.click(&open[0]).await;
+    let rows = browser.wait_for("#runs .run-row", 1).await;
+    assert_eq!(rows.len(), 1);
+    let who = browser
+        .eval("return document.getElementById('who').textContent")
+        .await;
+    assert_eq!(who, json!(format!("root · {b}")));
+    browser.quit().await;
+}
