@@ -90,7 +90,7 @@ impl Browser {
             http,
             base: format!("{base}/session/{session}"),
             driver,
-            profile: profile,
+            profile,
         }
     }
 
