@@ -19,7 +19,7 @@ WITH latest AS (
 runs AS (
   SELECT
     pipeline_id,
-    FORMAT_DATE('%Y-%m-%d', DATE(TIMESTAMP_MICROS(created_at_micros))) AS day,
+    CAST(DATE(TIMESTAMP_MICROS(created_at_micros)) AS STRING) AS day,
     status,
     IF(status IN ('QUEUED', 'PENDING', 'RUNNING'), NULL,
        (updated_at_micros - COALESCE(started_at_micros, created_at_micros)) / 1000) AS duration_ms

@@ -3,30 +3,42 @@
 
 use actix_web::HttpResponse;
 
-const INDEX: &str = include_str!("../../assets/docs/index.html");
-const SCRIPT: &str = include_str!("../../assets/docs/docs.js");
-const STYLE: &str = include_str!("../../assets/docs/docs.css");
-
 /// Scripts, styles and fetches from this origin only; nothing inline, nothing framed.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'";
 
-pub(super) fn asset(content_type: &str, body: &'static str) -> HttpResponse {
+/// A page's file, served under [`CONTENT_SECURITY_POLICY`].
+pub(crate) fn page_asset(content_type: &str, body: &'static str) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(content_type)
         .insert_header(("Content-Security-Policy", CONTENT_SECURITY_POLICY))
         .body(body)
 }
 
-pub async fn index() -> HttpResponse {
-    asset("text/html; charset=utf-8", INDEX)
-}
+/// The three handlers of a page (`index`, `script`, `style`) over files of `assets/`.
+macro_rules! page_assets {
+    ($index:literal, $script:literal, $style:literal) => {
+        pub async fn index() -> actix_web::HttpResponse {
+            $crate::routes::docs::page_asset("text/html; charset=utf-8", include_str!($index))
+        }
 
-pub async fn script() -> HttpResponse {
-    asset("text/javascript; charset=utf-8", SCRIPT)
-}
+        pub async fn script() -> actix_web::HttpResponse {
+            $crate::routes::docs::page_asset(
+                "text/javascript; charset=utf-8",
+                include_str!($script),
+            )
+        }
 
-pub async fn style() -> HttpResponse {
-    asset("text/css; charset=utf-8", STYLE)
+        pub async fn style() -> actix_web::HttpResponse {
+            $crate::routes::docs::page_asset("text/css; charset=utf-8", include_str!($style))
+        }
+    };
 }
+pub(crate) use page_assets;
+
+page_assets!(
+    "../../assets/docs/index.html",
+    "../../assets/docs/docs.js",
+    "../../assets/docs/docs.css"
+);

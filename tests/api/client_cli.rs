@@ -73,6 +73,14 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The value of a `label: value` line of the human output.
+fn field(out: &str, label: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .map(|v| v.trim().to_string())
+        .unwrap_or_else(|| panic!("no `{label}` line in: {out}"))
+}
+
 fn json_out(o: &Output) -> Value {
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(o));
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
@@ -125,12 +133,7 @@ async fn trigger_wait_types_the_parameters_follows_the_steps_and_exits_zero() {
     .await;
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     let out = stdout(&o);
-    let run_id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("run:"))
-        .map(str::trim)
-        .expect("the run id first")
-        .to_string();
+    let run_id = field(&out, "run:");
     assert!(out.contains("  step noop  attempt 1  SUCCEEDED"), "{out}");
     let last = out.lines().last().unwrap();
     assert!(
@@ -371,12 +374,7 @@ async fn an_admin_bootstraps_onboards_lists_and_suspends_orgs_and_the_org_rotate
     .await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    let key = out
-        .lines()
-        .find_map(|l| l.strip_prefix("api key:"))
-        .map(str::trim)
-        .expect("the key is printed once")
-        .to_string();
+    let key = field(&out, "api key:");
     remember_secret(&key);
     assert!(key.starts_with("qk_"), "{key}");
     assert!(stderr(&o).contains("shown once"));
