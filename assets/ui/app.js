@@ -175,8 +175,10 @@
         const me = (await api("/api/v1/whoami")).body;
         if (me.principal === "org_key") sessionStorage.setItem(ORG, me.org_slug);
         else sessionStorage.removeItem(ORG);
-        location.hash = me.principal === "root" ? "#/orgs" : "#/runs";
-        route();
+        // One render: a changed hash renders through hashchange, an unchanged one here.
+        const target = me.principal === "root" ? "#/orgs" : "#/runs";
+        if (location.hash === target) route();
+        else location.hash = target;
       } catch (e) {
         session.clear();
         showError(e.message);
