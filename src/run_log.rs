@@ -1,9 +1,13 @@
 //! Run and step logs: append-only rows in `pipeline_run_events` and `step_logs`, written by
 //! batched `insertAll` (a buffer flushed by size and time), never one request per row and never
-//! UPDATE. (Heartbeats are not queued here: the executor's lease sends them itself.) Each table has its own queue and its own flushes, so
-//! one table's slow insert never holds another's rows. A writer that must know its row landed
-//! (the PENDING event, a run's end) waits for the next flush of its table, which carries every
-//! row queued with it.
+//! UPDATE. (Heartbeats are not queued here: the executor's lease sends them itself.) Each
+//! table has its own queue. A writer that must know its row landed (the PENDING event, a run's
+//! end) waits for the next flush of its table, which carries every row queued with it.
+//!
+//! Reads follow writes: a flush of run events first writes every step row queued before the
+//! events it takes, and writes no event while those step rows fail. So a run never reads
+//! RUNNING, SUCCEEDED or any end before the step attempts (and REUSED steps) recorded before
+//! that state are readable. Step rows alone are flushed on their own.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -136,21 +140,41 @@ impl Lane {
         q.rows.len() >= MAX_BATCH
     }
 
-    async fn flush(&self, warehouse: &Warehouse) -> Result<(), WarehouseError> {
+    async fn flush(
+        &self,
+        warehouse: &Warehouse,
+        first: Option<&Lane>,
+    ) -> Result<(), WarehouseError> {
         let guard = self.flushing.lock().await;
-        self.flush_holding(warehouse, guard).await
+        self.flush_holding(warehouse, guard, first).await
     }
 
     /// Writes everything queued in batches of 500; rows that fail stay queued for the next
-    /// flush, and every waiter taken learns the outcome.
+    /// flush, and every waiter taken learns the outcome. With `first`, that lane's rows queued
+    /// until now are written before any of this lane's (and none of this lane's when they fail).
     async fn flush_holding(
         &self,
         warehouse: &Warehouse,
         _one_at_a_time: tokio::sync::MutexGuard<'_, ()>,
+        first: Option<&Lane>,
     ) -> Result<(), WarehouseError> {
         let taken = std::mem::take(&mut *self.queued.lock().expect("run log lock"));
         if taken.rows.is_empty() && taken.waiters.is_empty() {
             return Ok(());
+        }
+        if let Some(first) = first {
+            // Taken after ours: every row of `first` queued before one of ours is in it.
+            if let Err(e) = Box::pin(first.flush(warehouse, None)).await {
+                let message = e.to_string();
+                for waiter in taken.waiters {
+                    let _ = waiter.send(Err(message.clone()));
+                }
+                requeue(
+                    &mut self.queued.lock().expect("run log lock").rows,
+                    taken.rows,
+                );
+                return Err(e);
+            }
         }
         let meta = warehouse.meta_dataset().clone();
         let mut failed = Vec::new();
@@ -226,7 +250,10 @@ impl RunLog {
                 Err(oneshot::error::TryRecvError::Closed) => Err(()),
                 Err(oneshot::error::TryRecvError::Empty) => {
                     // Nobody has taken our row yet: write everything queued.
-                    let _ = self.events.flush_holding(&self.warehouse, guard).await;
+                    let _ = self
+                        .events
+                        .flush_holding(&self.warehouse, guard, Some(&self.steps))
+                        .await;
                     rx.await.map_err(|_| ())
                 }
             },
@@ -242,8 +269,8 @@ impl RunLog {
     /// tables side by side. Rows that fail stay queued for the next flush.
     pub async fn flush(&self) -> Result<(), WarehouseError> {
         let (events, steps) = tokio::join!(
-            self.events.flush(&self.warehouse),
-            self.steps.flush(&self.warehouse),
+            self.events.flush(&self.warehouse, Some(&self.steps)),
+            self.steps.flush(&self.warehouse, None),
         );
         events.and(steps)
     }

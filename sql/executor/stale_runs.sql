@@ -1,8 +1,16 @@
--- Reaper (system scope, all orgs): runs holding a concurrency slot with no heartbeat and no
--- event since the lease began, except the reaping instance's own (own_run_ids). Oldest sign of
--- life first, 100 per pass; last_seen_micros is when the run was last known alive.
+-- Reaper (system scope, all orgs): runs holding a concurrency slot with no heartbeat, no event
+-- and no admission since the lease began, except the reaping instance's own (own_run_ids).
+-- A slot is dated from the batch that admitted it: its mark in admitted_by is
+-- "run_id/<batch micros>_<uuid>", so a run admitted a moment ago whose first event is not
+-- written yet is never stale. Oldest sign of life first, 100 per pass; last_seen_micros is when
+-- the run was last known alive.
 WITH active AS (
-  SELECT q.org_slug, run_id
+  SELECT
+    q.org_slug,
+    run_id,
+    (SELECT MAX(SAFE_CAST(SPLIT(SPLIT(m, '/')[SAFE_OFFSET(1)], '_')[SAFE_OFFSET(0)] AS INT64))
+     FROM UNNEST(IFNULL(q.admitted_by, [])) AS m
+     WHERE SPLIT(m, '/')[SAFE_OFFSET(0)] = run_id) AS admitted_micros
   FROM `__META_DATASET__.org_quota_state` AS q, UNNEST(q.active_run_ids) AS run_id
 ),
 beats AS (
@@ -29,7 +37,8 @@ stale AS (
     e.pipeline_id,
     UNIX_MICROS(GREATEST(
       COALESCE(b.last_beat, TIMESTAMP '1970-01-01'),
-      COALESCE(e.last_event, TIMESTAMP '1970-01-01')
+      COALESCE(e.last_event, TIMESTAMP '1970-01-01'),
+      TIMESTAMP_MICROS(IFNULL(a.admitted_micros, 0))
     )) AS last_seen_micros
   FROM active AS a
   LEFT JOIN beats AS b ON b.run_id = a.run_id
@@ -37,6 +46,7 @@ stale AS (
   WHERE a.run_id NOT IN UNNEST(@own_run_ids)
     AND COALESCE(b.last_beat, TIMESTAMP '1970-01-01') < @stale_before
     AND COALESCE(e.last_event, TIMESTAMP '1970-01-01') < @stale_before
+    AND TIMESTAMP_MICROS(IFNULL(a.admitted_micros, 0)) < @stale_before
 )
 -- Sorted from a CTE: the emulator mis-binds parameters when it sorts the join itself.
 SELECT org_slug, run_id, status, pipeline_id, last_seen_micros

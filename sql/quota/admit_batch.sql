@@ -16,8 +16,15 @@
 -- remembered per org (the last 1000, as "run_id|key|logical|batch"), so concurrent firings of
 -- one tick by several instances collapse into one, and a tick fired once is never fired again,
 -- whatever became of its run. A fired tick is then admitted, queued or refused like any run.
--- Operations arrive as parallel arrays: org, run id, and kind (reserve, enqueue, release, drain,
--- tick_reserve, tick_enqueue).
+-- A refund (kind 'refund') is a release for a run whose trigger was never answered 2xx (its
+-- decision came too late, or the batch's outcome is unknown): it frees the slot or the place in
+-- the queue like a release and gives back the daily and monthly count the run took, only when the
+-- id is still active (so a repeated refund, or one for a run never admitted, changes nothing) and
+-- only on the day and month the count is for.
+-- Each admission mark is "run_id/batch", and a batch id starts with the batch's time in
+-- microseconds ("<micros>_<uuid>"), so the reaper dates a slot from its admission.
+-- Operations arrive as parallel arrays: org, run id, and kind (reserve, enqueue, release, refund,
+-- drain, tick_reserve, tick_enqueue).
 UPDATE `__META_DATASET__.org_quota_state` AS q
 SET day = b.day,
     runs_today = b.runs_today,
@@ -32,9 +39,9 @@ FROM (
   SELECT
     org_slug,
     day,
-    runs_today + ARRAY_LENGTH(admitted) AS runs_today,
+    GREATEST(0, runs_today - refunded_today) + ARRAY_LENGTH(admitted) AS runs_today,
     month,
-    runs_month + ARRAY_LENGTH(admitted) AS runs_month,
+    GREATEST(0, runs_month - refunded_month) + ARRAY_LENGTH(admitted) AS runs_month,
     ARRAY_CONCAT(kept, admitted) AS active_run_ids,
     ARRAY_CONCAT(
       still_waiting,
@@ -96,6 +103,14 @@ FROM (
             s.monthly_limit - IF(s.month IS NULL OR s.month < r.month_start, 0, s.runs_month))
             AS room,
           ARRAY(SELECT id FROM UNNEST(s.active_run_ids) AS id WHERE id NOT IN UNNEST(r.rels)) AS kept,
+          IF(s.day IS NULL OR s.day < r.today, 0,
+             ARRAY_LENGTH(ARRAY(
+               SELECT id FROM UNNEST(s.active_run_ids) AS id WHERE id IN UNNEST(r.refunds))))
+            AS refunded_today,
+          IF(s.month IS NULL OR s.month < r.month_start, 0,
+             ARRAY_LENGTH(ARRAY(
+               SELECT id FROM UNNEST(s.active_run_ids) AS id WHERE id IN UNNEST(r.refunds))))
+            AS refunded_month,
           ARRAY(
             SELECT id FROM UNNEST(IFNULL(s.queued_run_ids, [])) AS id WITH OFFSET o
             WHERE id NOT IN UNNEST(r.rels)
@@ -137,8 +152,9 @@ FROM (
               IGNORE NULLS ORDER BY i) AS enqs,
             ARRAY_AGG(IF(kind IN ('tick_reserve', 'tick_enqueue'), run, NULL) IGNORE NULLS ORDER BY i)
               AS ticks,
-            ARRAY_AGG(IF(kind = 'release', run, NULL) IGNORE NULLS ORDER BY i) AS rels,
-            LOGICAL_OR(kind IN ('release', 'drain')) AS drives,
+            ARRAY_AGG(IF(kind IN ('release', 'refund'), run, NULL) IGNORE NULLS ORDER BY i) AS rels,
+            ARRAY_AGG(IF(kind = 'refund', run, NULL) IGNORE NULLS ORDER BY i) AS refunds,
+            LOGICAL_OR(kind IN ('release', 'refund', 'drain')) AS drives,
             ANY_VALUE(@today) AS today,
             ANY_VALUE(@month_start) AS month_start,
             ANY_VALUE(@batch_id) AS batch,

@@ -24,6 +24,8 @@ pub(super) struct ReserveEntry {
 pub(super) struct ReleaseEntry {
     pub org: OrgSlug,
     pub run_id: String,
+    /// Gives the run's count back too (see `sql/quota/admit_batch.sql`).
+    pub refund: bool,
     pub replies: Vec<Reply<()>>,
 }
 
@@ -90,16 +92,29 @@ impl Taken {
                         });
                     }
                 }
-                Op::Release { org, run_id, reply } => {
+                Op::Release {
+                    org,
+                    run_id,
+                    refund,
+                    reply,
+                } => {
                     if reserve_at.contains_key(&run_id) {
-                        taken.deferred.push(Op::Release { org, run_id, reply });
+                        taken.deferred.push(Op::Release {
+                            org,
+                            run_id,
+                            refund,
+                            reply,
+                        });
                     } else if let Some(&i) = release_at.get(&run_id) {
-                        taken.batch.releases[i].replies.extend(reply);
+                        let entry = &mut taken.batch.releases[i];
+                        entry.refund |= refund;
+                        entry.replies.extend(reply);
                     } else {
                         release_at.insert(run_id.clone(), taken.batch.releases.len());
                         taken.batch.releases.push(ReleaseEntry {
                             org,
                             run_id,
+                            refund,
                             replies: reply.into_iter().collect(),
                         });
                     }
@@ -177,7 +192,7 @@ impl Batch {
         for r in &self.releases {
             orgs.push(r.org.to_string());
             runs.push(r.run_id.clone());
-            kinds.push("release".to_string());
+            kinds.push(if r.refund { "refund" } else { "release" }.to_string());
         }
         vec![
             Param::date("today", day_of(now)),
@@ -319,8 +334,36 @@ mod tests {
         Op::Release {
             org: org(o),
             run_id: run.into(),
+            refund: false,
             reply: None,
         }
+    }
+
+    fn refund(o: &str, run: &str) -> Op {
+        Op::Release {
+            org: org(o),
+            run_id: run.into(),
+            refund: true,
+            reply: None,
+        }
+    }
+
+    #[test]
+    fn a_refund_is_its_own_kind_and_wins_over_a_plain_release_of_the_same_run() {
+        let taken = Taken::from_ops(vec![
+            release("acme", "r1"),
+            refund("acme", "r1"),
+            release("acme", "r2"),
+        ]);
+        assert_eq!(taken.batch.releases.len(), 2);
+        let params = taken.batch.params("b", now());
+        let kinds = format!("{:?}", params[6]);
+        assert!(
+            kinds.contains("\"refund\"") && kinds.contains("\"release\""),
+            "{kinds}"
+        );
+        assert!(taken.batch.releases[0].refund);
+        assert!(!taken.batch.releases[1].refund);
     }
 
     fn now() -> DateTime<Utc> {

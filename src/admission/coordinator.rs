@@ -19,6 +19,19 @@ use crate::warehouse::{Param, Warehouse, sql};
 
 /// How long releases with nothing else to send wait for a reservation to ride with.
 const RELEASE_LINGER: Duration = Duration::from_secs(1);
+/// How long the coordinator's own releases wait before they are sent again after their batch
+/// failed (they are never dropped).
+const RELEASE_RETRY: Duration = Duration::from_millis(500);
+
+/// A batch id that starts with the batch's time (`<unix micros>_<uuid>`): the mark it leaves on
+/// each run it admits dates that slot for the reaper (`sql/executor/stale_runs.sql`).
+pub(super) fn batch_id(now: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "{}_{}",
+        now.timestamp_micros(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
 
 pub(super) struct Coordinator {
     pub answerer: Answerer,
@@ -111,7 +124,7 @@ impl Coordinator {
     async fn commit(&self, mut batch: Batch) {
         let answerer = &self.answerer;
         let now = self.clock.now();
-        let batch_id = uuid::Uuid::new_v4().simple().to_string();
+        let batch_id = batch_id(now);
         self.metrics
             .admission_batch(batch.reserves.len(), batch.releases.len());
         let result = answerer
@@ -128,9 +141,10 @@ impl Coordinator {
                     "admission batch failed"
                 );
                 let failure = AdmissionError::from(e);
-                answer_releases(batch.releases, Err(failure.clone()));
+                answerer.retry_or_answer(batch.releases, failure.clone());
                 // The statement may have committed with its answer lost: free whatever it
-                // might have admitted (releasing an id that holds no slot changes nothing).
+                // might have admitted, with its count, as its trigger is answered 503
+                // (refunding an id that holds no slot changes nothing).
                 for entry in batch.reserves {
                     answerer.answer(entry, Err(failure.clone()), true);
                 }
@@ -224,7 +238,8 @@ impl Answerer {
                             run_id: run_id.clone(),
                         };
                         if self.from_queue.send(run).is_err() {
-                            self.release_later(org, run_id.clone());
+                            // Nobody here can start it (shutdown): it never ran.
+                            self.release_later(org, run_id.clone(), true);
                         }
                     }
                 }
@@ -245,39 +260,64 @@ impl Answerer {
     }
 
     /// Answers every request for one run id. An admitted run belongs to the first request
-    /// still waiting; the others learn it is already active. A run admitted with nobody left
-    /// to own it (the trigger timed out or went away), or possibly admitted by a batch whose
-    /// outcome is unknown (`release_unless_owned`), has its slot released.
+    /// still waiting; the others learn it is already active. A run admitted or queued with
+    /// nobody left to own it (the trigger timed out and was answered 503), or possibly admitted
+    /// by a batch whose outcome is unknown (`release_unless_owned`), has its slot (or place in
+    /// the queue) released and its count given back: a run no client was told of is not
+    /// counted.
     fn answer(
         &self,
         entry: ReserveEntry,
         decision: Result<Reservation, AdmissionError>,
         release_unless_owned: bool,
     ) {
-        let admitted = matches!(decision, Ok(Reservation::Admitted));
+        let holds = matches!(
+            decision,
+            Ok(Reservation::Admitted | Reservation::Queued { .. })
+        );
         let mut owned = false;
         for reply in entry.replies {
             let outcome = match &decision {
                 Ok(Reservation::Admitted) if owned => Ok(Reservation::AlreadyActive),
                 other => other.clone(),
             };
-            if reply.send(outcome).is_ok() && admitted {
+            if reply.send(outcome).is_ok() && holds {
                 owned = true;
             }
         }
-        if (admitted || release_unless_owned) && !owned {
-            self.release_later(entry.org, entry.run_id);
+        if (holds || release_unless_owned) && !owned {
+            self.release_later(entry.org, entry.run_id, true);
         }
     }
 
-    fn release_later(&self, org: OrgSlug, run_id: String) {
-        tracing::info!(org = %org, run_id, "releasing a slot nobody owns");
+    /// Hands a release to the coordinator's next batch; it is retried until it lands.
+    fn release_later(&self, org: OrgSlug, run_id: String, refund: bool) {
+        tracing::info!(org = %org, run_id, refund, "releasing a slot nobody owns");
         if let Some(tx) = self.requeue.upgrade() {
             let _ = tx.send(Op::Release {
                 org,
                 run_id,
+                refund,
                 reply: None,
             });
+        }
+    }
+
+    /// After a failed batch: releases somebody waits for learn the failure (their releaser
+    /// retries); the coordinator's own are sent again after [`RELEASE_RETRY`], never dropped.
+    fn retry_or_answer(&self, releases: Vec<ReleaseEntry>, failure: AdmissionError) {
+        for entry in releases {
+            if entry.replies.is_empty() {
+                let this = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(RELEASE_RETRY).await;
+                    this.release_later(entry.org, entry.run_id, entry.refund);
+                });
+            } else {
+                for reply in entry.replies {
+                    let _ = reply.send(Err(failure.clone()));
+                }
+            }
         }
     }
 }

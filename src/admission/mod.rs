@@ -133,7 +133,10 @@ enum Op {
     Release {
         org: OrgSlug,
         run_id: String,
-        /// `None` for the coordinator's own clean-up releases.
+        /// Also gives back the daily and monthly count: the run never started (its trigger was
+        /// not answered 2xx, or it ended before it was started).
+        refund: bool,
+        /// `None` for the coordinator's own clean-up releases (retried until they land).
         reply: Option<Reply<()>>,
     },
     /// Any other write to the quota table (onboarding's row, an admin's limits): run alone,
@@ -280,11 +283,19 @@ impl Admission {
     }
 
     /// Frees `run_id`'s slot (a no-op when it holds none), and waits for the batch that does it.
-    pub async fn release(&self, org: &OrgSlug, run_id: &str) -> Result<(), AdmissionError> {
+    /// With `refund`, the run's daily and monthly count is given back too (a run that never
+    /// started); a refund of an id that holds no slot changes nothing, so it may be repeated.
+    pub async fn release(
+        &self,
+        org: &OrgSlug,
+        run_id: &str,
+        refund: bool,
+    ) -> Result<(), AdmissionError> {
         let (reply, answer) = oneshot::channel();
         let op = Op::Release {
             org: org.clone(),
             run_id: run_id.to_string(),
+            refund,
             reply: Some(reply),
         };
         self.tx.send(op).map_err(|_| AdmissionError::Stopped)?;

@@ -146,7 +146,8 @@ async fn start(inner: &Arc<Inner>, run: FromQueue, d: Definition) {
     if d.moved_on {
         // Cancelled or refused while it waited (or started already): not ours to run.
         tracing::info!(org = %run.org, run_id = %run.run_id, "a queued run had ended before its admission: freeing its slot");
-        inner.releaser.release(run.org, run.run_id);
+        // It never runs: its count is given back (a run is counted when it starts).
+        inner.releaser.refund(run.org, run.run_id);
         return;
     }
     let fail = |class: &str, summary: String| {

@@ -2,7 +2,10 @@
 //! [`Releaser`], so no path out of a run (success, error, panic, cancel, timeout, early return)
 //! can keep a slot. `Drop` cannot wait, so the releaser works in the background: it hands each
 //! release to the admission coordinator (which batches it with everything else waiting) and
-//! retries with backoff when a batch fails; shutdown waits for it to be idle.
+//! retries with backoff until it lands (a release is never dropped: a slot held by nobody
+//! would wait a whole lease for the reaper); shutdown waits at most a moment for it to be idle.
+//! A run that never started (its trigger was answered with an error) is released with a
+//! refund: its daily and monthly count is given back.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,12 +14,12 @@ use std::time::Duration;
 use backon::{ExponentialBuilder, Retryable};
 use tokio::sync::{Notify, mpsc};
 
-use crate::admission::Admission;
+use crate::admission::{Admission, AdmissionError};
 use crate::domain::OrgSlug;
 
 #[derive(Clone)]
 pub struct Releaser {
-    tx: mpsc::UnboundedSender<(OrgSlug, String)>,
+    tx: mpsc::UnboundedSender<(OrgSlug, String, bool)>,
     pending: Arc<AtomicUsize>,
     idle: Arc<Notify>,
 }
@@ -24,29 +27,34 @@ pub struct Releaser {
 impl Releaser {
     /// Starts the background releaser.
     pub fn start(admission: Admission) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(OrgSlug, String)>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(OrgSlug, String, bool)>();
         let pending = Arc::new(AtomicUsize::new(0));
         let idle = Arc::new(Notify::new());
         let (p, n) = (pending.clone(), idle.clone());
         tokio::spawn(async move {
-            while let Some((org, run_id)) = rx.recv().await {
+            while let Some((org, run_id, refund)) = rx.recv().await {
                 let (admission, p, n) = (admission.clone(), p.clone(), n.clone());
                 tokio::spawn(async move {
-                    let attempt = || admission.release(&org, &run_id);
+                    let attempt = || admission.release(&org, &run_id, refund);
                     let result = attempt
                         .retry(
                             ExponentialBuilder::default()
                                 .with_min_delay(Duration::from_millis(200))
                                 .with_max_delay(Duration::from_secs(10))
                                 .with_jitter()
-                                .with_max_times(12),
+                                .without_max_times(),
                         )
+                        // Only a stopped coordinator (the process is exiting) ends the retries.
+                        .when(|e| !matches!(e, AdmissionError::Stopped))
+                        .notify(|e, after| {
+                            tracing::warn!(error = %e, retry_in_ms = after.as_millis() as u64, "slot release failed; retrying")
+                        })
                         .await;
                     match result {
-                        Ok(()) => tracing::info!(org = %org, run_id, "slot released"),
+                        Ok(()) => tracing::info!(org = %org, run_id, refund, "slot released"),
                         Err(e) => tracing::error!(
                             org = %org, run_id, error = %e,
-                            "slot release failed; the reaper will free it after the lease"
+                            "slot release failed at exit; the reaper will free it after the lease"
                         ),
                     }
                     if p.fetch_sub(1, Ordering::SeqCst) == 1 {
@@ -58,9 +66,19 @@ impl Releaser {
         Self { tx, pending, idle }
     }
 
+    /// Frees a slot of a run that started (its count stays).
     pub fn release(&self, org: OrgSlug, run_id: String) {
+        self.send(org, run_id, false);
+    }
+
+    /// Frees a slot of a run that never started, giving its count back.
+    pub fn refund(&self, org: OrgSlug, run_id: String) {
+        self.send(org, run_id, true);
+    }
+
+    fn send(&self, org: OrgSlug, run_id: String, refund: bool) {
         self.pending.fetch_add(1, Ordering::SeqCst);
-        if self.tx.send((org, run_id)).is_err() {
+        if self.tx.send((org, run_id, refund)).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
             tracing::error!("releaser stopped; the reaper will free the slot");
         }
@@ -90,6 +108,8 @@ pub struct SlotGuard {
     releaser: Releaser,
     org: OrgSlug,
     run_id: String,
+    /// The run never started: give its count back with the slot.
+    refund: bool,
 }
 
 impl SlotGuard {
@@ -98,13 +118,23 @@ impl SlotGuard {
             releaser,
             org,
             run_id,
+            refund: false,
         }
+    }
+
+    /// Drops the guard for a run that never started (its trigger is answered with an error):
+    /// the slot is released and the run's count given back.
+    pub fn refund(mut self) {
+        self.refund = true;
     }
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        self.releaser
-            .release(self.org.clone(), std::mem::take(&mut self.run_id));
+        self.releaser.send(
+            self.org.clone(),
+            std::mem::take(&mut self.run_id),
+            self.refund,
+        );
     }
 }

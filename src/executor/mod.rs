@@ -577,7 +577,8 @@ impl Inner {
             failed.error_class = Some("admission".into());
             failed.error_summary = Some("the run could not be recorded; it did not start".into());
             self.run_log.event(failed);
-            drop(guard);
+            // Answered with an error: the run is not counted.
+            guard.refund();
             return Err(e.into());
         }
 

@@ -1,6 +1,7 @@
 //! A fault-injecting proxy in front of the emulator: forwards every request verbatim except the
 //! ones a test asked to fail, and records the `jobs.query` / `jobs.insert` / `insertAll` calls
-//! it saw.
+//! it saw. Like BigQuery (and unlike the emulator) it refuses a `jobs.insert` whose job id was
+//! used before with 409 "Already Exists" (`JobIds` of the BigQuery model).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -8,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::Value;
 
-use crate::bq_limits::forward;
+use crate::bq_limits::{JobIds, forward};
 use crate::helpers::{TestApp, emulator_host, spawn_app_with, unique_slug};
 
-/// A canned answer for the next call whose path ends in `suffix`.
+/// A canned answer for the next call whose path ends in `suffix` (or, for a suffix that ends
+/// in `/`, contains it: `"/jobs/"` is the next `jobs.get`).
 #[derive(Clone)]
 pub struct Fault {
     pub suffix: &'static str,
@@ -33,8 +35,10 @@ struct ProxyState {
     hanging: std::sync::atomic::AtomicBool,
     /// (path fragment, how long): the next request whose path contains it is held that long.
     holds: Mutex<Vec<(&'static str, std::time::Duration)>>,
-    /// (path, status returned) of every `jobs.query` and `insertAll` call.
+    /// (path, status returned) of every `jobs.query`, `jobs.insert`, `insertAll` and faulted
+    /// call.
     seen: Mutex<Vec<(String, u16)>>,
+    jobs: JobIds,
 }
 
 pub struct FaultProxy {
@@ -129,25 +133,29 @@ async fn handle(
             || path.ends_with("/insertAll")
             || path.ends_with("/jobs")
             || path.ends_with("/cancel"));
-    if is_query {
-        let fault = {
-            let mut faults = state.faults.lock().unwrap();
-            let text = String::from_utf8_lossy(&body);
-            let position = faults.iter().position(|f| {
-                path.ends_with(f.suffix)
-                    && f.body_contains.is_none_or(|needle| text.contains(needle))
-            });
-            position.and_then(|i| faults.remove(i))
-        };
-        if let Some(fault) = fault {
-            if fault.after_forwarding {
-                let _lost = forward(&client, &upstream, &req, &body).await;
-            }
-            state.seen.lock().unwrap().push((path, fault.status));
-            return HttpResponse::build(
-                actix_web::http::StatusCode::from_u16(fault.status).unwrap(),
-            )
+    let fault = {
+        let mut faults = state.faults.lock().unwrap();
+        let text = String::from_utf8_lossy(&body);
+        let position = faults.iter().position(|f| {
+            let at =
+                path.ends_with(f.suffix) || (f.suffix.ends_with('/') && path.contains(f.suffix));
+            at && f.body_contains.is_none_or(|needle| text.contains(needle))
+        });
+        position.and_then(|i| faults.remove(i))
+    };
+    let job_insert = req.method() == "POST" && path.ends_with("/jobs");
+    if let Some(fault) = fault {
+        if fault.after_forwarding && !(job_insert && state.jobs.check(&path, &body).is_some()) {
+            let _lost = forward(&client, &upstream, &req, &body).await;
+        }
+        state.seen.lock().unwrap().push((path, fault.status));
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(fault.status).unwrap())
             .json(fault.body);
+    }
+    if job_insert {
+        if let Some(conflict) = state.jobs.check(&path, &body) {
+            state.seen.lock().unwrap().push((path, 409));
+            return conflict;
         }
     }
     let answer = forward(&client, &upstream, &req, &body).await;

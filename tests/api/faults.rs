@@ -4,7 +4,9 @@
 use serde_json::{Value, json};
 
 use crate::fault_proxy::{Fault, behind_proxy};
-use crate::helpers::{Emulator, TestApp, assert_error, repo_path, spawn_app_with, unique_slug};
+use crate::helpers::{
+    Emulator, TestApp, assert_error, fixture, repo_path, spawn_app_with, unique_slug,
+};
 use crate::integrations::app_with_double;
 use crate::pipelines::{finished, quota, slots_free};
 use crate::provider_double::ProviderDouble;
@@ -19,6 +21,15 @@ fn lost_answer(suffix: &'static str, needle: Option<&'static str>) -> Fault {
         status: 503,
         body: json!({"error": {"code": 503, "message": "backend", "status": "UNAVAILABLE",
                      "errors": [{"reason": "backendError", "message": "backend"}]}}),
+    }
+}
+
+/// A 503 backendError for the next call whose path ends in `suffix` (or contains it, for a
+/// suffix ending in `/`), refused before it took effect.
+fn refused(suffix: &'static str) -> Fault {
+    Fault {
+        after_forwarding: false,
+        ..lost_answer(suffix, None)
     }
 }
 
@@ -390,4 +401,44 @@ async fn a_kms_outage_during_a_step_fails_the_run_cleanly_and_frees_its_slot() {
         "nothing reached the provider"
     );
     slots_free(&app, &slug).await;
+}
+
+#[tokio::test]
+async fn a_step_job_inserted_again_after_a_lost_answer_and_a_refused_lookup_runs_once() {
+    let (proxy, app, slug, key) = behind_proxy("exactly-once-co", |vars| {
+        vars.insert("PIPELINES_DIR".into(), fixture("exactly_once/pipelines"));
+        vars.insert("PIPELINE_SQL_DIR".into(), fixture("exactly_once/sql"));
+    })
+    .await;
+    proxy.clear();
+    // The INSERT job takes effect but its answer is lost, and the jobs.get that would find it is
+    // refused: the retry sends jobs.insert again with the same job id. BigQuery answers 409
+    // Already Exists (so does our model of it) and the step attaches to the first job; the
+    // emulator alone would run it a second time.
+    proxy.inject([
+        lost_answer("/jobs", Some("appends` (note)")),
+        refused("/jobs/"),
+    ]);
+    let run_id = started(&app, &slug, &key, "test/append", json!({})).await;
+    let done = finished(&app, &slug, &key, &run_id).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    let inserts: Vec<u16> = proxy
+        .query_calls()
+        .iter()
+        .filter(|(path, _)| path.ends_with("/jobs"))
+        .map(|(_, status)| *status)
+        .collect();
+    assert_eq!(
+        inserts,
+        [200, 503, 409],
+        "create, append (lost), append again"
+    );
+    let dataset = slug.replace('-', "_");
+    let rows = Emulator::new()
+        .sql(&format!("SELECT COUNT(*) FROM `{dataset}.appends` LIMIT 1"))
+        .await;
+    assert_eq!(
+        rows["rows"][0]["f"][0]["v"], "1",
+        "the job ran once: {rows}"
+    );
 }

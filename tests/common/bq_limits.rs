@@ -12,15 +12,24 @@
 //!   `insertAll` request: the least time each takes in all (the emulator's own time counts
 //!   towards it, so a slow emulator does not add to the model).
 //!
-//! Everything else passes through unchanged. It records every statement it saw (table, class,
-//! when it started, whether it was refused), so tests and `make bench-scale` can assert
-//! statements per second on one table.
+//! - job ids unique per project: a second `jobs.insert` with an id already used is answered
+//!   409 `duplicate` "Already Exists: Job …" and never reaches the emulator (which would run it
+//!   again), while `jobs.get` finds the first ([`JobIds`], shared with the fault proxy);
+//! - faults per call kind ([`CallKind`], [`Faults`]): a fraction of calls answered 503
+//!   `backendError`, a fraction of those after the call took effect (a lost answer), a fraction
+//!   black-holed (held, then refused, so the caller's own deadline ends it), and an extra
+//!   latency; decided by a seeded generator, so a run is repeatable.
 //!
-//! Used by the integration tests (`tests/api/admission.rs`) and by `examples/bench_scale.rs`.
+//! Everything else passes through unchanged. It records every statement it saw (table, class,
+//! when it started, whether it was refused) and every fault it injected, so tests, the soak and
+//! `make bench-scale` can assert statements per second on one table.
+//!
+//! Used by the integration tests (`tests/api/admission.rs`, `tests/api/soak.rs`) and by
+//! `examples/bench_scale.rs`.
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,6 +62,145 @@ impl Limits {
             query_latency: query,
             insert_all_latency: insert_all,
         }
+    }
+}
+
+/// Which API call a request is, for the fault rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallKind {
+    /// `jobs.query` (statements and reads).
+    Query,
+    /// `jobs.insert` (step jobs).
+    JobsInsert,
+    /// `jobs.get`.
+    JobsGet,
+    /// `getQueryResults`.
+    Results,
+    /// `tabledata.insertAll`.
+    InsertAll,
+    /// Anything else (datasets, tables, cancel).
+    Other,
+}
+
+impl CallKind {
+    pub fn of(method: &str, path: &str) -> Self {
+        let post = method == "POST";
+        if post && path.ends_with("/queries") {
+            CallKind::Query
+        } else if post && path.ends_with("/jobs") {
+            CallKind::JobsInsert
+        } else if post && path.ends_with("/insertAll") {
+            CallKind::InsertAll
+        } else if method == "GET" && path.contains("/queries/") {
+            CallKind::Results
+        } else if method == "GET" && path.contains("/jobs/") {
+            CallKind::JobsGet
+        } else {
+            CallKind::Other
+        }
+    }
+}
+
+/// Fault rates for one call kind (fractions from 0 to 1).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Answered 503 `backendError`.
+    pub fail: f64,
+    /// Of those, the part that first took effect (forwarded, answer dropped).
+    pub lost: f64,
+    /// Held for `black_hole`, then refused without taking effect.
+    pub black_hole_rate: f64,
+    pub black_hole: Duration,
+    /// Added to every call of the kind.
+    pub extra_latency: Duration,
+}
+
+impl Faults {
+    /// BigQuery flapping: `fail` of the calls refused with 503, `lost` of those after they took
+    /// effect.
+    pub fn flapping(fail: f64, lost: f64) -> Self {
+        Self {
+            fail,
+            lost,
+            ..Self::default()
+        }
+    }
+}
+
+/// What the model injected for one call kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Injected {
+    /// Refused before taking effect.
+    pub refused: usize,
+    /// Took effect, answer lost.
+    pub lost: usize,
+    pub black_holed: usize,
+}
+
+/// Job ids seen per project, as BigQuery keeps them: a second `jobs.insert` with a used id is
+/// refused with 409 "Already Exists", whatever became of the first.
+#[derive(Default)]
+pub struct JobIds {
+    used: Mutex<HashSet<String>>,
+    duplicates: std::sync::atomic::AtomicUsize,
+}
+
+impl JobIds {
+    /// For a `jobs.insert` (`path` ends in `/jobs`): BigQuery's 409 when its job id was used
+    /// before, else `None` (and the id is now used). Call it only for requests that reach
+    /// BigQuery.
+    pub fn check(&self, path: &str, body: &[u8]) -> Option<HttpResponse> {
+        let job: Value = serde_json::from_slice(body).ok()?;
+        let id = job["jobReference"]["jobId"].as_str()?.to_string();
+        let project = path
+            .split("/projects/")
+            .nth(1)
+            .and_then(|p| p.split('/').next())
+            .unwrap_or_default()
+            .to_string();
+        let location = job["jobReference"]["location"].as_str().unwrap_or("US");
+        if self.used.lock().unwrap().insert(format!("{project}/{id}")) {
+            return None;
+        }
+        self.duplicates
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let message = format!("Already Exists: Job {project}:{location}.{id}");
+        Some(HttpResponse::Conflict().json(json!({
+            "error": {
+                "code": 409,
+                "message": message,
+                "errors": [{"message": message, "domain": "global", "reason": "duplicate"}],
+                "status": "ALREADY_EXISTS"
+            }
+        })))
+    }
+
+    /// How many inserts were refused as duplicates.
+    pub fn duplicates(&self) -> usize {
+        self.duplicates.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// BigQuery's 503 `backendError`.
+pub fn backend_error() -> HttpResponse {
+    HttpResponse::ServiceUnavailable().json(json!({"error": {"code": 503,
+        "message": "Error encountered during execution. Retrying may solve the problem.",
+        "status": "UNAVAILABLE",
+        "errors": [{"reason": "backendError", "domain": "global",
+                    "message": "Error encountered during execution. Retrying may solve the problem."}]}}))
+}
+
+/// A small seeded generator (xorshift), so a faulty run can be repeated.
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        (x >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -99,6 +247,18 @@ struct State {
     started: Instant,
     tables: Mutex<Queues>,
     seen: Mutex<Vec<Seen>>,
+    jobs: JobIds,
+    faults: Mutex<HashMap<CallKind, Faults>>,
+    injected: Mutex<HashMap<CallKind, Injected>>,
+    dice: Mutex<Dice>,
+}
+
+/// What the dice decided for one call.
+enum Fate {
+    Pass,
+    Refuse,
+    Lose,
+    BlackHole(Duration),
 }
 
 pub struct LimitsModel {
@@ -120,6 +280,10 @@ impl LimitsModel {
             started: Instant::now(),
             tables: Mutex::new(HashMap::new()),
             seen: Mutex::new(Vec::new()),
+            jobs: JobIds::default(),
+            faults: Mutex::new(HashMap::new()),
+            injected: Mutex::new(HashMap::new()),
+            dice: Mutex::new(Dice(0x9E37_79B9_7F4A_7C15)),
         });
         let data = web::Data::from(state.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -146,6 +310,40 @@ impl LimitsModel {
         limits.dml_latency = dml;
         limits.query_latency = query;
         limits.insert_all_latency = insert_all;
+    }
+
+    /// Sets the fault rates of one call kind from now on (all zero: no faults).
+    pub fn set_faults(&self, kind: CallKind, faults: Faults) {
+        self.state.faults.lock().unwrap().insert(kind, faults);
+    }
+
+    /// The same fault rates for every call kind.
+    pub fn set_faults_everywhere(&self, faults: Faults) {
+        for kind in [
+            CallKind::Query,
+            CallKind::JobsInsert,
+            CallKind::JobsGet,
+            CallKind::Results,
+            CallKind::InsertAll,
+            CallKind::Other,
+        ] {
+            self.set_faults(kind, faults);
+        }
+    }
+
+    /// Seeds the fault dice (the default seed is fixed).
+    pub fn seed(&self, seed: u64) {
+        *self.state.dice.lock().unwrap() = Dice(seed.max(1));
+    }
+
+    /// The faults injected so far, per call kind.
+    pub fn injected(&self) -> HashMap<CallKind, Injected> {
+        self.state.injected.lock().unwrap().clone()
+    }
+
+    /// `jobs.insert` calls refused 409 because their job id was used before.
+    pub fn duplicate_jobs(&self) -> usize {
+        self.state.jobs.duplicates()
     }
 
     /// Everything seen so far.
@@ -256,6 +454,34 @@ impl State {
         self.limits.lock().unwrap().clone()
     }
 
+    /// Rolls the dice for one call of `kind`; returns its fate and its extra latency.
+    fn fate(&self, kind: CallKind) -> (Fate, Duration) {
+        let Some(f) = self.faults.lock().unwrap().get(&kind).copied() else {
+            return (Fate::Pass, Duration::ZERO);
+        };
+        let (a, b) = {
+            let mut dice = self.dice.lock().unwrap();
+            (dice.roll(), dice.roll())
+        };
+        let mut injected = self.injected.lock().unwrap();
+        let counts = injected.entry(kind).or_default();
+        let fate = if a < f.black_hole_rate {
+            counts.black_holed += 1;
+            Fate::BlackHole(f.black_hole)
+        } else if a < f.black_hole_rate + f.fail {
+            if b < f.lost {
+                counts.lost += 1;
+                Fate::Lose
+            } else {
+                counts.refused += 1;
+                Fate::Refuse
+            }
+        } else {
+            Fate::Pass
+        };
+        (fate, f.extra_latency)
+    }
+
     fn record(&self, table: &str, class: Class, refused: bool) {
         self.seen.lock().unwrap().push(Seen {
             at: self.started.elapsed(),
@@ -317,9 +543,40 @@ impl Drop for Place {
 }
 
 async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
-    let limits = state.limits();
     let path = req.uri().path().to_string();
+    let kind = CallKind::of(req.method().as_str(), &path);
+    let (fate, extra) = state.fate(kind);
+    tokio::time::sleep(extra).await;
+    match fate {
+        Fate::Pass => {}
+        Fate::Refuse => return backend_error(),
+        Fate::BlackHole(hold) => {
+            tokio::time::sleep(hold).await;
+            return backend_error();
+        }
+        Fate::Lose => {
+            let _took_effect = limited(req, body, state, path, kind).await;
+            return backend_error();
+        }
+    }
+    limited(req, body, state, path, kind).await
+}
+
+/// The call under BigQuery's limits and job-id rule, forwarded to the emulator.
+async fn limited(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<State>,
+    path: String,
+    kind: CallKind,
+) -> HttpResponse {
+    let limits = state.limits();
     let post = req.method() == "POST";
+    if kind == CallKind::JobsInsert {
+        if let Some(conflict) = state.jobs.check(&path, &body) {
+            return conflict;
+        }
+    }
     if post && path.ends_with("/queries") {
         let sql = serde_json::from_slice::<Value>(&body)
             .ok()
