@@ -34,7 +34,9 @@ struct ProxyState {
     /// While set, every request waits (then goes through): BigQuery is black-holed.
     hanging: std::sync::atomic::AtomicBool,
     /// (path fragment, how long): the next request whose path contains it is held that long.
-    holds: Mutex<Vec<(&'static str, std::time::Duration)>>,
+    /// (path fragment, body text, how long): the next request whose path contains the fragment
+    /// (and whose body the text, when given) is held that long.
+    holds: Mutex<Vec<(&'static str, Option<&'static str>, std::time::Duration)>>,
     /// (path, status returned) of every `jobs.query`, `jobs.insert`, `insertAll` and faulted
     /// call.
     seen: Mutex<Vec<(String, u16)>>,
@@ -85,7 +87,26 @@ impl FaultProxy {
 
     /// Holds the next request whose path contains `fragment` for `duration`, then forwards it.
     pub fn hold_next(&self, fragment: &'static str, duration: std::time::Duration) {
-        self.state.holds.lock().unwrap().push((fragment, duration));
+        self.state
+            .holds
+            .lock()
+            .unwrap()
+            .push((fragment, None, duration));
+    }
+
+    /// Holds the next request whose path contains `fragment` and whose body contains `needle`
+    /// for `duration`, then forwards it.
+    pub fn hold_next_with(
+        &self,
+        fragment: &'static str,
+        needle: &'static str,
+        duration: std::time::Duration,
+    ) {
+        self.state
+            .holds
+            .lock()
+            .unwrap()
+            .push((fragment, Some(needle), duration));
     }
 
     pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
@@ -115,10 +136,11 @@ async fn handle(
     }
     let hold = {
         let mut holds = state.holds.lock().unwrap();
-        let position = holds
-            .iter()
-            .position(|(fragment, _)| path.contains(fragment));
-        position.map(|i| holds.remove(i).1)
+        let text = String::from_utf8_lossy(&body);
+        let position = holds.iter().position(|(fragment, needle, _)| {
+            path.contains(fragment) && needle.is_none_or(|n| text.contains(n))
+        });
+        position.map(|i| holds.remove(i).2)
     };
     if let Some(duration) = hold {
         tokio::time::sleep(duration).await;

@@ -8,6 +8,7 @@ mod bootstrap;
 mod bq_limits;
 mod client_cli;
 mod docs;
+mod exactness;
 mod fault_proxy;
 mod faults;
 mod fencing;

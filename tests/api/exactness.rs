@@ -1,0 +1,173 @@
+//! Exactness under partial failure: a trigger answered with an error is not counted, a slot is
+//! never reaped before its run could be recorded, and a run never reads ended before its steps
+//! are readable. Each against the fault proxy, which holds or fails chosen BigQuery calls.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::fault_proxy::{Fault, behind_proxy};
+use crate::helpers::{Emulator, TestApp, assert_error, spawn_app_with};
+use crate::pipelines::{finished, quota, run, slots_free};
+
+fn trigger_path(slug: &str, pipeline: &str) -> String {
+    format!("/api/v1/pipelines/run/{slug}/{pipeline}")
+}
+
+/// Polls the org's quota until `done` holds (at most 30 s); returns the last one read.
+async fn quota_until(app: &TestApp, slug: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let q = quota(app, slug).await;
+        if done(&q) {
+            return q;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the quota never settled: {q}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_trigger_answered_503_because_its_decision_came_too_late_is_not_counted() {
+    let (proxy, app, slug, key) = behind_proxy("late-co", |vars| {
+        vars.insert("ADMISSION_TIMEOUT_SECS".into(), "3".into());
+    })
+    .await;
+    // The batch's UPDATE reaches BigQuery 4.5 s late and admits the run; its trigger gave up
+    // after 3 s (503). The refund's first batch fails too: it is sent again, not dropped.
+    proxy.hold_next_with("/queries", "\"reserve\"", Duration::from_millis(4500));
+    proxy.inject([Fault {
+        suffix: "/queries",
+        body_contains: Some("\"refund\""),
+        after_forwarding: false,
+        status: 503,
+        body: json!({"error": {"code": 503, "message": "backend", "status": "UNAVAILABLE",
+                     "errors": [{"reason": "backendError", "message": "backend"}]}}),
+    }]);
+    let r = app
+        .key_post(&trigger_path(&slug, "test/sleep"), &key, &json!({}))
+        .await;
+    assert_eq!(r.headers()["retry-after"], "5");
+    assert_error(r, 503, "Service unavailable").await;
+
+    // Admitted late (4.5 s), then refunded: the refund's first batch fails, its second lands.
+    let started = Instant::now();
+    while !proxy
+        .query_calls()
+        .iter()
+        .any(|(path, status)| path.ends_with("/queries") && *status == 503)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no refund was sent"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let q = quota_until(&app, &slug, |q| {
+        q["active_run_ids"] == json!([]) && q["runs_today"] == 0
+    })
+    .await;
+    assert_eq!(q["runs_month"], 0, "{q}");
+    // The org can use the whole day.
+    // The org can use the whole day; a trigger is counted once it is answered 202, whatever
+    // 503s (a 3 s decision deadline) came before it.
+    let mut answers = vec![];
+    while answers.last() != Some(&202) {
+        assert!(answers.len() < 20, "never admitted: {answers:?}");
+        let r = app
+            .key_post(&trigger_path(&slug, "test/sleep"), &key, &json!({}))
+            .await;
+        answers.push(r.status().as_u16());
+    }
+    assert!(answers.iter().all(|s| matches!(s, 202 | 503)), "{answers:?}");
+    slots_free(&app, &slug).await;
+    let q = quota_until(&app, &slug, |q| q["runs_today"] == 1).await;
+    assert_eq!(q["runs_month"], 1, "{q}");
+}
+
+#[tokio::test]
+async fn a_run_whose_pending_event_is_slow_to_land_is_not_reaped_by_another_instance() {
+    let leases = |vars: &mut std::collections::HashMap<String, String>| {
+        vars.insert("RUN_LEASE_SECS".into(), "19".into());
+        vars.insert("BIGQUERY_API_DEADLINE_SECS".into(), "6".into());
+        vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "1".into());
+        vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "2".into());
+    };
+    let (proxy, a, slug, key) = behind_proxy("young-co", leases).await;
+    // B shares A's meta dataset, talks to BigQuery directly and reaps every second.
+    let meta = a.meta_dataset.clone();
+    let _b = spawn_app_with(|vars| {
+        leases(vars);
+        vars.insert("META_DATASET".into(), meta);
+        vars.insert("REAPER_INTERVAL_SECS".into(), "1".into());
+    })
+    .await;
+    // A's PENDING event takes 5 s to land: the slot holds no event and no heartbeat meanwhile,
+    // but it was admitted a moment ago, so B's reaper may not free it.
+    proxy.hold_next("/tables/pipeline_run_events/insertAll", Duration::from_secs(5));
+    let r = a
+        .key_post(&trigger_path(&slug, "test/sleep"), &key, &json!({}))
+        .await;
+    assert_eq!(r.status(), 202);
+    let run_id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = finished(&a, &slug, &key, &run_id).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    slots_free(&a, &slug).await;
+    let orphaned = Emulator::new()
+        .sql(&format!(
+            "SELECT COUNT(*) FROM `{meta}.pipeline_run_events` WHERE run_id = '{run_id}' \
+             AND status = 'ORPHANED' LIMIT 1",
+            meta = a.meta_dataset
+        ))
+        .await;
+    assert_eq!(orphaned["rows"][0]["f"][0]["v"], "0", "never reaped: {orphaned}");
+    assert_eq!(quota(&a, &slug).await["runs_today"], 1);
+}
+
+#[tokio::test]
+async fn a_run_never_reads_ended_before_its_steps_are_readable() {
+    let (proxy, app, slug, key) = behind_proxy("steps-first-co", |_| {}).await;
+    let r = app
+        .key_post(&trigger_path(&slug, "test/sleep"), &key, &json!({}))
+        .await;
+    assert_eq!(r.status(), 202);
+    let run_id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The step's rows take 3 s to land; the run's 1.5 s step ends meanwhile.
+    proxy.hold_next("/tables/step_logs/insertAll", Duration::from_secs(3));
+    let started = Instant::now();
+    loop {
+        let status = run(&app, &slug, &key, &run_id).await["status"].clone();
+        if status != "PENDING" && status != "RUNNING" {
+            assert_eq!(status, "SUCCEEDED");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The moment it reads SUCCEEDED, its step attempt reads SUCCEEDED too.
+    let steps: Value = app
+        .key_get(
+            &format!("/api/v1/pipelines/{slug}/runs/{run_id}/steps"),
+            &key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let seen: Vec<(&str, &str)> = steps["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step_id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(seen, [("nap", "SUCCEEDED")], "{steps}");
+}
