@@ -1,5 +1,5 @@
 # Quarry: make run (service on local defaults), make test (the whole suite).
-.PHONY: run test lint fmt emulator-env bench bench-auth bench-scale fuzz clean check-config validate
+.PHONY: run test soak lint fmt emulator-env bench bench-auth bench-scale fuzz clean check-config validate
 
 run:
 	@scripts/run-local.sh
@@ -9,6 +9,12 @@ test:
 
 fuzz:
 	@scripts/fuzz.sh
+
+# Three instances behind the BigQuery model with flapping and lost answers, SOAK_SECS (600) of
+# mixed load, then the eight invariants checked against the tables (not part of make test,
+# which runs a 60-second soak).
+soak:
+	@scripts/soak.sh
 
 # The settings make run would use, checked, with the pipeline and provider definitions.
 check-config:

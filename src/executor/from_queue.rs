@@ -127,7 +127,7 @@ async fn start_all(inner: &Arc<Inner>, runs: Vec<FromQueue>) {
             };
             if definition.org_slug != run.org.as_str() {
                 // Not this org's run: never start it under another org's slot.
-                inner.releaser.release(run.org, run.run_id);
+                inner.releaser.refund(run.org, run.run_id);
                 continue;
             }
             start(inner, run, definition).await;
@@ -137,8 +137,10 @@ async fn start_all(inner: &Arc<Inner>, runs: Vec<FromQueue>) {
         }
     }
     for (_, run) in waiting {
-        tracing::error!(org = %run.org, run_id = %run.run_id, "a run admitted from the queue has no definition: freeing its slot");
-        inner.releaser.release(run.org, run.run_id);
+        // Its slot stays held: the reaper, a lease after its admission, records it ORPHANED
+        // (the run's own pipeline is in its QUEUED event) and frees the slot with its count,
+        // so a run answered QUEUED always ends.
+        tracing::error!(org = %run.org, run_id = %run.run_id, "a run admitted from the queue could not be read: the reaper ends it after the lease");
     }
 }
 

@@ -109,9 +109,16 @@ async fn pass(
             ));
             inner.run_log.event(event);
         }
-        tracing::warn!(org = %org, run_id = %run.run_id, ended, "reaping orphaned run");
+        // A run that never started (no event, or still QUEUED: admitted from a queue by a batch
+        // whose answer was lost) gives its count back with its slot.
+        let never_started = run.status.as_deref().is_none_or(|s| s == "QUEUED");
+        tracing::warn!(org = %org, run_id = %run.run_id, ended, never_started, "reaping orphaned run");
         inner.metrics.reaped();
-        inner.releaser().release(org, run.run_id);
+        if never_started {
+            inner.releaser().refund(org, run.run_id);
+        } else {
+            inner.releaser().release(org, run.run_id);
+        }
     }
     let _ = inner.run_log.flush().await;
     Ok(next)

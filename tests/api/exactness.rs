@@ -82,7 +82,10 @@ async fn a_trigger_answered_503_because_its_decision_came_too_late_is_not_counte
             .await;
         answers.push(r.status().as_u16());
     }
-    assert!(answers.iter().all(|s| matches!(s, 202 | 503)), "{answers:?}");
+    assert!(
+        answers.iter().all(|s| matches!(s, 202 | 503)),
+        "{answers:?}"
+    );
     slots_free(&app, &slug).await;
     let q = quota_until(&app, &slug, |q| q["runs_today"] == 1).await;
     assert_eq!(q["runs_month"], 1, "{q}");
@@ -107,7 +110,10 @@ async fn a_run_whose_pending_event_is_slow_to_land_is_not_reaped_by_another_inst
     .await;
     // A's PENDING event takes 5 s to land: the slot holds no event and no heartbeat meanwhile,
     // but it was admitted a moment ago, so B's reaper may not free it.
-    proxy.hold_next("/tables/pipeline_run_events/insertAll", Duration::from_secs(5));
+    proxy.hold_next(
+        "/tables/pipeline_run_events/insertAll",
+        Duration::from_secs(5),
+    );
     let r = a
         .key_post(&trigger_path(&slug, "test/sleep"), &key, &json!({}))
         .await;
@@ -126,7 +132,10 @@ async fn a_run_whose_pending_event_is_slow_to_land_is_not_reaped_by_another_inst
             meta = a.meta_dataset
         ))
         .await;
-    assert_eq!(orphaned["rows"][0]["f"][0]["v"], "0", "never reaped: {orphaned}");
+    assert_eq!(
+        orphaned["rows"][0]["f"][0]["v"], "0",
+        "never reaped: {orphaned}"
+    );
     assert_eq!(quota(&a, &slug).await["runs_today"], 1);
 }
 
@@ -167,7 +176,12 @@ async fn a_run_never_reads_ended_before_its_steps_are_readable() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| (s["step_id"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .map(|s| {
+            (
+                s["step_id"].as_str().unwrap(),
+                s["status"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(seen, [("nap", "SUCCEEDED")], "{steps}");
 }

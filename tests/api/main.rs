@@ -29,6 +29,7 @@ mod provider_double;
 mod rate_limits;
 mod run_logs;
 mod schedules;
+mod soak;
 mod validation_details;
 mod warehouse;
 mod web_ui;
