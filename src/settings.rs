@@ -560,17 +560,6 @@ impl Settings {
             );
         }
 
-        // A slot is dated from the batch that admitted it; its run is the admitting instance's
-        // own once its PENDING event is written: after the batch's UPDATE, its read-back and
-        // that insert, each within the API deadline. No reaper may find it stale before that.
-        if executor.lease <= 3 * timeouts.bigquery_api {
-            r.problem(
-                "RUN_LEASE_SECS",
-                "must exceed 3 x BIGQUERY_API_DEADLINE_SECS (a run admitted by one batch is \
-                 recorded within three BigQuery calls; no reaper may free its slot before)",
-            );
-        }
-
         if environment == Environment::Production {
             if !matches!(kms, Some(KmsSettings::Cloud { .. })) {
                 r.problem(
@@ -1021,23 +1010,6 @@ mod tests {
             ])
             .is_ok()
         );
-    }
-
-    #[test]
-    fn a_lease_that_a_just_admitted_run_could_outlive_before_it_is_recorded_is_refused() {
-        // Admission's UPDATE, its read-back and the PENDING insert: 3 x 10 s = 30 s.
-        let beats = [
-            ("HEARTBEAT_INTERVAL_SECS", "1"),
-            ("HEARTBEAT_TIMEOUT_SECS", "1"),
-        ];
-        let err = parse(&[beats[0], beats[1], ("RUN_LEASE_SECS", "30")]).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "invalid configuration: RUN_LEASE_SECS: must exceed 3 x BIGQUERY_API_DEADLINE_SECS \
-             (a run admitted by one batch is recorded within three BigQuery calls; no reaper may \
-             free its slot before)"
-        );
-        assert!(parse(&[beats[0], beats[1], ("RUN_LEASE_SECS", "31")]).is_ok());
     }
 
     #[test]

@@ -54,7 +54,6 @@ impl Env {
             ("PIPELINES_DIR", format!("{root}/tests/fixtures/pipelines")),
             ("PIPELINE_SQL_DIR", format!("{root}/sql")),
             ("RUN_LEASE_SECS", "12".into()),
-            ("BIGQUERY_API_DEADLINE_SECS", "3".into()),
             ("HEARTBEAT_INTERVAL_SECS", "1".into()),
             ("HEARTBEAT_TIMEOUT_SECS", "2".into()),
             ("REAPER_INTERVAL_SECS", "1".into()),

@@ -14,6 +14,18 @@ fn trigger_path(slug: &str, pipeline: &str) -> String {
     format!("/api/v1/pipelines/run/{slug}/{pipeline}")
 }
 
+/// Triggers `test/sleep`; asserts 202 and returns the run id.
+async fn started(app: &TestApp, slug: &str, key: &str) -> String {
+    let r = app
+        .key_post(&trigger_path(slug, "test/sleep"), key, &json!({}))
+        .await;
+    assert_eq!(r.status(), 202);
+    r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 /// Polls the org's quota until `done` holds (at most 30 s); returns the last one read.
 async fn quota_until(app: &TestApp, slug: &str, done: impl Fn(&Value) -> bool) -> Value {
     let started = Instant::now();
@@ -114,14 +126,7 @@ async fn a_run_whose_pending_event_is_slow_to_land_is_not_reaped_by_another_inst
         "/tables/pipeline_run_events/insertAll",
         Duration::from_secs(5),
     );
-    let r = a
-        .key_post(&trigger_path(&slug, "test/sleep"), &key, &json!({}))
-        .await;
-    assert_eq!(r.status(), 202);
-    let run_id = r.json::<Value>().await.unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = started(&a, &slug, &key).await;
     let done = finished(&a, &slug, &key, &run_id).await;
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
     slots_free(&a, &slug).await;
@@ -142,14 +147,7 @@ async fn a_run_whose_pending_event_is_slow_to_land_is_not_reaped_by_another_inst
 #[tokio::test]
 async fn a_run_never_reads_ended_before_its_steps_are_readable() {
     let (proxy, app, slug, key) = behind_proxy("steps-first-co", |_| {}).await;
-    let r = app
-        .key_post(&trigger_path(&slug, "test/sleep"), &key, &json!({}))
-        .await;
-    assert_eq!(r.status(), 202);
-    let run_id = r.json::<Value>().await.unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = started(&app, &slug, &key).await;
     // The step's rows take 3 s to land; the run's 1.5 s step ends meanwhile.
     proxy.hold_next("/tables/step_logs/insertAll", Duration::from_secs(3));
     let started = Instant::now();
