@@ -7,19 +7,9 @@ cd "$(dirname "$0")/.."
 scripts/emulator-env.sh
 scripts/browser-env.sh
 
-mkdir -p target
-PIDFILE=target/test-emulator.pid
-LOGFILE=target/test-emulator.log
-trap 'scripts/emulator.sh stop "$PIDFILE"' EXIT INT TERM
-
-PORT=$(scripts/emulator.sh free-port)
-PROJECT=quarry-test
-scripts/emulator.sh start "$PORT" "$PROJECT" "$PIDFILE" "$LOGFILE"
-echo "==> BigQuery emulator on 127.0.0.1:$PORT (log: $LOGFILE)"
-
-export BIGQUERY_EMULATOR_HOST="127.0.0.1:$PORT"
-export GCP_PROJECT_ID="$PROJECT"
-export QUARRY_TEST_EMULATOR_PID_FILE="$PIDFILE"
+. scripts/emulator-session.sh
+emulator_session test quarry-test
+export QUARRY_TEST_EMULATOR_PID_FILE="$EMULATOR_PIDFILE"
 
 echo "==> terraform files parse and declare what a deployment needs"
 .venv/bin/python scripts/check-terraform.py

@@ -1005,8 +1005,7 @@ mod tests {
             parse(&[
                 ("RUN_LEASE_SECS", "7"),
                 ("HEARTBEAT_INTERVAL_SECS", "1"),
-                ("HEARTBEAT_TIMEOUT_SECS", "1"),
-                ("BIGQUERY_API_DEADLINE_SECS", "2")
+                ("HEARTBEAT_TIMEOUT_SECS", "1")
             ])
             .is_ok()
         );
@@ -1019,7 +1018,6 @@ mod tests {
             ("RUN_LEASE_SECS", "6"),
             ("HEARTBEAT_INTERVAL_SECS", "1"),
             ("HEARTBEAT_TIMEOUT_SECS", "1"),
-            ("BIGQUERY_API_DEADLINE_SECS", "1"),
         ])
         .unwrap_err();
         assert_eq!(

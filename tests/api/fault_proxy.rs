@@ -121,6 +121,15 @@ impl FaultProxy {
     pub fn query_calls(&self) -> Vec<(String, u16)> {
         self.state.seen.lock().unwrap().clone()
     }
+
+    /// The statuses answered to the recorded calls whose path ends in `suffix`, in order.
+    pub fn statuses(&self, suffix: &str) -> Vec<u16> {
+        self.query_calls()
+            .into_iter()
+            .filter(|(path, _)| path.ends_with(suffix))
+            .map(|(_, status)| status)
+            .collect()
+    }
 }
 
 async fn handle(

@@ -225,12 +225,7 @@ async fn a_step_job_whose_answer_is_lost_is_attached_to_not_run_twice() {
     proxy.clear();
     proxy.inject([lost_answer("/jobs", Some("usage_daily` AS t"))]);
     let rollup = run("genai/usage_rollup").await;
-    let inserts: Vec<u16> = proxy
-        .query_calls()
-        .iter()
-        .filter(|(path, _)| path.ends_with("/jobs"))
-        .map(|(_, status)| *status)
-        .collect();
+    let inserts = proxy.statuses("/jobs");
     // create_daily, the rollup (its answer lost) and the assert: one jobs.insert each.
     assert_eq!(inserts.len(), 3, "{inserts:?}");
     assert_eq!(
@@ -422,12 +417,7 @@ async fn a_step_job_inserted_again_after_a_lost_answer_and_a_refused_lookup_runs
     let run_id = started(&app, &slug, &key, "test/append", json!({})).await;
     let done = finished(&app, &slug, &key, &run_id).await;
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
-    let inserts: Vec<u16> = proxy
-        .query_calls()
-        .iter()
-        .filter(|(path, _)| path.ends_with("/jobs"))
-        .map(|(_, status)| *status)
-        .collect();
+    let inserts = proxy.statuses("/jobs");
     assert_eq!(
         inserts,
         [200, 503, 409],

@@ -355,6 +355,22 @@ impl Emulator {
         assert!(body.get("errors").is_none(), "{body}");
         body
     }
+
+    /// [`Emulator::sql`]'s rows, each a list of its cells as text (NULL as "").
+    pub async fn rows(&self, query: &str) -> Vec<Vec<String>> {
+        let body = self.sql(query).await;
+        let rows = body["rows"].as_array().cloned().unwrap_or_default();
+        rows.iter()
+            .map(|r| {
+                r["f"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["v"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 pub fn onboard_body(slug: &str, plan: &str) -> Value {

@@ -181,25 +181,12 @@ async fn the_sample_pipelines_run_end_to_end() {
     }
 
     let dataset = slug.replace('-', "_");
-    let rows = Emulator::new()
-        .sql(&format!(
+    let got = Emulator::new()
+        .rows(&format!(
             "SELECT provider, model, requests, input_tokens, output_tokens FROM `{dataset}.usage_daily` \
              WHERE day = DATE '2026-11-01' ORDER BY provider, model LIMIT 100"
         ))
         .await;
-    let got: Vec<Vec<String>> = rows["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r["f"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c["v"].as_str().unwrap().to_string())
-                .collect()
-        })
-        .collect();
     let want = [
         ["anthropic", "claude-haiku", "1", "4000", "800"],
         ["anthropic", "claude-sonnet", "2", "3000", "750"],

@@ -278,21 +278,16 @@ fn check(table: &mut Table, name: &'static str, ok: bool, example: impl FnOnce()
     }
 }
 
-async fn rows(query: String) -> Vec<Vec<Value>> {
-    let answer = Emulator::new().sql(&query).await;
-    answer["rows"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|r| {
-            r["f"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c["v"].clone())
-                .collect()
-        })
+async fn rows(query: String) -> Vec<Vec<String>> {
+    Emulator::new().rows(&query).await
+}
+
+/// Rows of (key, count) as a map.
+async fn counts(query: String) -> HashMap<String, i64> {
+    rows(query)
+        .await
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].parse().unwrap()))
         .collect()
 }
 
@@ -364,7 +359,7 @@ async fn soak(secs: u64) {
         ))
         .await
         .into_iter()
-        .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_str().unwrap().to_string()))
+        .map(|r| (r[0].clone(), r[1].clone()))
         .collect()
     };
     for a in &admitted {
@@ -386,8 +381,8 @@ async fn soak(secs: u64) {
         .await;
         let mut points: Vec<(i64, i32)> = vec![];
         for r in &intervals {
-            let s: i64 = r[1].as_str().unwrap().parse().unwrap();
-            let e: i64 = r[2].as_str().unwrap().parse().unwrap();
+            let s: i64 = r[1].parse().unwrap();
+            let e: i64 = r[2].parse().unwrap();
             points.push((s, 1));
             points.push((e, -1));
         }
@@ -404,32 +399,16 @@ async fn soak(secs: u64) {
             || format!("{slug}: {most} at once"),
         );
         // (d) Writes per run against its append attempts.
-        let writes: HashMap<String, i64> = rows(format!(
+        let writes = counts(format!(
             "SELECT tag, COUNT(*) FROM `{}.soak_appends` GROUP BY tag LIMIT 100000",
             slug.replace('-', "_")
         ))
-        .await
-        .into_iter()
-        .map(|r| {
-            (
-                r[0].as_str().unwrap().to_string(),
-                r[1].as_str().unwrap().parse().unwrap(),
-            )
-        })
-        .collect();
-        let attempts: HashMap<String, i64> = rows(format!(
+        .await;
+        let attempts = counts(format!(
             "SELECT run_id, COUNT(DISTINCT attempt) FROM `{meta}.step_logs` \
              WHERE org_slug = '{slug}' AND step_id = 'append' GROUP BY run_id LIMIT 100000"
         ))
-        .await
-        .into_iter()
-        .map(|r| {
-            (
-                r[0].as_str().unwrap().to_string(),
-                r[1].as_str().unwrap().parse().unwrap(),
-            )
-        })
-        .collect();
+        .await;
         for a in admitted.iter().filter(|a| a.org == org) {
             let id = a.run_id.clone().unwrap_or_default();
             let wrote = writes.get(&a.tag).copied().unwrap_or(0);
@@ -461,7 +440,7 @@ async fn soak(secs: u64) {
         ))
         .await
         .into_iter()
-        .map(|r| r[0].as_str().unwrap().to_string())
+        .map(|r| r[0].clone())
         .collect();
         let runs_today = q["runs_today"].as_i64().unwrap_or(-1);
         check(
