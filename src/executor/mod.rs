@@ -474,8 +474,13 @@ impl Executor {
         })
     }
 
-    /// Takes a queued run out of its org's queue and records it CANCELLED by `actor`: `false`
-    /// when it was no longer waiting (admitted meanwhile: cancel it as a running run).
+    /// Records a queued run CANCELLED by `actor`, then takes it out of its org's queue: `false`
+    /// when it was no longer waiting (admitted meanwhile: cancel it as a running run too).
+    ///
+    /// The end is written first, so the outcome never depends on the dequeue's answer: a run the
+    /// dequeue missed (its answer lost and its retry finding nothing, or admitted meanwhile) is
+    /// found ended by the queue starter when admitted, and freed with its count given back
+    /// without starting.
     pub async fn cancel_queued(
         &self,
         org: &OrgSlug,
@@ -483,16 +488,20 @@ impl Executor {
         pipeline_id: &str,
         actor: &str,
     ) -> Result<bool, TriggerError> {
-        if !self.inner.admission.dequeue(org, run_id).await? {
-            return Ok(false);
-        }
         let mut end = self
             .inner
             .event(pipeline_id, org, run_id, RunStatus::Cancelled);
         end.error_class = Some("cancelled".into());
         end.error_summary = Some(format!("run cancelled by {actor} while queued"));
         self.inner.run_log.event_and_wait(end).await?;
-        Ok(true)
+        match self.inner.admission.dequeue(org, run_id).await {
+            Ok(removed) => Ok(removed),
+            // Cancelled all the same: if it is still queued, its admission frees it.
+            Err(e) => {
+                tracing::warn!(org = %org, run_id, error = %e, "dequeueing a cancelled run failed; its admission will free it");
+                Ok(true)
+            }
+        }
     }
 
     /// Cooperative cancellation of a run executing on this instance, by `actor` (recorded in

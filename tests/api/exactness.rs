@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 
 use crate::fault_proxy::{Fault, behind_proxy};
 use crate::helpers::{Emulator, TestApp, assert_error, spawn_app_with};
-use crate::pipelines::{finished, quota, run, slots_free};
+use crate::orchestration::{free_the_slot, hold_the_slot, queue_run};
+use crate::pipelines::{finished, quota, run, set_limits, slots_free};
 
 fn trigger_path(slug: &str, pipeline: &str) -> String {
     format!("/api/v1/pipelines/run/{slug}/{pipeline}")
@@ -67,11 +68,7 @@ async fn a_trigger_answered_503_because_its_decision_came_too_late_is_not_counte
 
     // Admitted late (4.5 s), then refunded: the refund's first batch fails, its second lands.
     let started = Instant::now();
-    while !proxy
-        .query_calls()
-        .iter()
-        .any(|(path, status)| path.ends_with("/queries") && *status == 503)
-    {
+    while !proxy.statuses("/queries").contains(&503) {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "no refund was sent"
@@ -83,7 +80,6 @@ async fn a_trigger_answered_503_because_its_decision_came_too_late_is_not_counte
     })
     .await;
     assert_eq!(q["runs_month"], 0, "{q}");
-    // The org can use the whole day.
     // The org can use the whole day; a trigger is counted once it is answered 202, whatever
     // 503s (a 3 s decision deadline) came before it.
     let mut answers = vec![];
@@ -182,4 +178,48 @@ async fn a_run_never_reads_ended_before_its_steps_are_readable() {
         })
         .collect();
     assert_eq!(seen, [("nap", "SUCCEEDED")], "{steps}");
+}
+
+#[tokio::test]
+async fn a_queued_run_whose_dequeue_answer_is_lost_still_ends_cancelled_and_never_starts() {
+    let (proxy, app, slug, key) = behind_proxy("lost-dequeue-co", |_| {}).await;
+    set_limits(&app, &slug, 50, 500, 1).await;
+    let holder = hold_the_slot(&app, &slug, &key).await;
+    let queued: Value = queue_run(&app, &slug, &key, 0).await.json().await.unwrap();
+    assert_eq!(queued["status"], "QUEUED");
+    let run_id = queued["run_id"].as_str().unwrap();
+    // The dequeue takes effect but its answer is lost; its retry finds the run gone and says
+    // it was not waiting.
+    proxy.inject([Fault {
+        suffix: "/queries",
+        body_contains: Some("id != @run_id"),
+        after_forwarding: true,
+        status: 503,
+        body: json!({"error": {"code": 503, "message": "backend", "status": "UNAVAILABLE",
+                     "errors": [{"reason": "backendError", "message": "backend"}]}}),
+    }]);
+    let r = app
+        .key_post(
+            &format!("/api/v1/pipelines/{slug}/runs/{run_id}/cancel"),
+            &key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        proxy
+            .statuses("/queries")
+            .iter()
+            .filter(|s| **s == 503)
+            .count(),
+        1
+    );
+    free_the_slot(&app, &slug, &key, &holder).await;
+    let cancelled = run(&app, &slug, &key, run_id).await;
+    assert_eq!(cancelled["status"], "CANCELLED", "{cancelled}");
+    assert!(cancelled["started_at"].is_null(), "it never started");
+    slots_free(&app, &slug).await;
+    let q = quota(&app, &slug).await;
+    assert_eq!(q["queued_run_ids"], json!([]), "{q}");
+    assert_eq!(q["runs_today"], 1, "only the holder started: {q}");
 }

@@ -162,7 +162,7 @@ async fn a_rerun_takes_new_parameters_when_given_and_validates_them() {
     assert_eq!(done["status"], "SUCCEEDED");
 }
 
-async fn queue_run(app: &TestApp, slug: &str, key: &str, n: i64) -> reqwest::Response {
+pub(crate) async fn queue_run(app: &TestApp, slug: &str, key: &str, n: i64) -> reqwest::Response {
     app.key_post(
         &format!("/api/v1/pipelines/run/{slug}/test/nap"),
         key,
@@ -173,13 +173,13 @@ async fn queue_run(app: &TestApp, slug: &str, key: &str, n: i64) -> reqwest::Res
 
 /// Takes the org's one slot (test/hold: 10 minutes) until [`free_the_slot`], so the runs
 /// queued after it wait.
-async fn hold_the_slot(app: &TestApp, slug: &str, key: &str) -> String {
+pub(crate) async fn hold_the_slot(app: &TestApp, slug: &str, key: &str) -> String {
     let body = start(app, slug, key, "test/hold", json!({})).await;
     assert_eq!(body["status"], "PENDING");
     body["run_id"].as_str().unwrap().to_string()
 }
 
-async fn free_the_slot(app: &TestApp, slug: &str, key: &str, holder: &str) {
+pub(crate) async fn free_the_slot(app: &TestApp, slug: &str, key: &str, holder: &str) {
     let r = app
         .key_post(
             &format!("/api/v1/pipelines/{slug}/runs/{holder}/cancel"),
