@@ -529,16 +529,20 @@ impl State {
 }
 
 /// A statement's place in its table's DML queue, given up when it is dropped.
+/// While running it holds one of the table's running places (`permit`), given back only after
+/// the count of running statements is lowered, so the count never reads above the limit.
 struct Place {
     state: web::Data<State>,
     table: String,
     class: Class,
-    running: bool,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        self.state.left(&self.table, self.class, self.running);
+        self.state
+            .left(&self.table, self.class, self.permit.is_some());
+        // `permit` is dropped after this body: the next statement starts after the count fell.
     }
 }
 
@@ -598,11 +602,11 @@ async fn limited(
                     state: state.clone(),
                     table: table.clone(),
                     class,
-                    running: false,
+                    permit: None,
                 };
-                let _permit = semaphore.acquire_owned().await.unwrap();
+                let permit = semaphore.acquire_owned().await.unwrap();
                 state.started_running(&table, class);
-                place.running = true;
+                place.permit = Some(permit);
                 return at_least(
                     limits.dml_latency,
                     forward(&state.client, &state.upstream, &req, &body),
