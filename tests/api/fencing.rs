@@ -77,8 +77,14 @@ async fn started(app: &TestApp, slug: &str, key: &str, pipeline: &str) -> String
 
 #[tokio::test]
 async fn during_a_bigquery_hang_api_calls_answer_503_within_the_api_deadline() {
-    let (proxy, app, slug, key) = behind_proxy("hang-co", |vars| {
+    // Bootstrapped and onboarded with the usual deadline (many statements on a shared
+    // emulator); the instance under test, on the same meta dataset, has a 2 s deadline.
+    let (proxy, setup, slug, key) = behind_proxy("hang-co", fast_leases).await;
+    let (host, meta) = (proxy.host.clone(), setup.meta_dataset.clone());
+    let app = spawn_app_with(|vars| {
         fast_leases(vars);
+        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
+        vars.insert("META_DATASET".into(), meta);
         vars.insert("BIGQUERY_API_DEADLINE_SECS".into(), "2".into());
     })
     .await;
