@@ -1,6 +1,8 @@
 //! The soak: three instances on one meta dataset behind the BigQuery model with flapping and
 //! lost answers, mixed load (triggers with and without an Idempotency-Key, queued runs, cancels,
-//! watchers), then a history of every answer and read checked against the tables:
+//! watchers), the third instance cut off from BigQuery for 30 s in the middle (longer than its
+//! runs may live without renewing their lease), then a history of every answer and read checked
+//! against the tables:
 //!
 //! - (a) no 5xx other than 503 with Retry-After;
 //! - (b) every run answered 202 ends terminal;
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::bq_limits::{CallKind, Faults, Limits, LimitsModel};
+use crate::bq_limits::{CallKind, Class, Faults, Limits, LimitsModel};
 use crate::helpers::{Emulator, TestApp, emulator_host, fixture, spawn_app_with, unique_slug};
 use crate::pipelines::{quota, set_limits};
 
@@ -59,6 +61,9 @@ struct History {
 
 struct Soak {
     model: LimitsModel,
+    /// The third instance's way to BigQuery (a second model in front of the first, so job ids
+    /// stay unique across the project): black-holed to cut that instance off.
+    cut: LimitsModel,
     apps: Vec<TestApp>,
     orgs: Vec<(String, String)>,
     history: Mutex<History>,
@@ -72,6 +77,11 @@ fn faults() -> Faults {
 async fn setup() -> Soak {
     let model = LimitsModel::start(
         &emulator_host(),
+        Limits::bigquery(Duration::ZERO, Duration::ZERO, Duration::ZERO),
+    )
+    .await;
+    let cut = LimitsModel::start(
+        &model.host,
         Limits::bigquery(Duration::ZERO, Duration::ZERO, Duration::ZERO),
     )
     .await;
@@ -92,12 +102,16 @@ async fn setup() -> Soak {
     let first = spawn_app_with(&vars).await;
     first.bootstrap().await;
     let mut apps = vec![first];
-    for _ in 1..3 {
+    for i in 1..3 {
         let meta = apps[0].meta_dataset.clone();
+        let cut_host = cut.host.clone();
         apps.push(
             spawn_app_with(|v| {
                 vars(v);
                 v.insert("META_DATASET".into(), meta);
+                if i == 2 {
+                    v.insert("BIGQUERY_EMULATOR_HOST".into(), cut_host);
+                }
             })
             .await,
         );
@@ -117,6 +131,7 @@ async fn setup() -> Soak {
     }
     Soak {
         model,
+        cut,
         apps,
         orgs,
         history: Mutex::new(History::default()),
@@ -299,7 +314,23 @@ async fn soak(secs: u64) {
     let started = Instant::now();
     let mut load = vec![];
     let mut n = 0;
+    // The third instance is cut off from BigQuery from a third of the load on, for 30 s: its
+    // runs stop themselves (their lease lapses after 20 s), the others' reapers free their slots.
+    let cut_from = Duration::from_secs(secs / 3);
+    let cut_until = cut_from + Duration::from_secs(30);
+    let black_hole = Faults {
+        black_hole_rate: 1.0,
+        black_hole: Duration::from_secs(5),
+        ..Faults::default()
+    };
+    let mut cut = false;
     while started.elapsed() < Duration::from_secs(secs) {
+        let cut_now = (cut_from..cut_until).contains(&started.elapsed());
+        if cut_now != cut {
+            cut = cut_now;
+            soak.cut
+                .set_faults_everywhere(if cut { black_hole } else { Faults::default() });
+        }
         for _ in 0..3 {
             let soak = soak.clone();
             load.push(tokio::spawn(async move { soak.trigger(n).await }));
@@ -312,6 +343,8 @@ async fn soak(secs: u64) {
     }
     let injected = soak.model.injected();
     soak.model.set_faults_everywhere(Faults::default());
+    soak.cut.set_faults_everywhere(Faults::default());
+    let cut_off = soak.cut.injected();
 
     // Settle: every slot free (releases and refunds land, the reaper frees what a lost
     // instance held) within two leases.
@@ -505,7 +538,20 @@ async fn soak(secs: u64) {
     println!("soak: {secs} s, 3 instances, {ORGS} orgs at concurrent {CONCURRENT}, {n} triggers");
     println!("answers by status: {statuses:?}");
     println!("faults injected: {injected:?}");
+    println!(
+        "third instance cut off from BigQuery from {} s for 30 s: {} calls black-holed",
+        cut_from.as_secs(),
+        cut_off.values().map(|i| i.black_holed).sum::<usize>()
+    );
     println!("duplicate job ids refused: {}", soak.model.duplicate_jobs());
+    let (ran, refused) = soak.model.count("org_quota_state", Class::Mutating);
+    println!(
+        "mutating statements on org_quota_state: {ran} sent, {refused} refused by the DML limit, \
+         at most {} in one second, at most {} running at once",
+        soak.model
+            .max_per_second("org_quota_state", Class::Mutating),
+        soak.model.max_running("org_quota_state", Class::Mutating)
+    );
     println!("{:<55} {:>8} {:>10}", "invariant", "checked", "violated");
     let mut failed = vec![];
     for (name, (checked, bad)) in &table {
