@@ -36,7 +36,8 @@ use crate::warehouse::{Warehouse, WarehouseError};
 pub use guard::{Releaser, SlotGuard};
 use lease::{ActiveRuns, Stop};
 
-/// After the grace period: how long cancelled runs get to write their end.
+/// After the grace period: how long cancelled runs get to write their end, beside
+/// [`SHUTDOWN_RELEASES`] (one budget: the releases get what the ends leave).
 const SHUTDOWN_RUN_ENDS: Duration = Duration::from_secs(2);
 /// How long shutdown waits for slot releases.
 const SHUTDOWN_RELEASES: Duration = Duration::from_secs(2);
@@ -516,13 +517,15 @@ impl Executor {
     /// Graceful shutdown, inside a platform's kill window (Cloud Run: SIGKILL 10 s after
     /// SIGTERM): refuse new runs and flush what is queued at once (nothing already known is
     /// lost to an early SIGKILL), let running ones finish within the grace period, stop the
-    /// rest, then at most 2 s for their ends, 2 s for slot releases and 1 s for the last flush.
+    /// rest, then at most 4 s for their ends and the slot releases together (the releases get
+    /// what the ends leave; 2 s when no run had to be stopped) and 1 s for the last flush.
     pub async fn shutdown(&self) {
         self.inner.draining.store(true, Ordering::SeqCst);
         self.inner.admission.hurry();
         self.inner.tasks.close();
         let _ = tokio::time::timeout(SHUTDOWN_FLUSH, self.inner.run_log.flush()).await;
         let grace = self.inner.settings.shutdown_grace;
+        let mut releases = SHUTDOWN_RELEASES;
         tracing::info!(
             active = self.active_runs(),
             grace_secs = grace.as_secs(),
@@ -540,9 +543,17 @@ impl Executor {
                 Stop::Cancelled,
                 "run cancelled: its instance shut down before it finished",
             );
-            let _ = tokio::time::timeout(SHUTDOWN_RUN_ENDS, self.inner.tasks.wait()).await;
+            // The ends and the releases share one budget: what the ends leave goes to the
+            // releases (an end writes its step rows, then its event: two inserts in a row).
+            let ends = std::time::Instant::now();
+            let _ = tokio::time::timeout(
+                SHUTDOWN_RUN_ENDS + SHUTDOWN_RELEASES,
+                self.inner.tasks.wait(),
+            )
+            .await;
+            releases = (SHUTDOWN_RUN_ENDS + SHUTDOWN_RELEASES).saturating_sub(ends.elapsed());
         }
-        if !self.inner.releaser.wait_idle(SHUTDOWN_RELEASES).await {
+        if !self.inner.releaser.wait_idle(releases).await {
             tracing::error!(
                 pending = self.inner.releaser.pending(),
                 "slot releases still pending at exit; the reaper frees them after the lease"
