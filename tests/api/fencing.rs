@@ -12,14 +12,15 @@ use crate::fault_proxy::{FaultProxy, behind_proxy};
 use crate::helpers::{TestApp, assert_error, spawn_app_with, unique_slug};
 use crate::pipelines::{finished, run, set_limits, slots_free, steps};
 
-/// Short leases: a run not renewed for 11 s stops itself (14 - 1 - 2); reapers need 14 s plus
-/// two passes. (A heartbeat may take 2 s: the emulator runs one statement at a time for the
-/// whole suite. A run's lease starts at its trigger, so a loaded emulator's slow admission eats
-/// into it: 12 s left too little in a fresh clone's run.)
+/// Short leases: a run not renewed for 13 s stops itself (17 - 1 - 3); reapers need 17 s plus
+/// two passes. (A heartbeat may take 3 s: the emulator runs one statement at a time for the
+/// whole suite, and in a fresh clone's run a 2 s heartbeat timeout lost every beat for longer
+/// than a 12 s lease allowed. A run's lease also starts at its trigger, so a slow admission eats
+/// into it.)
 fn fast_leases(vars: &mut HashMap<String, String>) {
-    vars.insert("RUN_LEASE_SECS".into(), "14".into());
+    vars.insert("RUN_LEASE_SECS".into(), "17".into());
     vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "1".into());
-    vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "2".into());
+    vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "3".into());
     vars.insert("BIGQUERY_MAX_RETRIES".into(), "1".into());
 }
 
@@ -172,7 +173,7 @@ async fn a_run_cut_off_from_bigquery_stops_itself_before_another_instance_can_ta
         end["error_summary"]
             .as_str()
             .unwrap()
-            .contains("lease (14s) could not be renewed"),
+            .contains("lease (17s) could not be renewed"),
         "{end}"
     );
     assert_eq!(
@@ -199,11 +200,12 @@ async fn a_run_cut_off_from_bigquery_stops_itself_before_another_instance_can_ta
 }
 
 #[tokio::test]
-async fn one_heartbeat_held_12_s_neither_stops_the_run_nor_lets_it_be_reaped() {
+async fn one_heartbeat_held_past_the_fence_period_neither_stops_the_run_nor_lets_it_be_reaped() {
     let proxy = FaultProxy::start().await;
     let (a, b, slug, key) = two_instances(&proxy).await;
     let id = started(&a, &slug, &key, "test/sleep5").await;
-    proxy.hold_next("/tables/run_heartbeats/insertAll", Duration::from_secs(12));
+    // Held 15 s, longer than the 13 s after which a run without renewal stops itself.
+    proxy.hold_next("/tables/run_heartbeats/insertAll", Duration::from_secs(15));
     let done = finished(&b, &slug, &key, &id).await;
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
     assert_eq!(done["error_class"], Value::Null);
