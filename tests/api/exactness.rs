@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::fault_proxy::{Fault, behind_proxy};
+use crate::fault_proxy::{behind_proxy, lost_answer, refused};
 use crate::helpers::{Emulator, TestApp, assert_error, spawn_app_with};
 use crate::orchestration::{free_the_slot, hold_the_slot, queue_run};
 use crate::pipelines::{finished, quota, run, set_limits, slots_free};
@@ -52,14 +52,7 @@ async fn a_trigger_answered_503_because_its_decision_came_too_late_is_not_counte
     // The batch's UPDATE reaches BigQuery 4.5 s late and admits the run; its trigger gave up
     // after 3 s (503). The refund's first batch fails too: it is sent again, not dropped.
     proxy.hold_next_with("/queries", "\"reserve\"", Duration::from_millis(4500));
-    proxy.inject([Fault {
-        suffix: "/queries",
-        body_contains: Some("\"refund\""),
-        after_forwarding: false,
-        status: 503,
-        body: json!({"error": {"code": 503, "message": "backend", "status": "UNAVAILABLE",
-                     "errors": [{"reason": "backendError", "message": "backend"}]}}),
-    }]);
+    proxy.inject([refused("/queries", Some("\"refund\""))]);
     let r = app
         .key_post(&trigger_path(&slug, "test/sleep"), &key, &json!({}))
         .await;
@@ -190,14 +183,7 @@ async fn a_queued_run_whose_dequeue_answer_is_lost_still_ends_cancelled_and_neve
     let run_id = queued["run_id"].as_str().unwrap();
     // The dequeue takes effect but its answer is lost; its retry finds the run gone and says
     // it was not waiting.
-    proxy.inject([Fault {
-        suffix: "/queries",
-        body_contains: Some("id != @run_id"),
-        after_forwarding: true,
-        status: 503,
-        body: json!({"error": {"code": 503, "message": "backend", "status": "UNAVAILABLE",
-                     "errors": [{"reason": "backendError", "message": "backend"}]}}),
-    }]);
+    proxy.inject([lost_answer("/queries", Some("id != @run_id"))]);
     let r = app
         .key_post(
             &format!("/api/v1/pipelines/{slug}/runs/{run_id}/cancel"),

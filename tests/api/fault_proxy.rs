@@ -12,6 +12,27 @@ use serde_json::Value;
 use crate::bq_limits::{JobIds, forward};
 use crate::helpers::{TestApp, emulator_host, spawn_app_with, unique_slug};
 
+/// A 503 backendError for the next call whose path ends in `suffix` (and whose body holds
+/// `needle`), sent after the request was forwarded: it took effect, its answer was lost.
+pub fn lost_answer(suffix: &'static str, needle: Option<&'static str>) -> Fault {
+    Fault {
+        suffix,
+        body_contains: needle,
+        after_forwarding: true,
+        status: 503,
+        body: serde_json::json!({"error": {"code": 503, "message": "backend", "status": "UNAVAILABLE",
+                     "errors": [{"reason": "backendError", "message": "backend"}]}}),
+    }
+}
+
+/// [`lost_answer`], but refused before it took effect.
+pub fn refused(suffix: &'static str, needle: Option<&'static str>) -> Fault {
+    Fault {
+        after_forwarding: false,
+        ..lost_answer(suffix, needle)
+    }
+}
+
 /// A canned answer for the next call whose path ends in `suffix` (or, for a suffix that ends
 /// in `/`, contains it: `"/jobs/"` is the next `jobs.get`).
 #[derive(Clone)]

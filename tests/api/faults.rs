@@ -3,35 +3,13 @@
 
 use serde_json::{Value, json};
 
-use crate::fault_proxy::{Fault, behind_proxy};
+use crate::fault_proxy::{behind_proxy, lost_answer, refused};
 use crate::helpers::{
     Emulator, TestApp, assert_error, fixture, repo_path, spawn_app_with, unique_slug,
 };
 use crate::integrations::app_with_double;
 use crate::pipelines::{finished, quota, slots_free};
 use crate::provider_double::ProviderDouble;
-
-/// A 503 backendError for the next call whose path ends in `suffix` (and whose body holds
-/// `needle`), sent after the request was forwarded: it took effect, its answer was lost.
-fn lost_answer(suffix: &'static str, needle: Option<&'static str>) -> Fault {
-    Fault {
-        suffix,
-        body_contains: needle,
-        after_forwarding: true,
-        status: 503,
-        body: json!({"error": {"code": 503, "message": "backend", "status": "UNAVAILABLE",
-                     "errors": [{"reason": "backendError", "message": "backend"}]}}),
-    }
-}
-
-/// A 503 backendError for the next call whose path ends in `suffix` (or contains it, for a
-/// suffix ending in `/`), refused before it took effect.
-fn refused(suffix: &'static str) -> Fault {
-    Fault {
-        after_forwarding: false,
-        ..lost_answer(suffix, None)
-    }
-}
 
 /// Triggers `pipeline` with `body`; asserts 202 and returns the run id.
 async fn started(app: &TestApp, slug: &str, key: &str, pipeline: &str, body: Value) -> String {
@@ -412,7 +390,7 @@ async fn a_step_job_inserted_again_after_a_lost_answer_and_a_refused_lookup_runs
     // emulator alone would run it a second time.
     proxy.inject([
         lost_answer("/jobs", Some("appends` (note)")),
-        refused("/jobs/"),
+        refused("/jobs/", None),
     ]);
     let run_id = started(&app, &slug, &key, "test/append", json!({})).await;
     let done = finished(&app, &slug, &key, &run_id).await;

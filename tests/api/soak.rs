@@ -196,6 +196,17 @@ impl Soak {
         }
     }
 
+    /// Records one status read of `run_id`.
+    fn read(&self, run_id: &str, status: String) {
+        self.history
+            .lock()
+            .unwrap()
+            .reads
+            .entry(run_id.to_string())
+            .or_default()
+            .push(status);
+    }
+
     async fn cancel(&self, org: usize, run_id: &str, n: usize) {
         let (slug, key) = &self.orgs[org];
         let app = self.app(n + 1);
@@ -247,13 +258,7 @@ impl Soak {
                 }
             }
             let ended = TERMINAL.contains(&status.as_str());
-            self.history
-                .lock()
-                .unwrap()
-                .reads
-                .entry(run_id.to_string())
-                .or_default()
-                .push(status);
+            self.read(run_id, status);
             if ended {
                 // One more look later: an ended run never reads otherwise.
                 tokio::time::sleep(Duration::from_millis(500)).await;
@@ -266,13 +271,7 @@ impl Soak {
                         .as_str()
                         .unwrap_or_default()
                         .to_string();
-                    self.history
-                        .lock()
-                        .unwrap()
-                        .reads
-                        .entry(run_id.to_string())
-                        .or_default()
-                        .push(status);
+                    self.read(run_id, status);
                 }
                 return;
             }
