@@ -74,7 +74,8 @@ async fn a_trigger_answered_503_because_its_decision_came_too_late_is_not_counte
     .await;
     assert_eq!(q["runs_month"], 0, "{q}");
     // The org can use the whole day; a trigger is counted once it is answered 202, whatever
-    // 503s (a 3 s decision deadline) came before it.
+    // 503s (a 3 s decision deadline) came before it, or 429s (a slot still held by an attempt
+    // answered 503 whose refund has not landed yet).
     let mut answers = vec![];
     while answers.last() != Some(&202) {
         assert!(answers.len() < 20, "never admitted: {answers:?}");
@@ -82,9 +83,12 @@ async fn a_trigger_answered_503_because_its_decision_came_too_late_is_not_counte
             .key_post(&trigger_path(&slug, "test/sleep"), &key, &json!({}))
             .await;
         answers.push(r.status().as_u16());
+        if r.status() != 202 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
     assert!(
-        answers.iter().all(|s| matches!(s, 202 | 503)),
+        answers.iter().all(|s| matches!(s, 202 | 429 | 503)),
         "{answers:?}"
     );
     slots_free(&app, &slug).await;

@@ -82,12 +82,24 @@ pub(crate) async fn finished(app: &TestApp, slug: &str, key: &str, run_id: &str)
     panic!("run {run_id} did not finish");
 }
 
+/// Reads the org's quota as a client would: a 503 (BigQuery slow or failing under the load of
+/// the whole suite) is retried after a pause, at most 20 times; any other answer than 200 fails
+/// the test with its status and body.
 pub(crate) async fn quota(app: &TestApp, slug: &str) -> Value {
-    app.root_get(&format!("/api/v1/organizations/{slug}/quota"))
-        .await
-        .json()
-        .await
-        .unwrap()
+    for _ in 0..20 {
+        let r = app
+            .root_get(&format!("/api/v1/organizations/{slug}/quota"))
+            .await;
+        let status = r.status();
+        if status == 503 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            continue;
+        }
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 200, "reading the quota of {slug}: {body}");
+        return serde_json::from_str(&body).unwrap();
+    }
+    panic!("the quota of {slug} was 503 twenty times in a row");
 }
 
 /// Polls until the org holds no concurrency slot (at most 30 s).
