@@ -155,10 +155,10 @@ impl Metrics {
         self.quota_rejections.with_label_values(&[reason]).inc();
     }
 
-    pub fn auth_cache(&self, hit: bool) {
-        self.auth_cache
-            .with_label_values(&[if hit { "hit" } else { "miss" }])
-            .inc();
+    /// `result`: "hit", "miss" (looked up or shared a lookup in flight) or "refresh" (a hit
+    /// late in its life, read again in the background).
+    pub fn auth_cache(&self, result: &'static str) {
+        self.auth_cache.with_label_values(&[result]).inc();
     }
 
     pub fn admission_batch(&self, reservations: usize, releases: usize) {

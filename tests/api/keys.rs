@@ -604,3 +604,88 @@ async fn whoami_names_the_caller() {
     assert_eq!(app.key_get("/api/v1/whoami", &key).await.status(), 200);
     assert_eq!(app.warehouse.counters().snapshot(), before);
 }
+
+/// `quarry_auth_cache_total{result=...}` as served on `/metrics` (0 when absent).
+async fn auth_cache_count(app: &TestApp, result: &str) -> u64 {
+    let needle = format!("quarry_auth_cache_total{{result=\"{result}\"}} ");
+    crate::metrics::metrics_text(app)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(needle.as_str()))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_requests_with_an_uncached_key_share_one_lookup() {
+    let app = spawn_app().await;
+    let (_slug, key) = org(&app).await;
+    let before = app.warehouse.counters().snapshot();
+    let requests = (0..100).map(|_| app.key_get("/api/v1/whoami", &key));
+    let statuses: Vec<u16> = futures_util::future::join_all(requests)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(statuses, vec![200; 100]);
+    let delta = app.warehouse.counters().snapshot().since(&before);
+    assert_eq!(delta.query, 1, "one lookup for 100 requests: {delta:?}");
+}
+
+#[tokio::test]
+async fn a_failed_lookup_answers_every_request_waiting_on_it_and_is_not_retried_by_each() {
+    use crate::fault_proxy::{behind_proxy, refused};
+    let lookup = "key_hash = @key_hash";
+    let (proxy, app, _slug, key) = behind_proxy("herd-co", |vars| {
+        vars.insert("BIGQUERY_MAX_RETRIES".into(), "0".into());
+    })
+    .await;
+    // The key's first lookup takes 1.5 s and then fails: the 50 requests sent meanwhile all
+    // wait for it and all learn its failure.
+    proxy.hold_next_with("/queries", lookup, Duration::from_millis(1500));
+    proxy.inject([refused("/queries", Some(lookup))]);
+    let before = app.warehouse.counters().snapshot();
+    let requests = (0..50).map(|_| app.key_get("/api/v1/whoami", &key));
+    let answers = futures_util::future::join_all(requests).await;
+    for r in answers {
+        assert_eq!(r.headers()["retry-after"], "5");
+        assert_error(r, 503, "Service unavailable").await;
+    }
+    let delta = app.warehouse.counters().snapshot().since(&before);
+    assert_eq!(
+        (delta.query, delta.failed_query),
+        (1, 1),
+        "one failed lookup for 50 requests: {delta:?}"
+    );
+    // The failure is not cached: the next request looks the key up again and gets in.
+    assert_eq!(app.key_get("/api/v1/whoami", &key).await.status(), 200);
+    assert_eq!(app.warehouse.counters().snapshot().since(&before).query, 2);
+}
+
+#[tokio::test]
+async fn a_key_in_steady_use_is_refreshed_before_it_expires_and_no_request_waits_for_a_lookup() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("AUTH_CACHE_TTL_SECS".into(), "4".into());
+    })
+    .await;
+    let (_slug, key) = org(&app).await;
+    let misses = auth_cache_count(&app, "miss").await;
+    let before = app.warehouse.counters().snapshot();
+    // 9 s of use, a request every 100 ms: more than two lifetimes of the cached key, which is
+    // refreshed when used 3 s after it was read.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(9) {
+        assert_eq!(app.key_get("/api/v1/whoami", &key).await.status(), 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The last refresh, if one is still reading, lands.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        auth_cache_count(&app, "miss").await - misses,
+        1,
+        "only the first request looked the key up"
+    );
+    let refreshes = auth_cache_count(&app, "refresh").await;
+    let lookups = app.warehouse.counters().snapshot().since(&before).query;
+    assert!(refreshes >= 2, "{refreshes} refreshes in 9 s of a 4 s TTL");
+    assert_eq!(lookups, 1 + refreshes, "every other read was a refresh");
+}

@@ -88,7 +88,7 @@ async fn made_up_methods_and_paths_add_no_metric_series() {
 }
 
 /// The `/metrics` text as a scraper reads it (no key).
-async fn metrics_text(app: &TestApp) -> String {
+pub(crate) async fn metrics_text(app: &TestApp) -> String {
     app.client
         .get(app.url("/metrics"))
         .send()

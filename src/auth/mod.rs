@@ -11,7 +11,12 @@
 //! Every authenticated request then takes one unit of its caller's rate limit for the route's
 //! class. Malformed keys are refused without any BigQuery call; valid keys are cached for
 //! `AUTH_CACHE_TTL_SECS` (revocation, rotation and suspension clear this instance's cache at
-//! once; other instances see the change within the TTL).
+//! once; other instances see the change within the TTL), by [`key_cache`]: one lookup per key
+//! at a time, refreshed before it expires while in use.
+
+mod key_cache;
+
+use key_cache::{KeyCache, KeyLookup};
 
 use std::marker::PhantomData;
 use std::ops::Deref;
@@ -22,11 +27,10 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
-use moka::future::Cache;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::api_keys::{self, KeyAuthRecord, LastUsed};
+use crate::api_keys::LastUsed;
 use crate::domain::{ApiKey, OrgSlug, Scope};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -41,24 +45,14 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 pub struct AuthState {
     root_key_digest: Option<[u8; 32]>,
     auth_disabled: bool,
-    cache: Option<Cache<String, Arc<KeyAuthRecord>>>,
-    /// Key hashes that matched no key, for [`UNKNOWN_KEY_TTL`]: repeats cost no lookup.
-    unknown: Cache<String, ()>,
+    keys: KeyCache,
     warehouse: Warehouse,
     pub last_used: LastUsed,
     pub limiters: Limiters,
-    metrics: Arc<Metrics>,
 }
 
 impl AuthState {
     pub fn new(settings: &Settings, warehouse: Warehouse, metrics: Arc<Metrics>) -> Self {
-        let cache = (!settings.auth_cache_ttl.is_zero()).then(|| {
-            Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(settings.auth_cache_ttl)
-                .support_invalidation_closures()
-                .build()
-        });
         Self {
             root_key_digest: settings
                 .root_api_key
@@ -66,15 +60,10 @@ impl AuthState {
                 .map(|k| digest(k.expose().as_bytes())),
             auth_disabled: settings.disable_auth
                 && settings.environment == Environment::Development,
-            cache,
-            unknown: Cache::builder()
-                .max_capacity(UNKNOWN_KEYS_MAX)
-                .time_to_live(UNKNOWN_KEY_TTL)
-                .build(),
+            keys: KeyCache::new(settings.auth_cache_ttl, warehouse.clone(), metrics),
             warehouse,
             last_used: LastUsed::default(),
             limiters: Limiters::new(settings.rate_limit_enabled, &settings.rate_limits),
-            metrics,
         }
     }
 
@@ -88,26 +77,20 @@ impl AuthState {
     }
 
     /// A key was just created: its hash is no longer unknown (on this instance at once; others
-    /// hold a negative entry at most [`UNKNOWN_KEY_TTL`], and only if the hash was tried before
+    /// hold a negative entry at most [`key_cache::UNKNOWN_KEY_TTL`], and only if the hash was tried before
     /// it existed).
     pub async fn key_created(&self, key_hash: &str) {
-        self.unknown.invalidate(key_hash).await;
+        self.keys.key_created(key_hash).await;
     }
 
     /// Forgets a cached key at once (after revocation or rotation).
     pub fn invalidate_key(&self, key_id: &str) {
-        if let Some(cache) = &self.cache {
-            let key_id = key_id.to_string();
-            let _ = cache.invalidate_entries_if(move |_, record| record.key_id == key_id);
-        }
+        self.keys.invalidate_key(key_id);
     }
 
     /// Forgets every cached key of an org at once (after suspension).
     pub fn invalidate_org(&self, org: &OrgSlug) {
-        if let Some(cache) = &self.cache {
-            let org = org.clone();
-            let _ = cache.invalidate_entries_if(move |_, record| record.org_slug == org);
-        }
+        self.keys.invalidate_org(org);
     }
 
     async fn org_key(&self, req: &HttpRequest) -> Result<OrgPrincipal, ApiError> {
@@ -125,29 +108,11 @@ impl AuthState {
                 return Err(self.limiters.failed_auth(ip));
             }
         };
-        let record = match &self.cache {
-            Some(cache) => cache.get(&key_hash).await,
-            None => None,
-        };
-        self.metrics.auth_cache(record.is_some());
-        let record = match record {
-            Some(record) => record,
-            None => {
-                if self.unknown.contains_key(&key_hash) {
-                    tracing::info!("unknown api key refused (negative cache)");
-                    return Err(self.limiters.failed_auth(ip));
-                }
-                let found = api_keys::lookup(&self.warehouse, &key_hash).await?;
-                let Some(found) = found else {
-                    tracing::info!("unknown api key refused");
-                    self.unknown.insert(key_hash, ()).await;
-                    return Err(self.limiters.failed_auth(ip));
-                };
-                let found = Arc::new(found);
-                if let Some(cache) = &self.cache {
-                    cache.insert(key_hash, found.clone()).await;
-                }
-                found
+        let record = match self.keys.get(&key_hash).await? {
+            KeyLookup::Found(record) => record,
+            KeyLookup::Unknown => {
+                tracing::info!("unknown api key refused");
+                return Err(self.limiters.failed_auth(ip));
             }
         };
         if !record.is_usable_at(Utc::now()) {
@@ -215,11 +180,6 @@ impl AuthState {
         Ok(())
     }
 }
-
-/// How long a key hash that matched no key is refused without a lookup.
-pub const UNKNOWN_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(30);
-/// Unknown key hashes remembered at most (a flood of fresh ones ages the oldest out).
-const UNKNOWN_KEYS_MAX: u64 = 10_000;
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
