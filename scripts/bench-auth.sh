@@ -9,4 +9,4 @@ trap 'scripts/emulator.sh stop "$PIDFILE"' EXIT INT TERM
 PORT=$(scripts/emulator.sh free-port)
 scripts/emulator.sh start "$PORT" quarry-test "$PIDFILE" target/bench-emulator.log
 BIGQUERY_EMULATOR_HOST="127.0.0.1:$PORT" GCP_PROJECT_ID=quarry-test \
-  cargo run --locked --release --example auth_bench
+  cargo run --locked --release --features bench --example auth_bench

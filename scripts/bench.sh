@@ -13,4 +13,4 @@ trap 'scripts/emulator.sh stop "$PIDFILE"' EXIT INT TERM
 PORT=$(scripts/emulator.sh free-port)
 scripts/emulator.sh start "$PORT" quarry-test "$PIDFILE" target/bench-emulator.log
 BIGQUERY_EMULATOR_HOST="127.0.0.1:$PORT" GCP_PROJECT_ID=quarry-test RUST_LOG=error \
-  cargo run --locked --release --example bench
+  cargo run --locked --release --features bench --example bench

@@ -14,10 +14,12 @@ export QUARRY_TEST_EMULATOR_PID_FILE="$EMULATOR_PIDFILE"
 echo "==> terraform files parse and declare what a deployment needs"
 .venv/bin/python scripts/check-terraform.py
 
+echo "==> no import cycle between the top-level modules of src/"
+python3 scripts/check-module-cycles.py
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --all-targets --features bench -- -D warnings
 echo "==> cargo test (screenshots of the web view: target/ui-artifacts/)"
 rm -rf target/test-hygiene
 cargo test --locked --all-targets 2>&1 | tee target/test-output.log

@@ -10,8 +10,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{ApiKey, OrgSlug, Scope};
-use crate::error::ServiceError;
 use crate::kms::{Aad, Kms};
+use crate::service_error::ServiceError;
+use crate::warehouse::from_micros;
 use crate::warehouse::{Param, Warehouse, WarehouseError, sql};
 
 /// A freshly issued key: the only moment the plaintext exists outside the caller's hands.
@@ -141,10 +142,6 @@ struct KeyListRow {
     expires_at_micros: Option<i64>,
     revoked_at_micros: Option<i64>,
     last_used_at_micros: Option<i64>,
-}
-
-pub fn from_micros(micros: Option<i64>) -> Option<DateTime<Utc>> {
-    micros.and_then(DateTime::from_timestamp_micros)
 }
 
 /// Keys listed per page at most.

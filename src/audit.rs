@@ -6,10 +6,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::api_keys::from_micros;
 use crate::domain::OrgSlug;
-use crate::error::ServiceError;
-use crate::request_id;
+use crate::http::request_id;
+use crate::service_error::ServiceError;
+use crate::warehouse::from_micros;
 use crate::warehouse::{Param, Warehouse, sql};
 
 pub const TABLE: &str = "audit_logs";

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::domain::{OrgSlug, hash_hex};
-use crate::error::{ApiError, ServiceError};
+use crate::http::error::ApiError;
+use crate::service_error::ServiceError;
 use crate::warehouse::{Param, Warehouse, sql};
 
 pub const HEADER: &str = "idempotency-key";

@@ -11,11 +11,12 @@ use serde::{Deserialize, Serialize};
 use validator::ValidateEmail;
 
 use crate::admission::Admission;
-use crate::api_keys::{self, IssuedKey, from_micros};
+use crate::api_keys::{self, IssuedKey};
 use crate::bootstrap::{self, SyncState};
 use crate::domain::{OrgSlug, Plan, QuotaLimits};
-use crate::error::ServiceError;
 use crate::kms::Kms;
+use crate::service_error::ServiceError;
+use crate::warehouse::from_micros;
 use crate::warehouse::{Created, Param, Warehouse, sql};
 
 pub const MAX_COMPANY_NAME: usize = 200;

@@ -5,9 +5,9 @@
 use chrono::{DateTime, Utc};
 
 use crate::domain::OrgSlug;
-use crate::error::ServiceError;
 use crate::executor::{Executor, RunStatus, TriggerError, TriggerInfo, Triggered};
 use crate::runs;
+use crate::service_error::ServiceError;
 use crate::warehouse::Warehouse;
 
 #[derive(Debug, thiserror::Error)]

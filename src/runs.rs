@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::api_keys::from_micros;
 use crate::domain::OrgSlug;
-use crate::error::ServiceError;
+use crate::service_error::ServiceError;
+use crate::warehouse::from_micros;
 use crate::warehouse::{Param, Warehouse, sql};
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]

@@ -11,7 +11,7 @@
 //! Every authenticated request then takes one unit of its caller's rate limit for the route's
 //! class. Malformed keys are refused without any BigQuery call; valid keys are cached for
 //! `AUTH_CACHE_TTL_SECS` (revocation, rotation and suspension clear this instance's cache at
-//! once; other instances see the change within the TTL), by [`key_cache`]: one lookup per key
+//! once; other instances see the change within the TTL), by `key_cache`: one lookup per key
 //! at a time, refreshed before it expires while in use.
 
 mod key_cache;
@@ -32,9 +32,9 @@ use subtle::ConstantTimeEq;
 
 use crate::api_keys::LastUsed;
 use crate::domain::{ApiKey, OrgSlug, Scope};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
+use crate::http::rate_limit::{Limiters, RouteClass};
 use crate::metrics::Metrics;
-use crate::rate_limit::{Limiters, RouteClass};
 use crate::settings::{Environment, Settings};
 use crate::warehouse::Warehouse;
 
@@ -77,7 +77,7 @@ impl AuthState {
     }
 
     /// A key was just created: its hash is no longer unknown (on this instance at once; others
-    /// hold a negative entry at most [`key_cache::UNKNOWN_KEY_TTL`], and only if the hash was tried before
+    /// hold a negative entry at most 30 s, and only if the hash was tried before
     /// it existed).
     pub async fn key_created(&self, key_hash: &str) {
         self.keys.key_created(key_hash).await;

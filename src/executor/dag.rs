@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::lease::Stop;
 use super::{Inner, RunStatus, TriggerInfo};
+use crate::definitions::RunParams;
 use crate::domain::OrgSlug;
-use crate::pipelines::{OnFailure, Pipeline, RunParams};
+use crate::pipelines::{OnFailure, Pipeline};
 use crate::run_log::StepLog;
 use crate::steps::{StepContext, StepError, StepOutcome};
 

@@ -19,9 +19,9 @@ use tokio::time::MissedTickBehavior;
 
 use super::{Inner, RunStatus, TriggerInfo};
 use crate::admission::{FromQueue, WhenBusy};
-use crate::api_keys::from_micros;
+use crate::definitions::RunParams;
 use crate::domain::OrgSlug;
-use crate::pipelines::RunParams;
+use crate::warehouse::from_micros;
 use crate::warehouse::{Param, sql};
 
 /// A definition written with the queueing may not be readable at once: the reads to try.

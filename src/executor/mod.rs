@@ -24,11 +24,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::admission::{Admission, AdmissionError, Limit, Reservation, Tick, WhenBusy};
 use crate::clock::SharedClock;
+use crate::definitions::{ParamError, RunParams};
 use crate::domain::OrgSlug;
 use crate::integrations::Registry;
 use crate::kms::SharedKms;
 use crate::metrics::Metrics;
-use crate::pipelines::{Catalog, ParamError, RunParams};
+use crate::pipelines::Catalog;
 use crate::run_log::{RunEvent, RunLog};
 use crate::settings::ExecutorSettings;
 use crate::warehouse::{Warehouse, WarehouseError};

@@ -5,8 +5,8 @@
 use serde::Deserialize;
 
 use super::{Inner, RunStatus, TriggerError, Triggered};
+use crate::definitions::RunParams;
 use crate::domain::OrgSlug;
-use crate::pipelines::RunParams;
 use crate::warehouse::{Param, sql};
 
 /// Namespace of run ids derived from an Idempotency-Key.

@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::api_keys::from_micros;
 use crate::domain::{OrgSlug, Plan};
-use crate::error::ServiceError;
 use crate::kms::{Aad, Kms};
+use crate::service_error::ServiceError;
+use crate::warehouse::from_micros;
 use crate::warehouse::{Param, Warehouse, WarehouseError, sql};
 
 pub use registry::{AuthStyle, Authorization, Provider, Registry, RegistryError};

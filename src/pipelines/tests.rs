@@ -1,4 +1,5 @@
 use super::*;
+use crate::definitions::referenced_params;
 use serde_json::json;
 
 fn decls() -> Vec<ParamDecl> {

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use crate::audit::{self, AuditEvent};
 use crate::auth::{Guarded, Root};
 use crate::bootstrap;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::warehouse::Warehouse;
 
 /// Creates the meta dataset and every meta table; idempotent.

@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use crate::error::error_body;
+use crate::http::error::error_body;
 use crate::settings::Settings;
 use crate::warehouse::Warehouse;
 
@@ -95,5 +95,5 @@ pub async fn metrics(
 
 /// The OpenAPI document, generated from the route table and the Rust types.
 pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(crate::openapi::document())
+    HttpResponse::Ok().json(crate::routes::openapi::document())
 }

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use serde_json::json;
 
 use crate::auth::{Caller, Guarded, OrgOrRoot, scopes};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 pub async fn whoami(caller: Guarded<OrgOrRoot<scopes::Any>>) -> Result<HttpResponse, ApiError> {
     let body = match caller.principal() {

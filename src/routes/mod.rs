@@ -8,6 +8,7 @@ pub mod health;
 pub mod integrations;
 pub mod keys;
 pub mod me;
+pub mod openapi;
 pub mod orchestration;
 pub mod orgs;
 pub mod pipelines;
@@ -105,6 +106,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Parses the `{org_slug}` path segment (400 when malformed).
-pub fn org_from_path(raw: &str) -> Result<crate::domain::OrgSlug, crate::error::ApiError> {
-    crate::domain::OrgSlug::parse(raw).map_err(crate::error::ApiError::bad_request)
+pub fn org_from_path(raw: &str) -> Result<crate::domain::OrgSlug, crate::http::error::ApiError> {
+    crate::domain::OrgSlug::parse(raw).map_err(crate::http::error::ApiError::bad_request)
 }

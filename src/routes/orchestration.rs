@@ -5,10 +5,10 @@ use serde::Deserialize;
 
 use super::pipelines::{org_and_run, trigger_error};
 use crate::auth::{Guarded, OrgOrRoot, scopes};
-use crate::body::Body;
 use crate::clock::SharedClock;
-use crate::error::ApiError;
 use crate::executor::Executor;
+use crate::http::body::Body;
+use crate::http::error::ApiError;
 use crate::reruns::{self, RerunError};
 use crate::warehouse::Warehouse;
 

@@ -6,11 +6,11 @@ use serde_json::json;
 
 use super::org_from_path;
 use crate::auth::{Caller, Guarded, OrgOrRoot, scopes};
-use crate::body::Body;
 use crate::clock::SharedClock;
 use crate::domain::OrgSlug;
-use crate::error::ApiError;
 use crate::executor::{Executor, TriggerError, TriggerInfo};
+use crate::http::body::Body;
+use crate::http::error::ApiError;
 use crate::idempotency;
 use crate::orgs;
 use crate::page_token::PageTokens;

@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use super::scheduler::{BackfillDetails, day_time, logical_text, tick_run_id};
 use super::state::{self, Change};
+use crate::definitions::ParamType;
 use crate::domain::OrgSlug;
-use crate::error::ServiceError;
 use crate::orgs;
-use crate::pipelines::{Catalog, ParamType};
+use crate::pipelines::Catalog;
+use crate::service_error::ServiceError;
 use crate::validation::FieldProblem;
 use crate::warehouse::{Param, Warehouse, sql};
 
@@ -134,7 +135,7 @@ pub async fn start(
         decl.name.clone(),
         serde_json::Value::String(request.from.to_string()),
     );
-    crate::pipelines::RunParams::validate(&pipeline.parameters, &sample)
+    crate::definitions::RunParams::validate(&pipeline.parameters, &sample)
         .map_err(|e| invalid(&format!("parameters.{}", e.name), &e.problem, ""))?;
     let today = crate::clock::day_of(now).to_string();
     let month = crate::clock::month_of(now).to_string();

@@ -1,7 +1,6 @@
-//! Schedules: declared in pipeline files (`spec`), enabled per org through the API (`state`),
+//! Schedules: declared in pipeline files ([`crate::definitions::schedule`]), enabled per org through the API (`state`),
 //! fired by every instance's scheduler (`scheduler`), each tick exactly once.
 
 pub mod backfill;
 pub mod scheduler;
-pub mod spec;
 pub mod state;

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_yaml_ng::Mapping;
 
 use super::{StepAction, StepContext, StepError, StepOutcome, fields};
-use crate::pipelines::{CatalogError, PipelineSql, StepParse};
+use crate::definitions::{CatalogError, PipelineSql, StepParse};
 use crate::warehouse::PipelineStatement;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_yaml_ng::Mapping;
 
 use super::{StepAction, StepContext, StepError, StepOutcome, fields};
-use crate::pipelines::{CatalogError, StepParse};
+use crate::definitions::{CatalogError, StepParse};
 use crate::settings::Environment;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

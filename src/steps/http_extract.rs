@@ -33,10 +33,10 @@ use serde_json::{Map, Value};
 use serde_yaml_ng::Mapping;
 
 use super::{StepAction, StepContext, StepError, StepOutcome, fields};
-use crate::error::ServiceError;
+use crate::definitions::{CatalogError, StepParse};
 use crate::integrations;
 use crate::kms::KmsError;
-use crate::pipelines::{CatalogError, StepParse};
+use crate::service_error::ServiceError;
 
 const MAX_ROWS_PER_INSERT: usize = 500;
 const MAX_ATTEMPTS: u32 = 5;

@@ -12,10 +12,10 @@ use serde_yaml_ng::Mapping;
 
 use std::sync::Arc;
 
+use crate::definitions::{CatalogError, ParamDecl, RunParams, StepParse};
 use crate::domain::{DatasetId, OrgSlug};
 use crate::integrations::Registry;
 use crate::kms::SharedKms;
-use crate::pipelines::{CatalogError, ParamDecl, RunParams, StepParse};
 use crate::warehouse::{Warehouse, WarehouseError};
 
 /// Everything a step attempt may use: the warehouse, the triggering org (its own dataset), the
@@ -134,7 +134,7 @@ fn fields<T: serde::de::DeserializeOwned>(
                     &path,
                     format!(
                         "unknown field; a step takes {}, and this kind takes {kind_fields}",
-                        crate::pipelines::COMMON_STEP_FIELDS.join(", ")
+                        crate::definitions::COMMON_STEP_FIELDS.join(", ")
                     ),
                 )
             }

@@ -38,6 +38,7 @@ use crate::settings::{RetrySettings, Settings};
 pub use counters::{JobCounters, JobCounts, JobKind};
 pub use jobs::job_id;
 pub use params::Param;
+pub use rows::from_micros;
 pub use sql::{PipelineStatement, Statement};
 
 /// What a pipeline statement did.

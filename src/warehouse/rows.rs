@@ -11,6 +11,11 @@ use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
 use gcp_bigquery_client::model::table_row::TableRow;
 use serde_json::{Map, Value};
 
+/// A TIMESTAMP column read as `i64` microseconds, as a time (`None` stays `None`).
+pub fn from_micros(micros: Option<i64>) -> Option<chrono::DateTime<chrono::Utc>> {
+    micros.and_then(chrono::DateTime::from_timestamp_micros)
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("column {column}: {problem}")]
 pub struct DecodeError {

@@ -1,6 +1,6 @@
 use std::collections::BTreeSet;
 
-use quarry::openapi::{DOCS, openapi_path};
+use quarry::routes::openapi::{DOCS, openapi_path};
 use quarry::routes::{Access, ROUTES};
 use serde_json::Value;
 

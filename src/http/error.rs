@@ -9,35 +9,12 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
+use super::request_id;
 use crate::admission::AdmissionError;
 use crate::kms::KmsError;
-use crate::request_id;
+use crate::service_error::ServiceError;
 use crate::validation::FieldProblem;
 use crate::warehouse::WarehouseError;
-
-/// The service layer's error: what went wrong in domain terms. Mapped to HTTP once, below.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    /// The input is well-formed JSON but not acceptable; the reason is logged, not returned.
-    #[error("invalid input: {0}")]
-    Invalid(String),
-    /// One field is not acceptable; the problem (names and accepted forms only) is returned.
-    #[error("invalid {}: {}", .0.field, .0.problem)]
-    InvalidField(FieldProblem),
-    #[error("not found")]
-    NotFound,
-    #[error("conflict: {0}")]
-    Conflict(String),
-    /// The org's plan does not allow it (the text names the plan and its limit; no secrets).
-    #[error("plan limit: {0}")]
-    PlanLimit(String),
-    #[error(transparent)]
-    Warehouse(#[from] WarehouseError),
-    #[error(transparent)]
-    Kms(#[from] KmsError),
-    #[error(transparent)]
-    Admission(#[from] AdmissionError),
-}
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {

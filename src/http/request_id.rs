@@ -1,7 +1,7 @@
 //! Request ids and the per-request context: every response carries `X-Request-ID` (an incoming
 //! one is echoed when it is 1-128 characters of `[A-Za-z0-9._-]`, otherwise a UUID is made),
 //! every log line of the request carries it (a tracing span), and every error body carries it
-//! (a task-local read by [`crate::error`]).
+//! (a task-local read by [`crate::http::error`]).
 //!
 //! This middleware is the outermost layer: it also turns errors raised by inner layers into
 //! responses while the request id is still in scope, and writes the access log line.
@@ -16,9 +16,9 @@ use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpResponse, web};
 use tracing::Instrument;
 
-use crate::error::{ApiError, error_body, standard_message};
+use crate::http::error::{ApiError, error_body, standard_message};
+use crate::http::rate_limit::Allowance;
 use crate::metrics::Metrics;
-use crate::rate_limit::Allowance;
 use crate::telemetry::redact_query;
 
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");

@@ -1,8 +1,14 @@
-//! HTTP plumbing shared by every route: refusing bodies before reading them, security headers,
+//! The HTTP edge shared by every route: refusing bodies before reading them, security headers,
 //! CORS, standard JSON for every error, and the extractor configs that turn malformed input
-//! into the standard JSON 400.
+//! into the standard JSON 400. Its rooms: `error` (every failure mapped to HTTP once, service
+//! errors included), `request_id` (the outermost middleware), `rate_limit` and `body`.
 
-use crate::error::{ApiError, error_body, standard_message};
+pub mod body;
+pub mod error;
+pub mod rate_limit;
+pub mod request_id;
+
+use self::error::{ApiError, error_body, standard_message};
 use actix_cors::Cors;
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -11,11 +17,11 @@ use actix_web::middleware::{DefaultHeaders, Next};
 use actix_web::web;
 use actix_web::{Error, HttpRequest, HttpResponse, ResponseError};
 
-pub use crate::body::MAX_BODY_BYTES;
+pub use self::body::MAX_BODY_BYTES;
 
 /// Refuses, before reading a byte of it, a declared body over [`MAX_BODY_BYTES`] and any body
 /// sent with a method whose routes take none (GET, HEAD, DELETE, OPTIONS); such a connection is
-/// closed. Nothing is buffered here: handlers read bodies through [`crate::body::Body`], after
+/// closed. Nothing is buffered here: handlers read bodies through [`crate::http::body::Body`], after
 /// their guard has decided, within the body limits.
 pub async fn refuse_bodies(
     req: ServiceRequest,
