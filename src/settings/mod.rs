@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use crate::domain::DatasetId;
 
+pub mod catalog;
+
+use catalog::{Kind, Unit};
+
 /// The root key's minimum length in production.
 pub const MIN_PRODUCTION_ROOT_KEY_LEN: usize = 32;
 /// Distinct characters a production root key needs at least (refuses `aaaa…` and the like).
@@ -159,6 +163,8 @@ pub struct Settings {
     pub provider_base_urls: HashMap<String, String>,
     /// Label run metrics with the org slug (off by default: cardinality).
     pub metrics_org_labels: bool,
+    /// Every variable read and what it came to (secrets as their length), in catalog order.
+    effective: Vec<(&'static str, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -258,9 +264,12 @@ impl VarSource for HashMap<&str, &str> {
     }
 }
 
+/// Reads variables as [`catalog::VARS`] declares them and records what each one came to, for
+/// `check-config` (secrets masked).
 struct Reader<'a, S: VarSource + ?Sized> {
     source: &'a S,
     problems: Vec<SettingProblem>,
+    effective: Vec<(&'static str, String)>,
 }
 
 impl<S: VarSource + ?Sized> Reader<'_, S> {
@@ -279,12 +288,53 @@ impl<S: VarSource + ?Sized> Reader<'_, S> {
         });
     }
 
-    fn string(&mut self, var: &'static str, default: &str) -> String {
-        self.get(var).unwrap_or_else(|| default.to_string())
+    fn record(&mut self, var: &'static str, shown: String) {
+        self.effective.push((var, shown));
     }
 
-    fn bool(&mut self, var: &'static str, default: bool) -> bool {
-        match self.get(var).map(|v| v.to_ascii_lowercase()) {
+    /// A text variable, or its declared default.
+    fn text(&mut self, var: &'static str) -> String {
+        let Kind::Text(default) = catalog::declared(var).kind else {
+            panic!("{var} is not declared as text");
+        };
+        let value = self.get(var).unwrap_or_else(|| default.to_string());
+        self.record(var, value.clone());
+        value
+    }
+
+    /// A variable that is unset unless given.
+    fn optional(&mut self, var: &'static str) -> Option<String> {
+        assert_eq!(
+            catalog::declared(var).kind,
+            Kind::Optional,
+            "{var} is not declared optional"
+        );
+        let value = self.get(var);
+        self.record(var, value.clone().unwrap_or_else(|| "unset".into()));
+        value
+    }
+
+    /// A secret, as given (untrimmed; empty is unset). Recorded as its length only.
+    fn secret(&mut self, var: &'static str) -> Option<String> {
+        assert_eq!(
+            catalog::declared(var).kind,
+            Kind::Secret,
+            "{var} is not declared secret"
+        );
+        let value = self.source.var(var).filter(|v| !v.is_empty());
+        let shown = match &value {
+            Some(v) => format!("set (*** {} chars)", v.chars().count()),
+            None => "unset".into(),
+        };
+        self.record(var, shown);
+        value
+    }
+
+    fn bool(&mut self, var: &'static str) -> bool {
+        let Kind::Bool(default) = catalog::declared(var).kind else {
+            panic!("{var} is not declared as a boolean");
+        };
+        let value = match self.get(var).map(|v| v.to_ascii_lowercase()) {
             None => default,
             Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => true,
             Some(v) if matches!(v.as_str(), "false" | "0" | "no") => false,
@@ -292,24 +342,46 @@ impl<S: VarSource + ?Sized> Reader<'_, S> {
                 self.problem(var, "expected true or false");
                 default
             }
-        }
-    }
-
-    fn integer(&mut self, var: &'static str, default: u64, min: u64, max: u64) -> u64 {
-        let Some(raw) = self.get(var) else {
-            return default;
         };
-        match raw.parse::<u64>() {
-            Ok(v) if (min..=max).contains(&v) => v,
-            _ => {
-                self.problem(var, format!("expected an integer from {min} to {max}"));
-                default
-            }
-        }
+        self.record(var, value.to_string());
+        value
     }
 
-    fn seconds(&mut self, var: &'static str, default: u64, min: u64, max: u64) -> Duration {
-        Duration::from_secs(self.integer(var, default, min, max))
+    fn number(&mut self, var: &'static str, expected_unit: Unit) -> u64 {
+        let Kind::Integer {
+            default,
+            min,
+            max,
+            unit,
+        } = catalog::declared(var).kind
+        else {
+            panic!("{var} is not declared as an integer");
+        };
+        assert_eq!(unit, expected_unit, "{var} is read in another unit");
+        let value = match self.get(var) {
+            None => default,
+            Some(raw) => match raw.parse::<u64>() {
+                Ok(v) if (min..=max).contains(&v) => v,
+                _ => {
+                    self.problem(var, format!("expected an integer from {min} to {max}"));
+                    default
+                }
+            },
+        };
+        self.record(var, value.to_string());
+        value
+    }
+
+    fn integer(&mut self, var: &'static str) -> u64 {
+        self.number(var, Unit::Count)
+    }
+
+    fn seconds(&mut self, var: &'static str) -> Duration {
+        Duration::from_secs(self.number(var, Unit::Seconds))
+    }
+
+    fn millis(&mut self, var: &'static str) -> Duration {
+        Duration::from_millis(self.number(var, Unit::Millis))
     }
 }
 
@@ -323,22 +395,20 @@ impl Settings {
         let mut r = Reader {
             source,
             problems: Vec::new(),
+            effective: Vec::new(),
         };
 
-        let environment = match r.get("ENVIRONMENT").map(|v| v.to_ascii_lowercase()) {
-            None => Environment::Development,
-            Some(v) => match v.as_str() {
-                "development" => Environment::Development,
-                "staging" => Environment::Staging,
-                "production" => Environment::Production,
-                _ => {
-                    r.problem("ENVIRONMENT", "expected development, staging or production");
-                    Environment::Development
-                }
-            },
+        let environment = match r.text("ENVIRONMENT").to_ascii_lowercase().as_str() {
+            "development" => Environment::Development,
+            "staging" => Environment::Staging,
+            "production" => Environment::Production,
+            _ => {
+                r.problem("ENVIRONMENT", "expected development, staging or production");
+                Environment::Development
+            }
         };
 
-        let root_api_key = r.source.var("CA_ROOT_API_KEY").filter(|k| !k.is_empty());
+        let root_api_key = r.secret("CA_ROOT_API_KEY");
         if let Some(key) = &root_api_key {
             if key.trim() != key || key.chars().any(char::is_control) {
                 r.problem(
@@ -348,14 +418,14 @@ impl Settings {
             }
         }
 
-        let gcp_project_id = r.string("GCP_PROJECT_ID", "quarry-local");
+        let gcp_project_id = r.text("GCP_PROJECT_ID");
         if !valid_project_id(&gcp_project_id) {
             r.problem(
                 "GCP_PROJECT_ID",
                 "expected 6 to 30 lowercase letters, digits or hyphens, starting with a letter",
             );
         }
-        let bigquery_location = r.string("BIGQUERY_LOCATION", "US");
+        let bigquery_location = r.text("BIGQUERY_LOCATION");
         if !bigquery_location
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -367,7 +437,7 @@ impl Settings {
             );
         }
 
-        let bigquery_emulator_host = r.get("BIGQUERY_EMULATOR_HOST");
+        let bigquery_emulator_host = r.optional("BIGQUERY_EMULATOR_HOST");
         if let Some(host) = &bigquery_emulator_host {
             if !valid_host_port(host) {
                 r.problem(
@@ -377,7 +447,7 @@ impl Settings {
             }
         }
 
-        let meta_raw = r.string("META_DATASET", "organizations");
+        let meta_raw = r.text("META_DATASET");
         let meta_dataset = match DatasetId::parse(&meta_raw) {
             Ok(d) => d,
             Err(_) => {
@@ -389,7 +459,7 @@ impl Settings {
             }
         };
 
-        let bind_raw = r.string("BIND_ADDR", "127.0.0.1:8080");
+        let bind_raw = r.text("BIND_ADDR");
         let bind_addr = match bind_raw.parse::<SocketAddr>() {
             Ok(a) => a,
             Err(_) => {
@@ -399,14 +469,11 @@ impl Settings {
         };
 
         let cors_origins: Vec<String> = r
-            .get("CORS_ORIGINS")
-            .map(|v| {
-                v.split(',')
-                    .map(|o| o.trim().to_string())
-                    .filter(|o| !o.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
+            .text("CORS_ORIGINS")
+            .split(',')
+            .map(|o| o.trim().to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
         if cors_origins
             .iter()
             .any(|o| o != "*" && !(o.starts_with("http://") || o.starts_with("https://")))
@@ -417,29 +484,24 @@ impl Settings {
             );
         }
 
-        let rate_limit_enabled = r.bool("RATE_LIMIT_ENABLED", true);
-        let disable_auth = r.bool("DISABLE_AUTH", false);
+        let rate_limit_enabled = r.bool("RATE_LIMIT_ENABLED");
+        let disable_auth = r.bool("DISABLE_AUTH");
 
         let timeouts = Timeouts {
-            bigquery_connect: r.seconds("BIGQUERY_CONNECT_TIMEOUT_SECS", 60, 1, 600),
-            bigquery_read: r.seconds("BIGQUERY_READ_TIMEOUT_SECS", 300, 1, 3600),
-            bigquery_api: r.seconds("BIGQUERY_API_DEADLINE_SECS", 10, 1, 300),
-            kms: r.seconds("KMS_TIMEOUT_SECS", 30, 1, 300),
-            http_client: r.seconds("HTTP_CLIENT_TIMEOUT_SECS", 30, 1, 300),
-            readiness_probe: r.seconds("READINESS_TIMEOUT_SECS", 5, 1, 60),
+            bigquery_connect: r.seconds("BIGQUERY_CONNECT_TIMEOUT_SECS"),
+            bigquery_read: r.seconds("BIGQUERY_READ_TIMEOUT_SECS"),
+            bigquery_api: r.seconds("BIGQUERY_API_DEADLINE_SECS"),
+            kms: r.seconds("KMS_TIMEOUT_SECS"),
+            http_client: r.seconds("HTTP_CLIENT_TIMEOUT_SECS"),
+            readiness_probe: r.seconds("READINESS_TIMEOUT_SECS"),
         };
         let bigquery_retry = RetrySettings {
-            max_retries: r.integer("BIGQUERY_MAX_RETRIES", 5, 0, 10) as usize,
-            base_delay: Duration::from_millis(r.integer("BIGQUERY_RETRY_BASE_MS", 200, 1, 10_000)),
-            max_delay: Duration::from_millis(r.integer(
-                "BIGQUERY_RETRY_MAX_MS",
-                10_000,
-                1,
-                120_000,
-            )),
+            max_retries: r.integer("BIGQUERY_MAX_RETRIES") as usize,
+            base_delay: r.millis("BIGQUERY_RETRY_BASE_MS"),
+            max_delay: r.millis("BIGQUERY_RETRY_MAX_MS"),
         };
 
-        let kms_key_name = r.get("KMS_KEY_NAME");
+        let kms_key_name = r.optional("KMS_KEY_NAME");
         if let Some(name) = &kms_key_name {
             if !valid_kms_key_name(name) {
                 r.problem(
@@ -448,11 +510,7 @@ impl Settings {
                 );
             }
         }
-        let local_kms_key = match r
-            .source
-            .var("LOCAL_KMS_KEY")
-            .filter(|v| !v.trim().is_empty())
-        {
+        let local_kms_key = match r.secret("LOCAL_KMS_KEY").filter(|v| !v.trim().is_empty()) {
             None => None,
             Some(raw) => match decode_key(raw.trim()) {
                 Some(key) => Some(key),
@@ -462,7 +520,7 @@ impl Settings {
                 }
             },
         };
-        let kms_emulator = r.get("KMS_EMULATOR_HOST");
+        let kms_emulator = r.optional("KMS_EMULATOR_HOST");
         if let Some(host) = &kms_emulator {
             if !valid_host_port(host) {
                 r.problem("KMS_EMULATOR_HOST", "expected host:port");
@@ -481,60 +539,50 @@ impl Settings {
         };
 
         let rate_limits = RateLimits {
-            per_minute: r.integer("RATE_LIMIT_PER_MINUTE", 600, 1, 1_000_000) as u32,
-            admin_per_minute: r.integer("RATE_LIMIT_ADMIN_PER_MINUTE", 10, 1, 1_000_000) as u32,
-            trigger_per_minute: r.integer("RATE_LIMIT_TRIGGER_PER_MINUTE", 60, 1, 1_000_000) as u32,
-            failed_auth_per_minute: r.integer("RATE_LIMIT_FAILED_AUTH_PER_MINUTE", 30, 1, 1_000_000)
-                as u32,
+            per_minute: r.integer("RATE_LIMIT_PER_MINUTE") as u32,
+            admin_per_minute: r.integer("RATE_LIMIT_ADMIN_PER_MINUTE") as u32,
+            trigger_per_minute: r.integer("RATE_LIMIT_TRIGGER_PER_MINUTE") as u32,
+            failed_auth_per_minute: r.integer("RATE_LIMIT_FAILED_AUTH_PER_MINUTE") as u32,
         };
         let http = HttpLimits {
-            max_connections: r.integer("HTTP_MAX_CONNECTIONS", 1000, 1, 100_000) as usize,
-            head_timeout: r.seconds("HTTP_HEAD_TIMEOUT_SECS", 5, 1, 300),
-            body_timeout: r.seconds("HTTP_BODY_TIMEOUT_SECS", 10, 1, 300),
-            max_bodies_in_flight: r.integer("HTTP_MAX_BODIES_IN_FLIGHT", 64, 1, 10_000) as usize,
+            max_connections: r.integer("HTTP_MAX_CONNECTIONS") as usize,
+            head_timeout: r.seconds("HTTP_HEAD_TIMEOUT_SECS"),
+            body_timeout: r.seconds("HTTP_BODY_TIMEOUT_SECS"),
+            max_bodies_in_flight: r.integer("HTTP_MAX_BODIES_IN_FLIGHT") as usize,
         };
-        let log_format = match r
-            .get("LOG_FORMAT")
-            .map(|v| v.to_ascii_lowercase())
-            .as_deref()
-        {
-            None | Some("json") => LogFormat::Json,
-            Some("pretty") => LogFormat::Pretty,
-            Some(_) => {
+        let log_format = match r.text("LOG_FORMAT").to_ascii_lowercase().as_str() {
+            "json" => LogFormat::Json,
+            "pretty" => LogFormat::Pretty,
+            _ => {
                 r.problem("LOG_FORMAT", "expected json or pretty");
                 LogFormat::Json
             }
         };
-        let auth_cache_ttl = r.seconds("AUTH_CACHE_TTL_SECS", 30, 0, 3600);
-        let last_used_flush = r.seconds("LAST_USED_FLUSH_SECS", 60, 1, 3600);
+        let auth_cache_ttl = r.seconds("AUTH_CACHE_TTL_SECS");
+        let last_used_flush = r.seconds("LAST_USED_FLUSH_SECS");
         let executor = ExecutorSettings {
-            pipelines_dir: r.string("PIPELINES_DIR", "pipelines").into(),
-            sql_dir: r.string("PIPELINE_SQL_DIR", "sql").into(),
-            shutdown_grace: r.seconds("SHUTDOWN_GRACE_SECS", 4, 0, 3600),
-            lease: r.seconds("RUN_LEASE_SECS", 180, 2, 86_400),
-            heartbeat_interval: r.seconds("HEARTBEAT_INTERVAL_SECS", 30, 1, 3600),
-            heartbeat_timeout: r.seconds("HEARTBEAT_TIMEOUT_SECS", 10, 1, 600),
-            reaper_interval: r.seconds("REAPER_INTERVAL_SECS", 60, 1, 3600),
-            queue_poll: r.seconds("QUEUE_POLL_SECS", 5, 1, 300),
-            scheduler_interval: r.seconds("SCHEDULER_INTERVAL_SECS", 10, 1, 300),
-            scheduler_enabled: r.bool("SCHEDULER_ENABLED", true),
-            log_flush_interval: Duration::from_millis(r.integer(
-                "RUN_LOG_FLUSH_MS",
-                1000,
-                10,
-                60_000,
-            )),
-            concurrent_retry_after_secs: r.integer("CONCURRENT_RETRY_AFTER_SECS", 10, 1, 3600),
+            pipelines_dir: r.text("PIPELINES_DIR").into(),
+            sql_dir: r.text("PIPELINE_SQL_DIR").into(),
+            shutdown_grace: r.seconds("SHUTDOWN_GRACE_SECS"),
+            lease: r.seconds("RUN_LEASE_SECS"),
+            heartbeat_interval: r.seconds("HEARTBEAT_INTERVAL_SECS"),
+            heartbeat_timeout: r.seconds("HEARTBEAT_TIMEOUT_SECS"),
+            reaper_interval: r.seconds("REAPER_INTERVAL_SECS"),
+            queue_poll: r.seconds("QUEUE_POLL_SECS"),
+            scheduler_interval: r.seconds("SCHEDULER_INTERVAL_SECS"),
+            scheduler_enabled: r.bool("SCHEDULER_ENABLED"),
+            log_flush_interval: r.millis("RUN_LOG_FLUSH_MS"),
+            concurrent_retry_after_secs: r.integer("CONCURRENT_RETRY_AFTER_SECS"),
         };
         let admission = AdmissionSettings {
-            queue_max: r.integer("ADMISSION_QUEUE_MAX", 5000, 1, 1_000_000) as usize,
-            max_batch: r.integer("ADMISSION_MAX_BATCH", 1000, 1, 10_000) as usize,
-            timeout: r.seconds("ADMISSION_TIMEOUT_SECS", 20, 1, 600),
+            queue_max: r.integer("ADMISSION_QUEUE_MAX") as usize,
+            max_batch: r.integer("ADMISSION_MAX_BATCH") as usize,
+            timeout: r.seconds("ADMISSION_TIMEOUT_SECS"),
         };
-        let providers_dir = r.string("PROVIDERS_DIR", "providers").into();
-        let metrics_org_labels = r.bool("METRICS_ORG_LABELS", false);
+        let providers_dir = r.text("PROVIDERS_DIR").into();
+        let metrics_org_labels = r.bool("METRICS_ORG_LABELS");
         let mut provider_base_urls = HashMap::new();
-        if let Some(raw) = r.get("PROVIDER_BASE_URLS") {
+        if let Some(raw) = r.optional("PROVIDER_BASE_URLS") {
             for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 match pair.split_once('=') {
                     Some((name, url)) if !name.trim().is_empty() && !url.trim().is_empty() => {
@@ -642,107 +690,26 @@ impl Settings {
             providers_dir,
             provider_base_urls,
             metrics_org_labels,
+            effective: r.effective,
         })
     }
 }
 
 impl Settings {
-    /// Every effective setting, secrets masked, for `quarry check-config`.
+    /// Every setting the service read and its effective value (secrets as their length), in
+    /// the order of [`catalog::VARS`], then which KMS seals secrets; for `quarry check-config`.
     pub fn describe(&self) -> Vec<(&'static str, String)> {
-        let secret = |present: bool, len: usize| {
-            if present {
-                format!("set (*** {len} chars)")
-            } else {
-                "unset".to_string()
-            }
+        let mut out: Vec<(&'static str, String)> = catalog::VARS
+            .iter()
+            .filter_map(|v| self.effective.iter().find(|(name, _)| *name == v.name))
+            .cloned()
+            .collect();
+        let kms = match &self.kms {
+            KmsSettings::Cloud { key_name, .. } => format!("Cloud KMS {key_name}"),
+            KmsSettings::Local { .. } => "local AES-256-GCM (LOCAL_KMS_KEY set, ***)".into(),
         };
-        vec![
-            ("ENVIRONMENT", self.environment.as_str().to_string()),
-            (
-                "CA_ROOT_API_KEY",
-                secret(
-                    self.root_api_key.is_some(),
-                    self.root_api_key
-                        .as_ref()
-                        .map_or(0, |k| k.expose().chars().count()),
-                ),
-            ),
-            ("GCP_PROJECT_ID", self.gcp_project_id.clone()),
-            ("BIGQUERY_LOCATION", self.bigquery_location.clone()),
-            (
-                "BIGQUERY_EMULATOR_HOST",
-                self.bigquery_emulator_host
-                    .clone()
-                    .unwrap_or_else(|| "unset".into()),
-            ),
-            ("META_DATASET", self.meta_dataset.to_string()),
-            ("BIND_ADDR", self.bind_addr.to_string()),
-            ("CORS_ORIGINS", self.cors_origins.join(",")),
-            ("RATE_LIMIT_ENABLED", self.rate_limit_enabled.to_string()),
-            ("DISABLE_AUTH", self.disable_auth.to_string()),
-            (
-                "KMS",
-                match &self.kms {
-                    KmsSettings::Cloud { key_name, .. } => format!("Cloud KMS {key_name}"),
-                    KmsSettings::Local { .. } => {
-                        "local AES-256-GCM (LOCAL_KMS_KEY set, ***)".into()
-                    }
-                },
-            ),
-            (
-                "BIGQUERY_CONNECT_TIMEOUT_SECS",
-                self.timeouts.bigquery_connect.as_secs().to_string(),
-            ),
-            (
-                "BIGQUERY_READ_TIMEOUT_SECS",
-                self.timeouts.bigquery_read.as_secs().to_string(),
-            ),
-            ("KMS_TIMEOUT_SECS", self.timeouts.kms.as_secs().to_string()),
-            (
-                "HTTP_CLIENT_TIMEOUT_SECS",
-                self.timeouts.http_client.as_secs().to_string(),
-            ),
-            (
-                "RATE_LIMIT_PER_MINUTE",
-                self.rate_limits.per_minute.to_string(),
-            ),
-            (
-                "AUTH_CACHE_TTL_SECS",
-                self.auth_cache_ttl.as_secs().to_string(),
-            ),
-            (
-                "PIPELINES_DIR",
-                self.executor.pipelines_dir.display().to_string(),
-            ),
-            (
-                "PIPELINE_SQL_DIR",
-                self.executor.sql_dir.display().to_string(),
-            ),
-            ("PROVIDERS_DIR", self.providers_dir.display().to_string()),
-            ("RUN_LEASE_SECS", self.executor.lease.as_secs().to_string()),
-            (
-                "HEARTBEAT_INTERVAL_SECS",
-                self.executor.heartbeat_interval.as_secs().to_string(),
-            ),
-            (
-                "HEARTBEAT_TIMEOUT_SECS",
-                self.executor.heartbeat_timeout.as_secs().to_string(),
-            ),
-            (
-                "BIGQUERY_API_DEADLINE_SECS",
-                self.timeouts.bigquery_api.as_secs().to_string(),
-            ),
-            ("ADMISSION_QUEUE_MAX", self.admission.queue_max.to_string()),
-            ("ADMISSION_MAX_BATCH", self.admission.max_batch.to_string()),
-            (
-                "ADMISSION_TIMEOUT_SECS",
-                self.admission.timeout.as_secs().to_string(),
-            ),
-            (
-                "SHUTDOWN_GRACE_SECS",
-                self.executor.shutdown_grace.as_secs().to_string(),
-            ),
-        ]
+        out.push(("KMS", kms));
+        out
     }
 }
 
@@ -828,6 +795,79 @@ mod tests {
             vars.push((k, v));
         }
         parse(&vars)
+    }
+
+    #[test]
+    fn every_declared_setting_is_read_and_check_config_shows_each_with_secrets_masked() {
+        let s = parse(&[("CA_ROOT_API_KEY", GOOD_ROOT), ("RUN_LEASE_SECS", "600")]).unwrap();
+        let shown = s.describe();
+        let names: Vec<&str> = shown.iter().map(|(n, _)| *n).collect();
+        let declared: Vec<&str> = catalog::VARS
+            .iter()
+            .filter(|v| !matches!(v.kind, Kind::External(_)))
+            .map(|v| v.name)
+            .chain(["KMS"])
+            .collect();
+        assert_eq!(names, declared);
+        let value = |name: &str| shown.iter().find(|(n, _)| *n == name).unwrap().1.clone();
+        assert_eq!(value("CA_ROOT_API_KEY"), "set (*** 32 chars)");
+        assert_eq!(value("LOCAL_KMS_KEY"), "set (*** 44 chars)");
+        assert_eq!(value("RUN_LEASE_SECS"), "600");
+        assert_eq!(value("BIGQUERY_RETRY_MAX_MS"), "10000");
+        assert_eq!(value("KMS_KEY_NAME"), "unset");
+        assert_eq!(value("CORS_ORIGINS"), "");
+        let text = format!("{shown:?}");
+        assert!(!text.contains(GOOD_ROOT) && !text.contains(LOCAL_KEY));
+    }
+
+    #[test]
+    #[should_panic(expected = "NOT_A_SETTING is read but not declared in settings/catalog.rs")]
+    fn reading_an_undeclared_variable_is_a_bug() {
+        let map: HashMap<&str, &str> = HashMap::new();
+        let mut r = Reader {
+            source: &map,
+            problems: Vec::new(),
+            effective: Vec::new(),
+        };
+        r.integer("NOT_A_SETTING");
+    }
+
+    /// `.env.example` and the README's settings table are generated from the catalog; with
+    /// `QUARRY_WRITE_SETTINGS_DOCS=1` this test rewrites them instead of failing.
+    #[test]
+    fn env_example_and_the_readme_settings_table_are_the_catalog() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let write = std::env::var("QUARRY_WRITE_SETTINGS_DOCS").is_ok_and(|v| v == "1");
+        let hint = "generated from src/settings/catalog.rs: run \
+                    QUARRY_WRITE_SETTINGS_DOCS=1 cargo test --lib settings";
+
+        let env_path = root.join(".env.example");
+        let expected_env = catalog::env_example();
+        if write {
+            std::fs::write(&env_path, &expected_env).unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(&env_path).unwrap(),
+            expected_env,
+            ".env.example is {hint}"
+        );
+
+        let readme_path = root.join("README.md");
+        let readme = std::fs::read_to_string(&readme_path).unwrap();
+        let (begin, end) = ("<!-- settings:begin -->\n", "<!-- settings:end -->");
+        let start = readme.find(begin).expect("README marks its settings table") + begin.len();
+        let stop = readme.find(end).expect("README marks its settings table");
+        let expected_table = catalog::readme_table();
+        if write {
+            let updated = format!("{}{expected_table}{}", &readme[..start], &readme[stop..]);
+            std::fs::write(&readme_path, updated).unwrap();
+        } else {
+            assert_eq!(
+                &readme[start..stop],
+                expected_table,
+                "the README's settings table is {hint}"
+            );
+        }
     }
 
     #[test]
