@@ -3,7 +3,9 @@
 -- A slot is dated from the batch that admitted it: its mark in admitted_by is
 -- "run_id/<batch micros>_<uuid>", so a run admitted a moment ago whose first event is not
 -- written yet is never stale. Oldest sign of life first, 100 per pass; last_seen_micros is when
--- the run was last known alive.
+-- the run was last known alive; started says whether it ever had a PENDING event (a run that
+-- ended without one, cancelled while it waited in a queue, never started: its count is given
+-- back with its slot).
 WITH active AS (
   SELECT
     q.org_slug,
@@ -24,7 +26,8 @@ events AS (
     run_id,
     MAX(event_time) AS last_event,
     ARRAY_AGG(status ORDER BY event_seq DESC, event_time DESC LIMIT 1)[OFFSET(0)] AS status,
-    ANY_VALUE(pipeline_id) AS pipeline_id
+    ANY_VALUE(pipeline_id) AS pipeline_id,
+    LOGICAL_OR(status = 'PENDING') AS started
   FROM `__META_DATASET__.pipeline_run_events`
   WHERE event_time >= TIMESTAMP_SUB(@now, INTERVAL 2 DAY)
   GROUP BY run_id
@@ -35,6 +38,7 @@ stale AS (
     a.run_id,
     e.status,
     e.pipeline_id,
+    IFNULL(e.started, FALSE) AS started,
     UNIX_MICROS(GREATEST(
       COALESCE(b.last_beat, TIMESTAMP '1970-01-01'),
       COALESCE(e.last_event, TIMESTAMP '1970-01-01'),
@@ -49,7 +53,7 @@ stale AS (
     AND TIMESTAMP_MICROS(IFNULL(a.admitted_micros, 0)) < @stale_before
 )
 -- Sorted from a CTE: the emulator mis-binds parameters when it sorts the join itself.
-SELECT org_slug, run_id, status, pipeline_id, last_seen_micros
+SELECT org_slug, run_id, status, pipeline_id, started, last_seen_micros
 FROM stale
 ORDER BY last_seen_micros, run_id
 LIMIT 100

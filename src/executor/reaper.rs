@@ -24,6 +24,8 @@ struct Stale {
     run_id: String,
     status: Option<String>,
     pipeline_id: Option<String>,
+    /// It had a PENDING event: it started, and its count stands.
+    started: Option<bool>,
     last_seen_micros: Option<i64>,
 }
 
@@ -109,9 +111,10 @@ async fn pass(
             ));
             inner.run_log.event(event);
         }
-        // A run that never started (no event, or still QUEUED: admitted from a queue by a batch
-        // whose answer was lost) gives its count back with its slot.
-        let never_started = run.status.as_deref().is_none_or(|s| s == "QUEUED");
+        // A run that never started (no PENDING event: no event at all, still QUEUED when a
+        // batch whose answer was lost admitted it from its queue, or CANCELLED while it waited
+        // there) gives its count back with its slot.
+        let never_started = !run.started.unwrap_or(false);
         tracing::warn!(org = %org, run_id = %run.run_id, ended, never_started, "reaping orphaned run");
         inner.metrics.reaped();
         if never_started {

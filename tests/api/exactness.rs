@@ -213,3 +213,50 @@ async fn a_queued_run_whose_dequeue_answer_is_lost_still_ends_cancelled_and_neve
     assert_eq!(q["queued_run_ids"], json!([]), "{q}");
     assert_eq!(q["runs_today"], 1, "only the holder started: {q}");
 }
+
+#[tokio::test]
+async fn a_slot_held_by_a_run_cancelled_before_it_started_is_reaped_with_its_count_given_back() {
+    // Found by the soak: a run cancelled while it waited in the queue, then admitted from the
+    // queue by a batch whose answer was lost. No instance knows it holds a slot; its last event
+    // is CANCELLED, and it never had a PENDING one. The reaper frees the slot a lease later and,
+    // since the run never started, gives its count back.
+    let app = spawn_app_with(|vars| {
+        vars.insert("RUN_LEASE_SECS".into(), "7".into());
+        vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "1".into());
+        vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "1".into());
+        vars.insert("REAPER_INTERVAL_SECS".into(), "1".into());
+    })
+    .await;
+    app.bootstrap().await;
+    let slug = crate::helpers::unique_slug("cancelled-co");
+    app.org_with_key(&slug).await;
+    let meta = &app.meta_dataset;
+    let run_id = uuid::Uuid::new_v4().to_string();
+    // Admitted (and counted) an hour ago; queued, then cancelled, before that.
+    let admitted_micros = (chrono::Utc::now() - chrono::Duration::hours(1)).timestamp_micros();
+    let emulator = Emulator::new();
+    emulator
+        .sql(&format!(
+            "UPDATE `{meta}.org_quota_state` SET day = CURRENT_DATE(), runs_today = 1, \
+             month = DATE_TRUNC(CURRENT_DATE(), MONTH), runs_month = 1, \
+             active_run_ids = ['{run_id}'], admitted_by = ['{run_id}/{admitted_micros}_batch'] \
+             WHERE org_slug = '{slug}'"
+        ))
+        .await;
+    for (seq, status) in [(1, "QUEUED"), (2, "CANCELLED")] {
+        emulator
+            .sql(&format!(
+                "INSERT INTO `{meta}.pipeline_run_events` \
+                 (event_id, run_id, org_slug, pipeline_id, status, event_time, event_seq) VALUES \
+                 ('{run_id}:{seq}', '{run_id}', '{slug}', 'test/sleep', '{status}', \
+                  TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 2 HOUR), {seq})"
+            ))
+            .await;
+    }
+    let q = quota_until(&app, &slug, |q| q["active_run_ids"] == json!([])).await;
+    assert_eq!(
+        (q["runs_today"].clone(), q["runs_month"].clone()),
+        (json!(0), json!(0)),
+        "a run that never started is not counted: {q}"
+    );
+}
