@@ -253,6 +253,46 @@ pub mod scopes {
     }
 }
 
+/// Who may call a route, as its declaration states it (from the policy type in the handler's
+/// `Guarded<…>`, via [`Declares`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    Root,
+    Org,
+    OrgOrRoot,
+}
+
+/// A route anyone may call: it takes no `Guarded<…>`.
+pub struct Public;
+
+/// What a policy type declares about the routes that use it: who may call, and the scope an
+/// org key needs. Route declarations read it from the same type the handler's signature names.
+pub trait Declares {
+    const ACCESS: Access;
+    const SCOPE: Option<Scope>;
+}
+
+impl Declares for Public {
+    const ACCESS: Access = Access::Public;
+    const SCOPE: Option<Scope> = None;
+}
+
+impl Declares for Root {
+    const ACCESS: Access = Access::Root;
+    const SCOPE: Option<Scope> = None;
+}
+
+impl<S: RequiredScope> Declares for OrgKey<S> {
+    const ACCESS: Access = Access::Org;
+    const SCOPE: Option<Scope> = S::SCOPE;
+}
+
+impl<S: RequiredScope> Declares for OrgOrRoot<S> {
+    const ACCESS: Access = Access::OrgOrRoot;
+    const SCOPE: Option<Scope> = S::SCOPE;
+}
+
 /// An authorization policy: decides from the request who the caller is.
 pub trait Policy: 'static {
     type Principal: 'static;

@@ -2,11 +2,24 @@
 
 use actix_web::{HttpResponse, web};
 
+use super::openapi::s;
+use super::{RouteSpec, route};
 use crate::audit::{self, AuditEvent};
 use crate::auth::{Guarded, Root};
 use crate::bootstrap;
 use crate::http::error::ApiError;
 use crate::warehouse::Warehouse;
+
+/// This module's routes, declared beside their handlers (see [`RouteSpec`]).
+#[rustfmt::skip]
+pub(super) static ROUTES: &[RouteSpec] = &[
+    route!(post "/api/v1/admin/bootstrap" => run_bootstrap, Root, "Create the meta dataset, tables and views (idempotent)")
+        .returns(200, Some(s::<crate::bootstrap::BootstrapReport>)),
+    route!(get "/api/v1/admin/bootstrap/status" => bootstrap_status, Root, "NOT_BOOTSTRAPPED, SYNCED or OUT_OF_SYNC")
+        .returns(200, Some(s::<crate::bootstrap::StatusReport>)),
+    route!(post "/api/v1/admin/bootstrap/sync" => bootstrap_sync, Root, "Add missing tables, columns and views")
+        .returns(200, Some(s::<crate::bootstrap::SyncReport>)),
+];
 
 /// Creates the meta dataset and every meta table; idempotent.
 pub async fn run_bootstrap(

@@ -1,7 +1,17 @@
 //! `/docs`: the OpenAPI document rendered as a page, from assets compiled into the binary (no
 //! external network). A strict Content-Security-Policy: this origin only, no inline script.
 
+use super::{RouteSpec, route};
+use crate::auth::Public;
 use actix_web::HttpResponse;
+
+/// This module's routes, declared beside their handlers (see [`RouteSpec`]).
+#[rustfmt::skip]
+pub(super) static ROUTES: &[RouteSpec] = &[
+    route!(get "/docs" => index, Public, "This document as a page (HTML)"),
+    route!(get "/docs/docs.js" => script, Public, "The page's script"),
+    route!(get "/docs/docs.css" => style, Public, "The page's style"),
+];
 
 /// Scripts, styles and fetches from this origin only; nothing inline, nothing framed.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \

@@ -4,9 +4,24 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 
+use super::openapi::s;
+use super::{RouteSpec, route};
+use crate::auth::Public;
 use crate::http::error::error_body;
 use crate::settings::Settings;
 use crate::warehouse::Warehouse;
+
+/// This module's routes, declared beside their handlers (see [`RouteSpec`]).
+#[rustfmt::skip]
+pub(super) static ROUTES: &[RouteSpec] = &[
+    route!(get "/health/live" => live, Public, "Liveness: the process is up")
+        .returns(200, Some(s::<super::openapi::Probe>)),
+    route!(get "/health/ready" => ready, Public, "Readiness: BigQuery answers (503 names the failed dependency)")
+        .returns(200, Some(s::<super::openapi::Probe>))
+        .also(&[(503, "Service unavailable: failed_dependencies names it, or the instance is draining")]),
+    route!(get "/metrics" => metrics, Public, "Prometheus metrics (text)"),
+    route!(get "/openapi.json" => openapi, Public, "This document"),
+];
 
 /// How long a readiness result is reused: probes and floods of `/health/ready` cost at most one
 /// BigQuery call per this interval.

@@ -5,7 +5,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
+use super::openapi::s;
 use super::org_from_path;
+use super::{RouteSpec, route};
 use crate::audit::{self, AuditEvent};
 use crate::auth::{Guarded, OrgOrRoot, scopes};
 use crate::domain::{OrgSlug, Plan};
@@ -15,6 +17,22 @@ use crate::integrations::{self, Provider, Registry, SetupRequest};
 use crate::kms::Kms;
 use crate::orgs;
 use crate::warehouse::Warehouse;
+
+/// This module's routes, declared beside their handlers (see [`RouteSpec`]).
+#[rustfmt::skip]
+pub(super) static ROUTES: &[RouteSpec] = &[
+    route!(post "/api/v1/integrations/{org_slug}/{provider}/setup" => setup, OrgOrRoot<scopes::IntegrationsWrite>, "Check, test, seal and store a provider credential")
+        .body(s::<SetupBody>)
+        .returns(201, Some(s::<crate::integrations::CredentialView>)),
+    route!(post "/api/v1/integrations/{org_slug}/{provider}/validate" => validate, OrgOrRoot<scopes::IntegrationsWrite>, "Re-test the stored credential")
+        .returns(200, Some(s::<crate::integrations::CredentialView>)),
+    route!(get "/api/v1/integrations/{org_slug}" => list, OrgOrRoot<scopes::IntegrationsRead>, "The org's credentials (metadata only)")
+        .returns(200, Some(s::<super::openapi::IntegrationList>)),
+    route!(get "/api/v1/integrations/{org_slug}/{provider}" => get, OrgOrRoot<scopes::IntegrationsRead>, "One provider's credential (metadata only)")
+        .returns(200, Some(s::<crate::integrations::CredentialView>)),
+    route!(delete "/api/v1/integrations/{org_slug}/{provider}" => delete, OrgOrRoot<scopes::IntegrationsWrite>, "Deactivate the provider's credential")
+        .returns(204, None),
+];
 
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

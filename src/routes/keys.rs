@@ -6,7 +6,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::openapi::s;
 use super::org_from_path;
+use super::{RouteSpec, route};
 use crate::api_keys;
 use crate::audit::{self, AuditEvent};
 use crate::auth::{AuthState, Caller, Guarded, OrgOrRoot, scopes};
@@ -16,6 +18,20 @@ use crate::http::error::ApiError;
 use crate::kms::Kms;
 use crate::page_token::PageTokens;
 use crate::warehouse::Warehouse;
+
+/// This module's routes, declared beside their handlers (see [`RouteSpec`]).
+#[rustfmt::skip]
+pub(super) static ROUTES: &[RouteSpec] = &[
+    route!(post "/api/v1/organizations/{org_slug}/api-keys/rotate" => rotate, OrgOrRoot<scopes::KeysManage>, "Issue a new key; the old one is revoked after the grace period")
+        .optional_body(s::<RotateRequest>)
+        .returns(201, Some(s::<super::openapi::IssuedKey>))
+        .also(&[(409, "Too many live API keys: revoke one first")]),
+    route!(get "/api/v1/organizations/{org_slug}/api-keys" => list, OrgOrRoot<scopes::KeysManage>, "Key metadata, newest first, 100 per page")
+        .query(&[("page_token", "next_page_token of the previous page")])
+        .returns(200, Some(s::<super::openapi::KeyList>)),
+    route!(delete "/api/v1/organizations/{org_slug}/api-keys/{key_id}" => revoke, OrgOrRoot<scopes::KeysManage>, "Revoke a key now")
+        .returns(204, None),
+];
 
 /// Longest grace period for a rotated key: 7 days.
 pub const MAX_GRACE_SECONDS: i64 = 7 * 24 * 3600;

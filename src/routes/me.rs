@@ -4,8 +4,17 @@
 use actix_web::HttpResponse;
 use serde_json::json;
 
+use super::openapi::s;
+use super::{RouteSpec, route};
 use crate::auth::{Caller, Guarded, OrgOrRoot, scopes};
 use crate::http::error::ApiError;
+
+/// This module's routes, declared beside their handlers (see [`RouteSpec`]).
+#[rustfmt::skip]
+pub(super) static ROUTES: &[RouteSpec] = &[
+    route!(get "/api/v1/whoami" => whoami, OrgOrRoot<scopes::Any>, "The caller as the service sees it")
+        .returns(200, Some(s::<super::openapi::WhoAmI>)),
+];
 
 pub async fn whoami(caller: Guarded<OrgOrRoot<scopes::Any>>) -> Result<HttpResponse, ApiError> {
     let body = match caller.principal() {

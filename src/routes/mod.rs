@@ -1,6 +1,6 @@
-//! Every route of the service, in one table. The table is what the app registers, so a route
-//! cannot be served without appearing here with its access level; tests walk it (every
-//! non-public route must refuse a missing key, a wrong key, and another org's key).
+//! Every route of the service. Each is declared once, beside its handler, in its module's
+//! `ROUTES` ([`RouteSpec`]): the router registers exactly those and `/openapi.json` documents
+//! exactly those, so a route cannot be served without its access level and its documentation.
 
 pub mod admin;
 pub mod docs;
@@ -17,90 +17,136 @@ pub mod ui;
 
 use actix_web::web;
 
-/// Who may call a route (enforced by the extractor in the handler's signature; declared here so
-/// tests can check the behaviour of every route).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Public,
-    Root,
-    Org,
-    OrgOrRoot,
-}
+pub use crate::auth::Access;
+use crate::domain::Scope;
 
+/// A schema for the OpenAPI document (see [`openapi::s`]).
+pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
+
+/// One route, declared once beside its handler (each module's `ROUTES`): what the router
+/// registers and what `/openapi.json` documents. Access and scope come from the policy type the
+/// handler's `Guarded<…>` names; tests walk every declaration (every non-public route must
+/// refuse a missing key, a wrong key, and another org's key).
 pub struct RouteSpec {
     pub method: &'static str,
     pub path: &'static str,
     pub access: Access,
+    /// The scope an org key needs.
+    pub scope: Option<Scope>,
+    pub summary: &'static str,
+    /// Query parameters: (name, what it accepts).
+    pub query: &'static [(&'static str, &'static str)],
+    /// The JSON body and whether it is required.
+    pub request: Option<(SchemaFn, bool)>,
+    /// The success status and its body.
+    pub response: (u16, Option<SchemaFn>),
+    /// Answers beyond the standard errors, with what they mean.
+    pub also: &'static [(u16, &'static str)],
+    /// Honours `Idempotency-Key` (a replay answers the first result; 422 for another request).
+    pub idempotent: bool,
     register: fn(&mut web::ServiceConfig),
 }
 
-macro_rules! route {
-    ($method:ident $path:literal, $access:ident => $handler:path) => {
-        RouteSpec {
-            method: stringify!($method),
-            path: $path,
-            access: Access::$access,
-            register: |cfg| {
-                cfg.route($path, web::$method().to($handler));
-            },
+impl RouteSpec {
+    #[doc(hidden)]
+    pub const fn new(
+        method: &'static str,
+        path: &'static str,
+        access: Access,
+        scope: Option<Scope>,
+        summary: &'static str,
+        register: fn(&mut web::ServiceConfig),
+    ) -> Self {
+        Self {
+            method,
+            path,
+            access,
+            scope,
+            summary,
+            query: &[],
+            request: None,
+            response: (200, None),
+            also: &[],
+            idempotent: false,
+            register,
         }
-    };
+    }
+
+    pub const fn query(mut self, query: &'static [(&'static str, &'static str)]) -> Self {
+        self.query = query;
+        self
+    }
+
+    /// A JSON body that must be sent.
+    pub const fn body(mut self, schema: SchemaFn) -> Self {
+        self.request = Some((schema, true));
+        self
+    }
+
+    /// A JSON body that may be left out.
+    pub const fn optional_body(mut self, schema: SchemaFn) -> Self {
+        self.request = Some((schema, false));
+        self
+    }
+
+    pub const fn returns(mut self, status: u16, schema: Option<SchemaFn>) -> Self {
+        self.response = (status, schema);
+        self
+    }
+
+    pub const fn also(mut self, answers: &'static [(u16, &'static str)]) -> Self {
+        self.also = answers;
+        self
+    }
+
+    pub const fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
 }
 
-pub static ROUTES: &[RouteSpec] = &[
-    route!(get "/health/live", Public => health::live),
-    route!(get "/health/ready", Public => health::ready),
-    route!(get "/metrics", Public => health::metrics),
-    route!(get "/openapi.json", Public => health::openapi),
-    route!(get "/docs", Public => docs::index),
-    route!(get "/docs/docs.js", Public => docs::script),
-    route!(get "/docs/docs.css", Public => docs::style),
-    route!(get "/ui", Public => ui::index),
-    route!(get "/ui/app.js", Public => ui::script),
-    route!(get "/ui/app.css", Public => ui::style),
-    route!(get "/api/v1/whoami", OrgOrRoot => me::whoami),
-    route!(post "/api/v1/admin/bootstrap", Root => admin::run_bootstrap),
-    route!(get "/api/v1/admin/bootstrap/status", Root => admin::bootstrap_status),
-    route!(post "/api/v1/admin/bootstrap/sync", Root => admin::bootstrap_sync),
-    route!(post "/api/v1/organizations/dryrun", Root => orgs::dry_run),
-    route!(post "/api/v1/organizations/onboard", Root => orgs::onboard),
-    route!(get "/api/v1/organizations", Root => orgs::list),
-    route!(get "/api/v1/organizations/{org_slug}", OrgOrRoot => orgs::get),
-    route!(get "/api/v1/organizations/{org_slug}/quota", OrgOrRoot => orgs::get_quota),
-    route!(put "/api/v1/organizations/{org_slug}/quota", Root => orgs::put_quota),
-    route!(post "/api/v1/organizations/{org_slug}/suspend", Root => orgs::suspend),
-    route!(post "/api/v1/organizations/{org_slug}/reactivate", Root => orgs::reactivate),
-    route!(get "/api/v1/organizations/{org_slug}/audit-logs", OrgOrRoot => orgs::audit_logs),
-    route!(post "/api/v1/organizations/{org_slug}/api-keys/rotate", OrgOrRoot => keys::rotate),
-    route!(get "/api/v1/organizations/{org_slug}/api-keys", OrgOrRoot => keys::list),
-    route!(delete "/api/v1/organizations/{org_slug}/api-keys/{key_id}", OrgOrRoot => keys::revoke),
-    route!(post "/api/v1/integrations/{org_slug}/{provider}/setup", OrgOrRoot => integrations::setup),
-    route!(post "/api/v1/integrations/{org_slug}/{provider}/validate", OrgOrRoot => integrations::validate),
-    route!(get "/api/v1/integrations/{org_slug}", OrgOrRoot => integrations::list),
-    route!(get "/api/v1/integrations/{org_slug}/{provider}", OrgOrRoot => integrations::get),
-    route!(delete "/api/v1/integrations/{org_slug}/{provider}", OrgOrRoot => integrations::delete),
-    route!(get "/api/v1/pipelines", OrgOrRoot => pipelines::catalog),
-    route!(post "/api/v1/pipelines/run/{org_slug}/{pipeline_id:.*}", OrgOrRoot => pipelines::trigger),
-    route!(get "/api/v1/pipelines/{org_slug}/runs", OrgOrRoot => pipelines::list_runs),
-    route!(get "/api/v1/pipelines/{org_slug}/stats", OrgOrRoot => pipelines::stats),
-    route!(get "/api/v1/pipelines/{org_slug}/stats/daily", OrgOrRoot => pipelines::daily_stats),
-    route!(get "/api/v1/admin/runs", Root => pipelines::admin_runs),
-    route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}", OrgOrRoot => pipelines::get_run),
-    route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}/steps", OrgOrRoot => pipelines::get_steps),
-    route!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/cancel", OrgOrRoot => pipelines::cancel),
-    route!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/rerun", OrgOrRoot => orchestration::rerun),
-    route!(get "/api/v1/schedules/{org_slug}", OrgOrRoot => schedules::list),
-    route!(post "/api/v1/schedules/{org_slug}/enable", OrgOrRoot => schedules::enable),
-    route!(post "/api/v1/schedules/{org_slug}/pause", OrgOrRoot => schedules::pause),
-    route!(post "/api/v1/schedules/{org_slug}/resume", OrgOrRoot => schedules::resume),
-    route!(post "/api/v1/backfills/{org_slug}", OrgOrRoot => schedules::start_backfill),
-    route!(get "/api/v1/backfills/{org_slug}/{backfill_id}", OrgOrRoot => schedules::get_backfill),
-    route!(post "/api/v1/backfills/{org_slug}/{backfill_id}/cancel", OrgOrRoot => schedules::cancel_backfill),
+/// `route!(get "/path" => handler, Policy, "summary")`: a [`RouteSpec`] whose access and scope
+/// are the policy's (`Public`, `Root`, `OrgKey<S>`, `OrgOrRoot<S>`: the type the handler's
+/// `Guarded<…>` names), to be refined with the builder methods.
+macro_rules! route {
+    ($method:ident $path:literal => $handler:path, $policy:ty, $summary:literal) => {
+        $crate::routes::RouteSpec::new(
+            stringify!($method),
+            $path,
+            <$policy as $crate::auth::Declares>::ACCESS,
+            <$policy as $crate::auth::Declares>::SCOPE,
+            $summary,
+            |cfg| {
+                cfg.route($path, actix_web::web::$method().to($handler));
+            },
+        )
+    };
+}
+pub(crate) use route;
+
+/// Every module's routes, in registration order (actix tries them in this order).
+static MODULES: &[&[RouteSpec]] = &[
+    health::ROUTES,
+    docs::ROUTES,
+    ui::ROUTES,
+    me::ROUTES,
+    admin::ROUTES,
+    orgs::ROUTES,
+    keys::ROUTES,
+    integrations::ROUTES,
+    pipelines::ROUTES,
+    orchestration::ROUTES,
+    schedules::ROUTES,
 ];
 
-/// Registers every route of [`ROUTES`].
+/// Every route of the service.
+pub fn all() -> impl Iterator<Item = &'static RouteSpec> {
+    MODULES.iter().flat_map(|routes| routes.iter())
+}
+
+/// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    for spec in ROUTES {
+    for spec in all() {
         (spec.register)(cfg);
     }
 }

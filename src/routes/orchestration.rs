@@ -3,7 +3,9 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
+use super::openapi::s;
 use super::pipelines::{org_and_run, trigger_error};
+use super::{RouteSpec, route};
 use crate::auth::{Guarded, OrgOrRoot, scopes};
 use crate::clock::SharedClock;
 use crate::executor::Executor;
@@ -11,6 +13,15 @@ use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::reruns::{self, RerunError};
 use crate::warehouse::Warehouse;
+
+/// This module's routes, declared beside their handlers (see [`RouteSpec`]).
+#[rustfmt::skip]
+pub(super) static ROUTES: &[RouteSpec] = &[
+    route!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/rerun" => rerun, OrgOrRoot<scopes::PipelinesRun>, "Re-run a failed or cancelled run from its failed steps (same parameters unless given)")
+        .optional_body(s::<RerunRequest>)
+        .returns(202, Some(s::<crate::executor::Triggered>))
+        .also(&[(409, "Only a FAILED, CANCELLED, TIMED_OUT or ORPHANED run can be re-run")]),
+];
 
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -4,7 +4,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::openapi::s;
 use super::org_from_path;
+use super::{RouteSpec, route};
 use crate::admission::Admission;
 use crate::audit::{self, AuditEvent, Cursor};
 use crate::auth::AuthState;
@@ -16,6 +18,35 @@ use crate::idempotency;
 use crate::kms::Kms;
 use crate::orgs::{self, OnboardRequest, OrgStatus};
 use crate::warehouse::Warehouse;
+
+/// This module's routes, declared beside their handlers (see [`RouteSpec`]).
+#[rustfmt::skip]
+pub(super) static ROUTES: &[RouteSpec] = &[
+    route!(post "/api/v1/organizations/dryrun" => dry_run, Root, "Check an onboarding request; writes nothing")
+        .body(s::<crate::orgs::OnboardRequest>)
+        .returns(200, Some(s::<crate::orgs::DryRun>)),
+    route!(post "/api/v1/organizations/onboard" => onboard, Root, "Onboard an org (resumable; Idempotency-Key honoured); the API key is shown once")
+        .body(s::<crate::orgs::OnboardRequest>)
+        .returns(201, Some(s::<super::openapi::Onboarded>))
+        .idempotent(),
+    route!(get "/api/v1/organizations" => list, Root, "Orgs in slug order")
+        .query(super::openapi::PAGE)
+        .returns(200, Some(s::<super::openapi::OrgList>)),
+    route!(get "/api/v1/organizations/{org_slug}" => get, OrgOrRoot<scopes::OrgRead>, "An org's profile and quota")
+        .returns(200, Some(s::<super::openapi::OrgWithQuota>)),
+    route!(get "/api/v1/organizations/{org_slug}/quota" => get_quota, OrgOrRoot<scopes::OrgRead>, "Limits, usage and the runs holding slots")
+        .returns(200, Some(s::<crate::orgs::QuotaView>)),
+    route!(put "/api/v1/organizations/{org_slug}/quota" => put_quota, Root, "Change an org's limits")
+        .body(s::<crate::domain::QuotaLimits>)
+        .returns(200, Some(s::<crate::orgs::QuotaView>)),
+    route!(post "/api/v1/organizations/{org_slug}/suspend" => suspend, Root, "Suspend an org: its keys stop working")
+        .returns(200, Some(s::<crate::orgs::OrgView>)),
+    route!(post "/api/v1/organizations/{org_slug}/reactivate" => reactivate, Root, "Reactivate a suspended org")
+        .returns(200, Some(s::<crate::orgs::OrgView>)),
+    route!(get "/api/v1/organizations/{org_slug}/audit-logs" => audit_logs, OrgOrRoot<scopes::OrgRead>, "The org's audit trail, newest first")
+        .query(super::openapi::PAGE)
+        .returns(200, Some(s::<super::openapi::AuditList>)),
+];
 
 const ONBOARD_SCOPE: &str = "onboard";
 

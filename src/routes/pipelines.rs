@@ -4,8 +4,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::openapi::s;
 use super::org_from_path;
-use crate::auth::{Caller, Guarded, OrgOrRoot, scopes};
+use super::{RouteSpec, route};
+use crate::auth::{Caller, Guarded, OrgOrRoot, Root, scopes};
 use crate::clock::SharedClock;
 use crate::domain::OrgSlug;
 use crate::executor::{Executor, TriggerError, TriggerInfo};
@@ -17,6 +19,37 @@ use crate::page_token::PageTokens;
 use crate::pipelines::PipelineView;
 use crate::runs;
 use crate::warehouse::Warehouse;
+
+/// This module's routes, declared beside their handlers (see [`RouteSpec`]).
+#[rustfmt::skip]
+pub(super) static ROUTES: &[RouteSpec] = &[
+    route!(get "/api/v1/pipelines" => catalog, OrgOrRoot<scopes::Any>, "The pipeline catalog")
+        .returns(200, Some(s::<super::openapi::Catalog>)),
+    route!(post "/api/v1/pipelines/run/{org_slug}/{pipeline_id:.*}" => trigger, OrgOrRoot<scopes::PipelinesRun>, "Trigger a run (quota-checked; Idempotency-Key honoured)")
+        .optional_body(s::<TriggerRequest>)
+        .returns(202, Some(s::<crate::executor::Triggered>))
+        .also(&[(409, "A request with this Idempotency-Key is in progress (Retry-After)")])
+        .idempotent(),
+    route!(get "/api/v1/pipelines/{org_slug}/runs" => list_runs, OrgOrRoot<scopes::RunsRead>, "Runs, newest first (Accept: application/x-ndjson or text/csv for downloads)")
+        .query(super::openapi::RUN_FILTERS)
+        .returns(200, Some(s::<super::openapi::RunList>)),
+    route!(get "/api/v1/pipelines/{org_slug}/stats" => stats, OrgOrRoot<scopes::RunsRead>, "Per pipeline: runs, success rate, p50/p95 duration, failures by class")
+        .query(super::openapi::WINDOW)
+        .returns(200, Some(s::<super::openapi::Stats>)),
+    route!(get "/api/v1/pipelines/{org_slug}/stats/daily" => daily_stats, OrgOrRoot<scopes::RunsRead>, "Per pipeline and UTC day: runs, success rate, p50/p95 duration")
+        .query(super::openapi::WINDOW)
+        .returns(200, Some(s::<super::openapi::DailyStatsPage>)),
+    route!(get "/api/v1/admin/runs" => admin_runs, Root, "Runs across orgs")
+        .query(super::openapi::ADMIN_RUN_FILTERS)
+        .returns(200, Some(s::<super::openapi::RunList>)),
+    route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}" => get_run, OrgOrRoot<scopes::RunsRead>, "A run's current state")
+        .returns(200, Some(s::<crate::runs::RunView>)),
+    route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}/steps" => get_steps, OrgOrRoot<scopes::RunsRead>, "A run's step attempts, in order")
+        .returns(200, Some(s::<super::openapi::StepList>)),
+    route!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/cancel" => cancel, OrgOrRoot<scopes::PipelinesRun>, "Cancel a run (cooperative; a queued run leaves the queue)")
+        .returns(202, Some(s::<super::openapi::Cancelling>))
+        .also(&[(409, "Run already ended")]),
+];
 
 pub async fn catalog(
     _caller: Guarded<OrgOrRoot<scopes::Any>>,
@@ -357,7 +390,7 @@ pub struct StatsQuery {
 
 /// Admin: runs across orgs (optionally one), same filters and formats.
 pub async fn admin_runs(
-    _admin: Guarded<crate::auth::Root>,
+    _admin: Guarded<Root>,
     req: HttpRequest,
     warehouse: web::Data<Warehouse>,
     tokens: web::Data<PageTokens>,

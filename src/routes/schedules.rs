@@ -6,8 +6,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::openapi::s;
 use super::org_from_path;
 use super::pipelines::{org_and_run, trigger_error};
+use super::{RouteSpec, route};
 use crate::auth::{Guarded, OrgOrRoot, scopes};
 use crate::clock::SharedClock;
 use crate::definitions::RunParams;
@@ -20,6 +22,32 @@ use crate::schedules::backfill::{self, BackfillError, BackfillRequest};
 use crate::schedules::state::{self, Change};
 use crate::validation::FieldProblem;
 use crate::warehouse::Warehouse;
+
+/// This module's routes, declared beside their handlers (see [`RouteSpec`]).
+#[rustfmt::skip]
+pub(super) static ROUTES: &[RouteSpec] = &[
+    route!(get "/api/v1/schedules/{org_slug}" => list, OrgOrRoot<scopes::SchedulesRead>, "Every schedule of the catalog with this org's state (ACTIVE, PAUSED, DISABLED) and next tick")
+        .returns(200, Some(s::<super::openapi::ScheduleList>)),
+    route!(post "/api/v1/schedules/{org_slug}/enable" => enable, OrgOrRoot<scopes::SchedulesWrite>, "Enable a schedule (or change the org's parameter values); ticks after now fire")
+        .body(s::<ScheduleRequest>)
+        .returns(200, Some(s::<ScheduleView>)),
+    route!(post "/api/v1/schedules/{org_slug}/pause" => pause, OrgOrRoot<scopes::SchedulesWrite>, "Pause an active schedule")
+        .body(s::<ScheduleRequest>)
+        .returns(200, Some(s::<ScheduleView>))
+        .also(&[(409, "Schedule is not in a state that allows this")]),
+    route!(post "/api/v1/schedules/{org_slug}/resume" => resume, OrgOrRoot<scopes::SchedulesWrite>, "Resume a paused schedule; ticks missed while paused do not fire")
+        .body(s::<ScheduleRequest>)
+        .returns(200, Some(s::<ScheduleView>))
+        .also(&[(409, "Schedule is not in a state that allows this")]),
+    route!(post "/api/v1/backfills/{org_slug}" => start_backfill, OrgOrRoot<scopes::SchedulesWrite>, "Start a backfill: one queued child run per day, at most max_parallel at once (400 when the quota cannot hold the range)")
+        .body(s::<crate::schedules::backfill::BackfillRequest>)
+        .returns(202, Some(s::<crate::schedules::backfill::BackfillView>)),
+    route!(get "/api/v1/backfills/{org_slug}/{backfill_id}" => get_backfill, OrgOrRoot<scopes::SchedulesRead>, "A backfill's progress, day by day")
+        .returns(200, Some(s::<crate::schedules::backfill::BackfillView>)),
+    route!(post "/api/v1/backfills/{org_slug}/{backfill_id}/cancel" => cancel_backfill, OrgOrRoot<scopes::SchedulesWrite>, "Cancel a backfill: no more days fire, its waiting and running children are cancelled")
+        .returns(202, Some(s::<crate::schedules::backfill::BackfillView>))
+        .also(&[(409, "Run already ended")]),
+];
 
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ScheduleView {

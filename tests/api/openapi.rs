@@ -1,7 +1,7 @@
 use std::collections::BTreeSet;
 
-use quarry::routes::openapi::{DOCS, openapi_path};
-use quarry::routes::{Access, ROUTES};
+use quarry::routes::openapi::openapi_path;
+use quarry::routes::{Access, all as routes};
 use serde_json::Value;
 
 use crate::helpers::spawn_app;
@@ -29,17 +29,12 @@ async fn the_document_covers_every_registered_route_and_nothing_else() {
                 .map(move |m| (m.clone(), path.clone()))
         })
         .collect();
-    let registered: BTreeSet<(String, String)> = ROUTES
-        .iter()
+    let registered: BTreeSet<(String, String)> = routes()
         .map(|r| (r.method.to_string(), openapi_path(r.path)))
         .collect();
     assert_eq!(documented, registered);
-    // Every route has its own summary entry, and no summary describes a route that is gone.
-    let described: BTreeSet<(String, String)> = DOCS
-        .iter()
-        .map(|d| (d.method.to_string(), d.path.to_string()))
-        .collect();
-    assert_eq!(described, registered);
+    // Every route is declared once: no two declarations share a method and a path.
+    assert_eq!(registered.len(), routes().count());
     // The patterns are the handlers' own rules.
     let slug = &doc["paths"]["/api/v1/organizations/{org_slug}"]["get"]["parameters"][0]["schema"];
     let pattern = regex::Regex::new(slug["pattern"].as_str().unwrap()).unwrap();
@@ -56,7 +51,7 @@ async fn the_document_covers_every_registered_route_and_nothing_else() {
         );
     }
 
-    for route in ROUTES {
+    for route in routes() {
         let op = &doc["paths"][openapi_path(route.path)][route.method];
         let what = format!("{} {}", route.method, route.path);
         assert!(op["summary"].is_string(), "{what}");
