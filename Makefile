@@ -38,7 +38,7 @@ emulator-env:
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --locked --all-targets --features bench -- -D warnings
+	cargo clippy --locked --workspace --all-targets --features quarry/bench -- -D warnings
 
 fmt:
 	cargo fmt --all

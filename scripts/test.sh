@@ -19,10 +19,10 @@ python3 scripts/check-module-cycles.py
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"
-cargo clippy --locked --all-targets --features bench -- -D warnings
+cargo clippy --locked --workspace --all-targets --features quarry/bench -- -D warnings
 echo "==> cargo test (screenshots of the web view: target/ui-artifacts/)"
 rm -rf target/test-hygiene
-cargo test --locked --all-targets 2>&1 | tee target/test-output.log
+cargo test --locked --workspace --all-targets 2>&1 | tee target/test-output.log
 echo "==> the heavy multi-instance tests (a 60-tick schedule on 3 instances, a 20-run queue on 2), after the rest"
 cargo test --locked --test api -- --ignored --test-threads=2 --skip soak:: 2>&1 | tee -a target/test-output.log
 echo "==> the 60-second soak: 3 instances behind a flapping BigQuery, its invariants checked (make soak: 10 minutes)"

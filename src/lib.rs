@@ -5,7 +5,6 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
-pub mod client;
 pub mod clock;
 pub mod definitions;
 pub mod domain;

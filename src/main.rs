@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use quarry::client::{self, args::ClientCommand, args::Global};
 use quarry::integrations::Registry;
 use quarry::pipelines::Catalog;
 use quarry::settings::{Environment, Settings, VarSource};
 use quarry::startup::Application;
 use quarry::telemetry;
+use quarry_client::{self as client, args::ClientCommand, args::Global};
 
 /// Quarry: the service (`serve`, the default) and its client.
 ///
