@@ -52,6 +52,9 @@ pub(super) struct Taken {
     /// its reservation, or a reservation after its release): they go into the next batch, so
     /// each run's operations take effect in the order they were asked.
     pub deferred: Vec<Op>,
+    /// Reservations left out because their trigger stopped waiting (it was answered 503): a
+    /// batch never takes a slot nobody would own, which would cost a refund after it.
+    pub abandoned: usize,
 }
 
 impl Taken {
@@ -64,6 +67,7 @@ impl Taken {
                 Op::Drain { org } => {
                     taken.batch.drains.insert(org);
                 }
+                Op::Reserve { reply, .. } if reply.is_closed() => taken.abandoned += 1,
                 Op::Reserve {
                     org,
                     run_id,

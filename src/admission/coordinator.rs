@@ -87,6 +87,15 @@ impl Coordinator {
 
             let taken = Taken::from_ops(ops);
             deferred = taken.deferred;
+            if taken.abandoned > 0 {
+                tracing::info!(
+                    abandoned = taken.abandoned,
+                    "reservations whose trigger stopped waiting left out of the batch"
+                );
+                for _ in 0..taken.abandoned {
+                    self.metrics.admission_refused("abandoned");
+                }
+            }
             for write in taken.writes {
                 let result = self
                     .answerer

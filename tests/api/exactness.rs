@@ -260,3 +260,56 @@ async fn a_slot_held_by_a_run_cancelled_before_it_started_is_reaped_with_its_cou
         "a run that never started is not counted: {q}"
     );
 }
+
+#[tokio::test]
+async fn a_reservation_whose_trigger_stopped_waiting_is_left_out_of_the_next_batch() {
+    let (proxy, app, slug, key) = behind_proxy("abandoned-co", |vars| {
+        vars.insert("ADMISSION_TIMEOUT_SECS".into(), "3".into());
+    })
+    .await;
+    // Operations of `kind` the coordinator's batches carried (counted as a batch is sent).
+    let sent = |kind: &'static str| {
+        let app = &app;
+        async move {
+            let text = crate::metrics::metrics_text(app).await;
+            let needle = format!("quarry_admission_operations_total{{kind=\"{kind}\"}} ");
+            text.lines()
+                .find_map(|l| l.strip_prefix(needle.as_str()))
+                .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+        }
+    };
+    let (reserves, releases) = (sent("reserve").await, sent("release").await);
+    // A's batch reaches BigQuery 6 s late. B asks meanwhile and waits behind it; both triggers
+    // give up after 3 s (503). When A's batch lands, B's reservation has nobody to answer: it
+    // is left out, so B takes no slot that only a refund would give back.
+    proxy.hold_next_with("/queries", "\"reserve\"", Duration::from_secs(6));
+    let (path, body) = (trigger_path(&slug, "test/sleep"), json!({}));
+    let a = app.key_post(&path, &key, &body);
+    let b = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        app.key_post(&path, &key, &body).await
+    };
+    let (a, b) = tokio::join!(a, b);
+    assert_error(a, 503, "Service unavailable").await;
+    assert_error(b, 503, "Service unavailable").await;
+    // A's batch lands at 6 s and admits A, whose refund is the next batch's: B, waiting since
+    // 0.5 s, would ride in it or before it.
+    let started = Instant::now();
+    while sent("release").await == releases {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "A was never refunded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        sent("reserve").await - reserves,
+        1,
+        "only A's reservation was sent"
+    );
+    let q = quota_until(&app, &slug, |q| {
+        q["active_run_ids"] == json!([]) && q["runs_today"] == 0
+    })
+    .await;
+    assert_eq!(q["runs_month"], 0, "{q}");
+}
