@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 
 use crate::bq_limits::{Class, Limits, LimitsModel};
 use crate::helpers::{TestApp, assert_error, emulator_host, spawn_app_with, unique_slug};
-use crate::pipelines::{quota, set_limits, slots_free};
 
 /// `n` instances sharing one meta dataset (bootstrapped by the first), each customized alike.
 async fn instances(
@@ -83,7 +82,7 @@ async fn three_instances_admit_exactly_5_of_60_parallel_triggers_for_a_concurren
     let apps = instances(3, |_| {}).await;
     let slug = unique_slug("multi-co");
     let key = apps[0].org_with_key(&slug).await;
-    set_limits(&apps[0], &slug, 1000, 10_000, 5).await;
+    apps[0].set_limits(&slug, 1000, 10_000, 5).await;
     let urls = (0..60)
         .map(|i| trigger_url(&apps[i % 3], &slug, "test/long"))
         .collect();
@@ -96,7 +95,7 @@ async fn three_instances_admit_exactly_5_of_60_parallel_triggers_for_a_concurren
     }
     let admitted = admitted_ids(&answers);
     assert_eq!(admitted.len(), 5);
-    let q = quota(&apps[0], &slug).await;
+    let q = apps[0].quota(&slug).await;
     assert_eq!(active_ids(&q), admitted);
     assert_eq!(q["runs_today"], 5, "refusals are not counted");
 }
@@ -106,7 +105,7 @@ async fn a_daily_limit_holds_exactly_across_three_instances() {
     let apps = instances(3, |_| {}).await;
     let slug = unique_slug("daily-co");
     let key = apps[0].org_with_key(&slug).await;
-    set_limits(&apps[0], &slug, 7, 10_000, 7).await;
+    apps[0].set_limits(&slug, 7, 10_000, 7).await;
     let urls = (0..30)
         .map(|i| trigger_url(&apps[i % 3], &slug, "test/sleep"))
         .collect();
@@ -116,8 +115,8 @@ async fn a_daily_limit_holds_exactly_across_three_instances() {
         .filter(|(s, b)| *s == 429 && b["error"]["reason"] == "daily")
         .count();
     assert_eq!((admitted_ids(&answers).len(), refused_daily), (7, 23));
-    assert_eq!(quota(&apps[0], &slug).await["runs_today"], 7);
-    slots_free(&apps[0], &slug).await;
+    assert_eq!(apps[0].quota(&slug).await["runs_today"], 7);
+    apps[0].slots_free(&slug).await;
 }
 
 #[tokio::test]
@@ -133,7 +132,7 @@ async fn a_release_sent_by_one_instance_frees_a_slot_admitted_by_another() {
     .await;
     let run_id = admitted_ids(&answers).pop().expect("admitted");
     assert_eq!(
-        active_ids(&quota(&apps[0], &slug).await),
+        active_ids(&apps[0].quota(&slug).await),
         std::slice::from_ref(&run_id)
     );
 
@@ -146,7 +145,7 @@ async fn a_release_sent_by_one_instance_frees_a_slot_admitted_by_another() {
             .wait_idle(Duration::from_secs(10))
             .await
     );
-    let q = quota(&apps[0], &slug).await;
+    let q = apps[0].quota(&slug).await;
     assert_eq!(q["active_run_ids"], json!([]));
     assert_eq!(q["runs_today"], 1, "a release never uncounts a run");
 }
@@ -156,7 +155,7 @@ async fn an_instance_with_a_lagging_clock_never_resets_the_day() {
     let apps = instances(2, |_| {}).await;
     let slug = unique_slug("clock-co");
     let key = apps[0].org_with_key(&slug).await;
-    set_limits(&apps[0], &slug, 100, 10_000, 100).await;
+    apps[0].set_limits(&slug, 100, 10_000, 100).await;
     // Instance 0 is a day ahead of instance 1.
     apps[0].clock.advance(chrono::Duration::days(1));
     let tomorrow = quarry::clock::day_of(chrono::Utc::now() + chrono::Duration::days(1));
@@ -176,7 +175,7 @@ async fn an_instance_with_a_lagging_clock_never_resets_the_day() {
     .await;
     assert_eq!(admitted_ids(&lagging).len(), 1);
 
-    let q = quota(&apps[0], &slug).await;
+    let q = apps[0].quota(&slug).await;
     assert_eq!(q["day"], tomorrow.to_string(), "the day only moves forward");
     assert_eq!(
         q["runs_today"], 2,
@@ -214,7 +213,7 @@ async fn behind_bigquerys_dml_limits_50_parallel_triggers_share_a_few_statements
     for _ in 0..5 {
         let slug = unique_slug("scale-co");
         let key = app.org_with_key(&slug).await;
-        set_limits(&app, &slug, 1000, 10_000, 20).await;
+        app.set_limits(&slug, 1000, 10_000, 20).await;
         warm(&app, &key).await;
         orgs.push((slug, key));
     }
@@ -258,7 +257,7 @@ async fn behind_bigquerys_dml_limits_50_parallel_triggers_share_a_few_statements
         "at most one read per batch: {jobs:?}"
     );
     for (slug, _) in &orgs {
-        assert_eq!(quota(&app, slug).await["runs_today"], 10);
+        assert_eq!(app.quota(slug).await["runs_today"], 10);
     }
 }
 
@@ -323,7 +322,7 @@ async fn a_full_bigquery_dml_queue_is_503_with_retry_after_and_counts_nothing() 
 
     assert_eq!(blocker.await.unwrap(), 200);
     model.set_latencies(Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    let q = quota(&app, &slug).await;
+    let q = app.quota(&slug).await;
     assert_eq!(
         (q["runs_today"].clone(), q["active_run_ids"].clone()),
         (json!(0), json!([]))
@@ -339,7 +338,7 @@ async fn a_full_admission_queue_is_503_before_any_statement() {
     .await;
     let slug = unique_slug("queue-co");
     let key = app.org_with_key(&slug).await;
-    set_limits(&app, &slug, 100, 1000, 10).await;
+    app.set_limits(&slug, 100, 1000, 10).await;
     warm(&app, &key).await;
     model.set_latencies(Duration::from_millis(1500), Duration::ZERO, Duration::ZERO);
 
@@ -363,7 +362,7 @@ async fn a_full_admission_queue_is_503_before_any_statement() {
     let refused = answers.iter().find(|(s, _)| *s == 503).unwrap();
     assert_eq!(refused.1["error"]["message"], "Service unavailable");
     assert_eq!(first.await.unwrap()[0].0, 202);
-    assert_eq!(quota(&app, &slug).await["runs_today"], 2);
+    assert_eq!(app.quota(&slug).await["runs_today"], 2);
 }
 
 #[tokio::test]
@@ -374,7 +373,7 @@ async fn a_duplicated_quota_row_neither_blocks_admission_nor_loosens_the_limits(
     app.bootstrap().await;
     let slug = unique_slug("twin-co");
     let key = app.org_with_key(&slug).await;
-    set_limits(&app, &slug, 100, 1000, 1).await;
+    app.set_limits(&slug, 100, 1000, 1).await;
     let meta = &app.meta_dataset;
     crate::helpers::Emulator::new()
         .sql(&format!(
@@ -396,8 +395,8 @@ async fn a_duplicated_quota_row_neither_blocks_admission_nor_loosens_the_limits(
         2,
         "{answers:?}"
     );
-    slots_free(&app, &slug).await;
-    let q = quota(&app, &slug).await;
+    app.slots_free(&slug).await;
+    let q = app.quota(&slug).await;
     assert_eq!(q["runs_today"], 1, "{q}");
     let again = fire(&client, vec![trigger_url(&app, &slug, "test/sleep")], &key).await;
     assert_eq!(again[0].0, 202, "{again:?}");

@@ -9,7 +9,6 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::helpers::{TestApp, remember_secret, spawn_app, unique_slug};
-use crate::pipelines::slots_free;
 
 /// A folder of its own per call site, as `HOME`, so no profile file of the machine is read.
 fn home(name: &str) -> std::path::PathBuf {
@@ -102,17 +101,10 @@ fn assert_one_line_refusal(o: &Output, code: i32, starts: &str) {
     assert!(o.stdout.is_empty());
 }
 
-async fn org(app: &TestApp, prefix: &str) -> (String, String) {
-    app.bootstrap().await;
-    let slug = unique_slug(prefix);
-    let key = app.org_with_key(&slug).await;
-    (slug, key)
-}
-
 #[tokio::test]
 async fn trigger_wait_types_the_parameters_follows_the_steps_and_exits_zero() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app, "cliw").await;
+    let (slug, key) = app.new_org("cliw").await;
     let o = as_org(
         &app,
         &key,
@@ -168,7 +160,7 @@ async fn trigger_wait_types_the_parameters_follows_the_steps_and_exits_zero() {
 #[tokio::test]
 async fn watch_exits_one_when_the_run_fails_and_prints_each_attempt() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app, "clif").await;
+    let (slug, key) = app.new_org("clif").await;
     let started = json_out(
         &as_org(
             &app,
@@ -204,7 +196,7 @@ async fn watch_exits_one_when_the_run_fails_and_prints_each_attempt() {
 #[tokio::test]
 async fn refusals_are_one_line_with_the_status_and_request_id() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app, "clie").await;
+    let (slug, key) = app.new_org("clie").await;
     let unknown = uuid::Uuid::new_v4().to_string();
     let o = as_org(&app, &key, &["runs", "show", &slug, &unknown]).await;
     assert_one_line_refusal(&o, 3, "quarry: 404 Resource not found [request id ");
@@ -280,7 +272,7 @@ async fn refusals_are_one_line_with_the_status_and_request_id() {
 #[tokio::test]
 async fn a_key_is_never_an_argument_and_a_profile_others_can_read_is_refused() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app, "clip").await;
+    let (slug, key) = app.new_org("clip").await;
     let o = as_org(
         &app,
         &key,
@@ -428,7 +420,7 @@ async fn an_admin_bootstraps_onboards_lists_and_suspends_orgs_and_the_org_rotate
 #[tokio::test]
 async fn schedules_and_backfills_are_driven_from_the_client() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app, "clis").await;
+    let (slug, key) = app.new_org("clis").await;
     let table = stdout(&as_org(&app, &key, &["schedules", "list", &slug]).await);
     assert!(table.starts_with("SCHEDULE "), "{table}");
     let line = table
@@ -521,7 +513,7 @@ async fn schedules_and_backfills_are_driven_from_the_client() {
 #[tokio::test]
 async fn a_cancelled_run_watches_to_exit_one_and_its_rerun_waits_to_exit_zero() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app, "clic").await;
+    let (slug, key) = app.new_org("clic").await;
     let started = json_out(
         &as_org(
             &app,
@@ -547,7 +539,7 @@ async fn a_cancelled_run_watches_to_exit_one_and_its_rerun_waits_to_exit_zero() 
             .unwrap()
             .starts_with(&format!("run {run_id} CANCELLED"))
     );
-    slots_free(&app, &slug).await;
+    app.slots_free(&slug).await;
 
     let o = as_org(&app, &key, &["runs", "rerun", &slug, &run_id, "--wait"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));

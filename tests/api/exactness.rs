@@ -8,8 +8,6 @@ use serde_json::{Value, json};
 
 use crate::fault_proxy::{behind_proxy, lost_answer, refused};
 use crate::helpers::{Emulator, TestApp, assert_error, spawn_app_with};
-use crate::orchestration::{free_the_slot, hold_the_slot, queue_run};
-use crate::pipelines::{finished, quota, run, set_limits, slots_free};
 
 fn trigger_path(slug: &str, pipeline: &str) -> String {
     format!("/api/v1/pipelines/run/{slug}/{pipeline}")
@@ -31,7 +29,7 @@ async fn started(app: &TestApp, slug: &str, key: &str) -> String {
 async fn quota_until(app: &TestApp, slug: &str, done: impl Fn(&Value) -> bool) -> Value {
     let started = Instant::now();
     loop {
-        let q = quota(app, slug).await;
+        let q = app.quota(slug).await;
         if done(&q) {
             return q;
         }
@@ -91,7 +89,7 @@ async fn a_trigger_answered_503_because_its_decision_came_too_late_is_not_counte
         answers.iter().all(|s| matches!(s, 202 | 429 | 503)),
         "{answers:?}"
     );
-    slots_free(&app, &slug).await;
+    app.slots_free(&slug).await;
     let q = quota_until(&app, &slug, |q| q["runs_today"] == 1).await;
     assert_eq!(q["runs_month"], 1, "{q}");
 }
@@ -120,9 +118,9 @@ async fn a_run_whose_pending_event_is_slow_to_land_is_not_reaped_by_another_inst
         Duration::from_secs(5),
     );
     let run_id = started(&a, &slug, &key).await;
-    let done = finished(&a, &slug, &key, &run_id).await;
+    let done = a.wait_until_ended(&slug, &key, &run_id).await;
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
-    slots_free(&a, &slug).await;
+    a.slots_free(&slug).await;
     let orphaned = Emulator::new()
         .sql(&format!(
             "SELECT COUNT(*) FROM `{meta}.pipeline_run_events` WHERE run_id = '{run_id}' \
@@ -134,7 +132,7 @@ async fn a_run_whose_pending_event_is_slow_to_land_is_not_reaped_by_another_inst
         orphaned["rows"][0]["f"][0]["v"], "0",
         "never reaped: {orphaned}"
     );
-    assert_eq!(quota(&a, &slug).await["runs_today"], 1);
+    assert_eq!(a.quota(&slug).await["runs_today"], 1);
 }
 
 #[tokio::test]
@@ -145,7 +143,7 @@ async fn a_run_never_reads_ended_before_its_steps_are_readable() {
     proxy.hold_next("/tables/step_logs/insertAll", Duration::from_secs(3));
     let started = Instant::now();
     loop {
-        let status = run(&app, &slug, &key, &run_id).await["status"].clone();
+        let status = app.run(&slug, &key, &run_id).await["status"].clone();
         if status != "PENDING" && status != "RUNNING" {
             assert_eq!(status, "SUCCEEDED");
             break;
@@ -180,9 +178,9 @@ async fn a_run_never_reads_ended_before_its_steps_are_readable() {
 #[tokio::test]
 async fn a_queued_run_whose_dequeue_answer_is_lost_still_ends_cancelled_and_never_starts() {
     let (proxy, app, slug, key) = behind_proxy("lost-dequeue-co", |_| {}).await;
-    set_limits(&app, &slug, 50, 500, 1).await;
-    let holder = hold_the_slot(&app, &slug, &key).await;
-    let queued: Value = queue_run(&app, &slug, &key, 0).await.json().await.unwrap();
+    app.set_limits(&slug, 50, 500, 1).await;
+    let holder = app.hold_the_slot(&slug, &key).await;
+    let queued: Value = app.queue_run(&slug, &key, 0).await.json().await.unwrap();
     assert_eq!(queued["status"], "QUEUED");
     let run_id = queued["run_id"].as_str().unwrap();
     // The dequeue takes effect but its answer is lost; its retry finds the run gone and says
@@ -204,12 +202,12 @@ async fn a_queued_run_whose_dequeue_answer_is_lost_still_ends_cancelled_and_neve
             .count(),
         1
     );
-    free_the_slot(&app, &slug, &key, &holder).await;
-    let cancelled = run(&app, &slug, &key, run_id).await;
+    app.free_the_slot(&slug, &key, &holder).await;
+    let cancelled = app.run(&slug, &key, run_id).await;
     assert_eq!(cancelled["status"], "CANCELLED", "{cancelled}");
     assert!(cancelled["started_at"].is_null(), "it never started");
-    slots_free(&app, &slug).await;
-    let q = quota(&app, &slug).await;
+    app.slots_free(&slug).await;
+    let q = app.quota(&slug).await;
     assert_eq!(q["queued_run_ids"], json!([]), "{q}");
     assert_eq!(q["runs_today"], 1, "only the holder started: {q}");
 }
@@ -271,7 +269,7 @@ async fn a_reservation_whose_trigger_stopped_waiting_is_left_out_of_the_next_bat
     let sent = |kind: &'static str| {
         let app = &app;
         async move {
-            let text = crate::metrics::metrics_text(app).await;
+            let text = app.metrics_text().await;
             let needle = format!("quarry_admission_operations_total{{kind=\"{kind}\"}} ");
             text.lines()
                 .find_map(|l| l.strip_prefix(needle.as_str()))

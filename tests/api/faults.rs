@@ -8,7 +8,6 @@ use crate::helpers::{
     Emulator, TestApp, assert_error, fixture, repo_path, spawn_app_with, unique_slug,
 };
 use crate::integrations::app_with_double;
-use crate::pipelines::{finished, quota, slots_free};
 use crate::provider_double::ProviderDouble;
 
 /// Triggers `pipeline` with `body`; asserts 202 and returns the run id.
@@ -98,12 +97,12 @@ async fn bigquery_down_is_503_with_retry_after_and_the_service_recovers_without_
     )
     .await;
     assert_eq!(
-        finished(&app, &slug, &key, &run_id).await["status"],
+        app.wait_until_ended(&slug, &key, &run_id).await["status"],
         "SUCCEEDED"
     );
-    slots_free(&app, &slug).await;
+    app.slots_free(&slug).await;
     assert_eq!(
-        quota(&app, &slug).await["runs_today"],
+        app.quota(&slug).await["runs_today"],
         1,
         "the refused attempt was not counted"
     );
@@ -125,11 +124,11 @@ async fn lost_answers_on_reservation_and_release_neither_double_count_nor_leak()
     )
     .await;
     assert_eq!(
-        finished(&app, &slug, &key, &run_id).await["status"],
+        app.wait_until_ended(&slug, &key, &run_id).await["status"],
         "SUCCEEDED"
     );
-    slots_free(&app, &slug).await;
-    let q = quota(&app, &slug).await;
+    app.slots_free(&slug).await;
+    let q = app.quota(&slug).await;
     assert_eq!(q["runs_today"], 1, "counted once: {q}");
     assert_eq!(q["runs_month"], 1);
     let lost_calls = proxy.query_calls().iter().filter(|c| c.1 == 503).count();
@@ -156,7 +155,7 @@ async fn a_lost_reservation_answer_with_an_idempotency_key_runs_the_run_once_und
         "the committed reservation is this request's"
     );
     let run_id = first["run_id"].as_str().unwrap().to_string();
-    let done = finished(&app, &slug, &key, &run_id).await;
+    let done = app.wait_until_ended(&slug, &key, &run_id).await;
     assert_eq!(done["status"], "SUCCEEDED");
     assert_eq!(done["pipeline_id"], "test/params");
     let again: Value = send().await.unwrap().json().await.unwrap();
@@ -164,8 +163,8 @@ async fn a_lost_reservation_answer_with_an_idempotency_key_runs_the_run_once_und
         (again["run_id"].as_str(), again["replayed"].as_bool()),
         (Some(run_id.as_str()), Some(true))
     );
-    slots_free(&app, &slug).await;
-    assert_eq!(quota(&app, &slug).await["runs_today"], 1);
+    app.slots_free(&slug).await;
+    assert_eq!(app.quota(&slug).await["runs_today"], 1);
     assert_eq!(proxy.query_calls().iter().filter(|c| c.1 == 503).count(), 1);
 }
 
@@ -191,9 +190,9 @@ async fn a_step_job_whose_answer_is_lost_is_attached_to_not_run_twice() {
                 .as_str()
                 .unwrap()
                 .to_string();
-            let done = finished(app, slug, key, &id).await;
+            let done = app.wait_until_ended(slug, key, &id).await;
             assert_eq!(done["status"], "SUCCEEDED", "{pipeline}: {done}");
-            slots_free(app, slug).await;
+            app.slots_free(slug).await;
             id
         }
     };
@@ -248,7 +247,7 @@ async fn a_step_attempt_that_times_out_cancels_its_job_by_its_own_id() {
         json!({"parameters": {"day": "2026-11-01"}}),
     )
     .await;
-    let done = finished(&app, &slug, &key, &run_id).await;
+    let done = app.wait_until_ended(&slug, &key, &run_id).await;
     assert_eq!(done["status"], "FAILED");
     assert_eq!(done["error_class"], "timeout");
     let job = format!("quarry_{run_id}_check_a1_0");
@@ -270,7 +269,7 @@ async fn a_step_attempt_that_times_out_cancels_its_job_by_its_own_id() {
         cancels[0].ends_with(&format!("/jobs/{job}/cancel")),
         "{cancels:?}"
     );
-    slots_free(&app, &slug).await;
+    app.slots_free(&slug).await;
 }
 
 #[tokio::test]
@@ -288,11 +287,11 @@ async fn a_provider_page_over_8_mib_fails_the_step_without_being_read_whole() {
         json!({"parameters": {"day": "2026-11-01"}}),
     )
     .await;
-    let done = finished(&app, &slug, &key, &run_id).await;
+    let done = app.wait_until_ended(&slug, &key, &run_id).await;
     assert_eq!(done["status"], "FAILED", "{done}");
     assert_eq!(done["error_class"], "provider");
     assert_eq!(done["error_summary"], "provider page larger than 8 MiB");
-    slots_free(&app, &slug).await;
+    app.slots_free(&slug).await;
 }
 
 #[tokio::test]
@@ -314,17 +313,17 @@ async fn a_hanging_provider_times_out_its_step_without_touching_other_runs() {
         json!({"parameters": {"day": "2026-11-01"}}),
     )
     .await;
-    let fine_run = finished(&app, &other, &other_key, &fine_id).await;
+    let fine_run = app.wait_until_ended(&other, &other_key, &fine_id).await;
     assert_eq!(fine_run["status"], "SUCCEEDED");
     assert!(
         fine_run["duration_ms"].as_i64().unwrap() < 2000,
         "not held up by the hanging provider"
     );
 
-    let hung = finished(&app, &slow, &slow_key, &hanging_id).await;
+    let hung = app.wait_until_ended(&slow, &slow_key, &hanging_id).await;
     assert_eq!(hung["status"], "FAILED");
     assert_eq!(hung["error_class"], "timeout");
-    slots_free(&app, &slow).await;
+    app.slots_free(&slow).await;
     let r = app
         .key_get(
             &format!("/api/v1/pipelines/{slow}/runs/{hanging_id}"),
@@ -365,7 +364,7 @@ async fn a_kms_outage_during_a_step_fails_the_run_cleanly_and_frees_its_slot() {
         json!({"parameters": {"day": "2026-11-01"}}),
     )
     .await;
-    let run = finished(&app, &slug, &key, &run_id).await;
+    let run = app.wait_until_ended(&slug, &key, &run_id).await;
     assert_eq!(run["status"], "FAILED");
     assert_eq!(run["error_class"], "kms");
     assert_eq!(run["error_summary"], "KMS unavailable");
@@ -373,7 +372,7 @@ async fn a_kms_outage_during_a_step_fails_the_run_cleanly_and_frees_its_slot() {
         double.seen()[before..].is_empty(),
         "nothing reached the provider"
     );
-    slots_free(&app, &slug).await;
+    app.slots_free(&slug).await;
 }
 
 #[tokio::test]
@@ -393,7 +392,7 @@ async fn a_step_job_inserted_again_after_a_lost_answer_and_a_refused_lookup_runs
         refused("/jobs/", None),
     ]);
     let run_id = started(&app, &slug, &key, "test/append", json!({})).await;
-    let done = finished(&app, &slug, &key, &run_id).await;
+    let done = app.wait_until_ended(&slug, &key, &run_id).await;
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
     let inserts = proxy.statuses("/jobs");
     assert_eq!(

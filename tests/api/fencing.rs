@@ -10,7 +10,6 @@ use serde_json::{Value, json};
 
 use crate::fault_proxy::{FaultProxy, behind_proxy};
 use crate::helpers::{TestApp, assert_error, spawn_app_with, unique_slug};
-use crate::pipelines::{finished, run, set_limits, slots_free, steps};
 
 /// Short leases: a run not renewed for 13 s stops itself (17 - 1 - 3); reapers need 17 s plus
 /// two passes. (A heartbeat may take 3 s: the emulator runs one statement at a time for the
@@ -44,7 +43,7 @@ async fn two_instances(proxy: &FaultProxy) -> (TestApp, TestApp, String, String)
     .await;
     let slug = unique_slug("fence-co");
     let key = a.org_with_key(&slug).await;
-    set_limits(&a, &slug, 100, 1000, 1).await;
+    a.set_limits(&slug, 100, 1000, 1).await;
     (a, b, slug, key)
 }
 
@@ -69,7 +68,7 @@ async fn started(app: &TestApp, slug: &str, key: &str, pipeline: &str) -> String
         .unwrap()
         .to_string();
     for _ in 0..100 {
-        if run(app, slug, key, &id).await["status"] == "RUNNING" {
+        if app.run(slug, key, &id).await["status"] == "RUNNING" {
             return id;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -154,14 +153,14 @@ async fn a_run_cut_off_from_bigquery_stops_itself_before_another_instance_can_ta
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     proxy.set_hanging(false);
-    let second = finished(&b, &slug, &key, &second).await;
+    let second = b.wait_until_ended(&slug, &key, &second).await;
     assert_eq!(second["status"], "SUCCEEDED");
 
     // The cut-off run's end is what happened: A stopped it because its lease lapsed. Its
     // interrupted step is recorded; no SUCCEEDED ever follows.
     let mut end = Value::Null;
     for _ in 0..100 {
-        end = run(&b, &slug, &key, &first).await;
+        end = b.run(&slug, &key, &first).await;
         if end["error_class"] == "lease_lost" {
             break;
         }
@@ -177,7 +176,7 @@ async fn a_run_cut_off_from_bigquery_stops_itself_before_another_instance_can_ta
         "{end}"
     );
     assert_eq!(
-        steps(&b, &slug, &key, &first).await,
+        b.steps(&slug, &key, &first).await,
         vec![("nap".to_string(), 1, "INTERRUPTED".to_string())]
     );
     // Never two runs at once for a limit of 1: A's step had stopped before B admitted its run.
@@ -196,7 +195,7 @@ async fn a_run_cut_off_from_bigquery_stops_itself_before_another_instance_can_ta
         stopped_at < admitted_at,
         "A's step ran until {stopped_at}, B admitted at {admitted_at}"
     );
-    slots_free(&b, &slug).await;
+    b.slots_free(&slug).await;
 }
 
 #[tokio::test]
@@ -206,10 +205,10 @@ async fn one_heartbeat_held_past_the_fence_period_neither_stops_the_run_nor_lets
     let id = started(&a, &slug, &key, "test/sleep5").await;
     // Held 15 s, longer than the 13 s after which a run without renewal stops itself.
     proxy.hold_next("/tables/run_heartbeats/insertAll", Duration::from_secs(15));
-    let done = finished(&b, &slug, &key, &id).await;
+    let done = b.wait_until_ended(&slug, &key, &id).await;
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
     assert_eq!(done["error_class"], Value::Null);
-    slots_free(&b, &slug).await;
+    b.slots_free(&slug).await;
     assert_eq!(a.executor.active_runs(), 0);
 }
 
@@ -226,7 +225,7 @@ async fn a_cancel_through_another_instance_reaches_the_run_within_a_heartbeat() 
         json!({"run_id": id, "status": "CANCELLING"})
     );
     let started = Instant::now();
-    let done = finished(&b, &slug, &key, &id).await;
+    let done = b.wait_until_ended(&slug, &key, &id).await;
     assert_eq!(done["status"], "CANCELLED", "{done}");
     assert!(started.elapsed() < Duration::from_secs(10));
     // Who cancelled it is in the run's end and in the audit log.
@@ -252,10 +251,10 @@ async fn a_cancel_through_another_instance_reaches_the_run_within_a_heartbeat() 
         .unwrap_or_else(|| panic!("no run.cancel entry: {audit}"));
     assert_eq!(entry["resource_id"], id.as_str());
     assert_eq!(
-        steps(&b, &slug, &key, &id).await,
+        b.steps(&slug, &key, &id).await,
         vec![("nap".to_string(), 1, "INTERRUPTED".to_string())]
     );
-    slots_free(&b, &slug).await;
+    b.slots_free(&slug).await;
     assert_error(
         b.key_post(&cancel, &key, &json!({})).await,
         409,

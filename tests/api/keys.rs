@@ -7,13 +7,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_error, spawn_app, spawn_app_with, unique_slug};
 
-async fn org(app: &TestApp) -> (String, String) {
-    app.bootstrap().await;
-    let slug = unique_slug("keys-co");
-    let key = app.org_with_key(&slug).await;
-    (slug, key)
-}
-
 async fn rotate(app: &TestApp, slug: &str, key: &str, body: Value) -> reqwest::Response {
     app.key_post(
         &format!("/api/v1/organizations/{slug}/api-keys/rotate"),
@@ -30,7 +23,7 @@ fn profile_path(slug: &str) -> String {
 #[tokio::test]
 async fn rotation_without_grace_revokes_the_old_key_at_once() {
     let app = spawn_app().await;
-    let (slug, old) = org(&app).await;
+    let (slug, old) = app.new_org("keys-co").await;
     assert_eq!(app.key_get(&profile_path(&slug), &old).await.status(), 200);
     let response = rotate(&app, &slug, &old, json!({})).await;
     assert_eq!(response.status(), 201);
@@ -54,7 +47,7 @@ async fn rotation_without_grace_revokes_the_old_key_at_once() {
 #[tokio::test]
 async fn a_rotated_key_works_until_its_grace_period_ends() {
     let app = spawn_app().await;
-    let (slug, old) = org(&app).await;
+    let (slug, old) = app.new_org("keys-co").await;
     let response = rotate(&app, &slug, &old, json!({"grace_period_seconds": 4})).await;
     assert_eq!(response.status(), 201);
     let body: Value = response.json().await.unwrap();
@@ -87,7 +80,7 @@ async fn a_rotated_key_works_until_its_grace_period_ends() {
 #[tokio::test]
 async fn rotation_bounds_are_enforced() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("keys-co").await;
     for bad in [
         json!({"grace_period_seconds": 604801}),
         json!({"grace_period_seconds": -1}),
@@ -126,7 +119,7 @@ async fn rotation_bounds_are_enforced() {
 #[tokio::test]
 async fn a_revoked_key_gets_401_at_once() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("keys-co").await;
     let listed: Value = app
         .key_get(&format!("{}/api-keys", profile_path(&slug)), &key)
         .await
@@ -168,7 +161,7 @@ async fn a_revoked_key_gets_401_at_once() {
 #[tokio::test]
 async fn an_expired_key_gets_401() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("keys-co").await;
     let body: Value = rotate(
         &app,
         &slug,
@@ -196,7 +189,7 @@ async fn an_expired_key_gets_401() {
 #[tokio::test]
 async fn a_key_without_the_routes_scope_gets_403() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("keys-co").await;
     let body: Value = rotate(
         &app,
         &slug,
@@ -233,7 +226,7 @@ async fn a_key_without_the_routes_scope_gets_403() {
 #[tokio::test]
 async fn key_listings_hold_metadata_only() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("keys-co").await;
     let listed: Value = app
         .key_get(&format!("{}/api-keys", profile_path(&slug)), &key)
         .await
@@ -263,7 +256,7 @@ async fn key_listings_hold_metadata_only() {
 #[tokio::test]
 async fn last_used_is_written_in_one_batch_not_per_request() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("keys-co").await;
     let before = app.warehouse.counters().snapshot();
     for _ in 0..5 {
         assert_eq!(app.key_get(&profile_path(&slug), &key).await.status(), 200);
@@ -290,7 +283,7 @@ async fn last_used_is_written_in_one_batch_not_per_request() {
 #[tokio::test]
 async fn each_key_in_a_last_used_batch_keeps_its_own_time() {
     let app = spawn_app().await;
-    let (slug, old) = org(&app).await;
+    let (slug, old) = app.new_org("keys-co").await;
     let rotated = rotate(&app, &slug, &old, json!({"grace_period_seconds": 600})).await;
     assert_eq!(rotated.status(), 201);
     let new = rotated.json::<Value>().await.unwrap()["api_key"]
@@ -326,7 +319,7 @@ async fn each_key_in_a_last_used_batch_keeps_its_own_time() {
 #[tokio::test]
 async fn a_stored_key_ciphertext_moved_to_another_org_fails_to_decrypt() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("keys-co").await;
     let other = unique_slug("other-co");
     app.onboard(&other).await;
     let org_a = OrgSlug::parse(&slug).unwrap();
@@ -358,7 +351,7 @@ async fn a_stored_key_ciphertext_moved_to_another_org_fails_to_decrypt() {
 #[tokio::test]
 async fn malformed_keys_cost_no_bigquery_call() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("keys-co").await;
     let mut typo = key.clone().into_bytes();
     typo[10] = if typo[10] == b'a' { b'b' } else { b'a' };
     let typo = String::from_utf8(typo).unwrap();
@@ -389,7 +382,7 @@ async fn a_flood_of_well_formed_unknown_keys_costs_at_most_one_lookup_per_key_wi
         vars.insert("RATE_LIMIT_FAILED_AUTH_PER_MINUTE".into(), "10".into());
     })
     .await;
-    let (slug, _key) = org(&app).await;
+    let (slug, _key) = app.new_org("keys-co").await;
     let before = app.warehouse.counters().snapshot();
     // The same unknown key 20 times: one lookup, then the negative cache.
     let unknown = quarry::domain::ApiKey::generate();
@@ -414,7 +407,7 @@ async fn a_flood_of_well_formed_unknown_keys_costs_at_most_one_lookup_per_key_wi
 #[tokio::test]
 async fn live_keys_are_capped_at_10_and_a_rotation_without_grace_is_always_allowed() {
     let app = spawn_app().await;
-    let (slug, mut key) = org(&app).await;
+    let (slug, mut key) = app.new_org("keys-co").await;
     // Onboarding's key plus 9 rotations with grace: 10 live keys.
     for _ in 0..9 {
         let r = rotate(&app, &slug, &key, json!({"grace_period_seconds": 600})).await;
@@ -457,7 +450,7 @@ async fn old_keys(app: &TestApp, slug: &str, n: usize) {
 #[tokio::test]
 async fn the_key_list_pages_through_every_key_and_rotation_finds_a_key_of_any_age() {
     let app = spawn_app().await;
-    let (slug, _key) = org(&app).await;
+    let (slug, _key) = app.new_org("keys-co").await;
     let first_id = app
         .root_get(&format!("{}/api-keys", profile_path(&slug)))
         .await;
@@ -532,7 +525,7 @@ async fn the_key_list_pages_through_every_key_and_rotation_finds_a_key_of_any_ag
 #[tokio::test]
 async fn a_rotated_key_never_outlives_the_key_that_minted_it() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("keys-co").await;
     let short = rotate(&app, &slug, &key, json!({"expires_in_seconds": 120})).await;
     assert_eq!(short.status(), 201);
     let short: Value = short.json().await.unwrap();
@@ -574,7 +567,7 @@ async fn a_rotated_key_never_outlives_the_key_that_minted_it() {
 #[tokio::test]
 async fn a_warm_cache_authenticates_without_bigquery() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("keys-co").await;
     // Warm up, then measure a key-only route that itself reads nothing: none exists yet, so
     // count the auth lookups of a profile read (one query for the profile, one for the quota).
     assert_eq!(app.key_get(&profile_path(&slug), &key).await.status(), 200);
@@ -587,7 +580,7 @@ async fn a_warm_cache_authenticates_without_bigquery() {
 #[tokio::test]
 async fn whoami_names_the_caller() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("keys-co").await;
     let me: Value = app
         .key_get("/api/v1/whoami", &key)
         .await
@@ -608,7 +601,7 @@ async fn whoami_names_the_caller() {
 /// `quarry_auth_cache_total{result=...}` as served on `/metrics` (0 when absent).
 async fn auth_cache_count(app: &TestApp, result: &str) -> u64 {
     let needle = format!("quarry_auth_cache_total{{result=\"{result}\"}} ");
-    crate::metrics::metrics_text(app)
+    app.metrics_text()
         .await
         .lines()
         .find_map(|l| l.strip_prefix(needle.as_str()))
@@ -618,7 +611,7 @@ async fn auth_cache_count(app: &TestApp, result: &str) -> u64 {
 #[tokio::test]
 async fn a_hundred_concurrent_requests_with_an_uncached_key_share_one_lookup() {
     let app = spawn_app().await;
-    let (_slug, key) = org(&app).await;
+    let (_slug, key) = app.new_org("keys-co").await;
     let before = app.warehouse.counters().snapshot();
     let requests = (0..100).map(|_| app.key_get("/api/v1/whoami", &key));
     let statuses: Vec<u16> = futures_util::future::join_all(requests)
@@ -667,7 +660,7 @@ async fn a_key_in_steady_use_is_refreshed_before_it_expires_and_no_request_waits
         vars.insert("AUTH_CACHE_TTL_SECS".into(), "4".into());
     })
     .await;
-    let (_slug, key) = org(&app).await;
+    let (_slug, key) = app.new_org("keys-co").await;
     let misses = auth_cache_count(&app, "miss").await;
     let before = app.warehouse.counters().snapshot();
     // 9 s of use, a request every 100 ms: more than two lifetimes of the cached key, which is

@@ -31,6 +31,7 @@ mod run_logs;
 mod schedules;
 mod soak;
 mod validation_details;
+mod verbs;
 mod warehouse;
 mod web_ui;
 mod webdriver;

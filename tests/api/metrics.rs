@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app_with, unique_slug};
+use crate::helpers::{spawn_app_with, unique_slug};
 
 #[tokio::test]
 async fn metrics_cover_http_bigquery_runs_quotas_auth_and_the_reaper() {
@@ -31,7 +31,7 @@ async fn metrics_cover_http_bigquery_runs_quotas_auth_and_the_reaper() {
     assert_eq!(refused.status(), 429, "STARTER runs one at a time");
     let mut text = String::new();
     for _ in 0..100 {
-        text = metrics_text(&app).await;
+        text = app.metrics_text().await;
         // The run is counted as it ends, then leaves the active set.
         if text.contains("quarry_runs_total{pipeline=\"test/sleep\",status=\"SUCCEEDED\"} 1")
             && text.contains("quarry_runs_active 0")
@@ -75,7 +75,7 @@ async fn made_up_methods_and_paths_add_no_metric_series() {
             .unwrap();
         assert!(r.status().is_client_error(), "{}", r.status());
     }
-    let text = metrics_text(&app).await;
+    let text = app.metrics_text().await;
     assert!(!text.contains("MADEUP"), "a made-up method became a label");
     assert!(!text.contains("/no/such/path"), "a raw path became a label");
     let series: Vec<&str> = text
@@ -85,16 +85,4 @@ async fn made_up_methods_and_paths_add_no_metric_series() {
     assert_eq!(series.len(), 1, "{series:?}");
     assert!(series[0].contains("route=\"unmatched\""), "{}", series[0]);
     assert!(series[0].ends_with(" 40"), "{}", series[0]);
-}
-
-/// The `/metrics` text as a scraper reads it (no key).
-pub(crate) async fn metrics_text(app: &TestApp) -> String {
-    app.client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }

@@ -5,14 +5,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_error, spawn_app, unique_slug};
-use crate::pipelines::{finished, steps};
-
-async fn org(app: &TestApp) -> (String, String) {
-    app.bootstrap().await;
-    let slug = unique_slug("orch-co");
-    let key = app.org_with_key(&slug).await;
-    (slug, key)
-}
 
 async fn start(app: &TestApp, slug: &str, key: &str, pipeline: &str, body: Value) -> Value {
     let r = app
@@ -44,7 +36,7 @@ async fn rerun(
 #[tokio::test]
 async fn a_rerun_skips_the_steps_that_succeeded_and_links_to_the_original() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("orch-co").await;
     let first = start(
         &app,
         &slug,
@@ -54,13 +46,13 @@ async fn a_rerun_skips_the_steps_that_succeeded_and_links_to_the_original() {
     )
     .await;
     let first_id = first["run_id"].as_str().unwrap().to_string();
-    let failed = finished(&app, &slug, &key, &first_id).await;
+    let failed = app.wait_until_ended(&slug, &key, &first_id).await;
     assert_eq!(failed["status"], "FAILED");
     // STARTER runs one at a time: the re-run needs the first run's slot back.
-    crate::pipelines::slots_free(&app, &slug).await;
+    app.slots_free(&slug).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        steps(&app, &slug, &key, &first_id).await,
+        app.steps(&slug, &key, &first_id).await,
         [
             ("a".to_string(), 1, "SUCCEEDED".to_string()),
             ("b".to_string(), 1, "FAILED".to_string()),
@@ -73,7 +65,7 @@ async fn a_rerun_skips_the_steps_that_succeeded_and_links_to_the_original() {
     let second: Value = r.json().await.unwrap();
     let second_id = second["run_id"].as_str().unwrap().to_string();
     assert_ne!(second_id, first_id);
-    let done = finished(&app, &slug, &key, &second_id).await;
+    let done = app.wait_until_ended(&slug, &key, &second_id).await;
     assert_eq!(done["status"], "SUCCEEDED");
     assert_eq!(done["rerun_of"], first_id.as_str());
     assert_eq!(done["trigger"], "rerun");
@@ -83,7 +75,7 @@ async fn a_rerun_skips_the_steps_that_succeeded_and_links_to_the_original() {
         "the original's parameters"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut got = steps(&app, &slug, &key, &second_id).await;
+    let mut got = app.steps(&slug, &key, &second_id).await;
     got.sort();
     assert_eq!(
         got,
@@ -116,7 +108,7 @@ async fn a_rerun_skips_the_steps_that_succeeded_and_links_to_the_original() {
 #[tokio::test]
 async fn a_rerun_takes_new_parameters_when_given_and_validates_them() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("orch-co").await;
     let first = start(
         &app,
         &slug,
@@ -127,10 +119,10 @@ async fn a_rerun_takes_new_parameters_when_given_and_validates_them() {
     .await;
     let first_id = first["run_id"].as_str().unwrap().to_string();
     assert_eq!(
-        finished(&app, &slug, &key, &first_id).await["status"],
+        app.wait_until_ended(&slug, &key, &first_id).await["status"],
         "FAILED"
     );
-    crate::pipelines::slots_free(&app, &slug).await;
+    app.slots_free(&slug).await;
 
     let r = rerun(
         &app,
@@ -157,41 +149,9 @@ async fn a_rerun_takes_new_parameters_when_given_and_validates_them() {
         .as_str()
         .unwrap()
         .to_string();
-    let done = finished(&app, &slug, &key, &id).await;
+    let done = app.wait_until_ended(&slug, &key, &id).await;
     assert_eq!(done["parameters"], json!({"day": "2026-11-02"}));
     assert_eq!(done["status"], "SUCCEEDED");
-}
-
-pub(crate) async fn queue_run(app: &TestApp, slug: &str, key: &str, n: i64) -> reqwest::Response {
-    app.key_post(
-        &format!("/api/v1/pipelines/run/{slug}/test/nap"),
-        key,
-        &json!({"parameters": {"n": n}, "when_busy": "queue"}),
-    )
-    .await
-}
-
-/// Takes the org's one slot (test/hold: 10 minutes) until [`free_the_slot`], so the runs
-/// queued after it wait.
-pub(crate) async fn hold_the_slot(app: &TestApp, slug: &str, key: &str) -> String {
-    let body = start(app, slug, key, "test/hold", json!({})).await;
-    assert_eq!(body["status"], "PENDING");
-    body["run_id"].as_str().unwrap().to_string()
-}
-
-pub(crate) async fn free_the_slot(app: &TestApp, slug: &str, key: &str, holder: &str) {
-    let r = app
-        .key_post(
-            &format!("/api/v1/pipelines/{slug}/runs/{holder}/cancel"),
-            key,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    assert_eq!(
-        finished(app, slug, key, holder).await["status"],
-        "CANCELLED"
-    );
 }
 
 /// The run ids of `slug`'s runs of test/nap in the order they were admitted (PENDING events).
@@ -227,20 +187,20 @@ async fn admission_order(app: &TestApp, slug: &str) -> Vec<(String, i64)> {
 #[tokio::test]
 async fn queued_runs_wait_and_start_in_arrival_order_as_slots_free() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
-    crate::pipelines::set_limits(&app, &slug, 50, 500, 1).await;
-    let first = queue_run(&app, &slug, &key, 0).await;
+    let (slug, key) = app.new_org("orch-co").await;
+    app.set_limits(&slug, 50, 500, 1).await;
+    let first = app.queue_run(&slug, &key, 0).await;
     assert_eq!(first.status(), 202);
     let first: Value = first.json().await.unwrap();
     assert_eq!(first["status"], "PENDING", "a free slot admits at once");
     let mut ids = vec![first["run_id"].as_str().unwrap().to_string()];
     assert_eq!(
-        finished(&app, &slug, &key, &ids[0]).await["status"],
+        app.wait_until_ended(&slug, &key, &ids[0]).await["status"],
         "SUCCEEDED"
     );
-    let holder = hold_the_slot(&app, &slug, &key).await;
+    let holder = app.hold_the_slot(&slug, &key).await;
     for n in 1..5 {
-        let r = queue_run(&app, &slug, &key, n).await;
+        let r = app.queue_run(&slug, &key, n).await;
         assert_eq!(r.status(), 202);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["status"], "QUEUED");
@@ -259,14 +219,17 @@ async fn queued_runs_wait_and_start_in_arrival_order_as_slots_free() {
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["reason"], "concurrent");
 
-    let quota = crate::pipelines::quota(&app, &slug).await;
+    let quota = app.quota(&slug).await;
     assert_eq!(quota["queued_run_ids"].as_array().unwrap().len(), 4);
-    let queued = crate::pipelines::run(&app, &slug, &key, &ids[4]).await;
+    let queued = app.run(&slug, &key, &ids[4]).await;
     assert_eq!(queued["status"], "QUEUED");
 
-    free_the_slot(&app, &slug, &key, &holder).await;
+    app.free_the_slot(&slug, &key, &holder).await;
     for id in &ids {
-        assert_eq!(finished(&app, &slug, &key, id).await["status"], "SUCCEEDED");
+        assert_eq!(
+            app.wait_until_ended(&slug, &key, id).await["status"],
+            "SUCCEEDED"
+        );
     }
     let order: Vec<i64> = admission_order(&app, &slug)
         .await
@@ -274,10 +237,10 @@ async fn queued_runs_wait_and_start_in_arrival_order_as_slots_free() {
         .map(|r| r.1)
         .collect();
     assert_eq!(order, [0, 1, 2, 3, 4]);
-    let last = crate::pipelines::run(&app, &slug, &key, &ids[4]).await;
+    let last = app.run(&slug, &key, &ids[4]).await;
     assert!(last["queued_secs"].as_f64().unwrap() > 1.0, "{last}");
-    crate::pipelines::slots_free(&app, &slug).await;
-    let quota = crate::pipelines::quota(&app, &slug).await;
+    app.slots_free(&slug).await;
+    let quota = app.quota(&slug).await;
     assert_eq!(quota["queued_run_ids"], json!([]));
     assert_eq!(quota["runs_today"], 6);
 }
@@ -285,20 +248,15 @@ async fn queued_runs_wait_and_start_in_arrival_order_as_slots_free() {
 #[tokio::test]
 async fn a_full_queue_refuses_with_queue_full_and_the_daily_limit_is_never_queued() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
-    crate::pipelines::set_limits(&app, &slug, 3, 500, 1).await;
-    hold_the_slot(&app, &slug, &key).await;
+    let (slug, key) = app.new_org("orch-co").await;
+    app.set_limits(&slug, 3, 500, 1).await;
+    app.hold_the_slot(&slug, &key).await;
     for n in 1..3 {
-        assert_eq!(queue_run(&app, &slug, &key, n).await.status(), 202);
+        assert_eq!(app.queue_run(&slug, &key, n).await.status(), 202);
     }
     // One running and two waiting: the day is spoken for.
-    let r = queue_run(&app, &slug, &key, 3).await;
-    assert_eq!(
-        r.status(),
-        429,
-        "{}",
-        crate::pipelines::quota(&app, &slug).await
-    );
+    let r = app.queue_run(&slug, &key, 3).await;
+    assert_eq!(r.status(), 429, "{}", app.quota(&slug).await);
     assert!(r.headers().contains_key("retry-after"));
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["reason"], "daily");
@@ -308,17 +266,15 @@ async fn a_full_queue_refuses_with_queue_full_and_the_daily_limit_is_never_queue
         let key = app.org_with_key(&slug).await;
         (slug, key)
     };
-    crate::pipelines::set_limits(&app, &slug2, 100, 500, 1).await;
-    let queue_limit = crate::pipelines::quota(&app, &slug2).await["queue_limit"]
-        .as_i64()
-        .unwrap();
+    app.set_limits(&slug2, 100, 500, 1).await;
+    let queue_limit = app.quota(&slug2).await["queue_limit"].as_i64().unwrap();
     assert_eq!(queue_limit, 10, "the STARTER plan's queue");
-    hold_the_slot(&app, &slug2, &key2).await;
+    app.hold_the_slot(&slug2, &key2).await;
     for n in 1..=queue_limit {
-        let r = queue_run(&app, &slug2, &key2, n).await;
+        let r = app.queue_run(&slug2, &key2, n).await;
         assert_eq!(r.status(), 202, "run {n}");
     }
-    let r = queue_run(&app, &slug2, &key2, 99).await;
+    let r = app.queue_run(&slug2, &key2, 99).await;
     assert_eq!(r.status(), 429);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["reason"], "queue_full");
@@ -327,12 +283,12 @@ async fn a_full_queue_refuses_with_queue_full_and_the_daily_limit_is_never_queue
 #[tokio::test]
 async fn a_queued_run_can_be_cancelled_and_never_starts() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
-    crate::pipelines::set_limits(&app, &slug, 50, 500, 1).await;
-    let holder = hold_the_slot(&app, &slug, &key).await;
-    let first: Value = queue_run(&app, &slug, &key, 0).await.json().await.unwrap();
-    let second: Value = queue_run(&app, &slug, &key, 1).await.json().await.unwrap();
-    let third: Value = queue_run(&app, &slug, &key, 2).await.json().await.unwrap();
+    let (slug, key) = app.new_org("orch-co").await;
+    app.set_limits(&slug, 50, 500, 1).await;
+    let holder = app.hold_the_slot(&slug, &key).await;
+    let first: Value = app.queue_run(&slug, &key, 0).await.json().await.unwrap();
+    let second: Value = app.queue_run(&slug, &key, 1).await.json().await.unwrap();
+    let third: Value = app.queue_run(&slug, &key, 2).await.json().await.unwrap();
     let second_id = second["run_id"].as_str().unwrap();
     assert_eq!(second["status"], "QUEUED");
     let r = app
@@ -344,12 +300,14 @@ async fn a_queued_run_can_be_cancelled_and_never_starts() {
         .await;
     assert_eq!(r.status(), 202);
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "CANCELLED");
-    free_the_slot(&app, &slug, &key, &holder).await;
+    app.free_the_slot(&slug, &key, &holder).await;
     for id in [&first["run_id"], &third["run_id"]] {
-        let done = finished(&app, &slug, &key, id.as_str().unwrap()).await;
+        let done = app
+            .wait_until_ended(&slug, &key, id.as_str().unwrap())
+            .await;
         assert_eq!(done["status"], "SUCCEEDED");
     }
-    let cancelled = crate::pipelines::run(&app, &slug, &key, second_id).await;
+    let cancelled = app.run(&slug, &key, second_id).await;
     assert_eq!(cancelled["status"], "CANCELLED");
     assert!(cancelled["started_at"].is_null(), "it never started");
     let order: Vec<i64> = admission_order(&app, &slug)
@@ -376,7 +334,7 @@ async fn a_queue_of_20_drains_in_order_across_two_instances_with_a_restart_in_th
         vars.insert("QUEUE_POLL_SECS".into(), "1".into());
     };
     let a = crate::helpers::spawn_app_with(fast_drain).await;
-    let (slug, key) = org(&a).await;
+    let (slug, key) = a.new_org("orch-co").await;
     let meta = a.meta_dataset.clone();
     let spawn_b = || {
         let meta = meta.clone();
@@ -395,27 +353,27 @@ async fn a_queue_of_20_drains_in_order_across_two_instances_with_a_restart_in_th
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(crate::pipelines::quota(&a, &slug).await["queue_limit"], 20);
-    let holder = hold_the_slot(&a, &slug, &key).await;
+    assert_eq!(a.quota(&slug).await["queue_limit"], 20);
+    let holder = a.hold_the_slot(&slug, &key).await;
     let mut ids = Vec::new();
     for n in 0..20 {
         let via = if n % 2 == 0 { &a } else { &b };
-        let r = queue_run(via, &slug, &key, n).await;
+        let r = via.queue_run(&slug, &key, n).await;
         assert_eq!(r.status(), 202);
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["status"], "QUEUED", "run {n}");
         assert_eq!(body["queue_position"], n + 1);
         ids.push(body["run_id"].as_str().unwrap().to_string());
     }
-    free_the_slot(&a, &slug, &key, &holder).await;
+    a.free_the_slot(&slug, &key, &holder).await;
     // B restarts once a few runs are through: it stops (its runs finish within the grace)
     // and a new instance on the same tables takes its place.
-    finished(&a, &slug, &key, &ids[4]).await;
+    a.wait_until_ended(&slug, &key, &ids[4]).await;
     b.executor.shutdown().await;
     let _b2 = spawn_b().await;
     for id in &ids {
         assert_eq!(
-            finished(&a, &slug, &key, id).await["status"],
+            a.wait_until_ended(&slug, &key, id).await["status"],
             "SUCCEEDED",
             "{id}"
         );
@@ -433,7 +391,7 @@ async fn a_queue_of_20_drains_in_order_across_two_instances_with_a_restart_in_th
     // Never two at once: each run started after the one before it ended.
     let mut previous_end: Option<chrono::DateTime<chrono::Utc>> = None;
     for id in &ids {
-        let run = crate::pipelines::run(&a, &slug, &key, id).await;
+        let run = a.run(&slug, &key, id).await;
         let started: chrono::DateTime<chrono::Utc> =
             run["started_at"].as_str().unwrap().parse().unwrap();
         let ended: chrono::DateTime<chrono::Utc> =
@@ -446,9 +404,6 @@ async fn a_queue_of_20_drains_in_order_across_two_instances_with_a_restart_in_th
         }
         previous_end = Some(ended);
     }
-    crate::pipelines::slots_free(&a, &slug).await;
-    assert_eq!(
-        crate::pipelines::quota(&a, &slug).await["queued_run_ids"],
-        json!([])
-    );
+    a.slots_free(&slug).await;
+    assert_eq!(a.quota(&slug).await["queued_run_ids"], json!([]));
 }

@@ -7,32 +7,6 @@ use crate::helpers::{
     Emulator, TestApp, assert_error, repo_path, spawn_app, spawn_app_with, unique_slug,
 };
 
-/// An org with its key, on a plan whose limits each test sets as it needs.
-async fn org(app: &TestApp) -> (String, String) {
-    app.bootstrap().await;
-    let slug = unique_slug("run-co");
-    let key = app.org_with_key(&slug).await;
-    (slug, key)
-}
-
-pub(crate) async fn set_limits(
-    app: &TestApp,
-    slug: &str,
-    daily: i64,
-    monthly: i64,
-    concurrent: i64,
-) {
-    let r = app
-        .client
-        .put(app.url(&format!("/api/v1/organizations/{slug}/quota")))
-        .header("X-CA-Root-Key", &app.root_key)
-        .json(&json!({"daily_limit": daily, "monthly_limit": monthly, "concurrent_limit": concurrent}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-}
-
 async fn trigger(
     app: &TestApp,
     slug: &str,
@@ -56,102 +30,13 @@ async fn admitted(app: &TestApp, slug: &str, key: &str, pipeline: &str, params: 
     body["run_id"].as_str().unwrap().to_string()
 }
 
-pub(crate) async fn run(app: &TestApp, slug: &str, key: &str, run_id: &str) -> Value {
-    let r = app
-        .key_get(&format!("/api/v1/pipelines/{slug}/runs/{run_id}"), key)
-        .await;
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
-/// Polls until the run reaches a final state (at most 30 s).
-pub(crate) async fn finished(app: &TestApp, slug: &str, key: &str, run_id: &str) -> Value {
-    for _ in 0..300 {
-        let r = app
-            .key_get(&format!("/api/v1/pipelines/{slug}/runs/{run_id}"), key)
-            .await;
-        if r.status() == 200 {
-            let body: Value = r.json().await.unwrap();
-            let status = body["status"].as_str().unwrap();
-            if !matches!(status, "QUEUED" | "PENDING" | "RUNNING") {
-                return body;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("run {run_id} did not finish");
-}
-
-/// Reads the org's quota as a client would: a 503 (BigQuery slow or failing under the load of
-/// the whole suite) is retried after a pause, at most 20 times; any other answer than 200 fails
-/// the test with its status and body.
-pub(crate) async fn quota(app: &TestApp, slug: &str) -> Value {
-    for _ in 0..20 {
-        let r = app
-            .root_get(&format!("/api/v1/organizations/{slug}/quota"))
-            .await;
-        let status = r.status();
-        if status == 503 {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            continue;
-        }
-        let body = r.text().await.unwrap();
-        assert_eq!(status, 200, "reading the quota of {slug}: {body}");
-        return serde_json::from_str(&body).unwrap();
-    }
-    panic!("the quota of {slug} was 503 twenty times in a row");
-}
-
-/// Polls until the org holds no concurrency slot (at most 30 s).
-pub(crate) async fn slots_free(app: &TestApp, slug: &str) {
-    for _ in 0..300 {
-        if quota(app, slug).await["active_run_ids"] == json!([]) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "slots of {slug} were not released: {}",
-        quota(app, slug).await
-    );
-}
-
-pub(crate) async fn steps(
-    app: &TestApp,
-    slug: &str,
-    key: &str,
-    run_id: &str,
-) -> Vec<(String, i64, String)> {
-    let body: Value = app
-        .key_get(
-            &format!("/api/v1/pipelines/{slug}/runs/{run_id}/steps"),
-            key,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    body["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["step_id"].as_str().unwrap().to_string(),
-                s["attempt"].as_i64().unwrap(),
-                s["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn the_sample_pipelines_run_end_to_end() {
     let app = spawn_app_with(|vars| {
         vars.insert("PIPELINES_DIR".into(), repo_path("pipelines"));
     })
     .await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("run-co").await;
     let catalog: Value = app
         .key_get("/api/v1/pipelines", &key)
         .await
@@ -184,12 +69,12 @@ async fn the_sample_pipelines_run_end_to_end() {
         "genai/usage_rollup",
     ] {
         let run_id = admitted(&app, &slug, &key, pipeline, day.clone()).await;
-        let done = finished(&app, &slug, &key, &run_id).await;
+        let done = app.wait_until_ended(&slug, &key, &run_id).await;
         assert_eq!(done["status"], "SUCCEEDED", "{pipeline}: {done}");
         assert_eq!(done["pipeline_id"], pipeline);
         assert_eq!(done["parameters"], day);
         assert!(done["duration_ms"].as_i64().unwrap() >= 0);
-        slots_free(&app, &slug).await;
+        app.slots_free(&slug).await;
     }
 
     let dataset = slug.replace('-', "_");
@@ -215,13 +100,13 @@ async fn the_sample_pipelines_run_end_to_end() {
         raw["rows"][0]["f"][0]["v"], "6",
         "the day's sample rows, once"
     );
-    assert_eq!(quota(&app, &slug).await["runs_today"], 5);
+    assert_eq!(app.quota(&slug).await["runs_today"], 5);
 }
 
 #[tokio::test]
 async fn parameters_are_validated_and_named() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("run-co").await;
     let cases = [
         (json!({}), "day"),
         (json!({"day": "yesterday"}), "day"),
@@ -237,7 +122,7 @@ async fn parameters_are_validated_and_named() {
         assert_eq!(body["error"]["message"], "Invalid request format");
         assert_eq!(body["error"]["parameter"], name, "{params}");
     }
-    assert_eq!(quota(&app, &slug).await["runs_today"], 0, "nothing counted");
+    assert_eq!(app.quota(&slug).await["runs_today"], 0, "nothing counted");
     let r = trigger(&app, &slug, &key, "test/nope", json!({})).await;
     assert_error(r, 404, "Resource not found").await;
     let r = app
@@ -258,7 +143,7 @@ async fn parameters_are_validated_and_named() {
         json!({"day": "2026-11-01", "model": "gpt-4o"}),
     )
     .await;
-    let done = finished(&app, &slug, &key, &run_id).await;
+    let done = app.wait_until_ended(&slug, &key, &run_id).await;
     assert_eq!(
         done["parameters"],
         json!({"day": "2026-11-01", "limit": 10, "model": "gpt-4o", "dry_run": false})
@@ -268,8 +153,8 @@ async fn parameters_are_validated_and_named() {
 #[tokio::test]
 async fn an_idempotency_key_returns_the_same_run_without_a_second_reservation() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
-    set_limits(&app, &slug, 50, 500, 5).await;
+    let (slug, key) = app.new_org("run-co").await;
+    app.set_limits(&slug, 50, 500, 5).await;
     let send = || {
         app.client
             .post(app.url(&format!("/api/v1/pipelines/run/{slug}/test/sleep")))
@@ -298,7 +183,7 @@ async fn an_idempotency_key_returns_the_same_run_without_a_second_reservation() 
     assert_eq!(started, 1, "one request started the run");
     assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
     let first = ids[0].clone();
-    finished(&app, &slug, &key, &first).await;
+    app.wait_until_ended(&slug, &key, &first).await;
     let later: Value = send().await.unwrap().json().await.unwrap();
     assert_eq!(later["run_id"], first.as_str());
     assert_eq!(later["replayed"], true);
@@ -306,14 +191,14 @@ async fn an_idempotency_key_returns_the_same_run_without_a_second_reservation() 
         later["status"], "SUCCEEDED",
         "a replay says where the run is now"
     );
-    assert_eq!(quota(&app, &slug).await["runs_today"], 1);
+    assert_eq!(app.quota(&slug).await["runs_today"], 1);
 }
 
 #[tokio::test]
 async fn an_idempotency_key_sent_with_another_pipeline_or_other_parameters_is_422() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
-    set_limits(&app, &slug, 50, 500, 5).await;
+    let (slug, key) = app.new_org("run-co").await;
+    app.set_limits(&slug, 50, 500, 5).await;
     let send = |pipeline: &str, parameters: Value| {
         app.client
             .post(app.url(&format!("/api/v1/pipelines/run/{slug}/{pipeline}")))
@@ -351,14 +236,14 @@ async fn an_idempotency_key_sent_with_another_pipeline_or_other_parameters_is_42
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["run_id"], id.as_str());
     assert_eq!(again["replayed"], true);
-    assert_eq!(quota(&app, &slug).await["runs_today"], 1);
+    assert_eq!(app.quota(&slug).await["runs_today"], 1);
 }
 
 #[tokio::test]
 async fn with_a_concurrent_limit_of_3_exactly_3_of_30_parallel_triggers_are_admitted() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
-    set_limits(&app, &slug, 100, 1000, 3).await;
+    let (slug, key) = app.new_org("run-co").await;
+    app.set_limits(&slug, 100, 1000, 3).await;
     let mut handles = Vec::new();
     for _ in 0..30 {
         let (client, url, key) = (
@@ -397,7 +282,7 @@ async fn with_a_concurrent_limit_of_3_exactly_3_of_30_parallel_triggers_are_admi
         }
     }
     assert_eq!((admitted_ids.len(), refused), (3, 27));
-    let q = quota(&app, &slug).await;
+    let q = app.quota(&slug).await;
     assert_eq!(q["runs_today"], 3, "refusals are not counted");
     let mut active: Vec<String> = serde_json::from_value(q["active_run_ids"].clone()).unwrap();
     active.sort();
@@ -415,9 +300,12 @@ async fn with_a_concurrent_limit_of_3_exactly_3_of_30_parallel_triggers_are_admi
         assert_eq!(r.status(), 202);
     }
     for id in &admitted_ids {
-        assert_eq!(finished(&app, &slug, &key, id).await["status"], "CANCELLED");
+        assert_eq!(
+            app.wait_until_ended(&slug, &key, id).await["status"],
+            "CANCELLED"
+        );
     }
-    slots_free(&app, &slug).await;
+    app.slots_free(&slug).await;
     assert_eq!(app.executor.active_runs(), 0);
 }
 
@@ -428,8 +316,8 @@ fn at(s: &str) -> DateTime<Utc> {
 #[tokio::test]
 async fn the_daily_limit_refuses_until_the_next_utc_day() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
-    set_limits(&app, &slug, 2, 100, 2).await;
+    let (slug, key) = app.new_org("run-co").await;
+    app.set_limits(&slug, 2, 100, 2).await;
     app.clock.set(at("2026-11-10T12:00:00Z"));
     for _ in 0..2 {
         let id = admitted(
@@ -440,7 +328,7 @@ async fn the_daily_limit_refuses_until_the_next_utc_day() {
             json!({"day": "2026-11-10"}),
         )
         .await;
-        finished(&app, &slug, &key, &id).await;
+        app.wait_until_ended(&slug, &key, &id).await;
     }
     let r = trigger(
         &app,
@@ -460,7 +348,7 @@ async fn the_daily_limit_refuses_until_the_next_utc_day() {
     assert!((42_900..=43_200).contains(&retry), "{retry}");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["reason"], "daily");
-    assert_eq!(quota(&app, &slug).await["runs_today"], 2);
+    assert_eq!(app.quota(&slug).await["runs_today"], 2);
 
     app.clock.advance(chrono::Duration::days(1));
     admitted(
@@ -471,7 +359,7 @@ async fn the_daily_limit_refuses_until_the_next_utc_day() {
         json!({"day": "2026-11-11"}),
     )
     .await;
-    let q = quota(&app, &slug).await;
+    let q = app.quota(&slug).await;
     assert_eq!(
         (q["day"].as_str(), &q["runs_today"], &q["runs_month"]),
         (Some("2026-11-11"), &json!(1), &json!(3))
@@ -481,8 +369,8 @@ async fn the_daily_limit_refuses_until_the_next_utc_day() {
 #[tokio::test]
 async fn the_monthly_limit_refuses_until_the_next_utc_month() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
-    set_limits(&app, &slug, 3, 3, 3).await;
+    let (slug, key) = app.new_org("run-co").await;
+    app.set_limits(&slug, 3, 3, 3).await;
     app.clock.set(at("2026-11-29T12:00:00Z"));
     for _ in 0..2 {
         let id = admitted(
@@ -493,7 +381,7 @@ async fn the_monthly_limit_refuses_until_the_next_utc_month() {
             json!({"day": "2026-11-29"}),
         )
         .await;
-        finished(&app, &slug, &key, &id).await;
+        app.wait_until_ended(&slug, &key, &id).await;
     }
     app.clock.set(at("2026-11-30T12:00:00Z"));
     let id = admitted(
@@ -504,7 +392,7 @@ async fn the_monthly_limit_refuses_until_the_next_utc_month() {
         json!({"day": "2026-11-30"}),
     )
     .await;
-    finished(&app, &slug, &key, &id).await;
+    app.wait_until_ended(&slug, &key, &id).await;
     let r = trigger(
         &app,
         &slug,
@@ -533,7 +421,7 @@ async fn the_monthly_limit_refuses_until_the_next_utc_month() {
         json!({"day": "2026-12-01"}),
     )
     .await;
-    let q = quota(&app, &slug).await;
+    let q = app.quota(&slug).await;
     assert_eq!(q["month"], "2026-12-01");
     assert_eq!((&q["runs_today"], &q["runs_month"]), (&json!(1), &json!(1)));
 }
@@ -541,8 +429,8 @@ async fn the_monthly_limit_refuses_until_the_next_utc_month() {
 #[tokio::test]
 async fn every_failure_path_releases_its_slot() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
-    set_limits(&app, &slug, 100, 1000, 1).await;
+    let (slug, key) = app.new_org("run-co").await;
+    app.set_limits(&slug, 100, 1000, 1).await;
     for (pipeline, status, class) in [
         ("test/panic", "FAILED", "panic"),
         ("test/fail", "FAILED", "chaos"),
@@ -550,11 +438,11 @@ async fn every_failure_path_releases_its_slot() {
         ("test/pipeline_timeout", "TIMED_OUT", "timeout"),
     ] {
         let id = admitted(&app, &slug, &key, pipeline, json!({})).await;
-        let done = finished(&app, &slug, &key, &id).await;
+        let done = app.wait_until_ended(&slug, &key, &id).await;
         assert_eq!(done["status"], status, "{pipeline}: {done}");
         assert_eq!(done["error_class"], class, "{pipeline}");
         // Concurrency 1: the next trigger is only admitted once the slot is back.
-        slots_free(&app, &slug).await;
+        app.slots_free(&slug).await;
     }
     let id = admitted(&app, &slug, &key, "test/long", json!({})).await;
     let r = app
@@ -566,10 +454,10 @@ async fn every_failure_path_releases_its_slot() {
         .await;
     assert_eq!(r.status(), 202);
     assert_eq!(
-        finished(&app, &slug, &key, &id).await["status"],
+        app.wait_until_ended(&slug, &key, &id).await["status"],
         "CANCELLED"
     );
-    slots_free(&app, &slug).await;
+    app.slots_free(&slug).await;
     let again = app
         .key_post(
             &format!("/api/v1/pipelines/{slug}/runs/{id}/cancel"),
@@ -585,22 +473,22 @@ async fn every_failure_path_releases_its_slot() {
 #[tokio::test]
 async fn retries_follow_the_policy_and_show_in_the_step_log() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
-    set_limits(&app, &slug, 100, 1000, 2).await;
+    let (slug, key) = app.new_org("run-co").await;
+    app.set_limits(&slug, 100, 1000, 2).await;
     let failing = admitted(&app, &slug, &key, "test/fail", json!({})).await;
     let flaky = admitted(&app, &slug, &key, "test/flaky", json!({})).await;
     assert_eq!(
-        finished(&app, &slug, &key, &failing).await["status"],
+        app.wait_until_ended(&slug, &key, &failing).await["status"],
         "FAILED"
     );
     assert_eq!(
-        finished(&app, &slug, &key, &flaky).await["status"],
+        app.wait_until_ended(&slug, &key, &flaky).await["status"],
         "SUCCEEDED"
     );
     tokio::time::sleep(Duration::from_millis(300)).await; // step logs flush every 50 ms here
     let s = |id: &str, n: i64, st: &str| (id.to_string(), n, st.to_string());
     assert_eq!(
-        steps(&app, &slug, &key, &failing).await,
+        app.steps(&slug, &key, &failing).await,
         vec![
             s("broken", 1, "FAILED"),
             s("broken", 2, "FAILED"),
@@ -610,7 +498,7 @@ async fn retries_follow_the_policy_and_show_in_the_step_log() {
         "the dependent step never ran, and says so"
     );
     assert_eq!(
-        steps(&app, &slug, &key, &flaky).await,
+        app.steps(&slug, &key, &flaky).await,
         vec![
             s("flaky", 1, "FAILED"),
             s("flaky", 2, "FAILED"),
@@ -622,11 +510,11 @@ async fn retries_follow_the_policy_and_show_in_the_step_log() {
 #[tokio::test]
 async fn a_running_step_shows_as_running_until_its_attempt_ends() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("run-co").await;
     let id = admitted(&app, &slug, &key, "test/sleep5", json!({})).await;
     let mut seen = vec![];
     for _ in 0..100 {
-        seen = steps(&app, &slug, &key, &id).await;
+        seen = app.steps(&slug, &key, &id).await;
         if !seen.is_empty() {
             break;
         }
@@ -634,12 +522,12 @@ async fn a_running_step_shows_as_running_until_its_attempt_ends() {
     }
     assert_eq!(seen, vec![("nap".to_string(), 1, "RUNNING".to_string())]);
     assert_eq!(
-        finished(&app, &slug, &key, &id).await["status"],
+        app.wait_until_ended(&slug, &key, &id).await["status"],
         "SUCCEEDED"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        steps(&app, &slug, &key, &id).await,
+        app.steps(&slug, &key, &id).await,
         vec![("nap".to_string(), 1, "SUCCEEDED".to_string())]
     );
 }
@@ -647,9 +535,9 @@ async fn a_running_step_shows_as_running_until_its_attempt_ends() {
 #[tokio::test]
 async fn steps_follow_the_dag_and_a_tolerated_failure_lets_the_run_succeed() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("run-co").await;
     let id = admitted(&app, &slug, &key, "test/dag", json!({})).await;
-    let done = finished(&app, &slug, &key, &id).await;
+    let done = app.wait_until_ended(&slug, &key, &id).await;
     assert_eq!(done["status"], "SUCCEEDED");
     // A tolerated failure is visible on the run itself.
     assert_eq!(done["error_class"], "tolerated_failures");
@@ -658,7 +546,7 @@ async fn steps_follow_the_dag_and_a_tolerated_failure_lets_the_run_succeed() {
         "1 step(s) failed and were tolerated (on_failure: continue): c"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let got = steps(&app, &slug, &key, &id).await;
+    let got = app.steps(&slug, &key, &id).await;
     let order: Vec<&str> = got.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(order.first(), Some(&"a"));
     assert_eq!(order.last(), Some(&"d"));
@@ -673,7 +561,7 @@ async fn the_trigger_path_makes_one_dml_and_one_insert_all() {
         vars.insert("RUN_LOG_FLUSH_MS".into(), "60000".into());
     })
     .await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("run-co").await;
     assert_eq!(app.key_get("/api/v1/whoami", &key).await.status(), 200); // warm auth
     let before = app.warehouse.counters().snapshot();
     admitted(&app, &slug, &key, "test/long", json!({})).await;
@@ -703,7 +591,7 @@ async fn the_trigger_path_makes_one_dml_and_one_insert_all() {
 #[tokio::test]
 async fn another_orgs_key_cannot_trigger_or_read_runs() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("run-co").await;
     let other = unique_slug("other-run-co");
     let other_key = app.org_with_key(&other).await;
     let id = admitted(
@@ -738,18 +626,18 @@ async fn another_orgs_key_cannot_trigger_or_read_runs() {
         .key_get(&format!("/api/v1/pipelines/{other}/runs/{id}"), &other_key)
         .await;
     assert_error(r, 404, "Resource not found").await;
-    finished(&app, &slug, &key, &id).await;
-    assert_eq!(run(&app, &slug, &key, &id).await["status"], "SUCCEEDED");
+    app.wait_until_ended(&slug, &key, &id).await;
+    assert_eq!(app.run(&slug, &key, &id).await["status"], "SUCCEEDED");
 }
 
 #[tokio::test]
 async fn duplicate_log_rows_do_not_change_what_is_read() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("run-co").await;
     let id = admitted(&app, &slug, &key, "test/flaky", json!({})).await;
-    let before = finished(&app, &slug, &key, &id).await;
+    let before = app.wait_until_ended(&slug, &key, &id).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let steps_before = steps(&app, &slug, &key, &id).await;
+    let steps_before = app.steps(&slug, &key, &id).await;
     // What a retried insertAll without de-duplication leaves behind: every row twice.
     let meta = &app.meta_dataset;
     let emulator = Emulator::new();
@@ -760,11 +648,11 @@ async fn duplicate_log_rows_do_not_change_what_is_read() {
             ))
             .await;
     }
-    let after = run(&app, &slug, &key, &id).await;
+    let after = app.run(&slug, &key, &id).await;
     assert_eq!(after["status"], before["status"]);
     assert_eq!(after["started_at"], before["started_at"]);
     assert_eq!(after["parameters"], before["parameters"]);
-    assert_eq!(steps(&app, &slug, &key, &id).await, steps_before);
+    assert_eq!(app.steps(&slug, &key, &id).await, steps_before);
     assert_eq!(steps_before.len(), 3);
 }
 
@@ -791,7 +679,7 @@ async fn the_root_key_triggering_for_an_org_that_does_not_exist_gets_404_and_cou
 #[tokio::test]
 async fn the_root_key_cannot_run_a_pipeline_for_a_suspended_org_until_it_is_reactivated() {
     let app = spawn_app().await;
-    let (slug, _key) = org(&app).await;
+    let (slug, _key) = app.new_org("run-co").await;
     let trigger_as_root = || {
         app.client
             .post(app.url(&format!("/api/v1/pipelines/run/{slug}/test/sleep")))
@@ -809,7 +697,7 @@ async fn the_root_key_cannot_run_a_pipeline_for_a_suspended_org_until_it_is_reac
         "Organization is suspended",
     )
     .await;
-    assert_eq!(quota(&app, &slug).await["runs_today"], 0, "nothing counted");
+    assert_eq!(app.quota(&slug).await["runs_today"], 0, "nothing counted");
 
     let reactivated = app
         .root_post(&format!("/api/v1/organizations/{slug}/reactivate"))

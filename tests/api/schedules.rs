@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 use quarry::clock::Clock;
 
 use crate::helpers::{Emulator, TestApp, assert_error, spawn_app_with, unique_slug};
-use crate::pipelines::{finished, set_limits};
 
 fn scheduling(vars: &mut HashMap<String, String>) {
     vars.insert("SCHEDULER_ENABLED".into(), "true".into());
@@ -231,7 +230,7 @@ async fn three_instances_fire_each_tick_of_a_one_second_schedule_exactly_once() 
             break;
         }
         for (_, run_id, _, _) in open {
-            finished(&a, &slug, &key, run_id).await;
+            a.wait_until_ended(&slug, &key, run_id).await;
         }
     }
     assert!(ticks.len() >= 60, "{} ticks", ticks.len());
@@ -250,7 +249,7 @@ async fn three_instances_fire_each_tick_of_a_one_second_schedule_exactly_once() 
         assert_eq!(status, "SUCCEEDED", "tick {logical}");
     }
     // The parameters come from the template: the day before the tick's date.
-    let run = crate::pipelines::run(&a, &slug, &key, &ticks[0].1).await;
+    let run = a.run(&slug, &key, &ticks[0].1).await;
     assert_eq!(run["trigger"], "schedule");
     assert_eq!(run["schedule_id"], id);
     assert_eq!(
@@ -265,7 +264,7 @@ async fn after_a_stop_missed_ticks_follow_each_schedules_catch_up_policy() {
     a.bootstrap().await;
     let slug = unique_slug("catch-co");
     let key = a.org_with_key(&slug).await;
-    set_limits(&a, &slug, 1000, 10000, 5).await;
+    a.set_limits(&slug, 1000, 10000, 5).await;
     let enabled_at = Utc::now();
     for schedule in ["minutely-skip", "minutely-latest", "minutely-all"] {
         enable(&a, &slug, &key, schedule).await;
@@ -328,7 +327,7 @@ async fn a_tick_refused_by_the_quota_is_recorded_with_its_reason() {
     app.bootstrap().await;
     let slug = unique_slug("refuse-co");
     let key = app.org_with_key(&slug).await;
-    set_limits(&app, &slug, 100, 1000, 1).await;
+    app.set_limits(&slug, 100, 1000, 1).await;
     let holder = app
         .key_post(
             &format!("/api/v1/pipelines/run/{slug}/test/long"),
@@ -351,7 +350,7 @@ async fn a_tick_refused_by_the_quota_is_recorded_with_its_reason() {
         .iter()
         .find(|t| t.3 == "REFUSED")
         .expect("a refused tick");
-    let run = crate::pipelines::run(&app, &slug, &key, &refused.1).await;
+    let run = app.run(&slug, &key, &refused.1).await;
     assert_eq!(run["status"], "REFUSED");
     assert_eq!(run["error_class"], "quota_concurrent");
     assert_eq!(run["trigger"], "schedule");
@@ -372,7 +371,7 @@ async fn a_backfill_of_10_days_runs_one_child_per_day_at_most_2_at_once() {
     app.bootstrap().await;
     let slug = unique_slug("fill-co");
     let key = app.org_with_key(&slug).await;
-    set_limits(&app, &slug, 100, 1000, 5).await;
+    app.set_limits(&slug, 100, 1000, 5).await;
     let r = post(
         &app,
         &format!("/api/v1/backfills/{slug}"),
@@ -402,7 +401,9 @@ async fn a_backfill_of_10_days_runs_one_child_per_day_at_most_2_at_once() {
     let mut spans = Vec::new();
     let mut days = Vec::new();
     for child in view["runs"].as_array().unwrap() {
-        let run = crate::pipelines::run(&app, &slug, &key, child["run_id"].as_str().unwrap()).await;
+        let run = app
+            .run(&slug, &key, child["run_id"].as_str().unwrap())
+            .await;
         assert_eq!(run["backfill_id"], id.as_str());
         assert_eq!(run["trigger"], "backfill");
         days.push(run["parameters"]["day"].as_str().unwrap().to_string());
@@ -435,7 +436,7 @@ async fn a_backfill_larger_than_the_remaining_quota_is_refused_naming_the_number
     app.bootstrap().await;
     let slug = unique_slug("fill-no");
     let key = app.org_with_key(&slug).await;
-    set_limits(&app, &slug, 6, 180, 1).await;
+    app.set_limits(&slug, 6, 180, 1).await;
     let r = post(
         &app,
         &format!("/api/v1/backfills/{slug}"),

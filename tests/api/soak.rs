@@ -25,7 +25,6 @@ use serde_json::{Value, json};
 
 use crate::bq_limits::{CallKind, Class, Faults, Limits, LimitsModel};
 use crate::helpers::{Emulator, TestApp, emulator_host, fixture, spawn_app_with, unique_slug};
-use crate::pipelines::{quota, set_limits};
 
 const ORGS: usize = 3;
 const CONCURRENT: i64 = 2;
@@ -120,7 +119,9 @@ async fn setup() -> Soak {
     for _ in 0..ORGS {
         let slug = unique_slug("soak");
         let key = apps[0].org_with_key(&slug).await;
-        set_limits(&apps[0], &slug, 100_000, 1_000_000, CONCURRENT).await;
+        apps[0]
+            .set_limits(&slug, 100_000, 1_000_000, CONCURRENT)
+            .await;
         Emulator::new()
             .sql(&format!(
                 "CREATE TABLE IF NOT EXISTS `{}.soak_appends` (tag STRING, note STRING)",
@@ -210,13 +211,7 @@ impl Soak {
     async fn cancel(&self, org: usize, run_id: &str, n: usize) {
         let (slug, key) = &self.orgs[org];
         let app = self.app(n + 1);
-        let _ = app
-            .key_post(
-                &format!("/api/v1/pipelines/{slug}/runs/{run_id}/cancel"),
-                key,
-                &json!({}),
-            )
-            .await;
+        let _ = app.cancel(slug, key, run_id).await;
     }
 
     /// Reads the run until it ends (or 90 s pass), recording each status, and its steps the
@@ -351,7 +346,7 @@ async fn soak(secs: u64) {
     let mut quotas = vec![];
     for (slug, _) in &soak.orgs {
         loop {
-            let q = quota(&soak.apps[0], slug).await;
+            let q = soak.apps[0].quota(slug).await;
             if q["active_run_ids"] == json!([]) && q["queued_run_ids"] == json!([])
                 || settle.elapsed() > Duration::from_secs(60)
             {

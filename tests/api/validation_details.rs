@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app, unique_slug};
+use crate::helpers::spawn_app;
 
 async fn details(response: reqwest::Response) -> Value {
     assert_eq!(response.status(), 400);
@@ -11,17 +11,10 @@ async fn details(response: reqwest::Response) -> Value {
     body["error"]["details"].clone()
 }
 
-async fn org(app: &TestApp) -> (String, String) {
-    app.bootstrap().await;
-    let slug = unique_slug("details-co");
-    let key = app.org_with_key(&slug).await;
-    (slug, key)
-}
-
 #[tokio::test]
 async fn run_list_filters_say_which_parameter_is_wrong_and_what_is_accepted() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("details-co").await;
     let runs = format!("/api/v1/pipelines/{slug}/runs");
     let cases = [
         (
@@ -53,7 +46,7 @@ async fn run_list_filters_say_which_parameter_is_wrong_and_what_is_accepted() {
 #[tokio::test]
 async fn bodies_say_which_field_is_missing_unknown_or_of_the_wrong_type() {
     let app = spawn_app().await;
-    let (slug, key) = org(&app).await;
+    let (slug, key) = app.new_org("details-co").await;
     // Parameters sent without their wrapper.
     let r = app
         .key_post(

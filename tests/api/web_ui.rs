@@ -6,11 +6,10 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app, unique_slug};
-use crate::pipelines::{finished, slots_free};
 use crate::webdriver::Browser;
 
 async fn ended_run(app: &TestApp, slug: &str, key: &str, pipeline: &str) -> Value {
-    slots_free(app, slug).await;
+    app.slots_free(slug).await;
     let r = app
         .key_post(
             &format!("/api/v1/pipelines/run/{slug}/{pipeline}"),
@@ -20,7 +19,8 @@ async fn ended_run(app: &TestApp, slug: &str, key: &str, pipeline: &str) -> Valu
         .await;
     assert_eq!(r.status(), 202, "{pipeline}");
     let body: Value = r.json().await.unwrap();
-    finished(app, slug, key, body["run_id"].as_str().unwrap()).await
+    app.wait_until_ended(slug, key, body["run_id"].as_str().unwrap())
+        .await
 }
 
 async fn sign_in(browser: &Browser, app: &TestApp, key: &str, root: bool) {
@@ -46,7 +46,7 @@ async fn an_org_signs_in_sees_its_runs_opens_a_run_and_its_steps_and_the_key_sta
     assert_eq!(good["status"], "SUCCEEDED");
     assert_eq!(bad["status"], "FAILED");
     let bad_id = bad["run_id"].as_str().unwrap().to_string();
-    slots_free(&app, &slug).await;
+    app.slots_free(&slug).await;
 
     let browser = Browser::start().await;
 

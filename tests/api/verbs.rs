@@ -1,0 +1,212 @@
+//! The verbs specs speak in, on [`TestApp`]: read an org's quota, set its limits, wait for its
+//! slots to be free, read a run, wait until it ended, read its steps; and [`eventually`], the one
+//! polling loop every wait goes through (a timeout, and a message that says what never
+//! happened). Spec files hold specs; what they share lives here.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::TestApp;
+
+/// Polls `probe` every 100 ms until it gives `Some`, and returns that; panics after `timeout`
+/// with `what` (what was awaited) and the last value `describe` made of the state.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let started = Instant::now();
+    loop {
+        match probe().await {
+            Ok(done) => return done,
+            Err(state) if started.elapsed() >= timeout => {
+                panic!("{what}: not within {timeout:?}; last seen: {state}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+impl TestApp {
+    /// Bootstraps the meta dataset (idempotent) and onboards a new org named after `prefix`;
+    /// returns its slug and key.
+    pub async fn new_org(&self, prefix: &str) -> (String, String) {
+        self.bootstrap().await;
+        let slug = crate::helpers::unique_slug(prefix);
+        let key = self.org_with_key(&slug).await;
+        (slug, key)
+    }
+
+    /// Reads the org's quota as a client would: a 503 (BigQuery slow or failing under the load
+    /// of the whole suite) is retried after a pause, at most 20 times; any other answer than 200
+    /// fails the test with its status and body.
+    pub async fn quota(&self, slug: &str) -> Value {
+        for _ in 0..20 {
+            let r = self
+                .root_get(&format!("/api/v1/organizations/{slug}/quota"))
+                .await;
+            let status = r.status();
+            if status == 503 {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+            let body = r.text().await.unwrap();
+            assert_eq!(status, 200, "reading the quota of {slug}: {body}");
+            return serde_json::from_str(&body).unwrap();
+        }
+        panic!("the quota of {slug} was 503 twenty times in a row");
+    }
+
+    /// Sets the org's daily, monthly and concurrent limits (root).
+    pub async fn set_limits(&self, slug: &str, daily: i64, monthly: i64, concurrent: i64) {
+        let r = self
+            .client
+            .put(self.url(&format!("/api/v1/organizations/{slug}/quota")))
+            .header("X-CA-Root-Key", &self.root_key)
+            .json(&json!({"daily_limit": daily, "monthly_limit": monthly,
+                          "concurrent_limit": concurrent}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
+    /// Waits until the org holds no concurrency slot (at most 30 s).
+    pub async fn slots_free(&self, slug: &str) {
+        eventually(
+            &format!("the slots of {slug} are released"),
+            Duration::from_secs(30),
+            || async {
+                let q = self.quota(slug).await;
+                if q["active_run_ids"] == json!([]) {
+                    Ok(())
+                } else {
+                    Err(q.to_string())
+                }
+            },
+        )
+        .await
+    }
+
+    /// The run as its org's key reads it (asserts 200).
+    pub async fn run(&self, slug: &str, key: &str, run_id: &str) -> Value {
+        let r = self
+            .key_get(&format!("/api/v1/pipelines/{slug}/runs/{run_id}"), key)
+            .await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// Waits until the run has ended (a status other than QUEUED, PENDING or RUNNING; at most
+    /// 30 s) and returns it.
+    pub async fn wait_until_ended(&self, slug: &str, key: &str, run_id: &str) -> Value {
+        eventually(
+            &format!("run {run_id} ends"),
+            Duration::from_secs(30),
+            || async {
+                let r = self
+                    .key_get(&format!("/api/v1/pipelines/{slug}/runs/{run_id}"), key)
+                    .await;
+                if r.status() != 200 {
+                    return Err(format!("HTTP {}", r.status()));
+                }
+                let body: Value = r.json().await.unwrap();
+                match body["status"].as_str().unwrap() {
+                    "QUEUED" | "PENDING" | "RUNNING" => Err(body.to_string()),
+                    _ => Ok(body),
+                }
+            },
+        )
+        .await
+    }
+
+    /// The run's step attempts, in order, as (step id, attempt, status).
+    pub async fn steps(&self, slug: &str, key: &str, run_id: &str) -> Vec<(String, i64, String)> {
+        let body: Value = self
+            .key_get(
+                &format!("/api/v1/pipelines/{slug}/runs/{run_id}/steps"),
+                key,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["step_id"].as_str().unwrap().to_string(),
+                    s["attempt"].as_i64().unwrap(),
+                    s["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Triggers `pipeline` for the org with `body`, as its key.
+    pub async fn trigger(
+        &self,
+        slug: &str,
+        key: &str,
+        pipeline: &str,
+        body: &Value,
+    ) -> reqwest::Response {
+        self.key_post(
+            &format!("/api/v1/pipelines/run/{slug}/{pipeline}"),
+            key,
+            body,
+        )
+        .await
+    }
+
+    /// Asks to cancel the run, as the org's key.
+    pub async fn cancel(&self, slug: &str, key: &str, run_id: &str) -> reqwest::Response {
+        self.key_post(
+            &format!("/api/v1/pipelines/{slug}/runs/{run_id}/cancel"),
+            key,
+            &json!({}),
+        )
+        .await
+    }
+
+    /// Triggers test/nap with parameter `n`, asking to wait in the queue when the org is busy.
+    pub async fn queue_run(&self, slug: &str, key: &str, n: i64) -> reqwest::Response {
+        let body = json!({"parameters": {"n": n}, "when_busy": "queue"});
+        self.trigger(slug, key, "test/nap", &body).await
+    }
+
+    /// Takes the org's one slot (test/hold: 10 minutes) until [`TestApp::free_the_slot`], so
+    /// the runs queued after it wait; returns the holder's run id.
+    pub async fn hold_the_slot(&self, slug: &str, key: &str) -> String {
+        let r = self.trigger(slug, key, "test/hold", &json!({})).await;
+        assert_eq!(r.status(), 202, "test/hold");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["status"], "PENDING");
+        body["run_id"].as_str().unwrap().to_string()
+    }
+
+    /// Cancels the holder and waits until it reads CANCELLED.
+    pub async fn free_the_slot(&self, slug: &str, key: &str, holder: &str) {
+        assert_eq!(self.cancel(slug, key, holder).await.status(), 202);
+        assert_eq!(
+            self.wait_until_ended(slug, key, holder).await["status"],
+            "CANCELLED"
+        );
+    }
+
+    /// `/metrics` as Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
