@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
 
-/// Polls `probe` every 100 ms until it gives `Some`, and returns that; panics after `timeout`
-/// with `what` (what was awaited) and the last value `describe` made of the state.
+/// Polls `probe` every 100 ms until it gives `Ok`, and returns that; panics after `timeout`
+/// with `what` (what was awaited) and the state the last `Err` described.
 pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
