@@ -4,6 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each stage's time, printed at the end, so the next regression in the suite's time shows.
+STAGE_TIMES=()
+stage_name="set-up: virtualenv, browser, emulator"
+stage_from=$SECONDS
+stage() {
+  STAGE_TIMES+=("$(printf '%6ds  %s' $((SECONDS - stage_from)) "$stage_name")")
+  stage_name=$1
+  stage_from=$SECONDS
+  echo "==> $1"
+}
+
 scripts/emulator-env.sh
 scripts/browser-env.sh
 
@@ -11,26 +22,30 @@ scripts/browser-env.sh
 emulator_session test quarry-test
 export QUARRY_TEST_EMULATOR_PID_FILE="$EMULATOR_PIDFILE"
 
-echo "==> terraform files parse and declare what a deployment needs"
+stage "terraform files parse and declare what a deployment needs"
 .venv/bin/python scripts/check-terraform.py
 
-echo "==> no import cycle between the top-level modules of src/"
+stage "no import cycle between the top-level modules of src/"
 python3 scripts/check-module-cycles.py
-echo "==> cargo fmt --check"
+stage "cargo fmt --check"
 cargo fmt --all -- --check
-echo "==> cargo clippy"
+stage "cargo clippy"
 cargo clippy --locked --workspace --all-targets --features quarry/bench -- -D warnings
-echo "==> cargo test (screenshots of the web view: target/ui-artifacts/)"
+stage "cargo test (screenshots of the web view: target/ui-artifacts/)"
 rm -rf target/test-hygiene
 cargo test --locked --workspace --all-targets 2>&1 | tee target/test-output.log
-echo "==> the heavy multi-instance tests (a 60-tick schedule on 3 instances, a 20-run queue on 2), after the rest"
+stage "the heavy multi-instance tests (a 60-tick schedule on 3 instances, a 20-run queue on 2), after the rest"
 cargo test --locked --test api -- --ignored --test-threads=2 --skip soak:: 2>&1 | tee -a target/test-output.log
-echo "==> the 60-second soak: 3 instances behind a flapping BigQuery, its invariants checked (make soak: 10 minutes)"
+stage "the 60-second soak: 3 instances behind a flapping BigQuery, its invariants checked (make soak: 10 minutes)"
 cargo test --locked --test api -- --ignored --exact soak::soak_60_seconds --nocapture 2>&1 | tee -a target/test-output.log
-echo "==> secret hygiene: no secret the suite used appears in any service log line"
+stage "secret hygiene: no secret the suite used appears in any service log line"
 python3 scripts/check-secret-hygiene.py
-echo "==> bounded API fuzzing (schemathesis)"
+stage "bounded API fuzzing (schemathesis)"
 scripts/fuzz.sh 3
+
+stage "done"
+echo "==> time per stage (total $((SECONDS / 60)) min $((SECONDS % 60)) s)"
+printf '%s\n' "${STAGE_TIMES[@]}"
 
 # One closing line for the whole suite (the fuzzer prints last otherwise).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1) } }
