@@ -314,13 +314,20 @@ mod tests {
         OrgSlug::parse(s).unwrap()
     }
 
+    /// A reply somebody still waits for (the receiver is kept alive for the whole test).
+    fn waiting<T>() -> oneshot::Sender<T> {
+        let (reply, answer) = oneshot::channel();
+        std::mem::forget(answer);
+        reply
+    }
+
     fn reserve(o: &str, run: &str) -> Op {
         Op::Reserve {
             org: org(o),
             run_id: run.into(),
             when_busy: WhenBusy::Refuse,
             tick: None,
-            reply: oneshot::channel().0,
+            reply: waiting(),
         }
     }
 
@@ -330,7 +337,7 @@ mod tests {
             run_id: run.into(),
             when_busy: WhenBusy::Queue,
             tick: None,
-            reply: oneshot::channel().0,
+            reply: waiting(),
         }
     }
 
@@ -388,6 +395,26 @@ mod tests {
             fired: vec![],
             admitted: vec![],
         }
+    }
+
+    #[test]
+    fn a_reservation_nobody_waits_for_any_more_is_left_out_and_counted() {
+        let gone = Op::Reserve {
+            org: org("acme"),
+            run_id: "r-gone".into(),
+            when_busy: WhenBusy::Refuse,
+            tick: None,
+            reply: oneshot::channel().0,
+        };
+        let taken = Taken::from_ops(vec![gone, reserve("acme", "r-kept")]);
+        assert_eq!(taken.abandoned, 1);
+        let ids: Vec<&str> = taken
+            .batch
+            .reserves
+            .iter()
+            .map(|e| e.run_id.as_str())
+            .collect();
+        assert_eq!(ids, ["r-kept"]);
     }
 
     #[test]
@@ -587,7 +614,7 @@ mod tests {
                 key: "schedule:p/daily".into(),
                 logical: "2026-11-23T06:00:00Z".into(),
             }),
-            reply: oneshot::channel().0,
+            reply: waiting(),
         }]);
         let params = tick.batch.params("b", now());
         assert!(!tick.batch.admitted_all(1));
