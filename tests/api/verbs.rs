@@ -73,11 +73,12 @@ impl TestApp {
         assert_eq!(r.status(), 200);
     }
 
-    /// Waits until the org holds no concurrency slot (at most 30 s).
+    /// Waits until the org holds no concurrency slot (at most 60 s: a loaded suite's emulator
+    /// is slow, and only a failing test waits that long).
     pub async fn slots_free(&self, slug: &str) {
         eventually(
             &format!("the slots of {slug} are released"),
-            Duration::from_secs(30),
+            Duration::from_secs(60),
             || async {
                 let q = self.quota(slug).await;
                 if q["active_run_ids"] == json!([]) {
@@ -100,11 +101,11 @@ impl TestApp {
     }
 
     /// Waits until the run has ended (a status other than QUEUED, PENDING or RUNNING; at most
-    /// 30 s) and returns it.
+    /// 60 s) and returns it.
     pub async fn wait_until_ended(&self, slug: &str, key: &str, run_id: &str) -> Value {
         eventually(
             &format!("run {run_id} ends"),
-            Duration::from_secs(30),
+            Duration::from_secs(60),
             || async {
                 let r = self
                     .key_get(&format!("/api/v1/pipelines/{slug}/runs/{run_id}"), key)
