@@ -73,12 +73,12 @@ impl TestApp {
         assert_eq!(r.status(), 200);
     }
 
-    /// Waits until the org holds no concurrency slot (at most 60 s: a loaded suite's emulator
-    /// is slow, and only a failing test waits that long).
+    /// Waits until the org holds no concurrency slot (at most 120 s of wall-clock time: under
+    /// the whole suite's load the emulator is slow, and only a failing test waits that long).
     pub async fn slots_free(&self, slug: &str) {
         eventually(
             &format!("the slots of {slug} are released"),
-            Duration::from_secs(60),
+            Duration::from_secs(120),
             || async {
                 let q = self.quota(slug).await;
                 if q["active_run_ids"] == json!([]) {
@@ -100,12 +100,13 @@ impl TestApp {
         r.json().await.unwrap()
     }
 
-    /// Waits until the run has ended (a status other than QUEUED, PENDING or RUNNING; at most
-    /// 60 s) and returns it.
+    /// Waits until the run has ended (a status other than QUEUED, PENDING or RUNNING) and
+    /// returns it: at most 180 s of wall-clock time, as a queued run may wait for several others
+    /// to drain on a loaded emulator (the heavy 20-run queue test waits for five at once).
     pub async fn wait_until_ended(&self, slug: &str, key: &str, run_id: &str) -> Value {
         eventually(
             &format!("run {run_id} ends"),
-            Duration::from_secs(60),
+            Duration::from_secs(180),
             || async {
                 let r = self
                     .key_get(&format!("/api/v1/pipelines/{slug}/runs/{run_id}"), key)
