@@ -97,10 +97,12 @@ async fn a_trigger_answered_503_because_its_decision_came_too_late_is_not_counte
 #[tokio::test]
 async fn a_run_whose_pending_event_is_slow_to_land_is_not_reaped_by_another_instance() {
     let leases = |vars: &mut std::collections::HashMap<String, String>| {
-        vars.insert("RUN_LEASE_SECS".into(), "19".into());
+        // A 3 s heartbeat timeout and a 25 s lease: under a loaded suite a 2 s timeout lost
+        // beats. The PENDING event's 5 s hold is still far inside the lease.
+        vars.insert("RUN_LEASE_SECS".into(), "25".into());
         vars.insert("BIGQUERY_API_DEADLINE_SECS".into(), "6".into());
         vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "1".into());
-        vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "2".into());
+        vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "3".into());
     };
     let (proxy, a, slug, key) = behind_proxy("young-co", leases).await;
     // B shares A's meta dataset, talks to BigQuery directly and reaps every second.
