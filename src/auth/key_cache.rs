@@ -93,21 +93,41 @@ impl KeyCache {
 
     /// The key with this hash, from the cache, a lookup in flight, or a new lookup.
     pub async fn get(&self, key_hash: &str) -> Result<KeyLookup, WarehouseError> {
-        let Some(known) = &self.known else {
-            self.metrics.auth_cache("miss");
-            return self.look_up_uncached(key_hash).await;
-        };
-        if let Some(cached) = known.get(key_hash).await {
-            self.metrics.auth_cache("hit");
-            if cached.read_at.elapsed() >= self.refresh_after {
-                self.refresh(key_hash);
+        if let Some(known) = &self.known {
+            if let Some(cached) = known.get(key_hash).await {
+                self.metrics.auth_cache("hit");
+                if cached.read_at.elapsed() >= self.refresh_after {
+                    self.refresh(key_hash);
+                }
+                return Ok(KeyLookup::Found(cached.record));
             }
-            return Ok(KeyLookup::Found(cached.record));
         }
         self.metrics.auth_cache("miss");
         if self.unknown.contains_key(key_hash) {
             return Ok(KeyLookup::Unknown);
         }
+        let found = match &self.known {
+            Some(known) => self.shared_lookup(known, key_hash).await?,
+            None => api_keys::lookup(&self.warehouse, key_hash)
+                .await?
+                .map(Arc::new),
+        };
+        match found {
+            Some(record) => Ok(KeyLookup::Found(record)),
+            None => {
+                self.unknown.insert(key_hash.to_string(), ()).await;
+                Ok(KeyLookup::Unknown)
+            }
+        }
+    }
+
+    /// One lookup of the key for every request that asks while it runs; a key found is cached
+    /// (unless an invalidation moved meanwhile), a miss or a failure is not.
+    async fn shared_lookup(
+        &self,
+        known: &Cache<String, CachedKey>,
+        key_hash: &str,
+    ) -> Result<Option<Arc<KeyAuthRecord>>, WarehouseError> {
         let before = self.invalidations.load(Ordering::SeqCst);
         let shared = known
             .try_get_with(key_hash.to_string(), async {
@@ -125,27 +145,11 @@ impl KeyCache {
             known.invalidate(key_hash).await;
         }
         match shared {
-            Ok(cached) => Ok(KeyLookup::Found(cached.record)),
+            Ok(cached) => Ok(Some(cached.record)),
             Err(miss) => match &*miss {
-                Miss::Unknown => {
-                    self.unknown.insert(key_hash.to_string(), ()).await;
-                    Ok(KeyLookup::Unknown)
-                }
+                Miss::Unknown => Ok(None),
                 Miss::Failed(e) => Err(e.clone()),
             },
-        }
-    }
-
-    async fn look_up_uncached(&self, key_hash: &str) -> Result<KeyLookup, WarehouseError> {
-        if self.unknown.contains_key(key_hash) {
-            return Ok(KeyLookup::Unknown);
-        }
-        match api_keys::lookup(&self.warehouse, key_hash).await? {
-            Some(record) => Ok(KeyLookup::Found(Arc::new(record))),
-            None => {
-                self.unknown.insert(key_hash.to_string(), ()).await;
-                Ok(KeyLookup::Unknown)
-            }
         }
     }
 

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 
 use crate::fault_proxy::{behind_proxy, lost_answer, refused};
 use crate::helpers::{Emulator, TestApp, assert_error, spawn_app_with};
+use crate::verbs::eventually;
 
 fn trigger_path(slug: &str, pipeline: &str) -> String {
     format!("/api/v1/pipelines/run/{slug}/{pipeline}")
@@ -25,20 +26,13 @@ async fn started(app: &TestApp, slug: &str, key: &str) -> String {
         .to_string()
 }
 
-/// Polls the org's quota until `done` holds (at most 30 s); returns the last one read.
+/// Polls the org's quota until `done` holds (at most 30 s); returns the one that did.
 async fn quota_until(app: &TestApp, slug: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let started = Instant::now();
-    loop {
+    eventually("the quota settles", Duration::from_secs(30), || async {
         let q = app.quota(slug).await;
-        if done(&q) {
-            return q;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the quota never settled: {q}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        if done(&q) { Ok(q) } else { Err(q.to_string()) }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -271,11 +265,10 @@ async fn a_reservation_whose_trigger_stopped_waiting_is_left_out_of_the_next_bat
     let sent = |kind: &'static str| {
         let app = &app;
         async move {
-            let text = app.metrics_text().await;
-            let needle = format!("quarry_admission_operations_total{{kind=\"{kind}\"}} ");
-            text.lines()
-                .find_map(|l| l.strip_prefix(needle.as_str()))
-                .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+            app.counter(&format!(
+                "quarry_admission_operations_total{{kind=\"{kind}\"}}"
+            ))
+            .await
         }
     };
     let (reserves, releases) = (sent("reserve").await, sent("release").await);
@@ -294,14 +287,13 @@ async fn a_reservation_whose_trigger_stopped_waiting_is_left_out_of_the_next_bat
     assert_error(b, 503, "Service unavailable").await;
     // A's batch lands at 6 s and admits A, whose refund is the next batch's: B, waiting since
     // 0.5 s, would ride in it or before it.
-    let started = Instant::now();
-    while sent("release").await == releases {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "A was never refunded"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("A is refunded", Duration::from_secs(30), || async {
+        match sent("release").await {
+            n if n == releases => Err(format!("{n} releases sent")),
+            _ => Ok(()),
+        }
+    })
+    .await;
     assert_eq!(
         sent("reserve").await - reserves,
         1,

@@ -600,12 +600,8 @@ async fn whoami_names_the_caller() {
 
 /// `quarry_auth_cache_total{result=...}` as served on `/metrics` (0 when absent).
 async fn auth_cache_count(app: &TestApp, result: &str) -> u64 {
-    let needle = format!("quarry_auth_cache_total{{result=\"{result}\"}} ");
-    app.metrics_text()
+    app.counter(&format!("quarry_auth_cache_total{{result=\"{result}\"}}"))
         .await
-        .lines()
-        .find_map(|l| l.strip_prefix(needle.as_str()))
-        .map_or(0, |n| n.trim().parse().unwrap())
 }
 
 #[tokio::test]

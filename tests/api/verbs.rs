@@ -200,6 +200,17 @@ impl TestApp {
         );
     }
 
+    /// The value of one counter series on `/metrics`, e.g.
+    /// `quarry_auth_cache_total{result="hit"}` (0 while the series does not exist yet).
+    pub async fn counter(&self, series: &str) -> u64 {
+        let needle = format!("{series} ");
+        self.metrics_text()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(needle.as_str()))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    }
+
     /// `/metrics` as Prometheus text.
     pub async fn metrics_text(&self) -> String {
         self.client
