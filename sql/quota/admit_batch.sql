@@ -21,6 +21,10 @@
 -- the queue like a release and gives back the daily and monthly count the run took, only when the
 -- id is still active (so a repeated refund, or one for a run never admitted, changes nothing) and
 -- only on the day and month the count is for.
+-- A release or refund given as "run_id|batch" frees the slot only if that batch admitted it (its
+-- mark "run_id/batch" is there): the clean-up of one admission never frees (or uncounts) a later
+-- admission of the same run id, such as an Idempotency-Key's retry admitted meanwhile. Given as
+-- "run_id" (the run's own end, the reaper), it frees whatever slot the id holds.
 -- Each admission mark is "run_id/batch", and a batch id starts with the batch's time in
 -- microseconds ("<micros>_<uuid>"), so the reaper dates a slot from its admission.
 -- Operations arrive as parallel arrays: org, run id, and kind (reserve, enqueue, release, refund,
@@ -102,18 +106,28 @@ FROM (
             s.daily_limit - IF(s.day IS NULL OR s.day < r.today, 0, s.runs_today),
             s.monthly_limit - IF(s.month IS NULL OR s.month < r.month_start, 0, s.runs_month))
             AS room,
-          ARRAY(SELECT id FROM UNNEST(s.active_run_ids) AS id WHERE id NOT IN UNNEST(r.rels)) AS kept,
+          ARRAY(
+            SELECT id FROM UNNEST(s.active_run_ids) AS id
+            WHERE id NOT IN UNNEST(r.rels)
+              AND id NOT IN (SELECT SPLIT(m, '/')[OFFSET(0)] FROM UNNEST(IFNULL(s.admitted_by, [])) AS m
+                             WHERE m IN UNNEST(r.rel_marks))) AS kept,
           IF(s.day IS NULL OR s.day < r.today, 0,
              ARRAY_LENGTH(ARRAY(
-               SELECT id FROM UNNEST(s.active_run_ids) AS id WHERE id IN UNNEST(r.refunds))))
+               SELECT id FROM UNNEST(s.active_run_ids) AS id
+               WHERE id IN UNNEST(r.refunds)
+                 OR id IN (SELECT SPLIT(m, '/')[OFFSET(0)] FROM UNNEST(IFNULL(s.admitted_by, [])) AS m
+                           WHERE m IN UNNEST(r.refund_marks)))))
             AS refunded_today,
           IF(s.month IS NULL OR s.month < r.month_start, 0,
              ARRAY_LENGTH(ARRAY(
-               SELECT id FROM UNNEST(s.active_run_ids) AS id WHERE id IN UNNEST(r.refunds))))
+               SELECT id FROM UNNEST(s.active_run_ids) AS id
+               WHERE id IN UNNEST(r.refunds)
+                 OR id IN (SELECT SPLIT(m, '/')[OFFSET(0)] FROM UNNEST(IFNULL(s.admitted_by, [])) AS m
+                           WHERE m IN UNNEST(r.refund_marks)))))
             AS refunded_month,
           ARRAY(
             SELECT id FROM UNNEST(IFNULL(s.queued_run_ids, [])) AS id WITH OFFSET o
-            WHERE id NOT IN UNNEST(r.rels)
+            WHERE id NOT IN UNNEST(r.rel_ids)
             ORDER BY o) AS waiting,
           ARRAY(
             SELECT x FROM UNNEST(r.reqs) AS x WITH OFFSET o
@@ -132,9 +146,13 @@ FROM (
           r.enqs,
           r.drives,
           IFNULL(s.admitted_by, []) AS marks,
-          ARRAY_LENGTH(ARRAY(SELECT id FROM UNNEST(s.active_run_ids) AS id WHERE id IN UNNEST(r.rels)))
+          ARRAY_LENGTH(ARRAY(
+              SELECT id FROM UNNEST(s.active_run_ids) AS id
+              WHERE id IN UNNEST(r.rels)
+                OR id IN (SELECT SPLIT(m, '/')[OFFSET(0)] FROM UNNEST(IFNULL(s.admitted_by, [])) AS m
+                          WHERE m IN UNNEST(r.rel_marks))))
             + ARRAY_LENGTH(ARRAY(
-                SELECT id FROM UNNEST(IFNULL(s.queued_run_ids, [])) AS id WHERE id IN UNNEST(r.rels)))
+                SELECT id FROM UNNEST(IFNULL(s.queued_run_ids, [])) AS id WHERE id IN UNNEST(r.rel_ids)))
             AS released_count,
           r.batch,
           r.now
@@ -152,8 +170,16 @@ FROM (
               IGNORE NULLS ORDER BY i) AS enqs,
             ARRAY_AGG(IF(kind IN ('tick_reserve', 'tick_enqueue'), run, NULL) IGNORE NULLS ORDER BY i)
               AS ticks,
-            ARRAY_AGG(IF(kind IN ('release', 'refund'), run, NULL) IGNORE NULLS ORDER BY i) AS rels,
-            ARRAY_AGG(IF(kind = 'refund', run, NULL) IGNORE NULLS ORDER BY i) AS refunds,
+            ARRAY_AGG(IF(kind IN ('release', 'refund'), SPLIT(run, '|')[OFFSET(0)], NULL)
+              IGNORE NULLS ORDER BY i) AS rel_ids,
+            ARRAY_AGG(IF(kind IN ('release', 'refund') AND STRPOS(run, '|') = 0, run, NULL)
+              IGNORE NULLS ORDER BY i) AS rels,
+            ARRAY_AGG(IF(kind IN ('release', 'refund') AND STRPOS(run, '|') > 0, REPLACE(run, '|', '/'), NULL)
+              IGNORE NULLS ORDER BY i) AS rel_marks,
+            ARRAY_AGG(IF(kind = 'refund' AND STRPOS(run, '|') = 0, run, NULL) IGNORE NULLS ORDER BY i)
+              AS refunds,
+            ARRAY_AGG(IF(kind = 'refund' AND STRPOS(run, '|') > 0, REPLACE(run, '|', '/'), NULL)
+              IGNORE NULLS ORDER BY i) AS refund_marks,
             LOGICAL_OR(kind IN ('release', 'refund', 'drain')) AS drives,
             ANY_VALUE(@today) AS today,
             ANY_VALUE(@month_start) AS month_start,

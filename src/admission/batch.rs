@@ -26,6 +26,8 @@ pub(super) struct ReleaseEntry {
     pub run_id: String,
     /// Gives the run's count back too (see `sql/quota/admit_batch.sql`).
     pub refund: bool,
+    /// Only the admission by this batch (see `Op::Release`).
+    pub batch: Option<String>,
     pub replies: Vec<Reply<()>>,
 }
 
@@ -100,13 +102,20 @@ impl Taken {
                     org,
                     run_id,
                     refund,
+                    batch,
                     reply,
                 } => {
-                    if reserve_at.contains_key(&run_id) {
+                    let same = release_at
+                        .get(&run_id)
+                        .is_some_and(|&i| taken.batch.releases[i].batch == batch);
+                    if reserve_at.contains_key(&run_id) || release_at.contains_key(&run_id) && !same
+                    {
+                        // After its reservation, or a release of another admission of the id.
                         taken.deferred.push(Op::Release {
                             org,
                             run_id,
                             refund,
+                            batch,
                             reply,
                         });
                     } else if let Some(&i) = release_at.get(&run_id) {
@@ -119,6 +128,7 @@ impl Taken {
                             org,
                             run_id,
                             refund,
+                            batch,
                             replies: reply.into_iter().collect(),
                         });
                     }
@@ -195,7 +205,10 @@ impl Batch {
         }
         for r in &self.releases {
             orgs.push(r.org.to_string());
-            runs.push(r.run_id.clone());
+            runs.push(match &r.batch {
+                Some(batch) => format!("{}|{batch}", r.run_id),
+                None => r.run_id.clone(),
+            });
             kinds.push(if r.refund { "refund" } else { "release" }.to_string());
         }
         vec![
@@ -346,6 +359,7 @@ mod tests {
             org: org(o),
             run_id: run.into(),
             refund: false,
+            batch: None,
             reply: None,
         }
     }
@@ -355,8 +369,40 @@ mod tests {
             org: org(o),
             run_id: run.into(),
             refund: true,
+            batch: None,
             reply: None,
         }
+    }
+
+    /// The clean-up of the admission by `batch` only.
+    fn refund_of(o: &str, run: &str, batch: &str) -> Op {
+        Op::Release {
+            org: org(o),
+            run_id: run.into(),
+            refund: true,
+            batch: Some(batch.into()),
+            reply: None,
+        }
+    }
+
+    #[test]
+    fn the_clean_up_of_one_admission_names_its_batch_and_waits_behind_another_release_of_the_id() {
+        let taken = Taken::from_ops(vec![
+            refund_of("acme", "r1", "b1"),
+            refund_of("acme", "r1", "b1"),
+            release("acme", "r1"),
+            refund_of("acme", "r2", "b2"),
+        ]);
+        // The same admission's clean-up twice is one; the run's own release of whatever slot
+        // the id holds waits for the next batch, so each takes effect as asked.
+        assert_eq!(taken.batch.releases.len(), 2);
+        assert_eq!(taken.deferred.len(), 1);
+        let params = taken.batch.params("b", now());
+        let runs = format!("{:?}", params[5]);
+        assert!(
+            runs.contains("\"r1|b1\"") && runs.contains("\"r2|b2\""),
+            "{runs}"
+        );
     }
 
     #[test]

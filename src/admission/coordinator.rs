@@ -155,7 +155,7 @@ impl Coordinator {
                 // might have admitted, with its count, as its trigger is answered 503
                 // (refunding an id that holds no slot changes nothing).
                 for entry in batch.reserves {
-                    answerer.answer(entry, Err(failure.clone()), true);
+                    answerer.answer(entry, Err(failure.clone()), true, &batch_id);
                 }
                 return;
             }
@@ -167,7 +167,7 @@ impl Coordinator {
         answer_releases(std::mem::take(&mut batch.releases), Ok(()));
         if admitted_all && !from_queue {
             for entry in batch.reserves {
-                answerer.answer(entry, Ok(Reservation::Admitted), false);
+                answerer.answer(entry, Ok(Reservation::Admitted), false, &batch_id);
             }
             return;
         }
@@ -202,7 +202,7 @@ impl Answerer {
             .query::<OrgOutcome>(
                 &sql::QUOTA_BATCH_OUTCOME,
                 &[
-                    Param::string("batch_id", batch_id),
+                    Param::string("batch_id", batch_id.clone()),
                     Param::string_array("orgs", orgs),
                     Param::int64("max_orgs", max_orgs),
                 ],
@@ -248,12 +248,12 @@ impl Answerer {
                         };
                         if self.from_queue.send(run).is_err() {
                             // Nobody here can start it (shutdown): it never ran.
-                            self.release_later(org, run_id.clone(), true);
+                            self.release_later(org, run_id.clone(), true, Some(batch_id.clone()));
                         }
                     }
                 }
                 for (entry, decision) in decided {
-                    self.answer(entry, Ok(decision), false);
+                    self.answer(entry, Ok(decision), false, &batch_id);
                 }
             }
             Err(e) => {
@@ -262,7 +262,7 @@ impl Answerer {
                 tracing::warn!(error = %e, "reading an admission batch's decisions failed");
                 let failure = AdmissionError::from(e);
                 for entry in batch.reserves {
-                    self.answer(entry, Err(failure.clone()), true);
+                    self.answer(entry, Err(failure.clone()), true, &batch_id);
                 }
             }
         }
@@ -273,12 +273,14 @@ impl Answerer {
     /// nobody left to own it (the trigger timed out and was answered 503), or possibly admitted
     /// by a batch whose outcome is unknown (`release_unless_owned`), has its slot (or place in
     /// the queue) released and its count given back: a run no client was told of is not
-    /// counted.
+    /// counted. The release names `batch_id`: it frees only that batch's admission of the id,
+    /// never a later one (an Idempotency-Key's retry admitted meanwhile).
     fn answer(
         &self,
         entry: ReserveEntry,
         decision: Result<Reservation, AdmissionError>,
         release_unless_owned: bool,
+        batch_id: &str,
     ) {
         let holds = matches!(
             decision,
@@ -295,18 +297,19 @@ impl Answerer {
             }
         }
         if (holds || release_unless_owned) && !owned {
-            self.release_later(entry.org, entry.run_id, true);
+            self.release_later(entry.org, entry.run_id, true, Some(batch_id.to_string()));
         }
     }
 
     /// Hands a release to the coordinator's next batch; it is retried until it lands.
-    fn release_later(&self, org: OrgSlug, run_id: String, refund: bool) {
-        tracing::info!(org = %org, run_id, refund, "releasing a slot nobody owns");
+    fn release_later(&self, org: OrgSlug, run_id: String, refund: bool, batch: Option<String>) {
+        tracing::info!(org = %org, run_id, refund, batch, "releasing a slot nobody owns");
         if let Some(tx) = self.requeue.upgrade() {
             let _ = tx.send(Op::Release {
                 org,
                 run_id,
                 refund,
+                batch,
                 reply: None,
             });
         }
@@ -320,7 +323,7 @@ impl Answerer {
                 let this = self.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(RELEASE_RETRY).await;
-                    this.release_later(entry.org, entry.run_id, entry.refund);
+                    this.release_later(entry.org, entry.run_id, entry.refund, entry.batch);
                 });
             } else {
                 for reply in entry.replies {

@@ -136,6 +136,10 @@ enum Op {
         /// Also gives back the daily and monthly count: the run never started (its trigger was
         /// not answered 2xx, or it ended before it was started).
         refund: bool,
+        /// Only the admission by this batch: the clean-up of one reservation never frees a
+        /// later admission of the same run id. `None`: whatever slot the id holds (the run's
+        /// own end).
+        batch: Option<String>,
         /// `None` for the coordinator's own clean-up releases (retried until they land).
         reply: Option<Reply<()>>,
     },
@@ -296,6 +300,7 @@ impl Admission {
             org: org.clone(),
             run_id: run_id.to_string(),
             refund,
+            batch: None,
             reply: Some(reply),
         };
         self.tx.send(op).map_err(|_| AdmissionError::Stopped)?;
