@@ -95,6 +95,7 @@ async fn a_run_whose_pending_event_is_slow_to_land_is_not_reaped_by_another_inst
         // beats. The PENDING event's 5 s hold is still far inside the lease.
         vars.insert("RUN_LEASE_SECS".into(), "25".into());
         vars.insert("BIGQUERY_API_DEADLINE_SECS".into(), "6".into());
+        vars.insert("ADMISSION_TIMEOUT_SECS".into(), "15".into());
         vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "1".into());
         vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "3".into());
     };
@@ -215,7 +216,9 @@ async fn a_slot_held_by_a_run_cancelled_before_it_started_is_reaped_with_its_cou
     // is CANCELLED, and it never had a PENDING one. The reaper frees the slot a lease later and,
     // since the run never started, gives its count back.
     let app = spawn_app_with(|vars| {
-        vars.insert("RUN_LEASE_SECS".into(), "7".into());
+        // The lease outlasts a decision (5 s) plus the PENDING insert (10 s).
+        vars.insert("RUN_LEASE_SECS".into(), "16".into());
+        vars.insert("ADMISSION_TIMEOUT_SECS".into(), "5".into());
         vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "1".into());
         vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "1".into());
         vars.insert("REAPER_INTERVAL_SECS".into(), "1".into());
@@ -304,4 +307,84 @@ async fn a_reservation_whose_trigger_stopped_waiting_is_left_out_of_the_next_bat
     })
     .await;
     assert_eq!(q["runs_month"], 0, "{q}");
+}
+
+/// Runs the admission statement (`sql/quota/admit_batch.sql`) once, as batch `batch`, with
+/// `ops` as (run, kind) for `slug`: what one coordinator batch sends.
+async fn admission_statement(app: &TestApp, slug: &str, batch: &str, ops: &[(&str, &str)]) {
+    use quarry::warehouse::Param;
+    let now = chrono::Utc::now();
+    let today = now.date_naive();
+    let month_start = chrono::NaiveDate::from_ymd_opt(
+        chrono::Datelike::year(&today),
+        chrono::Datelike::month(&today),
+        1,
+    )
+    .unwrap();
+    let params = vec![
+        Param::date("today", today),
+        Param::date("month_start", month_start),
+        Param::string("batch_id", format!("{}_{batch}", now.timestamp_micros())),
+        Param::timestamp("now", now),
+        Param::string_array("op_orgs", ops.iter().map(|_| slug.to_string()).collect()),
+        Param::string_array("op_runs", ops.iter().map(|(r, _)| r.to_string()).collect()),
+        Param::string_array("op_kinds", ops.iter().map(|(_, k)| k.to_string()).collect()),
+    ];
+    app.warehouse
+        .execute(&quarry::warehouse::sql::QUOTA_ADMIT_BATCH, &params)
+        .await
+        .expect("the admission statement runs");
+}
+
+/// The mark a batch leaves on the runs it admits (`run_id/<micros>_<batch>`).
+async fn admitted_by(slug: &str, meta: &str, run: &str) -> String {
+    let rows = Emulator::new()
+        .rows(&format!(
+            "SELECT m FROM `{meta}.org_quota_state`, UNNEST(admitted_by) AS m \
+             WHERE org_slug = '{slug}' AND STARTS_WITH(m, '{run}/') LIMIT 1"
+        ))
+        .await;
+    let mark = rows.first().map(|r| r[0].clone()).unwrap_or_default();
+    mark.split_once('/')
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_clean_up_of_one_admission_never_frees_or_uncounts_a_later_admission_of_the_same_run() {
+    // Found by the soak: an Idempotency-Key's first attempt was admitted by a batch whose answer
+    // came too late (the trigger was answered 503, so the admission is cleaned up with a refund),
+    // the retry admitted the same run id once that slot was free, and a late repeat of the first
+    // clean-up then freed the retry's slot and gave back its count while the run executed
+    // (runs_today 5 for 7 runs started). A clean-up names the batch whose admission it undoes.
+    let app = spawn_app_with(|_| {}).await;
+    let (slug, _) = app.new_org("cleanup-co").await;
+    let meta = app.meta_dataset.clone();
+    let usage = |q: &Value| (q["active_run_ids"].clone(), q["runs_today"].clone());
+
+    admission_statement(&app, &slug, "first", &[("r1", "reserve")]).await;
+    let first = admitted_by(&slug, &meta, "r1").await;
+    assert!(first.ends_with("_first"), "{first}");
+    assert_eq!(usage(&app.quota(&slug).await), (json!(["r1"]), json!(1)));
+
+    let cleanup = format!("r1|{first}");
+    admission_statement(&app, &slug, "c1", &[(&cleanup, "refund")]).await;
+    assert_eq!(usage(&app.quota(&slug).await), (json!([]), json!(0)));
+
+    admission_statement(&app, &slug, "retry", &[("r1", "reserve")]).await;
+    let retry = admitted_by(&slug, &meta, "r1").await;
+    assert!(retry.ends_with("_retry"), "{retry}");
+    assert_eq!(usage(&app.quota(&slug).await), (json!(["r1"]), json!(1)));
+
+    // The first admission's clean-up again (retried after a lost answer): nothing to undo.
+    admission_statement(&app, &slug, "c2", &[(&cleanup, "refund")]).await;
+    assert_eq!(
+        usage(&app.quota(&slug).await),
+        (json!(["r1"]), json!(1)),
+        "the retry's slot and count stand"
+    );
+
+    // The run's own end frees whatever slot the id holds, and keeps its count.
+    admission_statement(&app, &slug, "end", &[("r1", "release")]).await;
+    assert_eq!(usage(&app.quota(&slug).await), (json!([]), json!(1)));
 }
