@@ -608,6 +608,17 @@ impl Settings {
             );
         }
 
+        // A slot is dated from the batch that admitted it; its PENDING event lands at most the
+        // admission timeout (the decision) plus one BigQuery deadline (the insert) later. A lease
+        // shorter than that lets another instance's reaper free the slot of a run being admitted.
+        if executor.lease <= admission.timeout + timeouts.bigquery_api {
+            r.problem(
+                "RUN_LEASE_SECS",
+                "must exceed ADMISSION_TIMEOUT_SECS + BIGQUERY_API_DEADLINE_SECS (a run just \
+                 admitted has that long to write its first event before a reaper may free its slot)",
+            );
+        }
+
         if environment == Environment::Production {
             if !matches!(kms, Some(KmsSettings::Cloud { .. })) {
                 r.problem(
@@ -1045,7 +1056,9 @@ mod tests {
             parse(&[
                 ("RUN_LEASE_SECS", "7"),
                 ("HEARTBEAT_INTERVAL_SECS", "1"),
-                ("HEARTBEAT_TIMEOUT_SECS", "1")
+                ("HEARTBEAT_TIMEOUT_SECS", "1"),
+                ("ADMISSION_TIMEOUT_SECS", "3"),
+                ("BIGQUERY_API_DEADLINE_SECS", "3"),
             ])
             .is_ok()
         );
@@ -1058,6 +1071,8 @@ mod tests {
             ("RUN_LEASE_SECS", "6"),
             ("HEARTBEAT_INTERVAL_SECS", "1"),
             ("HEARTBEAT_TIMEOUT_SECS", "1"),
+            ("ADMISSION_TIMEOUT_SECS", "2"),
+            ("BIGQUERY_API_DEADLINE_SECS", "2"),
         ])
         .unwrap_err();
         assert_eq!(
@@ -1068,6 +1083,40 @@ mod tests {
         );
         let err = parse(&[("BIGQUERY_API_DEADLINE_SECS", "0")]).unwrap_err();
         assert!(err.names("BIGQUERY_API_DEADLINE_SECS"));
+    }
+
+    #[test]
+    fn a_lease_that_a_run_being_admitted_could_outlive_is_refused() {
+        // 20 + 10 = 30: a lease of 30 could free the slot of a run whose decision and PENDING
+        // insert took their whole deadlines; 31 cannot.
+        let short_heartbeats = [
+            ("HEARTBEAT_INTERVAL_SECS", "2"),
+            ("HEARTBEAT_TIMEOUT_SECS", "2"),
+        ];
+        let err = parse(&[
+            ("RUN_LEASE_SECS", "30"),
+            ("ADMISSION_TIMEOUT_SECS", "20"),
+            ("BIGQUERY_API_DEADLINE_SECS", "10"),
+            short_heartbeats[0],
+            short_heartbeats[1],
+        ])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: RUN_LEASE_SECS: must exceed ADMISSION_TIMEOUT_SECS + \
+             BIGQUERY_API_DEADLINE_SECS (a run just admitted has that long to write its first \
+             event before a reaper may free its slot)"
+        );
+        assert!(
+            parse(&[
+                ("RUN_LEASE_SECS", "31"),
+                ("ADMISSION_TIMEOUT_SECS", "20"),
+                ("BIGQUERY_API_DEADLINE_SECS", "10"),
+                short_heartbeats[0],
+                short_heartbeats[1],
+            ])
+            .is_ok()
+        );
     }
 
     #[test]
