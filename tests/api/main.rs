@@ -16,6 +16,7 @@ mod health;
 mod helpers;
 mod hostile_input;
 mod http_basics;
+mod instance;
 mod integrations;
 mod keys;
 #[path = "../common/kms_double.rs"]

@@ -1,33 +1,50 @@
 //! The soak: three instances on one meta dataset behind the BigQuery model with flapping and
-//! lost answers, mixed load (triggers with and without an Idempotency-Key, queued runs, cancels,
-//! watchers), the third instance cut off from BigQuery for 30 s in the middle (longer than its
-//! runs may live without renewing their lease), then a history of every answer and read checked
-//! against the tables:
+//! lost answers, the third a real process (the `quarry` binary) that is paused (SIGSTOP) longer
+//! than its runs' lease, resumed, killed (SIGKILL) and started again (and, in `make soak`, also
+//! cut off from BigQuery for 30 s per cycle); mixed load: triggers with and without an
+//! Idempotency-Key, queued runs, cancels, re-runs of the runs that ended CANCELLED or FAILED,
+//! a schedule ticking every 10 s on every instance, watchers. Then a history of every answer and
+//! read is checked against the tables and the model's record of accepted jobs:
 //!
 //! - (a) no 5xx other than 503 with Retry-After;
-//! - (b) every run answered 202 ends terminal;
-//! - (c) never more runs executing than the org's concurrent limit (from step intervals);
-//! - (d) a step's writes at most once per attempt, exactly once for SUCCEEDED runs;
+//! - (b) every run answered 202, and every schedule tick that started, ends terminal;
+//! - (c) never more runs executing than the org's concurrent limit (from step intervals; a run
+//!   that lost its lease is executing until its lease lapsed, not until its paused process
+//!   wrote the step's end);
+//! - (d) a step's writes at most once per attempt (a write per accepted job, and one job id per
+//!   attempt), exactly once for a tag whose run SUCCEEDED (re-runs included);
 //! - (e) no slot held at the end;
-//! - (f) `runs_today` = the runs that started (a PENDING event), and every trigger answered 202
-//!   PENDING started: a trigger answered anything else is not counted;
+//! - (f) `runs_today` = the runs that started (a PENDING event), every trigger answered 202
+//!   PENDING started, and every run that started was answered 202, got no answer at all (a
+//!   timeout or a killed instance), or is a schedule tick: a trigger answered 503 (or anything
+//!   else) is not counted;
 //! - (g) no run that read SUCCEEDED reads anything else later;
-//! - (h) steps present whenever a run reads SUCCEEDED or FAILED.
+//! - (h) steps present whenever a run reads SUCCEEDED or FAILED;
+//! - (i) each schedule tick started at most once across the instances.
 //!
 //! `make test` runs `soak::soak_60_seconds` alone after the heavy tests; `make soak` runs
 //! `soak::soak_long` for `SOAK_SECS` (600 by default). Both print the table.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::bq_limits::{CallKind, Class, Faults, Limits, LimitsModel};
 use crate::helpers::{Emulator, TestApp, emulator_host, fixture, spawn_app_with, unique_slug};
+use crate::instance::Instance;
 
 const ORGS: usize = 3;
 const CONCURRENT: i64 = 2;
+const LEASE_SECS: i64 = 30;
+const HEARTBEAT_INTERVAL_SECS: i64 = 2;
+const HEARTBEAT_TIMEOUT_SECS: i64 = 3;
+/// A run whose lease was not renewed this long stops itself (`src/executor/lease.rs`).
+const FENCE_AFTER_MICROS: i64 =
+    (LEASE_SECS - HEARTBEAT_INTERVAL_SECS - HEARTBEAT_TIMEOUT_SECS) * 1_000_000;
+const SCHEDULE: &str = "every-10s";
+const TRIGGERS_PER_SECOND: usize = 2;
 const TERMINAL: [&str; 6] = [
     "SUCCEEDED",
     "FAILED",
@@ -46,16 +63,62 @@ struct Answer {
     run_id: Option<String>,
     /// PENDING or QUEUED, for a 202.
     run_status: Option<String>,
-    tag: String,
 }
 
 #[derive(Default)]
 struct History {
     answers: Vec<Answer>,
+    /// Tags of the triggers and re-runs that got no answer at all (timed out, connection cut).
+    unanswered: HashSet<String>,
     /// run id -> every status read, in order.
     reads: HashMap<String, Vec<String>>,
     /// Runs read SUCCEEDED or FAILED whose steps read empty at that moment.
     ended_without_steps: Vec<String>,
+    /// Runs read SUCCEEDED or FAILED whose steps were read at that moment.
+    ends_checked: usize,
+    reruns: usize,
+}
+
+/// What happens to the third instance, and when (seconds into the load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chaos {
+    /// SIGSTOP: paused longer than its runs' lease.
+    Pause,
+    /// SIGCONT: it finds its runs' leases lapsed and stops them.
+    Resume,
+    /// Its calls to BigQuery black-holed (a partition, as BigQuery sees a pause).
+    Cut,
+    Reconnect,
+    /// SIGKILL: its runs and buffered rows are gone, its slots wait for other reapers.
+    Kill,
+    /// The binary again, on the same meta dataset.
+    Restart,
+}
+
+/// 60 s: a pause from 10 s to 45 s (longer than the lease), a kill at 50 s and a restart at
+/// 53 s. Longer: every 150 s a pause, a 35 s cut, a kill and a restart.
+fn chaos_plan(secs: u64) -> Vec<(u64, Chaos)> {
+    use Chaos::*;
+    if secs < 50 {
+        return vec![];
+    }
+    if secs < 150 {
+        return vec![(10, Pause), (45, Resume), (50, Kill), (53, Restart)];
+    }
+    (0..secs)
+        .step_by(150)
+        .filter(|b| b + 120 <= secs)
+        .flat_map(|b| {
+            [
+                (b + 10, Pause),
+                (b + 45, Resume),
+                (b + 60, Cut),
+                (b + 95, Reconnect),
+                (b + 105, Kill),
+                (b + 108, Restart),
+            ]
+        })
+        .collect()
 }
 
 struct Soak {
@@ -63,7 +126,11 @@ struct Soak {
     /// The third instance's way to BigQuery (a second model in front of the first, so job ids
     /// stay unique across the project): black-holed to cut that instance off.
     cut: LimitsModel,
+    /// The two instances inside this process.
     apps: Vec<TestApp>,
+    /// The third instance's address (a new one after each restart).
+    third: RwLock<String>,
+    client: reqwest::Client,
     orgs: Vec<(String, String)>,
     history: Mutex<History>,
 }
@@ -73,7 +140,32 @@ fn faults() -> Faults {
     Faults::flapping(0.10, 1.0 / 3.0)
 }
 
-async fn setup() -> Soak {
+fn settings(vars: &mut HashMap<String, String>, host: &str) {
+    vars.insert("BIGQUERY_EMULATOR_HOST".into(), host.to_string());
+    vars.insert("PIPELINES_DIR".into(), fixture("exactly_once/pipelines"));
+    vars.insert("PIPELINE_SQL_DIR".into(), fixture("exactly_once/sql"));
+    vars.insert("RUN_LEASE_SECS".into(), LEASE_SECS.to_string());
+    vars.insert("BIGQUERY_API_DEADLINE_SECS".into(), "8".into());
+    vars.insert("ADMISSION_TIMEOUT_SECS".into(), "20".into());
+    vars.insert(
+        "HEARTBEAT_INTERVAL_SECS".into(),
+        HEARTBEAT_INTERVAL_SECS.to_string(),
+    );
+    vars.insert(
+        "HEARTBEAT_TIMEOUT_SECS".into(),
+        HEARTBEAT_TIMEOUT_SECS.to_string(),
+    );
+    // The emulator runs one statement at a time for all three instances: background passes
+    // every 5 s leave it room for the load.
+    vars.insert("REAPER_INTERVAL_SECS".into(), "5".into());
+    vars.insert("QUEUE_POLL_SECS".into(), "5".into());
+    vars.insert("SCHEDULER_ENABLED".into(), "true".into());
+    vars.insert("SCHEDULER_INTERVAL_SECS".into(), "4".into());
+    vars.insert("BIGQUERY_RETRY_BASE_MS".into(), "50".into());
+    vars.insert("BIGQUERY_RETRY_MAX_MS".into(), "500".into());
+}
+
+async fn setup() -> (Soak, Instance) {
     let model = LimitsModel::start(
         &emulator_host(),
         Limits::bigquery(Duration::ZERO, Duration::ZERO, Duration::ZERO),
@@ -84,37 +176,20 @@ async fn setup() -> Soak {
         Limits::bigquery(Duration::ZERO, Duration::ZERO, Duration::ZERO),
     )
     .await;
-    let host = model.host.clone();
-    let vars = move |vars: &mut HashMap<String, String>| {
-        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host.clone());
-        vars.insert("PIPELINES_DIR".into(), fixture("exactly_once/pipelines"));
-        vars.insert("PIPELINE_SQL_DIR".into(), fixture("exactly_once/sql"));
-        vars.insert("RUN_LEASE_SECS".into(), "25".into());
-        vars.insert("BIGQUERY_API_DEADLINE_SECS".into(), "8".into());
-        vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "2".into());
-        vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "3".into());
-        vars.insert("REAPER_INTERVAL_SECS".into(), "3".into());
-        vars.insert("QUEUE_POLL_SECS".into(), "3".into());
-        vars.insert("BIGQUERY_RETRY_BASE_MS".into(), "50".into());
-        vars.insert("BIGQUERY_RETRY_MAX_MS".into(), "500".into());
-    };
-    let first = spawn_app_with(&vars).await;
+    let first = spawn_app_with(|v| settings(v, &model.host)).await;
     first.bootstrap().await;
-    let mut apps = vec![first];
-    for i in 1..3 {
-        let meta = apps[0].meta_dataset.clone();
-        let cut_host = cut.host.clone();
-        apps.push(
-            spawn_app_with(|v| {
-                vars(v);
-                v.insert("META_DATASET".into(), meta);
-                if i == 2 {
-                    v.insert("BIGQUERY_EMULATOR_HOST".into(), cut_host);
-                }
-            })
-            .await,
-        );
-    }
+    let meta = first.meta_dataset.clone();
+    let second = spawn_app_with(|v| {
+        settings(v, &model.host);
+        v.insert("META_DATASET".into(), meta.clone());
+    })
+    .await;
+    let third = Instance::start_with(|v| {
+        settings(v, &cut.host);
+        v.insert("META_DATASET".into(), meta.clone());
+    })
+    .await;
+    let apps = vec![first, second];
     let mut orgs = vec![];
     for _ in 0..ORGS {
         let slug = unique_slug("soak");
@@ -130,22 +205,76 @@ async fn setup() -> Soak {
             .await;
         orgs.push((slug, key));
     }
-    Soak {
+    let soak = Soak {
         model,
         cut,
         apps,
+        third: RwLock::new(third.address.clone()),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(40))
+            .build()
+            .unwrap(),
         orgs,
         history: Mutex::new(History::default()),
-    }
+    };
+    (soak, third)
 }
 
 impl Soak {
-    fn app(&self, i: usize) -> &TestApp {
-        &self.apps[i % self.apps.len()]
+    /// The `i`-th instance's address, round-robin.
+    fn base(&self, i: usize) -> String {
+        match i % 3 {
+            2 => self.third.read().unwrap().clone(),
+            i => self.apps[i].address.clone(),
+        }
+    }
+
+    /// The schedule of org 0, switched on or off through the first instance (503s retried).
+    async fn schedule(&self, on: bool) {
+        let (slug, key) = &self.orgs[0];
+        let verb = if on { "enable" } else { "pause" };
+        for _ in 0..20 {
+            let r = self.apps[0]
+                .key_post(
+                    &format!("/api/v1/schedules/{slug}/{verb}"),
+                    key,
+                    &json!({"pipeline_id": "test/soak", "schedule": SCHEDULE}),
+                )
+                .await;
+            match r.status().as_u16() {
+                200 => return,
+                503 => tokio::time::sleep(Duration::from_millis(500)).await,
+                other => panic!("{verb} the schedule: {other} {}", r.text().await.unwrap()),
+            }
+        }
+        panic!("{verb} the schedule: 503 twenty times");
+    }
+
+    fn unanswered(&self, tag: &str) {
+        self.history
+            .lock()
+            .unwrap()
+            .unanswered
+            .insert(tag.to_string());
+    }
+
+    fn answered(&self, org: usize, r: reqwest::Response) -> impl Future<Output = Answer> {
+        let status = r.status().as_u16();
+        let retry_after = r.headers().contains_key("retry-after");
+        async move {
+            let json: Value = r.json().await.unwrap_or(Value::Null);
+            Answer {
+                org,
+                status,
+                retry_after,
+                run_id: json["run_id"].as_str().map(str::to_string),
+                run_status: json["status"].as_str().map(str::to_string),
+            }
+        }
     }
 
     /// One trigger: plain, with an Idempotency-Key (retried on 503 with the same key), or
-    /// queued.
+    /// queued; a run it started that ends CANCELLED or FAILED is re-run.
     async fn trigger(&self, n: usize) {
         let org = n % ORGS;
         let (slug, key) = &self.orgs[org];
@@ -158,42 +287,61 @@ impl Soak {
         }
         let tries = if idempotency.is_some() { 3 } else { 1 };
         for attempt in 0..tries {
-            let app = self.app(n + attempt);
-            let mut request = app
+            let base = self.base(n + attempt);
+            let mut request = self
                 .client
-                .post(app.url(&format!("/api/v1/pipelines/run/{slug}/test/soak")))
+                .post(format!("{base}/api/v1/pipelines/run/{slug}/test/soak"))
                 .header("X-API-Key", key)
-                .timeout(Duration::from_secs(40))
                 .json(&body);
             if let Some(k) = &idempotency {
                 request = request.header("Idempotency-Key", k);
             }
             let Ok(r) = request.send().await else {
+                self.unanswered(&tag);
                 continue;
             };
-            let status = r.status().as_u16();
-            let retry_after = r.headers().contains_key("retry-after");
-            let json: Value = r.json().await.unwrap_or(Value::Null);
-            self.history.lock().unwrap().answers.push(Answer {
-                org,
-                status,
-                retry_after,
-                run_id: json["run_id"].as_str().map(str::to_string),
-                run_status: json["status"].as_str().map(str::to_string),
-                tag: tag.clone(),
-            });
-            if status == 202 {
-                let run_id = json["run_id"].as_str().unwrap().to_string();
+            let answer = self.answered(org, r).await;
+            self.history.lock().unwrap().answers.push(answer.clone());
+            if answer.status == 202 {
+                let run_id = answer.run_id.unwrap();
                 if n % 10 == 3 {
                     self.cancel(org, &run_id, n).await;
                 }
-                self.watch(org, &run_id, n).await;
+                let end = self.watch(org, &run_id, n).await;
+                if matches!(end.as_deref(), Some("CANCELLED" | "FAILED")) {
+                    self.rerun(org, &run_id, &tag, n).await;
+                }
                 return;
             }
-            if status != 503 {
+            if answer.status != 503 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Re-runs an ended run once and watches the new run.
+    async fn rerun(&self, org: usize, run_id: &str, tag: &str, n: usize) {
+        let (slug, key) = &self.orgs[org];
+        let base = self.base(n + 2);
+        self.history.lock().unwrap().reruns += 1;
+        let Ok(r) = self
+            .client
+            .post(format!(
+                "{base}/api/v1/pipelines/{slug}/runs/{run_id}/rerun"
+            ))
+            .header("X-API-Key", key)
+            .json(&json!({}))
+            .send()
+            .await
+        else {
+            self.unanswered(tag);
+            return;
+        };
+        let answer = self.answered(org, r).await;
+        self.history.lock().unwrap().answers.push(answer.clone());
+        if answer.status == 202 {
+            self.watch(org, &answer.run_id.unwrap(), n + 1).await;
         }
     }
 
@@ -210,68 +358,74 @@ impl Soak {
 
     async fn cancel(&self, org: usize, run_id: &str, n: usize) {
         let (slug, key) = &self.orgs[org];
-        let app = self.app(n + 1);
-        let _ = app.cancel(slug, key, run_id).await;
+        let base = self.base(n + 1);
+        let _ = self
+            .client
+            .post(format!(
+                "{base}/api/v1/pipelines/{slug}/runs/{run_id}/cancel"
+            ))
+            .header("X-API-Key", key)
+            .send()
+            .await;
     }
 
-    /// Reads the run until it ends (or 90 s pass), recording each status, and its steps the
-    /// moment it reads SUCCEEDED or FAILED.
-    async fn watch(&self, org: usize, run_id: &str, n: usize) {
-        let (slug, key) = &self.orgs[org];
+    /// One GET with the org's key; `None` unless it answered 200.
+    async fn get(&self, org: usize, path: &str, look: usize) -> Option<Value> {
+        let (_, key) = &self.orgs[org];
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base(look)))
+            .header("X-API-Key", key)
+            .send()
+            .await
+            .ok()?;
+        if r.status() != 200 {
+            return None;
+        }
+        r.json().await.ok()
+    }
+
+    /// Reads the run until it ends (or 120 s pass), recording each status, and its steps the
+    /// moment it reads SUCCEEDED or FAILED. Returns the status it ended with.
+    async fn watch(&self, org: usize, run_id: &str, n: usize) -> Option<String> {
+        let (slug, _) = &self.orgs[org];
+        let run = format!("/api/v1/pipelines/{slug}/runs/{run_id}");
         let started = Instant::now();
         let mut look = n;
-        while started.elapsed() < Duration::from_secs(90) {
+        while started.elapsed() < Duration::from_secs(120) {
             look += 1;
-            let app = self.app(look);
-            let r = app
-                .key_get(&format!("/api/v1/pipelines/{slug}/runs/{run_id}"), key)
-                .await;
-            if r.status() != 200 {
+            let Some(body) = self.get(org, &run, look).await else {
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 continue;
-            }
-            let status = r.json::<Value>().await.unwrap()["status"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            if status == "SUCCEEDED" || status == "FAILED" {
-                let steps = app
-                    .key_get(
-                        &format!("/api/v1/pipelines/{slug}/runs/{run_id}/steps"),
-                        key,
-                    )
-                    .await;
-                if steps.status() == 200 {
-                    let body: Value = steps.json().await.unwrap();
+            };
+            let status = body["status"].as_str().unwrap_or_default().to_string();
+            // A run whose end says it never started (its PENDING event could not be confirmed,
+            // so its trigger was answered 503; an Idempotency-Key's retry replays it) has no
+            // steps to show.
+            let never_started = body["error_class"] == "admission";
+            if status == "SUCCEEDED" || status == "FAILED" && !never_started {
+                if let Some(body) = self.get(org, &format!("{run}/steps"), look).await {
+                    let mut history = self.history.lock().unwrap();
+                    history.ends_checked += 1;
                     if body["steps"].as_array().is_none_or(|s| s.is_empty()) {
-                        self.history
-                            .lock()
-                            .unwrap()
-                            .ended_without_steps
-                            .push(run_id.to_string());
+                        history.ended_without_steps.push(run_id.to_string());
                     }
                 }
             }
             let ended = TERMINAL.contains(&status.as_str());
-            self.read(run_id, status);
+            self.read(run_id, status.clone());
             if ended {
                 // One more look later: an ended run never reads otherwise.
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                let again = self
-                    .app(look + 1)
-                    .key_get(&format!("/api/v1/pipelines/{slug}/runs/{run_id}"), key)
-                    .await;
-                if again.status() == 200 {
-                    let status = again.json::<Value>().await.unwrap()["status"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string();
-                    self.read(run_id, status);
+                if let Some(again) = self.get(org, &run, look + 1).await {
+                    let later = again["status"].as_str().unwrap_or_default().to_string();
+                    self.read(run_id, later);
                 }
-                return;
+                return Some(status);
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+        None
     }
 }
 
@@ -299,33 +453,101 @@ async fn counts(query: String) -> HashMap<String, i64> {
         .collect()
 }
 
+/// One run as the events tell it.
+struct Run {
+    tag: String,
+    last: String,
+    started: bool,
+    lease_lost: bool,
+    tick: Option<String>,
+    /// The PENDING event's time (micros), where the lease starts.
+    pending_micros: Option<i64>,
+}
+
+/// Every run of `slug`: its tag, last status, whether it started (a PENDING event and no end
+/// saying it never started: its PENDING event's answer was lost, the trigger was answered 503
+/// and the run refunded), whether its instance stopped it for a lapsed lease, and its tick.
+async fn runs_of(meta: &str, slug: &str) -> HashMap<String, Run> {
+    rows(format!(
+        "SELECT run_id, \
+           ARRAY_AGG(status ORDER BY event_seq DESC, event_time DESC LIMIT 1)[OFFSET(0)], \
+           IFNULL(MAX(parameters), '{{}}'), \
+           LOGICAL_OR(status = 'PENDING') AND NOT LOGICAL_OR(IFNULL(error_class, '') = 'admission'), \
+           LOGICAL_OR(IFNULL(error_class, '') = 'lease_lost'), \
+           IFNULL(MAX(schedule_id), ''), IFNULL(CAST(UNIX_MICROS(MAX(logical_time)) AS STRING), ''), \
+           IFNULL(CAST(UNIX_MICROS(MIN(IF(status = 'PENDING', event_time, NULL))) AS STRING), '') \
+         FROM `{meta}.pipeline_run_events` WHERE org_slug = '{slug}' GROUP BY run_id LIMIT 100000"
+    ))
+    .await
+    .into_iter()
+    .map(|r| {
+        let parameters: Value = serde_json::from_str(&r[2]).unwrap_or(Value::Null);
+        let run = Run {
+            tag: parameters["tag"].as_str().unwrap_or_default().to_string(),
+            last: r[1].clone(),
+            started: r[3] == "true",
+            lease_lost: r[4] == "true",
+            tick: (!r[5].is_empty()).then(|| format!("{}@{}", r[5], r[6])),
+            pending_micros: r[7].parse().ok(),
+        };
+        (r[0].clone(), run)
+    })
+    .collect()
+}
+
+/// The job id prefix of a run's `append` attempts (`StepContext::job_id`).
+fn append_jobs_prefix(run_id: &str) -> String {
+    let safe: String = run_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("quarry_{safe}_append_a")
+}
+
 async fn soak(secs: u64) {
-    let soak = Arc::new(setup().await);
+    let (soak, mut third) = setup().await;
+    let soak = Arc::new(soak);
     soak.model.clear();
+    soak.schedule(true).await;
     soak.model.set_faults_everywhere(faults());
     // Bookkeeping reads flap too, but datasets and tables (bootstrap) are left alone.
     soak.model.set_faults(CallKind::Other, Faults::default());
     let started = Instant::now();
     let mut load = vec![];
     let mut n = 0;
-    // The third instance is cut off from BigQuery from a third of the load on, for 30 s: its
-    // runs stop themselves (their lease lapses after 20 s), the others' reapers free their slots.
-    let cut_from = Duration::from_secs(secs / 3);
-    let cut_until = cut_from + Duration::from_secs(30);
     let black_hole = Faults {
         black_hole_rate: 1.0,
         black_hole: Duration::from_secs(5),
         ..Faults::default()
     };
-    let mut cut = false;
+    let mut plan = chaos_plan(secs).into_iter().peekable();
+    let mut done: Vec<String> = vec![];
     while started.elapsed() < Duration::from_secs(secs) {
-        let cut_now = (cut_from..cut_until).contains(&started.elapsed());
-        if cut_now != cut {
-            cut = cut_now;
-            soak.cut
-                .set_faults_everywhere(if cut { black_hole } else { Faults::default() });
+        while let Some(&(at, chaos)) = plan.peek() {
+            if started.elapsed() < Duration::from_secs(at) {
+                break;
+            }
+            plan.next();
+            match chaos {
+                Chaos::Pause => third.signal("STOP"),
+                Chaos::Resume => third.signal("CONT"),
+                Chaos::Cut => soak.cut.set_faults_everywhere(black_hole),
+                Chaos::Reconnect => soak.cut.set_faults_everywhere(Faults::default()),
+                Chaos::Kill => third.kill(),
+                Chaos::Restart => {
+                    third.restart().await;
+                    *soak.third.write().unwrap() = third.address.clone();
+                }
+            }
+            done.push(format!("{chaos:?} at {} s", started.elapsed().as_secs()));
         }
-        for _ in 0..3 {
+        for _ in 0..TRIGGERS_PER_SECOND {
             let soak = soak.clone();
             load.push(tokio::spawn(async move { soak.trigger(n).await }));
             n += 1;
@@ -339,6 +561,7 @@ async fn soak(secs: u64) {
     soak.model.set_faults_everywhere(Faults::default());
     soak.cut.set_faults_everywhere(Faults::default());
     let cut_off = soak.cut.injected();
+    soak.schedule(false).await;
 
     // Settle: every slot free (releases and refunds land, the reaper frees what a lost
     // instance held) within two leases.
@@ -348,7 +571,7 @@ async fn soak(secs: u64) {
         loop {
             let q = soak.apps[0].quota(slug).await;
             if q["active_run_ids"] == json!([]) && q["queued_run_ids"] == json!([])
-                || settle.elapsed() > Duration::from_secs(60)
+                || settle.elapsed() > Duration::from_secs(90)
             {
                 quotas.push(q);
                 break;
@@ -359,6 +582,7 @@ async fn soak(secs: u64) {
 
     let history = std::mem::take(&mut *soak.history.lock().unwrap());
     let meta = &soak.apps[0].meta_dataset;
+    let accepted = soak.model.accepted_jobs();
     let mut table = Table::new();
     for a in &history.answers {
         check(
@@ -368,38 +592,48 @@ async fn soak(secs: u64) {
             || format!("{a:?}"),
         );
     }
-    // Each run's last event, per org, and who started.
-    let admitted: Vec<&Answer> = history.answers.iter().filter(|a| a.status == 202).collect();
-    let ids: Vec<String> = admitted.iter().filter_map(|a| a.run_id.clone()).collect();
-    let id_list = ids
+    let told: HashSet<String> = history
+        .answers
         .iter()
-        .map(|i| format!("'{i}'"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let last: HashMap<String, String> = if ids.is_empty() {
-        HashMap::new()
-    } else {
-        rows(format!(
-            "SELECT run_id, ARRAY_AGG(status ORDER BY event_seq DESC, event_time DESC LIMIT 1)[OFFSET(0)] \
-             FROM `{meta}.pipeline_run_events` WHERE run_id IN ({id_list}) GROUP BY run_id LIMIT 100000"
-        ))
-        .await
-        .into_iter()
-        .map(|r| (r[0].clone(), r[1].clone()))
-        .collect()
-    };
-    for a in &admitted {
-        let id = a.run_id.clone().unwrap_or_default();
-        let status = last.get(&id).cloned().unwrap_or_default();
-        check(
-            &mut table,
-            "b every 202 run ends terminal",
-            TERMINAL.contains(&status.as_str()),
-            || format!("{id}: {status:?}"),
-        );
-    }
+        .filter(|a| a.status == 202)
+        .filter_map(|a| a.run_id.clone())
+        .collect();
+    let mut ticks_started = 0;
+    let mut lease_lost = 0;
     for (org, (slug, _)) in soak.orgs.iter().enumerate() {
-        // (c) From each run's step intervals: at most CONCURRENT overlap.
+        let runs = runs_of(meta, slug).await;
+        // (b) Every run told 202, and every tick that started, ends terminal.
+        for (id, run) in &runs {
+            if told.contains(id) || run.tick.is_some() && run.started {
+                check(
+                    &mut table,
+                    "b every 202 run (and started tick) ends terminal",
+                    TERMINAL.contains(&run.last.as_str()),
+                    || format!("{id}: {:?}", run.last),
+                );
+            }
+        }
+        for a in history
+            .answers
+            .iter()
+            .filter(|a| a.org == org && a.status == 202)
+        {
+            let id = a.run_id.clone().unwrap_or_default();
+            check(
+                &mut table,
+                "b every 202 run (and started tick) ends terminal",
+                runs.contains_key(&id),
+                || format!("{id}: no event at all"),
+            );
+        }
+        // (c) From each run's step intervals: at most CONCURRENT overlap. A run that lost its
+        // lease executes until the lease lapsed (its paused process wrote the step's end
+        // later, after doing nothing meanwhile).
+        let beats: HashMap<String, i64> = counts(format!(
+            "SELECT run_id, UNIX_MICROS(MAX(heartbeat_at)) FROM `{meta}.run_heartbeats` \
+             WHERE org_slug = '{slug}' GROUP BY run_id LIMIT 100000"
+        ))
+        .await;
         let intervals = rows(format!(
             "SELECT run_id, UNIX_MICROS(MIN(started_at)), UNIX_MICROS(MAX(COALESCE(ended_at, started_at))) \
              FROM `{meta}.step_logs` WHERE org_slug = '{slug}' GROUP BY run_id LIMIT 100000"
@@ -408,7 +642,16 @@ async fn soak(secs: u64) {
         let mut points: Vec<(i64, i32)> = vec![];
         for r in &intervals {
             let s: i64 = r[1].parse().unwrap();
-            let e: i64 = r[2].parse().unwrap();
+            let mut e: i64 = r[2].parse().unwrap();
+            if let Some(run) = runs.get(&r[0]).filter(|run| run.lease_lost) {
+                lease_lost += 1;
+                let renewed = beats
+                    .get(&r[0])
+                    .copied()
+                    .max(run.pending_micros)
+                    .unwrap_or(s);
+                e = e.min(renewed + FENCE_AFTER_MICROS).max(s);
+            }
             points.push((s, 1));
             points.push((e, -1));
         }
@@ -424,28 +667,34 @@ async fn soak(secs: u64) {
             i64::from(most) <= CONCURRENT,
             || format!("{slug}: {most} at once"),
         );
-        // (d) Writes per run against its append attempts.
+        // (d) Writes per tag against the append jobs BigQuery accepted for its runs.
         let writes = counts(format!(
             "SELECT tag, COUNT(*) FROM `{}.soak_appends` GROUP BY tag LIMIT 100000",
             slug.replace('-', "_")
         ))
         .await;
-        let attempts = counts(format!(
-            "SELECT run_id, COUNT(DISTINCT attempt) FROM `{meta}.step_logs` \
-             WHERE org_slug = '{slug}' AND step_id = 'append' GROUP BY run_id LIMIT 100000"
-        ))
-        .await;
-        for a in admitted.iter().filter(|a| a.org == org) {
-            let id = a.run_id.clone().unwrap_or_default();
-            let wrote = writes.get(&a.tag).copied().unwrap_or(0);
-            let tries = attempts.get(&id).copied().unwrap_or(0);
-            let succeeded = last.get(&id).is_some_and(|s| s == "SUCCEEDED");
-            let ok = wrote <= tries && (!succeeded || wrote == 1);
+        let mut by_tag: HashMap<&str, Vec<(&String, &Run)>> = HashMap::new();
+        for (id, run) in &runs {
+            by_tag.entry(run.tag.as_str()).or_default().push((id, run));
+        }
+        for tag in writes.keys() {
+            by_tag.entry(tag.as_str()).or_default();
+        }
+        for (tag, tag_runs) in &by_tag {
+            let wrote = writes.get(*tag).copied().unwrap_or(0);
+            let jobs: usize = tag_runs
+                .iter()
+                .map(|(id, _)| {
+                    let prefix = append_jobs_prefix(id);
+                    accepted.iter().filter(|j| j.starts_with(&prefix)).count()
+                })
+                .sum();
+            let succeeded = tag_runs.iter().any(|(_, r)| r.last == "SUCCEEDED");
             check(
                 &mut table,
                 "d writes at most once per attempt, once if SUCCEEDED",
-                ok,
-                || format!("{id}: {wrote} rows, {tries} attempts, succeeded {succeeded}"),
+                wrote <= jobs as i64 && (!succeeded || wrote == 1),
+                || format!("{tag}: {wrote} rows, {jobs} accepted jobs, succeeded {succeeded}"),
             );
         }
         // (e) and (f).
@@ -456,18 +705,7 @@ async fn soak(secs: u64) {
             q["active_run_ids"] == json!([]),
             || format!("{slug}: {q}"),
         );
-        // Started: a PENDING event, and no end saying it never started (its PENDING event's
-        // answer was lost: the trigger was answered 503 and the run refunded).
-        let started_runs: HashSet<String> = rows(format!(
-            "SELECT run_id FROM `{meta}.pipeline_run_events` WHERE org_slug = '{slug}' \
-             GROUP BY run_id \
-             HAVING LOGICAL_OR(status = 'PENDING') \
-               AND NOT LOGICAL_OR(IFNULL(error_class, '') = 'admission') LIMIT 100000"
-        ))
-        .await
-        .into_iter()
-        .map(|r| r[0].clone())
-        .collect();
+        let started_runs: Vec<(&String, &Run)> = runs.iter().filter(|(_, r)| r.started).collect();
         let runs_today = q["runs_today"].as_i64().unwrap_or(-1);
         check(
             &mut table,
@@ -480,16 +718,39 @@ async fn soak(secs: u64) {
                 )
             },
         );
-        for a in admitted
-            .iter()
-            .filter(|a| a.org == org && a.run_status.as_deref() == Some("PENDING"))
-        {
+        for a in history.answers.iter().filter(|a| {
+            a.org == org && a.status == 202 && a.run_status.as_deref() == Some("PENDING")
+        }) {
             let id = a.run_id.clone().unwrap_or_default();
             check(
                 &mut table,
                 "f every 202 PENDING started",
-                started_runs.contains(&id),
+                runs.get(&id).is_some_and(|r| r.started),
                 || id.clone(),
+            );
+        }
+        for (id, run) in &started_runs {
+            check(
+                &mut table,
+                "f every started run was told 202, unanswered or a tick",
+                told.contains(*id) || run.tick.is_some() || history.unanswered.contains(&run.tag),
+                || format!("{id} (tag {}, {})", run.tag, run.last),
+            );
+        }
+        // (i) Each tick once.
+        let mut ticks: HashMap<&str, usize> = HashMap::new();
+        for (_, run) in &started_runs {
+            if let Some(tick) = &run.tick {
+                *ticks.entry(tick.as_str()).or_default() += 1;
+            }
+        }
+        ticks_started += ticks.len();
+        for (tick, started) in ticks {
+            check(
+                &mut table,
+                "i each schedule tick started at most once",
+                started == 1,
+                || format!("{tick}: {started} runs"),
             );
         }
     }
@@ -503,12 +764,10 @@ async fn soak(secs: u64) {
             || format!("{id}: {reads:?}"),
         );
     }
-    let watched_ends = history
-        .reads
-        .values()
-        .filter(|r| r.iter().any(|s| s == "SUCCEEDED" || s == "FAILED"))
-        .count();
-    for _ in 0..watched_ends {
+    let with_steps = history
+        .ends_checked
+        .saturating_sub(history.ended_without_steps.len());
+    for _ in 0..with_steps {
         check(
             &mut table,
             "h steps present when a run reads ended",
@@ -529,15 +788,35 @@ async fn soak(secs: u64) {
     for a in &history.answers {
         *statuses.entry(a.status).or_default() += 1;
     }
-    println!("soak: {secs} s, 3 instances, {ORGS} orgs at concurrent {CONCURRENT}, {n} triggers");
-    println!("answers by status: {statuses:?}");
-    println!("faults injected: {injected:?}");
     println!(
-        "third instance cut off from BigQuery from {} s for 30 s: {} calls black-holed",
-        cut_from.as_secs(),
+        "soak: {secs} s, 3 instances (the third a process), {ORGS} orgs at concurrent {CONCURRENT}, \
+         {n} triggers, {} re-runs, {ticks_started} schedule ticks started",
+        history.reruns
+    );
+    println!(
+        "answers by status: {statuses:?}; {} tags got no answer at all",
+        history.unanswered.len()
+    );
+    println!("faults injected: {injected:?}");
+    println!("third instance: {done:?}");
+    println!(
+        "calls of the third instance black-holed while cut off: {}",
         cut_off.values().map(|i| i.black_holed).sum::<usize>()
     );
-    println!("duplicate job ids refused: {}", soak.model.duplicate_jobs());
+    println!("runs stopped by their instance for a lapsed lease: {lease_lost}");
+    println!(
+        "jobs accepted: {}, duplicate job ids refused: {}",
+        accepted.len(),
+        soak.model.duplicate_jobs() + soak.cut.duplicate_jobs()
+    );
+    let mut statements: BTreeMap<String, usize> = BTreeMap::new();
+    for seen in soak.model.seen() {
+        let table = seen.table.rsplit('.').next().unwrap_or_default();
+        *statements
+            .entry(format!("{table} {:?}", seen.class))
+            .or_default() += 1;
+    }
+    println!("statements and insertAll calls by table: {statements:?}");
     let (ran, refused) = soak.model.count("org_quota_state", Class::Mutating);
     println!(
         "mutating statements on org_quota_state: {ran} sent, {refused} refused by the DML limit, \
@@ -554,7 +833,9 @@ async fn soak(secs: u64) {
             failed.push(format!("{name}: {example}"));
         }
     }
+    assert!(ticks_started > 0, "no schedule tick started");
     assert!(failed.is_empty(), "invariants violated: {failed:#?}");
+    drop(third);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -175,6 +175,19 @@ impl JobIds {
         })))
     }
 
+    /// The job ids accepted so far (each ran once), without their project.
+    pub fn accepted(&self) -> Vec<String> {
+        self.used
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                p.split_once('/')
+                    .map_or(p.clone(), |(_, id)| id.to_string())
+            })
+            .collect()
+    }
+
     /// How many inserts were refused as duplicates.
     pub fn duplicates(&self) -> usize {
         self.duplicates.load(std::sync::atomic::Ordering::SeqCst)
@@ -344,6 +357,11 @@ impl LimitsModel {
     /// `jobs.insert` calls refused 409 because their job id was used before.
     pub fn duplicate_jobs(&self) -> usize {
         self.state.jobs.duplicates()
+    }
+
+    /// The ids of the `jobs.insert` calls that reached BigQuery (each job ran once).
+    pub fn accepted_jobs(&self) -> Vec<String> {
+        self.state.jobs.accepted()
     }
 
     /// Everything seen so far.
