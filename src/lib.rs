@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod clock;
+pub mod cost;
 pub mod definitions;
 pub mod domain;
 pub mod executor;

@@ -336,6 +336,7 @@ impl<S: RequiredScope> Policy for OrgKey<S> {
             };
             authorize::<S>(&req, &principal)?;
             state.rate_limit(&req, principal.org_slug.as_str())?;
+            crate::cost::labels::set_org(principal.org_slug.as_str());
             Ok(principal)
         })
     }
@@ -350,7 +351,14 @@ impl<S: RequiredScope> Policy for OrgOrRoot<S> {
     fn authenticate(req: HttpRequest) -> LocalBoxFuture<'static, Result<Caller, ApiError>> {
         Box::pin(async move {
             if req.headers().contains_key(ROOT_KEY_HEADER) {
-                return Root::authenticate(req).await.map(|_| Caller::Root);
+                Root::authenticate(req.clone()).await?;
+                // The root key acts for the org in the path, when there is one.
+                if let Some(org) = req.match_info().get("org_slug") {
+                    if let Ok(org) = OrgSlug::parse(org) {
+                        crate::cost::labels::set_org(org.as_str());
+                    }
+                }
+                return Ok(Caller::Root);
             }
             OrgKey::<S>::authenticate(req).await.map(Caller::Org)
         })

@@ -77,6 +77,7 @@ pub(super) async fn run(
         providers: inner.providers.clone(),
         org: org.clone(),
         org_dataset: org.dataset_id(),
+        pipeline_id: pipeline.id.clone(),
         run_id: run_id.clone(),
         params,
         declared: pipeline.parameters.clone(),

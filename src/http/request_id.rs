@@ -61,56 +61,57 @@ pub async fn middleware(
     let started = Instant::now();
     let header_value = HeaderValue::from_str(&id).expect("request ids are header-safe");
 
-    REQUEST_ID
-        .scope(
-            id,
-            async move {
-                let result = next.call(req).await;
-                let status = match &result {
-                    Ok(response) => response.status(),
-                    Err(error) => error.as_response_error().status_code(),
+    // The request's BigQuery jobs are labelled `api` (with its org once the caller is
+    // authorized for one: see `auth`).
+    let request = crate::cost::labels::scope(
+        crate::cost::labels::JobLabels::api(),
+        async move {
+            let result = next.call(req).await;
+            let status = match &result {
+                Ok(response) => response.status(),
+                Err(error) => error.as_response_error().status_code(),
+            };
+            tracing::info!(
+                status = status.as_u16(),
+                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                query = %query,
+                "request finished"
+            );
+            if let Some(m) = &metrics {
+                let route = match &result {
+                    Ok(r) => r.request().match_pattern(),
+                    Err(_) => None,
                 };
-                tracing::info!(
-                    status = status.as_u16(),
-                    latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-                    query = %query,
-                    "request finished"
+                m.http(
+                    route.as_deref().unwrap_or("unmatched"),
+                    &method,
+                    status.as_u16(),
+                    started.elapsed().as_secs_f64(),
                 );
-                if let Some(m) = &metrics {
-                    let route = match &result {
-                        Ok(r) => r.request().match_pattern(),
-                        Err(_) => None,
-                    };
-                    m.http(
-                        route.as_deref().unwrap_or("unmatched"),
-                        &method,
-                        status.as_u16(),
-                        started.elapsed().as_secs_f64(),
-                    );
+            }
+            match result {
+                Ok(mut response) => {
+                    let allowance = response.request().extensions().get::<Allowance>().copied();
+                    let headers = response.headers_mut();
+                    headers.insert(HEADER, header_value);
+                    if let Some(a) = allowance {
+                        headers.insert(RATE_LIMIT_LIMIT, HeaderValue::from(a.limit));
+                        headers.insert(RATE_LIMIT_REMAINING, HeaderValue::from(a.remaining));
+                    }
+                    Ok(response.map_into_boxed_body())
                 }
-                match result {
-                    Ok(mut response) => {
-                        let allowance = response.request().extensions().get::<Allowance>().copied();
-                        let headers = response.headers_mut();
-                        headers.insert(HEADER, header_value);
-                        if let Some(a) = allowance {
-                            headers.insert(RATE_LIMIT_LIMIT, HeaderValue::from(a.limit));
-                            headers.insert(RATE_LIMIT_REMAINING, HeaderValue::from(a.remaining));
-                        }
-                        Ok(response.map_into_boxed_body())
-                    }
-                    // An inner layer raised instead of answering: render the standard body now,
-                    // while the request id is in scope, and hand actix that response.
-                    Err(error) => {
-                        let mut rendered = to_response(&error);
-                        rendered.headers_mut().insert(HEADER, header_value);
-                        Err(InternalError::from_response(error.to_string(), rendered).into())
-                    }
+                // An inner layer raised instead of answering: render the standard body now,
+                // while the request id is in scope, and hand actix that response.
+                Err(error) => {
+                    let mut rendered = to_response(&error);
+                    rendered.headers_mut().insert(HEADER, header_value);
+                    Err(InternalError::from_response(error.to_string(), rendered).into())
                 }
             }
-            .instrument(span),
-        )
-        .await
+        }
+        .instrument(span),
+    );
+    REQUEST_ID.scope(id, request).await
 }
 
 /// An error from an inner layer as a standard JSON body (ours render themselves; anything else

@@ -37,7 +37,7 @@ impl StepAction for Assert {
         let statement = PipelineStatement::render(&self.sql.file, &self.sql.text, &ctx.org_dataset);
         let done = ctx
             .warehouse
-            .run_pipeline(&statement, &params, &ctx.job_id(0))
+            .run_pipeline(&statement, &params, &ctx.job(0))
             .await?;
         if !done.rows.is_empty() {
             return Err(StepError::new(

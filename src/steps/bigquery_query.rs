@@ -91,7 +91,7 @@ impl StepAction for Query {
             let statement = PipelineStatement::render(&self.sql.file, template, &ctx.org_dataset);
             let done = ctx
                 .warehouse
-                .run_pipeline(&statement, &params, &ctx.job_id(index))
+                .run_pipeline(&statement, &params, &ctx.job(index))
                 .await?;
             if let Some(n) = done.affected_rows {
                 outcome.rows_affected = Some(n as i64);

@@ -28,6 +28,7 @@ pub struct StepContext {
     pub providers: Arc<Registry>,
     pub org: OrgSlug,
     pub org_dataset: DatasetId,
+    pub pipeline_id: String,
     pub run_id: String,
     pub params: RunParams,
     pub declared: Vec<ParamDecl>,
@@ -36,6 +37,19 @@ pub struct StepContext {
 }
 
 impl StepContext {
+    /// This attempt's `index`-th BigQuery job: its id and its labels.
+    pub fn job(&self, index: usize) -> crate::warehouse::StepJob {
+        crate::warehouse::StepJob {
+            id: self.job_id(index),
+            labels: crate::cost::labels::JobLabels::step(
+                self.org.as_str(),
+                &self.pipeline_id,
+                &self.run_id,
+                &self.step_id,
+            ),
+        }
+    }
+
     /// The id of this attempt's `index`-th BigQuery job: the same on every try within the
     /// attempt (a lost answer re-attaches), another for the next attempt.
     pub fn job_id(&self, index: usize) -> String {

@@ -35,6 +35,13 @@ pub fn job_id(parts: &[&str]) -> String {
     id
 }
 
+/// One job of a pipeline step: its id (see [`job_id`]) and its labels.
+#[derive(Debug, Clone)]
+pub struct StepJob {
+    pub id: String,
+    pub labels: crate::cost::labels::JobLabels,
+}
+
 /// Cancels the job when dropped before [`CancelOnDrop::done`].
 struct CancelOnDrop {
     warehouse: Warehouse,
@@ -79,8 +86,9 @@ impl Warehouse {
         &self,
         statement: &PipelineStatement,
         params: &[Param],
-        job_id: &str,
+        job: &StepJob,
     ) -> Result<PipelineOutcome, WarehouseError> {
+        let job_id = job.id.as_str();
         let kind = kind_of(statement.text());
         let guard = CancelOnDrop {
             warehouse: self.clone(),
@@ -88,7 +96,7 @@ impl Warehouse {
             armed: true,
         };
         let started = Instant::now();
-        self.insert_job(statement, params, job_id, kind).await?;
+        self.insert_job(statement, params, job, kind).await?;
         let outcome = self.job_results(job_id, statement.file(), kind).await;
         guard.done();
         match &outcome {
@@ -115,12 +123,14 @@ impl Warehouse {
         &self,
         statement: &PipelineStatement,
         params: &[Param],
-        job_id: &str,
+        step_job: &StepJob,
         kind: JobKind,
     ) -> Result<(), WarehouseError> {
         let inner = &self.inner;
+        let job_id = step_job.id.as_str();
         let job = Job {
             configuration: Some(JobConfiguration {
+                labels: Some(step_job.labels.to_map()),
                 query: Some(JobConfigurationQuery {
                     query: statement.text().to_string(),
                     use_legacy_sql: Some(false),

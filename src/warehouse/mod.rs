@@ -36,7 +36,7 @@ use crate::domain::DatasetId;
 use crate::settings::{RetrySettings, Settings};
 
 pub use counters::{JobCounters, JobCounts, JobKind};
-pub use jobs::job_id;
+pub use jobs::{StepJob, job_id};
 pub use params::Param;
 pub use rows::from_micros;
 pub use sql::{PipelineStatement, Statement};
@@ -291,6 +291,7 @@ impl Warehouse {
             timeout_ms: Some(QUERY_WAIT_MS),
             // One id for every attempt: BigQuery treats a retried request as the same job.
             request_id: Some(uuid::Uuid::new_v4().to_string()),
+            labels: Some(crate::cost::labels::current().to_map()),
             format_options: Some(DataFormatOptions {
                 use_int64_timestamp: Some(true),
             }),

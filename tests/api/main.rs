@@ -7,6 +7,7 @@ mod bootstrap;
 #[path = "../common/bq_limits.rs"]
 mod bq_limits;
 mod client_cli;
+mod cost;
 mod docs;
 mod exactness;
 mod fault_proxy;

@@ -21,8 +21,10 @@
 //!   latency; decided by a seeded generator, so a run is repeatable.
 //!
 //! Everything else passes through unchanged. It records every statement it saw (table, class,
-//! when it started, whether it was refused) and every fault it injected, so tests, the soak and
-//! `make bench-scale` can assert statements per second on one table.
+//! when it started, whether it was refused), every fault it injected, and every job that
+//! reached BigQuery with its labels ([`LabelledJob`]; the emulator ignores labels), so tests,
+//! the soak and `make bench-scale` can assert statements per second on one table, and that
+//! every job carried its cost labels.
 //!
 //! Used by the integration tests (`tests/api/admission.rs`, `tests/api/soak.rs`) and by
 //! `examples/bench_scale.rs`.
@@ -261,9 +263,46 @@ struct State {
     tables: Mutex<Queues>,
     seen: Mutex<Vec<Seen>>,
     jobs: JobIds,
+    labelled: Mutex<Vec<LabelledJob>>,
     faults: Mutex<HashMap<CallKind, Faults>>,
     injected: Mutex<HashMap<CallKind, Injected>>,
     dice: Mutex<Dice>,
+}
+
+/// A job as BigQuery received it (`jobs.query` or `jobs.insert`): its SQL and its labels.
+#[derive(Debug, Clone)]
+pub struct LabelledJob {
+    pub query: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl State {
+    fn record_labels(&self, body: &[u8]) {
+        let Ok(job) = serde_json::from_slice::<Value>(body) else {
+            return;
+        };
+        // jobs.query carries them at the top, jobs.insert in its configuration.
+        let (query, labels) = if job["configuration"].is_object() {
+            (
+                &job["configuration"]["query"]["query"],
+                &job["configuration"]["labels"],
+            )
+        } else {
+            (&job["query"], &job["labels"])
+        };
+        let labels = labels
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.labelled.lock().unwrap().push(LabelledJob {
+            query: query.as_str().unwrap_or_default().to_string(),
+            labels,
+        });
+    }
 }
 
 /// What the dice decided for one call.
@@ -294,6 +333,7 @@ impl LimitsModel {
             tables: Mutex::new(HashMap::new()),
             seen: Mutex::new(Vec::new()),
             jobs: JobIds::default(),
+            labelled: Mutex::new(Vec::new()),
             faults: Mutex::new(HashMap::new()),
             injected: Mutex::new(HashMap::new()),
             dice: Mutex::new(Dice(0x9E37_79B9_7F4A_7C15)),
@@ -362,6 +402,11 @@ impl LimitsModel {
     /// The ids of the `jobs.insert` calls that reached BigQuery (each job ran once).
     pub fn accepted_jobs(&self) -> Vec<String> {
         self.state.jobs.accepted()
+    }
+
+    /// Every job that reached BigQuery, with its labels.
+    pub fn labelled_jobs(&self) -> Vec<LabelledJob> {
+        self.state.labelled.lock().unwrap().clone()
     }
 
     /// Everything seen so far.
@@ -594,6 +639,9 @@ async fn limited(
 ) -> HttpResponse {
     let limits = state.limits();
     let post = req.method() == "POST";
+    if post && (kind == CallKind::JobsInsert || path.ends_with("/queries")) {
+        state.record_labels(&body);
+    }
     if kind == CallKind::JobsInsert {
         if let Some(conflict) = state.jobs.check(&path, &body) {
             return conflict;

@@ -1,0 +1,4 @@
+//! What BigQuery work costs, and who it is for. On BigQuery the bill is bytes: every job Quarry
+//! creates is labelled with the org, pipeline, run and step it serves (`labels`).
+
+pub mod labels;

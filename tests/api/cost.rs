@@ -1,0 +1,152 @@
+//! Cost attribution: every BigQuery job Quarry creates carries the five `quarry_*` labels (org,
+//! pipeline, run, step, kind), checked on what the BigQuery model received (the emulator
+//! ignores labels).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::bq_limits::{LabelledJob, Limits, LimitsModel};
+use crate::helpers::{emulator_host, fixture, spawn_app_with};
+
+const KEYS: [&str; 5] = [
+    "quarry_org",
+    "quarry_pipeline",
+    "quarry_run",
+    "quarry_step",
+    "quarry_kind",
+];
+
+/// The jobs whose SQL starts like `sql/<file>` (its first line, a comment).
+fn of_file<'a>(jobs: &'a [LabelledJob], file: &str) -> Vec<&'a LabelledJob> {
+    let text = std::fs::read_to_string(crate::helpers::repo_path(&format!("sql/{file}"))).unwrap();
+    let first = text.lines().next().unwrap();
+    jobs.iter().filter(|j| j.query.starts_with(first)).collect()
+}
+
+fn labels(pairs: [(&str, &str); 5]) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_job_of_a_run_of_admission_and_of_an_api_read_carries_its_five_labels() {
+    let model = LimitsModel::start(
+        &emulator_host(),
+        Limits::bigquery(Duration::ZERO, Duration::ZERO, Duration::ZERO),
+    )
+    .await;
+    let host = model.host.clone();
+    let app = spawn_app_with(|vars| {
+        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
+        vars.insert("PIPELINES_DIR".into(), fixture("exactly_once/pipelines"));
+        vars.insert("PIPELINE_SQL_DIR".into(), fixture("exactly_once/sql"));
+    })
+    .await;
+    let (slug, key) = app.new_org("labelled-co").await;
+    let r = app
+        .key_post(
+            &format!("/api/v1/pipelines/run/{slug}/test/append"),
+            &key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let run_id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = app.wait_until_ended(&slug, &key, &run_id).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    let steps = app.steps(&slug, &key, &run_id).await;
+    assert_eq!(steps.len(), 2, "{steps:?}");
+
+    let jobs = model.labelled_jobs();
+    assert!(jobs.len() > 5, "{jobs:?}");
+    for job in &jobs {
+        let keys: Vec<&str> = job.labels.keys().map(String::as_str).collect();
+        assert_eq!(keys, {
+            let mut k = KEYS.to_vec();
+            k.sort();
+            k
+        });
+        let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
+        for value in job.labels.values() {
+            assert!(value.len() <= 63 && value.chars().all(valid), "{job:?}");
+        }
+    }
+    // The steps' jobs: the tenant's work, with its pipeline (`test/append` made valid), run and
+    // step.
+    let pipeline = jobs
+        .iter()
+        .find(|j| j.labels["quarry_kind"] == "step")
+        .map(|j| j.labels["quarry_pipeline"].clone())
+        .unwrap();
+    assert!(pipeline.starts_with("test_append-"), "{pipeline}");
+    let step_jobs: Vec<&LabelledJob> = jobs
+        .iter()
+        .filter(|j| j.query.contains("appends`"))
+        .collect();
+    let step_labels: Vec<&BTreeMap<String, String>> = step_jobs.iter().map(|j| &j.labels).collect();
+    assert_eq!(
+        step_labels,
+        [
+            &labels([
+                ("quarry_org", &slug),
+                ("quarry_pipeline", &pipeline),
+                ("quarry_run", &run_id),
+                ("quarry_step", "create"),
+                ("quarry_kind", "step"),
+            ]),
+            &labels([
+                ("quarry_org", &slug),
+                ("quarry_pipeline", &pipeline),
+                ("quarry_run", &run_id),
+                ("quarry_step", "append"),
+                ("quarry_kind", "step"),
+            ]),
+        ]
+    );
+    // Admission is upkeep, for every org of its batch at once.
+    let admission = of_file(&jobs, "quota/admit_batch.sql");
+    assert!(!admission.is_empty());
+    for job in admission {
+        assert_eq!(
+            job.labels,
+            labels([
+                ("quarry_org", ""),
+                ("quarry_pipeline", ""),
+                ("quarry_run", ""),
+                ("quarry_step", ""),
+                ("quarry_kind", "bookkeeping"),
+            ])
+        );
+    }
+    // Reading the run is the org's API request.
+    let reads = of_file(&jobs, "runs/by_id.sql");
+    assert!(!reads.is_empty());
+    for job in reads {
+        assert_eq!(
+            job.labels,
+            labels([
+                ("quarry_org", &slug),
+                ("quarry_pipeline", ""),
+                ("quarry_run", ""),
+                ("quarry_step", ""),
+                ("quarry_kind", "api"),
+            ])
+        );
+    }
+    // The key lookup comes before anyone knows the org: an API job with no org.
+    let lookups = of_file(&jobs, "auth/key_by_hash.sql");
+    assert!(!lookups.is_empty());
+    assert!(
+        lookups
+            .iter()
+            .all(|j| j.labels["quarry_kind"] == "api" && j.labels["quarry_org"].is_empty()),
+        "{lookups:?}"
+    );
+}
