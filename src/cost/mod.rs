@@ -1,4 +1,6 @@
 //! What BigQuery work costs, and who it is for. On BigQuery the bill is bytes: every job Quarry
-//! creates is labelled with the org, pipeline, run and step it serves (`labels`).
+//! creates is labelled with the org, pipeline, run and step it serves (`labels`), and a step may
+//! cap what each of its jobs bills (`cap`).
 
+pub mod cap;
 pub mod labels;

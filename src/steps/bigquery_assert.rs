@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_yaml_ng::Mapping;
 
 use super::{StepAction, StepContext, StepError, StepOutcome, fields};
+use crate::cost::cap::BytesCap;
 use crate::definitions::{CatalogError, PipelineSql, StepParse};
 use crate::warehouse::PipelineStatement;
 
@@ -12,20 +13,29 @@ use crate::warehouse::PipelineStatement;
 #[serde(deny_unknown_fields)]
 struct Fields {
     sql: String,
+    /// Bytes each of the step's jobs may bill (`maximumBytesBilled`).
+    #[serde(default)]
+    max_bytes_billed: Option<u64>,
 }
 
 #[derive(Debug)]
 pub struct Assert {
     sql: PipelineSql,
+    cap: Option<BytesCap>,
 }
 
 pub fn parse(raw: Mapping, ctx: &StepParse<'_>) -> Result<Box<dyn StepAction>, CatalogError> {
     let f: Fields = fields(raw, ctx)?;
     let sql = ctx.load_sql(&f.sql)?;
+    let cap = f
+        .max_bytes_billed
+        .map(BytesCap::parse)
+        .transpose()
+        .map_err(|e| ctx.error("max_bytes_billed", e))?;
     if !sql.is_read() {
         return Err(ctx.error("sql", "an assertion is a SELECT returning offending rows"));
     }
-    Ok(Box::new(Assert { sql }))
+    Ok(Box::new(Assert { sql, cap }))
 }
 
 #[async_trait::async_trait]
@@ -37,8 +47,9 @@ impl StepAction for Assert {
         let statement = PipelineStatement::render(&self.sql.file, &self.sql.text, &ctx.org_dataset);
         let done = ctx
             .warehouse
-            .run_pipeline(&statement, &params, &ctx.job(0))
-            .await?;
+            .run_pipeline(&statement, &params, &ctx.job(0, self.cap))
+            .await
+            .map_err(|e| StepError::capped(e, self.cap))?;
         if !done.rows.is_empty() {
             return Err(StepError::new(
                 "assertion",

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_yaml_ng::Mapping;
 
 use super::{StepAction, StepContext, StepError, StepOutcome, fields};
+use crate::cost::cap::BytesCap;
 use crate::definitions::{CatalogError, PipelineSql, StepParse};
 use crate::warehouse::PipelineStatement;
 
@@ -34,6 +35,9 @@ fn default_write() -> Write {
 #[serde(deny_unknown_fields)]
 struct Fields {
     sql: String,
+    /// Bytes each of the step's jobs may bill (`maximumBytesBilled`).
+    #[serde(default)]
+    max_bytes_billed: Option<u64>,
     #[serde(default)]
     destination: Option<Destination>,
 }
@@ -41,6 +45,7 @@ struct Fields {
 #[derive(Debug)]
 pub struct Query {
     sql: PipelineSql,
+    cap: Option<BytesCap>,
     /// The statements actually run, in order: the file itself, or the file wrapped for its
     /// destination. The only text added is the destination (a validated table name).
     templates: Vec<String>,
@@ -49,6 +54,11 @@ pub struct Query {
 pub fn parse(raw: Mapping, ctx: &StepParse<'_>) -> Result<Box<dyn StepAction>, CatalogError> {
     let f: Fields = fields(raw, ctx)?;
     let sql = ctx.load_sql(&f.sql)?;
+    let cap = f
+        .max_bytes_billed
+        .map(BytesCap::parse)
+        .transpose()
+        .map_err(|e| ctx.error("max_bytes_billed", e))?;
     let templates = match &f.destination {
         None => vec![sql.text.clone()],
         Some(dest) => {
@@ -77,7 +87,11 @@ pub fn parse(raw: Mapping, ctx: &StepParse<'_>) -> Result<Box<dyn StepAction>, C
             }
         }
     };
-    Ok(Box::new(Query { sql, templates }))
+    Ok(Box::new(Query {
+        sql,
+        cap,
+        templates,
+    }))
 }
 
 #[async_trait::async_trait]
@@ -91,8 +105,9 @@ impl StepAction for Query {
             let statement = PipelineStatement::render(&self.sql.file, template, &ctx.org_dataset);
             let done = ctx
                 .warehouse
-                .run_pipeline(&statement, &params, &ctx.job(index))
-                .await?;
+                .run_pipeline(&statement, &params, &ctx.job(index, self.cap))
+                .await
+                .map_err(|e| StepError::capped(e, self.cap))?;
             if let Some(n) = done.affected_rows {
                 outcome.rows_affected = Some(n as i64);
             }

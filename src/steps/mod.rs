@@ -37,10 +37,15 @@ pub struct StepContext {
 }
 
 impl StepContext {
-    /// This attempt's `index`-th BigQuery job: its id and its labels.
-    pub fn job(&self, index: usize) -> crate::warehouse::StepJob {
+    /// This attempt's `index`-th BigQuery job: its id, its labels and its cap.
+    pub fn job(
+        &self,
+        index: usize,
+        cap: Option<crate::cost::cap::BytesCap>,
+    ) -> crate::warehouse::StepJob {
         crate::warehouse::StepJob {
             id: self.job_id(index),
+            max_bytes_billed: cap.map(|c| c.bytes()),
             labels: crate::cost::labels::JobLabels::step(
                 self.org.as_str(),
                 &self.pipeline_id,
@@ -94,6 +99,21 @@ impl StepError {
             summary,
             retryable,
         }
+    }
+}
+
+impl StepError {
+    /// A BigQuery step's failure: `cost_cap` (not retried) when BigQuery refused a job over
+    /// the step's cap, else as any BigQuery failure.
+    pub fn capped(e: WarehouseError, cap: Option<crate::cost::cap::BytesCap>) -> Self {
+        if e.is_bytes_billed_limit() {
+            let summary = match cap {
+                Some(cap) => cap.refusal(),
+                None => "refused by BigQuery before it ran: over a bytes-billed limit".into(),
+            };
+            return StepError::new(crate::cost::cap::CLASS, summary, false);
+        }
+        e.into()
     }
 }
 

@@ -35,11 +35,14 @@ pub fn job_id(parts: &[&str]) -> String {
     id
 }
 
-/// One job of a pipeline step: its id (see [`job_id`]) and its labels.
+/// One job of a pipeline step: its id (see [`job_id`]), its labels, and the bytes it may bill.
 #[derive(Debug, Clone)]
 pub struct StepJob {
     pub id: String,
     pub labels: crate::cost::labels::JobLabels,
+    /// Sent as `maximumBytesBilled`: BigQuery refuses the job before it runs if it would bill
+    /// more.
+    pub max_bytes_billed: Option<u64>,
 }
 
 /// Cancels the job when dropped before [`CancelOnDrop::done`].
@@ -136,6 +139,7 @@ impl Warehouse {
                     use_legacy_sql: Some(false),
                     parameter_mode: Some("NAMED".to_string()),
                     query_parameters: Some(params.iter().map(Param::to_bigquery).collect()),
+                    maximum_bytes_billed: step_job.max_bytes_billed.map(|b| b.to_string()),
                     ..Default::default()
                 }),
                 ..Default::default()

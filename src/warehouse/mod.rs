@@ -91,6 +91,16 @@ impl WarehouseError {
         }
     }
 
+    /// BigQuery refused the job before it ran: it would bill more than its `maximumBytesBilled`.
+    pub fn is_bytes_billed_limit(&self) -> bool {
+        match self {
+            WarehouseError::Http { reason, .. } | WarehouseError::Job { reason, .. } => {
+                reason == "bytesBilledLimitExceeded"
+            }
+            _ => false,
+        }
+    }
+
     pub fn is_already_exists(&self) -> bool {
         matches!(self, WarehouseError::Http { status: 409, .. })
     }

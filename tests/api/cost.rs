@@ -150,3 +150,76 @@ async fn every_job_of_a_run_of_admission_and_of_an_api_read_carries_its_five_lab
         "{lookups:?}"
     );
 }
+
+#[tokio::test]
+async fn a_step_over_its_cap_fails_cost_cap_without_a_retry() {
+    let model = LimitsModel::start(
+        &emulator_host(),
+        Limits::bigquery(Duration::ZERO, Duration::ZERO, Duration::ZERO),
+    )
+    .await;
+    // The append would scan a tebibyte; its step allows 10 MiB a job.
+    model.bill("INSERT INTO", 1 << 40);
+    let host = model.host.clone();
+    let app = spawn_app_with(|vars| {
+        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
+        vars.insert("PIPELINES_DIR".into(), fixture("exactly_once/pipelines"));
+        vars.insert("PIPELINE_SQL_DIR".into(), fixture("exactly_once/sql"));
+    })
+    .await;
+    let (slug, key) = app.new_org("capped-co").await;
+    let r = app
+        .key_post(
+            &format!("/api/v1/pipelines/run/{slug}/test/capped"),
+            &key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let run_id = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = app.wait_until_ended(&slug, &key, &run_id).await;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(done["error_class"], "cost_cap", "{done}");
+    let summary = done["error_summary"].as_str().unwrap_or_default();
+    assert!(
+        summary.contains("max_bytes_billed: 10485760 bytes, 10.0 MiB"),
+        "the run's error names the cap: {summary}"
+    );
+    assert_eq!(
+        app.steps(&slug, &key, &run_id).await,
+        [
+            ("create".to_string(), 1, "SUCCEEDED".to_string()),
+            ("append".to_string(), 1, "FAILED".to_string()),
+        ],
+        "one attempt: the same job would be refused again"
+    );
+    // Sent with its cap; the uncapped step without one. Nothing was written.
+    let jobs = model.labelled_jobs();
+    let caps: Vec<(String, Option<String>)> = jobs
+        .iter()
+        .filter(|j| j.labels["quarry_kind"] == "step")
+        .map(|j| {
+            (
+                j.labels["quarry_step"].clone(),
+                j.maximum_bytes_billed.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        caps,
+        [
+            ("create".to_string(), None),
+            ("append".to_string(), Some("10485760".to_string())),
+        ]
+    );
+    let rows = crate::helpers::Emulator::new()
+        .sql(&format!(
+            "SELECT COUNT(*) FROM `{}.appends` LIMIT 1",
+            slug.replace('-', "_")
+        ))
+        .await;
+    assert_eq!(rows["rows"][0]["f"][0]["v"], "0", "{rows}");
+}

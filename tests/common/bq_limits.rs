@@ -18,7 +18,11 @@
 //! - faults per call kind ([`CallKind`], [`Faults`]): a fraction of calls answered 503
 //!   `backendError`, a fraction of those after the call took effect (a lost answer), a fraction
 //!   black-holed (held, then refused, so the caller's own deadline ends it), and an extra
-//!   latency; decided by a seeded generator, so a run is repeatable.
+//!   latency; decided by a seeded generator, so a run is repeatable;
+//! - bytes caps: SQL chosen with [`LimitsModel::bill`] bills a set number of bytes (at least
+//!   10 MB), and a `jobs.insert` whose `maximumBytesBilled` is lower is refused as BigQuery
+//!   refuses it: the job exists, DONE, failed `bytesBilledLimitExceeded`, nothing ran; `jobs.get`
+//!   and `getQueryResults` say the same.
 //!
 //! Everything else passes through unchanged. It records every statement it saw (table, class,
 //! when it started, whether it was refused), every fault it injected, and every job that
@@ -264,16 +268,32 @@ struct State {
     seen: Mutex<Vec<Seen>>,
     jobs: JobIds,
     labelled: Mutex<Vec<LabelledJob>>,
+    /// (SQL containing this, bytes a job of it bills), first match wins.
+    billed: Mutex<Vec<(String, u64)>>,
+    /// Jobs refused over their `maximumBytesBilled`: id -> (cap, bytes it would bill).
+    over_cap: Mutex<HashMap<String, (u64, u64)>>,
     faults: Mutex<HashMap<CallKind, Faults>>,
     injected: Mutex<HashMap<CallKind, Injected>>,
     dice: Mutex<Dice>,
 }
 
-/// A job as BigQuery received it (`jobs.query` or `jobs.insert`): its SQL and its labels.
+/// A job as BigQuery received it (`jobs.query` or `jobs.insert`): its SQL, its labels and its
+/// `maximumBytesBilled`.
 #[derive(Debug, Clone)]
 pub struct LabelledJob {
     pub query: String,
     pub labels: std::collections::BTreeMap<String, String>,
+    pub maximum_bytes_billed: Option<String>,
+}
+
+/// BigQuery bills at least 10 MB per query.
+const MIN_BILL: u64 = 10 * 1024 * 1024;
+
+/// BigQuery's error for a job over its cap.
+fn bytes_billed_error(cap: u64, bytes: u64) -> Value {
+    let message =
+        format!("Query exceeded limit for bytes billed: {cap}. {bytes} or higher required.");
+    json!({"message": message, "domain": "global", "reason": "bytesBilledLimitExceeded"})
 }
 
 impl State {
@@ -282,13 +302,14 @@ impl State {
             return;
         };
         // jobs.query carries them at the top, jobs.insert in its configuration.
-        let (query, labels) = if job["configuration"].is_object() {
+        let (query, labels, cap) = if job["configuration"].is_object() {
             (
                 &job["configuration"]["query"]["query"],
                 &job["configuration"]["labels"],
+                &job["configuration"]["query"]["maximumBytesBilled"],
             )
         } else {
-            (&job["query"], &job["labels"])
+            (&job["query"], &job["labels"], &job["maximumBytesBilled"])
         };
         let labels = labels
             .as_object()
@@ -301,7 +322,61 @@ impl State {
         self.labelled.lock().unwrap().push(LabelledJob {
             query: query.as_str().unwrap_or_default().to_string(),
             labels,
+            maximum_bytes_billed: cap.as_str().map(str::to_string),
         });
+    }
+
+    /// For a `jobs.insert` whose SQL bills more than its `maximumBytesBilled`: BigQuery's
+    /// answer (the job exists, DONE, failed `bytesBilledLimitExceeded`, nothing ran), and the
+    /// job is remembered so `jobs.get` and `getQueryResults` say the same.
+    fn over_cap(&self, body: &[u8]) -> Option<HttpResponse> {
+        let job: Value = serde_json::from_slice(body).ok()?;
+        let query = job["configuration"]["query"]["query"].as_str()?;
+        let cap: u64 = job["configuration"]["query"]["maximumBytesBilled"]
+            .as_str()?
+            .parse()
+            .ok()?;
+        let bytes = self
+            .billed
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(needle, _)| query.contains(needle.as_str()))
+            .map(|(_, b)| *b)?
+            .max(MIN_BILL);
+        if bytes <= cap {
+            return None;
+        }
+        let id = job["jobReference"]["jobId"].as_str()?.to_string();
+        self.over_cap.lock().unwrap().insert(id, (cap, bytes));
+        let mut answer = job.clone();
+        answer["status"] = json!({
+            "state": "DONE",
+            "errorResult": bytes_billed_error(cap, bytes),
+            "errors": [bytes_billed_error(cap, bytes)],
+        });
+        Some(HttpResponse::Ok().json(answer))
+    }
+
+    /// `jobs.get` or `getQueryResults` of a job refused over its cap.
+    fn refused_over_cap(&self, kind: CallKind, path: &str) -> Option<HttpResponse> {
+        let id = path.rsplit('/').next()?;
+        let (cap, bytes) = *self.over_cap.lock().unwrap().get(id)?;
+        let error = bytes_billed_error(cap, bytes);
+        Some(match kind {
+            CallKind::Results => HttpResponse::BadRequest().json(json!({
+                "error": {
+                    "code": 400,
+                    "message": error["message"],
+                    "errors": [error],
+                    "status": "INVALID_ARGUMENT"
+                }
+            })),
+            _ => HttpResponse::Ok().json(json!({
+                "jobReference": {"jobId": id},
+                "status": {"state": "DONE", "errorResult": error, "errors": [error]}
+            })),
+        })
     }
 }
 
@@ -334,6 +409,8 @@ impl LimitsModel {
             seen: Mutex::new(Vec::new()),
             jobs: JobIds::default(),
             labelled: Mutex::new(Vec::new()),
+            billed: Mutex::new(Vec::new()),
+            over_cap: Mutex::new(HashMap::new()),
             faults: Mutex::new(HashMap::new()),
             injected: Mutex::new(HashMap::new()),
             dice: Mutex::new(Dice(0x9E37_79B9_7F4A_7C15)),
@@ -402,6 +479,16 @@ impl LimitsModel {
     /// The ids of the `jobs.insert` calls that reached BigQuery (each job ran once).
     pub fn accepted_jobs(&self) -> Vec<String> {
         self.state.jobs.accepted()
+    }
+
+    /// From now on a job whose SQL contains `needle` bills `bytes` (at least BigQuery's 10 MB
+    /// minimum): one sent with a lower `maximumBytesBilled` is refused as BigQuery does.
+    pub fn bill(&self, needle: &str, bytes: u64) {
+        self.state
+            .billed
+            .lock()
+            .unwrap()
+            .push((needle.to_string(), bytes));
     }
 
     /// Every job that reached BigQuery, with its labels.
@@ -645,6 +732,14 @@ async fn limited(
     if kind == CallKind::JobsInsert {
         if let Some(conflict) = state.jobs.check(&path, &body) {
             return conflict;
+        }
+        if let Some(refused) = state.over_cap(&body) {
+            return refused;
+        }
+    }
+    if matches!(kind, CallKind::JobsGet | CallKind::Results) {
+        if let Some(answer) = state.refused_over_cap(kind, &path) {
+            return answer;
         }
     }
     if post && path.ends_with("/queries") {
