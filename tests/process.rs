@@ -53,10 +53,7 @@ impl Env {
             ),
             ("PIPELINES_DIR", format!("{root}/tests/fixtures/pipelines")),
             ("PIPELINE_SQL_DIR", format!("{root}/sql")),
-            // A 12 s lease must outlast a decision (5 s) plus the PENDING insert (6 s).
             ("RUN_LEASE_SECS", "12".into()),
-            ("ADMISSION_TIMEOUT_SECS", "5".into()),
-            ("BIGQUERY_API_DEADLINE_SECS", "6".into()),
             ("HEARTBEAT_INTERVAL_SECS", "1".into()),
             ("HEARTBEAT_TIMEOUT_SECS", "2".into()),
             ("REAPER_INTERVAL_SECS", "1".into()),

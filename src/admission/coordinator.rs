@@ -55,6 +55,10 @@ pub(super) struct Answerer {
     pub concurrent_retry_after_secs: u64,
     /// Where the runs this instance admits from a queue go (the executor's queue starter).
     pub from_queue: mpsc::UnboundedSender<super::FromQueue>,
+    pub clock: SharedClock,
+    /// An admission answered later than this after its batch is not launched (see
+    /// `AdmissionSettings::launch_within`).
+    pub launch_within: chrono::Duration,
 }
 
 pub(super) fn spawn(coordinator: Coordinator) {
@@ -155,7 +159,7 @@ impl Coordinator {
                 // might have admitted, with its count, as its trigger is answered 503
                 // (refunding an id that holds no slot changes nothing).
                 for entry in batch.reserves {
-                    answerer.answer(entry, Err(failure.clone()), true, &batch_id);
+                    answerer.answer(entry, Err(failure.clone()), true, &batch_id, now);
                 }
                 return;
             }
@@ -167,7 +171,7 @@ impl Coordinator {
         answer_releases(std::mem::take(&mut batch.releases), Ok(()));
         if admitted_all && !from_queue {
             for entry in batch.reserves {
-                answerer.answer(entry, Ok(Reservation::Admitted), false, &batch_id);
+                answerer.answer(entry, Ok(Reservation::Admitted), false, &batch_id, now);
             }
             return;
         }
@@ -245,6 +249,8 @@ impl Answerer {
                         let run = super::FromQueue {
                             org: org.clone(),
                             run_id: run_id.clone(),
+                            admitted_at: now,
+                            launch_within: self.launch_within,
                         };
                         if self.from_queue.send(run).is_err() {
                             // Nobody here can start it (shutdown): it never ran.
@@ -253,7 +259,7 @@ impl Answerer {
                     }
                 }
                 for (entry, decision) in decided {
-                    self.answer(entry, Ok(decision), false, &batch_id);
+                    self.answer(entry, Ok(decision), false, &batch_id, now);
                 }
             }
             Err(e) => {
@@ -262,7 +268,7 @@ impl Answerer {
                 tracing::warn!(error = %e, "reading an admission batch's decisions failed");
                 let failure = AdmissionError::from(e);
                 for entry in batch.reserves {
-                    self.answer(entry, Err(failure.clone()), true, &batch_id);
+                    self.answer(entry, Err(failure.clone()), true, &batch_id, now);
                 }
             }
         }
@@ -274,14 +280,30 @@ impl Answerer {
     /// by a batch whose outcome is unknown (`release_unless_owned`), has its slot (or place in
     /// the queue) released and its count given back: a run no client was told of is not
     /// counted. The release names `batch_id`: it frees only that batch's admission of the id,
-    /// never a later one (an Idempotency-Key's retry admitted meanwhile).
+    /// never a later one (an Idempotency-Key's retry admitted meanwhile). An admission decided
+    /// later than `launch_within` after its batch (`batch_at`) is not launched: its PENDING
+    /// insert could land after another instance's reaper may free the slot, so it is released
+    /// the same way and its trigger answered 503.
     fn answer(
         &self,
         entry: ReserveEntry,
         decision: Result<Reservation, AdmissionError>,
         release_unless_owned: bool,
         batch_id: &str,
+        batch_at: chrono::DateTime<chrono::Utc>,
     ) {
+        let late = matches!(decision, Ok(Reservation::Admitted))
+            && self.clock.now() - batch_at > self.launch_within;
+        let (decision, release_unless_owned) = if late {
+            tracing::warn!(
+                org = %entry.org,
+                run_id = entry.run_id,
+                "admitted too late to launch within a lease of its batch; released"
+            );
+            (Err(AdmissionError::TimedOut), true)
+        } else {
+            (decision, release_unless_owned)
+        };
         let holds = matches!(
             decision,
             Ok(Reservation::Admitted | Reservation::Queued { .. })

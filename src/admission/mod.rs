@@ -169,6 +169,17 @@ pub struct Admission {
 pub struct FromQueue {
     pub org: OrgSlug,
     pub run_id: String,
+    /// The time of the batch that admitted it: its slot is dated from it.
+    pub admitted_at: chrono::DateTime<chrono::Utc>,
+    /// Launched only if its PENDING insert can still land within a lease of that batch.
+    pub launch_within: chrono::Duration,
+}
+
+impl FromQueue {
+    /// Whether it is too late to launch at `now` (see `AdmissionSettings::launch_within`).
+    pub fn too_late(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        now - self.admitted_at > self.launch_within
+    }
 }
 
 impl Admission {
@@ -190,6 +201,9 @@ impl Admission {
                 requeue: tx.downgrade(),
                 concurrent_retry_after_secs,
                 from_queue: from_queue_tx,
+                clock: clock.clone(),
+                launch_within: chrono::Duration::from_std(settings.launch_within)
+                    .unwrap_or(chrono::Duration::MAX),
             },
             clock,
             max_batch: settings.max_batch,

@@ -145,6 +145,12 @@ async fn start_all(inner: &Arc<Inner>, runs: Vec<FromQueue>) {
 }
 
 async fn start(inner: &Arc<Inner>, run: FromQueue, d: Definition) {
+    if run.too_late(inner.clock.now()) {
+        // Its PENDING event could land after another instance's reaper may free the slot: it is
+        // left to the reaper, which ends it ORPHANED and gives its slot and count back.
+        tracing::warn!(org = %run.org, run_id = %run.run_id, "a run admitted from the queue is too late to launch within a lease of its batch: the reaper ends it");
+        return;
+    }
     if d.moved_on {
         // Cancelled or refused while it waited (or started already): not ours to run.
         tracing::info!(org = %run.org, run_id = %run.run_id, "a queued run had ended before its admission: freeing its slot");

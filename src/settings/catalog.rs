@@ -270,7 +270,7 @@ pub const VARS: &[Var] = &[
     var(
         "RUN_LEASE_SECS",
         secs(180, 2, 86_400),
-        "a run without heartbeat, event or admission this long is orphaned; must exceed interval + timeout + 2 x max(interval, 2 x timeout) of the heartbeat, and ADMISSION_TIMEOUT_SECS + BIGQUERY_API_DEADLINE_SECS",
+        "a run without heartbeat, event or admission this long is orphaned; must exceed interval + timeout + 2 x max(interval, 2 x timeout) of the heartbeat, and BIGQUERY_API_DEADLINE_SECS (a run decided later than the difference after its batch is not launched)",
     ),
     var(
         "HEARTBEAT_INTERVAL_SECS",

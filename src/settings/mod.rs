@@ -204,6 +204,11 @@ pub struct AdmissionSettings {
     pub max_batch: usize,
     /// How long a trigger waits for its reservation's outcome before answering 503.
     pub timeout: Duration,
+    /// How long after its batch an admitted run may still be launched: its PENDING insert (one
+    /// BigQuery deadline) must land within a lease of the batch, before any reaper may free
+    /// the slot. `RUN_LEASE_SECS - BIGQUERY_API_DEADLINE_SECS`; later, it is released with its
+    /// count and its trigger answered 503.
+    pub launch_within: Duration,
 }
 
 /// One problem with one variable. The message names the variable and the accepted values; it
@@ -578,6 +583,7 @@ impl Settings {
             queue_max: r.integer("ADMISSION_QUEUE_MAX") as usize,
             max_batch: r.integer("ADMISSION_MAX_BATCH") as usize,
             timeout: r.seconds("ADMISSION_TIMEOUT_SECS"),
+            launch_within: executor.lease.saturating_sub(timeouts.bigquery_api),
         };
         let providers_dir = r.text("PROVIDERS_DIR").into();
         let metrics_org_labels = r.bool("METRICS_ORG_LABELS");
@@ -608,14 +614,15 @@ impl Settings {
             );
         }
 
-        // A slot is dated from the batch that admitted it; its PENDING event lands at most the
-        // admission timeout (the decision) plus one BigQuery deadline (the insert) later. A lease
-        // shorter than that lets another instance's reaper free the slot of a run being admitted.
-        if executor.lease <= admission.timeout + timeouts.bigquery_api {
+        // A slot is dated from the batch that admitted it, and a run is launched only while its
+        // PENDING insert (one BigQuery deadline) can land within a lease of that batch
+        // (`AdmissionSettings::launch_within`): a lease that cannot outlast the deadline would
+        // let another instance's reaper free the slot of every run being admitted.
+        if executor.lease <= timeouts.bigquery_api {
             r.problem(
                 "RUN_LEASE_SECS",
-                "must exceed ADMISSION_TIMEOUT_SECS + BIGQUERY_API_DEADLINE_SECS (a run just \
-                 admitted has that long to write its first event before a reaper may free its slot)",
+                "must exceed BIGQUERY_API_DEADLINE_SECS (a run just admitted needs that long to \
+                 write its first event before a reaper may free its slot)",
             );
         }
 
@@ -1057,7 +1064,6 @@ mod tests {
                 ("RUN_LEASE_SECS", "7"),
                 ("HEARTBEAT_INTERVAL_SECS", "1"),
                 ("HEARTBEAT_TIMEOUT_SECS", "1"),
-                ("ADMISSION_TIMEOUT_SECS", "3"),
                 ("BIGQUERY_API_DEADLINE_SECS", "3"),
             ])
             .is_ok()
@@ -1071,7 +1077,6 @@ mod tests {
             ("RUN_LEASE_SECS", "6"),
             ("HEARTBEAT_INTERVAL_SECS", "1"),
             ("HEARTBEAT_TIMEOUT_SECS", "1"),
-            ("ADMISSION_TIMEOUT_SECS", "2"),
             ("BIGQUERY_API_DEADLINE_SECS", "2"),
         ])
         .unwrap_err();
@@ -1086,16 +1091,13 @@ mod tests {
     }
 
     #[test]
-    fn a_lease_that_a_run_being_admitted_could_outlive_is_refused() {
-        // 20 + 10 = 30: a lease of 30 could free the slot of a run whose decision and PENDING
-        // insert took their whole deadlines; 31 cannot.
+    fn a_lease_that_cannot_outlast_the_api_deadline_is_refused() {
         let short_heartbeats = [
-            ("HEARTBEAT_INTERVAL_SECS", "2"),
-            ("HEARTBEAT_TIMEOUT_SECS", "2"),
+            ("HEARTBEAT_INTERVAL_SECS", "1"),
+            ("HEARTBEAT_TIMEOUT_SECS", "1"),
         ];
         let err = parse(&[
-            ("RUN_LEASE_SECS", "30"),
-            ("ADMISSION_TIMEOUT_SECS", "20"),
+            ("RUN_LEASE_SECS", "10"),
             ("BIGQUERY_API_DEADLINE_SECS", "10"),
             short_heartbeats[0],
             short_heartbeats[1],
@@ -1103,19 +1105,21 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid configuration: RUN_LEASE_SECS: must exceed ADMISSION_TIMEOUT_SECS + \
-             BIGQUERY_API_DEADLINE_SECS (a run just admitted has that long to write its first \
-             event before a reaper may free its slot)"
+            "invalid configuration: RUN_LEASE_SECS: must exceed BIGQUERY_API_DEADLINE_SECS (a \
+             run just admitted needs that long to write its first event before a reaper may free \
+             its slot)"
         );
-        assert!(
-            parse(&[
-                ("RUN_LEASE_SECS", "31"),
-                ("ADMISSION_TIMEOUT_SECS", "20"),
-                ("BIGQUERY_API_DEADLINE_SECS", "10"),
-                short_heartbeats[0],
-                short_heartbeats[1],
-            ])
-            .is_ok()
+        let s = parse(&[
+            ("RUN_LEASE_SECS", "17"),
+            ("BIGQUERY_API_DEADLINE_SECS", "10"),
+            short_heartbeats[0],
+            short_heartbeats[1],
+        ])
+        .unwrap();
+        assert_eq!(s.admission.launch_within, Duration::from_secs(7));
+        assert_eq!(
+            parse(&[]).unwrap().admission.launch_within,
+            Duration::from_secs(170)
         );
     }
 

@@ -95,7 +95,6 @@ async fn a_run_whose_pending_event_is_slow_to_land_is_not_reaped_by_another_inst
         // beats. The PENDING event's 5 s hold is still far inside the lease.
         vars.insert("RUN_LEASE_SECS".into(), "25".into());
         vars.insert("BIGQUERY_API_DEADLINE_SECS".into(), "6".into());
-        vars.insert("ADMISSION_TIMEOUT_SECS".into(), "15".into());
         vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "1".into());
         vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "3".into());
     };
@@ -216,9 +215,8 @@ async fn a_slot_held_by_a_run_cancelled_before_it_started_is_reaped_with_its_cou
     // is CANCELLED, and it never had a PENDING one. The reaper frees the slot a lease later and,
     // since the run never started, gives its count back.
     let app = spawn_app_with(|vars| {
-        // The lease outlasts a decision (5 s) plus the PENDING insert (10 s).
+        // The lease outlasts the PENDING insert's deadline (10 s), or settings refuse it.
         vars.insert("RUN_LEASE_SECS".into(), "16".into());
-        vars.insert("ADMISSION_TIMEOUT_SECS".into(), "5".into());
         vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "1".into());
         vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "1".into());
         vars.insert("REAPER_INTERVAL_SECS".into(), "1".into());
@@ -387,4 +385,41 @@ async fn the_clean_up_of_one_admission_never_frees_or_uncounts_a_later_admission
     // The run's own end frees whatever slot the id holds, and keeps its count.
     admission_statement(&app, &slug, "end", &[("r1", "release")]).await;
     assert_eq!(usage(&app.quota(&slug).await), (json!([]), json!(1)));
+}
+
+#[tokio::test]
+async fn a_run_admitted_too_late_to_be_recorded_within_a_lease_of_its_batch_is_not_launched() {
+    // A 12 s lease and a 10 s API deadline: an admission answered more than 2 s after its batch
+    // could write its PENDING event after another instance's reaper may free the slot (a slot
+    // with no event is stale a lease after its batch). Such a run is not launched: it is
+    // released with its count and its trigger answered 503, although the decision came well
+    // within the 20 s admission timeout.
+    let (proxy, app, slug, key) = behind_proxy("too-late-co", |vars| {
+        vars.insert("RUN_LEASE_SECS".into(), "12".into());
+        vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "1".into());
+        vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "1".into());
+    })
+    .await;
+    proxy.hold_next_with("/queries", "\"reserve\"", Duration::from_millis(3500));
+    let r = app
+        .key_post(&trigger_path(&slug, "test/sleep"), &key, &json!({}))
+        .await;
+    assert_eq!(r.headers()["retry-after"], "5");
+    assert_error(r, 503, "Service unavailable").await;
+    let q = quota_until(&app, &slug, |q| {
+        q["active_run_ids"] == json!([]) && q["runs_today"] == 0
+    })
+    .await;
+    assert_eq!(q["runs_month"], 0, "{q}");
+    let events = Emulator::new()
+        .rows(&format!(
+            "SELECT COUNT(*) FROM `{}.pipeline_run_events` WHERE org_slug = '{slug}' LIMIT 1",
+            app.meta_dataset
+        ))
+        .await;
+    assert_eq!(events[0][0], "0", "nothing was recorded: it never started");
+    // Decided in time, the next trigger runs.
+    let run_id = started(&app, &slug, &key).await;
+    let done = app.wait_until_ended(&slug, &key, &run_id).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
 }

@@ -18,8 +18,6 @@ use crate::helpers::{TestApp, assert_error, spawn_app_with, unique_slug};
 /// into it.)
 fn fast_leases(vars: &mut HashMap<String, String>) {
     vars.insert("RUN_LEASE_SECS".into(), "17".into());
-    // It outlasts a decision (6 s) plus the PENDING insert (10 s).
-    vars.insert("ADMISSION_TIMEOUT_SECS".into(), "6".into());
     vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "1".into());
     vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "3".into());
     vars.insert("BIGQUERY_MAX_RETRIES".into(), "1".into());
