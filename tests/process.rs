@@ -53,7 +53,10 @@ impl Env {
             ),
             ("PIPELINES_DIR", format!("{root}/tests/fixtures/pipelines")),
             ("PIPELINE_SQL_DIR", format!("{root}/sql")),
+            // A run decided later than 6 s (lease - API deadline) after its batch is not
+            // launched.
             ("RUN_LEASE_SECS", "12".into()),
+            ("BIGQUERY_API_DEADLINE_SECS", "6".into()),
             ("HEARTBEAT_INTERVAL_SECS", "1".into()),
             ("HEARTBEAT_TIMEOUT_SECS", "2".into()),
             ("REAPER_INTERVAL_SECS", "1".into()),

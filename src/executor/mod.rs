@@ -465,8 +465,11 @@ impl Executor {
             }
             Reservation::NoQuota => return Err(TriggerError::NoQuota),
         }
+        // Stamped when it is launched, not when the trigger arrived: the run's lease starts at
+        // its PENDING event, so time spent waiting for the decision does not eat into it (the
+        // reaper dates the slot from that event once it lands, and from its batch before).
         self.inner
-            .launch(org, &run_id, pipeline, params, info, now)
+            .launch(org, &run_id, pipeline, params, info, self.inner.clock.now())
             .await?;
         Ok(Triggered {
             run_id,
