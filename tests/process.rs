@@ -1,6 +1,9 @@
 //! The real binary as a process: killed mid-run (SIGKILL) and restarted, or stopped with
 //! SIGTERM while runs are in flight. Needs the emulator started by `make test`.
 
+#[path = "common/log_tail.rs"]
+mod log_tail;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -164,15 +167,7 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(60)..];
-            println!(
-                "--- last lines of {} ({}) ---\n{}",
-                self.base,
-                self.log.display(),
-                tail.join("\n")
-            );
+            log_tail::print_tail(&self.base, &self.log, 60);
         }
     }
 }

@@ -5,10 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-
 use crate::bq_limits::{LabelledJob, Limits, LimitsModel};
-use crate::helpers::{emulator_host, fixture, spawn_app_with};
+use crate::helpers::{TestApp, emulator_host, fixture, spawn_app_with};
 
 const KEYS: [&str; 5] = [
     "quarry_org",
@@ -25,15 +23,9 @@ fn of_file<'a>(jobs: &'a [LabelledJob], file: &str) -> Vec<&'a LabelledJob> {
     jobs.iter().filter(|j| j.query.starts_with(first)).collect()
 }
 
-fn labels(pairs: [(&str, &str); 5]) -> BTreeMap<String, String> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-#[tokio::test]
-async fn every_job_of_a_run_of_admission_and_of_an_api_read_carries_its_five_labels() {
+/// An org on an instance whose BigQuery is the model (with the exactly-once fixtures'
+/// pipelines): the model sees every job the instance creates.
+async fn behind_model(prefix: &str) -> (LimitsModel, TestApp, String, String) {
     let model = LimitsModel::start(
         &emulator_host(),
         Limits::bigquery(Duration::ZERO, Duration::ZERO, Duration::ZERO),
@@ -46,19 +38,21 @@ async fn every_job_of_a_run_of_admission_and_of_an_api_read_carries_its_five_lab
         vars.insert("PIPELINE_SQL_DIR".into(), fixture("exactly_once/sql"));
     })
     .await;
-    let (slug, key) = app.new_org("labelled-co").await;
-    let r = app
-        .key_post(
-            &format!("/api/v1/pipelines/run/{slug}/test/append"),
-            &key,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    let run_id = r.json::<Value>().await.unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (slug, key) = app.new_org(prefix).await;
+    (model, app, slug, key)
+}
+
+fn labels(pairs: [(&str, &str); 5]) -> BTreeMap<String, String> {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_job_of_a_run_of_admission_and_of_an_api_read_carries_its_five_labels() {
+    let (model, app, slug, key) = behind_model("labelled-co").await;
+    let run_id = app.started(&slug, &key, "test/append").await;
     let done = app.wait_until_ended(&slug, &key, &run_id).await;
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
     let steps = app.steps(&slug, &key, &run_id).await;
@@ -153,33 +147,10 @@ async fn every_job_of_a_run_of_admission_and_of_an_api_read_carries_its_five_lab
 
 #[tokio::test]
 async fn a_step_over_its_cap_fails_cost_cap_without_a_retry() {
-    let model = LimitsModel::start(
-        &emulator_host(),
-        Limits::bigquery(Duration::ZERO, Duration::ZERO, Duration::ZERO),
-    )
-    .await;
+    let (model, app, slug, key) = behind_model("capped-co").await;
     // The append would scan a tebibyte; its step allows 10 MiB a job.
     model.bill("INSERT INTO", 1 << 40);
-    let host = model.host.clone();
-    let app = spawn_app_with(|vars| {
-        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
-        vars.insert("PIPELINES_DIR".into(), fixture("exactly_once/pipelines"));
-        vars.insert("PIPELINE_SQL_DIR".into(), fixture("exactly_once/sql"));
-    })
-    .await;
-    let (slug, key) = app.new_org("capped-co").await;
-    let r = app
-        .key_post(
-            &format!("/api/v1/pipelines/run/{slug}/test/capped"),
-            &key,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(r.status(), 202);
-    let run_id = r.json::<Value>().await.unwrap()["run_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let run_id = app.started(&slug, &key, "test/capped").await;
     let done = app.wait_until_ended(&slug, &key, &run_id).await;
     assert_eq!(done["status"], "FAILED", "{done}");
     assert_eq!(done["error_class"], "cost_cap", "{done}");

@@ -105,15 +105,8 @@ impl Drop for Instance {
     fn drop(&mut self) {
         self.kill();
         if std::thread::panicking() {
-            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(40)..];
-            println!(
-                "--- last lines of the instance at {} ({}) ---\n{}",
-                self.address,
-                self.log.display(),
-                tail.join("\n")
-            );
+            let what = format!("the instance at {}", self.address);
+            crate::log_tail::print_tail(&what, &self.log, 40);
         }
     }
 }

@@ -22,6 +22,8 @@ mod integrations;
 mod keys;
 #[path = "../common/kms_double.rs"]
 mod kms_double;
+#[path = "../common/log_tail.rs"]
+mod log_tail;
 mod metrics;
 mod openapi;
 mod orchestration;

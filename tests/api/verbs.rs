@@ -165,6 +165,17 @@ impl TestApp {
         .await
     }
 
+    /// Triggers `pipeline` with no parameters, as the org's key; asserts 202 and returns the
+    /// run id.
+    pub async fn started(&self, slug: &str, key: &str, pipeline: &str) -> String {
+        let r = self.trigger(slug, key, pipeline, &json!({})).await;
+        assert_eq!(r.status(), 202, "trigger {pipeline}");
+        r.json::<Value>().await.unwrap()["run_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     /// Asks to cancel the run, as the org's key.
     pub async fn cancel(&self, slug: &str, key: &str, run_id: &str) -> reqwest::Response {
         self.key_post(
