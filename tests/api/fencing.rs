@@ -27,16 +27,24 @@ fn fast_leases(vars: &mut HashMap<String, String>) {
 /// it directly and runs a reaper every second. Returns (A, B, org slug, org key); the org may
 /// run one run at a time.
 async fn two_instances(proxy: &FaultProxy) -> (TestApp, TestApp, String, String) {
+    two_instances_with(proxy, fast_leases).await
+}
+
+/// [`two_instances`] with other lease settings.
+async fn two_instances_with(
+    proxy: &FaultProxy,
+    leases: fn(&mut HashMap<String, String>),
+) -> (TestApp, TestApp, String, String) {
     let host = proxy.host.clone();
     let a = spawn_app_with(|vars| {
-        fast_leases(vars);
+        leases(vars);
         vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
     })
     .await;
     a.bootstrap().await;
     let meta = a.meta_dataset.clone();
     let b = spawn_app_with(|vars| {
-        fast_leases(vars);
+        leases(vars);
         vars.insert("META_DATASET".into(), meta);
         vars.insert("REAPER_INTERVAL_SECS".into(), "1".into());
     })
@@ -220,11 +228,18 @@ async fn a_run_cut_off_from_bigquery_stops_itself_before_another_instance_can_ta
 
 #[tokio::test]
 async fn one_heartbeat_held_past_the_fence_period_neither_stops_the_run_nor_lets_it_be_reaped() {
+    // A 30 s lease here: a run not renewed for 26 s stops itself. (With 17 s, a fresh clone's
+    // loaded suite took 8 s to land the PENDING event, where the lease starts, and timed out
+    // the following heartbeats too: the 5 s run lapsed before it ended.)
+    fn longer_leases(vars: &mut HashMap<String, String>) {
+        fast_leases(vars);
+        vars.insert("RUN_LEASE_SECS".into(), "30".into());
+    }
     let proxy = FaultProxy::start().await;
-    let (a, b, slug, key) = two_instances(&proxy).await;
+    let (a, b, slug, key) = two_instances_with(&proxy, longer_leases).await;
     let id = started(&a, &slug, &key, "test/sleep5").await;
-    // Held 15 s, longer than the 13 s after which a run without renewal stops itself.
-    proxy.hold_next("/tables/run_heartbeats/insertAll", Duration::from_secs(15));
+    // Held 28 s, longer than the 26 s after which a run without renewal stops itself.
+    proxy.hold_next("/tables/run_heartbeats/insertAll", Duration::from_secs(28));
     let done = b.wait_until_ended(&slug, &key, &id).await;
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
     assert_eq!(done["error_class"], Value::Null);
