@@ -81,18 +81,36 @@ async fn an_admin_call_while_bigquery_is_unreachable_is_503_with_retry_after() {
 #[tokio::test]
 async fn readiness_floods_cost_one_bigquery_call_per_two_seconds() {
     let app = spawn_app().await;
-    let before = app.warehouse.counters().snapshot();
-    for _ in 0..50 {
+    let ready = || async {
         let r = app
             .client
             .get(app.url("/health/ready"))
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 200);
+        r.status().as_u16()
+    };
+    // Ready first: in a loaded suite the shared emulator may hold the first probe past its
+    // timeout (a fresh clone's run saw it).
+    crate::verbs::eventually("ready", std::time::Duration::from_secs(30), || async {
+        match ready().await {
+            200 => Ok(()),
+            other => Err(format!("HTTP {other}")),
+        }
+    })
+    .await;
+    let before = app.warehouse.counters().snapshot();
+    let started = std::time::Instant::now();
+    for _ in 0..50 {
+        assert_eq!(ready().await, 200);
     }
-    assert_eq!(
-        app.warehouse.counters().snapshot().since(&before).metadata,
-        1
+    // At most one probe per 2 s window the flood spanned (it usually spans one, or none when
+    // the probe above is still fresh).
+    let calls = app.warehouse.counters().snapshot().since(&before).metadata;
+    let windows = 1 + started.elapsed().as_secs() / 2;
+    assert!(
+        calls as u64 <= windows,
+        "{calls} probes for 50 requests over {:?}",
+        started.elapsed()
     );
 }
