@@ -294,6 +294,18 @@ pub async fn onboard(
                     "queue_limit",
                     new.limits.queue_limit.unwrap_or(new.plan.queue_limit()),
                 ),
+                Param::opt_int64(
+                    "bytes_daily_limit",
+                    new.limits
+                        .bytes_daily_limit
+                        .or(new.plan.bytes_budgets().map(|b| b.0)),
+                ),
+                Param::opt_int64(
+                    "bytes_monthly_limit",
+                    new.limits
+                        .bytes_monthly_limit
+                        .or(new.plan.bytes_budgets().map(|b| b.1)),
+                ),
                 Param::timestamp("now", now),
             ],
         )
@@ -336,6 +348,19 @@ pub struct QuotaView {
     /// Runs waiting for a slot, next first.
     #[serde(default)]
     pub queued_run_ids: Vec<String>,
+    /// Bytes the org's jobs may bill per UTC day; `null`: no budget.
+    #[serde(default)]
+    pub bytes_daily_limit: Option<i64>,
+    /// Bytes the org's jobs may bill per UTC month; `null`: no budget.
+    #[serde(default)]
+    pub bytes_monthly_limit: Option<i64>,
+    /// Bytes billed by the org's runs that ended on `day` (counted when each run's slot is
+    /// released).
+    #[serde(default)]
+    pub bytes_today: i64,
+    /// Bytes billed by the org's runs that ended in `month`.
+    #[serde(default)]
+    pub bytes_month: i64,
 }
 
 pub async fn quota(
@@ -368,6 +393,11 @@ pub async fn set_limits(
                 Param::int64("monthly_limit", limits.monthly_limit),
                 Param::int64("concurrent_limit", limits.concurrent_limit),
                 Param::int64("queue_limit", limits.queue_limit.unwrap_or(-1)),
+                Param::int64("bytes_daily_limit", limits.bytes_daily_limit.unwrap_or(-1)),
+                Param::int64(
+                    "bytes_monthly_limit",
+                    limits.bytes_monthly_limit.unwrap_or(-1),
+                ),
                 Param::timestamp("now", Utc::now()),
             ],
         )
@@ -482,6 +512,8 @@ mod tests {
             monthly_limit: 10_000,
             concurrent_limit: 10,
             queue_limit: None,
+            bytes_daily_limit: None,
+            bytes_monthly_limit: None,
         });
         assert_eq!(r.clone().parse().unwrap().limits.daily_limit, 500);
         r.plan = "STARTER".into();

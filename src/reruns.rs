@@ -84,6 +84,8 @@ mod tests {
             duration_ms: None,
             rows_affected: None,
             bytes_processed: None,
+            bytes_billed: None,
+            slot_ms: None,
             error_summary: None,
         }
     }

@@ -68,6 +68,10 @@ pub struct StepLog {
     pub duration_ms: Option<i64>,
     pub rows_affected: Option<i64>,
     pub bytes_processed: Option<i64>,
+    /// What BigQuery billed for the attempt's jobs (`totalBytesBilled`, summed).
+    pub bytes_billed: Option<i64>,
+    /// Slot time of the attempt's jobs (`totalSlotMs`, summed).
+    pub slot_ms: Option<i64>,
     pub error_summary: Option<String>,
 }
 

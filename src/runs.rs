@@ -166,6 +166,10 @@ pub struct StepAttempt {
     pub duration_ms: Option<i64>,
     pub rows_affected: Option<i64>,
     pub bytes_processed: Option<i64>,
+    /// What BigQuery billed for the attempt's jobs (at least 10 MB per query).
+    pub bytes_billed: Option<i64>,
+    /// Slot time of the attempt's jobs.
+    pub slot_ms: Option<i64>,
     pub error_summary: Option<String>,
 }
 
@@ -179,6 +183,8 @@ struct StepRow {
     duration_ms: Option<i64>,
     rows_affected: Option<i64>,
     bytes_processed: Option<i64>,
+    bytes_billed: Option<i64>,
+    slot_ms: Option<i64>,
     error_summary: Option<String>,
 }
 
@@ -209,6 +215,8 @@ pub async fn steps(
             duration_ms: r.duration_ms,
             rows_affected: r.rows_affected,
             bytes_processed: r.bytes_processed,
+            bytes_billed: r.bytes_billed,
+            slot_ms: r.slot_ms,
             error_summary: r.error_summary,
         })
         .collect())

@@ -397,17 +397,28 @@
     const org = needOrg();
     if (!org) return;
     const q = (await api("/api/v1/organizations/" + encodeURIComponent(org) + "/quota")).body;
-    const meter = (id, label, used, limit) => h("div", { class: "card meter", id },
-      h("div", { class: "label", text: label }), h("div", { class: "value", text: used + " / " + limit }),
+    const meter = (id, label, used, limit, show = String) => h("div", { class: "card meter", id },
+      h("div", { class: "label", text: label }),
+      h("div", { class: "value", text: show(used) + " / " + (limit == null ? "no budget" : show(limit)) }),
       h("progress", { max: limit || 1, value: Math.min(used, limit || 1) }));
     show(h("h1", { text: "Quota of " + org }),
       h("div", { class: "meters" },
         meter("quota-today", "Runs today (UTC)", q.runs_today, q.daily_limit),
         meter("quota-month", "Runs this month", q.runs_month, q.monthly_limit),
         meter("quota-slots", "Slots in use", (q.active_run_ids || []).length, q.concurrent_limit),
-        meter("quota-queue", "Queued runs", (q.queued_run_ids || []).length, q.queue_limit)),
+        meter("quota-queue", "Queued runs", (q.queued_run_ids || []).length, q.queue_limit),
+        meter("quota-bytes-today", "Billed today (UTC)", q.bytes_today || 0, q.bytes_daily_limit, bytes),
+        meter("quota-bytes-month", "Billed this month", q.bytes_month || 0, q.bytes_monthly_limit, bytes)),
       h("h2", { text: "Running now" }), runList(q.active_run_ids),
       h("h2", { text: "Waiting in the queue (in order)" }), runList(q.queued_run_ids));
+  }
+
+  // 1099511627776 as "1.0 TiB".
+  function bytes(n) {
+    const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let i = 0;
+    while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+    return i === 0 ? n + " B" : n.toFixed(1) + " " + units[i];
   }
 
   function runList(ids) {

@@ -27,8 +27,15 @@
 -- "run_id" (the run's own end, the reaper), it frees whatever slot the id holds.
 -- Each admission mark is "run_id/batch", and a batch id starts with the batch's time in
 -- microseconds ("<micros>_<uuid>"), so the reaper dates a slot from its admission.
+-- Bytes budgets: a release of a run that billed bytes comes with a 'bill' operation
+-- ("run_id=bytes"); the bytes are added to the org's bytes of the day and month only when the
+-- run's slot is freed by this batch (so a repeated release never counts them twice). While the
+-- day's or the month's bytes have reached a budget, nothing is admitted or queued, and a batch
+-- that releases or drains for the org takes its queued runs out of the queue, refused: they are
+-- marked "run_id/batch" in refused_queued (kept until the next such batch), so the batch reads
+-- back which ones it refused and records them REFUSED. A budget is NULL when the org has none.
 -- Operations arrive as parallel arrays: org, run id, and kind (reserve, enqueue, release, refund,
--- drain, tick_reserve, tick_enqueue).
+-- bill, drain, tick_reserve, tick_enqueue).
 UPDATE `__META_DATASET__.org_quota_state` AS q
 SET day = b.day,
     runs_today = b.runs_today,
@@ -38,14 +45,17 @@ SET day = b.day,
     queued_run_ids = b.queued_run_ids,
     admitted_by = b.admitted_by,
     fired_ticks = b.fired_ticks,
+    refused_queued = b.refused_queued,
+    bytes_today = b.bytes_today,
+    bytes_month = b.bytes_month,
     updated_at = b.now
 FROM (
   SELECT
     org_slug,
     day,
-    GREATEST(0, runs_today - refunded_today) + ARRAY_LENGTH(admitted) AS runs_today,
+    GREATEST(0, runs_today - refunded) + ARRAY_LENGTH(admitted) AS runs_today,
     month,
-    GREATEST(0, runs_month - refunded_month) + ARRAY_LENGTH(admitted) AS runs_month,
+    GREATEST(0, runs_month - refunded) + ARRAY_LENGTH(admitted) AS runs_month,
     ARRAY_CONCAT(kept, admitted) AS active_run_ids,
     ARRAY_CONCAT(
       still_waiting,
@@ -60,9 +70,15 @@ FROM (
       SELECT f FROM UNNEST(ARRAY_CONCAT(old_ticks, new_ticks)) AS f WITH OFFSET o
       WHERE o >= ARRAY_LENGTH(old_ticks) + ARRAY_LENGTH(new_ticks) - 1000
       ORDER BY o) AS fired_ticks,
+    IF(spent AND drives AND ARRAY_LENGTH(waiting) > 0,
+       ARRAY(SELECT CONCAT(x, '/', batch) FROM UNNEST(waiting) AS x),
+       old_refused) AS refused_queued,
+    bytes_today,
+    bytes_month,
+    IF(spent AND drives, ARRAY_LENGTH(waiting), 0) AS dropped_count,
     ARRAY_LENGTH(new_ticks) AS fired_count,
     ARRAY_LENGTH(admitted) AS admitted_count,
-    released_count,
+    active_count - ARRAY_LENGTH(kept) + queued_count - ARRAY_LENGTH(waiting) AS released_count,
     LEAST(ARRAY_LENGTH(to_queue), GREATEST(0, queue_limit - ARRAY_LENGTH(still_waiting)))
       AS enqueued_count,
     now
@@ -75,7 +91,7 @@ FROM (
         ORDER BY o) AS admitted,
       ARRAY(
         SELECT x FROM UNNEST(line) AS x WITH OFFSET o
-        WHERE o >= admit_count AND o < ARRAY_LENGTH(waiting)
+        WHERE o >= admit_count AND o < ARRAY_LENGTH(waiting) AND NOT (spent AND drives)
         ORDER BY o) AS still_waiting,
       ARRAY(
         SELECT x FROM UNNEST(line) AS x WITH OFFSET o
@@ -89,10 +105,18 @@ FROM (
           ARRAY(
             SELECT x FROM UNNEST(fresh) AS x WITH OFFSET o
             WHERE o < GREATEST(0, room - ARRAY_LENGTH(waiting))
+              AND NOT (IFNULL(bytes_before_today + billed_now >= bytes_daily_limit, FALSE)
+                       OR IFNULL(bytes_before_month + billed_now >= bytes_monthly_limit, FALSE))
             ORDER BY o)) AS line,
-        IF(drives OR ARRAY_LENGTH(waiting) = 0,
+        IF((drives OR ARRAY_LENGTH(waiting) = 0)
+             AND NOT (IFNULL(bytes_before_today + billed_now >= bytes_daily_limit, FALSE)
+                      OR IFNULL(bytes_before_month + billed_now >= bytes_monthly_limit, FALSE)),
            GREATEST(0, LEAST(concurrent_limit - ARRAY_LENGTH(kept), room)),
-           0) AS admit_count
+           0) AS admit_count,
+        IFNULL(bytes_before_today + billed_now >= bytes_daily_limit, FALSE)
+          OR IFNULL(bytes_before_month + billed_now >= bytes_monthly_limit, FALSE) AS spent,
+        bytes_before_today + billed_now AS bytes_today,
+        bytes_before_month + billed_now AS bytes_month
       FROM (
         SELECT
           s.org_slug,
@@ -111,20 +135,12 @@ FROM (
             WHERE id NOT IN UNNEST(r.rels)
               AND id NOT IN (SELECT SPLIT(m, '/')[OFFSET(0)] FROM UNNEST(IFNULL(s.admitted_by, [])) AS m
                              WHERE m IN UNNEST(r.rel_marks))) AS kept,
-          IF(s.day IS NULL OR s.day < r.today, 0,
-             ARRAY_LENGTH(ARRAY(
-               SELECT id FROM UNNEST(s.active_run_ids) AS id
-               WHERE id IN UNNEST(r.refunds)
-                 OR id IN (SELECT SPLIT(m, '/')[OFFSET(0)] FROM UNNEST(IFNULL(s.admitted_by, [])) AS m
-                           WHERE m IN UNNEST(r.refund_marks)))))
-            AS refunded_today,
-          IF(s.month IS NULL OR s.month < r.month_start, 0,
-             ARRAY_LENGTH(ARRAY(
-               SELECT id FROM UNNEST(s.active_run_ids) AS id
-               WHERE id IN UNNEST(r.refunds)
-                 OR id IN (SELECT SPLIT(m, '/')[OFFSET(0)] FROM UNNEST(IFNULL(s.admitted_by, [])) AS m
-                           WHERE m IN UNNEST(r.refund_marks)))))
-            AS refunded_month,
+          -- Counts of a past day or month are 0 already, so subtracting a refund leaves 0.
+          ARRAY_LENGTH(ARRAY(
+            SELECT id FROM UNNEST(s.active_run_ids) AS id
+            WHERE id IN UNNEST(r.refunds)
+              OR id IN (SELECT SPLIT(m, '/')[OFFSET(0)] FROM UNNEST(IFNULL(s.admitted_by, [])) AS m
+                        WHERE m IN UNNEST(r.refund_marks)))) AS refunded,
           ARRAY(
             SELECT id FROM UNNEST(IFNULL(s.queued_run_ids, [])) AS id WITH OFFSET o
             WHERE id NOT IN UNNEST(r.rel_ids)
@@ -143,17 +159,22 @@ FROM (
               AND SPLIT(t, '|')[OFFSET(0)] NOT IN UNNEST(IFNULL(s.queued_run_ids, []))
             ORDER BY o) AS new_ticks,
           IFNULL(s.fired_ticks, []) AS old_ticks,
+          IFNULL(s.refused_queued, []) AS old_refused,
           r.enqs,
           r.drives,
           IFNULL(s.admitted_by, []) AS marks,
-          ARRAY_LENGTH(ARRAY(
-              SELECT id FROM UNNEST(s.active_run_ids) AS id
-              WHERE id IN UNNEST(r.rels)
-                OR id IN (SELECT SPLIT(m, '/')[OFFSET(0)] FROM UNNEST(IFNULL(s.admitted_by, [])) AS m
-                          WHERE m IN UNNEST(r.rel_marks))))
-            + ARRAY_LENGTH(ARRAY(
-                SELECT id FROM UNNEST(IFNULL(s.queued_run_ids, [])) AS id WHERE id IN UNNEST(r.rel_ids)))
-            AS released_count,
+          ARRAY_LENGTH(s.active_run_ids) AS active_count,
+          ARRAY_LENGTH(IFNULL(s.queued_run_ids, [])) AS queued_count,
+          s.bytes_daily_limit,
+          s.bytes_monthly_limit,
+          IF(s.day IS NULL OR s.day < r.today, 0, IFNULL(s.bytes_today, 0)) AS bytes_before_today,
+          IF(s.month IS NULL OR s.month < r.month_start, 0, IFNULL(s.bytes_month, 0))
+            AS bytes_before_month,
+          -- The bills of runs whose slot this batch frees (an active id it releases).
+          (SELECT IFNULL(SUM(CAST(SPLIT(x, '=')[OFFSET(1)] AS INT64)), 0)
+           FROM UNNEST(r.bills) AS x
+           WHERE SPLIT(x, '=')[OFFSET(0)] IN UNNEST(s.active_run_ids)
+             AND SPLIT(x, '=')[OFFSET(0)] IN UNNEST(r.rels)) AS billed_now,
           r.batch,
           r.now
         FROM `__META_DATASET__.org_quota_state` AS s
@@ -180,6 +201,7 @@ FROM (
               AS refunds,
             ARRAY_AGG(IF(kind = 'refund' AND STRPOS(run, '|') > 0, REPLACE(run, '|', '/'), NULL)
               IGNORE NULLS ORDER BY i) AS refund_marks,
+            ARRAY_AGG(IF(kind = 'bill', run, NULL) IGNORE NULLS) AS bills,
             LOGICAL_OR(kind IN ('release', 'refund', 'drain')) AS drives,
             ANY_VALUE(@today) AS today,
             ANY_VALUE(@month_start) AS month_start,
@@ -195,4 +217,5 @@ FROM (
   )
 ) AS b
 WHERE q.org_slug = b.org_slug
-  AND (b.admitted_count > 0 OR b.released_count > 0 OR b.enqueued_count > 0 OR b.fired_count > 0)
+  AND (b.admitted_count > 0 OR b.released_count > 0 OR b.enqueued_count > 0 OR b.fired_count > 0
+       OR b.dropped_count > 0)

@@ -10,7 +10,11 @@ SELECT
   runs_month,
   active_run_ids,
   IFNULL(queue_limit, 10) AS queue_limit,
-  IFNULL(queued_run_ids, []) AS queued_run_ids
+  IFNULL(queued_run_ids, []) AS queued_run_ids,
+  bytes_daily_limit,
+  bytes_monthly_limit,
+  IFNULL(bytes_today, 0) AS bytes_today,
+  IFNULL(bytes_month, 0) AS bytes_month
 FROM `__META_DATASET__.org_quota_state`
 WHERE org_slug = @org_slug
 LIMIT 1

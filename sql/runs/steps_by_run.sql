@@ -20,6 +20,8 @@ attempts AS (
     duration_ms,
     rows_affected,
     bytes_processed,
+    bytes_billed,
+    slot_ms,
     error_summary
   FROM `__META_DATASET__.step_logs`
   WHERE org_slug = @org_slug
@@ -39,6 +41,8 @@ SELECT
   a.duration_ms,
   a.rows_affected,
   a.bytes_processed,
+  a.bytes_billed,
+  a.slot_ms,
   IF(a.status = 'RUNNING' AND e.run_ended, 'the run ended while this attempt ran',
      a.error_summary) AS error_summary
 FROM attempts AS a

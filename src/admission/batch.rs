@@ -28,6 +28,8 @@ pub(super) struct ReleaseEntry {
     pub refund: bool,
     /// Only the admission by this batch (see `Op::Release`).
     pub batch: Option<String>,
+    /// Bytes the run billed (see `Op::Release`).
+    pub billed: i64,
     pub replies: Vec<Reply<()>>,
 }
 
@@ -103,6 +105,7 @@ impl Taken {
                     run_id,
                     refund,
                     batch,
+                    billed,
                     reply,
                 } => {
                     let same = release_at
@@ -116,11 +119,13 @@ impl Taken {
                             run_id,
                             refund,
                             batch,
+                            billed,
                             reply,
                         });
                     } else if let Some(&i) = release_at.get(&run_id) {
                         let entry = &mut taken.batch.releases[i];
                         entry.refund |= refund;
+                        entry.billed = entry.billed.max(billed);
                         entry.replies.extend(reply);
                     } else {
                         release_at.insert(run_id.clone(), taken.batch.releases.len());
@@ -129,6 +134,7 @@ impl Taken {
                             run_id,
                             refund,
                             batch,
+                            billed,
                             replies: reply.into_iter().collect(),
                         });
                     }
@@ -210,6 +216,12 @@ impl Batch {
                 None => r.run_id.clone(),
             });
             kinds.push(if r.refund { "refund" } else { "release" }.to_string());
+            // What the run billed, counted if this release frees its slot.
+            if r.billed > 0 {
+                orgs.push(r.org.to_string());
+                runs.push(format!("{}={}", r.run_id, r.billed));
+                kinds.push("bill".to_string());
+            }
         }
         vec![
             Param::date("today", day_of(now)),
@@ -257,6 +269,14 @@ pub(super) struct OrgOutcome {
     pub month: Option<String>,
     pub runs_month: i64,
     #[serde(default)]
+    pub bytes_daily_limit: Option<i64>,
+    #[serde(default)]
+    pub bytes_monthly_limit: Option<i64>,
+    #[serde(default)]
+    pub bytes_today: i64,
+    #[serde(default)]
+    pub bytes_month: i64,
+    #[serde(default)]
     pub active_run_ids: Vec<String>,
     #[serde(default)]
     pub queued_run_ids: Vec<String>,
@@ -266,6 +286,9 @@ pub(super) struct OrgOutcome {
     /// The run ids this batch admitted.
     #[serde(default)]
     pub admitted: Vec<String>,
+    /// The queued run ids this batch refused (a spent bytes budget).
+    #[serde(default)]
+    pub refused: Vec<String>,
 }
 
 /// The decision for `run_id` given its org's row after the batch. A refused run names the
@@ -301,11 +324,27 @@ pub(super) fn decide(
         Some(d) if d.as_str() >= ours => count + queued,
         _ => queued,
     };
+    // Bytes billed in the current period (none when the stored one is over).
+    let billed = |stored: &Option<String>, ours: &str, bytes: i64| match stored {
+        Some(d) if d.as_str() >= ours => bytes,
+        _ => 0,
+    };
+    let spent = |budget: Option<i64>, used: i64| budget.is_some_and(|b| used >= b);
     let (limit, retry_after_secs) =
         if current(&row.month, &month, row.runs_month) >= row.monthly_limit {
             (Limit::Monthly, secs_to_next_month(now))
         } else if current(&row.day, &today, row.runs_today) >= row.daily_limit {
             (Limit::Daily, secs_to_next_day(now))
+        } else if spent(
+            row.bytes_monthly_limit,
+            billed(&row.month, &month, row.bytes_month),
+        ) {
+            (Limit::BytesMonthly, secs_to_next_month(now))
+        } else if spent(
+            row.bytes_daily_limit,
+            billed(&row.day, &today, row.bytes_today),
+        ) {
+            (Limit::BytesDaily, secs_to_next_day(now))
         } else if when_busy == WhenBusy::Queue {
             (Limit::QueueFull, concurrent_retry_after_secs)
         } else {
@@ -360,6 +399,7 @@ mod tests {
             run_id: run.into(),
             refund: false,
             batch: None,
+            billed: 0,
             reply: None,
         }
     }
@@ -370,6 +410,7 @@ mod tests {
             run_id: run.into(),
             refund: true,
             batch: None,
+            billed: 0,
             reply: None,
         }
     }
@@ -381,6 +422,7 @@ mod tests {
             run_id: run.into(),
             refund: true,
             batch: Some(batch.into()),
+            billed: 0,
             reply: None,
         }
     }
@@ -436,10 +478,15 @@ mod tests {
             runs_today,
             month: Some("2026-11-01".into()),
             runs_month,
+            bytes_daily_limit: None,
+            bytes_monthly_limit: None,
+            bytes_today: 0,
+            bytes_month: 0,
             active_run_ids: active.iter().map(|s| s.to_string()).collect(),
             queued_run_ids: vec![],
             fired: vec![],
             admitted: vec![],
+            refused: vec![],
         }
     }
 
@@ -489,6 +536,34 @@ mod tests {
             ]
         );
         assert_eq!(taken.batch.orgs(), ["acme", "beta"]);
+    }
+
+    #[test]
+    fn a_release_of_a_run_that_billed_bytes_carries_a_bill_and_a_repeat_does_not_add_to_it() {
+        let billed = |run: &str, bytes: i64| Op::Release {
+            org: org("acme"),
+            run_id: run.into(),
+            refund: false,
+            batch: None,
+            billed: bytes,
+            reply: None,
+        };
+        let taken = Taken::from_ops(vec![billed("r1", 500), billed("r1", 500), billed("r2", 0)]);
+        let params = taken.batch.params("b1", now());
+        let array = |name: &str| {
+            let p = params.iter().find(|p| p.name() == name).unwrap();
+            p.to_bigquery()
+                .parameter_value
+                .unwrap()
+                .array_values
+                .unwrap()
+                .into_iter()
+                .map(|v| v.value.unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(array("op_runs"), ["r1", "r1=500", "r2"]);
+        assert_eq!(array("op_kinds"), ["release", "bill", "release"]);
+        assert_eq!(array("op_orgs"), ["acme", "acme", "acme"]);
     }
 
     #[test]
@@ -573,6 +648,53 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn a_spent_bytes_budget_refuses_until_its_period_ends_and_a_queued_run_too() {
+        let mut r = row("2026-11-23", 3, 3, &[]);
+        r.bytes_daily_limit = Some(100);
+        r.bytes_today = 100;
+        for when_busy in [WhenBusy::Refuse, WhenBusy::Queue] {
+            assert_eq!(
+                decide(Some(&r), ("x", when_busy, false), now(), 10),
+                Reservation::Refused {
+                    limit: Limit::BytesDaily,
+                    retry_after_secs: 6 * 3600
+                }
+            );
+        }
+        r.bytes_today = 99;
+        assert_eq!(
+            decide(Some(&r), ("x", WhenBusy::Refuse, false), now(), 10),
+            Reservation::Refused {
+                limit: Limit::Concurrent,
+                retry_after_secs: 10
+            },
+            "under its budget, a run refused here met another limit"
+        );
+        r.bytes_monthly_limit = Some(1000);
+        r.bytes_month = 1000;
+        assert!(matches!(
+            decide(Some(&r), ("x", WhenBusy::Refuse, false), now(), 10),
+            Reservation::Refused {
+                limit: Limit::BytesMonthly,
+                ..
+            }
+        ));
+        let mut yesterday = row("2026-11-22", 3, 3, &[]);
+        yesterday.bytes_daily_limit = Some(100);
+        yesterday.bytes_today = 500;
+        assert!(
+            matches!(
+                decide(Some(&yesterday), ("x", WhenBusy::Refuse, false), now(), 10),
+                Reservation::Refused {
+                    limit: Limit::Concurrent,
+                    ..
+                }
+            ),
+            "yesterday's bytes are not today's"
+        );
     }
 
     #[test]

@@ -238,24 +238,49 @@ impl Answerer {
                     .map(|(e, _)| e.run_id.as_str())
                     .collect();
                 for row in &rows {
+                    let Ok(org) = OrgSlug::parse(&row.org_slug) else {
+                        continue;
+                    };
                     for run_id in &row.admitted {
                         if owned.contains(run_id.as_str()) {
                             continue;
                         }
-                        let Ok(org) = OrgSlug::parse(&row.org_slug) else {
-                            continue;
-                        };
                         tracing::info!(org = %org, run_id = %run_id, "admitted from the queue");
                         let run = super::FromQueue {
                             org: org.clone(),
                             run_id: run_id.clone(),
-                            admitted_at: now,
-                            launch_within: self.launch_within,
+                            batch_at: now,
+                            refused: None,
                         };
                         if self.from_queue.send(run).is_err() {
                             // Nobody here can start it (shutdown): it never ran.
-                            self.release_later(org, run_id.clone(), true, Some(batch_id.clone()));
+                            self.release_later(
+                                org.clone(),
+                                run_id.clone(),
+                                true,
+                                Some(batch_id.clone()),
+                            );
                         }
+                    }
+                    // Taken out of the queue by a spent bytes budget: the starter records them
+                    // REFUSED (they hold no slot and no count).
+                    for run_id in &row.refused {
+                        let limit = match decide(
+                            Some(row),
+                            (run_id, super::WhenBusy::Queue, false),
+                            now,
+                            self.concurrent_retry_after_secs,
+                        ) {
+                            Reservation::Refused { limit, .. } => limit,
+                            _ => super::Limit::BytesDaily,
+                        };
+                        tracing::info!(org = %org, run_id = %run_id, limit = limit.as_str(), "refused in the queue");
+                        let _ = self.from_queue.send(super::FromQueue {
+                            org: org.clone(),
+                            run_id: run_id.clone(),
+                            batch_at: now,
+                            refused: Some(limit),
+                        });
                     }
                 }
                 for (entry, decision) in decided {
@@ -332,6 +357,7 @@ impl Answerer {
                 run_id,
                 refund,
                 batch,
+                billed: 0,
                 reply: None,
             });
         }

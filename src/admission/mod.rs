@@ -39,6 +39,10 @@ pub enum Limit {
     Concurrent,
     /// The run asked to wait, and the org's queue is full.
     QueueFull,
+    /// The bytes the org's runs billed today reached its daily bytes budget.
+    BytesDaily,
+    /// The bytes the org's runs billed this month reached its monthly bytes budget.
+    BytesMonthly,
 }
 
 impl Limit {
@@ -48,6 +52,8 @@ impl Limit {
             Limit::Monthly => "monthly",
             Limit::Concurrent => "concurrent",
             Limit::QueueFull => "queue_full",
+            Limit::BytesDaily => "bytes_daily",
+            Limit::BytesMonthly => "bytes_monthly",
         }
     }
 }
@@ -140,6 +146,9 @@ enum Op {
         /// later admission of the same run id. `None`: whatever slot the id holds (the run's
         /// own end).
         batch: Option<String>,
+        /// Bytes BigQuery billed for the run's jobs: added to the org's budget usage if the
+        /// release frees the run's slot (so a repeated release never counts them twice).
+        billed: i64,
         /// `None` for the coordinator's own clean-up releases (retried until they land).
         reply: Option<Reply<()>>,
     },
@@ -150,6 +159,11 @@ enum Op {
         params: Vec<Param>,
         reply: Reply<u64>,
     },
+}
+
+/// How long after its batch an admission may still be launched.
+fn launch_window(settings: &AdmissionSettings) -> chrono::Duration {
+    chrono::Duration::from_std(settings.launch_within).unwrap_or(chrono::Duration::MAX)
 }
 
 /// The handle every caller uses; cheap to clone.
@@ -164,22 +178,16 @@ pub struct Admission {
     hurry: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// A run a batch of this instance admitted from its org's queue: its slot is held for it.
+/// A run a batch of this instance took out of its org's queue: admitted (its slot is held for
+/// it) or refused (its org's bytes budget is spent: it never runs).
 #[derive(Debug, Clone)]
 pub struct FromQueue {
     pub org: OrgSlug,
     pub run_id: String,
-    /// The time of the batch that admitted it: its slot is dated from it.
-    pub admitted_at: chrono::DateTime<chrono::Utc>,
-    /// Launched only if its PENDING insert can still land within a lease of that batch.
-    pub launch_within: chrono::Duration,
-}
-
-impl FromQueue {
-    /// Whether it is too late to launch at `now` (see `AdmissionSettings::launch_within`).
-    pub fn too_late(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
-        now - self.admitted_at > self.launch_within
-    }
+    /// The time of the batch that took it: an admitted run's slot is dated from it.
+    pub batch_at: chrono::DateTime<chrono::Utc>,
+    /// `Some` when it was refused, with the limit that refused it.
+    pub refused: Option<Limit>,
 }
 
 impl Admission {
@@ -202,8 +210,7 @@ impl Admission {
                 concurrent_retry_after_secs,
                 from_queue: from_queue_tx,
                 clock: clock.clone(),
-                launch_within: chrono::Duration::from_std(settings.launch_within)
-                    .unwrap_or(chrono::Duration::MAX),
+                launch_within: launch_window(&settings),
             },
             clock,
             max_batch: settings.max_batch,
@@ -220,6 +227,21 @@ impl Admission {
             from_queue: Arc::new(std::sync::Mutex::new(Some(from_queue_rx))),
             hurry,
         }
+    }
+
+    /// Whether an admission decided by a batch at `batch_at` is too late to launch at `now`:
+    /// its PENDING insert could land after a lease of the batch, when another instance's
+    /// reaper may free the slot (see `AdmissionSettings::launch_within`).
+    pub fn too_late_to_launch(
+        &self,
+        batch_at: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> bool {
+        now - batch_at > self.launch_within()
+    }
+
+    fn launch_within(&self) -> chrono::Duration {
+        launch_window(&self.settings)
     }
 
     /// Shutdown: from now on a release is sent at once, without waiting for a reservation to
@@ -303,11 +325,14 @@ impl Admission {
     /// Frees `run_id`'s slot (a no-op when it holds none), and waits for the batch that does it.
     /// With `refund`, the run's daily and monthly count is given back too (a run that never
     /// started); a refund of an id that holds no slot changes nothing, so it may be repeated.
+    /// `billed` (the bytes the run's jobs billed) is added to the org's bytes usage by the
+    /// same statement, only when it frees the slot.
     pub async fn release(
         &self,
         org: &OrgSlug,
         run_id: &str,
         refund: bool,
+        billed: i64,
     ) -> Result<(), AdmissionError> {
         let (reply, answer) = oneshot::channel();
         let op = Op::Release {
@@ -315,6 +340,7 @@ impl Admission {
             run_id: run_id.to_string(),
             refund,
             batch: None,
+            billed,
             reply: Some(reply),
         };
         self.tx.send(op).map_err(|_| AdmissionError::Stopped)?;

@@ -68,6 +68,17 @@ impl StepParse<'_> {
         problem(self.file, field, what)
     }
 
+    /// A step's `max_bytes_billed`, checked (see [`crate::cost::cap::BytesCap`]).
+    pub fn bytes_cap(
+        &self,
+        declared: Option<u64>,
+    ) -> Result<Option<crate::cost::cap::BytesCap>, CatalogError> {
+        declared
+            .map(crate::cost::cap::BytesCap::parse)
+            .transpose()
+            .map_err(|e| self.error("max_bytes_billed", e))
+    }
+
     /// Loads a SQL file named by a step: relative, under `pipelines/` of the SQL folder, using
     /// only declared parameters and the org dataset token.
     pub fn load_sql(&self, relative: &str) -> Result<PipelineSql, CatalogError> {

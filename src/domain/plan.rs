@@ -21,7 +21,20 @@ pub struct QuotaLimits {
     /// admin's change of limits sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_limit: Option<i64>,
+    /// Bytes the org's BigQuery jobs may bill per UTC day (10 MiB to 1 EiB); the plan's at
+    /// onboarding when absent, unchanged by an admin's change that leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_daily_limit: Option<i64>,
+    /// Bytes per UTC month, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_monthly_limit: Option<i64>,
 }
+
+/// The smallest bytes budget: BigQuery bills at least 10 MiB per query.
+pub const MIN_BYTES_BUDGET: i64 = 10 << 20;
+/// The largest bytes budget (1 EiB).
+pub const MAX_BYTES_BUDGET: i64 = 1 << 60;
+const TIB: i64 = 1 << 40;
 
 /// Largest value an admin may set for any limit.
 pub const MAX_LIMIT: i64 = 1_000_000;
@@ -44,6 +57,18 @@ impl QuotaLimits {
         }
         if self.queue_limit.is_some_and(|q| !(0..=10_000).contains(&q)) {
             return Err("the queue limit must be between 0 and 10000");
+        }
+        let budget =
+            |b: Option<i64>| b.is_none_or(|b| (MIN_BYTES_BUDGET..=MAX_BYTES_BUDGET).contains(&b));
+        if !(budget(self.bytes_daily_limit) && budget(self.bytes_monthly_limit)) {
+            return Err(
+                "bytes budgets must be between 10485760 (10 MiB) and 1152921504606846976 (1 EiB)",
+            );
+        }
+        if let (Some(d), Some(m)) = (self.bytes_daily_limit, self.bytes_monthly_limit) {
+            if d > m {
+                return Err("the daily bytes budget cannot exceed the monthly one");
+            }
         }
         Ok(self)
     }
@@ -73,6 +98,17 @@ impl Plan {
         }
     }
 
+    /// The plan's bytes budgets (daily, monthly); `None` for ENTERPRISE (admin-set, none by
+    /// default).
+    pub fn bytes_budgets(self) -> Option<(i64, i64)> {
+        match self {
+            Plan::Starter => Some((TIB, 10 * TIB)),
+            Plan::Professional => Some((10 * TIB, 100 * TIB)),
+            Plan::Scale => Some((100 * TIB, 1000 * TIB)),
+            Plan::Enterprise => None,
+        }
+    }
+
     /// The plan's built-in limits; `None` for ENTERPRISE (admin-set).
     pub fn limits(self) -> Option<QuotaLimits> {
         let (daily_limit, monthly_limit, concurrent_limit) = match self {
@@ -86,6 +122,8 @@ impl Plan {
             monthly_limit,
             concurrent_limit,
             queue_limit: None,
+            bytes_daily_limit: None,
+            bytes_monthly_limit: None,
         })
     }
 }
@@ -101,6 +139,8 @@ mod tests {
             monthly_limit: m,
             concurrent_limit: c,
             queue_limit: None,
+            bytes_daily_limit: None,
+            bytes_monthly_limit: None,
         };
         assert_eq!(Plan::Starter.limits(), Some(l(6, 180, 1)));
         assert_eq!(Plan::Professional.limits(), Some(l(25, 750, 2)));
@@ -117,11 +157,36 @@ mod tests {
             monthly_limit: m,
             concurrent_limit: c,
             queue_limit: None,
+            bytes_daily_limit: None,
+            bytes_monthly_limit: None,
         };
         assert!(l(10, 100, 2).validate().is_ok());
         assert!(l(0, 100, 1).validate().is_err());
         assert!(l(10, 5, 1).validate().is_err());
         assert!(l(10, 100, 11).validate().is_err());
         assert!(l(10, MAX_LIMIT + 1, 1).validate().is_err());
+    }
+
+    #[test]
+    fn bytes_budgets_are_at_least_bigquerys_minimum_bill_and_daily_within_monthly() {
+        let b = |d, m| QuotaLimits {
+            bytes_daily_limit: d,
+            bytes_monthly_limit: m,
+            ..Plan::Starter.limits().unwrap()
+        };
+        assert!(b(None, None).validate().is_ok());
+        assert!(
+            b(Some(MIN_BYTES_BUDGET), Some(MAX_BYTES_BUDGET))
+                .validate()
+                .is_ok()
+        );
+        assert!(b(Some(MIN_BYTES_BUDGET - 1), None).validate().is_err());
+        assert!(b(None, Some(MAX_BYTES_BUDGET + 1)).validate().is_err());
+        assert_eq!(
+            b(Some(2 * TIB), Some(TIB)).validate(),
+            Err("the daily bytes budget cannot exceed the monthly one")
+        );
+        assert_eq!(Plan::Starter.bytes_budgets(), Some((TIB, 10 * TIB)));
+        assert_eq!(Plan::Enterprise.bytes_budgets(), None);
     }
 }

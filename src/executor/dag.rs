@@ -42,6 +42,8 @@ enum Ending {
 struct Progress {
     running: HashMap<usize, (u32, chrono::DateTime<Utc>, Instant)>,
     started: std::collections::HashSet<usize>,
+    /// Bytes BigQuery billed for the run's finished attempts so far.
+    billed: i64,
 }
 
 type InFlight = Arc<std::sync::Mutex<Progress>>;
@@ -63,7 +65,7 @@ pub(super) async fn run(
     params: RunParams,
     info: TriggerInfo,
     cancel: CancellationToken,
-) {
+) -> i64 {
     let mut running = inner.event(&pipeline.id, &org, &run_id, RunStatus::Running);
     running.run_started_at = Some(running.event_time.clone());
     running.trigger = Some(info.trigger.into());
@@ -161,6 +163,7 @@ pub(super) async fn run(
     // Written before the slot is released (with whatever else is queued, shared with the
     // other runs ending at the same moment); a failure leaves the row queued for a later flush.
     let _ = inner.run_log.event_and_wait(end).await;
+    in_flight.lock().expect("in flight").billed
 }
 
 /// A `step_logs` row of this run for `step_id`'s `attempt`; callers set the rest.
@@ -178,6 +181,8 @@ fn step_row(ctx: &StepContext, pipeline_id: &str, step_id: &str, attempt: i64) -
         duration_ms: None,
         rows_affected: None,
         bytes_processed: None,
+        bytes_billed: None,
+        slot_ms: None,
         error_summary: None,
     }
 }
@@ -427,7 +432,11 @@ async fn attempts(
             Err(_) => "FAILED",
         };
         let outcome = result.as_ref().ok().cloned().unwrap_or_default();
-        in_flight.lock().expect("in flight").running.remove(&index);
+        {
+            let mut progress = in_flight.lock().expect("in flight");
+            progress.running.remove(&index);
+            progress.billed += outcome.bytes_billed.unwrap_or(0);
+        }
         inner.run_log.step(StepLog {
             status: status.into(),
             started_at: started_at.to_rfc3339_opts(SecondsFormat::Micros, true),
@@ -435,6 +444,8 @@ async fn attempts(
             duration_ms: Some(started.elapsed().as_millis() as i64),
             rows_affected: outcome.rows_affected,
             bytes_processed: outcome.bytes_processed,
+            bytes_billed: outcome.bytes_billed,
+            slot_ms: outcome.slot_ms,
             error_summary: result.as_ref().err().map(|e| e.to_string()),
             ..step_row(ctx, &pipeline.id, &step.id, i64::from(attempt))
         });

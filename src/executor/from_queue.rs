@@ -2,7 +2,9 @@
 //! drain) admits the org's next queued runs in the same statement, and hands them to this
 //! instance's starter: it reads their QUEUED events (the definition recorded when they were
 //! queued: one bounded read for all of them) and starts each like a fresh trigger. A run that
-//! was cancelled or refused meanwhile, or whose definition is gone, gets its slot back.
+//! was cancelled or refused meanwhile, or whose definition is gone, gets its slot back. A queued
+//! run a batch took out of the queue because its org's bytes budget is spent is recorded
+//! REFUSED with its definition.
 //!
 //! Every instance also drains stuck queues: every `QUEUE_POLL_SECS`, one bounded read finds the
 //! orgs with queued runs beside free slots (a restart, a raised limit, a lost read-back), and
@@ -137,6 +139,11 @@ async fn start_all(inner: &Arc<Inner>, runs: Vec<FromQueue>) {
         }
     }
     for (_, run) in waiting {
+        if run.refused.is_some() {
+            // It holds no slot and no count; its last event stays QUEUED.
+            tracing::error!(org = %run.org, run_id = %run.run_id, "a queued run refused by a spent budget could not be read: it was not recorded REFUSED");
+            continue;
+        }
         // Its slot stays held: the reaper, a lease after its admission, records it ORPHANED
         // (the run's own pipeline is in its QUEUED event) and frees the slot with its count,
         // so a run answered QUEUED always ends.
@@ -145,7 +152,28 @@ async fn start_all(inner: &Arc<Inner>, runs: Vec<FromQueue>) {
 }
 
 async fn start(inner: &Arc<Inner>, run: FromQueue, d: Definition) {
-    if run.too_late(inner.clock.now()) {
+    if let Some(limit) = run.refused {
+        if !d.moved_on {
+            // Recorded with what it would have run, like a refused trigger.
+            let end = crate::run_log::RunEvent {
+                trigger: d.trigger,
+                triggered_by: d.triggered_by,
+                parameters: d.parameters,
+                idempotency_key: d.idempotency_key,
+                rerun_of: d.rerun_of,
+                schedule_id: d.schedule_id,
+                logical_time: from_micros(d.logical_time_micros).map(super::ts),
+                backfill_id: d.backfill_id,
+                ..inner.event(&d.pipeline_id, &run.org, &run.run_id, RunStatus::Refused)
+            };
+            inner.refused_by(end, limit);
+        }
+        return;
+    }
+    if inner
+        .admission
+        .too_late_to_launch(run.batch_at, inner.clock.now())
+    {
         // Its PENDING event could land after another instance's reaper may free the slot: it is
         // left to the reaper, which ends it ORPHANED and gives its slot and count back.
         tracing::warn!(org = %run.org, run_id = %run.run_id, "a run admitted from the queue is too late to launch within a lease of its batch: the reaper ends it");

@@ -17,9 +17,17 @@ use tokio::sync::{Notify, mpsc};
 use crate::admission::{Admission, AdmissionError};
 use crate::domain::OrgSlug;
 
+/// One slot to free: the run, whether its count is given back, and the bytes it billed.
+struct Release {
+    org: OrgSlug,
+    run_id: String,
+    refund: bool,
+    billed: i64,
+}
+
 #[derive(Clone)]
 pub struct Releaser {
-    tx: mpsc::UnboundedSender<(OrgSlug, String, bool)>,
+    tx: mpsc::UnboundedSender<Release>,
     pending: Arc<AtomicUsize>,
     idle: Arc<Notify>,
 }
@@ -27,15 +35,21 @@ pub struct Releaser {
 impl Releaser {
     /// Starts the background releaser.
     pub fn start(admission: Admission) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(OrgSlug, String, bool)>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Release>();
         let pending = Arc::new(AtomicUsize::new(0));
         let idle = Arc::new(Notify::new());
         let (p, n) = (pending.clone(), idle.clone());
         tokio::spawn(async move {
-            while let Some((org, run_id, refund)) = rx.recv().await {
+            while let Some(release) = rx.recv().await {
                 let (admission, p, n) = (admission.clone(), p.clone(), n.clone());
                 tokio::spawn(async move {
-                    let attempt = || admission.release(&org, &run_id, refund);
+                    let Release {
+                        org,
+                        run_id,
+                        refund,
+                        billed,
+                    } = release;
+                    let attempt = || admission.release(&org, &run_id, refund, billed);
                     let result = attempt
                         .retry(
                             ExponentialBuilder::default()
@@ -51,7 +65,9 @@ impl Releaser {
                         })
                         .await;
                     match result {
-                        Ok(()) => tracing::info!(org = %org, run_id, refund, "slot released"),
+                        Ok(()) => {
+                            tracing::info!(org = %org, run_id, refund, billed, "slot released")
+                        }
                         Err(e) => tracing::error!(
                             org = %org, run_id, error = %e,
                             "slot release failed at exit; the reaper will free it after the lease"
@@ -66,19 +82,30 @@ impl Releaser {
         Self { tx, pending, idle }
     }
 
-    /// Frees a slot of a run that started (its count stays).
+    /// Frees a slot of a run whose bytes are not known here (the reaper's, a queued run's):
+    /// its count stays.
     pub fn release(&self, org: OrgSlug, run_id: String) {
-        self.send(org, run_id, false);
+        self.send(Release {
+            org,
+            run_id,
+            refund: false,
+            billed: 0,
+        });
     }
 
     /// Frees a slot of a run that never started, giving its count back.
     pub fn refund(&self, org: OrgSlug, run_id: String) {
-        self.send(org, run_id, true);
+        self.send(Release {
+            org,
+            run_id,
+            refund: true,
+            billed: 0,
+        });
     }
 
-    fn send(&self, org: OrgSlug, run_id: String, refund: bool) {
+    fn send(&self, release: Release) {
         self.pending.fetch_add(1, Ordering::SeqCst);
-        if self.tx.send((org, run_id, refund)).is_err() {
+        if self.tx.send(release).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
             tracing::error!("releaser stopped; the reaper will free the slot");
         }
@@ -110,6 +137,8 @@ pub struct SlotGuard {
     run_id: String,
     /// The run never started: give its count back with the slot.
     refund: bool,
+    /// Bytes the run's jobs billed, counted against the org's budget with the release.
+    billed: i64,
 }
 
 impl SlotGuard {
@@ -119,7 +148,13 @@ impl SlotGuard {
             org,
             run_id,
             refund: false,
+            billed: 0,
         }
+    }
+
+    /// The bytes the run's jobs billed, released with the slot.
+    pub fn billed(&mut self, bytes: i64) {
+        self.billed = bytes;
     }
 
     /// Drops the guard for a run that never started (its trigger is answered with an error):
@@ -131,10 +166,11 @@ impl SlotGuard {
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        self.releaser.send(
-            self.org.clone(),
-            std::mem::take(&mut self.run_id),
-            self.refund,
-        );
+        self.releaser.send(Release {
+            org: self.org.clone(),
+            run_id: std::mem::take(&mut self.run_id),
+            refund: self.refund,
+            billed: self.billed,
+        });
     }
 }

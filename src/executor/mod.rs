@@ -444,7 +444,7 @@ impl Executor {
                 self.inner.metrics.quota_rejected(limit.as_str());
                 if may_wait || info.tick.is_some() {
                     // Recorded with what it would have run (a refused tick is not dropped).
-                    let mut end = self.inner.start_event(
+                    let end = self.inner.start_event(
                         &pipeline.id,
                         org,
                         &run_id,
@@ -453,10 +453,7 @@ impl Executor {
                         &info,
                         self.inner.clock.now(),
                     );
-                    end.error_class = Some(format!("quota_{}", limit.as_str()));
-                    end.error_summary =
-                        Some(format!("refused: the {} limit is reached", limit.as_str()));
-                    self.inner.run_log.event(end);
+                    self.inner.refused_by(end, limit);
                 }
                 return Err(TriggerError::Quota {
                     limit,
@@ -612,10 +609,12 @@ impl Inner {
         let inner = self.clone();
         let (org, id) = (org.clone(), run_id.to_string());
         self.tasks.spawn(async move {
-            // Dropped in reverse order: the run leaves the active set, then its slot is freed.
-            let _guard = guard;
+            // Dropped in reverse order: the run leaves the active set, then its slot is freed
+            // with the bytes its jobs billed.
+            let mut guard = guard;
             let registered = Registered::new(&inner, &pipeline.id, &org, &id);
-            dag::run(&inner, pipeline, org, id, params, info, cancel).await;
+            let billed = dag::run(&inner, pipeline, org, id, params, info, cancel).await;
+            guard.billed(billed);
             registered.ended();
         });
         Ok(())
@@ -646,6 +645,13 @@ impl Inner {
             backfill_id: info.backfill_id.clone(),
             ..self.event(pipeline_id, org, run_id, status)
         }
+    }
+
+    /// Records `end` (a REFUSED event with the run's definition) as refused by `limit`.
+    fn refused_by(&self, mut end: RunEvent, limit: Limit) {
+        end.error_class = Some(format!("quota_{}", limit.as_str()));
+        end.error_summary = Some(format!("refused: the {} limit is reached", limit.as_str()));
+        self.run_log.event(end);
     }
 
     /// Ends a run that was never admitted (it asked to wait and a limit refused it).

@@ -27,11 +27,7 @@ pub struct Assert {
 pub fn parse(raw: Mapping, ctx: &StepParse<'_>) -> Result<Box<dyn StepAction>, CatalogError> {
     let f: Fields = fields(raw, ctx)?;
     let sql = ctx.load_sql(&f.sql)?;
-    let cap = f
-        .max_bytes_billed
-        .map(BytesCap::parse)
-        .transpose()
-        .map_err(|e| ctx.error("max_bytes_billed", e))?;
+    let cap = ctx.bytes_cap(f.max_bytes_billed)?;
     if !sql.is_read() {
         return Err(ctx.error("sql", "an assertion is a SELECT returning offending rows"));
     }
@@ -61,9 +57,9 @@ impl StepAction for Assert {
                 false,
             ));
         }
-        Ok(StepOutcome {
-            rows_affected: Some(0),
-            bytes_processed: done.bytes_processed,
-        })
+        let mut outcome = StepOutcome::default();
+        outcome.add_job(&done);
+        outcome.rows_affected = Some(0);
+        Ok(outcome)
     }
 }

@@ -54,11 +54,7 @@ pub struct Query {
 pub fn parse(raw: Mapping, ctx: &StepParse<'_>) -> Result<Box<dyn StepAction>, CatalogError> {
     let f: Fields = fields(raw, ctx)?;
     let sql = ctx.load_sql(&f.sql)?;
-    let cap = f
-        .max_bytes_billed
-        .map(BytesCap::parse)
-        .transpose()
-        .map_err(|e| ctx.error("max_bytes_billed", e))?;
+    let cap = ctx.bytes_cap(f.max_bytes_billed)?;
     let templates = match &f.destination {
         None => vec![sql.text.clone()],
         Some(dest) => {
@@ -108,12 +104,7 @@ impl StepAction for Query {
                 .run_pipeline(&statement, &params, &ctx.job(index, self.cap))
                 .await
                 .map_err(|e| StepError::capped(e, self.cap))?;
-            if let Some(n) = done.affected_rows {
-                outcome.rows_affected = Some(n as i64);
-            }
-            if let Some(b) = done.bytes_processed {
-                outcome.bytes_processed = Some(outcome.bytes_processed.unwrap_or(0) + b);
-            }
+            outcome.add_job(&done);
         }
         Ok(outcome)
     }

@@ -402,7 +402,7 @@ impl StepAction for Extract {
             if cursor.is_none() {
                 return Ok(StepOutcome {
                     rows_affected: Some(written),
-                    bytes_processed: None,
+                    ..StepOutcome::default()
                 });
             }
             if page_number == self.f.max_pages {
@@ -415,7 +415,7 @@ impl StepAction for Extract {
         }
         Ok(StepOutcome {
             rows_affected: Some(written),
-            bytes_processed: None,
+            ..StepOutcome::default()
         })
     }
 }

@@ -72,6 +72,26 @@ impl StepContext {
 pub struct StepOutcome {
     pub rows_affected: Option<i64>,
     pub bytes_processed: Option<i64>,
+    /// What BigQuery billed for the attempt's jobs, summed (`None`: no job said).
+    pub bytes_billed: Option<i64>,
+    pub slot_ms: Option<i64>,
+}
+
+impl StepOutcome {
+    /// Adds one finished job: its affected rows replace the last, its bytes and slot time add.
+    pub fn add_job(&mut self, done: &crate::warehouse::PipelineOutcome) {
+        fn sum(total: &mut Option<i64>, more: Option<i64>) {
+            if let Some(more) = more {
+                *total = Some(total.unwrap_or(0) + more);
+            }
+        }
+        if let Some(n) = done.affected_rows {
+            self.rows_affected = Some(n as i64);
+        }
+        sum(&mut self.bytes_processed, done.bytes_processed);
+        sum(&mut self.bytes_billed, done.bytes_billed);
+        sum(&mut self.slot_ms, done.slot_ms);
+    }
 }
 
 /// A failed attempt: a class for grouping, a summary safe to store (no secrets, no data), and

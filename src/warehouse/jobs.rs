@@ -45,6 +45,30 @@ pub struct StepJob {
     pub max_bytes_billed: Option<u64>,
 }
 
+/// What BigQuery says a finished job cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct JobStatistics {
+    bytes_processed: Option<i64>,
+    bytes_billed: Option<i64>,
+    slot_ms: Option<i64>,
+}
+
+impl JobStatistics {
+    fn of(job: &Job) -> Self {
+        let number = |v: Option<&String>| v.and_then(|b| b.parse().ok());
+        let query = job.statistics.as_ref().and_then(|s| s.query.as_ref());
+        Self {
+            bytes_processed: number(query.and_then(|q| q.total_bytes_processed.as_ref())),
+            bytes_billed: number(query.and_then(|q| q.total_bytes_billed.as_ref())),
+            slot_ms: number(query.and_then(|q| q.total_slot_ms.as_ref())).or(number(
+                job.statistics
+                    .as_ref()
+                    .and_then(|s| s.total_slot_ms.as_ref()),
+            )),
+        }
+    }
+}
+
 /// Cancels the job when dropped before [`CancelOnDrop::done`].
 struct CancelOnDrop {
     warehouse: Warehouse,
@@ -102,6 +126,10 @@ impl Warehouse {
         self.insert_job(statement, params, job, kind).await?;
         let outcome = self.job_results(job_id, statement.file(), kind).await;
         guard.done();
+        let stats = match &outcome {
+            Ok(_) => self.job_statistics(job_id).await,
+            Err(_) => JobStatistics::default(),
+        };
         match &outcome {
             Ok(_) => tracing::debug!(
                 sql = statement.file(),
@@ -117,8 +145,33 @@ impl Warehouse {
         Ok(PipelineOutcome {
             rows: outcome.rows,
             affected_rows: outcome.affected_rows,
-            bytes_processed: outcome.bytes_processed,
+            bytes_processed: stats.bytes_processed.or(outcome.bytes_processed),
+            bytes_billed: stats.bytes_billed,
+            slot_ms: stats.slot_ms,
         })
+    }
+
+    /// A finished job's billing statistics, from one `jobs.get` (a metadata call: it bills
+    /// nothing). All `None` when the call fails or BigQuery does not say: a step never fails
+    /// for want of its statistics (its bytes then count as unknown, see the README's Cost).
+    async fn job_statistics(&self, job_id: &str) -> JobStatistics {
+        let inner = &self.inner;
+        let read = self
+            .retrying(JobKind::Metadata, "jobs.get", || async {
+                Ok(inner
+                    .client
+                    .job()
+                    .get_job(&inner.project_id, job_id, Some(&inner.location))
+                    .await?)
+            })
+            .await;
+        match read {
+            Ok(job) => JobStatistics::of(&job),
+            Err(e) => {
+                tracing::warn!(job_id, error = %e, "reading a job's statistics failed");
+                JobStatistics::default()
+            }
+        }
     }
 
     /// Starts the job unless an earlier try already did.

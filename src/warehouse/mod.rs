@@ -48,6 +48,10 @@ pub struct PipelineOutcome {
     pub rows: Vec<serde_json::Value>,
     pub affected_rows: Option<u64>,
     pub bytes_processed: Option<i64>,
+    /// What BigQuery billed for the job (`statistics.query.totalBytesBilled`), when it said.
+    pub bytes_billed: Option<i64>,
+    /// Slot time the job used (`statistics.query.totalSlotMs`), when BigQuery said.
+    pub slot_ms: Option<i64>,
 }
 
 /// Result pages followed for one bounded query before giving up (LIMITs keep us far below).

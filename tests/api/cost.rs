@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::bq_limits::{LabelledJob, Limits, LimitsModel};
+use serde_json::{Value, json};
+
 use crate::helpers::{TestApp, emulator_host, fixture, spawn_app_with};
+use crate::verbs::eventually;
 
 const KEYS: [&str; 5] = [
     "quarry_org",
@@ -26,6 +29,14 @@ fn of_file<'a>(jobs: &'a [LabelledJob], file: &str) -> Vec<&'a LabelledJob> {
 /// An org on an instance whose BigQuery is the model (with the exactly-once fixtures'
 /// pipelines): the model sees every job the instance creates.
 async fn behind_model(prefix: &str) -> (LimitsModel, TestApp, String, String) {
+    behind_model_with(prefix, |_| {}).await
+}
+
+/// [`behind_model`] with more settings.
+async fn behind_model_with(
+    prefix: &str,
+    more: impl FnOnce(&mut std::collections::HashMap<String, String>),
+) -> (LimitsModel, TestApp, String, String) {
     let model = LimitsModel::start(
         &emulator_host(),
         Limits::bigquery(Duration::ZERO, Duration::ZERO, Duration::ZERO),
@@ -36,6 +47,7 @@ async fn behind_model(prefix: &str) -> (LimitsModel, TestApp, String, String) {
         vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
         vars.insert("PIPELINES_DIR".into(), fixture("exactly_once/pipelines"));
         vars.insert("PIPELINE_SQL_DIR".into(), fixture("exactly_once/sql"));
+        more(vars);
     })
     .await;
     let (slug, key) = app.new_org(prefix).await;
@@ -193,4 +205,153 @@ async fn a_step_over_its_cap_fails_cost_cap_without_a_retry() {
         ))
         .await;
     assert_eq!(rows["rows"][0]["f"][0]["v"], "0", "{rows}");
+}
+
+const TIB: i64 = 1 << 40;
+
+#[tokio::test]
+async fn a_backfill_under_a_daily_bytes_budget_stops_at_the_budget_and_refuses_the_other_days() {
+    let (model, app, slug, key) = behind_model_with("budget-co", |vars| {
+        vars.insert("SCHEDULER_ENABLED".into(), "true".into());
+        vars.insert("SCHEDULER_INTERVAL_SECS".into(), "1".into());
+    })
+    .await;
+    // Each day's scan bills a tebibyte; the org may bill ten a day.
+    model.bill("scanned_day", TIB as u64);
+    let quota = app
+        .set_quota(
+            &slug,
+            &json!({"daily_limit": 100, "monthly_limit": 1000, "concurrent_limit": 1,
+                    "bytes_daily_limit": 10 * TIB, "bytes_monthly_limit": 100 * TIB}),
+        )
+        .await;
+    assert_eq!(quota["bytes_daily_limit"], 10 * TIB, "{quota}");
+    assert_eq!(quota["bytes_today"], 0, "{quota}");
+    let r = app
+        .key_post(
+            &format!("/api/v1/backfills/{slug}"),
+            &key,
+            &json!({"pipeline_id": "test/daily_scan", "parameter": "day",
+                    "from": "2026-10-01", "to": "2026-10-30"}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["backfill_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let view = eventually(
+        "every day of the backfill ended",
+        Duration::from_secs(300),
+        || async {
+            let r = app
+                .key_get(&format!("/api/v1/backfills/{slug}/{id}"), &key)
+                .await;
+            let view: Value = r.json().await.map_err(|e| e.to_string())?;
+            let ended = |s: &str| view["progress"][s].as_u64().unwrap_or(0);
+            if ended("succeeded") + ended("refused") == 30 {
+                Ok(view)
+            } else {
+                // A look is two queries on the emulator every spec shares: one every 2 s.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Err(view["progress"].to_string())
+            }
+        },
+    )
+    .await;
+    // One run at a time: the run that reaches the budget is the last one admitted, exactly.
+    assert_eq!(
+        view["progress"],
+        json!({"succeeded": 10, "refused": 20}),
+        "{view}"
+    );
+    let runs = view["runs"].as_array().unwrap();
+    for (i, child) in runs.iter().enumerate() {
+        let expected = if i < 10 { "SUCCEEDED" } else { "REFUSED" };
+        assert_eq!(child["status"], expected, "day {}: {view}", child["day"]);
+    }
+    let refused = app
+        .run(&slug, &key, runs[10]["run_id"].as_str().unwrap())
+        .await;
+    assert_eq!(refused["error_class"], "quota_bytes_daily", "{refused}");
+    assert_eq!(
+        refused["error_summary"], "refused: the bytes_daily limit is reached",
+        "{refused}"
+    );
+    // Each run's billed bytes came from its job's statistics, and the budget counts them.
+    let first = runs[0]["run_id"].as_str().unwrap();
+    let steps: Value = app
+        .key_get(
+            &format!("/api/v1/pipelines/{slug}/runs/{first}/steps"),
+            &key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(steps["steps"][0]["bytes_billed"], TIB, "{steps}");
+    let quota = app.quota(&slug).await;
+    assert_eq!(quota["bytes_today"], 10 * TIB, "{quota}");
+    assert_eq!(quota["runs_today"], 10, "{quota}");
+    // A trigger now is refused for the budget, until tomorrow.
+    let r = app
+        .trigger(
+            &slug,
+            &key,
+            "test/daily_scan",
+            &json!({"parameters": {"day": "2026-11-01"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 429);
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=86_400).contains(&retry_after), "{retry_after}");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["reason"], "bytes_daily", "{body}");
+}
+
+#[tokio::test]
+async fn a_queued_run_is_refused_when_the_run_ahead_of_it_spends_the_bytes_budget() {
+    let (model, app, slug, key) = behind_model("budget-queue-co").await;
+    model.bill("scanned_day", TIB as u64);
+    app.set_quota(
+        &slug,
+        &json!({"daily_limit": 100, "monthly_limit": 1000, "concurrent_limit": 1,
+                "bytes_daily_limit": TIB, "bytes_monthly_limit": 100 * TIB}),
+    )
+    .await;
+    let day = json!({"parameters": {"day": "2026-10-01"}, "when_busy": "queue"});
+    let ahead = app.trigger(&slug, &key, "test/slow_scan", &day).await;
+    assert_eq!(ahead.status(), 202);
+    let ahead: Value = ahead.json().await.unwrap();
+    assert_eq!(ahead["status"], "PENDING", "{ahead}");
+    let behind = app.trigger(&slug, &key, "test/slow_scan", &day).await;
+    assert_eq!(behind.status(), 202);
+    let behind: Value = behind.json().await.unwrap();
+    assert_eq!(behind["status"], "QUEUED", "{behind}");
+
+    let ahead = app
+        .wait_until_ended(&slug, &key, ahead["run_id"].as_str().unwrap())
+        .await;
+    assert_eq!(ahead["status"], "SUCCEEDED", "{ahead}");
+    let behind = app
+        .wait_until_ended(&slug, &key, behind["run_id"].as_str().unwrap())
+        .await;
+    assert_eq!(behind["status"], "REFUSED", "{behind}");
+    assert_eq!(behind["error_class"], "quota_bytes_daily", "{behind}");
+    assert_eq!(
+        behind["parameters"],
+        json!({"day": "2026-10-01"}),
+        "{behind}"
+    );
+    let quota = app.quota(&slug).await;
+    assert_eq!(quota["bytes_today"], TIB, "{quota}");
+    assert_eq!(quota["queued_run_ids"], json!([]), "{quota}");
+    assert_eq!(
+        quota["runs_today"], 1,
+        "only the run that ran is counted: {quota}"
+    );
 }

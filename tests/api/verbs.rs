@@ -61,16 +61,29 @@ impl TestApp {
 
     /// Sets the org's daily, monthly and concurrent limits (root).
     pub async fn set_limits(&self, slug: &str, daily: i64, monthly: i64, concurrent: i64) {
+        self.set_quota(
+            slug,
+            &json!({"daily_limit": daily, "monthly_limit": monthly,
+                    "concurrent_limit": concurrent}),
+        )
+        .await;
+    }
+
+    /// Changes the org's quota with `limits` as the body of `PUT …/quota` (root); the quota as
+    /// the answer gives it.
+    pub async fn set_quota(&self, slug: &str, limits: &Value) -> Value {
         let r = self
             .client
             .put(self.url(&format!("/api/v1/organizations/{slug}/quota")))
             .header("X-CA-Root-Key", &self.root_key)
-            .json(&json!({"daily_limit": daily, "monthly_limit": monthly,
-                          "concurrent_limit": concurrent}))
+            .json(limits)
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 200);
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 200, "changing the quota of {slug}: {body}");
+        serde_json::from_str(&body).unwrap()
     }
 
     /// Waits until the org holds no concurrency slot (at most 120 s of wall-clock time: under

@@ -22,7 +22,9 @@
 //! - bytes caps: SQL chosen with [`LimitsModel::bill`] bills a set number of bytes (at least
 //!   10 MB), and a `jobs.insert` whose `maximumBytesBilled` is lower is refused as BigQuery
 //!   refuses it: the job exists, DONE, failed `bytesBilledLimitExceeded`, nothing ran; `jobs.get`
-//!   and `getQueryResults` say the same.
+//!   and `getQueryResults` say the same. Every job that runs bills that many bytes, or BigQuery's
+//!   10 MB minimum: `jobs.get` of a finished job answers `statistics.query.totalBytesBilled`
+//!   (and `totalBytesProcessed`, `totalSlotMs`) as BigQuery does, where the emulator says 0.
 //!
 //! Everything else passes through unchanged. It records every statement it saw (table, class,
 //! when it started, whether it was refused), every fault it injected, and every job that
@@ -272,6 +274,8 @@ struct State {
     billed: Mutex<Vec<(String, u64)>>,
     /// Jobs refused over their `maximumBytesBilled`: id -> (cap, bytes it would bill).
     over_cap: Mutex<HashMap<String, (u64, u64)>>,
+    /// Jobs that ran: id -> bytes billed (what `jobs.get` reports).
+    job_bills: Mutex<HashMap<String, u64>>,
     faults: Mutex<HashMap<CallKind, Faults>>,
     injected: Mutex<HashMap<CallKind, Injected>>,
     dice: Mutex<Dice>,
@@ -326,6 +330,55 @@ impl State {
         });
     }
 
+    /// What a job of `query` bills: the bytes [`LimitsModel::bill`] set for it, or BigQuery's
+    /// minimum.
+    fn bill_of(&self, query: &str) -> u64 {
+        self.billed
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(needle, _)| query.contains(needle.as_str()))
+            .map_or(MIN_BILL, |(_, b)| *b)
+            .max(MIN_BILL)
+    }
+
+    /// A `jobs.insert` that will run: what it bills, for its `jobs.get`.
+    fn will_bill(&self, body: &[u8]) {
+        let Ok(job) = serde_json::from_slice::<Value>(body) else {
+            return;
+        };
+        let (Some(query), Some(id)) = (
+            job["configuration"]["query"]["query"].as_str(),
+            job["jobReference"]["jobId"].as_str(),
+        ) else {
+            return;
+        };
+        let bytes = self.bill_of(query);
+        self.job_bills.lock().unwrap().insert(id.to_string(), bytes);
+    }
+
+    /// `jobs.get` as the emulator answered it, with the statistics BigQuery gives a finished job
+    /// (the emulator's are 0).
+    fn with_statistics(&self, path: &str, answer: Fetched) -> HttpResponse {
+        let id = path.rsplit('/').next().unwrap_or_default();
+        let bytes = self.job_bills.lock().unwrap().get(id).copied();
+        let mut job = match (&answer, bytes) {
+            (Ok((200, None, body)), Some(_)) => serde_json::from_slice::<Value>(body).ok(),
+            _ => None,
+        };
+        match (&mut job, bytes) {
+            (Some(job), Some(bytes)) if job["status"]["state"] == "DONE" => {
+                let bytes = bytes.to_string();
+                job["statistics"]["totalSlotMs"] = json!("1000");
+                job["statistics"]["query"]["totalBytesBilled"] = json!(bytes);
+                job["statistics"]["query"]["totalBytesProcessed"] = json!(bytes);
+                job["statistics"]["query"]["totalSlotMs"] = json!("1000");
+                HttpResponse::Ok().json(job)
+            }
+            _ => relay(answer),
+        }
+    }
+
     /// For a `jobs.insert` whose SQL bills more than its `maximumBytesBilled`: BigQuery's
     /// answer (the job exists, DONE, failed `bytesBilledLimitExceeded`, nothing ran), and the
     /// job is remembered so `jobs.get` and `getQueryResults` say the same.
@@ -336,14 +389,7 @@ impl State {
             .as_str()?
             .parse()
             .ok()?;
-        let bytes = self
-            .billed
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(needle, _)| query.contains(needle.as_str()))
-            .map(|(_, b)| *b)?
-            .max(MIN_BILL);
+        let bytes = self.bill_of(query);
         if bytes <= cap {
             return None;
         }
@@ -411,6 +457,7 @@ impl LimitsModel {
             labelled: Mutex::new(Vec::new()),
             billed: Mutex::new(Vec::new()),
             over_cap: Mutex::new(HashMap::new()),
+            job_bills: Mutex::new(HashMap::new()),
             faults: Mutex::new(HashMap::new()),
             injected: Mutex::new(HashMap::new()),
             dice: Mutex::new(Dice(0x9E37_79B9_7F4A_7C15)),
@@ -736,11 +783,16 @@ async fn limited(
         if let Some(refused) = state.over_cap(&body) {
             return refused;
         }
+        state.will_bill(&body);
     }
     if matches!(kind, CallKind::JobsGet | CallKind::Results) {
         if let Some(answer) = state.refused_over_cap(kind, &path) {
             return answer;
         }
+    }
+    if kind == CallKind::JobsGet {
+        let answer = fetch(&state.client, &state.upstream, &req, &body).await;
+        return state.with_statistics(&path, answer);
     }
     if post && path.ends_with("/queries") {
         let sql = serde_json::from_slice::<Value>(&body)
@@ -808,6 +860,9 @@ async fn at_least(latency: Duration, call: impl Future<Output = HttpResponse>) -
     answer
 }
 
+/// An upstream answer: status, content encoding and body as they came, or why none came.
+type Fetched = Result<(u16, Option<String>, web::Bytes), String>;
+
 /// Sends `req` with `body` to `upstream` (`http://host:port`) and relays the answer as it came
 /// (a compressed body stays compressed, with its header).
 pub async fn forward(
@@ -816,26 +871,43 @@ pub async fn forward(
     req: &HttpRequest,
     body: &web::Bytes,
 ) -> HttpResponse {
+    relay(fetch(client, upstream, req, body).await)
+}
+
+async fn fetch(
+    client: &reqwest::Client,
+    upstream: &str,
+    req: &HttpRequest,
+    body: &web::Bytes,
+) -> Fetched {
     let url = format!("{upstream}{}", req.uri());
     let mut outgoing = client.request(req.method().as_str().parse().unwrap(), url);
     // actix has already decoded a gzip body: forward it plain.
     if let Some(v) = req.headers().get("content-type") {
         outgoing = outgoing.header("content-type", v.to_str().unwrap());
     }
-    let response = match outgoing.body(body.to_vec()).send().await {
-        Ok(r) => r,
-        Err(e) => {
-            return HttpResponse::BadGateway().json(json!({"error": {"code": 502,
-                "message": format!("upstream: {e}"), "errors": [{"reason": "backendError"}]}}));
-        }
-    };
+    let response = outgoing
+        .body(body.to_vec())
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let encoding = response
         .headers()
         .get("content-encoding")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let bytes = response.bytes().await.unwrap_or_default();
+    Ok((status, encoding, response.bytes().await.unwrap_or_default()))
+}
+
+fn relay(fetched: Fetched) -> HttpResponse {
+    let (status, encoding, bytes) = match fetched {
+        Ok(answer) => answer,
+        Err(e) => {
+            return HttpResponse::BadGateway().json(json!({"error": {"code": 502,
+                "message": format!("upstream: {e}"), "errors": [{"reason": "backendError"}]}}));
+        }
+    };
     let mut answer = HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap());
     answer.content_type("application/json");
     if let Some(encoding) = encoding {

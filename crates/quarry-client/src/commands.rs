@@ -49,6 +49,7 @@ pub const STEP_COLUMNS: &[Column] = &[
     col("STARTED", "started_at"),
     col("DURATION", "duration_ms"),
     col("ROWS", "rows_affected"),
+    col("BILLED", "bytes_billed"),
     col("ERROR", "error_summary"),
 ];
 
@@ -170,6 +171,10 @@ pub async fn run(
                         col("concurrent limit", "concurrent_limit"),
                         col("queued", "queued_run_ids"),
                         col("queue limit", "queue_limit"),
+                        col("billed today", "bytes_today"),
+                        col("daily bytes budget", "bytes_daily_limit"),
+                        col("billed this month", "bytes_month"),
+                        col("monthly bytes budget", "bytes_monthly_limit"),
                     ],
                 )
             });

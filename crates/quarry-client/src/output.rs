@@ -27,7 +27,8 @@ fn lookup<'a>(row: &'a Value, field: &str) -> &'a Value {
         .fold(row, |v, part| v.get(part).unwrap_or(&Value::Null))
 }
 
-/// A cell: durations in milliseconds read as seconds, lists joined, absent as `-`.
+/// A cell: durations in milliseconds read as seconds, bytes in binary units, lists joined,
+/// absent as `-`.
 fn cell(row: &Value, field: &str) -> String {
     let v = lookup(row, field);
     match v {
@@ -36,6 +37,10 @@ fn cell(row: &Value, field: &str) -> String {
         Value::Number(n) if field.ends_with("_ms") => {
             n.as_f64().map(format_ms).unwrap_or_else(|| n.to_string())
         }
+        Value::Number(n) if field.contains("bytes") => n
+            .as_u64()
+            .map(format_bytes)
+            .unwrap_or_else(|| n.to_string()),
         Value::String(s) if looks_like_timestamp(s) => short_time(s),
         other => inline(other),
     }
@@ -50,6 +55,21 @@ pub fn format_ms(ms: f64) -> String {
     } else {
         format!("{:.1} min", ms / 60_000.0)
     }
+}
+
+/// `1099511627776` as `1.0 TiB`; under a KiB as `512 B`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 fn looks_like_timestamp(s: &str) -> bool {
@@ -148,6 +168,28 @@ mod tests {
         let row = json!({"t": "2026-11-23T21:24:31.504470Z", "l": ["a", "b"], "q": {"n": 3}});
         let out = fields(&row, &[col("at", "t"), col("list", "l"), col("n", "q.n")]);
         assert_eq!(out, "at:    2026-11-23 21:24:31\nlist:  a,b\nn:     3\n");
+    }
+
+    #[test]
+    fn bytes_read_in_the_binary_unit_that_fits() {
+        assert_eq!(format_bytes(512), "512 B");
+        assert_eq!(format_bytes(10 << 20), "10.0 MiB");
+        assert_eq!(format_bytes(1 << 40), "1.0 TiB");
+        assert_eq!(format_bytes(3 << 39), "1.5 TiB");
+        let row = json!({"bytes_today": 1u64 << 40, "bytes_daily_limit": null});
+        let out = fields(
+            &row,
+            &[
+                col("billed", "bytes_today"),
+                col("budget", "bytes_daily_limit"),
+            ],
+        );
+        assert_eq!(
+            out,
+            "billed:  1.0 TiB
+budget:  -
+"
+        );
     }
 
     #[test]
