@@ -1,6 +1,6 @@
 //! Prometheus metrics, one registry per application (so tests can run many apps in one
-//! process). Labels never carry API keys or credentials; the org slug appears only on run
-//! counters and only when `METRICS_ORG_LABELS=true` (cardinality).
+//! process). Labels never carry API keys or credentials; the org slug appears only on the run
+//! and billed-bytes counters and only when `METRICS_ORG_LABELS=true` (cardinality).
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
@@ -24,6 +24,7 @@ pub struct Metrics {
     admission_batches: IntCounter,
     admission_operations: IntCounterVec,
     admission_refusals: IntCounterVec,
+    bytes_billed: IntCounterVec,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -122,6 +123,16 @@ impl Metrics {
                 "Triggers answered 503 by admission (queue full, no decision in time)",
                 &["reason"],
             ),
+            bytes_billed: counter_vec(
+                &registry,
+                "bigquery_bytes_billed_total",
+                "Bytes BigQuery billed for the runs' step jobs, counted when each run ends",
+                if org_labels {
+                    &["kind", "org"]
+                } else {
+                    &["kind"]
+                },
+            ),
             admission_batches,
             registry,
             org_labels,
@@ -148,6 +159,18 @@ impl Metrics {
             self.runs.with_label_values(&[pipeline, status, org]).inc();
         } else {
             self.runs.with_label_values(&[pipeline, status]).inc();
+        }
+    }
+
+    /// Bytes a run's step jobs billed (kind `step`), counted when it ends.
+    pub fn bytes_billed(&self, org: &str, bytes: i64) {
+        let bytes = u64::try_from(bytes).unwrap_or(0);
+        if self.org_labels {
+            self.bytes_billed
+                .with_label_values(&["step", org])
+                .inc_by(bytes);
+        } else {
+            self.bytes_billed.with_label_values(&["step"]).inc_by(bytes);
         }
     }
 

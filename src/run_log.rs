@@ -52,6 +52,9 @@ pub struct RunEvent {
     pub logical_time: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backfill_id: Option<String>,
+    /// On a run's end: what BigQuery billed for its step jobs, summed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_billed: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -34,6 +34,9 @@ pub struct RunView {
     pub backfill_id: Option<String>,
     /// How long the run waited in the org's queue (a run that is still queued: so far).
     pub queued_secs: Option<f64>,
+    /// Once it ended: what BigQuery billed for its step jobs, summed (what counts against the
+    /// org's bytes budget).
+    pub bytes_billed: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -55,6 +58,7 @@ struct RunRow {
     backfill_id: Option<String>,
     queued_at_micros: Option<i64>,
     admitted_at_micros: Option<i64>,
+    bytes_billed: Option<i64>,
 }
 
 /// Seconds from queued to admitted (or to `now`, or to its end if it never left the queue).
@@ -113,6 +117,7 @@ pub async fn get(
             schedule_id: r.schedule_id,
             logical_time: from_micros(r.logical_time_micros),
             backfill_id: r.backfill_id,
+            bytes_billed: r.bytes_billed,
             queued_secs: queued_secs(
                 r.queued_at_micros,
                 r.admitted_at_micros,
@@ -386,6 +391,8 @@ pub struct RunItem {
     pub runs_month_at_admission: Option<i64>,
     /// How long the run waited in the org's queue (so far, if it still waits).
     pub queued_secs: Option<f64>,
+    /// Once it ended: what BigQuery billed for its step jobs, summed.
+    pub bytes_billed: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -405,6 +412,7 @@ struct ListRow {
     runs_month_at_admission: Option<i64>,
     queued_at_micros: Option<i64>,
     admitted_at_micros: Option<i64>,
+    bytes_billed: Option<i64>,
 }
 
 impl RunItem {
@@ -433,6 +441,7 @@ impl RunItem {
             runs_today_at_admission: r.runs_today_at_admission,
             runs_month_at_admission: r.runs_month_at_admission,
             queued_secs: queued_secs(r.queued_at_micros, r.admitted_at_micros, ended, now),
+            bytes_billed: r.bytes_billed,
         }
     }
 }

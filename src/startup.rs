@@ -109,6 +109,8 @@ impl Application {
                 executor.clone(),
                 warehouse.clone(),
                 settings.executor.scheduler_interval,
+                settings.executor.idle_poll_max,
+                executor.scheduler_wake(),
                 executor.stopped(),
             );
         }

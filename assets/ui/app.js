@@ -269,6 +269,7 @@
       field("Parameters", h("span", { class: "mono", text: JSON.stringify(r.parameters) })),
       field("Created", when(r.created_at)), field("Started", when(r.started_at)), field("Ended", when(r.ended_at)),
       field("Duration", ms(r.duration_ms)), field("Queued", r.queued_secs !== null && r.queued_secs !== undefined ? r.queued_secs.toFixed(1) + " s" : null),
+      field("Billed", r.bytes_billed === null || r.bytes_billed === undefined ? null : bytes(r.bytes_billed)),
       field("Error", r.error_summary ? (r.error_class ? r.error_class + ": " : "") + r.error_summary : null),
       field("Re-run of", r.rerun_of ? h("a", { href: "#/runs/" + r.rerun_of, text: r.rerun_of }) : null),
       field("Schedule", r.schedule_id), field("Logical time", when(r.logical_time)), field("Backfill", r.backfill_id));

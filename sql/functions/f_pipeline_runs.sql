@@ -20,7 +20,8 @@ SELECT
   rerun_of,
   schedule_id,
   logical_time,
-  backfill_id
+  backfill_id,
+  bytes_billed
 FROM (
   SELECT
     org_slug,
@@ -29,6 +30,7 @@ FROM (
     status,
     error_class,
     error_summary,
+    bytes_billed,
     MAX(trigger) OVER w AS trigger,
     MAX(triggered_by) OVER w AS triggered_by,
     event_time AS updated_at,

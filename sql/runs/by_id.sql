@@ -16,6 +16,7 @@ SELECT
   error_summary,
   runs_today_at_admission,
   runs_month_at_admission,
+  bytes_billed,
   UNIX_MICROS(event_time) AS updated_at_micros,
   UNIX_MICROS(MIN(IF(status IN ('QUEUED', 'PENDING', 'REFUSED'), event_time, NULL)) OVER w) AS created_at_micros,
   UNIX_MICROS(MIN(IF(status = 'QUEUED', event_time, NULL)) OVER w) AS queued_at_micros,

@@ -10,6 +10,7 @@ WITH latest AS (
     status,
     error_class,
     error_summary,
+    bytes_billed,
     MAX(trigger) OVER w AS trigger,
     MAX(triggered_by) OVER w AS triggered_by,
     UNIX_MICROS(event_time) AS updated_at_micros,

@@ -151,7 +151,10 @@ pub(super) async fn run(
         };
         skipped(inner, &pipeline, &ctx, &in_flight, &why_skipped);
     }
+    let billed = in_flight.lock().expect("in flight").billed;
+    inner.metrics.bytes_billed(org.as_str(), billed);
     let mut end = inner.event(&pipeline.id, &org, &run_id, status);
+    end.bytes_billed = Some(billed);
     if let Some((class, summary)) = error {
         end.error_class = Some(class.to_string());
         end.error_summary = Some(summary);
@@ -163,7 +166,7 @@ pub(super) async fn run(
     // Written before the slot is released (with whatever else is queued, shared with the
     // other runs ending at the same moment); a failure leaves the row queued for a later flush.
     let _ = inner.run_log.event_and_wait(end).await;
-    in_flight.lock().expect("in flight").billed
+    billed
 }
 
 /// A `step_logs` row of this run for `step_id`'s `attempt`; callers set the rest.

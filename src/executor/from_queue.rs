@@ -8,7 +8,9 @@
 //!
 //! Every instance also drains stuck queues: every `QUEUE_POLL_SECS`, one bounded read finds the
 //! orgs with queued runs beside free slots (a restart, a raised limit, a lost read-back), and
-//! the next batch admits what fits. No statement per queued run: admission from a queue rides
+//! the next batch admits what fits; while it finds none, the read slows down to
+//! `IDLE_POLL_MAX_SECS` (see `cost::cadence`). An admin's change of limits drains the org at
+//! once. No statement per queued run: admission from a queue rides
 //! in the coordinator's batches.
 
 use std::collections::HashMap;
@@ -17,10 +19,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use tokio::time::MissedTickBehavior;
 
 use super::{Inner, RunStatus, TriggerInfo};
 use crate::admission::{FromQueue, WhenBusy};
+use crate::cost::cadence::{Cadence, Wake};
 use crate::definitions::RunParams;
 use crate::domain::OrgSlug;
 use crate::warehouse::from_micros;
@@ -62,12 +64,15 @@ pub(super) fn spawn(inner: Arc<Inner>, mut admitted: mpsc::UnboundedReceiver<Fro
         }
     });
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(inner.settings().queue_poll);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        tick.tick().await; // the first look waits one interval
+        let settings = inner.settings();
+        // Stuck queues are rare (a restart, a lost read-back): while none is found, the look
+        // slows down to IDLE_POLL_MAX_SECS.
+        let mut cadence =
+            Cadence::new(settings.queue_poll, settings.idle_poll_max, Wake::default());
         loop {
+            // The first look waits one interval.
             tokio::select! {
-                _ = tick.tick() => {}
+                _ = cadence.next() => {}
                 _ = inner.shutdown_token().cancelled() => return,
             }
             if inner.draining.load(std::sync::atomic::Ordering::SeqCst) {
@@ -77,21 +82,27 @@ pub(super) fn spawn(inner: Arc<Inner>, mut admitted: mpsc::UnboundedReceiver<Fro
             struct Org {
                 org_slug: String,
             }
-            match inner
+            let found = match inner
                 .warehouse
                 .query::<Org>(&sql::QUEUES_TO_DRAIN, &[])
                 .await
             {
                 Ok(orgs) => {
+                    let found = !orgs.is_empty();
                     for org in orgs {
                         if let Ok(org) = OrgSlug::parse(&org.org_slug) {
                             inner.admission.drain(&org);
                         }
                     }
+                    found
                 }
-                Err(e) if e.is_not_found() => {}
-                Err(e) => tracing::warn!(error = %e, "looking for queues to drain failed"),
-            }
+                Err(e) if e.is_not_found() => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "looking for queues to drain failed");
+                    true
+                }
+            };
+            cadence.found(found);
         }
     });
 }

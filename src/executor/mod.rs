@@ -228,6 +228,8 @@ pub(crate) struct Inner {
     pub(crate) instance_id: String,
     settings: ExecutorSettings,
     draining: AtomicBool,
+    /// Wakes this instance's scheduler (a schedule enabled or a backfill started here).
+    scheduler_wake: crate::cost::cadence::Wake,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -273,6 +275,7 @@ impl Executor {
             instance_id: format!("instance-{}", uuid::Uuid::new_v4().simple()),
             settings,
             draining: AtomicBool::new(false),
+            scheduler_wake: crate::cost::cadence::Wake::default(),
             tasks: TaskTracker::new(),
             shutdown: CancellationToken::new(),
         });
@@ -300,6 +303,17 @@ impl Executor {
 
     pub fn run_log(&self) -> &RunLog {
         &self.inner.run_log
+    }
+
+    /// What wakes this instance's scheduler (handed to it at start-up).
+    pub fn scheduler_wake(&self) -> crate::cost::cadence::Wake {
+        self.inner.scheduler_wake.clone()
+    }
+
+    /// A schedule was enabled or a backfill started here: the scheduler looks now, even if it
+    /// was idling.
+    pub fn wake_scheduler(&self) {
+        self.inner.scheduler_wake.wake();
     }
 
     pub fn releaser(&self) -> &Releaser {
@@ -691,6 +705,7 @@ impl Inner {
             schedule_id: None,
             logical_time: None,
             backfill_id: None,
+            bytes_billed: None,
         }
     }
 

@@ -203,6 +203,8 @@ pub async fn put_quota(
     let org = org_from_path(&path)?;
     let limits: QuotaLimits = body.json().await?;
     orgs::set_limits(&admission, &org, limits).await?;
+    // Raised limits may free room for the org's queue: the next batch admits what fits.
+    admission.drain(&org);
     audit::record(
         &warehouse,
         AuditEvent {

@@ -303,6 +303,7 @@ const CSV_COLUMNS: &[&str] = &[
     "error_summary",
     "runs_today_at_admission",
     "runs_month_at_admission",
+    "bytes_billed",
 ];
 
 fn csv_field(v: &serde_json::Value) -> String {

@@ -221,6 +221,9 @@ async fn change(
         Action::Resume => "schedule.resume",
     };
     state::record(&warehouse, change).await?;
+    if status == "ACTIVE" {
+        executor.wake_scheduler();
+    }
     audit(
         &warehouse,
         &org,
@@ -321,6 +324,7 @@ pub async fn start_backfill(
     )
     .await
     .map_err(backfill_error)?;
+    executor.wake_scheduler();
     audit(
         &warehouse,
         &org,

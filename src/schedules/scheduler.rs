@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Deserialize;
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use super::state::{self, Change};
 use crate::admission::{Tick, WhenBusy};
+use crate::cost::cadence::{Cadence, Wake};
 use crate::domain::OrgSlug;
 use crate::executor::{Executor, TriggerError, TriggerInfo};
 use crate::warehouse::{Param, Warehouse, sql};
@@ -83,43 +83,53 @@ pub fn day_time(day: NaiveDate) -> DateTime<Utc> {
     day.and_hms_opt(0, 0, 0).expect("midnight").and_utc()
 }
 
+/// Runs the scheduler: a pass now, then one every `interval` while any schedule or backfill is
+/// active; while none is, passes slow down to `idle_max` (see `cost::cadence`), and `wake` (a
+/// schedule enabled or a backfill started on this instance) brings the next pass at once.
 pub fn spawn(
     executor: Executor,
     warehouse: Warehouse,
     interval: Duration,
+    idle_max: Duration,
+    wake: Wake,
     stop: CancellationToken,
 ) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut cadence = Cadence::new(interval, idle_max, wake);
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.cancelled() => return,
-            }
-            if executor.is_draining() {
+            if stop.is_cancelled() || executor.is_draining() {
                 return;
             }
-            if let Err(e) = pass(&executor, &warehouse, interval).await {
-                if !e.is_not_found() {
+            let active = match pass(&executor, &warehouse, interval).await {
+                Ok(active) => active,
+                Err(e) if e.is_not_found() => false,
+                Err(e) => {
                     tracing::warn!(error = %e, "scheduler pass failed");
+                    true
                 }
+            };
+            cadence.found(active);
+            tokio::select! {
+                _ = cadence.next() => {}
+                _ = stop.cancelled() => return,
             }
         }
     });
 }
 
+/// One pass; `true` when any schedule or backfill is active.
 async fn pass(
     executor: &Executor,
     warehouse: &Warehouse,
     interval: Duration,
-) -> Result<(), crate::warehouse::WarehouseError> {
+) -> Result<bool, crate::warehouse::WarehouseError> {
     let due: Vec<Due> = warehouse
         .query(
             &sql::SCHEDULES_DUE,
             &[Param::int64("max_schedules", MAX_DUE)],
         )
         .await?;
+    let active = !due.is_empty();
     let now = executor.clock().now();
     let on_time = chrono::Duration::from_std(interval * 2)
         .unwrap_or_default()
@@ -159,7 +169,7 @@ async fn pass(
             Err(e) => tracing::warn!(org = %org, run_id, error = %e, "tick not fired"),
         }
     }
-    Ok(())
+    Ok(active)
 }
 
 type Firing = (

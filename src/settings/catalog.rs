@@ -298,6 +298,11 @@ pub const VARS: &[Var] = &[
         "how often the scheduler looks for due ticks and backfill days (`make run`: 2)",
     ),
     var(
+        "IDLE_POLL_MAX_SECS",
+        secs(60, 1, 3600),
+        "while the queue poll and the scheduler find nothing, each waits twice as long as the last time, up to this (a schedule enabled or a backfill started here wakes the scheduler at once)",
+    ),
+    var(
         "SCHEDULER_ENABLED",
         Kind::Bool(true),
         "whether this instance runs the scheduler",

@@ -185,6 +185,8 @@ pub struct ExecutorSettings {
     /// How often an instance looks for queues beside free slots (after a restart, a raised
     /// limit) and drains them.
     pub queue_poll: Duration,
+    /// The longest wait of the queue poll and the scheduler while they find nothing.
+    pub idle_poll_max: Duration,
     /// How often an instance's scheduler looks for due schedule ticks and backfill days.
     pub scheduler_interval: Duration,
     /// Whether this instance runs the scheduler (every instance may; each tick fires once).
@@ -574,6 +576,7 @@ impl Settings {
             heartbeat_timeout: r.seconds("HEARTBEAT_TIMEOUT_SECS"),
             reaper_interval: r.seconds("REAPER_INTERVAL_SECS"),
             queue_poll: r.seconds("QUEUE_POLL_SECS"),
+            idle_poll_max: r.seconds("IDLE_POLL_MAX_SECS"),
             scheduler_interval: r.seconds("SCHEDULER_INTERVAL_SECS"),
             scheduler_enabled: r.bool("SCHEDULER_ENABLED"),
             log_flush_interval: r.millis("RUN_LOG_FLUSH_MS"),

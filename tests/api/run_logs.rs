@@ -370,7 +370,7 @@ async fn csv_and_ndjson_return_the_same_page() {
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(
         rows[0],
-        "run_id,org_slug,pipeline_id,status,trigger,triggered_by,created_at,started_at,ended_at,duration_ms,error_class,error_summary,runs_today_at_admission,runs_month_at_admission"
+        "run_id,org_slug,pipeline_id,status,trigger,triggered_by,created_at,started_at,ended_at,duration_ms,error_class,error_summary,runs_today_at_admission,runs_month_at_admission,bytes_billed"
     );
     assert_eq!(rows.len(), 4);
     assert!(rows[2].starts_with(&format!(

@@ -34,6 +34,7 @@ const RUN_FIELDS: &[Column] = &[
     col("ended", "ended_at"),
     col("duration", "duration_ms"),
     col("queued (s)", "queued_secs"),
+    col("billed", "bytes_billed"),
     col("error class", "error_class"),
     col("error", "error_summary"),
     col("re-run of", "rerun_of"),
