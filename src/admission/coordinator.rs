@@ -3,7 +3,7 @@
 //! The read of a batch's decisions runs beside the next batch's UPDATE (a read is not a
 //! mutating statement), so a trigger waits for at most the batch in flight plus its own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -22,6 +22,14 @@ const RELEASE_LINGER: Duration = Duration::from_secs(1);
 /// How long the coordinator's own releases wait before they are sent again after their batch
 /// failed (they are never dropped).
 const RELEASE_RETRY: Duration = Duration::from_millis(500);
+/// The waits before each read-back of a batch whose outcome is unknown (its statement failed,
+/// or the read of its decisions did): what it admitted from a queue is then started.
+const READ_BACK_WAITS: [Duration; 4] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+    Duration::from_secs(8),
+];
 
 /// A batch id that starts with the batch's time (`<unix micros>_<uuid>`): the mark it leaves on
 /// each run it admits dates that slot for the reaper (`sql/executor/stale_runs.sql`).
@@ -154,18 +162,34 @@ impl Coordinator {
                     "admission batch failed"
                 );
                 let failure = AdmissionError::from(e);
+                let orgs = batch.orgs();
+                let from_queue = batch.may_admit_from_queue();
                 answerer.retry_or_answer(batch.releases, failure.clone());
                 // The statement may have committed with its answer lost: free whatever it
                 // might have admitted, with its count, as its trigger is answered 503
                 // (refunding an id that holds no slot changes nothing).
+                let mut reserved = HashSet::new();
                 for entry in batch.reserves {
+                    reserved.insert(entry.run_id.clone());
                     answerer.answer(entry, Err(failure.clone()), true, &batch_id, now);
+                }
+                // And what it may have admitted from a queue is read back later.
+                if from_queue {
+                    let answerer = answerer.clone();
+                    tokio::spawn(async move {
+                        answerer.read_back(orgs, reserved, batch_id, now).await;
+                    });
                 }
                 return;
             }
         };
         let admitted_all = batch.admitted_all(affected);
-        let from_queue = affected > 0 && batch.may_admit_from_queue();
+        // A batch with releases is read even when no row changed: a statement retried after a
+        // lost answer finds its first try's work done (0 rows), and what that try admitted from
+        // a queue is known only by the batch's marks. (A drain that changed nothing admitted
+        // nothing, or the queue poll finds the org again.)
+        let from_queue =
+            (affected > 0 || !batch.releases.is_empty()) && batch.may_admit_from_queue();
         // Every org the batch touched, releasing ones included (they may admit from a queue).
         let orgs = batch.orgs();
         answer_releases(std::mem::take(&mut batch.releases), Ok(()));
@@ -199,19 +223,8 @@ impl Answerer {
         batch_id: String,
         now: chrono::DateTime<chrono::Utc>,
     ) {
-        let max_orgs = orgs.len() as i64;
         tracing::debug!(batch_id, "reading the batch's decisions");
-        let read = self
-            .warehouse
-            .query::<OrgOutcome>(
-                &sql::QUOTA_BATCH_OUTCOME,
-                &[
-                    Param::string("batch_id", batch_id.clone()),
-                    Param::string_array("orgs", orgs),
-                    Param::int64("max_orgs", max_orgs),
-                ],
-            )
-            .await;
+        let read = self.outcome(&orgs, &batch_id).await;
         match read {
             Ok(rows) => {
                 let by_org: HashMap<&str, &OrgOutcome> =
@@ -232,69 +245,141 @@ impl Answerer {
                     .collect();
                 // Admitted by this batch but owned by no request here (a run from a queue, or
                 // a queued tick another instance fired): the queue starter owns it.
-                let owned: std::collections::HashSet<&str> = decided
+                let owned: HashSet<String> = decided
                     .iter()
                     .filter(|(_, d)| *d == Reservation::Admitted)
-                    .map(|(e, _)| e.run_id.as_str())
+                    .map(|(e, _)| e.run_id.clone())
                     .collect();
-                for row in &rows {
-                    let Ok(org) = OrgSlug::parse(&row.org_slug) else {
-                        continue;
-                    };
-                    for run_id in &row.admitted {
-                        if owned.contains(run_id.as_str()) {
-                            continue;
-                        }
-                        tracing::info!(org = %org, run_id = %run_id, "admitted from the queue");
-                        let run = super::FromQueue {
-                            org: org.clone(),
-                            run_id: run_id.clone(),
-                            batch_at: now,
-                            refused: None,
-                        };
-                        if self.from_queue.send(run).is_err() {
-                            // Nobody here can start it (shutdown): it never ran.
-                            self.release_later(
-                                org.clone(),
-                                run_id.clone(),
-                                true,
-                                Some(batch_id.clone()),
-                            );
-                        }
-                    }
-                    // Taken out of the queue by a spent bytes budget: the starter records them
-                    // REFUSED (they hold no slot and no count).
-                    for run_id in &row.refused {
-                        let limit = match decide(
-                            Some(row),
-                            (run_id, super::WhenBusy::Queue, false),
-                            now,
-                            self.concurrent_retry_after_secs,
-                        ) {
-                            Reservation::Refused { limit, .. } => limit,
-                            _ => super::Limit::BytesDaily,
-                        };
-                        tracing::info!(org = %org, run_id = %run_id, limit = limit.as_str(), "refused in the queue");
-                        let _ = self.from_queue.send(super::FromQueue {
-                            org: org.clone(),
-                            run_id: run_id.clone(),
-                            batch_at: now,
-                            refused: Some(limit),
-                        });
-                    }
-                }
+                self.hand_to_starter(&rows, &owned, &batch_id, now);
                 for (entry, decision) in decided {
                     self.answer(entry, Ok(decision), false, &batch_id, now);
                 }
             }
             Err(e) => {
-                // Runs this batch admitted from a queue are not known: their slots are freed by
-                // the reaper once their lease (from their QUEUED event) has passed.
+                // Its reservations are answered 503 and refunded; what it admitted from a queue
+                // is read back later.
                 tracing::warn!(error = %e, "reading an admission batch's decisions failed");
                 let failure = AdmissionError::from(e);
+                let mut reserved = HashSet::new();
                 for entry in batch.reserves {
+                    reserved.insert(entry.run_id.clone());
                     self.answer(entry, Err(failure.clone()), true, &batch_id, now);
                 }
+                if batch.releases.is_empty() && batch.drains.is_empty() {
+                    return;
+                }
+                let this = self.clone();
+                tokio::spawn(async move {
+                    this.read_back(orgs, reserved, batch_id, now).await;
+                });
+            }
+        }
+    }
+
+    /// The decisions of batch `batch_id` for `orgs` (`sql/quota/batch_outcome.sql`).
+    async fn outcome(
+        &self,
+        orgs: &[String],
+        batch_id: &str,
+    ) -> Result<Vec<OrgOutcome>, crate::warehouse::WarehouseError> {
+        self.warehouse
+            .query::<OrgOutcome>(
+                &sql::QUOTA_BATCH_OUTCOME,
+                &[
+                    Param::string("batch_id", batch_id),
+                    Param::string_array("orgs", orgs.to_vec()),
+                    Param::int64("max_orgs", orgs.len() as i64),
+                ],
+            )
+            .await
+    }
+
+    /// A batch whose outcome is unknown (its statement failed, or the read of its decisions
+    /// did) may still have admitted queued runs (a statement that committed with its answer
+    /// lost): its decisions are read again by its batch id, after [`READ_BACK_WAITS`], and what
+    /// it admitted or refused from a queue goes to the queue starter (which does not launch a
+    /// run too late for its lease). Its own reservations (`reserved`) were answered 503 and
+    /// refunded. If every read fails, the reaper frees those slots a lease after the batch.
+    async fn read_back(
+        &self,
+        orgs: Vec<String>,
+        reserved: HashSet<String>,
+        batch_id: String,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        for wait in READ_BACK_WAITS {
+            tokio::time::sleep(wait).await;
+            match self.outcome(&orgs, &batch_id).await {
+                Ok(rows) => {
+                    self.hand_to_starter(&rows, &reserved, &batch_id, now);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, batch_id, "reading back an admission batch failed")
+                }
+            }
+        }
+        tracing::error!(
+            batch_id,
+            "an admission batch could not be read back: the reaper frees what it admitted from a queue after the lease"
+        );
+    }
+
+    /// Hands the runs a batch admitted from a queue (every admitted id not in `owned`) and the
+    /// queued runs it refused to the queue starter.
+    fn hand_to_starter(
+        &self,
+        rows: &[OrgOutcome],
+        owned: &HashSet<String>,
+        batch_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        // Admitted by this batch but owned by no request here (a run from a queue, or
+        // a queued tick another instance fired): the queue starter owns it.
+        for row in rows {
+            let Ok(org) = OrgSlug::parse(&row.org_slug) else {
+                continue;
+            };
+            for run_id in &row.admitted {
+                if owned.contains(run_id) {
+                    continue;
+                }
+                tracing::info!(org = %org, run_id = %run_id, "admitted from the queue");
+                let run = super::FromQueue {
+                    org: org.clone(),
+                    run_id: run_id.clone(),
+                    batch_at: now,
+                    refused: None,
+                };
+                if self.from_queue.send(run).is_err() {
+                    // Nobody here can start it (shutdown): it never ran.
+                    self.release_later(
+                        org.clone(),
+                        run_id.clone(),
+                        true,
+                        Some(batch_id.to_string()),
+                    );
+                }
+            }
+            // Taken out of the queue by a spent bytes budget: the starter records them
+            // REFUSED (they hold no slot and no count).
+            for run_id in &row.refused {
+                let limit = match decide(
+                    Some(row),
+                    (run_id, super::WhenBusy::Queue, false),
+                    now,
+                    self.concurrent_retry_after_secs,
+                ) {
+                    Reservation::Refused { limit, .. } => limit,
+                    _ => super::Limit::BytesDaily,
+                };
+                tracing::info!(org = %org, run_id = %run_id, limit = limit.as_str(), "refused in the queue");
+                let _ = self.from_queue.send(super::FromQueue {
+                    org: org.clone(),
+                    run_id: run_id.clone(),
+                    batch_at: now,
+                    refused: Some(limit),
+                });
             }
         }
     }

@@ -10,7 +10,7 @@
 //! orgs with queued runs beside free slots (a restart, a raised limit, a lost read-back), and
 //! the next batch admits what fits; while it finds none, the read slows down to
 //! `IDLE_POLL_MAX_SECS` (see `cost::cadence`). An admin's change of limits drains the org at
-//! once. No statement per queued run: admission from a queue rides
+//! once when it has a queue. No statement per queued run: admission from a queue rides
 //! in the coordinator's batches.
 
 use std::collections::HashMap;

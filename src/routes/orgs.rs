@@ -203,8 +203,6 @@ pub async fn put_quota(
     let org = org_from_path(&path)?;
     let limits: QuotaLimits = body.json().await?;
     orgs::set_limits(&admission, &org, limits).await?;
-    // Raised limits may free room for the org's queue: the next batch admits what fits.
-    admission.drain(&org);
     audit::record(
         &warehouse,
         AuditEvent {
@@ -220,6 +218,10 @@ pub async fn put_quota(
     let quota = orgs::quota(&warehouse, &org)
         .await?
         .ok_or(ApiError::NotFound)?;
+    if !quota.queued_run_ids.is_empty() {
+        // Raised limits may free room for the queue: the next batch admits what fits.
+        admission.drain(&org);
+    }
     Ok(HttpResponse::Ok().json(quota))
 }
 

@@ -274,21 +274,29 @@ async fn a_reservation_whose_trigger_stopped_waiting_is_left_out_of_the_next_bat
         }
     };
     let (reserves, releases) = (sent("reserve").await, sent("release").await);
-    // A's batch reaches BigQuery 6 s late. B asks meanwhile and waits behind it; both triggers
-    // give up after 3 s (503). When A's batch lands, B's reservation has nobody to answer: it
+    // A's batch reaches BigQuery 6 s late. B asks while it is held and waits behind it; both
+    // triggers give up after 3 s (503). When A's batch lands, B's reservation has nobody to answer: it
     // is left out, so B takes no slot that only a refund would give back.
     proxy.hold_next_with("/queries", "\"reserve\"", Duration::from_secs(6));
     let (path, body) = (trigger_path(&slug, "test/sleep"), json!({}));
     let a = app.key_post(&path, &key, &body);
     let b = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Once A's batch is held (a loaded suite can take longer than a fixed pause to get
+        // it there, and B would then ride in the same batch).
+        eventually("A's batch is held", Duration::from_secs(30), || async {
+            match proxy.holding_all() {
+                true => Ok(()),
+                false => Err("not yet".to_string()),
+            }
+        })
+        .await;
         app.key_post(&path, &key, &body).await
     };
     let (a, b) = tokio::join!(a, b);
     assert_error(a, 503, "Service unavailable").await;
     assert_error(b, 503, "Service unavailable").await;
     // A's batch lands at 6 s and admits A, whose refund is the next batch's: B, waiting since
-    // 0.5 s, would ride in it or before it.
+    // A's batch was held, would ride in it or before it.
     eventually("A is refunded", Duration::from_secs(30), || async {
         match sent("release").await {
             n if n == releases => Err(format!("{n} releases sent")),
@@ -419,4 +427,26 @@ async fn a_run_admitted_too_late_to_be_recorded_within_a_lease_of_its_batch_is_n
         ))
         .await;
     assert_eq!(events[0][0], "0", "nothing was recorded: it never started");
+}
+
+#[tokio::test]
+async fn a_queued_run_admitted_by_a_release_whose_answer_was_lost_still_starts() {
+    let (proxy, app, slug, key) = behind_proxy("lost-drain-co", |_| {}).await;
+    app.set_limits(&slug, 100, 1000, 1).await;
+    let holder = app.hold_the_slot(&slug, &key).await;
+    let r = app.queue_run(&slug, &key, 1).await;
+    assert_eq!(r.status(), 202);
+    let queued: Value = r.json().await.unwrap();
+    assert_eq!(queued["status"], "QUEUED", "{queued}");
+    // The batch that releases the holder's slot admits the queued run; its answer is lost, and
+    // its retry finds the work done (no row changed). The run is known only by the batch's
+    // marks: the batch reads them back, and the run starts.
+    proxy.inject([lost_answer("/queries", Some("\"release\""))]);
+    app.free_the_slot(&slug, &key, &holder).await;
+    let run = app
+        .wait_until_ended(&slug, &key, queued["run_id"].as_str().unwrap())
+        .await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    let q = quota_until(&app, &slug, |q| q["active_run_ids"] == json!([])).await;
+    assert_eq!(q["runs_today"], 2, "the holder and the queued run: {q}");
 }

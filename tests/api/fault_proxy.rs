@@ -130,6 +130,11 @@ impl FaultProxy {
             .push((fragment, Some(needle), duration));
     }
 
+    /// Whether every hold set so far has taken its request.
+    pub fn holding_all(&self) -> bool {
+        self.state.holds.lock().unwrap().is_empty()
+    }
+
     pub fn inject(&self, faults: impl IntoIterator<Item = Fault>) {
         self.state.faults.lock().unwrap().extend(faults);
     }

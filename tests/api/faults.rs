@@ -403,9 +403,11 @@ async fn a_step_job_inserted_again_after_a_lost_answer_and_a_refused_lookup_runs
     // refused: the retry sends jobs.insert again with the same job id. BigQuery answers 409
     // Already Exists (so does our model of it) and the step attaches to the first job; the
     // emulator alone would run it a second time.
+    // (The lookup is named by the append job's id: every finished job is also read once with
+    // jobs.get for its statistics, so the create step's read comes first.)
     proxy.inject([
         lost_answer("/jobs", Some("appends` (note)")),
-        refused("/jobs/", None),
+        refused("_append_a1_0", None),
     ]);
     let run_id = started(&app, &slug, &key, "test/append", json!({})).await;
     let done = app.wait_until_ended(&slug, &key, &run_id).await;
