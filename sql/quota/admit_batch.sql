@@ -15,12 +15,15 @@
 -- "run_id|key|logical time") is taken only if its run id was never fired before: fired ticks are
 -- remembered per org (the last 1000, as "run_id|key|logical|batch"), so concurrent firings of
 -- one tick by several instances collapse into one, and a tick fired once is never fired again,
--- whatever became of its run. A fired tick is then admitted, queued or refused like any run.
+-- whatever became of its run (unless the refund below undoes its firing). A fired tick is then
+-- admitted, queued or refused like any run.
 -- A refund (kind 'refund') is a release for a run whose trigger was never answered 2xx (its
 -- decision came too late, or the batch's outcome is unknown): it frees the slot or the place in
 -- the queue like a release and gives back the daily and monthly count the run took, only when the
 -- id is still active (so a repeated refund, or one for a run never admitted, changes nothing) and
--- only on the day and month the count is for.
+-- only on the day and month the count is for. A refund given as "run_id|batch" of a tick that
+-- batch fired also forgets the firing, so a later pass fires the tick again (its first firing
+-- was undone, and the run never started).
 -- A release or refund given as "run_id|batch" frees the slot only if that batch admitted it (its
 -- mark "run_id/batch" is there): the clean-up of one admission never frees (or uncounts) a later
 -- admission of the same run id, such as an Idempotency-Key's retry admitted meanwhile. Given as
@@ -69,6 +72,8 @@ FROM (
     ARRAY(
       SELECT f FROM UNNEST(ARRAY_CONCAT(old_ticks, new_ticks)) AS f WITH OFFSET o
       WHERE o >= ARRAY_LENGTH(old_ticks) + ARRAY_LENGTH(new_ticks) - 1000
+        AND CONCAT(SPLIT(f, '|')[OFFSET(0)], '/', SPLIT(f, '|')[OFFSET(3)])
+            NOT IN UNNEST(refund_marks)
       ORDER BY o) AS fired_ticks,
     IF(spent AND drives AND ARRAY_LENGTH(waiting) > 0,
        ARRAY(SELECT CONCAT(x, '/', batch) FROM UNNEST(waiting) AS x),
@@ -162,6 +167,7 @@ FROM (
           IFNULL(s.refused_queued, []) AS old_refused,
           r.enqs,
           r.drives,
+          r.refund_marks,
           IFNULL(s.admitted_by, []) AS marks,
           ARRAY_LENGTH(s.active_run_ids) AS active_count,
           ARRAY_LENGTH(IFNULL(s.queued_run_ids, [])) AS queued_count,

@@ -204,7 +204,9 @@ impl Coordinator {
         }
         let answerer = answerer.clone();
         tokio::spawn(async move {
-            answerer.read_and_answer(batch, orgs, batch_id, now).await;
+            answerer
+                .read_and_answer(batch, from_queue, orgs, batch_id, now)
+                .await;
         });
     }
 }
@@ -216,9 +218,13 @@ fn answer_releases(releases: Vec<ReleaseEntry>, outcome: Result<(), AdmissionErr
 }
 
 impl Answerer {
+    /// Reads the batch's decisions, answers its reservations and hands what it admitted from a
+    /// queue to the starter. `from_queue`: the batch released or drained (its releases are
+    /// already answered and gone from `batch`).
     async fn read_and_answer(
         &self,
         batch: Batch,
+        from_queue: bool,
         orgs: Vec<String>,
         batch_id: String,
         now: chrono::DateTime<chrono::Utc>,
@@ -265,7 +271,7 @@ impl Answerer {
                     reserved.insert(entry.run_id.clone());
                     self.answer(entry, Err(failure.clone()), true, &batch_id, now);
                 }
-                if batch.releases.is_empty() && batch.drains.is_empty() {
+                if !from_queue {
                     return;
                 }
                 let this = self.clone();
