@@ -280,15 +280,7 @@ async fn a_backfill_under_a_daily_bytes_budget_stops_at_the_budget_and_refuses_t
     );
     // Each run's billed bytes came from its job's statistics, and the budget counts them.
     let first = runs[0]["run_id"].as_str().unwrap();
-    let steps: Value = app
-        .key_get(
-            &format!("/api/v1/pipelines/{slug}/runs/{first}/steps"),
-            &key,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let steps = app.steps_body(&slug, &key, first).await;
     assert_eq!(steps["steps"][0]["bytes_billed"], TIB, "{steps}");
     let quota = app.quota(&slug).await;
     assert_eq!(quota["bytes_today"], 10 * TIB, "{quota}");

@@ -208,15 +208,7 @@ async fn a_run_cut_off_from_bigquery_stops_itself_before_another_instance_can_ta
         vec![("nap".to_string(), 1, "INTERRUPTED".to_string())]
     );
     // Never two runs at once for a limit of 1: A's step had stopped before B admitted its run.
-    let attempts: Value = b
-        .key_get(
-            &format!("/api/v1/pipelines/{slug}/runs/{first}/steps"),
-            &key,
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let attempts = b.steps_body(&slug, &key, &first).await;
     let stopped_at = at(&attempts["steps"][0]["ended_at"]);
     let admitted_at = at(&second["created_at"]);
     assert!(

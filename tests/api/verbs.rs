@@ -137,17 +137,21 @@ impl TestApp {
         .await
     }
 
+    /// The run's steps as the org's key reads them (`{"steps": [...]}`, every field).
+    pub async fn steps_body(&self, slug: &str, key: &str, run_id: &str) -> Value {
+        self.key_get(
+            &format!("/api/v1/pipelines/{slug}/runs/{run_id}/steps"),
+            key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap()
+    }
+
     /// The run's step attempts, in order, as (step id, attempt, status).
     pub async fn steps(&self, slug: &str, key: &str, run_id: &str) -> Vec<(String, i64, String)> {
-        let body: Value = self
-            .key_get(
-                &format!("/api/v1/pipelines/{slug}/runs/{run_id}/steps"),
-                key,
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
+        let body = self.steps_body(slug, key, run_id).await;
         body["steps"]
             .as_array()
             .unwrap()
