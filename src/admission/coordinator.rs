@@ -20,8 +20,10 @@ use crate::warehouse::{Param, Warehouse, sql};
 /// How long releases with nothing else to send wait for a reservation to ride with.
 const RELEASE_LINGER: Duration = Duration::from_secs(1);
 /// How long the coordinator's own releases wait before they are sent again after their batch
-/// failed (they are never dropped).
+/// failed (they are never dropped): doubled for each batch that failed in a row, up to
+/// [`RELEASE_RETRY_MAX`], so an outage is not answered with a statement every half second.
 const RELEASE_RETRY: Duration = Duration::from_millis(500);
+const RELEASE_RETRY_MAX: Duration = Duration::from_secs(16);
 /// The waits before each read-back of a batch whose outcome is unknown (its statement failed,
 /// or the read of its decisions did): what it admitted from a queue is then started.
 const READ_BACK_WAITS: [Duration; 4] = [
@@ -67,6 +69,19 @@ pub(super) struct Answerer {
     /// An admission answered later than this after its batch is not launched (see
     /// `AdmissionSettings::launch_within`).
     pub launch_within: chrono::Duration,
+    /// Batches that failed in a row (0 after any batch that succeeded): the coordinator's own
+    /// releases wait longer before they are sent again ([`release_retry_after`]).
+    pub failed_in_a_row: Arc<std::sync::atomic::AtomicU32>,
+    /// One read-back in flight at a time: while BigQuery fails, every failed batch would
+    /// otherwise read on its own, each read running on after its deadline.
+    pub read_back_gate: Arc<tokio::sync::Semaphore>,
+}
+
+/// The wait before a failed batch's own releases are sent again, after `failed_in_a_row`
+/// failed batches: 0.5 s, 1 s, 2 s, … up to [`RELEASE_RETRY_MAX`].
+pub(super) fn release_retry_after(failed_in_a_row: u32) -> Duration {
+    let doubled = RELEASE_RETRY.saturating_mul(1 << failed_in_a_row.saturating_sub(1).min(6));
+    doubled.min(RELEASE_RETRY_MAX)
 }
 
 pub(super) fn spawn(coordinator: Coordinator) {
@@ -153,8 +168,12 @@ impl Coordinator {
             .execute(&sql::QUOTA_ADMIT_BATCH, &batch.params(&batch_id, now))
             .await;
         let affected = match result {
-            Ok(n) => n,
+            Ok(n) => {
+                answerer.failed_in_a_row.store(0, Ordering::SeqCst);
+                n
+            }
             Err(e) => {
+                answerer.failed_in_a_row.fetch_add(1, Ordering::SeqCst);
                 tracing::warn!(
                     error = %e,
                     reservations = batch.reserves.len(),
@@ -315,7 +334,13 @@ impl Answerer {
     ) {
         for wait in READ_BACK_WAITS {
             tokio::time::sleep(wait).await;
-            match self.outcome(&orgs, &batch_id).await {
+            let read = {
+                let Ok(_turn) = self.read_back_gate.acquire().await else {
+                    return;
+                };
+                self.outcome(&orgs, &batch_id).await
+            };
+            match read {
                 Ok(rows) => {
                     self.hand_to_starter(&rows, &reserved, &batch_id, now);
                     return;
@@ -455,13 +480,15 @@ impl Answerer {
     }
 
     /// After a failed batch: releases somebody waits for learn the failure (their releaser
-    /// retries); the coordinator's own are sent again after [`RELEASE_RETRY`], never dropped.
+    /// retries); the coordinator's own are sent again after [`release_retry_after`], never
+    /// dropped.
     fn retry_or_answer(&self, releases: Vec<ReleaseEntry>, failure: AdmissionError) {
+        let wait = release_retry_after(self.failed_in_a_row.load(Ordering::SeqCst));
         for entry in releases {
             if entry.replies.is_empty() {
                 let this = self.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(RELEASE_RETRY).await;
+                    tokio::time::sleep(wait).await;
                     this.release_later(entry.org, entry.run_id, entry.refund, entry.batch);
                 });
             } else {
@@ -470,5 +497,22 @@ impl Answerer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_retry_waits_twice_as_long_for_each_batch_that_failed_in_a_row_up_to_16_s() {
+        let waits: Vec<u64> = (0..9)
+            .map(|n| release_retry_after(n).as_millis() as u64)
+            .collect();
+        assert_eq!(
+            waits,
+            vec![500, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 16_000, 16_000]
+        );
+        assert_eq!(release_retry_after(u32::MAX), RELEASE_RETRY_MAX);
     }
 }

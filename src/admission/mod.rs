@@ -211,6 +211,8 @@ impl Admission {
                 from_queue: from_queue_tx,
                 clock: clock.clone(),
                 launch_within: launch_window(&settings),
+                failed_in_a_row: Arc::new(std::sync::atomic::AtomicU32::new(0)),
+                read_back_gate: Arc::new(tokio::sync::Semaphore::new(1)),
             },
             clock,
             max_batch: settings.max_batch,
