@@ -35,10 +35,10 @@ stage "cargo test (screenshots of the web view: target/ui-artifacts/)"
 rm -rf target/test-hygiene
 cargo test --locked --workspace --all-targets 2>&1 | tee target/test-output.log
 stage "the heavy multi-instance tests (a 60-tick schedule on 3 instances, a 20-run queue on 2), after the rest"
-# (The soaks run next and by `make soak`; cost::idle_bill is a measurement run by hand.)
+# (The soaks run next and by `make soak`; cost::idle_bill and cost::run_bill are measurements run by hand.)
 # One at a time: two of them together load the one-statement-at-a-time emulator past the API
 # deadline, and an admission batch that times out may leave a queued run's slot to the reaper.
-cargo test --locked --test api -- --ignored --test-threads=1 --skip soak:: --skip cost::idle_bill 2>&1 | tee -a target/test-output.log
+cargo test --locked --test api -- --ignored --test-threads=1 --skip soak:: --skip cost::idle_bill --skip cost::run_bill 2>&1 | tee -a target/test-output.log
 stage "the 60-second soak: 3 instances behind a flapping BigQuery, its invariants checked (make soak: 10 minutes)"
 cargo test --locked --test api -- --ignored --exact soak::soak_60_seconds --nocapture 2>&1 | tee -a target/test-output.log
 stage "secret hygiene: no secret the suite used appears in any service log line"

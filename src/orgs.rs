@@ -306,6 +306,10 @@ pub async fn onboard(
                         .bytes_monthly_limit
                         .or(new.plan.bytes_budgets().map(|b| b.1)),
                 ),
+                Param::opt_int64(
+                    "bytes_per_job_limit",
+                    new.limits.bytes_per_job_limit.or(new.plan.bytes_per_job()),
+                ),
                 Param::timestamp("now", now),
             ],
         )
@@ -354,6 +358,9 @@ pub struct QuotaView {
     /// Bytes the org's jobs may bill per UTC month; `null`: no budget.
     #[serde(default)]
     pub bytes_monthly_limit: Option<i64>,
+    /// Bytes any one step job may bill; `null`: no cap of the org's.
+    #[serde(default)]
+    pub bytes_per_job_limit: Option<i64>,
     /// Bytes billed by the org's runs that ended on `day` (counted when each run's slot is
     /// released).
     #[serde(default)]
@@ -361,6 +368,44 @@ pub struct QuotaView {
     /// Bytes billed by the org's runs that ended in `month`.
     #[serde(default)]
     pub bytes_month: i64,
+    /// `bytes_today` at `PRICE_PER_TIB_CENTS` (see [`QuotaView::priced`]).
+    #[serde(default)]
+    pub estimated_cost_today_usd: f64,
+    /// `bytes_month` at `PRICE_PER_TIB_CENTS`.
+    #[serde(default)]
+    pub estimated_cost_month_usd: f64,
+}
+
+impl QuotaView {
+    /// The org's caps on a run's jobs starting at `now`: its per-job cap and what its budgets
+    /// have left (a day or month the row has not reached yet has nothing spent).
+    pub fn caps(&self, now: chrono::DateTime<Utc>) -> crate::cost::cap::OrgCaps {
+        let today = now.date_naive();
+        let month_start = chrono::Datelike::with_day(&today, 1).unwrap_or(today);
+        let spent = |on: &Option<String>, since: chrono::NaiveDate, bytes: i64| {
+            let current = on
+                .as_deref()
+                .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+                .is_some_and(|d| d >= since);
+            if current { bytes } else { 0 }
+        };
+        crate::cost::cap::OrgCaps {
+            per_job: self.bytes_per_job_limit,
+            daily_left: self
+                .bytes_daily_limit
+                .map(|l| l - spent(&self.day, today, self.bytes_today)),
+            monthly_left: self
+                .bytes_monthly_limit
+                .map(|l| l - spent(&self.month, month_start, self.bytes_month)),
+        }
+    }
+
+    /// The view with the estimated cost of what it billed.
+    pub fn priced(mut self, price: crate::cost::price::Price) -> Self {
+        self.estimated_cost_today_usd = price.usd(self.bytes_today);
+        self.estimated_cost_month_usd = price.usd(self.bytes_month);
+        self
+    }
 }
 
 pub async fn quota(
@@ -397,6 +442,10 @@ pub async fn set_limits(
                 Param::int64(
                     "bytes_monthly_limit",
                     limits.bytes_monthly_limit.unwrap_or(-1),
+                ),
+                Param::int64(
+                    "bytes_per_job_limit",
+                    limits.bytes_per_job_limit.unwrap_or(-1),
                 ),
                 Param::timestamp("now", Utc::now()),
             ],
@@ -487,6 +536,45 @@ pub async fn list(
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_runs_caps_are_the_per_job_cap_and_what_the_budgets_left_today_and_this_month() {
+        const TIB: i64 = 1 << 40;
+        let quota: QuotaView = serde_json::from_value(serde_json::json!({
+            "org_slug": "acme", "daily_limit": 6, "monthly_limit": 180, "concurrent_limit": 1,
+            "day": "2026-12-05", "runs_today": 3, "month": "2026-12-01", "runs_month": 9,
+            "active_run_ids": [], "queue_limit": 10,
+            "bytes_daily_limit": 2 * TIB, "bytes_monthly_limit": 10 * TIB,
+            "bytes_per_job_limit": TIB, "bytes_today": TIB / 2, "bytes_month": 3 * TIB,
+        }))
+        .unwrap();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let same_day = quota.caps(at("2026-12-05T23:59:00Z"));
+        assert_eq!(
+            same_day,
+            crate::cost::cap::OrgCaps {
+                per_job: Some(TIB),
+                daily_left: Some(2 * TIB - TIB / 2),
+                monthly_left: Some(7 * TIB),
+            }
+        );
+        // The next day starts with its whole daily budget; the month goes on.
+        let next_day = quota.caps(at("2026-12-06T00:00:01Z"));
+        assert_eq!(next_day.daily_left, Some(2 * TIB));
+        assert_eq!(next_day.monthly_left, Some(7 * TIB));
+        let next_month = quota.caps(at("2027-01-01T00:00:01Z"));
+        assert_eq!(next_month.monthly_left, Some(10 * TIB));
+        let unlimited = QuotaView {
+            bytes_daily_limit: None,
+            bytes_monthly_limit: None,
+            bytes_per_job_limit: None,
+            ..quota
+        };
+        assert_eq!(
+            unlimited.caps(at("2026-12-05T12:00:00Z")),
+            crate::cost::cap::OrgCaps::default()
+        );
+    }
+
     fn request(slug: &str, plan: &str) -> OnboardRequest {
         OnboardRequest {
             org_slug: slug.into(),
@@ -514,6 +602,7 @@ mod tests {
             queue_limit: None,
             bytes_daily_limit: None,
             bytes_monthly_limit: None,
+            bytes_per_job_limit: None,
         });
         assert_eq!(r.clone().parse().unwrap().limits.daily_limit, 500);
         r.plan = "STARTER".into();

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::cost::price::Price;
 use crate::domain::OrgSlug;
 use crate::service_error::ServiceError;
 use crate::warehouse::from_micros;
@@ -37,6 +38,16 @@ pub struct RunView {
     /// Once it ended: what BigQuery billed for its step jobs, summed (what counts against the
     /// org's bytes budget).
     pub bytes_billed: Option<i64>,
+    /// `bytes_billed` at `PRICE_PER_TIB_CENTS` (see [`RunView::priced`]).
+    pub estimated_cost_usd: Option<f64>,
+}
+
+impl RunView {
+    /// The view with its estimated cost.
+    pub fn priced(mut self, price: Price) -> Self {
+        self.estimated_cost_usd = price.usd_of(self.bytes_billed);
+        self
+    }
 }
 
 #[derive(Deserialize)]
@@ -118,6 +129,7 @@ pub async fn get(
             logical_time: from_micros(r.logical_time_micros),
             backfill_id: r.backfill_id,
             bytes_billed: r.bytes_billed,
+            estimated_cost_usd: None,
             queued_secs: queued_secs(
                 r.queued_at_micros,
                 r.admitted_at_micros,
@@ -567,6 +579,10 @@ pub struct PipelineStats {
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub failures_by_class: std::collections::BTreeMap<String, i64>,
+    /// What the ended runs' jobs billed, summed.
+    pub bytes_billed: i64,
+    /// `bytes_billed` at `PRICE_PER_TIB_CENTS`.
+    pub estimated_cost_usd: f64,
 }
 
 #[derive(Deserialize)]
@@ -579,6 +595,8 @@ struct StatsRow {
     in_progress: i64,
     p50_ms: Option<f64>,
     p95_ms: Option<f64>,
+    #[serde(default)]
+    bytes_billed: i64,
 }
 
 #[derive(Deserialize)]
@@ -593,6 +611,7 @@ pub async fn stats(
     org: &OrgSlug,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
+    price: Price,
 ) -> Result<Vec<PipelineStats>, ServiceError> {
     let params = [
         Param::string("org_slug", org.as_str()),
@@ -620,6 +639,8 @@ pub async fn stats(
                 in_progress: r.in_progress,
                 p50_ms: r.p50_ms,
                 p95_ms: r.p95_ms,
+                bytes_billed: r.bytes_billed,
+                estimated_cost_usd: price.usd(r.bytes_billed),
             }
         })
         .collect())
@@ -639,6 +660,12 @@ pub struct DailyStats {
     pub success_rate: Option<f64>,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
+    /// What the day's ended runs billed, summed.
+    #[serde(default)]
+    pub bytes_billed: i64,
+    /// `bytes_billed` at `PRICE_PER_TIB_CENTS`.
+    #[serde(default)]
+    pub estimated_cost_usd: f64,
 }
 
 /// Per pipeline and day over `[since, until)`: one bounded query that prunes partitions.
@@ -647,6 +674,7 @@ pub async fn daily_stats(
     org: &OrgSlug,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
+    price: Price,
 ) -> Result<Vec<DailyStats>, ServiceError> {
     let params = [
         Param::string("org_slug", org.as_str()),
@@ -659,6 +687,7 @@ pub async fn daily_stats(
         .map(|mut d| {
             let finished = d.succeeded + d.failed;
             d.success_rate = (finished > 0).then(|| d.succeeded as f64 / finished as f64);
+            d.estimated_cost_usd = price.usd(d.bytes_billed);
             d
         })
         .collect())

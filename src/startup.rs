@@ -246,6 +246,7 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
     let body_budget = web::Data::new(crate::http::body::BodyBudget::new(&settings.http));
     let readiness = web::Data::new(routes::health::Readiness::default());
     let http_limits = settings.http.clone();
+    let price = web::Data::new(settings.price);
     let settings = web::Data::new(settings);
     let warehouse = web::Data::new(warehouse);
     let server = HttpServer::new(move || {
@@ -261,6 +262,7 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
             .app_data(http::query_config())
             .app_data(auth.clone())
             .app_data(settings.clone())
+            .app_data(price.clone())
             .app_data(warehouse.clone())
             .app_data(kms.clone())
             .app_data(executor.clone())

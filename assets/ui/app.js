@@ -269,7 +269,7 @@
       field("Parameters", h("span", { class: "mono", text: JSON.stringify(r.parameters) })),
       field("Created", when(r.created_at)), field("Started", when(r.started_at)), field("Ended", when(r.ended_at)),
       field("Duration", ms(r.duration_ms)), field("Queued", r.queued_secs !== null && r.queued_secs !== undefined ? r.queued_secs.toFixed(1) + " s" : null),
-      field("Billed", r.bytes_billed === null || r.bytes_billed === undefined ? null : bytes(r.bytes_billed)),
+      field("Billed", r.bytes_billed === null || r.bytes_billed === undefined ? null : bytes(r.bytes_billed) + " (" + usd(r.estimated_cost_usd) + ")"),
       field("Error", r.error_summary ? (r.error_class ? r.error_class + ": " : "") + r.error_summary : null),
       field("Re-run of", r.rerun_of ? h("a", { href: "#/runs/" + r.rerun_of, text: r.rerun_of }) : null),
       field("Schedule", r.schedule_id), field("Logical time", when(r.logical_time)), field("Backfill", r.backfill_id));
@@ -335,11 +335,12 @@
     const nodes = [h("h1", { text: "Pipeline stats · last 14 days" })];
     if (!pipelines.length) nodes.push(h("div", { class: "card empty", text: "No run in the last 14 days." }));
     else nodes.push(h("table", { id: "stats" },
-      h("thead", {}, h("tr", {}, ["Pipeline", "Runs", "Succeeded", "Failed", "Success rate", "p50", "p95"].map((x) => h("th", { text: x })))),
+      h("thead", {}, h("tr", {}, ["Pipeline", "Runs", "Succeeded", "Failed", "Success rate", "p50", "p95", "Billed", "Cost (est.)"].map((x) => h("th", { text: x })))),
       h("tbody", {}, pipelines.map((p) => h("tr", {},
         h("td", { text: p.pipeline_id }), h("td", { text: p.runs }), h("td", { text: p.succeeded }), h("td", { text: p.failed }),
         h("td", { text: p.success_rate === null ? "-" : Math.round(p.success_rate * 100) + "%" }),
-        h("td", { text: ms(p.p50_ms) }), h("td", { text: ms(p.p95_ms) }))))));
+        h("td", { text: ms(p.p50_ms) }), h("td", { text: ms(p.p95_ms) }),
+        h("td", { text: bytes(p.bytes_billed || 0) }), h("td", { text: usd(p.estimated_cost_usd) }))))));
     for (const p of pipelines) {
       const series = days.filter((d) => d.pipeline_id === p.pipeline_id);
       nodes.push(h("h2", { text: p.pipeline_id }),
@@ -398,9 +399,9 @@
     const org = needOrg();
     if (!org) return;
     const q = (await api("/api/v1/organizations/" + encodeURIComponent(org) + "/quota")).body;
-    const meter = (id, label, used, limit, show = String) => h("div", { class: "card meter", id },
+    const meter = (id, label, used, limit, show = String, cost = null) => h("div", { class: "card meter", id },
       h("div", { class: "label", text: label }),
-      h("div", { class: "value", text: show(used) + " / " + (limit == null ? "no budget" : show(limit)) }),
+      h("div", { class: "value", text: show(used) + " / " + (limit == null ? "no budget" : show(limit)) + (cost == null ? "" : " · " + usd(cost)) }),
       h("progress", { max: limit || 1, value: Math.min(used, limit || 1) }));
     show(h("h1", { text: "Quota of " + org }),
       h("div", { class: "meters" },
@@ -408,10 +409,16 @@
         meter("quota-month", "Runs this month", q.runs_month, q.monthly_limit),
         meter("quota-slots", "Slots in use", (q.active_run_ids || []).length, q.concurrent_limit),
         meter("quota-queue", "Queued runs", (q.queued_run_ids || []).length, q.queue_limit),
-        meter("quota-bytes-today", "Billed today (UTC)", q.bytes_today || 0, q.bytes_daily_limit, bytes),
-        meter("quota-bytes-month", "Billed this month", q.bytes_month || 0, q.bytes_monthly_limit, bytes)),
+        meter("quota-bytes-today", "Billed today (UTC)", q.bytes_today || 0, q.bytes_daily_limit, bytes, q.estimated_cost_today_usd),
+        meter("quota-bytes-month", "Billed this month", q.bytes_month || 0, q.bytes_monthly_limit, bytes, q.estimated_cost_month_usd)),
       h("h2", { text: "Running now" }), runList(q.active_run_ids),
       h("h2", { text: "Waiting in the queue (in order)" }), runList(q.queued_run_ids));
+  }
+
+  // An estimated cost: 6.25 as "$6.25", under a cent as "<$0.01" (the service's own figure).
+  function usd(n) {
+    if (n === null || n === undefined) return "-";
+    return n > 0 && n < 0.01 ? "<$0.01" : "$" + n.toFixed(2);
   }
 
   // 1099511627776 as "1.0 TiB".

@@ -13,6 +13,7 @@ SELECT
   IFNULL(queued_run_ids, []) AS queued_run_ids,
   bytes_daily_limit,
   bytes_monthly_limit,
+  bytes_per_job_limit,
   IFNULL(bytes_today, 0) AS bytes_today,
   IFNULL(bytes_month, 0) AS bytes_month
 FROM `__META_DATASET__.org_quota_state`

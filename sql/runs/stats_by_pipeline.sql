@@ -1,10 +1,12 @@
 -- Per pipeline, over one org's runs created in [since, until): run counts, success rate and
--- duration percentiles of finished runs (PERCENTILE_CONT, linear interpolation).
+-- duration percentiles of finished runs (PERCENTILE_CONT, linear interpolation), and what the
+-- ended runs' jobs billed (each run's end event carries its total).
 WITH latest AS (
   SELECT
     run_id,
     pipeline_id,
     status,
+    bytes_billed,
     UNIX_MICROS(event_time) AS updated_at_micros,
     UNIX_MICROS(MIN(IF(status = 'PENDING', event_time, NULL)) OVER w) AS created_at_micros,
     UNIX_MICROS(MIN(IF(status = 'RUNNING', event_time, NULL)) OVER w) AS started_at_micros
@@ -19,6 +21,7 @@ runs AS (
   SELECT
     pipeline_id,
     status,
+    bytes_billed,
     IF(status IN ('PENDING', 'RUNNING'), NULL,
        (updated_at_micros - COALESCE(started_at_micros, created_at_micros)) / 1000) AS duration_ms
   FROM latest
@@ -29,6 +32,7 @@ with_percentiles AS (
   SELECT
     pipeline_id,
     status,
+    bytes_billed,
     duration_ms,
     PERCENTILE_CONT(duration_ms, 0.5) OVER (PARTITION BY pipeline_id) AS p50_ms,
     PERCENTILE_CONT(duration_ms, 0.95) OVER (PARTITION BY pipeline_id) AS p95_ms
@@ -42,7 +46,8 @@ SELECT
   COUNTIF(status = 'CANCELLED') AS cancelled,
   COUNTIF(status IN ('PENDING', 'RUNNING')) AS in_progress,
   ANY_VALUE(p50_ms) AS p50_ms,
-  ANY_VALUE(p95_ms) AS p95_ms
+  ANY_VALUE(p95_ms) AS p95_ms,
+  SUM(IFNULL(bytes_billed, 0)) AS bytes_billed
 FROM with_percentiles
 GROUP BY pipeline_id
 ORDER BY pipeline_id

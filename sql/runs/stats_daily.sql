@@ -1,11 +1,13 @@
 -- Per pipeline and UTC day, over one org's runs created in [since, until): runs, succeeded,
--- failed, and duration percentiles of finished runs (for the web view's charts). The event
--- filter reaches the partition column; a run is counted on the day it was created.
+-- failed, duration percentiles of finished runs and the bytes the ended runs billed (for the
+-- web view's charts). The event filter reaches the partition column; a run is counted on the
+-- day it was created.
 WITH latest AS (
   SELECT
     run_id,
     pipeline_id,
     status,
+    bytes_billed,
     UNIX_MICROS(event_time) AS updated_at_micros,
     UNIX_MICROS(MIN(IF(status = 'PENDING', event_time, NULL)) OVER w) AS created_at_micros,
     UNIX_MICROS(MIN(IF(status = 'RUNNING', event_time, NULL)) OVER w) AS started_at_micros
@@ -21,6 +23,7 @@ runs AS (
     pipeline_id,
     CAST(DATE(TIMESTAMP_MICROS(created_at_micros)) AS STRING) AS day,
     status,
+    bytes_billed,
     IF(status IN ('QUEUED', 'PENDING', 'RUNNING'), NULL,
        (updated_at_micros - COALESCE(started_at_micros, created_at_micros)) / 1000) AS duration_ms
   FROM latest
@@ -32,6 +35,7 @@ with_percentiles AS (
     pipeline_id,
     day,
     status,
+    bytes_billed,
     PERCENTILE_CONT(duration_ms, 0.5) OVER (PARTITION BY pipeline_id, day) AS p50_ms,
     PERCENTILE_CONT(duration_ms, 0.95) OVER (PARTITION BY pipeline_id, day) AS p95_ms
   FROM runs
@@ -43,7 +47,8 @@ SELECT
   COUNTIF(status = 'SUCCEEDED') AS succeeded,
   COUNTIF(status IN ('FAILED', 'TIMED_OUT', 'ORPHANED')) AS failed,
   ANY_VALUE(p50_ms) AS p50_ms,
-  ANY_VALUE(p95_ms) AS p95_ms
+  ANY_VALUE(p95_ms) AS p95_ms,
+  SUM(IFNULL(bytes_billed, 0)) AS bytes_billed
 FROM with_percentiles
 GROUP BY pipeline_id, day
 ORDER BY pipeline_id, day

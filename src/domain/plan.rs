@@ -28,12 +28,19 @@ pub struct QuotaLimits {
     /// Bytes per UTC month, likewise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_monthly_limit: Option<i64>,
+    /// Bytes any one step job may bill (10 MiB to 1 PiB): sent as the job's
+    /// `maximumBytesBilled` unless the step's own cap or what the budgets have left is smaller.
+    /// The plan's at onboarding when absent, unchanged by an admin's change that leaves it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_job_limit: Option<i64>,
 }
 
 /// The smallest bytes budget: BigQuery bills at least 10 MiB per query.
 pub const MIN_BYTES_BUDGET: i64 = 10 << 20;
 /// The largest bytes budget (1 EiB).
 pub const MAX_BYTES_BUDGET: i64 = 1 << 60;
+/// The largest per-job cap (1 PiB, as a step's own `max_bytes_billed`).
+pub const MAX_BYTES_PER_JOB: i64 = 1 << 50;
 const TIB: i64 = 1 << 40;
 
 /// Largest value an admin may set for any limit.
@@ -63,6 +70,14 @@ impl QuotaLimits {
         if !(budget(self.bytes_daily_limit) && budget(self.bytes_monthly_limit)) {
             return Err(
                 "bytes budgets must be between 10485760 (10 MiB) and 1152921504606846976 (1 EiB)",
+            );
+        }
+        if self
+            .bytes_per_job_limit
+            .is_some_and(|b| !(MIN_BYTES_BUDGET..=MAX_BYTES_PER_JOB).contains(&b))
+        {
+            return Err(
+                "the per-job bytes cap must be between 10485760 (10 MiB) and 1125899906842624 (1 PiB)",
             );
         }
         if let (Some(d), Some(m)) = (self.bytes_daily_limit, self.bytes_monthly_limit) {
@@ -109,6 +124,17 @@ impl Plan {
         }
     }
 
+    /// Bytes any one step job of the plan may bill; `None` for ENTERPRISE (admin-set, none by
+    /// default). STARTER's is its daily budget: one job may spend a day's budget, never more.
+    pub fn bytes_per_job(self) -> Option<i64> {
+        match self {
+            Plan::Starter => Some(TIB),
+            Plan::Professional => Some(5 * TIB),
+            Plan::Scale => Some(25 * TIB),
+            Plan::Enterprise => None,
+        }
+    }
+
     /// The plan's built-in limits; `None` for ENTERPRISE (admin-set).
     pub fn limits(self) -> Option<QuotaLimits> {
         let (daily_limit, monthly_limit, concurrent_limit) = match self {
@@ -124,6 +150,7 @@ impl Plan {
             queue_limit: None,
             bytes_daily_limit: None,
             bytes_monthly_limit: None,
+            bytes_per_job_limit: None,
         })
     }
 }
@@ -141,6 +168,7 @@ mod tests {
             queue_limit: None,
             bytes_daily_limit: None,
             bytes_monthly_limit: None,
+            bytes_per_job_limit: None,
         };
         assert_eq!(Plan::Starter.limits(), Some(l(6, 180, 1)));
         assert_eq!(Plan::Professional.limits(), Some(l(25, 750, 2)));
@@ -159,6 +187,7 @@ mod tests {
             queue_limit: None,
             bytes_daily_limit: None,
             bytes_monthly_limit: None,
+            bytes_per_job_limit: None,
         };
         assert!(l(10, 100, 2).validate().is_ok());
         assert!(l(0, 100, 1).validate().is_err());
@@ -188,5 +217,23 @@ mod tests {
         );
         assert_eq!(Plan::Starter.bytes_budgets(), Some((TIB, 10 * TIB)));
         assert_eq!(Plan::Enterprise.bytes_budgets(), None);
+    }
+
+    #[test]
+    fn a_per_job_cap_is_between_bigquerys_minimum_bill_and_a_pebibyte() {
+        let c = |b| QuotaLimits {
+            bytes_per_job_limit: b,
+            ..Plan::Starter.limits().unwrap()
+        };
+        assert!(c(None).validate().is_ok());
+        assert!(c(Some(MIN_BYTES_BUDGET)).validate().is_ok());
+        assert!(c(Some(MAX_BYTES_PER_JOB)).validate().is_ok());
+        let refused = Err(
+            "the per-job bytes cap must be between 10485760 (10 MiB) and 1125899906842624 (1 PiB)",
+        );
+        assert_eq!(c(Some(MIN_BYTES_BUDGET - 1)).validate(), refused);
+        assert_eq!(c(Some(MAX_BYTES_PER_JOB + 1)).validate(), refused);
+        assert_eq!(Plan::Starter.bytes_per_job(), Some(TIB));
+        assert_eq!(Plan::Enterprise.bytes_per_job(), None);
     }
 }

@@ -57,6 +57,20 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The org's caps on this run's jobs: one read of its quota row when the run starts. A read
+/// that fails leaves them out (the step's own cap still holds, and admission checked the
+/// budgets): a run is not failed for a bookkeeping read.
+async fn org_caps(inner: &Inner, org: &OrgSlug) -> crate::cost::cap::OrgCaps {
+    match crate::orgs::quota(&inner.warehouse, org).await {
+        Ok(Some(quota)) => quota.caps(inner.clock.now()),
+        Ok(None) => crate::cost::cap::OrgCaps::default(),
+        Err(e) => {
+            tracing::warn!(org = %org, error = %e, "reading the org's caps failed; its jobs carry only their steps' caps");
+            crate::cost::cap::OrgCaps::default()
+        }
+    }
+}
+
 pub(super) async fn run(
     inner: &Arc<Inner>,
     pipeline: Arc<Pipeline>,
@@ -72,6 +86,7 @@ pub(super) async fn run(
     running.triggered_by = Some(info.triggered_by.clone());
     inner.run_log.event(running);
 
+    let caps = org_caps(inner, &org).await;
     let ctx = Arc::new(StepContext {
         warehouse: inner.steps_warehouse.clone(),
         kms: inner.kms.clone(),
@@ -85,6 +100,7 @@ pub(super) async fn run(
         declared: pipeline.parameters.clone(),
         step_id: String::new(),
         attempt: 0,
+        caps,
     });
     let in_flight = InFlight::default();
     reused(inner, &pipeline, &ctx, &in_flight, &info);
@@ -388,13 +404,14 @@ async fn attempts(
         }
         let started_at = Utc::now();
         let started = Instant::now();
-        {
+        let billed_so_far = {
             let mut progress = in_flight.lock().expect("in flight");
             progress.started.insert(index);
             progress
                 .running
                 .insert(index, (attempt, started_at, started));
-        }
+            progress.billed
+        };
         // Visible while it runs; the attempt's end row replaces it in reads.
         inner.run_log.step(StepLog {
             log_id: format!("{}:{}:{attempt}:running", ctx.run_id, step.id),
@@ -404,9 +421,12 @@ async fn attempts(
         });
         let mut handle = {
             let pipeline = pipeline.clone();
+            // What the budgets had left when the run started, less what its earlier attempts
+            // billed since.
             let ctx = StepContext {
                 step_id: step.id.clone(),
                 attempt,
+                caps: ctx.caps.after(billed_so_far),
                 ..(**ctx).clone()
             };
             AbortOnDrop(tokio::spawn(async move {

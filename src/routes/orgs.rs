@@ -11,6 +11,7 @@ use crate::admission::Admission;
 use crate::audit::{self, AuditEvent, Cursor};
 use crate::auth::AuthState;
 use crate::auth::{Guarded, OrgOrRoot, Root, scopes};
+use crate::cost::price::Price;
 use crate::domain::QuotaLimits;
 use crate::http::body::Body;
 use crate::http::error::ApiError;
@@ -169,13 +170,16 @@ pub async fn list(
 pub async fn get(
     _caller: Guarded<OrgOrRoot<scopes::OrgRead>>,
     warehouse: web::Data<Warehouse>,
+    price: web::Data<Price>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let org = org_from_path(&path)?;
     let profile = orgs::profile(&warehouse, &org)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let quota = orgs::quota(&warehouse, &org).await?;
+    let quota = orgs::quota(&warehouse, &org)
+        .await?
+        .map(|q| q.priced(**price));
     let mut body = serde_json::to_value(profile).map_err(ApiError::internal)?;
     body["quota"] = serde_json::to_value(quota).map_err(ApiError::internal)?;
     Ok(HttpResponse::Ok().json(body))
@@ -184,19 +188,21 @@ pub async fn get(
 pub async fn get_quota(
     _caller: Guarded<OrgOrRoot<scopes::OrgRead>>,
     warehouse: web::Data<Warehouse>,
+    price: web::Data<Price>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let org = org_from_path(&path)?;
     let quota = orgs::quota(&warehouse, &org)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(quota))
+    Ok(HttpResponse::Ok().json(quota.priced(**price)))
 }
 
 pub async fn put_quota(
     _admin: Guarded<Root>,
     warehouse: web::Data<Warehouse>,
     admission: web::Data<Admission>,
+    price: web::Data<Price>,
     path: web::Path<String>,
     body: Body,
 ) -> Result<HttpResponse, ApiError> {
@@ -222,7 +228,7 @@ pub async fn put_quota(
         // Raised limits may free room for the queue: the next batch admits what fits.
         admission.drain(&org);
     }
-    Ok(HttpResponse::Ok().json(quota))
+    Ok(HttpResponse::Ok().json(quota.priced(**price)))
 }
 
 async fn change_status(

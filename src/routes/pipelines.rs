@@ -9,6 +9,7 @@ use super::org_from_path;
 use super::{RouteSpec, route};
 use crate::auth::{Caller, Guarded, OrgOrRoot, Root, scopes};
 use crate::clock::SharedClock;
+use crate::cost::price::Price;
 use crate::domain::OrgSlug;
 use crate::executor::{Executor, TriggerError, TriggerInfo};
 use crate::http::body::Body;
@@ -163,13 +164,14 @@ pub async fn get_run(
     _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
     warehouse: web::Data<Warehouse>,
     clock: web::Data<SharedClock>,
+    price: web::Data<Price>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, run_id) = org_and_run(path)?;
     let run = runs::get(&warehouse, &org, &run_id, clock.now())
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(run))
+    Ok(HttpResponse::Ok().json(run.priced(**price)))
 }
 
 pub async fn get_steps(
@@ -373,12 +375,13 @@ pub async fn stats(
     _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
     warehouse: web::Data<Warehouse>,
     clock: web::Data<SharedClock>,
+    price: web::Data<Price>,
     path: web::Path<String>,
     query: web::Query<StatsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let org = org_from_path(&path)?;
     let (since, until) = runs::window(query.since.as_deref(), query.until.as_deref(), clock.now())?;
-    let stats = runs::stats(&warehouse, &org, since, until).await?;
+    let stats = runs::stats(&warehouse, &org, since, until, **price).await?;
     Ok(HttpResponse::Ok().json(json!({"since": since, "until": until, "pipelines": stats})))
 }
 
@@ -416,11 +419,12 @@ pub async fn daily_stats(
     _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
     warehouse: web::Data<Warehouse>,
     clock: web::Data<SharedClock>,
+    price: web::Data<Price>,
     path: web::Path<String>,
     query: web::Query<StatsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let org = org_from_path(&path)?;
     let (since, until) = runs::window(query.since.as_deref(), query.until.as_deref(), clock.now())?;
-    let days = runs::daily_stats(&warehouse, &org, since, until).await?;
+    let days = runs::daily_stats(&warehouse, &org, since, until, **price).await?;
     Ok(HttpResponse::Ok().json(json!({"since": since, "until": until, "days": days})))
 }

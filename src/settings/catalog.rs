@@ -338,6 +338,11 @@ pub const VARS: &[Var] = &[
         "where provider definitions live",
     ),
     var(
+        "PRICE_PER_TIB_CENTS",
+        int(625, 0, 1_000_000),
+        "BigQuery's price of a TiB billed, in US cents (625: 6.25 USD on demand): the estimated costs shown beside billed bytes",
+    ),
+    var(
         "METRICS_ORG_LABELS",
         Kind::Bool(false),
         "org slug label on run metrics (cardinality)",

@@ -163,6 +163,8 @@ pub struct Settings {
     pub provider_base_urls: HashMap<String, String>,
     /// Label run metrics with the org slug (off by default: cardinality).
     pub metrics_org_labels: bool,
+    /// What a TiB billed costs: the estimated costs shown beside bytes.
+    pub price: crate::cost::price::Price,
     /// Every variable read and what it came to (secrets as their length), in catalog order.
     effective: Vec<(&'static str, String)>,
 }
@@ -590,6 +592,7 @@ impl Settings {
         };
         let providers_dir = r.text("PROVIDERS_DIR").into();
         let metrics_org_labels = r.bool("METRICS_ORG_LABELS");
+        let price = crate::cost::price::Price::cents_per_tib(r.integer("PRICE_PER_TIB_CENTS"));
         let mut provider_base_urls = HashMap::new();
         if let Some(raw) = r.optional("PROVIDER_BASE_URLS") {
             for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -711,6 +714,7 @@ impl Settings {
             providers_dir,
             provider_base_urls,
             metrics_org_labels,
+            price,
             effective: r.effective,
         })
     }

@@ -41,11 +41,12 @@ impl StepAction for Assert {
             .params
             .to_params(&ctx.declared, &self.sql.params, ctx.org.as_str());
         let statement = PipelineStatement::render(&self.sql.file, &self.sql.text, &ctx.org_dataset);
+        let cap = ctx.cap(self.cap);
         let done = ctx
             .warehouse
-            .run_pipeline(&statement, &params, &ctx.job(0, self.cap))
+            .run_pipeline(&statement, &params, &ctx.job(0, cap))
             .await
-            .map_err(|e| StepError::capped(e, self.cap))?;
+            .map_err(|e| StepError::capped(e, cap))?;
         if !done.rows.is_empty() {
             return Err(StepError::new(
                 "assertion",

@@ -97,13 +97,14 @@ impl StepAction for Query {
             .params
             .to_params(&ctx.declared, &self.sql.params, ctx.org.as_str());
         let mut outcome = StepOutcome::default();
+        let cap = ctx.cap(self.cap);
         for (index, template) in self.templates.iter().enumerate() {
             let statement = PipelineStatement::render(&self.sql.file, template, &ctx.org_dataset);
             let done = ctx
                 .warehouse
-                .run_pipeline(&statement, &params, &ctx.job(index, self.cap))
+                .run_pipeline(&statement, &params, &ctx.job(index, cap))
                 .await
-                .map_err(|e| StepError::capped(e, self.cap))?;
+                .map_err(|e| StepError::capped(e, cap))?;
             outcome.add_job(&done);
         }
         Ok(outcome)

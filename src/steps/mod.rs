@@ -34,18 +34,25 @@ pub struct StepContext {
     pub declared: Vec<ParamDecl>,
     pub step_id: String,
     pub attempt: u32,
+    /// The org's per-job cap and what its budgets had left when the run started.
+    pub caps: crate::cost::cap::OrgCaps,
 }
 
 impl StepContext {
+    /// The cap of a step's jobs: the smallest of its own and the org's.
+    pub fn cap(&self, step: Option<crate::cost::cap::BytesCap>) -> Option<crate::cost::cap::Cap> {
+        self.caps.cap(step)
+    }
+
     /// This attempt's `index`-th BigQuery job: its id, its labels and its cap.
     pub fn job(
         &self,
         index: usize,
-        cap: Option<crate::cost::cap::BytesCap>,
+        cap: Option<crate::cost::cap::Cap>,
     ) -> crate::warehouse::StepJob {
         crate::warehouse::StepJob {
             id: self.job_id(index),
-            max_bytes_billed: cap.map(|c| c.bytes()),
+            max_bytes_billed: cap.map(|c| c.bytes),
             labels: crate::cost::labels::JobLabels::step(
                 self.org.as_str(),
                 &self.pipeline_id,
@@ -124,8 +131,8 @@ impl StepError {
 
 impl StepError {
     /// A BigQuery step's failure: `cost_cap` (not retried) when BigQuery refused a job over
-    /// the step's cap, else as any BigQuery failure.
-    pub fn capped(e: WarehouseError, cap: Option<crate::cost::cap::BytesCap>) -> Self {
+    /// its cap (the error names the cap that bound), else as any BigQuery failure.
+    pub fn capped(e: WarehouseError, cap: Option<crate::cost::cap::Cap>) -> Self {
         if e.is_bytes_billed_limit() {
             let summary = match cap {
                 Some(cap) => cap.refusal(),

@@ -41,13 +41,19 @@ async fn fixture(app: &TestApp) -> Fixture {
         let id = uuid::Uuid::new_v4().to_string();
         let created = format!("TIMESTAMP '2026-11-10 {at}:00+00'");
         let started = format!("TIMESTAMP_ADD({created}, INTERVAL 1 SECOND)");
+        // An ended run's end event carries what it billed: 64 GiB per second it ran.
         let ev = |status: &str, time: &str, seq: i64, class: Option<&str>| {
             format!(
-                "('{}', '{id}', '{slug}', '{pipeline}', '{status}', {time}, {seq}, {}, {}, {})",
+                "('{}', '{id}', '{slug}', '{pipeline}', '{status}', {time}, {seq}, {}, {}, {}, {})",
                 uuid::Uuid::new_v4(),
                 if seq == 0 { "'api'" } else { "NULL" },
                 if seq == 0 { "'key:fixture'" } else { "NULL" },
                 class.map(|c| format!("'{c}'")).unwrap_or("NULL".into()),
+                if seq == 2 {
+                    (secs << 36).to_string()
+                } else {
+                    "NULL".into()
+                },
             )
         };
         values.push(ev("PENDING", &created, 0, None));
@@ -63,7 +69,7 @@ async fn fixture(app: &TestApp) -> Fixture {
     Emulator::new()
         .sql(&format!(
             "INSERT INTO `{meta}.pipeline_run_events` \
-             (event_id, run_id, org_slug, pipeline_id, status, event_time, event_seq, trigger, triggered_by, error_class) \
+             (event_id, run_id, org_slug, pipeline_id, status, event_time, event_seq, trigger, triggered_by, error_class, bytes_billed) \
              VALUES {}",
             values.join(", ")
         ))
@@ -260,7 +266,7 @@ async fn admins_list_runs_across_orgs() {
 }
 
 #[tokio::test]
-async fn stats_match_the_hand_computed_figures() {
+async fn stats_match_the_hand_computed_figures_with_each_runs_billed_bytes_counted_once() {
     let app = spawn_app().await;
     let f = fixture(&app).await;
     let body: Value = app
@@ -277,10 +283,11 @@ async fn stats_match_the_hand_computed_figures() {
         json!([
             {"pipeline_id": "p/a", "runs": 4, "succeeded": 2, "failed": 2, "cancelled": 0,
              "in_progress": 0, "success_rate": 0.5, "p50_ms": 25000.0, "p95_ms": 38500.0,
-             "failures_by_class": {"assertion": 1, "bigquery": 1}},
+             "failures_by_class": {"assertion": 1, "bigquery": 1},
+             "bytes_billed": 100_i64 << 36, "estimated_cost_usd": 39.0625},
             {"pipeline_id": "p/b", "runs": 2, "succeeded": 1, "failed": 0, "cancelled": 0,
              "in_progress": 1, "success_rate": 1.0, "p50_ms": 5000.0, "p95_ms": 5000.0,
-             "failures_by_class": {}}
+             "failures_by_class": {}, "bytes_billed": 5_i64 << 36, "estimated_cost_usd": 1.953125}
         ])
     );
 }
@@ -301,9 +308,11 @@ async fn daily_stats_give_each_pipeline_its_day_with_the_hand_computed_figures()
         body["days"],
         json!([
             {"pipeline_id": "p/a", "day": "2026-11-10", "runs": 4, "succeeded": 2, "failed": 2,
-             "success_rate": 0.5, "p50_ms": 25000.0, "p95_ms": 38500.0},
+             "success_rate": 0.5, "p50_ms": 25000.0, "p95_ms": 38500.0,
+             "bytes_billed": 100_i64 << 36, "estimated_cost_usd": 39.0625},
             {"pipeline_id": "p/b", "day": "2026-11-10", "runs": 2, "succeeded": 1, "failed": 0,
-             "success_rate": 1.0, "p50_ms": 5000.0, "p95_ms": 5000.0}
+             "success_rate": 1.0, "p50_ms": 5000.0, "p95_ms": 5000.0,
+             "bytes_billed": 5_i64 << 36, "estimated_cost_usd": 1.953125}
         ])
     );
     // A window past the 31-day bound is refused like the other run reads.
@@ -425,7 +434,7 @@ async fn the_views_give_the_same_answers_as_the_api() {
 
     let daily = emulator
         .sql(&format!(
-            "SELECT pipeline_id, runs, succeeded, failed, p50_ms, p95_ms FROM `{meta}.v_pipeline_daily_stats` \
+            "SELECT pipeline_id, runs, succeeded, failed, p50_ms, p95_ms, bytes_billed FROM `{meta}.v_pipeline_daily_stats` \
              WHERE org_slug = '{}' AND day = DATE '2026-11-10' ORDER BY pipeline_id LIMIT 10",
             f.slug
         ))
@@ -438,8 +447,15 @@ async fn the_views_give_the_same_answers_as_the_api() {
             .map(|c| c["v"].as_str().unwrap().to_string())
             .collect()
     };
-    assert_eq!(row(0), vec!["p/a", "4", "2", "2", "25000.0", "38500.0"]);
-    assert_eq!(row(1), vec!["p/b", "2", "1", "0", "5000.0", "5000.0"]);
+    let (a_billed, b_billed) = ((100_i64 << 36).to_string(), (5_i64 << 36).to_string());
+    assert_eq!(
+        row(0),
+        vec!["p/a", "4", "2", "2", "25000.0", "38500.0", &a_billed]
+    );
+    assert_eq!(
+        row(1),
+        vec!["p/b", "2", "1", "0", "5000.0", "5000.0", &b_billed]
+    );
 
     // The table functions answer the same for a window, reading only the window's partitions.
     let in_window = emulator
@@ -462,7 +478,7 @@ async fn the_views_give_the_same_answers_as_the_api() {
     assert_eq!(in_window["rows"], view_day["rows"]);
     let daily_fn = emulator
         .sql(&format!(
-            "SELECT pipeline_id, runs, succeeded, failed, p50_ms, p95_ms FROM \
+            "SELECT pipeline_id, runs, succeeded, failed, p50_ms, p95_ms, bytes_billed FROM \
              `{meta}.f_pipeline_daily_stats`(DATE '2026-11-10', DATE '2026-11-10') \
              WHERE org_slug = '{}' ORDER BY pipeline_id LIMIT 10",
             f.slug

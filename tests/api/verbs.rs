@@ -71,6 +71,16 @@ impl TestApp {
 
     /// Changes the org's quota with `limits` as the body of `PUT …/quota` (root); the quota as
     /// the answer gives it.
+    /// `GET /api/v1/pipelines/{slug}/<what>` (`stats` or `stats/daily`) over the default window,
+    /// with the org's key: the body of a 200.
+    pub async fn stats_body(&self, slug: &str, key: &str, what: &str) -> Value {
+        let r = self
+            .key_get(&format!("/api/v1/pipelines/{slug}/{what}"), key)
+            .await;
+        assert_eq!(r.status(), 200, "{what} of {slug}");
+        r.json().await.unwrap()
+    }
+
     pub async fn set_quota(&self, slug: &str, limits: &Value) -> Value {
         let r = self
             .client

@@ -177,11 +177,12 @@ async fn an_org_signs_in_sees_its_runs_opens_a_run_and_its_steps_and_the_key_sta
     assert_eq!(browser.text(&slots[0]).await, "0 / 1");
     let queue = browser.wait_for("#quota-queue .value", 1).await;
     assert_eq!(browser.text(&queue[0]).await, "0 / 10");
-    // The sample runs billed what the emulator reports (nothing) against STARTER's budgets.
+    // The sample runs billed what the emulator reports (nothing) against STARTER's budgets,
+    // priced at 6.25 USD per TiB.
     let billed = browser.wait_for("#quota-bytes-today .value", 1).await;
-    assert_eq!(browser.text(&billed[0]).await, "0 B / 1.0 TiB");
+    assert_eq!(browser.text(&billed[0]).await, "0 B / 1.0 TiB · $0.00");
     let billed = browser.wait_for("#quota-bytes-month .value", 1).await;
-    assert_eq!(browser.text(&billed[0]).await, "0 B / 10.0 TiB");
+    assert_eq!(browser.text(&billed[0]).await, "0 B / 10.0 TiB · $0.00");
 
     // Catalog and schedules.
     browser.goto(&app.url("/ui#/catalog")).await;

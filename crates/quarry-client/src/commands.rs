@@ -35,6 +35,7 @@ const RUN_FIELDS: &[Column] = &[
     col("duration", "duration_ms"),
     col("queued (s)", "queued_secs"),
     col("billed", "bytes_billed"),
+    col("cost (est.)", "estimated_cost_usd"),
     col("error class", "error_class"),
     col("error", "error_summary"),
     col("re-run of", "rerun_of"),
@@ -173,9 +174,12 @@ pub async fn run(
                         col("queued", "queued_run_ids"),
                         col("queue limit", "queue_limit"),
                         col("billed today", "bytes_today"),
+                        col("cost today (est.)", "estimated_cost_today_usd"),
                         col("daily bytes budget", "bytes_daily_limit"),
                         col("billed this month", "bytes_month"),
+                        col("cost this month (est.)", "estimated_cost_month_usd"),
                         col("monthly bytes budget", "bytes_monthly_limit"),
+                        col("per-job bytes cap", "bytes_per_job_limit"),
                     ],
                 )
             });

@@ -27,8 +27,8 @@ fn lookup<'a>(row: &'a Value, field: &str) -> &'a Value {
         .fold(row, |v, part| v.get(part).unwrap_or(&Value::Null))
 }
 
-/// A cell: durations in milliseconds read as seconds, bytes in binary units, lists joined,
-/// absent as `-`.
+/// A cell: durations in milliseconds read as seconds, bytes in binary units, dollars with
+/// cents, lists joined, absent as `-`.
 fn cell(row: &Value, field: &str) -> String {
     let v = lookup(row, field);
     match v {
@@ -41,6 +41,9 @@ fn cell(row: &Value, field: &str) -> String {
             .as_u64()
             .map(format_bytes)
             .unwrap_or_else(|| n.to_string()),
+        Value::Number(n) if field.ends_with("_usd") => {
+            n.as_f64().map(format_usd).unwrap_or_else(|| n.to_string())
+        }
         Value::String(s) if looks_like_timestamp(s) => short_time(s),
         other => inline(other),
     }
@@ -54,6 +57,15 @@ pub fn format_ms(ms: f64) -> String {
         format!("{:.1} s", ms / 1000.0)
     } else {
         format!("{:.1} min", ms / 60_000.0)
+    }
+}
+
+/// An estimated cost: `6.25` as `$6.25`; more than nothing but under a cent as `<$0.01`.
+pub fn format_usd(usd: f64) -> String {
+    if usd > 0.0 && usd < 0.01 {
+        "<$0.01".to_string()
+    } else {
+        format!("${usd:.2}")
     }
 }
 
@@ -171,22 +183,29 @@ mod tests {
     }
 
     #[test]
-    fn bytes_read_in_the_binary_unit_that_fits() {
+    fn bytes_read_in_the_binary_unit_that_fits_and_dollars_with_cents() {
         assert_eq!(format_bytes(512), "512 B");
         assert_eq!(format_bytes(10 << 20), "10.0 MiB");
         assert_eq!(format_bytes(1 << 40), "1.0 TiB");
         assert_eq!(format_bytes(3 << 39), "1.5 TiB");
-        let row = json!({"bytes_today": 1u64 << 40, "bytes_daily_limit": null});
+        assert_eq!(format_usd(6.25), "$6.25");
+        assert_eq!(format_usd(62.5), "$62.50");
+        assert_eq!(format_usd(0.00006), "<$0.01");
+        assert_eq!(format_usd(0.0), "$0.00");
+        let row = json!({"bytes_today": 1u64 << 40, "bytes_daily_limit": null,
+                         "estimated_cost_today_usd": 6.25});
         let out = fields(
             &row,
             &[
                 col("billed", "bytes_today"),
+                col("cost", "estimated_cost_today_usd"),
                 col("budget", "bytes_daily_limit"),
             ],
         );
         assert_eq!(
             out,
             "billed:  1.0 TiB
+cost:    $6.25
 budget:  -
 "
         );
