@@ -1,7 +1,7 @@
 //! Bytes caps: every step job is sent with `maximumBytesBilled` = the smallest of the step's
 //! own `max_bytes_billed`, the org's per-job cap and what its daily and monthly bytes budgets
-//! had left when the run started, less what the run's earlier attempts billed ([`OrgCaps`]).
-//! BigQuery refuses a job that would bill more before it runs (reason
+//! had left for the run (read before its first BigQuery job), less what its earlier attempts
+//! billed ([`OrgCaps`]). BigQuery refuses a job that would bill more before it runs (reason
 //! `bytesBilledLimitExceeded`, nothing billed): the step fails with class `cost_cap`, is not
 //! retried (the same job would be refused again), and its error names the cap that bound.
 
@@ -89,8 +89,8 @@ impl Cap {
     }
 }
 
-/// The org's side of every cap, read once when a run starts: its per-job cap and what its
-/// budgets have left (each `None`: no such limit).
+/// The org's side of every cap, read once per run (before its first BigQuery job): its per-job
+/// cap and what its budgets have left (each `None`: no such limit).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OrgCaps {
     pub per_job: Option<i64>,

@@ -16,7 +16,7 @@ use crate::definitions::RunParams;
 use crate::domain::OrgSlug;
 use crate::pipelines::{OnFailure, Pipeline};
 use crate::run_log::StepLog;
-use crate::steps::{StepContext, StepError, StepOutcome};
+use crate::steps::{RunCaps, StepContext, StepError, StepOutcome};
 
 #[derive(Debug, Clone, PartialEq)]
 enum StepState {
@@ -57,18 +57,24 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The org's caps on this run's jobs: one read of its quota row when the run starts. A read
-/// that fails leaves them out (the step's own cap still holds, and admission checked the
-/// budgets): a run is not failed for a bookkeeping read.
-async fn org_caps(inner: &Inner, org: &OrgSlug) -> crate::cost::cap::OrgCaps {
-    match crate::orgs::quota(&inner.warehouse, org).await {
-        Ok(Some(quota)) => quota.caps(inner.clock.now()),
-        Ok(None) => crate::cost::cap::OrgCaps::default(),
-        Err(e) => {
-            tracing::warn!(org = %org, error = %e, "reading the org's caps failed; its jobs carry only their steps' caps");
-            crate::cost::cap::OrgCaps::default()
-        }
-    }
+/// The org's caps on this run's jobs: one read of its quota row, when the run's first BigQuery
+/// job needs them. A read that fails leaves them out (the step's own cap still holds, and
+/// admission checked the budgets): a run is not failed for a bookkeeping read.
+fn org_caps(inner: &Arc<Inner>, org: &OrgSlug) -> RunCaps {
+    let (inner, org) = (inner.clone(), org.clone());
+    RunCaps::new(Arc::new(move || {
+        let (inner, org) = (inner.clone(), org.clone());
+        Box::pin(async move {
+            match crate::orgs::quota(&inner.warehouse, &org).await {
+                Ok(Some(quota)) => quota.caps(inner.clock.now()),
+                Ok(None) => crate::cost::cap::OrgCaps::default(),
+                Err(e) => {
+                    tracing::warn!(org = %org, error = %e, "reading the org's caps failed; its jobs carry only their steps' caps");
+                    crate::cost::cap::OrgCaps::default()
+                }
+            }
+        })
+    }))
 }
 
 pub(super) async fn run(
@@ -86,7 +92,7 @@ pub(super) async fn run(
     running.triggered_by = Some(info.triggered_by.clone());
     inner.run_log.event(running);
 
-    let caps = org_caps(inner, &org).await;
+    let caps = org_caps(inner, &org);
     let ctx = Arc::new(StepContext {
         warehouse: inner.steps_warehouse.clone(),
         kms: inner.kms.clone(),

@@ -41,7 +41,7 @@ impl StepAction for Assert {
             .params
             .to_params(&ctx.declared, &self.sql.params, ctx.org.as_str());
         let statement = PipelineStatement::render(&self.sql.file, &self.sql.text, &ctx.org_dataset);
-        let cap = ctx.cap(self.cap);
+        let cap = ctx.cap(self.cap).await;
         let done = ctx
             .warehouse
             .run_pipeline(&statement, &params, &ctx.job(0, cap))

@@ -97,7 +97,7 @@ impl StepAction for Query {
             .params
             .to_params(&ctx.declared, &self.sql.params, ctx.org.as_str());
         let mut outcome = StepOutcome::default();
-        let cap = ctx.cap(self.cap);
+        let cap = ctx.cap(self.cap).await;
         for (index, template) in self.templates.iter().enumerate() {
             let statement = PipelineStatement::render(&self.sql.file, template, &ctx.org_dataset);
             let done = ctx

@@ -34,14 +34,56 @@ pub struct StepContext {
     pub declared: Vec<ParamDecl>,
     pub step_id: String,
     pub attempt: u32,
-    /// The org's per-job cap and what its budgets had left when the run started.
-    pub caps: crate::cost::cap::OrgCaps,
+    /// The org's per-job cap and what its budgets have left for this attempt.
+    pub caps: RunCaps,
+}
+
+type CapsLoad = dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = crate::cost::cap::OrgCaps> + Send>>
+    + Send
+    + Sync;
+
+/// The org's caps for one run: read once, when its first BigQuery job needs them (a run
+/// without one reads nothing), shared by its attempts, each seeing what the run's earlier
+/// attempts billed taken off.
+#[derive(Clone)]
+pub struct RunCaps {
+    read: Arc<tokio::sync::OnceCell<crate::cost::cap::OrgCaps>>,
+    load: Arc<CapsLoad>,
+    billed_before: i64,
+}
+
+impl RunCaps {
+    pub fn new(load: Arc<CapsLoad>) -> Self {
+        Self {
+            read: Arc::new(tokio::sync::OnceCell::new()),
+            load,
+            billed_before: 0,
+        }
+    }
+
+    /// The same caps for an attempt that starts once the run has billed `billed`.
+    pub fn after(&self, billed: i64) -> Self {
+        Self {
+            billed_before: billed,
+            ..self.clone()
+        }
+    }
+
+    pub async fn get(&self) -> crate::cost::cap::OrgCaps {
+        self.read
+            .get_or_init(|| (self.load)())
+            .await
+            .after(self.billed_before)
+    }
 }
 
 impl StepContext {
     /// The cap of a step's jobs: the smallest of its own and the org's.
-    pub fn cap(&self, step: Option<crate::cost::cap::BytesCap>) -> Option<crate::cost::cap::Cap> {
-        self.caps.cap(step)
+    pub async fn cap(
+        &self,
+        step: Option<crate::cost::cap::BytesCap>,
+    ) -> Option<crate::cost::cap::Cap> {
+        self.caps.get().await.cap(step)
     }
 
     /// This attempt's `index`-th BigQuery job: its id, its labels and its cap.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::bq_limits::{LabelledJob, Limits, LimitsModel};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, emulator_host, fixture, spawn_app_with};
+use crate::helpers::{TestApp, emulator_host, fixture, of_file, spawn_app_with};
 use crate::verbs::eventually;
 
 const KEYS: [&str; 5] = [
@@ -18,13 +18,6 @@ const KEYS: [&str; 5] = [
     "quarry_step",
     "quarry_kind",
 ];
-
-/// The jobs whose SQL starts like `sql/<file>` (its first line, a comment).
-fn of_file<'a>(jobs: &'a [LabelledJob], file: &str) -> Vec<&'a LabelledJob> {
-    let text = std::fs::read_to_string(crate::helpers::repo_path(&format!("sql/{file}"))).unwrap();
-    let first = text.lines().next().unwrap();
-    jobs.iter().filter(|j| j.query.starts_with(first)).collect()
-}
 
 /// An org on an instance whose BigQuery is the model (with the exactly-once fixtures'
 /// pipelines): the model sees every job the instance creates.

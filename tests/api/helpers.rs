@@ -89,6 +89,17 @@ pub fn project_id() -> String {
     std::env::var("GCP_PROJECT_ID").unwrap_or_else(|_| "quarry-test".to_string())
 }
 
+/// The jobs the BigQuery model received whose SQL starts like `sql/<file>` (its first line, a
+/// comment).
+pub fn of_file<'a>(
+    jobs: &'a [crate::bq_limits::LabelledJob],
+    file: &str,
+) -> Vec<&'a crate::bq_limits::LabelledJob> {
+    let text = std::fs::read_to_string(repo_path(&format!("sql/{file}"))).unwrap();
+    let first = text.lines().next().unwrap();
+    jobs.iter().filter(|j| j.query.starts_with(first)).collect()
+}
+
 pub fn repo_path(rel: &str) -> String {
     format!("{}/{rel}", env!("CARGO_MANIFEST_DIR"))
 }
