@@ -13,3 +13,5 @@ export BIGQUERY_EMULATOR_HOST="127.0.0.1:$EMULATOR_PORT"
 export BIND_ADDR="${BIND_ADDR:-127.0.0.1:8080}"
 export LOG_FORMAT="${LOG_FORMAT:-pretty}"
 export SCHEDULER_INTERVAL_SECS="${SCHEDULER_INTERVAL_SECS:-2}"
+# Alerts may reach a receiver on this machine (development only).
+export NOTIFY_ALLOW_LOCAL_TARGETS="${NOTIFY_ALLOW_LOCAL_TARGETS:-true}"

@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod integrations;
 pub mod kms;
 pub mod metrics;
+pub mod notifications;
 pub mod orgs;
 pub mod page_token;
 pub mod pipelines;

@@ -108,6 +108,8 @@ pub struct RunLog {
     steps: Lane,
     wake: Notify,
     interval: Duration,
+    /// Who is told of each run event (see [`RunLog::observe`]).
+    observer: Mutex<Option<tokio::sync::mpsc::UnboundedSender<RunEvent>>>,
 }
 
 fn row<T: Serialize>(id: String, value: &T) -> (String, Value) {
@@ -218,6 +220,21 @@ impl RunLog {
             steps: Lane::new("step_logs"),
             wake: Notify::new(),
             interval,
+            observer: Mutex::new(None),
+        }
+    }
+
+    /// Every run event from now on, in the order written: a waited-for event once its write
+    /// returned, another as it is queued (the alerts follow run ends this way).
+    pub fn observe(&self) -> tokio::sync::mpsc::UnboundedReceiver<RunEvent> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *self.observer.lock().expect("run log observer") = Some(tx);
+        rx
+    }
+
+    fn tell(&self, event: RunEvent) {
+        if let Some(observer) = self.observer.lock().expect("run log observer").as_ref() {
+            let _ = observer.send(event);
         }
     }
 
@@ -232,6 +249,7 @@ impl RunLog {
             .events
             .push([row(event.event_id.clone(), &event)], None);
         self.woken(full);
+        self.tell(event);
     }
 
     pub fn step(&self, log: StepLog) {
@@ -243,10 +261,16 @@ impl RunLog {
     /// waiting at once share flushes: one that finds its row already written by another's
     /// flush returns without flushing again.
     pub async fn event_and_wait(&self, event: RunEvent) -> Result<(), WarehouseError> {
+        let written = self.write_and_wait(&event).await;
+        self.tell(event);
+        written
+    }
+
+    async fn write_and_wait(&self, event: &RunEvent) -> Result<(), WarehouseError> {
         let (tx, mut rx) = oneshot::channel();
         let full = self
             .events
-            .push([row(event.event_id.clone(), &event)], Some(tx));
+            .push([row(event.event_id.clone(), event)], Some(tx));
         self.woken(full);
         tokio::time::sleep(LINGER).await;
         let outcome = tokio::select! {

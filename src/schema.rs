@@ -90,6 +90,8 @@ meta_tables!(
     "run_heartbeats",
     "run_cancel_requests",
     "schedule_states",
+    "notification_channels",
+    "notification_deliveries",
 );
 
 static META_TABLES: LazyLock<Vec<TableSpec>> = LazyLock::new(|| {

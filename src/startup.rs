@@ -104,6 +104,13 @@ impl Application {
                 metrics: metrics.clone(),
             },
         );
+        // Every run end the run log writes goes by the notifier (alerts).
+        let notifier = crate::notifications::Notifier::start(
+            warehouse.clone(),
+            kms.clone(),
+            settings.notify.clone(),
+        );
+        notifier.follow(executor.observe_run_events());
         if settings.executor.scheduler_enabled {
             crate::schedules::scheduler::spawn(
                 executor.clone(),
@@ -138,6 +145,7 @@ impl Application {
                 clock,
                 http,
                 providers,
+                notifier,
                 metrics,
             },
         )
@@ -220,6 +228,7 @@ struct Shared {
     http: reqwest::Client,
     providers: Arc<Registry>,
     metrics: Arc<Metrics>,
+    notifier: Arc<crate::notifications::Notifier>,
 }
 
 fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::Result<Server> {
@@ -233,6 +242,7 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
         http,
         providers,
         metrics,
+        notifier,
     } = shared;
     let admission = web::Data::new(admission);
     let metrics = web::Data::from(metrics);
@@ -247,6 +257,7 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
     let readiness = web::Data::new(routes::health::Readiness::default());
     let http_limits = settings.http.clone();
     let price = web::Data::new(settings.price);
+    let notifier = web::Data::from(notifier);
     let settings = web::Data::new(settings);
     let warehouse = web::Data::new(warehouse);
     let server = HttpServer::new(move || {
@@ -263,6 +274,7 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
             .app_data(auth.clone())
             .app_data(settings.clone())
             .app_data(price.clone())
+            .app_data(notifier.clone())
             .app_data(warehouse.clone())
             .app_data(kms.clone())
             .app_data(executor.clone())

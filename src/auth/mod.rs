@@ -248,6 +248,8 @@ pub mod scopes {
         OrgRead => Some(Scope::OrgRead);
         SchedulesWrite => Some(Scope::SchedulesWrite);
         SchedulesRead => Some(Scope::SchedulesRead);
+        NotificationsWrite => Some(Scope::NotificationsWrite);
+        NotificationsRead => Some(Scope::NotificationsRead);
         /// Any valid key of the org.
         Any => None;
     }

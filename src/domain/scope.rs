@@ -22,10 +22,16 @@ pub enum Scope {
     /// List schedules and backfills.
     #[serde(rename = "schedules:read")]
     SchedulesRead,
+    /// Add, delete and test alert channels.
+    #[serde(rename = "notifications:write")]
+    NotificationsWrite,
+    /// List alert channels and deliveries.
+    #[serde(rename = "notifications:read")]
+    NotificationsRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 10] = [
         Scope::PipelinesRun,
         Scope::RunsRead,
         Scope::IntegrationsWrite,
@@ -34,6 +40,8 @@ impl Scope {
         Scope::OrgRead,
         Scope::SchedulesWrite,
         Scope::SchedulesRead,
+        Scope::NotificationsWrite,
+        Scope::NotificationsRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +54,8 @@ impl Scope {
             Scope::OrgRead => "org:read",
             Scope::SchedulesWrite => "schedules:write",
             Scope::SchedulesRead => "schedules:read",
+            Scope::NotificationsWrite => "notifications:write",
+            Scope::NotificationsRead => "notifications:read",
         }
     }
 

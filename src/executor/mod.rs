@@ -339,6 +339,11 @@ impl Executor {
         self.inner.draining.load(Ordering::SeqCst)
     }
 
+    /// Every run event the run log writes from now on (see [`RunLog::observe`]).
+    pub fn observe_run_events(&self) -> tokio::sync::mpsc::UnboundedReceiver<RunEvent> {
+        self.inner.run_log.observe()
+    }
+
     pub async fn trigger(
         &self,
         org: &OrgSlug,

@@ -30,6 +30,13 @@ impl Aad {
         ))
     }
 
+    /// A notification channel's URL (`what` = `url`) or signing secret (`secret`).
+    pub fn notification_channel(org_slug: &str, channel_id: &str, what: &str) -> Self {
+        Self(format!(
+            "quarry:v1:notification_channel:{org_slug}:{channel_id}:{what}"
+        ))
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }

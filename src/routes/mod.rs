@@ -8,6 +8,7 @@ pub mod health;
 pub mod integrations;
 pub mod keys;
 pub mod me;
+pub mod notifications;
 pub mod openapi;
 pub mod orchestration;
 pub mod orgs;
@@ -134,6 +135,7 @@ static MODULES: &[&[RouteSpec]] = &[
     orgs::ROUTES,
     keys::ROUTES,
     integrations::ROUTES,
+    notifications::ROUTES,
     pipelines::ROUTES,
     orchestration::ROUTES,
     schedules::ROUTES,

@@ -88,6 +88,21 @@ pub(crate) struct IntegrationList {
 }
 #[derive(JsonSchema)]
 #[allow(dead_code)]
+pub(crate) struct ChannelList {
+    channels: Vec<crate::notifications::ChannelView>,
+}
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+pub(crate) struct DeliveryList {
+    deliveries: Vec<crate::notifications::DeliveryView>,
+}
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+pub(crate) struct TestDelivery {
+    delivery_id: String,
+}
+#[derive(JsonSchema)]
+#[allow(dead_code)]
 pub(crate) struct Catalog {
     pipelines: Vec<crate::pipelines::PipelineView>,
 }
@@ -213,7 +228,7 @@ fn path_param_schema(name: &str) -> Value {
     match name {
         "org_slug" => json!({"type": "string", "minLength": 3, "maxLength": 64,
                              "pattern": "^[a-z0-9][a-z0-9_-]*[a-z0-9]$"}),
-        "run_id" | "key_id" | "backfill_id" => {
+        "run_id" | "key_id" | "backfill_id" | "channel_id" => {
             json!({"type": "string", "format": "uuid", "pattern": UUID})
         }
         "provider" => json!({"type": "string", "pattern": "^[a-z0-9_]{1,64}$"}),

@@ -353,6 +353,21 @@ pub const VARS: &[Var] = &[
         "`name=url` pairs, comma-separated, overriding provider base URLs (`name:token=url` for a token URL); http only outside production",
     ),
     var(
+        "NOTIFY_ALLOW_LOCAL_TARGETS",
+        Kind::Bool(false),
+        "let notification channels use http and loopback or private addresses (local receivers; refused in staging and production)",
+    ),
+    var(
+        "NOTIFY_RETRY_FIRST_MS",
+        millis(5000, 10, 600_000),
+        "wait before a failed alert delivery's first retry; each next wait is 6 times longer, up to 8 hours, 9 attempts in all (about a day)",
+    ),
+    var(
+        "PUBLIC_BASE_URL",
+        Kind::Optional,
+        "the service's public URL (`https://quarry.example.com`), for the links in alerts; links are paths without it",
+    ),
+    var(
         "RUST_LOG",
         Kind::External("info"),
         "log filter (tracing `EnvFilter` syntax)",

@@ -111,6 +111,17 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Alert delivery (see `crate::notifications`).
+#[derive(Debug, Clone)]
+pub struct NotifySettings {
+    /// Channels may use http and loopback or private addresses (local receivers only).
+    pub allow_local_targets: bool,
+    /// The wait before a failed delivery's first retry (each next one 6 times longer).
+    pub retry_first: Duration,
+    /// The service's public URL, for links in alerts (`None`: links are paths).
+    pub public_base_url: Option<String>,
+}
+
 /// What one instance lets clients hold: connections, time to send a request, bodies in memory.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
@@ -165,6 +176,7 @@ pub struct Settings {
     pub metrics_org_labels: bool,
     /// What a TiB billed costs: the estimated costs shown beside bytes.
     pub price: crate::cost::price::Price,
+    pub notify: NotifySettings,
     /// Every variable read and what it came to (secrets as their length), in catalog order.
     effective: Vec<(&'static str, String)>,
 }
@@ -593,6 +605,24 @@ impl Settings {
         let providers_dir = r.text("PROVIDERS_DIR").into();
         let metrics_org_labels = r.bool("METRICS_ORG_LABELS");
         let price = crate::cost::price::Price::cents_per_tib(r.integer("PRICE_PER_TIB_CENTS"));
+        let notify = NotifySettings {
+            allow_local_targets: r.bool("NOTIFY_ALLOW_LOCAL_TARGETS"),
+            retry_first: r.millis("NOTIFY_RETRY_FIRST_MS"),
+            public_base_url: r
+                .optional("PUBLIC_BASE_URL")
+                .map(|u| u.trim_end_matches('/').to_string()),
+        };
+        if let Some(url) = &notify.public_base_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                r.problem("PUBLIC_BASE_URL", "expected an http(s) URL");
+            }
+        }
+        if notify.allow_local_targets && environment != Environment::Development {
+            r.problem(
+                "NOTIFY_ALLOW_LOCAL_TARGETS",
+                "must be false outside development (alerts must not reach internal addresses)",
+            );
+        }
         let mut provider_base_urls = HashMap::new();
         if let Some(raw) = r.optional("PROVIDER_BASE_URLS") {
             for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -715,6 +745,7 @@ impl Settings {
             provider_base_urls,
             metrics_org_labels,
             price,
+            notify,
             effective: r.effective,
         })
     }

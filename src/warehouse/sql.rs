@@ -136,6 +136,13 @@ statements! {
     CREDENTIAL_DEACTIVATE_ONE => "integrations/deactivate_one.sql";
     CREDENTIAL_SET_VALIDATION => "integrations/set_validation.sql";
     CREDENTIALS_COUNT_OTHER_PROVIDERS => "integrations/count_other_providers.sql";
+    /// A new alert channel, within the org's maximum.
+    NOTIFY_CHANNEL_INSERT => "notifications/insert_channel.sql";
+    /// An org's live alert channels.
+    NOTIFY_CHANNELS_BY_ORG => "notifications/channels_by_org.sql";
+    NOTIFY_CHANNEL_DELETE => "notifications/delete_channel.sql";
+    /// An org's latest deliveries, the last attempt of each.
+    NOTIFY_DELIVERIES_BY_ORG => "notifications/deliveries_by_org.sql";
     AUDIT_BY_ORG => "audit/list_by_org.sql";
     IDEMPOTENCY_LOOKUP => "idempotency/lookup.sql";
 }

@@ -38,7 +38,7 @@ async fn bootstrap_creates_every_table_with_its_partitioning_and_clustering() {
     assert_eq!(report["dataset"], app.meta_dataset.as_str());
     assert_eq!(report["dataset_status"], "created");
     let statuses = table_statuses(&report);
-    assert_eq!(statuses.len(), 11);
+    assert_eq!(statuses.len(), 13);
     assert!(statuses.iter().all(|(_, s)| s == "created"), "{statuses:?}");
 
     let emulator = Emulator::new();
@@ -77,6 +77,7 @@ async fn bootstrap_creates_every_table_with_its_partitioning_and_clustering() {
         "step_logs",
         "audit_logs",
         "idempotency_keys",
+        "notification_deliveries",
     ] {
         let table = emulator.get_table(&app.meta_dataset, name).await;
         assert_eq!(table["timePartitioning"]["type"], "DAY", "{name}");
@@ -95,7 +96,7 @@ async fn bootstrap_twice_is_a_no_op() {
     let second = app.bootstrap().await;
     assert_eq!(second["dataset_status"], "exists");
     let statuses = table_statuses(&second);
-    assert_eq!(statuses.len(), 11);
+    assert_eq!(statuses.len(), 13);
     assert!(statuses.iter().all(|(_, s)| s == "exists"), "{statuses:?}");
 
     let after = emulator.get_table(&app.meta_dataset, "org_profiles").await;
@@ -231,7 +232,7 @@ async fn sync_on_an_empty_project_bootstraps_everything() {
         .await
         .unwrap();
     assert_eq!(sync["dataset_status"], "created");
-    assert_eq!(sync["created_tables"].as_array().unwrap().len(), 11);
+    assert_eq!(sync["created_tables"].as_array().unwrap().len(), 13);
     assert_eq!(sync["status"], "SYNCED");
 }
 

@@ -25,12 +25,14 @@ mod kms_double;
 #[path = "../common/log_tail.rs"]
 mod log_tail;
 mod metrics;
+mod notifications;
 mod openapi;
 mod orchestration;
 mod orgs;
 mod pipelines;
 mod provider_double;
 mod rate_limits;
+mod receiver;
 mod run_logs;
 mod schedules;
 mod soak;

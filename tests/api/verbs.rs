@@ -176,6 +176,32 @@ impl TestApp {
             .collect()
     }
 
+    /// Adds an alert channel as the org's key: the answer's status and body (a signing secret
+    /// in it is remembered, so the logs are checked for it).
+    pub async fn add_channel(&self, slug: &str, key: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .key_post(&format!("/api/v1/notifications/{slug}/channels"), key, body)
+            .await;
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        if let Some(secret) = body["signing_secret"].as_str() {
+            crate::helpers::remember_secret(secret);
+        }
+        (status, body)
+    }
+
+    /// The org's alert deliveries, as its key.
+    pub async fn deliveries(&self, slug: &str, key: &str) -> Vec<Value> {
+        let r = self
+            .key_get(&format!("/api/v1/notifications/{slug}/deliveries"), key)
+            .await;
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()["deliveries"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
     /// Triggers `pipeline` for the org with `body`, as its key.
     pub async fn trigger(
         &self,

@@ -1,0 +1,372 @@
+//! Alerts: an org's channels and the delivery of run ends to them, received by a real local
+//! HTTP server ([`Receiver`]).
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::helpers::{TestApp, assert_error, spawn_app_with};
+use crate::receiver::{Received, Receiver};
+use crate::verbs::eventually;
+
+/// An instance whose alerts may reach local receivers, retrying after 100 ms (then 600 ms…).
+async fn app() -> TestApp {
+    spawn_app_with(|vars| {
+        vars.insert("NOTIFY_ALLOW_LOCAL_TARGETS".into(), "true".into());
+        vars.insert("NOTIFY_RETRY_FIRST_MS".into(), "100".into());
+        vars.insert(
+            "PUBLIC_BASE_URL".into(),
+            "https://quarry.example.com".into(),
+        );
+    })
+    .await
+}
+
+/// Verifies a delivery as a receiver would: HMAC-SHA256 of `id.timestamp.body` with the
+/// base64 part of the secret, against the `v1,` signature.
+fn verifies(secret: &str, r: &Received) -> bool {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key = b64.decode(secret.trim_start_matches("whsec_")).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    let signed = format!(
+        "{}.{}.{}",
+        r.id.as_deref().unwrap_or_default(),
+        r.timestamp.as_deref().unwrap_or_default(),
+        r.body
+    );
+    mac.update(signed.as_bytes());
+    let expected = format!("v1,{}", b64.encode(mac.finalize().into_bytes()));
+    r.signature.as_deref() == Some(expected.as_str())
+}
+
+#[tokio::test]
+async fn a_run_failing_after_three_attempts_alerts_once_signed_with_the_channels_secret() {
+    let app = app().await;
+    let (slug, key) = app.new_org("alert-co").await;
+    let receiver = Receiver::start().await;
+    let (status, channel) = app
+        .add_channel(
+            &slug,
+            &key,
+            &json!({"kind": "webhook", "url": receiver.url}),
+        )
+        .await;
+    assert_eq!(status, 201, "{channel}");
+    let secret = channel["signing_secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"), "{channel}");
+    assert_eq!(channel["url_hint"], "http://127.0.0.1", "{channel}");
+    assert_eq!(
+        channel["events"],
+        json!(["run.failed", "run.orphaned", "run.refused", "run.timed_out"])
+    );
+
+    let run_id = app.started(&slug, &key, "test/fail").await;
+    let end = app.wait_until_ended(&slug, &key, &run_id).await;
+    assert_eq!(end["status"], "FAILED");
+    let received = receiver.wait_for(1, Duration::from_secs(20)).await;
+    // Nothing more comes: one alert for the run's end, none for its failed attempts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let received = if received.len() == 1 {
+        receiver.received()
+    } else {
+        received
+    };
+    assert_eq!(received.len(), 1, "{received:?}");
+    let alert = &received[0];
+    assert_eq!(alert.path, "/hooks/quarry");
+    assert!(
+        verifies(&secret, alert),
+        "the signature verifies with the channel's secret"
+    );
+    let (_, other) = app
+        .add_channel(
+            &slug,
+            &key,
+            &json!({"kind": "webhook", "url": receiver.url}),
+        )
+        .await;
+    assert!(
+        !verifies(other["signing_secret"].as_str().unwrap(), alert),
+        "and fails with another"
+    );
+    let body = alert.json();
+    assert_eq!(body["type"], "run.failed");
+    assert_eq!(body["data"]["run_id"], run_id.as_str());
+    assert_eq!(body["data"]["org_slug"], slug.as_str());
+    assert_eq!(body["data"]["pipeline_id"], "test/fail");
+    assert_eq!(body["data"]["status"], "FAILED");
+    assert_eq!(body["data"]["error_class"], end["error_class"]);
+    assert_eq!(
+        body["data"]["links"]["api"],
+        format!("https://quarry.example.com/api/v1/pipelines/{slug}/runs/{run_id}")
+    );
+    assert_eq!(
+        body["data"]["links"]["ui"],
+        format!("https://quarry.example.com/ui#/runs/{run_id}")
+    );
+    let ts: i64 = alert.timestamp.as_deref().unwrap().parse().unwrap();
+    assert!((chrono::Utc::now().timestamp() - ts).abs() < 60);
+
+    // The delivery log shows it, under the id the receiver saw.
+    let deliveries = eventually(
+        "the delivery is logged",
+        Duration::from_secs(30),
+        || async {
+            let d = app.deliveries(&slug, &key).await;
+            if d.len() == 1 {
+                Ok(d)
+            } else {
+                Err(format!("{d:?}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        deliveries[0]["delivery_id"],
+        alert.id.clone().unwrap().as_str()
+    );
+    assert_eq!(deliveries[0]["status"], "DELIVERED");
+    assert_eq!(deliveries[0]["attempt"], 1);
+    assert_eq!(deliveries[0]["http_status"], 200);
+    assert_eq!(deliveries[0]["event"], "run.failed");
+    assert_eq!(deliveries[0]["run_id"], run_id.as_str());
+}
+
+#[tokio::test]
+async fn a_run_that_succeeds_on_its_third_attempt_alerts_succeeded_only_to_a_channel_that_asked() {
+    let app = app().await;
+    let (slug, key) = app.new_org("flaky-alert-co").await;
+    let failures = Receiver::start().await;
+    let successes = Receiver::start().await;
+    let (s1, _) = app
+        .add_channel(
+            &slug,
+            &key,
+            &json!({"kind": "webhook", "url": failures.url}),
+        )
+        .await;
+    let (s2, _) = app
+        .add_channel(
+            &slug,
+            &key,
+            &json!({"kind": "slack", "url": successes.url,
+                    "events": ["run.succeeded"], "pipelines": ["test/flaky"]}),
+        )
+        .await;
+    assert_eq!((s1, s2), (201, 201));
+    let run_id = app.started(&slug, &key, "test/flaky").await;
+    assert_eq!(
+        app.wait_until_ended(&slug, &key, &run_id).await["status"],
+        "SUCCEEDED"
+    );
+    let got = successes.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 1);
+    // Slack gets a readable message, unsigned.
+    let text = got[0].json()["text"].as_str().unwrap().to_string();
+    assert!(
+        text.contains(&run_id) && text.contains("test/flaky") && text.contains("SUCCEEDED"),
+        "{text}"
+    );
+    assert_eq!(got[0].signature, None);
+    // A run of another pipeline is not its business.
+    let other = app.started(&slug, &key, "test/sleep").await;
+    app.wait_until_ended(&slug, &key, &other).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(successes.received().len(), 1);
+    assert_eq!(failures.received().len(), 0, "no failure to tell");
+}
+
+#[tokio::test]
+async fn a_receiver_answering_500_twice_gets_the_alert_three_times_with_the_same_webhook_id() {
+    let app = app().await;
+    let (slug, key) = app.new_org("retry-alert-co").await;
+    let receiver = Receiver::start().await;
+    receiver.answer(&[500, 503]);
+    let (_, channel) = app
+        .add_channel(
+            &slug,
+            &key,
+            &json!({"kind": "webhook", "url": receiver.url}),
+        )
+        .await;
+    let channel_id = channel["channel_id"].as_str().unwrap();
+    let r = app
+        .key_post(
+            &format!("/api/v1/notifications/{slug}/channels/{channel_id}/test"),
+            &key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let delivery_id = r.json::<Value>().await.unwrap()["delivery_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let got = receiver.wait_for(3, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 3, "{got:?}");
+    for r in &got {
+        assert_eq!(r.id.as_deref(), Some(delivery_id.as_str()));
+        assert_eq!(r.json()["type"], "test");
+    }
+    // Waits of 100 ms then 600 ms (±20 %) between them.
+    let gaps = [got[1].at - got[0].at, got[2].at - got[1].at];
+    assert!(gaps[0] >= Duration::from_millis(80), "{gaps:?}");
+    assert!(gaps[1] >= Duration::from_millis(480), "{gaps:?}");
+    let last = eventually(
+        "the third attempt is logged",
+        Duration::from_secs(30),
+        || async {
+            let d = app.deliveries(&slug, &key).await;
+            match d.first() {
+                Some(d) if d["attempt"] == 3 => Ok(d.clone()),
+                _ => Err(format!("{d:?}")),
+            }
+        },
+    )
+    .await;
+    assert_eq!(last["delivery_id"], delivery_id.as_str());
+    assert_eq!(last["status"], "DELIVERED");
+    assert_eq!(last["http_status"], 200);
+}
+
+#[tokio::test]
+async fn a_receiver_that_never_answers_delays_no_run_and_no_other_orgs_alert() {
+    let app = app().await;
+    let (stuck, stuck_key) = app.new_org("stuck-co").await;
+    let (fine, fine_key) = app.new_org("fine-co").await;
+    let hanging = Receiver::start().await;
+    hanging.hang();
+    let healthy = Receiver::start().await;
+    app.add_channel(
+        &stuck,
+        &stuck_key,
+        &json!({"kind": "webhook", "url": hanging.url, "events": ["run.succeeded"]}),
+    )
+    .await;
+    app.add_channel(
+        &fine,
+        &fine_key,
+        &json!({"kind": "webhook", "url": healthy.url, "events": ["run.succeeded"]}),
+    )
+    .await;
+    let started = Instant::now();
+    for _ in 0..2 {
+        let run = app.started(&stuck, &stuck_key, "test/sleep").await;
+        assert_eq!(
+            app.wait_until_ended(&stuck, &stuck_key, &run).await["status"],
+            "SUCCEEDED"
+        );
+    }
+    let run = app.started(&fine, &fine_key, "test/sleep").await;
+    app.wait_until_ended(&fine, &fine_key, &run).await;
+    let got = healthy.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(got.len(), 1, "the other org's alert arrives");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "runs ended while the stuck receiver held its alerts: {:?}",
+        started.elapsed()
+    );
+    // Both alerts were sent (and are retried after the receiver's 10 s of silence).
+    let ids: std::collections::BTreeSet<Option<String>> =
+        hanging.received().into_iter().map(|r| r.id).collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+}
+
+#[tokio::test]
+async fn channels_are_listed_without_their_url_or_secret_and_deleted_once() {
+    let app = app().await;
+    let (slug, key) = app.new_org("chan-co").await;
+    let (status, created) = app
+        .add_channel(
+            &slug,
+            &key,
+            &json!({"kind": "slack", "url": "http://127.0.0.1:9/services/T0/B0/s3cret-part"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert!(created.get("signing_secret").is_none(), "{created}");
+    let id = created["channel_id"].as_str().unwrap().to_string();
+    let r = app
+        .key_get(&format!("/api/v1/notifications/{slug}/channels"), &key)
+        .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("s3cret-part"), "{text}");
+    let list: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(list["channels"].as_array().unwrap().len(), 1);
+    assert_eq!(list["channels"][0]["channel_id"], id.as_str());
+    assert_eq!(list["channels"][0]["kind"], "slack");
+    assert_eq!(list["channels"][0]["url_hint"], "http://127.0.0.1");
+
+    let delete = |id: String| {
+        let (app, slug, key) = (&app, slug.clone(), key.clone());
+        async move {
+            app.client
+                .delete(app.url(&format!("/api/v1/notifications/{slug}/channels/{id}")))
+                .header("X-API-Key", key)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(delete(id.clone()).await.status(), 204);
+    assert_error(delete(id.clone()).await, 404, "Resource not found").await;
+    assert_error(delete("not-a-uuid".into()).await, 404, "Resource not found").await;
+    let list: Value = app
+        .key_get(&format!("/api/v1/notifications/{slug}/channels"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["channels"], json!([]));
+
+    // Bad rules are named.
+    let (status, body) = app
+        .add_channel(
+            &slug,
+            &key,
+            &json!({"kind": "webhook", "url": "http://127.0.0.1:9/", "events": ["run.exploded"]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["details"][0]["field"], "events", "{body}");
+}
+
+#[tokio::test]
+async fn a_channel_to_loopback_private_or_metadata_addresses_is_refused_outside_development() {
+    // The production rule: local targets not allowed.
+    let app = spawn_app_with(|_| {}).await;
+    let (slug, key) = app.new_org("ssrf-co").await;
+    for url in [
+        "http://hooks.example.com/a",
+        "https://127.0.0.1/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://10.0.0.8/hook",
+        "https://[::1]/hook",
+        "https://localhost/hook",
+    ] {
+        let (status, body) = app
+            .add_channel(&slug, &key, &json!({"kind": "webhook", "url": url}))
+            .await;
+        assert_eq!(status, 400, "{url}: {body}");
+        assert_eq!(body["error"]["details"][0]["field"], "url", "{url}: {body}");
+    }
+    // Even for local receivers, the metadata server stays out of reach.
+    let local = app_local().await;
+    let (slug, key) = local.new_org("ssrf-local-co").await;
+    let (status, body) = local
+        .add_channel(
+            &slug,
+            &key,
+            &json!({"kind": "webhook", "url": "http://169.254.169.254/latest/meta-data"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+}
+
+async fn app_local() -> TestApp {
+    app().await
+}
