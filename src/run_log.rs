@@ -232,6 +232,12 @@ impl RunLog {
         rx
     }
 
+    /// Tells the observer of an event that is not written: a run still running past its
+    /// deadline (`DEADLINE_PASSED`), for the alerts.
+    pub fn announce(&self, event: RunEvent) {
+        self.tell(event);
+    }
+
     fn tell(&self, event: RunEvent) {
         if let Some(observer) = self.observer.lock().expect("run log observer").as_ref() {
             let _ = observer.send(event);

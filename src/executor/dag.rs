@@ -57,6 +57,45 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// A task aborted when dropped.
+struct Alarm(tokio::task::JoinHandle<()>);
+
+impl Drop for Alarm {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Announces `DEADLINE_PASSED` for the run if it is still running `after` it started (the
+/// alarm is dropped, and so never rings, when the run ends first). Costs no query: the instance
+/// running the run keeps the time.
+fn deadline_alarm(
+    inner: &Arc<Inner>,
+    pipeline_id: &str,
+    org: &OrgSlug,
+    run_id: &str,
+    after: std::time::Duration,
+) -> Alarm {
+    let (inner, pipeline_id, org, run_id) = (
+        inner.clone(),
+        pipeline_id.to_string(),
+        org.clone(),
+        run_id.to_string(),
+    );
+    Alarm(tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        let mut late = inner.event(&pipeline_id, &org, &run_id, RunStatus::Running);
+        late.status = crate::notifications::DEADLINE_PASSED.into();
+        late.error_summary = Some(format!(
+            "still running {} s after it started (deadline_seconds: {})",
+            after.as_secs(),
+            after.as_secs()
+        ));
+        tracing::info!(org = %org, run_id, pipeline = %pipeline_id, "run past its deadline");
+        inner.run_log.announce(late);
+    }))
+}
+
 /// The org's caps on this run's jobs: one read of its quota row, when the run's first BigQuery
 /// job needs them. A read that fails leaves them out (the step's own cap still holds, and
 /// admission checked the budgets): a run is not failed for a bookkeeping read.
@@ -109,6 +148,11 @@ pub(super) async fn run(
         caps,
     });
     let in_flight = InFlight::default();
+    // Disarmed once the run's outcome is known (not when its end is written, which may take a
+    // while longer).
+    let deadline = pipeline
+        .deadline
+        .map(|after| deadline_alarm(inner, &pipeline.id, &org, &run_id, after));
     reused(inner, &pipeline, &ctx, &in_flight, &info);
     let ending = tokio::select! {
         ending = steps(inner, &pipeline, &ctx, &in_flight, &info.reuse_steps) => ending,
@@ -117,6 +161,7 @@ pub(super) async fn run(
             inner.runs.check(&run_id, inner.clock.now()).unwrap_or(Stop::Cancelled),
         ),
     };
+    drop(deadline);
     // Fenced before the end is written: a run whose lease lapsed meanwhile (a paused process,
     // an outage) or whose slot a reaper freed never claims an outcome of its own.
     let ending = match inner.runs.check(&run_id, inner.clock.now()) {

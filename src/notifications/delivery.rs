@@ -219,6 +219,12 @@ impl Notifier {
         event: &str,
         end: &RunEvent,
     ) -> Delivery {
+        // A deadline is announced while the run is still running.
+        let status = if end.status == super::DEADLINE_PASSED {
+            "RUNNING"
+        } else {
+            end.status.as_str()
+        };
         let payload = json!({
             "type": event,
             "timestamp": end.event_time,
@@ -226,7 +232,7 @@ impl Notifier {
                 "org_slug": org.as_str(),
                 "run_id": end.run_id,
                 "pipeline_id": end.pipeline_id,
-                "status": end.status,
+                "status": status,
                 "error_class": end.error_class,
                 "error_summary": end.error_summary,
                 "schedule_id": end.schedule_id,
@@ -235,12 +241,21 @@ impl Notifier {
                 "links": self.links(org, &end.run_id),
             }
         });
-        let mut text = format!(
-            "Quarry: run {} of {} in {} ended {}",
-            end.run_id, end.pipeline_id, org, end.status
-        );
-        if let (Some(class), Some(summary)) = (&end.error_class, &end.error_summary) {
-            text.push_str(&format!(" ({class}: {summary})"));
+        let mut text = if end.status == super::DEADLINE_PASSED {
+            format!(
+                "Quarry: run {} of {} in {} is past its deadline",
+                end.run_id, end.pipeline_id, org
+            )
+        } else {
+            format!(
+                "Quarry: run {} of {} in {} ended {}",
+                end.run_id, end.pipeline_id, org, end.status
+            )
+        };
+        match (&end.error_class, &end.error_summary) {
+            (Some(class), Some(summary)) => text.push_str(&format!(" ({class}: {summary})")),
+            (None, Some(summary)) => text.push_str(&format!(" ({summary})")),
+            _ => {}
         }
         text.push_str(&format!(
             " {}",

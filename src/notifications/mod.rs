@@ -49,9 +49,14 @@ impl ChannelKind {
     }
 }
 
-/// The run ends a channel may ask for, by the run status that ends it.
-pub const EVENTS: [(&str, &str); 5] = [
+/// The status a run's deadline alarm announces (never written: the run is still RUNNING).
+pub const DEADLINE_PASSED: &str = "DEADLINE_PASSED";
+
+/// The run ends a channel may ask for, by the run status that ends it (and a run still running
+/// past its pipeline's `deadline_seconds`).
+pub const EVENTS: [(&str, &str); 6] = [
     ("run.failed", "FAILED"),
+    ("run.deadline_passed", DEADLINE_PASSED),
     ("run.timed_out", "TIMED_OUT"),
     ("run.orphaned", "ORPHANED"),
     ("run.refused", "REFUSED"),
@@ -60,7 +65,13 @@ pub const EVENTS: [(&str, &str); 5] = [
 
 /// What a channel gets when it names no events: every end that needs a person (a success is
 /// asked for explicitly).
-const DEFAULT_EVENTS: [&str; 4] = ["run.failed", "run.timed_out", "run.orphaned", "run.refused"];
+const DEFAULT_EVENTS: [&str; 5] = [
+    "run.failed",
+    "run.deadline_passed",
+    "run.timed_out",
+    "run.orphaned",
+    "run.refused",
+];
 
 /// The event of a run ending with `status`, if a channel may ask for it.
 pub fn event_of(status: &str) -> Option<&'static str> {
@@ -74,7 +85,8 @@ pub struct NewChannel {
     pub kind: ChannelKind,
     /// `https` (a Slack incoming webhook's URL for `slack`); never shown again in full.
     pub url: String,
-    /// Events to deliver (default: run.failed, run.timed_out, run.orphaned, run.refused).
+    /// Events to deliver (default: run.failed, run.deadline_passed, run.timed_out,
+    /// run.orphaned, run.refused).
     #[serde(default)]
     pub events: Vec<String>,
     /// Only runs of these pipelines (default: all).

@@ -105,6 +105,8 @@ pub struct Pipeline {
     pub description: String,
     pub parameters: Vec<ParamDecl>,
     pub timeout: Duration,
+    /// A run still running this long after it started is alerted `run.deadline_passed`.
+    pub deadline: Option<Duration>,
     pub steps: Vec<Step>,
     /// Schedules an org may enable for this pipeline.
     pub schedules: Vec<Spec>,
@@ -122,6 +124,8 @@ struct PipelineFile {
     description: String,
     #[serde(default = "default_pipeline_timeout")]
     timeout_seconds: u64,
+    #[serde(default)]
+    deadline_seconds: Option<u64>,
     #[serde(default)]
     parameters: Vec<ParamDecl>,
     steps: Vec<Mapping>,
@@ -243,6 +247,16 @@ pub fn parse_pipeline(
     if raw.timeout_seconds == 0 || raw.timeout_seconds > 24 * 3600 {
         return Err(problem(file, "timeout_seconds", "must be 1-86400"));
     }
+    if raw
+        .deadline_seconds
+        .is_some_and(|d| d == 0 || d >= raw.timeout_seconds)
+    {
+        return Err(problem(
+            file,
+            "deadline_seconds",
+            "must be at least 1 and less than timeout_seconds (a run past its timeout ends TIMED_OUT)",
+        ));
+    }
     let mut known_params = BTreeSet::from(["org_slug".to_string()]);
     for (i, decl) in raw.parameters.iter().enumerate() {
         decl.check()
@@ -326,6 +340,7 @@ pub fn parse_pipeline(
         description: raw.description,
         parameters: raw.parameters,
         timeout: Duration::from_secs(raw.timeout_seconds),
+        deadline: raw.deadline_seconds.map(Duration::from_secs),
         steps,
         schedules,
     })
@@ -436,6 +451,9 @@ pub struct PipelineView {
     pub description: String,
     pub parameters: Vec<ParamDecl>,
     pub timeout_seconds: u64,
+    /// A run still running this long after it started is alerted (`run.deadline_passed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline_seconds: Option<u64>,
     pub steps: Vec<StepView>,
 }
 
@@ -456,6 +474,7 @@ impl From<&Pipeline> for PipelineView {
             description: p.description.clone(),
             parameters: p.parameters.clone(),
             timeout_seconds: p.timeout.as_secs(),
+            deadline_seconds: p.deadline.map(|d| d.as_secs()),
             steps: p
                 .steps
                 .iter()

@@ -237,3 +237,23 @@ fn definition_errors_say_each_thing_once_at_the_exact_field() {
         "{err}"
     );
 }
+
+#[test]
+fn a_deadline_is_at_least_a_second_and_shorter_than_the_timeout() {
+    let step = "steps:\n  - {id: a, kind: bigquery.assert, sql: pipelines/a.sql}\n";
+    let with = |extra: &str| parse(&format!("{HEADER}{extra}{step}"));
+    let p = with("timeout_seconds: 600\ndeadline_seconds: 300\n").unwrap();
+    assert_eq!(p.deadline, Some(std::time::Duration::from_secs(300)));
+    assert_eq!(with("").unwrap().deadline, None);
+    for bad in [
+        "deadline_seconds: 0\n",
+        "timeout_seconds: 600\ndeadline_seconds: 600\n",
+    ] {
+        let err = with(bad).unwrap_err();
+        assert_eq!(err.field, "deadline_seconds", "{bad}");
+        assert_eq!(
+            err.problem,
+            "must be at least 1 and less than timeout_seconds (a run past its timeout ends TIMED_OUT)"
+        );
+    }
+}

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::helpers::{TestApp, remember_secret, spawn_app, unique_slug};
+use crate::helpers::{TestApp, remember_secret, spawn_app, spawn_app_with, unique_slug};
 
 /// A folder of its own per call site, as `HOME`, so no profile file of the machine is read.
 fn home(name: &str) -> std::path::PathBuf {
@@ -548,4 +548,72 @@ async fn a_cancelled_run_watches_to_exit_one_and_its_rerun_waits_to_exit_zero() 
         out.lines().last().unwrap().contains(" SUCCEEDED in "),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn alert_channels_are_added_tested_listed_and_deleted_from_the_client() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("NOTIFY_ALLOW_LOCAL_TARGETS".into(), "true".into());
+    })
+    .await;
+    let (slug, key) = app.new_org("cli-alerts").await;
+    let receiver = crate::receiver::Receiver::start().await;
+    let added = as_org(
+        &app,
+        &key,
+        &[
+            "notifications",
+            "add",
+            &slug,
+            "--kind",
+            "webhook",
+            "--to",
+            &receiver.url,
+            "--event",
+            "run.failed",
+            "--pipeline",
+            "test/fail",
+        ],
+    )
+    .await;
+    assert_eq!(added.status.code(), Some(0), "{}", stderr(&added));
+    let out = stdout(&added);
+    let secret = field(&out, "signing secret:");
+    remember_secret(&secret);
+    assert!(secret.starts_with("whsec_"), "{out}");
+    assert!(stderr(&added).contains("shown once"));
+    let channel = field(&out, "channel:");
+    assert_eq!(field(&out, "events:"), "run.failed");
+    assert_eq!(field(&out, "pipelines:"), "test/fail");
+
+    let listed = stdout(&as_org(&app, &key, &["notifications", "list", &slug]).await);
+    assert!(listed.starts_with("CHANNEL "), "{listed}");
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with(&channel))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(
+        line.contains(" webhook ") && line.contains(" http://127.0.0.1 "),
+        "{line}"
+    );
+    assert!(!listed.contains("whsec_"), "{listed}");
+
+    let tested = json_out(
+        &as_org(
+            &app,
+            &key,
+            &["notifications", "test", &slug, &channel, "-o", "json"],
+        )
+        .await,
+    );
+    let delivery = tested["delivery_id"].as_str().unwrap().to_string();
+    let got = receiver
+        .wait_for(1, std::time::Duration::from_secs(15))
+        .await;
+    assert_eq!(got[0].id.as_deref(), Some(delivery.as_str()));
+
+    let deleted = as_org(&app, &key, &["notifications", "delete", &slug, &channel]).await;
+    assert_eq!(stdout(&deleted), format!("deleted {channel}\n"));
+    let again = as_org(&app, &key, &["notifications", "delete", &slug, &channel]).await;
+    assert_one_line_refusal(&again, 3, "quarry: 404 Resource not found [request id ");
 }

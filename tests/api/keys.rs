@@ -32,7 +32,7 @@ async fn rotation_without_grace_revokes_the_old_key_at_once() {
     assert_ne!(new, old);
     assert_eq!(
         body["scopes"].as_array().unwrap().len(),
-        8,
+        10,
         "same scopes as the old key"
     );
     assert_eq!(app.key_get(&profile_path(&slug), new).await.status(), 200);
@@ -589,7 +589,7 @@ async fn whoami_names_the_caller() {
         .unwrap();
     assert_eq!(me["principal"], "org_key");
     assert_eq!(me["org_slug"], slug.as_str());
-    assert_eq!(me["scopes"].as_array().unwrap().len(), 8);
+    assert_eq!(me["scopes"].as_array().unwrap().len(), 10);
     let root: Value = app.root_get("/api/v1/whoami").await.json().await.unwrap();
     assert_eq!(root, json!({"principal": "root"}));
     // Warm cache: no BigQuery call at all.

@@ -60,7 +60,13 @@ async fn a_run_failing_after_three_attempts_alerts_once_signed_with_the_channels
     assert_eq!(channel["url_hint"], "http://127.0.0.1", "{channel}");
     assert_eq!(
         channel["events"],
-        json!(["run.failed", "run.orphaned", "run.refused", "run.timed_out"])
+        json!([
+            "run.deadline_passed",
+            "run.failed",
+            "run.orphaned",
+            "run.refused",
+            "run.timed_out"
+        ])
     );
 
     let run_id = app.started(&slug, &key, "test/fail").await;
@@ -177,6 +183,51 @@ async fn a_run_that_succeeds_on_its_third_attempt_alerts_succeeded_only_to_a_cha
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(successes.received().len(), 1);
     assert_eq!(failures.received().len(), 0, "no failure to tell");
+}
+
+#[tokio::test]
+async fn a_run_past_its_deadline_alerts_while_it_is_still_running_and_one_within_it_does_not() {
+    let app = app().await;
+    let (slug, key) = app.new_org("deadline-co").await;
+    let receiver = Receiver::start().await;
+    app.add_channel(
+        &slug,
+        &key,
+        &json!({"kind": "webhook", "url": receiver.url}),
+    )
+    .await;
+    // Ends within its 3 s deadline: no alert, even once the deadline has passed.
+    let met = app.started(&slug, &key, "test/deadline_met").await;
+    assert_eq!(
+        app.wait_until_ended(&slug, &key, &met).await["status"],
+        "SUCCEEDED"
+    );
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(receiver.received().len(), 0);
+
+    // Sleeps 5 s with a 2 s deadline: alerted while it runs, and once only.
+    let run_id = app.started(&slug, &key, "test/deadline").await;
+    let got = receiver.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    let now = app.run(&slug, &key, &run_id).await;
+    assert_eq!(
+        now["status"], "RUNNING",
+        "the alert came while it ran: {now}"
+    );
+    let body = got[0].json();
+    assert_eq!(body["type"], "run.deadline_passed");
+    assert_eq!(body["data"]["run_id"], run_id.as_str());
+    assert_eq!(body["data"]["status"], "RUNNING");
+    assert_eq!(
+        body["data"]["error_summary"],
+        "still running 2 s after it started (deadline_seconds: 2)"
+    );
+    assert_eq!(
+        app.wait_until_ended(&slug, &key, &run_id).await["status"],
+        "SUCCEEDED"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.received().len(), 1, "a success is not asked for");
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ async fn onboarding_creates_the_org_its_dataset_quota_and_a_working_key() {
     );
     let key = body["api_key"].as_str().unwrap().to_string();
     assert!(key.starts_with("qk_") && key.len() == 52);
-    assert_eq!(body["scopes"].as_array().unwrap().len(), 8);
+    assert_eq!(body["scopes"].as_array().unwrap().len(), 10);
 
     assert!(Emulator::new().dataset_exists(&dataset).await);
 

@@ -35,6 +35,9 @@ pub enum ClientCommand {
     /// The org's quota and what it uses now.
     #[command(subcommand)]
     Quota(QuotaCommand),
+    /// Alert channels (signed webhooks, Slack) and their deliveries.
+    #[command(subcommand)]
+    Notifications(NotificationsCommand),
     /// Organizations (root key).
     #[command(subcommand)]
     Orgs(OrgsCommand),
@@ -172,6 +175,34 @@ pub enum KeysCommand {
         org: String,
         key_id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotificationsCommand {
+    /// The org's channels (each URL as scheme and host only).
+    List { org: String },
+    /// Adds a channel; a webhook's signing secret is shown once.
+    Add {
+        org: String,
+        /// webhook (JSON, signed) or slack (a Slack incoming webhook).
+        #[arg(long, value_parser = ["webhook", "slack"])]
+        kind: String,
+        /// Where to deliver (https); `--url` is the service's address.
+        #[arg(long = "to", value_name = "URL")]
+        to: String,
+        /// An event to deliver (repeatable; default: every end but success, and deadlines).
+        #[arg(long = "event", value_name = "EVENT")]
+        events: Vec<String>,
+        /// Only runs of this pipeline (repeatable; default: all).
+        #[arg(long = "pipeline", value_name = "PIPELINE")]
+        pipelines: Vec<String>,
+    },
+    /// Deletes a channel.
+    Delete { org: String, channel: String },
+    /// Sends a test alert to a channel now.
+    Test { org: String, channel: String },
+    /// The last 7 days' deliveries, the last attempt of each.
+    Deliveries { org: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,8 +6,8 @@ use serde_json::{Map, Value, json};
 
 use super::api::{Api, KeyUse};
 use super::args::{
-    BackfillCommand, ClientCommand, KeysCommand, OrgsCommand, QuotaCommand, RunsCommand,
-    SchedulesCommand,
+    BackfillCommand, ClientCommand, KeysCommand, NotificationsCommand, OrgsCommand, QuotaCommand,
+    RunsCommand, SchedulesCommand,
 };
 use super::output::{Column, Format, col, fields, json, table};
 use super::{ClientError, watch};
@@ -151,6 +151,7 @@ pub async fn run(
         ClientCommand::Schedules(c) => schedules(api, format, c).await,
         ClientCommand::Backfill(c) => backfill(api, format, c).await,
         ClientCommand::Keys(c) => keys(api, format, c).await,
+        ClientCommand::Notifications(c) => notifications(api, format, c).await,
         ClientCommand::Quota(QuotaCommand::Show { org }) => {
             let org = segment("org", &org)?;
             let body = api
@@ -648,6 +649,116 @@ async fn keys(api: &Api, format: Format, command: KeysCommand) -> Result<ExitCod
                 } else {
                     fields(b, &[col("key", "key_id"), col("status", "status")])
                 }
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+const CHANNEL_COLUMNS: &[Column] = &[
+    col("CHANNEL", "channel_id"),
+    col("KIND", "kind"),
+    col("URL", "url_hint"),
+    col("EVENTS", "events"),
+    col("PIPELINES", "pipelines"),
+    col("CREATED", "created_at"),
+];
+
+const DELIVERY_COLUMNS: &[Column] = &[
+    col("DELIVERY", "delivery_id"),
+    col("EVENT", "event"),
+    col("RUN", "run_id"),
+    col("STATUS", "status"),
+    col("ATTEMPT", "attempt"),
+    col("HTTP", "http_status"),
+    col("AT", "attempted_at"),
+    col("ERROR", "error"),
+];
+
+async fn notifications(
+    api: &Api,
+    format: Format,
+    command: NotificationsCommand,
+) -> Result<ExitCode, ClientError> {
+    let base = |org: &str| -> Result<String, ClientError> {
+        Ok(format!("/api/v1/notifications/{}", segment("org", org)?))
+    };
+    match command {
+        NotificationsCommand::List { org } => {
+            let body = api
+                .get(KeyUse::Org, &format!("{}/channels", base(&org)?), &[])
+                .await?
+                .body;
+            print(format, &body, |b| {
+                table(&rows(b, "channels"), CHANNEL_COLUMNS)
+            });
+        }
+        NotificationsCommand::Add {
+            org,
+            kind,
+            to,
+            events,
+            pipelines,
+        } => {
+            let mut request = json!({"kind": kind, "url": to});
+            if !events.is_empty() {
+                request["events"] = json!(events);
+            }
+            if !pipelines.is_empty() {
+                request["pipelines"] = json!(pipelines);
+            }
+            let body = api
+                .post(
+                    KeyUse::Org,
+                    &format!("{}/channels", base(&org)?),
+                    Some(&request),
+                )
+                .await?
+                .body;
+            print(format, &body, |b| {
+                if !b["signing_secret"].is_null() {
+                    eprintln!("quarry: the signing secret is shown once: keep it now");
+                }
+                fields(
+                    b,
+                    &[
+                        col("channel", "channel_id"),
+                        col("kind", "kind"),
+                        col("url", "url_hint"),
+                        col("events", "events"),
+                        col("pipelines", "pipelines"),
+                        col("signing secret", "signing_secret"),
+                    ],
+                )
+            });
+        }
+        NotificationsCommand::Delete { org, channel } => {
+            let path = format!("{}/channels/{}", base(&org)?, segment("channel", &channel)?);
+            api.delete(KeyUse::Org, &path).await?;
+            if format == Format::Json {
+                println!("{}", json!({"deleted": channel}));
+            } else {
+                println!("deleted {channel}");
+            }
+        }
+        NotificationsCommand::Test { org, channel } => {
+            let path = format!(
+                "{}/channels/{}/test",
+                base(&org)?,
+                segment("channel", &channel)?
+            );
+            let body = api.post(KeyUse::Org, &path, Some(&json!({}))).await?.body;
+            print(format, &body, |b| {
+                fields(b, &[col("delivery", "delivery_id")])
+            });
+        }
+        NotificationsCommand::Deliveries { org } => {
+            let body = api
+                .get(KeyUse::Org, &format!("{}/deliveries", base(&org)?), &[])
+                .await?
+                .body;
+            print(format, &body, |b| {
+                table(&rows(b, "deliveries"), DELIVERY_COLUMNS)
             });
         }
     }
