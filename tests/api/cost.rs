@@ -489,14 +489,9 @@ async fn an_idle_instance_slows_its_background_reads_and_a_schedule_enabled_here
     );
 }
 
-/// The idle bill of one instance, printed against its target (run by hand, 130 s):
-/// `cargo test --test api -- --ignored --nocapture cost::idle_bill`. The default intervals, no
-/// schedule, no queue, no run: every query it sends in two minutes after start-up, priced at
-/// BigQuery's 10 MB minimum per query and $6.25 per TiB.
-#[tokio::test]
-#[ignore = "a measurement (130 s): run by hand, see the README's Cost section"]
-async fn idle_bill() {
-    let (model, _app, _slug, _key) = behind_model_with("idle-bill", |vars| {
+/// [`behind_model`] with the service's own intervals and lease (the measurements' instance).
+async fn behind_model_as_deployed(prefix: &str) -> (LimitsModel, TestApp, String, String) {
+    behind_model_with(prefix, |vars| {
         for name in [
             "HEARTBEAT_INTERVAL_SECS",
             "REAPER_INTERVAL_SECS",
@@ -507,7 +502,17 @@ async fn idle_bill() {
             vars.remove(name); // the service's defaults
         }
     })
-    .await;
+    .await
+}
+
+/// The idle bill of one instance, printed against its target (run by hand, 130 s):
+/// `cargo test --test api -- --ignored --nocapture cost::idle_bill`. The default intervals, no
+/// schedule, no queue, no run: every query it sends in two minutes after start-up, priced at
+/// BigQuery's 10 MB minimum per query and $6.25 per TiB.
+#[tokio::test]
+#[ignore = "a measurement (130 s): run by hand, see the README's Cost section"]
+async fn idle_bill() {
+    let (model, _app, _slug, _key) = behind_model_as_deployed("idle-bill").await;
     // Past start-up, whose reads are not the idle cost.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let before = model.labelled_jobs().len();
@@ -535,18 +540,7 @@ async fn idle_bill() {
 #[tokio::test]
 #[ignore = "a measurement (about a minute): run by hand, see the README's Cost section"]
 async fn run_bill() {
-    let (model, app, slug, key) = behind_model_with("run-bill", |vars| {
-        for name in [
-            "HEARTBEAT_INTERVAL_SECS",
-            "REAPER_INTERVAL_SECS",
-            "QUEUE_POLL_SECS",
-            "SCHEDULER_ENABLED",
-            "RUN_LEASE_SECS",
-        ] {
-            vars.remove(name); // the service's defaults
-        }
-    })
-    .await;
+    let (model, app, slug, key) = behind_model_as_deployed("run-bill").await;
     app.set_quota(
         &slug,
         &json!({"daily_limit": 100, "monthly_limit": 1000, "concurrent_limit": 1}),
