@@ -421,3 +421,49 @@ async fn a_channel_to_loopback_private_or_metadata_addresses_is_refused_outside_
 async fn app_local() -> TestApp {
     app().await
 }
+
+#[tokio::test]
+async fn a_schedule_tick_refused_by_the_concurrency_limit_alerts_refused() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("NOTIFY_ALLOW_LOCAL_TARGETS".into(), "true".into());
+        vars.insert("SCHEDULER_ENABLED".into(), "true".into());
+        vars.insert("SCHEDULER_INTERVAL_SECS".into(), "1".into());
+    })
+    .await;
+    let (slug, key) = app.new_org("tick-alert-co").await;
+    app.set_limits(&slug, 100, 1000, 1).await;
+    let receiver = Receiver::start().await;
+    app.add_channel(
+        &slug,
+        &key,
+        &json!({"kind": "webhook", "url": receiver.url, "events": ["run.refused"]}),
+    )
+    .await;
+    // The only slot is held; the schedule's next tick finds it taken.
+    app.started(&slug, &key, "test/long").await;
+    let r = app
+        .key_post(
+            &format!("/api/v1/schedules/{slug}/enable"),
+            &key,
+            &json!({"pipeline_id": "test/ticker", "schedule": "minutely-latest"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    app.clock.advance(chrono::TimeDelta::minutes(2));
+    let got = receiver.wait_for(1, Duration::from_secs(30)).await;
+    assert!(!got.is_empty(), "no alert");
+    let body = got[0].json();
+    assert_eq!(body["type"], "run.refused", "{body}");
+    assert_eq!(body["data"]["status"], "REFUSED", "{body}");
+    assert_eq!(body["data"]["error_class"], "quota_concurrent", "{body}");
+    assert_eq!(
+        body["data"]["schedule_id"], "test/ticker/minutely-latest",
+        "{body}"
+    );
+    assert!(body["data"]["logical_time"].is_string(), "{body}");
+    let run = app
+        .run(&slug, &key, body["data"]["run_id"].as_str().unwrap())
+        .await;
+    assert_eq!(run["status"], "REFUSED", "{run}");
+    assert!(got.iter().all(|r| r.json()["type"] == "run.refused"));
+}
