@@ -467,3 +467,59 @@ async fn a_schedule_tick_refused_by_the_concurrency_limit_alerts_refused() {
     assert_eq!(run["status"], "REFUSED", "{run}");
     assert!(got.iter().all(|r| r.json()["type"] == "run.refused"));
 }
+
+#[tokio::test]
+async fn two_instances_running_one_orgs_runs_deliver_each_end_once() {
+    // Replicas share the meta dataset and the KMS key.
+    let kms_key = crate::helpers::local_kms_key();
+    let a = spawn_app_with(|vars| {
+        vars.insert("LOCAL_KMS_KEY".into(), kms_key.clone());
+        vars.insert("NOTIFY_ALLOW_LOCAL_TARGETS".into(), "true".into());
+    })
+    .await;
+    let (slug, key) = a.new_org("two-alert-co").await;
+    a.set_limits(&slug, 100, 1000, 4).await;
+    let meta = a.meta_dataset.clone();
+    let b = spawn_app_with(|vars| {
+        vars.insert("META_DATASET".into(), meta);
+        vars.insert("LOCAL_KMS_KEY".into(), kms_key.clone());
+        vars.insert("NOTIFY_ALLOW_LOCAL_TARGETS".into(), "true".into());
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    // Added through one instance; the other reads it from the shared table.
+    a.add_channel(
+        &slug,
+        &key,
+        &json!({"kind": "webhook", "url": receiver.url}),
+    )
+    .await;
+    let mut runs = Vec::new();
+    for instance in [&a, &b, &a, &b] {
+        runs.push(instance.started(&slug, &key, "test/fail").await);
+    }
+    for run in &runs {
+        assert_eq!(
+            a.wait_until_ended(&slug, &key, run).await["status"],
+            "FAILED"
+        );
+    }
+    let got = receiver.wait_for(4, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = if got.len() == 4 {
+        receiver.received()
+    } else {
+        got
+    };
+    let mut alerted: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["data"]["run_id"].as_str().unwrap().to_string())
+        .collect();
+    alerted.sort();
+    let mut expected = runs.clone();
+    expected.sort();
+    assert_eq!(alerted, expected, "each run's end once");
+    let ids: std::collections::BTreeSet<Option<String>> =
+        got.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids.len(), 4);
+}
