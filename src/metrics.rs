@@ -25,6 +25,7 @@ pub struct Metrics {
     admission_operations: IntCounterVec,
     admission_refusals: IntCounterVec,
     bytes_billed: IntCounterVec,
+    alert_deliveries: IntCounterVec,
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -111,6 +112,12 @@ impl Metrics {
                 "API key cache lookups",
                 &["result"],
             ),
+            alert_deliveries: counter_vec(
+                &registry,
+                "alert_deliveries_total",
+                "Alert delivery attempts by outcome (DELIVERED, RETRYING, FAILED)",
+                &["outcome"],
+            ),
             admission_operations: counter_vec(
                 &registry,
                 "admission_operations_total",
@@ -172,6 +179,11 @@ impl Metrics {
         } else {
             self.bytes_billed.with_label_values(&["step"]).inc_by(bytes);
         }
+    }
+
+    /// One attempt of an alert delivery and how it ended.
+    pub fn alert_delivery(&self, outcome: &'static str) {
+        self.alert_deliveries.with_label_values(&[outcome]).inc();
     }
 
     pub fn quota_rejected(&self, reason: &str) {

@@ -109,6 +109,7 @@ impl Application {
             warehouse.clone(),
             kms.clone(),
             settings.notify.clone(),
+            metrics.clone(),
         );
         notifier.follow(executor.observe_run_events());
         if settings.executor.scheduler_enabled {

@@ -77,6 +77,7 @@ struct Delivery {
 
 pub struct Notifier {
     shared: SharedState,
+    metrics: Arc<crate::metrics::Metrics>,
     channels: moka::future::Cache<String, Arc<Vec<ChannelRow>>>,
     log: mpsc::UnboundedSender<DeliveryRow>,
     per_org: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -111,6 +112,7 @@ impl Notifier {
         warehouse: Warehouse,
         kms: crate::kms::SharedKms,
         settings: NotifySettings,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Arc<Self> {
         let http = reqwest::Client::builder()
             .timeout(ANSWER_WITHIN)
@@ -128,6 +130,7 @@ impl Notifier {
                 http,
                 settings,
             }),
+            metrics,
             channels: moka::future::Cache::builder()
                 .time_to_live(super::CHANNEL_CACHE_TTL)
                 .max_capacity(10_000)
@@ -350,6 +353,7 @@ impl Notifier {
                 Err((code, e, retry)) if *retry && !last => ("RETRYING", *code, Some(e.clone())),
                 Err((code, e, _)) => ("FAILED", *code, Some(e.clone())),
             };
+            self.metrics.alert_delivery(status);
             let _ = self.log.send(DeliveryRow {
                 delivery_id: delivery.id.clone(),
                 org_slug: delivery.org.to_string(),

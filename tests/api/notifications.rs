@@ -281,6 +281,24 @@ async fn a_receiver_answering_500_twice_gets_the_alert_three_times_with_the_same
     assert_eq!(last["delivery_id"], delivery_id.as_str());
     assert_eq!(last["status"], "DELIVERED");
     assert_eq!(last["http_status"], 200);
+    // And the instance's metrics count the attempts by outcome.
+    let count = |outcome: &'static str| {
+        let app = &app;
+        async move {
+            app.counter(&format!(
+                "quarry_alert_deliveries_total{{outcome=\"{outcome}\"}}"
+            ))
+            .await
+        }
+    };
+    assert_eq!(
+        (
+            count("RETRYING").await,
+            count("DELIVERED").await,
+            count("FAILED").await
+        ),
+        (2, 1, 0)
+    );
 }
 
 #[tokio::test]
