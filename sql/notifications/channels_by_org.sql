@@ -8,6 +8,7 @@ SELECT
   TO_BASE64(encrypted_secret) AS encrypted_secret_b64,
   events,
   pipelines,
+  late_after_seconds,
   created_by,
   UNIX_MICROS(created_at) AS created_at_micros
 FROM `__META_DATASET__.notification_channels`

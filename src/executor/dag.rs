@@ -57,6 +57,36 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// A scheduled run (not a backfill's day) starting after its tick's logical time tells the
+/// alerts how late it is (`LATE_START`, never written): channels whose `late_after_seconds` it
+/// exceeds are alerted `schedule.late`. No query: the start is known here.
+fn announce_late_start(
+    inner: &Arc<Inner>,
+    pipeline_id: &str,
+    org: &OrgSlug,
+    run_id: &str,
+    info: &TriggerInfo,
+) {
+    let (Some(schedule_id), Some(logical), None) =
+        (&info.schedule_id, info.logical_time, &info.backfill_id)
+    else {
+        return;
+    };
+    let now = inner.clock.now();
+    if now <= logical {
+        return;
+    }
+    let mut late = inner.event(pipeline_id, org, run_id, RunStatus::Running);
+    late.status = crate::notifications::LATE_START.into();
+    late.schedule_id = Some(schedule_id.clone());
+    late.logical_time = Some(logical.to_rfc3339_opts(SecondsFormat::Micros, true));
+    late.error_summary = Some(format!(
+        "started {} s after its tick's logical time",
+        (now - logical).num_seconds()
+    ));
+    inner.run_log.announce(late);
+}
+
 /// A task aborted when dropped.
 struct Alarm(tokio::task::JoinHandle<()>);
 
@@ -131,6 +161,7 @@ pub(super) async fn run(
     running.triggered_by = Some(info.triggered_by.clone());
     inner.run_log.event(running);
 
+    announce_late_start(inner, &pipeline.id, &org, &run_id, &info);
     let caps = org_caps(inner, &org);
     let ctx = Arc::new(StepContext {
         warehouse: inner.steps_warehouse.clone(),

@@ -98,6 +98,18 @@ fn jittered(wait: Duration) -> Duration {
     wait.mul_f64(factor)
 }
 
+/// How long after its tick's logical time the event happened (a late start), in seconds.
+fn lateness_secs(event: &RunEvent) -> i64 {
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+    match (
+        at(&event.event_time),
+        event.logical_time.as_deref().and_then(at),
+    ) {
+        (Some(at), Some(logical)) => (at - logical).num_seconds(),
+        _ => 0,
+    }
+}
+
 /// The delivery id of `run_id` ending with `status` on `channel_id` (deterministic).
 pub fn delivery_id(run_id: &str, status: &str, channel_id: &str) -> String {
     let name = format!("{run_id}:{status}:{channel_id}");
@@ -195,7 +207,11 @@ impl Notifier {
             tracing::error!(org = %org, run_id = end.run_id, event, "alert not delivered: the org's channels could not be read");
             return;
         };
-        for channel in channels.iter().filter(|c| c.wants(event, &end.pipeline_id)) {
+        let late = lateness_secs(&end);
+        for channel in channels
+            .iter()
+            .filter(|c| c.wants(event, &end.pipeline_id, late))
+        {
             let delivery = self.run_delivery(&org, channel, event, &end);
             let this = self.clone();
             tokio::spawn(async move { this.deliver(delivery).await });
@@ -222,8 +238,8 @@ impl Notifier {
         event: &str,
         end: &RunEvent,
     ) -> Delivery {
-        // A deadline is announced while the run is still running.
-        let status = if end.status == super::DEADLINE_PASSED {
+        // A deadline or a late start is announced while the run is running.
+        let status = if end.status == super::DEADLINE_PASSED || end.status == super::LATE_START {
             "RUNNING"
         } else {
             end.status.as_str()
@@ -247,6 +263,11 @@ impl Notifier {
         let mut text = if end.status == super::DEADLINE_PASSED {
             format!(
                 "Quarry: run {} of {} in {} is past its deadline",
+                end.run_id, end.pipeline_id, org
+            )
+        } else if end.status == super::LATE_START {
+            format!(
+                "Quarry: scheduled run {} of {} in {} started late",
                 end.run_id, end.pipeline_id, org
             )
         } else {

@@ -51,12 +51,18 @@ impl ChannelKind {
 
 /// The status a run's deadline alarm announces (never written: the run is still RUNNING).
 pub const DEADLINE_PASSED: &str = "DEADLINE_PASSED";
+/// The status announced when a scheduled run starts after its tick's logical time (never
+/// written); the channels whose `late_after_seconds` it exceeds are alerted `schedule.late`.
+pub const LATE_START: &str = "LATE_START";
+/// A channel's `late_after_seconds` when it gives none.
+pub const DEFAULT_LATE_AFTER_SECS: i64 = 300;
 
 /// The run ends a channel may ask for, by the run status that ends it (and a run still running
 /// past its pipeline's `deadline_seconds`).
-pub const EVENTS: [(&str, &str); 6] = [
+pub const EVENTS: [(&str, &str); 7] = [
     ("run.failed", "FAILED"),
     ("run.deadline_passed", DEADLINE_PASSED),
+    ("schedule.late", LATE_START),
     ("run.timed_out", "TIMED_OUT"),
     ("run.orphaned", "ORPHANED"),
     ("run.refused", "REFUSED"),
@@ -65,12 +71,13 @@ pub const EVENTS: [(&str, &str); 6] = [
 
 /// What a channel gets when it names no events: every end that needs a person (a success is
 /// asked for explicitly).
-const DEFAULT_EVENTS: [&str; 5] = [
+const DEFAULT_EVENTS: [&str; 6] = [
     "run.failed",
     "run.deadline_passed",
     "run.timed_out",
     "run.orphaned",
     "run.refused",
+    "schedule.late",
 ];
 
 /// The event of a run ending with `status`, if a channel may ask for it.
@@ -92,6 +99,10 @@ pub struct NewChannel {
     /// Only runs of these pipelines (default: all).
     #[serde(default)]
     pub pipelines: Vec<String>,
+    /// `schedule.late`: a scheduled run starting more than this after its tick's logical time
+    /// (1-86400; default 300).
+    #[serde(default)]
+    pub late_after_seconds: Option<i64>,
 }
 
 /// A channel as the API shows it: never its URL beyond scheme and host, never its secret.
@@ -102,6 +113,8 @@ pub struct ChannelView {
     pub url_hint: String,
     pub events: Vec<String>,
     pub pipelines: Vec<String>,
+    /// How late a scheduled run may start before `schedule.late` is sent.
+    pub late_after_seconds: i64,
     pub created_by: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
 }
@@ -128,6 +141,7 @@ pub(crate) struct ChannelRow {
     pub events: Vec<String>,
     #[serde(default)]
     pub pipelines: Vec<String>,
+    pub late_after_seconds: Option<i64>,
     pub created_by: Option<String>,
     pub created_at_micros: Option<i64>,
 }
@@ -148,15 +162,22 @@ impl ChannelRow {
             url_hint: self.url_hint.clone(),
             events: self.events.clone(),
             pipelines: self.pipelines.clone(),
+            late_after_seconds: self.late_after(),
             created_by: self.created_by.clone(),
             created_at: from_micros(self.created_at_micros),
         }
     }
 
-    /// Whether this channel asks for `event` of a run of `pipeline_id`.
-    pub fn wants(&self, event: &str, pipeline_id: &str) -> bool {
+    fn late_after(&self) -> i64 {
+        self.late_after_seconds.unwrap_or(DEFAULT_LATE_AFTER_SECS)
+    }
+
+    /// Whether this channel asks for `event` of a run of `pipeline_id` (for `schedule.late`,
+    /// a run that started `late_secs` after its tick: later than the channel's threshold).
+    pub fn wants(&self, event: &str, pipeline_id: &str, late_secs: i64) -> bool {
         self.events.iter().any(|e| e == event)
             && (self.pipelines.is_empty() || self.pipelines.iter().any(|p| p == pipeline_id))
+            && (event != "schedule.late" || late_secs > self.late_after())
     }
 }
 
@@ -178,6 +199,16 @@ impl NewChannel {
         }
         if self.pipelines.len() > 50 {
             return Err(invalid("pipelines", "too many", "at most 50 pipeline ids"));
+        }
+        if self
+            .late_after_seconds
+            .is_some_and(|s| !(1..=86_400).contains(&s))
+        {
+            return Err(invalid(
+                "late_after_seconds",
+                "out of range",
+                "1 to 86400 seconds",
+            ));
         }
         let pipelines: BTreeSet<String> = self.pipelines.iter().cloned().collect();
         let pipeline_ok = |p: &String| {
@@ -265,6 +296,12 @@ pub async fn create(
                 Param::string("encrypted_secret_b64", sealed_secret),
                 Param::string_array("events", events.clone()),
                 Param::string_array("pipelines", pipelines.clone()),
+                Param::int64(
+                    "late_after_seconds",
+                    request
+                        .late_after_seconds
+                        .unwrap_or(DEFAULT_LATE_AFTER_SECS),
+                ),
                 Param::string("created_by", actor),
                 Param::timestamp("now", now),
                 Param::int64("max_channels", MAX_CHANNELS),
@@ -283,6 +320,9 @@ pub async fn create(
             url_hint,
             events,
             pipelines,
+            late_after_seconds: request
+                .late_after_seconds
+                .unwrap_or(DEFAULT_LATE_AFTER_SECS),
             created_by: Some(actor.to_string()),
             created_at: Some(now),
         },
@@ -396,3 +436,79 @@ pub(crate) struct Shared {
 }
 
 pub(crate) type SharedState = Arc<Shared>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(events: &[&str], pipelines: &[&str], late_after: Option<i64>) -> ChannelRow {
+        ChannelRow {
+            channel_id: "c".into(),
+            kind: "webhook".into(),
+            encrypted_url_b64: String::new(),
+            url_hint: "https://hooks.example.com".into(),
+            encrypted_secret_b64: None,
+            events: events.iter().map(|e| e.to_string()).collect(),
+            pipelines: pipelines.iter().map(|p| p.to_string()).collect(),
+            late_after_seconds: late_after,
+            created_by: None,
+            created_at_micros: None,
+        }
+    }
+
+    #[test]
+    fn a_channel_wants_its_events_of_its_pipelines_and_late_starts_past_its_threshold() {
+        let c = channel(&["run.failed", "schedule.late"], &["a/b"], Some(90));
+        assert!(c.wants("run.failed", "a/b", 0));
+        assert!(!c.wants("run.failed", "a/c", 0), "another pipeline");
+        assert!(
+            !c.wants("run.timed_out", "a/b", 0),
+            "an event it did not ask for"
+        );
+        assert!(c.wants("schedule.late", "a/b", 91));
+        assert!(
+            !c.wants("schedule.late", "a/b", 90),
+            "not later than the threshold"
+        );
+        let default = channel(&["schedule.late"], &[], None);
+        assert!(!default.wants("schedule.late", "x/y", 300));
+        assert!(
+            default.wants("schedule.late", "x/y", 301),
+            "300 s by default"
+        );
+        assert_eq!(event_of("FAILED"), Some("run.failed"));
+        assert_eq!(event_of(LATE_START), Some("schedule.late"));
+        assert_eq!(event_of("RUNNING"), None);
+    }
+
+    #[test]
+    fn rules_default_to_every_end_but_success_and_unknown_ones_are_named() {
+        let request = |events: &[&str], late: Option<i64>| NewChannel {
+            kind: ChannelKind::Webhook,
+            url: "https://hooks.example.com".into(),
+            events: events.iter().map(|e| e.to_string()).collect(),
+            pipelines: vec![],
+            late_after_seconds: late,
+        };
+        let (events, _) = request(&[], None).rules().unwrap();
+        assert_eq!(
+            events,
+            [
+                "run.deadline_passed",
+                "run.failed",
+                "run.orphaned",
+                "run.refused",
+                "run.timed_out",
+                "schedule.late"
+            ]
+        );
+        assert!(matches!(
+            request(&["run.exploded"], None).rules(),
+            Err(ServiceError::InvalidField(p)) if p.field == "events"
+        ));
+        assert!(matches!(
+            request(&[], Some(0)).rules(),
+            Err(ServiceError::InvalidField(p)) if p.field == "late_after_seconds"
+        ));
+    }
+}

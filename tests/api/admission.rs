@@ -396,7 +396,17 @@ async fn a_duplicated_quota_row_neither_blocks_admission_nor_loosens_the_limits(
         .await;
     let client = reqwest::Client::new();
     let url = trigger_url(&app, &slug, "test/sleep5");
-    let answers = fire(&client, vec![url.clone(), url.clone(), url], &key).await;
+    // Three at once, again while a loaded suite's emulator answers all three 503 (a 503 counts
+    // nothing, so the rounds add up to one admission).
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        let round = fire(&client, vec![url.clone(), url.clone(), url.clone()], &key).await;
+        let decided = round.iter().any(|(s, _)| *s != 503);
+        answers.extend(round);
+        if decided {
+            break;
+        }
+    }
     let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == 202).count(),

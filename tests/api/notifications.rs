@@ -65,7 +65,8 @@ async fn a_run_failing_after_three_attempts_alerts_once_signed_with_the_channels
             "run.failed",
             "run.orphaned",
             "run.refused",
-            "run.timed_out"
+            "run.timed_out",
+            "schedule.late"
         ])
     );
 
@@ -209,9 +210,10 @@ async fn a_run_past_its_deadline_alerts_while_it_is_still_running_and_one_within
     let run_id = app.started(&slug, &key, "test/deadline").await;
     let got = receiver.wait_for(1, Duration::from_secs(15)).await;
     assert_eq!(got.len(), 1, "{got:?}");
+    // It has not ended (its RUNNING event may still be on its way to the table).
     let now = app.run(&slug, &key, &run_id).await;
-    assert_eq!(
-        now["status"], "RUNNING",
+    assert!(
+        matches!(now["status"].as_str(), Some("PENDING" | "RUNNING")),
         "the alert came while it ran: {now}"
     );
     let body = got[0].json();
@@ -540,4 +542,94 @@ async fn two_instances_running_one_orgs_runs_deliver_each_end_once() {
     let ids: std::collections::BTreeSet<Option<String>> =
         got.iter().map(|r| r.id.clone()).collect();
     assert_eq!(ids.len(), 4);
+}
+
+#[tokio::test]
+async fn a_scheduled_run_starting_later_than_the_channels_threshold_alerts_schedule_late() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("NOTIFY_ALLOW_LOCAL_TARGETS".into(), "true".into());
+        vars.insert("SCHEDULER_ENABLED".into(), "true".into());
+        vars.insert("SCHEDULER_INTERVAL_SECS".into(), "1".into());
+        vars.insert("QUEUE_POLL_SECS".into(), "1".into());
+    })
+    .await;
+    let (slug, key) = app.new_org("late-co").await;
+    app.set_limits(&slug, 100, 1000, 3).await;
+    let receiver = Receiver::start().await;
+    let (status, channel) = app
+        .add_channel(
+            &slug,
+            &key,
+            &json!({"kind": "webhook", "url": receiver.url, "events": ["schedule.late"],
+                    "late_after_seconds": 90}),
+        )
+        .await;
+    assert_eq!(status, 201, "{channel}");
+    assert_eq!(channel["late_after_seconds"], 90);
+    let r = app
+        .key_post(
+            &format!("/api/v1/schedules/{slug}/enable"),
+            &key,
+            &json!({"pipeline_id": "test/ticker", "schedule": "minutely-all"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    // Ten minutes pass: the three most recent missed ticks fire (0-60 s, 60-120 s and 120-180 s
+    // late, plus the time to start them).
+    app.clock.advance(chrono::TimeDelta::minutes(10));
+    let runs = eventually("three ticks ran", Duration::from_secs(60), || async {
+        let body: Value = app
+            .key_get(
+                &format!("/api/v1/pipelines/{slug}/runs?pipeline_id=test/ticker"),
+                &key,
+            )
+            .await
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let runs = body["runs"].as_array().cloned().unwrap_or_default();
+        let started = runs.iter().filter(|r| r["started_at"].is_string()).count();
+        if runs.len() == 3 && started == 3 {
+            Ok(runs)
+        } else {
+            Err(format!("{body}"))
+        }
+    })
+    .await;
+    // Alerted exactly for the runs that started more than 90 s after their tick.
+    let mut views = Vec::new();
+    for run in &runs {
+        views.push(app.run(&slug, &key, run["run_id"].as_str().unwrap()).await);
+    }
+    let at = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    };
+    let mut late: Vec<String> = views
+        .iter()
+        .filter(|r| (at(&r["started_at"]) - at(&r["logical_time"])).num_seconds() > 90)
+        .map(|r| r["run_id"].as_str().unwrap().to_string())
+        .collect();
+    late.sort();
+    assert!(!late.is_empty(), "the oldest tick is at least 120 s late");
+    assert!(late.len() < 3, "the newest tick is less than a minute late");
+    let got = receiver.wait_for(late.len(), Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = if got.len() == late.len() {
+        receiver.received()
+    } else {
+        got
+    };
+    let mut alerted: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["data"]["run_id"].as_str().unwrap().to_string())
+        .collect();
+    alerted.sort();
+    assert_eq!(alerted, late);
+    let body = got[0].json();
+    assert_eq!(body["type"], "schedule.late");
+    assert_eq!(body["data"]["status"], "RUNNING");
+    assert_eq!(body["data"]["schedule_id"], "test/ticker/minutely-all");
 }
