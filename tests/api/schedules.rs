@@ -287,24 +287,31 @@ async fn after_a_stop_missed_ticks_follow_each_schedules_catch_up_policy() {
             .filter(|t| *t > enabled_at + TimeDelta::minutes(2))
             .collect()
     };
+    // The missed ticks only: a minute that begins while the spec runs brings a regular tick.
+    let missed = |ticks: Vec<(DateTime<Utc>, String, i64, String)>| -> Vec<DateTime<Utc>> {
+        after_stop(ticks)
+            .into_iter()
+            .filter(|t| *t <= minute)
+            .collect()
+    };
     // B's first scheduler passes fire the catch-up (a pass a second; a loaded emulator makes
     // each take longer): wait until the catch-up ticks are there, at most 15 s.
     let waiting = std::time::Instant::now();
     while waiting.elapsed() < Duration::from_secs(15) {
-        let latest = after_stop(fired(&b, &slug, "test/ticker/minutely-latest").await);
-        let all = after_stop(fired(&b, &slug, "test/ticker/minutely-all").await);
+        let latest = missed(fired(&b, &slug, "test/ticker/minutely-latest").await);
+        let all = missed(fired(&b, &slug, "test/ticker/minutely-all").await);
         if !latest.is_empty() && all.len() >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(
-        after_stop(fired(&b, &slug, "test/ticker/minutely-latest").await),
+        missed(fired(&b, &slug, "test/ticker/minutely-latest").await),
         [minute],
         "latest: only the most recent missed tick"
     );
     assert_eq!(
-        after_stop(fired(&b, &slug, "test/ticker/minutely-all").await),
+        missed(fired(&b, &slug, "test/ticker/minutely-all").await),
         [
             minute - TimeDelta::minutes(2),
             minute - TimeDelta::minutes(1),
