@@ -426,7 +426,7 @@ async fn a_channel_to_loopback_private_or_metadata_addresses_is_refused_outside_
         assert_eq!(body["error"]["details"][0]["field"], "url", "{url}: {body}");
     }
     // Even for local receivers, the metadata server stays out of reach.
-    let local = app_local().await;
+    let local = self::app().await;
     let (slug, key) = local.new_org("ssrf-local-co").await;
     let (status, body) = local
         .add_channel(
@@ -438,18 +438,21 @@ async fn a_channel_to_loopback_private_or_metadata_addresses_is_refused_outside_
     assert_eq!(status, 400, "{body}");
 }
 
-async fn app_local() -> TestApp {
-    app().await
+/// [`app`] with its scheduler on, passing every second.
+async fn scheduling_app() -> TestApp {
+    spawn_app_with(|vars| {
+        vars.insert("NOTIFY_ALLOW_LOCAL_TARGETS".into(), "true".into());
+        vars.insert("NOTIFY_RETRY_FIRST_MS".into(), "100".into());
+        vars.insert("SCHEDULER_ENABLED".into(), "true".into());
+        vars.insert("SCHEDULER_INTERVAL_SECS".into(), "1".into());
+        vars.insert("QUEUE_POLL_SECS".into(), "1".into());
+    })
+    .await
 }
 
 #[tokio::test]
 async fn a_schedule_tick_refused_by_the_concurrency_limit_alerts_refused() {
-    let app = spawn_app_with(|vars| {
-        vars.insert("NOTIFY_ALLOW_LOCAL_TARGETS".into(), "true".into());
-        vars.insert("SCHEDULER_ENABLED".into(), "true".into());
-        vars.insert("SCHEDULER_INTERVAL_SECS".into(), "1".into());
-    })
-    .await;
+    let app = scheduling_app().await;
     let (slug, key) = app.new_org("tick-alert-co").await;
     app.set_limits(&slug, 100, 1000, 1).await;
     let receiver = Receiver::start().await;
@@ -546,13 +549,7 @@ async fn two_instances_running_one_orgs_runs_deliver_each_end_once() {
 
 #[tokio::test]
 async fn a_scheduled_run_starting_later_than_the_channels_threshold_alerts_schedule_late() {
-    let app = spawn_app_with(|vars| {
-        vars.insert("NOTIFY_ALLOW_LOCAL_TARGETS".into(), "true".into());
-        vars.insert("SCHEDULER_ENABLED".into(), "true".into());
-        vars.insert("SCHEDULER_INTERVAL_SECS".into(), "1".into());
-        vars.insert("QUEUE_POLL_SECS".into(), "1".into());
-    })
-    .await;
+    let app = scheduling_app().await;
     let (slug, key) = app.new_org("late-co").await;
     app.set_limits(&slug, 100, 1000, 3).await;
     let receiver = Receiver::start().await;
