@@ -73,14 +73,8 @@ async fn a_run_failing_after_three_attempts_alerts_once_signed_with_the_channels
     let run_id = app.started(&slug, &key, "test/fail").await;
     let end = app.wait_until_ended(&slug, &key, &run_id).await;
     assert_eq!(end["status"], "FAILED");
-    let received = receiver.wait_for(1, Duration::from_secs(20)).await;
     // Nothing more comes: one alert for the run's end, none for its failed attempts.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let received = if received.len() == 1 {
-        receiver.received()
-    } else {
-        received
-    };
+    let received = receiver.settled(1, Duration::from_secs(20)).await;
     assert_eq!(received.len(), 1, "{received:?}");
     let alert = &received[0];
     assert_eq!(alert.path, "/hooks/quarry");
@@ -527,13 +521,7 @@ async fn two_instances_running_one_orgs_runs_deliver_each_end_once() {
             "FAILED"
         );
     }
-    let got = receiver.wait_for(4, Duration::from_secs(30)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let got = if got.len() == 4 {
-        receiver.received()
-    } else {
-        got
-    };
+    let got = receiver.settled(4, Duration::from_secs(30)).await;
     let mut alerted: Vec<String> = got
         .iter()
         .map(|r| r.json()["data"]["run_id"].as_str().unwrap().to_string())
@@ -612,13 +600,7 @@ async fn a_scheduled_run_starting_later_than_the_channels_threshold_alerts_sched
     late.sort();
     assert!(!late.is_empty(), "the oldest tick is at least 120 s late");
     assert!(late.len() < 3, "the newest tick is less than a minute late");
-    let got = receiver.wait_for(late.len(), Duration::from_secs(20)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let got = if got.len() == late.len() {
-        receiver.received()
-    } else {
-        got
-    };
+    let got = receiver.settled(late.len(), Duration::from_secs(20)).await;
     let mut alerted: Vec<String> = got
         .iter()
         .map(|r| r.json()["data"]["run_id"].as_str().unwrap().to_string())

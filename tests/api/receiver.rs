@@ -96,6 +96,14 @@ impl Receiver {
         self.state.received.lock().unwrap().clone()
     }
 
+    /// Waits for `n` requests (at most `within`), then 2 s more, so that a request beyond the
+    /// `n` expected would be in the answer too: every request once `n` arrived, else what came.
+    pub async fn settled(&self, n: usize, within: Duration) -> Vec<Received> {
+        let got = self.wait_for(n, within).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if got.len() == n { self.received() } else { got }
+    }
+
     /// Waits until `n` requests arrived (at most `within`), then returns them all.
     pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Received> {
         let started = Instant::now();
