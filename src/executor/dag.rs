@@ -76,15 +76,32 @@ fn announce_late_start(
     if now <= logical {
         return;
     }
-    let mut late = inner.event(pipeline_id, org, run_id, RunStatus::Running);
-    late.status = crate::notifications::LATE_START.into();
+    let mut late = announcement(
+        inner,
+        (pipeline_id, org, run_id),
+        crate::notifications::LATE_START,
+        format!(
+            "started {} s after its tick's logical time",
+            (now - logical).num_seconds()
+        ),
+    );
     late.schedule_id = Some(schedule_id.clone());
     late.logical_time = Some(logical.to_rfc3339_opts(SecondsFormat::Micros, true));
-    late.error_summary = Some(format!(
-        "started {} s after its tick's logical time",
-        (now - logical).num_seconds()
-    ));
     inner.run_log.announce(late);
+}
+
+/// An event of a running run for the alerts only (never written): `status` is what it
+/// announces, `summary` says why.
+fn announcement(
+    inner: &Inner,
+    (pipeline_id, org, run_id): (&str, &OrgSlug, &str),
+    status: &str,
+    summary: String,
+) -> crate::run_log::RunEvent {
+    let mut event = inner.event(pipeline_id, org, run_id, RunStatus::Running);
+    event.status = status.into();
+    event.error_summary = Some(summary);
+    event
 }
 
 /// A task aborted when dropped.
@@ -114,13 +131,16 @@ fn deadline_alarm(
     );
     Alarm(tokio::spawn(async move {
         tokio::time::sleep(after).await;
-        let mut late = inner.event(&pipeline_id, &org, &run_id, RunStatus::Running);
-        late.status = crate::notifications::DEADLINE_PASSED.into();
-        late.error_summary = Some(format!(
-            "still running {} s after it started (deadline_seconds: {})",
-            after.as_secs(),
-            after.as_secs()
-        ));
+        let late = announcement(
+            &inner,
+            (&pipeline_id, &org, &run_id),
+            crate::notifications::DEADLINE_PASSED,
+            format!(
+                "still running {} s after it started (deadline_seconds: {})",
+                after.as_secs(),
+                after.as_secs()
+            ),
+        );
         tracing::info!(org = %org, run_id, pipeline = %pipeline_id, "run past its deadline");
         inner.run_log.announce(late);
     }))
