@@ -11,6 +11,7 @@
 //!     catch_up: latest             # skip | latest | all
 //!     max_catch_up: 10             # with all: at most this many missed ticks (1-1000)
 //!     when_busy: queue             # or refuse
+//!     deadline_seconds: 1800       # optional: alert if a tick's run is still running then
 //! ```
 //!
 //! Templates: `{{ logical_date }}` (the tick's date in the schedule's zone, `YYYY-MM-DD`),
@@ -59,6 +60,9 @@ pub struct ScheduleDecl {
     pub max_catch_up: usize,
     #[serde(default)]
     pub when_busy: WhenBusy,
+    /// Overrides the pipeline's `deadline_seconds` for this schedule's runs.
+    #[serde(default)]
+    pub deadline_seconds: Option<u64>,
 }
 
 fn utc() -> String {
@@ -80,6 +84,9 @@ pub struct Spec {
     pub catch_up: CatchUp,
     pub max_catch_up: usize,
     pub when_busy: WhenBusy,
+    /// A run of this schedule still running this long after it started is alerted
+    /// `run.deadline_passed` (instead of the pipeline's deadline).
+    pub deadline: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +165,9 @@ impl Spec {
         if !(1..=MAX_TICKS).contains(&decl.max_catch_up) {
             return Err(err("max_catch_up", format!("1-{MAX_TICKS}")));
         }
+        if decl.deadline_seconds == Some(0) {
+            return Err(err("deadline_seconds", "at least 1"));
+        }
         let mut templates = Vec::new();
         for (name, value) in decl.parameters {
             let parsed = match &value {
@@ -177,6 +187,7 @@ impl Spec {
             catch_up: decl.catch_up,
             max_catch_up: decl.max_catch_up,
             when_busy: decl.when_busy,
+            deadline: decl.deadline_seconds.map(std::time::Duration::from_secs),
         })
     }
 

@@ -67,8 +67,7 @@ fn announce_late_start(
     run_id: &str,
     info: &TriggerInfo,
 ) {
-    let (Some(schedule_id), Some(logical), None) =
-        (&info.schedule_id, info.logical_time, &info.backfill_id)
+    let (Some(_), Some(logical), None) = (&info.schedule_id, info.logical_time, &info.backfill_id)
     else {
         return;
     };
@@ -76,18 +75,37 @@ fn announce_late_start(
     if now <= logical {
         return;
     }
-    let mut late = announcement(
+    let late = announcement(
         inner,
         (pipeline_id, org, run_id),
+        &Links::of(info),
         crate::notifications::LATE_START,
         format!(
             "started {} s after its tick's logical time",
             (now - logical).num_seconds()
         ),
     );
-    late.schedule_id = Some(schedule_id.clone());
-    late.logical_time = Some(logical.to_rfc3339_opts(SecondsFormat::Micros, true));
     inner.run_log.announce(late);
+}
+
+/// What ties a run to its schedule's tick or its backfill's day, for its alerts.
+#[derive(Clone, Default)]
+struct Links {
+    schedule_id: Option<String>,
+    logical_time: Option<String>,
+    backfill_id: Option<String>,
+}
+
+impl Links {
+    fn of(info: &TriggerInfo) -> Self {
+        Self {
+            schedule_id: info.schedule_id.clone(),
+            logical_time: info
+                .logical_time
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            backfill_id: info.backfill_id.clone(),
+        }
+    }
 }
 
 /// An event of a running run for the alerts only (never written): `status` is what it
@@ -95,12 +113,16 @@ fn announce_late_start(
 fn announcement(
     inner: &Inner,
     (pipeline_id, org, run_id): (&str, &OrgSlug, &str),
+    links: &Links,
     status: &str,
     summary: String,
 ) -> crate::run_log::RunEvent {
     let mut event = inner.event(pipeline_id, org, run_id, RunStatus::Running);
     event.status = status.into();
     event.error_summary = Some(summary);
+    event.schedule_id = links.schedule_id.clone();
+    event.logical_time = links.logical_time.clone();
+    event.backfill_id = links.backfill_id.clone();
     event
 }
 
@@ -121,6 +143,7 @@ fn deadline_alarm(
     pipeline_id: &str,
     org: &OrgSlug,
     run_id: &str,
+    links: Links,
     after: std::time::Duration,
 ) -> Alarm {
     let (inner, pipeline_id, org, run_id) = (
@@ -134,6 +157,7 @@ fn deadline_alarm(
         let late = announcement(
             &inner,
             (&pipeline_id, &org, &run_id),
+            &links,
             crate::notifications::DEADLINE_PASSED,
             format!(
                 "still running {} s after it started (deadline_seconds: {})",
@@ -202,8 +226,8 @@ pub(super) async fn run(
     // Disarmed once the run's outcome is known (not when its end is written, which may take a
     // while longer).
     let deadline = pipeline
-        .deadline
-        .map(|after| deadline_alarm(inner, &pipeline.id, &org, &run_id, after));
+        .deadline_for(info.schedule_id.as_deref())
+        .map(|after| deadline_alarm(inner, &pipeline.id, &org, &run_id, Links::of(&info), after));
     reused(inner, &pipeline, &ctx, &in_flight, &info);
     let ending = tokio::select! {
         ending = steps(inner, &pipeline, &ctx, &in_flight, &info.reuse_steps) => ending,

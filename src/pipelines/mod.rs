@@ -116,6 +116,17 @@ impl Pipeline {
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.id == id)
     }
+
+    /// The deadline of a run of this pipeline: its schedule's (`pipeline_id/name`), when the
+    /// run is a tick of a schedule that declares one, else the pipeline's.
+    pub fn deadline_for(&self, schedule_id: Option<&str>) -> Option<Duration> {
+        schedule_id
+            .and_then(|id| id.rsplit_once('/'))
+            .filter(|(pipeline, _)| *pipeline == self.id)
+            .and_then(|(_, name)| self.schedules.iter().find(|s| s.name == name))
+            .and_then(|s| s.deadline)
+            .or(self.deadline)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -317,6 +328,16 @@ pub fn parse_pipeline(
     for (i, decl) in raw.schedules.into_iter().enumerate() {
         let spec = Spec::parse(decl)
             .map_err(|e| problem(file, format!("schedules[{i}].{}", e.field), e.problem))?;
+        if spec
+            .deadline
+            .is_some_and(|d| d.as_secs() >= raw.timeout_seconds)
+        {
+            return Err(problem(
+                file,
+                format!("schedules[{i}].deadline_seconds"),
+                "must be less than the pipeline's timeout_seconds (a run past its timeout ends TIMED_OUT)",
+            ));
+        }
         if schedules.iter().any(|s| s.name == spec.name) {
             return Err(problem(
                 file,

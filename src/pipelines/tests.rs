@@ -257,3 +257,53 @@ fn a_deadline_is_at_least_a_second_and_shorter_than_the_timeout() {
         );
     }
 }
+
+#[test]
+fn a_schedules_deadline_overrides_the_pipelines_for_its_ticks_and_stays_under_the_timeout() {
+    let step = "steps:\n  - {id: a, kind: bigquery.assert, sql: pipelines/a.sql}\n";
+    let schedules = |deadline: &str| {
+        format!(
+            "schedules:\n  - {{name: nightly, cron: \"0 6 * * *\", parameters: {{day: \"{{{{ logical_date }}}}\"}}{deadline}}}\n  - {{name: hourly, cron: \"0 * * * *\", parameters: {{day: \"{{{{ logical_date }}}}\"}}}}\n"
+        )
+    };
+    let p = parse(&format!(
+        "{HEADER}timeout_seconds: 600\ndeadline_seconds: 300\n{step}{}",
+        schedules(", deadline_seconds: 120")
+    ))
+    .unwrap();
+    let secs = |d: Option<std::time::Duration>| d.map(|d| d.as_secs());
+    assert_eq!(secs(p.deadline_for(Some("t/p/nightly"))), Some(120));
+    assert_eq!(secs(p.deadline_for(Some("t/p/hourly"))), Some(300));
+    assert_eq!(secs(p.deadline_for(None)), Some(300));
+    assert_eq!(secs(p.deadline_for(Some("other/p/nightly"))), Some(300));
+
+    let without_pipeline_deadline = parse(&format!(
+        "{HEADER}timeout_seconds: 600\n{step}{}",
+        schedules(", deadline_seconds: 120")
+    ))
+    .unwrap();
+    assert_eq!(
+        secs(without_pipeline_deadline.deadline_for(Some("t/p/nightly"))),
+        Some(120)
+    );
+    assert_eq!(
+        secs(without_pipeline_deadline.deadline_for(Some("t/p/hourly"))),
+        None
+    );
+
+    for (bad, problem) in [
+        (", deadline_seconds: 0", "at least 1"),
+        (
+            ", deadline_seconds: 600",
+            "must be less than the pipeline's timeout_seconds (a run past its timeout ends TIMED_OUT)",
+        ),
+    ] {
+        let err = parse(&format!(
+            "{HEADER}timeout_seconds: 600\n{step}{}",
+            schedules(bad)
+        ))
+        .unwrap_err();
+        assert_eq!(err.field, "schedules[0].deadline_seconds", "{bad}");
+        assert_eq!(err.problem, problem, "{bad}");
+    }
+}

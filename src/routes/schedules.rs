@@ -60,6 +60,9 @@ pub struct ScheduleView {
     pub catch_up: CatchUp,
     pub max_catch_up: usize,
     pub when_busy: crate::admission::WhenBusy,
+    /// A tick's run still running this long after it started is alerted
+    /// `run.deadline_passed` (the schedule's own, else the pipeline's; none if neither).
+    pub deadline_seconds: Option<u64>,
     /// ACTIVE, PAUSED, or DISABLED (never enabled by this org).
     pub status: String,
     /// The org's own parameter values (over the schedule's templates).
@@ -82,12 +85,13 @@ pub struct ScheduleRequest {
 }
 
 fn view(
-    pipeline_id: &str,
+    pipeline: &crate::pipelines::Pipeline,
     spec: &Spec,
     found: Option<&state::State>,
     now: DateTime<Utc>,
 ) -> ScheduleView {
     let status = found.map_or("DISABLED".to_string(), |s| s.status.clone());
+    let pipeline_id = &pipeline.id;
     ScheduleView {
         schedule_id: format!("{pipeline_id}/{}", spec.name),
         pipeline_id: pipeline_id.to_string(),
@@ -97,6 +101,7 @@ fn view(
         catch_up: spec.catch_up,
         max_catch_up: spec.max_catch_up,
         when_busy: spec.when_busy,
+        deadline_seconds: spec.deadline.or(pipeline.deadline).map(|d| d.as_secs()),
         next_tick: (status == "ACTIVE").then(|| spec.next_after(now)).flatten(),
         status,
         parameters: found.map(|s| s.parameters()).unwrap_or_default(),
@@ -124,12 +129,7 @@ pub async fn list(
             let states = &states;
             p.schedules.iter().map(move |spec| {
                 let id = format!("{}/{}", p.id, spec.name);
-                view(
-                    &p.id,
-                    spec,
-                    states.iter().find(|s| s.schedule_id == id),
-                    now,
-                )
+                view(p, spec, states.iter().find(|s| s.schedule_id == id), now)
             })
         })
         .collect();
@@ -243,7 +243,7 @@ async fn change(
         changed_by: Some(actor),
         changed_at_micros: Some(now.timestamp_micros()),
     };
-    Ok(HttpResponse::Ok().json(view(&pipeline.id, spec, Some(&recorded), now)))
+    Ok(HttpResponse::Ok().json(view(&pipeline, spec, Some(&recorded), now)))
 }
 
 async fn audit(
