@@ -25,7 +25,7 @@ const MAX_BUFFERED: usize = 50_000;
 /// How long a waited-for flush lingers to gather more rows.
 const LINGER: Duration = Duration::from_millis(20);
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct RunEvent {
     pub event_id: String,
     pub run_id: String,

@@ -9,6 +9,7 @@ SELECT
   events,
   pipelines,
   late_after_seconds,
+  queued_after_seconds,
   created_by,
   UNIX_MICROS(created_at) AS created_at_micros
 FROM `__META_DATASET__.notification_channels`

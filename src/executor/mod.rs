@@ -420,6 +420,15 @@ impl Executor {
             Reservation::Admitted => {}
             Reservation::AlreadyFired => return Err(TriggerError::AlreadyFired),
             Reservation::Queued { position } => {
+                // This instance's batch queued it: its alerts watch how long it waits.
+                let mut enqueued = self
+                    .inner
+                    .event(&pipeline.id, org, &run_id, RunStatus::Queued);
+                enqueued.status = crate::notifications::ENQUEUED.into();
+                enqueued.schedule_id = info.schedule_id.clone();
+                enqueued.logical_time = info.logical_time.map(ts);
+                enqueued.backfill_id = info.backfill_id.clone();
+                self.inner.run_log.announce(enqueued);
                 return Ok(Triggered {
                     run_id,
                     status: RunStatus::Queued,

@@ -25,7 +25,11 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{Semaphore, mpsc};
 
-use super::{ChannelKind, ChannelRow, Shared, SharedState, event_of, signing, target};
+use super::waiting::{LOOK_EVERY, Watch};
+use super::{
+    ChannelKind, ChannelRow, ENQUEUED, QUEUED_TOO_LONG, Shared, SharedState, event_of, signing,
+    target,
+};
 use crate::domain::OrgSlug;
 use crate::kms::Aad;
 use crate::run_log::RunEvent;
@@ -81,6 +85,8 @@ pub struct Notifier {
     channels: moka::future::Cache<String, Arc<Vec<ChannelRow>>>,
     log: mpsc::UnboundedSender<DeliveryRow>,
     per_org: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Runs this instance queued, watched for `run.queued_too_long`.
+    waiting: Watch,
 }
 
 /// The wait after failed attempt `attempt` (1-based) before the next: `first` × 6^(attempt−1),
@@ -149,20 +155,122 @@ impl Notifier {
                 .build(),
             log,
             per_org: Mutex::new(HashMap::new()),
+            waiting: Watch::default(),
         })
     }
 
-    /// Delivers what the run ends it is told of ask for, until the sender is gone.
+    /// Delivers what the run ends it is told of ask for, and watches the runs this instance
+    /// queued, until the sender is gone.
     pub fn follow(self: &Arc<Self>, mut ends: mpsc::UnboundedReceiver<RunEvent>) {
         let this = self.clone();
         tokio::spawn(async move {
             while let Some(end) = ends.recv().await {
+                match end.status.as_str() {
+                    ENQUEUED => {
+                        this.waiting.enqueued(end);
+                        continue;
+                    }
+                    // Its definition, written before its batch queued it.
+                    "QUEUED" => continue,
+                    _ => this.waiting.forget(&end.run_id),
+                }
                 if event_of(&end.status).is_some() {
                     let this = this.clone();
                     tokio::spawn(async move { this.run_ended(end).await });
                 }
             }
         });
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(LOOK_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                if !this.waiting.is_empty() {
+                    this.look_at_queues().await;
+                }
+            }
+        });
+    }
+
+    /// One look at the runs this instance queued (see [`super::waiting`]): those due for a
+    /// channel are read in their orgs' queues at once, and alerted if still there.
+    async fn look_at_queues(self: &Arc<Self>) {
+        let event = "run.queued_too_long";
+        let mut due = Vec::new();
+        for watched in self.waiting.look() {
+            let Ok(org) = OrgSlug::parse(&watched.event.org_slug) else {
+                self.waiting.forget(&watched.event.run_id);
+                continue;
+            };
+            let channels = match self.channels_of(&org).await {
+                Ok(channels) => channels,
+                Err(e) => {
+                    tracing::warn!(org = %org, error = %e, "reading alert channels failed");
+                    continue;
+                }
+            };
+            let tell: Vec<ChannelRow> = channels
+                .iter()
+                .filter(|c| {
+                    c.wants(event, &watched.event.pipeline_id, watched.waited_secs)
+                        && !watched.told.contains(&c.channel_id)
+                })
+                .cloned()
+                .collect();
+            if !tell.is_empty() {
+                due.push((org, watched, tell));
+            }
+        }
+        if due.is_empty() {
+            return;
+        }
+        let orgs: std::collections::BTreeSet<String> =
+            due.iter().map(|(org, _, _)| org.to_string()).collect();
+        let run_ids: Vec<String> = due.iter().map(|(_, w, _)| w.event.run_id.clone()).collect();
+        #[derive(serde::Deserialize)]
+        struct Queued {
+            run_id: String,
+        }
+        let still: std::collections::HashSet<String> = match self
+            .shared
+            .warehouse
+            .query::<Queued>(
+                &crate::warehouse::sql::NOTIFY_STILL_QUEUED,
+                &[
+                    crate::warehouse::Param::string_array("org_slugs", orgs.into_iter().collect()),
+                    crate::warehouse::Param::string_array("run_ids", run_ids.clone()),
+                    crate::warehouse::Param::int64("limit", run_ids.len() as i64),
+                ],
+            )
+            .await
+        {
+            Ok(rows) => rows.into_iter().map(|r| r.run_id).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading which watched runs are still queued failed");
+                return;
+            }
+        };
+        for (org, watched, tell) in due {
+            let run_id = watched.event.run_id.clone();
+            if !still.contains(&run_id) {
+                self.waiting.forget(&run_id);
+                continue;
+            }
+            let mut waited = watched.event;
+            waited.status = QUEUED_TOO_LONG.into();
+            waited.event_time = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+            waited.error_summary = Some(format!(
+                "waiting in the queue for {} s",
+                watched.waited_secs
+            ));
+            for channel in tell {
+                self.waiting.told(&run_id, &channel.channel_id);
+                let delivery = self.run_delivery(&org, &channel, event, &waited);
+                let this = self.clone();
+                tokio::spawn(async move { this.deliver(delivery).await });
+            }
+        }
     }
 
     /// Forgets the org's cached channels (after a change made here).
@@ -239,10 +347,10 @@ impl Notifier {
         end: &RunEvent,
     ) -> Delivery {
         // A deadline or a late start is announced while the run is running.
-        let status = if end.status == super::DEADLINE_PASSED || end.status == super::LATE_START {
-            "RUNNING"
-        } else {
-            end.status.as_str()
+        let status = match end.status.as_str() {
+            super::DEADLINE_PASSED | super::LATE_START => "RUNNING",
+            QUEUED_TOO_LONG => "QUEUED",
+            other => other,
         };
         let payload = json!({
             "type": event,
@@ -268,6 +376,11 @@ impl Notifier {
         } else if end.status == super::LATE_START {
             format!(
                 "Quarry: scheduled run {} of {} in {} started late",
+                end.run_id, end.pipeline_id, org
+            )
+        } else if end.status == QUEUED_TOO_LONG {
+            format!(
+                "Quarry: run {} of {} in {} is still waiting in the queue",
                 end.run_id, end.pipeline_id, org
             )
         } else {

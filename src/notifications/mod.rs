@@ -8,6 +8,7 @@
 mod delivery;
 pub mod signing;
 pub mod target;
+mod waiting;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -56,13 +57,22 @@ pub const DEADLINE_PASSED: &str = "DEADLINE_PASSED";
 pub const LATE_START: &str = "LATE_START";
 /// A channel's `late_after_seconds` when it gives none.
 pub const DEFAULT_LATE_AFTER_SECS: i64 = 300;
+/// Announced (never written) by the instance whose admission batch put a run in its org's
+/// queue: that instance, and only it, watches how long the run waits there.
+pub const ENQUEUED: &str = "ENQUEUED";
+/// The status of a run still waiting in its org's queue past a channel's
+/// `queued_after_seconds` (never written).
+pub const QUEUED_TOO_LONG: &str = "QUEUED_TOO_LONG";
+/// A channel's `queued_after_seconds` when it gives none.
+pub const DEFAULT_QUEUED_AFTER_SECS: i64 = 600;
 
 /// The run ends a channel may ask for, by the run status that ends it (and a run still running
 /// past its pipeline's `deadline_seconds`).
-pub const EVENTS: [(&str, &str); 7] = [
+pub const EVENTS: [(&str, &str); 8] = [
     ("run.failed", "FAILED"),
     ("run.deadline_passed", DEADLINE_PASSED),
     ("schedule.late", LATE_START),
+    ("run.queued_too_long", QUEUED_TOO_LONG),
     ("run.timed_out", "TIMED_OUT"),
     ("run.orphaned", "ORPHANED"),
     ("run.refused", "REFUSED"),
@@ -71,13 +81,14 @@ pub const EVENTS: [(&str, &str); 7] = [
 
 /// What a channel gets when it names no events: every end that needs a person (a success is
 /// asked for explicitly).
-const DEFAULT_EVENTS: [&str; 6] = [
+const DEFAULT_EVENTS: [&str; 7] = [
     "run.failed",
     "run.deadline_passed",
     "run.timed_out",
     "run.orphaned",
     "run.refused",
     "schedule.late",
+    "run.queued_too_long",
 ];
 
 /// The event of a run ending with `status`, if a channel may ask for it.
@@ -103,6 +114,10 @@ pub struct NewChannel {
     /// (1-86400; default 300).
     #[serde(default)]
     pub late_after_seconds: Option<i64>,
+    /// `run.queued_too_long`: a run still waiting in the org's queue this long after it was
+    /// queued (1-86400; default 600).
+    #[serde(default)]
+    pub queued_after_seconds: Option<i64>,
 }
 
 /// A channel as the API shows it: never its URL beyond scheme and host, never its secret.
@@ -115,6 +130,8 @@ pub struct ChannelView {
     pub pipelines: Vec<String>,
     /// How late a scheduled run may start before `schedule.late` is sent.
     pub late_after_seconds: i64,
+    /// How long a run may wait in the queue before `run.queued_too_long` is sent.
+    pub queued_after_seconds: i64,
     pub created_by: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
 }
@@ -142,6 +159,7 @@ pub(crate) struct ChannelRow {
     #[serde(default)]
     pub pipelines: Vec<String>,
     pub late_after_seconds: Option<i64>,
+    pub queued_after_seconds: Option<i64>,
     pub created_by: Option<String>,
     pub created_at_micros: Option<i64>,
 }
@@ -163,6 +181,7 @@ impl ChannelRow {
             events: self.events.clone(),
             pipelines: self.pipelines.clone(),
             late_after_seconds: self.late_after(),
+            queued_after_seconds: self.queued_after(),
             created_by: self.created_by.clone(),
             created_at: from_micros(self.created_at_micros),
         }
@@ -172,12 +191,22 @@ impl ChannelRow {
         self.late_after_seconds.unwrap_or(DEFAULT_LATE_AFTER_SECS)
     }
 
-    /// Whether this channel asks for `event` of a run of `pipeline_id` (for `schedule.late`,
-    /// a run that started `late_secs` after its tick: later than the channel's threshold).
-    pub fn wants(&self, event: &str, pipeline_id: &str, late_secs: i64) -> bool {
+    pub(crate) fn queued_after(&self) -> i64 {
+        self.queued_after_seconds
+            .unwrap_or(DEFAULT_QUEUED_AFTER_SECS)
+    }
+
+    /// Whether this channel asks for `event` of a run of `pipeline_id`; `secs` is how late a
+    /// scheduled run started (`schedule.late`: later than the channel's threshold) or how
+    /// long a run has waited in the queue (`run.queued_too_long`: at least the threshold).
+    pub fn wants(&self, event: &str, pipeline_id: &str, secs: i64) -> bool {
         self.events.iter().any(|e| e == event)
             && (self.pipelines.is_empty() || self.pipelines.iter().any(|p| p == pipeline_id))
-            && (event != "schedule.late" || late_secs > self.late_after())
+            && match event {
+                "schedule.late" => secs > self.late_after(),
+                "run.queued_too_long" => secs >= self.queued_after(),
+                _ => true,
+            }
     }
 }
 
@@ -200,15 +229,13 @@ impl NewChannel {
         if self.pipelines.len() > 50 {
             return Err(invalid("pipelines", "too many", "at most 50 pipeline ids"));
         }
-        if self
-            .late_after_seconds
-            .is_some_and(|s| !(1..=86_400).contains(&s))
-        {
-            return Err(invalid(
-                "late_after_seconds",
-                "out of range",
-                "1 to 86400 seconds",
-            ));
+        for (field, value) in [
+            ("late_after_seconds", self.late_after_seconds),
+            ("queued_after_seconds", self.queued_after_seconds),
+        ] {
+            if value.is_some_and(|s| !(1..=86_400).contains(&s)) {
+                return Err(invalid(field, "out of range", "1 to 86400 seconds"));
+            }
         }
         let pipelines: BTreeSet<String> = self.pipelines.iter().cloned().collect();
         let pipeline_ok = |p: &String| {
@@ -302,6 +329,12 @@ pub async fn create(
                         .late_after_seconds
                         .unwrap_or(DEFAULT_LATE_AFTER_SECS),
                 ),
+                Param::int64(
+                    "queued_after_seconds",
+                    request
+                        .queued_after_seconds
+                        .unwrap_or(DEFAULT_QUEUED_AFTER_SECS),
+                ),
                 Param::string("created_by", actor),
                 Param::timestamp("now", now),
                 Param::int64("max_channels", MAX_CHANNELS),
@@ -323,6 +356,9 @@ pub async fn create(
             late_after_seconds: request
                 .late_after_seconds
                 .unwrap_or(DEFAULT_LATE_AFTER_SECS),
+            queued_after_seconds: request
+                .queued_after_seconds
+                .unwrap_or(DEFAULT_QUEUED_AFTER_SECS),
             created_by: Some(actor.to_string()),
             created_at: Some(now),
         },
@@ -451,6 +487,7 @@ mod tests {
             events: events.iter().map(|e| e.to_string()).collect(),
             pipelines: pipelines.iter().map(|p| p.to_string()).collect(),
             late_after_seconds: late_after,
+            queued_after_seconds: late_after,
             created_by: None,
             created_at_micros: None,
         }
@@ -478,7 +515,22 @@ mod tests {
         );
         assert_eq!(event_of("FAILED"), Some("run.failed"));
         assert_eq!(event_of(LATE_START), Some("schedule.late"));
+        assert_eq!(event_of(QUEUED_TOO_LONG), Some("run.queued_too_long"));
+        assert_eq!(event_of(ENQUEUED), None, "watched, never delivered as such");
         assert_eq!(event_of("RUNNING"), None);
+    }
+
+    #[test]
+    fn a_queued_run_is_alerted_once_it_has_waited_the_channels_threshold() {
+        let c = channel(&["run.queued_too_long"], &[], Some(60));
+        assert!(!c.wants("run.queued_too_long", "a/b", 59));
+        assert!(c.wants("run.queued_too_long", "a/b", 60));
+        let default = channel(&["run.queued_too_long"], &[], None);
+        assert!(!default.wants("run.queued_too_long", "a/b", 599));
+        assert!(
+            default.wants("run.queued_too_long", "a/b", 600),
+            "600 s by default"
+        );
     }
 
     #[test]
@@ -489,6 +541,7 @@ mod tests {
             events: events.iter().map(|e| e.to_string()).collect(),
             pipelines: vec![],
             late_after_seconds: late,
+            queued_after_seconds: late.map(|l| l * 2),
         };
         let (events, _) = request(&[], None).rules().unwrap();
         assert_eq!(
@@ -497,6 +550,7 @@ mod tests {
                 "run.deadline_passed",
                 "run.failed",
                 "run.orphaned",
+                "run.queued_too_long",
                 "run.refused",
                 "run.timed_out",
                 "schedule.late"
@@ -509,6 +563,10 @@ mod tests {
         assert!(matches!(
             request(&[], Some(0)).rules(),
             Err(ServiceError::InvalidField(p)) if p.field == "late_after_seconds"
+        ));
+        assert!(matches!(
+            request(&[], Some(50_000)).rules(),
+            Err(ServiceError::InvalidField(p)) if p.field == "queued_after_seconds"
         ));
     }
 }

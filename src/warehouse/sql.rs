@@ -143,6 +143,8 @@ statements! {
     NOTIFY_CHANNEL_DELETE => "notifications/delete_channel.sql";
     /// An org's latest deliveries, the last attempt of each.
     NOTIFY_DELIVERIES_BY_ORG => "notifications/deliveries_by_org.sql";
+    /// Which of some runs still wait in their orgs' queues (queued-too-long alerts).
+    NOTIFY_STILL_QUEUED => "notifications/still_queued.sql";
     AUDIT_BY_ORG => "audit/list_by_org.sql";
     IDEMPOTENCY_LOOKUP => "idempotency/lookup.sql";
 }

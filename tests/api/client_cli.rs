@@ -573,6 +573,8 @@ async fn alert_channels_are_added_tested_listed_and_deleted_from_the_client() {
             "run.failed",
             "--pipeline",
             "test/fail",
+            "--queued-after",
+            "120",
         ],
     )
     .await;
@@ -585,6 +587,7 @@ async fn alert_channels_are_added_tested_listed_and_deleted_from_the_client() {
     let channel = field(&out, "channel:");
     assert_eq!(field(&out, "events:"), "run.failed");
     assert_eq!(field(&out, "pipelines:"), "test/fail");
+    assert_eq!(field(&out, "queued after:"), "120");
 
     let listed = stdout(&as_org(&app, &key, &["notifications", "list", &slug]).await);
     assert!(listed.starts_with("CHANNEL "), "{listed}");

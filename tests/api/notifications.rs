@@ -64,11 +64,13 @@ async fn a_run_failing_after_three_attempts_alerts_once_signed_with_the_channels
             "run.deadline_passed",
             "run.failed",
             "run.orphaned",
+            "run.queued_too_long",
             "run.refused",
             "run.timed_out",
             "schedule.late"
         ])
     );
+    assert_eq!(channel["queued_after_seconds"], 600, "{channel}");
 
     let run_id = app.started(&slug, &key, "test/fail").await;
     let end = app.wait_until_ended(&slug, &key, &run_id).await;
@@ -611,4 +613,86 @@ async fn a_scheduled_run_starting_later_than_the_channels_threshold_alerts_sched
     assert_eq!(body["type"], "schedule.late");
     assert_eq!(body["data"]["status"], "RUNNING");
     assert_eq!(body["data"]["schedule_id"], "test/ticker/minutely-all");
+}
+
+#[tokio::test]
+async fn a_scheduled_run_past_its_schedules_own_deadline_alerts_with_that_deadline() {
+    let app = scheduling_app().await;
+    let (slug, key) = app.new_org("tick-deadline-co").await;
+    let receiver = Receiver::start().await;
+    app.add_channel(
+        &slug,
+        &key,
+        &json!({"kind": "webhook", "url": receiver.url, "events": ["run.deadline_passed"]}),
+    )
+    .await;
+    let r = app
+        .key_post(
+            &format!("/api/v1/schedules/{slug}/enable"),
+            &key,
+            &json!({"pipeline_id": "test/deadline", "schedule": "minutely-tight"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let shown: Value = r.json().await.unwrap();
+    assert_eq!(shown["deadline_seconds"], 1, "{shown}");
+    app.clock.advance(chrono::TimeDelta::minutes(2));
+    // The tick's run sleeps 5 s: past its schedule's 1 s deadline (the pipeline's is 2 s).
+    let got = receiver.settled(1, Duration::from_secs(40)).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    let body = got[0].json();
+    assert_eq!(body["type"], "run.deadline_passed", "{body}");
+    assert_eq!(body["data"]["schedule_id"], "test/deadline/minutely-tight");
+    assert_eq!(
+        body["data"]["error_summary"],
+        "still running 1 s after it started (deadline_seconds: 1)"
+    );
+}
+
+#[tokio::test]
+async fn a_run_waiting_in_the_queue_past_the_channels_threshold_alerts_once_and_one_that_left_it_does_not()
+ {
+    let app = app().await;
+    let (slug, key) = app.new_org("queue-wait-co").await;
+    app.set_limits(&slug, 100, 1000, 1).await;
+    let receiver = Receiver::start().await;
+    let (status, channel) = app
+        .add_channel(
+            &slug,
+            &key,
+            &json!({"kind": "webhook", "url": receiver.url, "events": ["run.queued_too_long"],
+                    "queued_after_seconds": 4}),
+        )
+        .await;
+    assert_eq!(status, 201, "{channel}");
+    assert_eq!(channel["queued_after_seconds"], 4);
+    let holder = app.hold_the_slot(&slug, &key).await;
+    let queued = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), 202);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["status"], "QUEUED", "{body}");
+        body["run_id"].as_str().unwrap().to_string()
+    };
+    let waits = queued(app.queue_run(&slug, &key, 1).await).await;
+    let leaves = queued(app.queue_run(&slug, &key, 2).await).await;
+    // Cancelled after a second in the queue: it never waits 4 s.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(app.cancel(&slug, &key, &leaves).await.status(), 202);
+
+    let got = receiver.settled(1, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    let body = got[0].json();
+    assert_eq!(body["type"], "run.queued_too_long", "{body}");
+    assert_eq!(body["data"]["run_id"], waits.as_str(), "{body}");
+    assert_eq!(body["data"]["status"], "QUEUED", "{body}");
+    let summary = body["data"]["error_summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with("waiting in the queue for "),
+        "{summary}"
+    );
+    // Still queued when it was alerted, and alerted once although it keeps waiting.
+    assert_eq!(app.run(&slug, &key, &waits).await["status"], "QUEUED");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(receiver.received().len(), 1);
+    app.free_the_slot(&slug, &key, &holder).await;
 }

@@ -196,6 +196,12 @@ pub enum NotificationsCommand {
         /// Only runs of this pipeline (repeatable; default: all).
         #[arg(long = "pipeline", value_name = "PIPELINE")]
         pipelines: Vec<String>,
+        /// schedule.late: a scheduled run starting more than this after its tick (default 300).
+        #[arg(long = "late-after", value_name = "SECONDS")]
+        late_after: Option<i64>,
+        /// run.queued_too_long: a run still queued this long after it was queued (default 600).
+        #[arg(long = "queued-after", value_name = "SECONDS")]
+        queued_after: Option<i64>,
     },
     /// Deletes a channel.
     Delete { org: String, channel: String },

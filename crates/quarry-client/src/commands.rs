@@ -699,8 +699,16 @@ async fn notifications(
             to,
             events,
             pipelines,
+            late_after,
+            queued_after,
         } => {
             let mut request = json!({"kind": kind, "url": to});
+            if let Some(secs) = late_after {
+                request["late_after_seconds"] = json!(secs);
+            }
+            if let Some(secs) = queued_after {
+                request["queued_after_seconds"] = json!(secs);
+            }
             if !events.is_empty() {
                 request["events"] = json!(events);
             }
@@ -727,6 +735,8 @@ async fn notifications(
                         col("url", "url_hint"),
                         col("events", "events"),
                         col("pipelines", "pipelines"),
+                        col("late after", "late_after_seconds"),
+                        col("queued after", "queued_after_seconds"),
                         col("signing secret", "signing_secret"),
                     ],
                 )
