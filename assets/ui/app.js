@@ -21,6 +21,8 @@
   };
 
   let refreshTimer = null;
+  // A test alert just sent from the alerts page: the page refreshes until it shows (15 looks).
+  let awaited = null;
 
   // ---- DOM helpers ---------------------------------------------------------------------
   function h(tag, attrs, ...children) {
@@ -106,7 +108,7 @@
   }
 
   function nav() {
-    const items = [["runs", "Runs"], ["stats", "Stats"], ["quota", "Quota"], ["catalog", "Catalog"], ["schedules", "Schedules"]];
+    const items = [["runs", "Runs"], ["stats", "Stats"], ["quota", "Quota"], ["catalog", "Catalog"], ["schedules", "Schedules"], ["alerts", "Alerts"]];
     if (session.isRoot()) items.push(["orgs", "Orgs"], ["all-runs", "All runs"]);
     const current = parseHash().parts[0];
     const el = document.getElementById("nav");
@@ -132,6 +134,7 @@
         case "quota": return await quotaPage();
         case "catalog": return await catalogPage();
         case "schedules": return await schedulesPage();
+        case "alerts": return await alertsPage();
         case "orgs": return await orgsPage();
         default: location.hash = "#/runs";
       }
@@ -458,6 +461,56 @@
           h("td", { class: "mono", text: x.schedule_id }), h("td", { class: "mono", text: x.cron }), h("td", { text: x.timezone }),
           h("td", {}, statusPill(x.status)), h("td", { text: when(x.next_tick) }), h("td", { text: x.catch_up }), h("td", { text: x.when_busy })))))
         : h("div", { class: "card empty", text: "The catalog declares no schedule." }));
+  }
+
+  // The org's alert channels (never their URL beyond scheme and host), a test alert per
+  // channel, and the last attempt of each recent delivery.
+  async function alertsPage() {
+    const org = needOrg();
+    if (!org) return;
+    const base = "/api/v1/notifications/" + encodeURIComponent(org);
+    const [channels, deliveries] = await Promise.all([api(base + "/channels"), api(base + "/deliveries")]);
+    const list = channels.body.channels || [];
+    const sent = deliveries.body.deliveries || [];
+    const note = h("p", { class: "hint", id: "alert-note" });
+    const test = async (id) => {
+      try {
+        const answer = (await api(base + "/channels/" + encodeURIComponent(id) + "/test", { method: "POST", body: {} })).body;
+        awaited = { id: answer.delivery_id, looks: 15 };
+        note.textContent = "Test alert sent (delivery " + answer.delivery_id + "); it shows below once attempted.";
+        refreshTimer = setTimeout(route, 2000);
+      } catch (e) { showError(e.message); }
+    };
+    if (awaited) {
+      if (sent.some((d) => d.delivery_id === awaited.id) || --awaited.looks <= 0) awaited = null;
+      else {
+        note.textContent = "Test alert sent (delivery " + awaited.id + "); it shows below once attempted.";
+        refreshTimer = setTimeout(route, 2000);
+      }
+    }
+    const secs = (n) => (n === null || n === undefined ? "-" : n + " s");
+    show(h("h1", { text: "Alerts of " + org }),
+      h("p", { class: "hint", text: "Channels are added with the API or `quarry notifications add`; their URL and secret are never shown again." }),
+      h("h2", { text: "Channels" }),
+      list.length ? h("table", { id: "channels" },
+        h("thead", {}, h("tr", {}, ["Channel", "Kind", "Target", "Events", "Pipelines", "Late after", "Queued after", "Created (UTC)", ""].map((t) => h("th", { text: t })))),
+        h("tbody", {}, list.map((c) => h("tr", { class: "channel-row" },
+          h("td", { class: "mono", text: c.channel_id.slice(0, 8) }), h("td", { text: c.kind }), h("td", { class: "mono", text: c.url_hint }),
+          h("td", { text: (c.events || []).join(", ") }), h("td", { text: (c.pipelines || []).join(", ") || "all" }),
+          h("td", { text: secs(c.late_after_seconds) }), h("td", { text: secs(c.queued_after_seconds) }), h("td", { text: when(c.created_at) }),
+          h("td", {}, h("button", { type: "button", class: "test-channel", "data-channel": c.channel_id, text: "Send test", onclick: () => test(c.channel_id) }))))))
+        : h("div", { class: "card empty", id: "no-channels", text: "No channel: nobody is told when a run fails." }),
+      note,
+      h("h2", { text: "Recent deliveries (last 7 days)" }),
+      sent.length ? h("table", { id: "deliveries" },
+        h("thead", {}, h("tr", {}, ["Attempted (UTC)", "Event", "Run", "Pipeline", "Channel", "Attempt", "Status", "HTTP", "Error"].map((t) => h("th", { text: t })))),
+        h("tbody", {}, sent.map((d) => h("tr", { class: "delivery-row" },
+          h("td", { text: when(d.attempted_at) }), h("td", { text: d.event }),
+          h("td", { class: "mono" }, d.run_id ? h("a", { href: "#/runs/" + d.run_id, text: d.run_id.slice(0, 8) }) : "-"),
+          h("td", { text: d.pipeline_id || "-" }), h("td", { class: "mono", text: d.channel_id.slice(0, 8) }),
+          h("td", { text: d.attempt }), h("td", {}, statusPill(d.status)), h("td", { text: d.http_status || "-" }),
+          h("td", { text: d.error || "" })))))
+        : h("div", { class: "card empty", id: "no-deliveries", text: "No alert was sent in the last 7 days." }));
   }
 
   async function orgsPage() {

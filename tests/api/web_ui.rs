@@ -248,3 +248,44 @@ async fn the_root_key_lists_every_org_and_the_runs_of_all_of_them() {
     assert_eq!(who, json!(format!("root · {b}")));
     browser.quit().await;
 }
+
+#[tokio::test]
+async fn the_alerts_page_lists_channels_without_their_url_and_sends_a_test_alert_that_shows_delivered()
+ {
+    let app = crate::helpers::spawn_app_with(|vars| {
+        vars.insert("NOTIFY_ALLOW_LOCAL_TARGETS".into(), "true".into());
+    })
+    .await;
+    let (slug, key) = app.new_org("uialerts").await;
+    let receiver = crate::receiver::Receiver::start().await;
+    let url = format!("{}/secret-path?token=abc", receiver.url);
+    let (status, channel) = app
+        .add_channel(&slug, &key, &json!({"kind": "webhook", "url": url}))
+        .await;
+    assert_eq!(status, 201, "{channel}");
+
+    let browser = Browser::start().await;
+    sign_in(&browser, &app, &key, false).await;
+    browser.wait_for("#runs, #no-runs", 1).await;
+    browser.goto(&app.url("/ui#/alerts")).await;
+    let rows = browser.wait_for("#channels .channel-row", 1).await;
+    assert_eq!(rows.len(), 1);
+    let row = browser.text(&rows[0]).await;
+    assert!(row.contains("webhook"), "{row}");
+    assert!(row.contains("http://127.0.0.1"), "{row}");
+    assert!(
+        !row.contains("secret-path") && !row.contains("abc"),
+        "{row}"
+    );
+    assert_eq!(browser.count("#no-deliveries").await, 1);
+
+    let send = browser.wait_for("button.test-channel", 1).await;
+    browser.click(&send[0]).await;
+    let delivered = browser.wait_for("#deliveries .delivery-row", 1).await;
+    let text = browser.text(&delivered[0]).await;
+    assert!(text.contains("test"), "{text}");
+    assert!(text.contains("DELIVERED"), "{text}");
+    assert_eq!(receiver.received().len(), 1);
+    browser.screenshot("alerts").await;
+    browser.quit().await;
+}
