@@ -69,7 +69,11 @@ pub(crate) struct ActiveRuns {
 impl ActiveRuns {
     pub(crate) fn new(settings: &crate::settings::ExecutorSettings) -> Self {
         let margin = settings.heartbeat_interval + settings.heartbeat_timeout;
-        let fence_after = settings.lease.saturating_sub(margin);
+        Self::fenced_after(settings.lease.saturating_sub(margin))
+    }
+
+    /// Runs whose lease was not renewed for `fence_after` stop.
+    fn fenced_after(fence_after: std::time::Duration) -> Self {
         Self {
             runs: Mutex::new(HashMap::new()),
             fence_after: chrono::Duration::from_std(fence_after)
@@ -283,5 +287,111 @@ async fn beat(inner: &Arc<Inner>, beats_warehouse: &Warehouse) {
                 .runs
                 .stop(&control.run_id, None, Stop::Cancelled, note);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn org(slug: &str) -> OrgSlug {
+        OrgSlug::parse(slug).unwrap()
+    }
+
+    /// Fenced 20 s after the last renewal (a 30 s lease, 5 s heartbeats, 5 s timeout).
+    fn runs() -> ActiveRuns {
+        ActiveRuns::fenced_after(std::time::Duration::from_secs(20))
+    }
+
+    #[test]
+    fn a_run_whose_lease_is_not_renewed_stops_itself_at_the_fence_and_is_cancelled() {
+        let runs = runs();
+        let cancel = CancellationToken::new();
+        runs.insert("r1", org("acme"), cancel.clone(), at(0));
+        assert_eq!(runs.check("r1", at(19)), None);
+        assert!(!cancel.is_cancelled());
+        assert_eq!(runs.check("r1", at(20)), Some(Stop::LeaseLost));
+        assert!(cancel.is_cancelled(), "its steps are stopped");
+        assert_eq!(
+            runs.check("r1", at(5)),
+            Some(Stop::LeaseLost),
+            "a stop is final"
+        );
+        assert_eq!(runs.check("unknown", at(100)), None);
+    }
+
+    #[test]
+    fn a_heartbeat_renews_from_its_own_stamp_and_a_late_one_never_moves_the_lease_back() {
+        let runs = runs();
+        runs.insert("r1", org("acme"), CancellationToken::new(), at(0));
+        runs.renew(&["r1".into()], at(15));
+        runs.renew(&["r1".into()], at(3));
+        assert_eq!(
+            runs.check("r1", at(34)),
+            None,
+            "renewed at 15 s, not at 3 s"
+        );
+        assert_eq!(runs.check("r1", at(35)), Some(Stop::LeaseLost));
+    }
+
+    #[test]
+    fn the_heartbeats_due_fence_lapsed_runs_and_beat_for_the_others_only() {
+        let runs = runs();
+        runs.insert("old", org("acme"), CancellationToken::new(), at(0));
+        runs.insert("new", org("acme"), CancellationToken::new(), at(10));
+        runs.insert("cancelled", org("beta"), CancellationToken::new(), at(10));
+        assert!(runs.stop("cancelled", None, Stop::Cancelled, None));
+        let beats = runs.due(at(25), "instance-1");
+        let ids: Vec<&str> = beats.iter().map(|b| b.run_id.as_str()).collect();
+        assert_eq!(ids, ["new"]);
+        assert_eq!(beats[0].instance_id, "instance-1");
+        assert_eq!(beats[0].org_slug, "acme");
+        assert_eq!(runs.check("old", at(25)), Some(Stop::LeaseLost));
+    }
+
+    #[test]
+    fn the_first_reason_to_stop_is_kept_with_its_note_and_another_org_cannot_stop_a_run() {
+        let runs = runs();
+        let cancel = CancellationToken::new();
+        runs.insert("r1", org("acme"), cancel.clone(), at(0));
+        assert!(!runs.stop("r1", Some(&org("beta")), Stop::Cancelled, None));
+        assert!(!cancel.is_cancelled(), "not beta's run");
+        assert!(runs.stop(
+            "r1",
+            Some(&org("acme")),
+            Stop::Cancelled,
+            Some("run cancelled by key:k1".into())
+        ));
+        assert!(runs.stop("r1", None, Stop::Reaped, Some("later".into())));
+        assert_eq!(runs.check("r1", at(1)), Some(Stop::Cancelled));
+        assert_eq!(
+            runs.stop_note("r1").as_deref(),
+            Some("run cancelled by key:k1")
+        );
+        runs.stop_all(Stop::LeaseLost, "shutdown");
+        assert_eq!(runs.check("r1", at(1)), Some(Stop::Cancelled));
+        assert!(!runs.stop("gone", None, Stop::Cancelled, None));
+    }
+
+    #[test]
+    fn shutdown_stops_every_run_not_already_stopped_with_its_note() {
+        let runs = runs();
+        let (a, b) = (CancellationToken::new(), CancellationToken::new());
+        runs.insert("a", org("acme"), a.clone(), at(0));
+        runs.insert("b", org("acme"), b.clone(), at(0));
+        runs.stop_all(Stop::Cancelled, "instance shutting down");
+        assert!(a.is_cancelled() && b.is_cancelled());
+        assert_eq!(
+            runs.stop_note("a").as_deref(),
+            Some("instance shutting down")
+        );
+        runs.remove("a");
+        assert_eq!(runs.len(), 1);
+        assert!(!runs.contains("a"));
+        assert_eq!(runs.ids(), ["b"]);
     }
 }
