@@ -35,5 +35,7 @@ scripts/emulator.sh start "$EMULATOR_PORT" "$GCP_PROJECT_ID" "$PIDFILE" .emulato
 echo "==> BigQuery emulator on $BIGQUERY_EMULATOR_HOST (data in .emulator/data)"
 echo "==> building quarry (the first build takes a few minutes)"
 cargo build --locked --bin quarry
-echo "==> Quarry on http://$BIND_ADDR"
-target/debug/quarry
+echo "==> Quarry on http://$BIND_ADDR: web view http://$BIND_ADDR/ui, API docs http://$BIND_ADDR/docs"
+echo "    the root key is CA_ROOT_API_KEY in .env.local (grep CA_ROOT_API_KEY .env.local);"
+echo "    first time: bootstrap, then onboard an org (README, Quickstart)"
+target/debug/quarry serve

@@ -1,5 +1,6 @@
-//! `quarry serve` (the default), `quarry check-config`, `quarry pipelines validate [DIR]`, and the
-//! client commands (`quarry runs ...`, `quarry schedules ...`: see `quarry help`).
+//! `quarry serve`, `quarry check-config`, `quarry pipelines validate [DIR]`, and the client
+//! commands (`quarry runs ...`, `quarry schedules ...`: see `quarry help`). A bare `quarry`
+//! serves where a server's environment is set (`ENVIRONMENT`), and prints the help elsewhere.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,12 +14,12 @@ use quarry::startup::Application;
 use quarry::telemetry;
 use quarry_client::{self as client, args::ClientCommand, args::Global};
 
-/// Quarry: the service (`serve`, the default) and its client.
+/// Quarry: the service (`quarry serve`) and its client.
 ///
 /// The client reads QUARRY_URL and QUARRY_API_KEY / QUARRY_ROOT_KEY, or a profile file
 /// (~/.config/quarry/profiles, mode 0600). Keys are never command-line arguments.
 #[derive(Debug, Parser)]
-#[command(name = "quarry", version, about, long_about = None)]
+#[command(name = "quarry", version, about, long_about = None, after_help = after_help())]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -26,9 +27,21 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// What `--help` adds after the commands: where the client's settings come from, and what
+/// its exit codes mean.
+fn after_help() -> String {
+    format!(
+        "Client settings: QUARRY_URL (the service; default http://127.0.0.1:8080), \
+         QUARRY_API_KEY (an org key) or QUARRY_ROOT_KEY (admin commands), QUARRY_PROFILE and \
+         QUARRY_PROFILES (a saved profile instead, see `quarry profile save`).\n{}\n\
+         The service: `quarry serve` (a bare `quarry` serves only where ENVIRONMENT is set).",
+        client::EXIT_CODES
+    )
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Runs the service (the default).
+    /// Runs the service (settings from the environment; see `quarry check-config`).
     Serve,
     /// Checks the settings `make run` would use and prints them with secrets masked.
     CheckConfig,
@@ -43,12 +56,19 @@ enum Command {
 enum PipelinesCommand {
     /// The service's catalog: pipelines, their steps and parameters.
     List,
+    /// One pipeline of the service's catalog: its parameters and steps.
+    Show {
+        /// The pipeline's id, e.g. samples/usage_seed.
+        pipeline: String,
+    },
     /// Validates pipeline definitions and their SQL without starting anything.
     Validate {
         /// The pipelines folder (default: PIPELINES_DIR, else pipelines).
         dir: Option<PathBuf>,
+        /// The folder step `sql:` paths are relative to (default: PIPELINE_SQL_DIR, else sql).
         #[arg(long)]
         sql_dir: Option<PathBuf>,
+        /// The provider definitions (default: PROVIDERS_DIR, else providers).
         #[arg(long)]
         providers_dir: Option<PathBuf>,
     },
@@ -70,6 +90,13 @@ async fn main() -> ExitCode {
         }
     };
     match cli.command {
+        // A server's environment names its ENVIRONMENT; elsewhere a bare `quarry` is a person
+        // looking for the client's help.
+        None if std::env::var_os("ENVIRONMENT").is_none() => {
+            let _ = <Cli as clap::CommandFactory>::command().print_help();
+            println!();
+            ExitCode::SUCCESS
+        }
         None | Some(Command::Serve) => serve().await,
         Some(Command::CheckConfig) => check_config(),
         Some(Command::Pipelines(PipelinesCommand::Validate {
@@ -79,6 +106,9 @@ async fn main() -> ExitCode {
         })) => validate_pipelines(dir, sql_dir, providers_dir),
         Some(Command::Pipelines(PipelinesCommand::List)) => {
             client::pipelines_list(cli.global).await
+        }
+        Some(Command::Pipelines(PipelinesCommand::Show { pipeline })) => {
+            client::pipelines_show(cli.global, &pipeline).await
         }
         Some(Command::Client(command)) => client::run(cli.global, command).await,
     }
@@ -254,6 +284,33 @@ fn validate_pipelines(
     }
 }
 
+/// One line at start-up when the meta dataset is missing or behind this version's schemas,
+/// saying what to do (the background loops stay quiet until it is there).
+fn tell_if_not_bootstrapped(warehouse: quarry::warehouse::Warehouse) {
+    use quarry::bootstrap::SyncState;
+    tokio::spawn(async move {
+        match quarry::bootstrap::status(&warehouse).await {
+            Ok(report) if report.status == SyncState::NotBootstrapped => tracing::warn!(
+                dataset = %report.dataset,
+                "the meta dataset is not bootstrapped yet: run `quarry bootstrap` with \
+                 QUARRY_ROOT_KEY set to the root key (CA_ROOT_API_KEY), or POST \
+                 /api/v1/admin/bootstrap with X-CA-Root-Key"
+            ),
+            Ok(report) if report.status == SyncState::OutOfSync => tracing::warn!(
+                dataset = %report.dataset,
+                missing_tables = report.missing_tables.len(),
+                missing_columns = report.missing_columns.len(),
+                "the meta dataset is behind this version: POST /api/v1/admin/bootstrap/sync \
+                 with X-CA-Root-Key adds the missing tables, columns and views (drops nothing)"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the meta dataset's bootstrap status")
+            }
+        }
+    });
+}
+
 async fn serve() -> ExitCode {
     let settings = match settings() {
         Ok(s) => s,
@@ -274,6 +331,7 @@ async fn serve() -> ExitCode {
         emulator = settings.bigquery_emulator_host.is_some(),
         "starting quarry"
     );
+    let host = settings.bind_addr.ip();
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {
@@ -282,7 +340,14 @@ async fn serve() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    tracing::info!(port = app.port(), "listening");
+    let base = format!("http://{host}:{}", app.port());
+    tracing::info!(
+        port = app.port(),
+        web_view = format!("{base}/ui"),
+        api_docs = format!("{base}/docs"),
+        "listening"
+    );
+    tell_if_not_bootstrapped(app.warehouse());
     match app.serve_until_signal().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -4,6 +4,7 @@ use std::process::{Command, Output};
 
 fn run(vars: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .arg("serve")
         .env_clear()
         .env("RUST_BACKTRACE", "1")
         .env(
@@ -290,4 +291,30 @@ fn an_empty_or_missing_pipelines_folder_fails_both_checks() {
         String::from_utf8_lossy(&output.stderr).trim_end(),
         "quarry: /no/such/folder: not a folder"
     );
+}
+
+#[test]
+fn a_bare_quarry_outside_a_server_environment_prints_the_help_naming_settings_and_exit_codes() {
+    let output = run_args(&[], &[]);
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("Usage: quarry"), "{help}");
+    for needle in [
+        "QUARRY_URL",
+        "QUARRY_API_KEY",
+        "QUARRY_ROOT_KEY",
+        "Exit codes: 0 done",
+        "4 refused for now (429 limit or 503 unavailable)",
+        "`quarry serve`",
+    ] {
+        assert!(help.contains(needle), "{needle}: {help}");
+    }
+    assert!(
+        output.stderr.is_empty(),
+        "no server started, no settings read"
+    );
+    // Where a server's environment is set, a bare `quarry` is the server (its settings checked).
+    let served = run_args(&[], &[("ENVIRONMENT", "production")]);
+    assert_eq!(served.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&served.stderr).starts_with("quarry: "));
 }

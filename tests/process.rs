@@ -136,6 +136,7 @@ impl Env {
         // Owned by a Service at once: its Drop kills and reaps the process on every path.
         let service = Service {
             child: Command::new(env!("CARGO_BIN_EXE_quarry"))
+                .arg("serve")
                 .env_clear()
                 .envs(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
                 .env("BIND_ADDR", format!("127.0.0.1:{port}"))
@@ -575,4 +576,41 @@ async fn stalled_bodies_are_bounded_in_memory_and_closed_within_the_body_timeout
     // 100 MiB were sent; at most 8 bodies (8 MiB) were ever held, plus the runtime's buffers.
     println!("RSS grew by {} MiB", grown / 1024 / 1024);
     assert!(grown < 48 * 1024 * 1024, "RSS grew by {grown} bytes");
+}
+
+#[tokio::test]
+async fn before_bootstrap_the_service_says_once_what_to_do_and_its_loops_stay_quiet() {
+    let env = Env::new(5);
+    let svc = env.start().await;
+    // Three reaper passes (1 s), heartbeats and queue polls go by.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let log = std::fs::read_to_string(&svc.log).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let message = |l: &Value| l["fields"]["message"].as_str().unwrap_or("").to_string();
+    let listening: Vec<&Value> = lines.iter().filter(|l| message(l) == "listening").collect();
+    assert_eq!(listening.len(), 1, "{log}");
+    assert_eq!(
+        listening[0]["fields"]["web_view"],
+        format!("{}/ui", svc.base),
+        "{log}"
+    );
+    assert_eq!(
+        listening[0]["fields"]["api_docs"],
+        format!("{}/docs", svc.base)
+    );
+    let told: Vec<String> = lines
+        .iter()
+        .map(message)
+        .filter(|m| m.starts_with("the meta dataset is not bootstrapped yet"))
+        .collect();
+    assert_eq!(told.len(), 1, "{log}");
+    assert!(told[0].contains("quarry bootstrap"), "{}", told[0]);
+    let warnings: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["level"] == "WARN" && !message(l).starts_with("the meta dataset"))
+        .collect();
+    assert!(warnings.is_empty(), "no other warning: {warnings:?}");
 }

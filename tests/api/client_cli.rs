@@ -620,3 +620,120 @@ async fn alert_channels_are_added_tested_listed_and_deleted_from_the_client() {
     let again = as_org(&app, &key, &["notifications", "delete", &slug, &channel]).await;
     assert_one_line_refusal(&again, 3, "quarry: 404 Resource not found [request id ");
 }
+
+#[tokio::test]
+async fn a_trigger_refused_by_the_concurrency_limit_exits_4_with_the_queue_hint_and_queues_with_it()
+{
+    let app = spawn_app().await;
+    let (slug, key) = app.new_org("cli-busy").await;
+    // STARTER: one slot, held.
+    let holder = app.hold_the_slot(&slug, &key).await;
+    let o = as_org(&app, &key, &["runs", "trigger", &slug, "test/nap"]).await;
+    assert_one_line_refusal(&o, 4, "quarry: 429 Rate limit exceeded (");
+    let err = stderr(&o);
+    for needle in [
+        "reason: concurrent",
+        "retry after ",
+        "--queue waits in the org's queue for a slot instead",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    let queued = json_out(
+        &as_org(
+            &app,
+            &key,
+            &[
+                "runs", "trigger", &slug, "test/nap", "--queue", "-o", "json",
+            ],
+        )
+        .await,
+    );
+    assert_eq!(queued["status"], "QUEUED", "{queued}");
+    app.free_the_slot(&slug, &key, &holder).await;
+}
+
+#[tokio::test]
+async fn pipelines_show_prints_one_pipelines_parameters_and_steps_in_order_and_names_the_known_ones_for_a_typo()
+ {
+    let app = spawn_app().await;
+    let (_, key) = app.new_org("cli-show").await;
+    let o = as_org(&app, &key, &["pipelines", "show", "test/dag"]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert_eq!(field(&out, "pipeline"), "test/dag");
+    let steps: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.starts_with("STEP "))
+        .skip(1)
+        .collect();
+    let ids: Vec<&str> = steps
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(ids, ["a", "b", "c", "d"], "{out}");
+    assert!(
+        steps[3].contains("b, c") || steps[3].contains("b,c"),
+        "{out}"
+    );
+    assert!(out.contains("parameters:\n  none"), "{out}");
+
+    let o = as_org(&app, &key, &["pipelines", "show", "test/dagg"]).await;
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with("quarry: no pipeline test/dagg in the service's catalog (it has: "),
+        "{err}"
+    );
+    let known = err.split("(it has: ").nth(1).unwrap().trim_end();
+    assert!(
+        known
+            .trim_end_matches(')')
+            .split(", ")
+            .any(|p| p == "test/dag"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn watch_prints_the_runs_running_line_before_its_steps_in_start_order_with_aligned_columns() {
+    let app = spawn_app().await;
+    let (slug, key) = app.new_org("cli-watch").await;
+    let started = json_out(
+        &as_org(
+            &app,
+            &key,
+            &["runs", "trigger", &slug, "test/dag", "-o", "json"],
+        )
+        .await,
+    );
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    let o = as_org(
+        &app,
+        &key,
+        &["runs", "watch", &slug, &run_id, "--interval", "1"],
+    )
+    .await;
+    // test/dag tolerates its failing step c: the run succeeds.
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    let running = lines
+        .iter()
+        .position(|l| *l == format!("run {run_id}  RUNNING"))
+        .unwrap_or_else(|| panic!("no RUNNING line: {out}"));
+    let steps: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("  step "))
+        .collect();
+    let first_step = lines.iter().position(|l| l.starts_with("  step ")).unwrap();
+    assert!(running < first_step, "the run's line first: {out}");
+    // Every step line has its attempt column at the same place ("a" is padded to "a").
+    let columns: std::collections::BTreeSet<usize> =
+        steps.iter().map(|l| l.find("attempt").unwrap()).collect();
+    assert_eq!(columns.len(), 1, "{out}");
+    // a starts first and d last.
+    let first_ended = steps.iter().find(|l| !l.contains("RUNNING")).unwrap();
+    assert!(first_ended.starts_with("  step a "), "{out}");
+    assert!(steps.last().unwrap().starts_with("  step d "), "{out}");
+}

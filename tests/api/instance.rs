@@ -32,6 +32,7 @@ async fn spawn(vars: &HashMap<String, String>) -> (Child, String, PathBuf) {
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join(format!("{}.log", uuid::Uuid::new_v4().simple()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .arg("serve")
         .env_clear()
         .envs(vars)
         .env("BIND_ADDR", format!("127.0.0.1:{port}"))

@@ -202,6 +202,10 @@ fn refusal(
     if let Some(after) = retry_after {
         details.push(format!("retry after {after} s"));
     }
+    let reason = error.and_then(|e| e.get("reason")).and_then(Value::as_str);
+    if status == StatusCode::TOO_MANY_REQUESTS && reason == Some("concurrent") {
+        details.push("--queue waits in the org's queue for a slot instead".into());
+    }
     let request_id = body
         .get("request_id")
         .and_then(Value::as_str)
@@ -251,8 +255,33 @@ mod tests {
         );
         assert_eq!(
             e.to_string(),
-            "429 Rate limit exceeded (reason: concurrent; retry after 10 s) [request id h-2]"
+            "429 Rate limit exceeded (reason: concurrent; retry after 10 s; --queue waits in the \
+             org's queue for a slot instead) [request id h-2]"
         );
+        assert_eq!(
+            e.exit_code(),
+            std::process::ExitCode::from(4),
+            "retry later"
+        );
+    }
+
+    #[test]
+    fn only_a_limit_or_an_unavailable_service_exits_4_for_retry_later() {
+        let code = |status: StatusCode, reason: &str| {
+            let body =
+                json!({"error": {"code": status.as_u16(), "message": "m", "reason": reason}});
+            let e = refusal(status, &body, None, Some("3".into()));
+            (e.exit_code(), e.to_string().contains("--queue"))
+        };
+        let exit = std::process::ExitCode::from;
+        assert_eq!(
+            code(StatusCode::TOO_MANY_REQUESTS, "daily"),
+            (exit(4), false)
+        );
+        assert_eq!(code(StatusCode::SERVICE_UNAVAILABLE, ""), (exit(4), false));
+        assert_eq!(code(StatusCode::FORBIDDEN, ""), (exit(3), false));
+        assert_eq!(code(StatusCode::UNAUTHORIZED, ""), (exit(3), false));
+        assert_eq!(code(StatusCode::CONFLICT, ""), (exit(3), false));
     }
 
     #[test]

@@ -56,7 +56,9 @@ pub enum ClientCommand {
 pub enum RunsCommand {
     /// Starts a run; --wait follows it to its end (exit code 0 only for SUCCEEDED).
     Trigger {
+        /// The org's slug (an org key may only name its own org).
         org: String,
+        /// The pipeline's id, e.g. samples/usage_seed (`pipelines list`).
         pipeline: String,
         /// A parameter as name=value (repeatable); typed by the pipeline's declaration.
         #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
@@ -64,7 +66,7 @@ pub enum RunsCommand {
         /// Wait in the org's queue when its slots are busy instead of being refused.
         #[arg(long)]
         queue: bool,
-        /// Follow the run until it ends.
+        /// Follow the run's steps until it ends (exit code 0 only for SUCCEEDED).
         #[arg(long)]
         wait: bool,
         /// Makes a retried trigger start one run only.
@@ -73,10 +75,12 @@ pub enum RunsCommand {
     },
     /// The org's runs, newest first (the API's filters).
     List {
+        /// The org's slug (an org key may only name its own org).
         org: String,
         /// A status or a comma-separated list (QUEUED, PENDING, RUNNING, SUCCEEDED, ...).
         #[arg(long)]
         status: Option<String>,
+        /// Only runs of this pipeline id.
         #[arg(long)]
         pipeline: Option<String>,
         /// api, retry, rerun, schedule or backfill.
@@ -88,6 +92,7 @@ pub enum RunsCommand {
         /// RFC 3339; runs created before.
         #[arg(long)]
         until: Option<String>,
+        /// Runs per page (1-100; default 50).
         #[arg(long)]
         limit: Option<u32>,
         /// The token a previous page printed.
@@ -95,24 +100,39 @@ pub enum RunsCommand {
         page_token: Option<String>,
     },
     /// A run and its step attempts.
-    Show { org: String, run: String },
+    Show {
+        /// The org's slug (an org key may only name its own org).
+        org: String,
+        /// The run's id (as `runs trigger` or `runs list` printed it).
+        run: String,
+    },
     /// Follows a run's steps until it ends; exit code 0 only for SUCCEEDED.
     Watch {
+        /// The org's slug (an org key may only name its own org).
         org: String,
+        /// The run's id (as `runs trigger` or `runs list` printed it).
         run: String,
         /// Seconds between looks (each look reads the run and its steps).
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=60))]
         interval: u64,
     },
     /// Cancels a queued or running run.
-    Cancel { org: String, run: String },
+    Cancel {
+        /// The org's slug (an org key may only name its own org).
+        org: String,
+        /// The run's id (as `runs trigger` or `runs list` printed it).
+        run: String,
+    },
     /// Re-runs an ended run from its failed steps.
     Rerun {
+        /// The org's slug (an org key may only name its own org).
         org: String,
+        /// The run's id (as `runs trigger` or `runs list` printed it).
         run: String,
         /// New parameter values as name=value (default: the original's).
         #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
         params: Vec<String>,
+        /// Follow the new run's steps until it ends (exit code 0 only for SUCCEEDED).
         #[arg(long)]
         wait: bool,
     },
@@ -121,33 +141,55 @@ pub enum RunsCommand {
 #[derive(Debug, Subcommand)]
 pub enum SchedulesCommand {
     /// Every schedule of the catalog with the org's state and next tick.
-    List { org: String },
+    List {
+        /// The org's slug (an org key may only name its own org).
+        org: String,
+    },
     /// Enables a schedule (pipeline/name, as listed) with the org's parameter values.
     Enable {
+        /// The org's slug (an org key may only name its own org).
         org: String,
+        /// The schedule as `schedules list` prints it: pipeline_id/name.
         schedule: String,
+        /// The org's own value for a parameter as name=value (repeatable; wins over the
+        /// schedule's template).
         #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
         params: Vec<String>,
     },
     /// Pauses an active schedule.
-    Pause { org: String, schedule: String },
+    Pause {
+        /// The org's slug (an org key may only name its own org).
+        org: String,
+        /// The schedule as `schedules list` prints it: pipeline_id/name.
+        schedule: String,
+    },
     /// Resumes a paused schedule.
-    Resume { org: String, schedule: String },
+    Resume {
+        /// The org's slug (an org key may only name its own org).
+        org: String,
+        /// The schedule as `schedules list` prints it: pipeline_id/name.
+        schedule: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum BackfillCommand {
     /// One run per day from --from to --to, at most --max-parallel at once.
     Start {
+        /// The org's slug (an org key may only name its own org).
         org: String,
+        /// The pipeline's id, e.g. samples/usage_seed (`pipelines list`).
         pipeline: String,
         /// The DATE parameter each day's run gets.
         #[arg(long, default_value = "day")]
         parameter: String,
+        /// The first day.
         #[arg(long, value_name = "YYYY-MM-DD")]
         from: String,
+        /// The last day (at most 366 days after --from).
         #[arg(long, value_name = "YYYY-MM-DD")]
         to: String,
+        /// Days running at once (1 to the org's concurrent limit).
         #[arg(long, default_value_t = 1)]
         max_parallel: u32,
         /// Other parameters as name=value.
@@ -155,24 +197,41 @@ pub enum BackfillCommand {
         params: Vec<String>,
     },
     /// A backfill's days and their runs.
-    Show { org: String, backfill: String },
+    Show {
+        /// The org's slug (an org key may only name its own org).
+        org: String,
+        /// The backfill's id (as `backfill start` printed it).
+        backfill: String,
+    },
     /// Stops a backfill and cancels its waiting and running runs.
-    Cancel { org: String, backfill: String },
+    Cancel {
+        /// The org's slug (an org key may only name its own org).
+        org: String,
+        /// The backfill's id (as `backfill start` printed it).
+        backfill: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
+    /// The org's keys (ids, prefixes, scopes, status; never a key).
     List {
+        /// The org's slug (an org key may only name its own org).
         org: String,
     },
     /// Issues a new key (shown once); the old one keeps working for the grace period.
     Rotate {
+        /// The org's slug (an org key may only name its own org).
         org: String,
+        /// How long the old key keeps working (0 revokes it at once).
         #[arg(long, default_value_t = 3600)]
         grace_period_seconds: u64,
     },
+    /// Revokes a key at once.
     Revoke {
+        /// The org's slug (an org key may only name its own org).
         org: String,
+        /// The key's id (as `keys list` prints it).
         key_id: String,
     },
 }
@@ -180,9 +239,13 @@ pub enum KeysCommand {
 #[derive(Debug, Subcommand)]
 pub enum NotificationsCommand {
     /// The org's channels (each URL as scheme and host only).
-    List { org: String },
+    List {
+        /// The org's slug (an org key may only name its own org).
+        org: String,
+    },
     /// Adds a channel; a webhook's signing secret is shown once.
     Add {
+        /// The org's slug (an org key may only name its own org).
         org: String,
         /// webhook (JSON, signed) or slack (a Slack incoming webhook).
         #[arg(long, value_parser = ["webhook", "slack"])]
@@ -204,36 +267,61 @@ pub enum NotificationsCommand {
         queued_after: Option<i64>,
     },
     /// Deletes a channel.
-    Delete { org: String, channel: String },
+    Delete {
+        /// The org's slug (an org key may only name its own org).
+        org: String,
+        /// The channel's id (as `notifications list` prints it).
+        channel: String,
+    },
     /// Sends a test alert to a channel now.
-    Test { org: String, channel: String },
+    Test {
+        /// The org's slug (an org key may only name its own org).
+        org: String,
+        /// The channel's id (as `notifications list` prints it).
+        channel: String,
+    },
     /// The last 7 days' deliveries, the last attempt of each.
-    Deliveries { org: String },
+    Deliveries {
+        /// The org's slug (an org key may only name its own org).
+        org: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum QuotaCommand {
     /// Limits, runs today and this month, slots in use and the queue.
-    Show { org: String },
+    Show {
+        /// The org's slug (an org key may only name its own org).
+        org: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum OrgsCommand {
     /// Creates an org, its dataset, quota and first key (shown once).
     Onboard {
+        /// The org's slug (an org key may only name its own org).
         org: String,
+        /// The company's name.
         #[arg(long)]
         company: String,
+        /// The admin contact's email.
         #[arg(long)]
         email: String,
+        /// STARTER, PROFESSIONAL, SCALE or ENTERPRISE (sets the quota's defaults).
         #[arg(long, default_value = "STARTER")]
         plan: String,
     },
+    /// Every org with its plan and status.
     List,
+    /// Suspends an org: its keys stop working until it is reactivated.
     Suspend {
+        /// The org's slug (an org key may only name its own org).
         org: String,
     },
+    /// Reactivates a suspended org.
     Reactivate {
+        /// The org's slug (an org key may only name its own org).
         org: String,
     },
 }
@@ -242,9 +330,46 @@ pub enum OrgsCommand {
 pub enum ProfileCommand {
     /// Reads a key from standard input and saves it with --url under NAME.
     Save {
+        /// The profile's name (used with --profile or QUARRY_PROFILE).
         name: String,
         /// The key read is the root key (default: an org key).
         #[arg(long)]
         root: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Debug, Parser)]
+    struct Client {
+        #[command(flatten)]
+        global: super::Global,
+        #[command(subcommand)]
+        command: super::ClientCommand,
+    }
+
+    /// Every argument of `cmd` and its subcommands without a help text, as `path: arg`.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id != "help" && id != "version" && arg.get_help().is_none() {
+                out.push(format!("{path}: {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_about().is_none() && sub.get_name() != "help" {
+                out.push(format!("{path} {}: (no about)", sub.get_name()));
+            }
+            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_command_and_argument_of_the_client_has_a_help_text() {
+        let mut missing = Vec::new();
+        undocumented(&Client::command(), "quarry", &mut missing);
+        assert_eq!(missing, Vec::<String>::new());
+    }
 }

@@ -262,6 +262,65 @@ pub async fn pipelines_list(api: &Api, format: Format) -> Result<ExitCode, Clien
     Ok(ExitCode::SUCCESS)
 }
 
+/// `quarry pipelines show ID`: one pipeline of the catalog, its parameters and its steps in
+/// declaration order (with what each depends on).
+pub async fn pipelines_show(api: &Api, format: Format, id: &str) -> Result<ExitCode, ClientError> {
+    let body = api.get(KeyUse::Org, "/api/v1/pipelines", &[]).await?.body;
+    let Some(pipeline) = rows(&body, "pipelines")
+        .into_iter()
+        .find(|p| p["id"].as_str() == Some(id))
+    else {
+        let known: Vec<String> = rows(&body, "pipelines")
+            .iter()
+            .filter_map(|p| p["id"].as_str().map(str::to_string))
+            .collect();
+        return Err(ClientError::Usage(format!(
+            "no pipeline {id} in the service's catalog (it has: {})",
+            known.join(", ")
+        )));
+    };
+    print(format, &pipeline, |p| {
+        let mut out = fields(
+            p,
+            &[
+                col("pipeline", "id"),
+                col("description", "description"),
+                col("timeout", "timeout_seconds"),
+                col("deadline", "deadline_seconds"),
+            ],
+        );
+        let params = rows(p, "parameters");
+        out.push_str("\nparameters:\n");
+        if params.is_empty() {
+            out.push_str("  none\n");
+        } else {
+            out.push_str(&table(
+                &params,
+                &[
+                    col("NAME", "name"),
+                    col("TYPE", "type"),
+                    col("REQUIRED", "required"),
+                    col("DEFAULT", "default"),
+                ],
+            ));
+        }
+        out.push_str("\nsteps (in declaration order):\n");
+        out.push_str(&table(
+            &rows(p, "steps"),
+            &[
+                col("STEP", "id"),
+                col("KIND", "kind"),
+                col("DEPENDS ON", "depends_on"),
+                col("ATTEMPTS", "max_attempts"),
+                col("TIMEOUT", "timeout_seconds"),
+                col("ON FAILURE", "on_failure"),
+            ],
+        ));
+        out
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_path(org: &str, run: &str) -> Result<String, ClientError> {
     Ok(format!(
         "/api/v1/pipelines/{}/runs/{}",

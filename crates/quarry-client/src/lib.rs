@@ -2,10 +2,11 @@
 //! `schedules list`, ...), for tenants, admins, shell scripts and CI.
 //!
 //! Settings come from the environment or a profile file ([`profile`]); a key is never a
-//! command-line argument. Human tables by default, `--output json` for scripts. Exit codes:
-//! 0 done, 1 a followed run ended without succeeding, 2 a usage or settings problem, 3 the
-//! service refused or could not be reached. Every failure is one line on stderr, with the
-//! service's request id when it answered.
+//! command-line argument. Human tables by default, `--output json` for scripts. Exit codes
+//! ([`EXIT_CODES`]): 0 done, 1 a followed run ended without succeeding, 2 a usage or settings
+//! problem, 3 the service refused or could not be reached, 4 refused for now (429 or 503:
+//! retry later). Every failure is one line on stderr, with the service's request id when it
+//! answered.
 
 pub mod api;
 pub mod args;
@@ -44,10 +45,21 @@ fn paren(details: &str) -> String {
     }
 }
 
+/// What each exit code means, for `--help` and the README.
+pub const EXIT_CODES: &str = "Exit codes: 0 done; 1 a followed run ended without succeeding; \
+2 a usage or settings problem; 3 refused (4xx) or the service unreachable; 4 refused for now \
+(429 limit or 503 unavailable): retry later, after the Retry-After it names.";
+
+/// A refusal that a later try may not meet (a limit, a busy service): exit code 4.
+pub const EXIT_RETRY_LATER: u8 = 4;
+
 impl ClientError {
     pub fn exit_code(&self) -> ExitCode {
         match self {
             ClientError::Config(_) | ClientError::Usage(_) => ExitCode::from(2),
+            ClientError::Refused {
+                status: 429 | 503, ..
+            } => ExitCode::from(EXIT_RETRY_LATER),
             ClientError::Unreachable(_) | ClientError::Refused { .. } => ExitCode::from(3),
         }
     }
@@ -106,6 +118,15 @@ pub async fn run(global: Global, command: ClientCommand) -> ExitCode {
 pub async fn pipelines_list(global: Global) -> ExitCode {
     let result = match api(&global) {
         Ok(api) => commands::pipelines_list(&api, global.output).await,
+        Err(e) => Err(e),
+    };
+    result.unwrap_or_else(|e| fail(&e))
+}
+
+/// `quarry pipelines show ID` (the `pipelines` command sits in the binary beside `validate`).
+pub async fn pipelines_show(global: Global, id: &str) -> ExitCode {
+    let result = match api(&global) {
+        Ok(api) => commands::pipelines_show(&api, global.output, id).await,
         Err(e) => Err(e),
     };
     result.unwrap_or_else(|e| fail(&e))

@@ -29,7 +29,6 @@ const MAX_FAILED_LOOKS: u32 = 5;
 
 struct Progress {
     on_terminal: bool,
-    started: Instant,
     frame: usize,
 }
 
@@ -37,22 +36,25 @@ impl Progress {
     fn new() -> Self {
         Self {
             on_terminal: std::io::stderr().is_terminal(),
-            started: Instant::now(),
             frame: 0,
         }
     }
 
-    fn show(&mut self, status: &str, done: usize, total: Option<usize>) {
+    /// `since`: the run's own start (else its creation), so the time shown is the run's, not
+    /// the watcher's.
+    fn show(&mut self, status: &str, done: usize, total: Option<usize>, since: Option<Since>) {
         if !self.on_terminal {
             return;
         }
         const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
         self.frame += 1;
         let total = total.map(|t| format!("/{t}")).unwrap_or_default();
+        let elapsed = since
+            .map(|s| format!(" · {} s", (chrono::Utc::now() - s).num_seconds().max(0)))
+            .unwrap_or_default();
         eprint!(
-            "\r\x1b[2K{} {status} · {done}{total} steps done · {} s",
+            "\r\x1b[2K{} {status} · {done}{total} steps done{elapsed}",
             FRAMES[self.frame % FRAMES.len()],
-            self.started.elapsed().as_secs()
         );
         let _ = std::io::stderr().flush();
     }
@@ -65,18 +67,59 @@ impl Progress {
     }
 }
 
-/// Steps the pipeline declares, from the catalog (for "n/m steps done"); `None` if unknown.
-async fn declared_steps(api: &Api, pipeline: &str) -> Option<usize> {
-    let catalog = api
-        .get(KeyUse::Org, "/api/v1/pipelines", &[])
-        .await
-        .ok()?
-        .body;
-    catalog["pipelines"]
-        .as_array()?
+type Since = chrono::DateTime<chrono::Utc>;
+
+/// When the run started (else when it was created), as the service recorded it.
+fn run_since(run: &Value) -> Option<Since> {
+    ["started_at", "created_at"]
         .iter()
-        .find(|p| p["id"].as_str() == Some(pipeline))
-        .and_then(|p| p["steps"].as_array().map(Vec::len))
+        .find_map(|f| run[*f].as_str())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// The steps the pipeline declares, from the catalog (for "n/m steps done" and the width of
+/// the step column); empty if unknown.
+async fn declared_steps(api: &Api, pipeline: &str) -> Vec<String> {
+    let Ok(catalog) = api.get(KeyUse::Org, "/api/v1/pipelines", &[]).await else {
+        return Vec::new();
+    };
+    catalog.body["pipelines"]
+        .as_array()
+        .and_then(|all| all.iter().find(|p| p["id"].as_str() == Some(pipeline)))
+        .and_then(|p| p["steps"].as_array())
+        .map(|steps| {
+            steps
+                .iter()
+                .filter_map(|s| s["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The run's status as the watch tells it: a run with a step attempt is running even if its
+/// RUNNING event is not readable yet (so the run's line never comes after its steps').
+fn told_status(status: &str, attempts: &[Value]) -> String {
+    if matches!(status, "QUEUED" | "PENDING") && !attempts.is_empty() {
+        "RUNNING".into()
+    } else {
+        status.into()
+    }
+}
+
+/// Step attempts in the order they started (then step, then attempt).
+fn in_start_order(mut attempts: Vec<Value>) -> Vec<Value> {
+    attempts.sort_by(|a, b| {
+        let key = |s: &Value| {
+            (
+                s["started_at"].as_str().unwrap_or("").to_string(),
+                s["step_id"].as_str().unwrap_or("").to_string(),
+                s["attempt"].as_i64().unwrap_or(0),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    attempts
 }
 
 fn retryable(e: &ClientError) -> bool {
@@ -87,12 +130,13 @@ fn retryable(e: &ClientError) -> bool {
     }
 }
 
-/// A step attempt as one line: `step load_day  attempt 1  SUCCEEDED  90 ms`.
-fn step_line(s: &Value) -> String {
+/// A step attempt as one line, its columns aligned (`width`: the longest step id):
+/// `step load_day  attempt 1  SUCCEEDED  90 ms`.
+fn step_line(s: &Value, width: usize) -> String {
     let mut line = format!(
-        "step {}  attempt {}  {}",
+        "step {:<width$}  attempt {:<2} {:<11}",
         s["step_id"].as_str().unwrap_or("?"),
-        s["attempt"],
+        s["attempt"].to_string(),
         s["status"].as_str().unwrap_or("?")
     );
     if let Some(ms) = s["duration_ms"].as_f64() {
@@ -101,6 +145,7 @@ fn step_line(s: &Value) -> String {
     if let Some(e) = s["error_summary"].as_str() {
         line.push_str(&format!("  {}", e.replace('\n', " ")));
     }
+    line.truncate(line.trim_end().len());
     line
 }
 
@@ -115,7 +160,7 @@ pub async fn follow(
     let mut progress = Progress::new();
     let mut seen: BTreeMap<(String, i64), String> = BTreeMap::new();
     let mut last_status = String::new();
-    let mut total: Option<usize> = None;
+    let mut declared: Option<Vec<String>> = None;
     let mut failed_looks = 0;
     loop {
         let look = async {
@@ -142,13 +187,25 @@ pub async fn follow(
                 return Err(e);
             }
         };
-        let status = run_view["status"].as_str().unwrap_or("?").to_string();
-        if total.is_none() {
+        if declared.is_none() {
             if let Some(p) = run_view["pipeline_id"].as_str() {
-                total = declared_steps(api, p).await;
+                declared = Some(declared_steps(api, p).await);
             }
         }
-        let attempts = steps["steps"].as_array().cloned().unwrap_or_default();
+        let declared_ids = declared.as_deref().unwrap_or_default();
+        let total = (!declared_ids.is_empty()).then_some(declared_ids.len());
+        let attempts = in_start_order(steps["steps"].as_array().cloned().unwrap_or_default());
+        let status = told_status(run_view["status"].as_str().unwrap_or("?"), &attempts);
+        let width = declared_ids
+            .iter()
+            .map(String::len)
+            .chain(
+                attempts
+                    .iter()
+                    .filter_map(|s| s["step_id"].as_str().map(str::len)),
+            )
+            .max()
+            .unwrap_or(0);
         progress.clear();
         if format == Format::Table {
             if status != last_status && !is_terminal(&status) {
@@ -161,7 +218,7 @@ pub async fn follow(
                 );
                 let step_status = s["status"].as_str().unwrap_or("?").to_string();
                 if seen.get(&key) != Some(&step_status) {
-                    println!("  {}", step_line(s));
+                    println!("  {}", step_line(s, width));
                     seen.insert(key, step_status);
                 }
             }
@@ -205,8 +262,85 @@ pub async fn follow(
         };
         let next_look = Instant::now() + Duration::from_secs(interval_secs);
         while Instant::now() < next_look {
-            progress.show(&status, done, total);
+            progress.show(&status, done, total, run_since(&run_view));
             tokio::time::sleep(Duration::from_millis(150)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(step: &str, n: i64, status: &str, started: &str) -> Value {
+        json!({"step_id": step, "attempt": n, "status": status, "started_at": started})
+    }
+
+    #[test]
+    fn a_run_with_a_step_attempt_is_told_running_even_before_its_running_event_is_read() {
+        let one = [attempt("a", 1, "RUNNING", "2026-12-06T10:00:01Z")];
+        assert_eq!(told_status("PENDING", &one), "RUNNING");
+        assert_eq!(told_status("PENDING", &[]), "PENDING");
+        assert_eq!(told_status("SUCCEEDED", &one), "SUCCEEDED");
+    }
+
+    #[test]
+    fn attempts_are_told_in_the_order_they_started() {
+        let sorted = in_start_order(vec![
+            attempt("d", 1, "RUNNING", "2026-12-06T10:00:03Z"),
+            attempt("b", 2, "RUNNING", "2026-12-06T10:00:02Z"),
+            attempt("b", 1, "FAILED", "2026-12-06T10:00:01Z"),
+            attempt("a", 1, "SUCCEEDED", "2026-12-06T10:00:00Z"),
+        ]);
+        let order: Vec<(String, i64)> = sorted
+            .iter()
+            .map(|s| {
+                (
+                    s["step_id"].as_str().unwrap().into(),
+                    s["attempt"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("a".into(), 1),
+                ("b".into(), 1),
+                ("b".into(), 2),
+                ("d".into(), 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn step_lines_align_their_columns_on_the_longest_step_id() {
+        let mut short = attempt("a", 1, "SUCCEEDED", "");
+        short["duration_ms"] = json!(90);
+        let long = attempt("load_day", 10, "RUNNING", "");
+        assert_eq!(
+            step_line(&short, 8),
+            "step a         attempt 1  SUCCEEDED    90 ms"
+        );
+        assert_eq!(step_line(&long, 8), "step load_day  attempt 10 RUNNING");
+        assert_eq!(
+            step_line(&short, 8).find("attempt"),
+            step_line(&long, 8).find("attempt")
+        );
+    }
+
+    #[test]
+    fn the_time_shown_is_the_runs_own_from_its_start_else_its_creation() {
+        let started =
+            json!({"started_at": "2026-12-06T10:00:05Z", "created_at": "2026-12-06T10:00:00Z"});
+        assert_eq!(
+            run_since(&started).unwrap().to_rfc3339(),
+            "2026-12-06T10:00:05+00:00"
+        );
+        let queued = json!({"started_at": null, "created_at": "2026-12-06T10:00:00Z"});
+        assert_eq!(
+            run_since(&queued).unwrap().to_rfc3339(),
+            "2026-12-06T10:00:00+00:00"
+        );
+        assert_eq!(run_since(&json!({})), None);
     }
 }
