@@ -19,7 +19,12 @@ scripts/emulator-env.sh
 scripts/browser-env.sh
 
 . scripts/emulator-session.sh
-emulator_session test quarry-test
+# One emulator per core (at least 2): each is single-threaded, and the API suite spreads its
+# tests over them (tests/api/helpers.rs: emulator_host).
+emulators=$(nproc 2>/dev/null || echo 2)
+[ "$emulators" -lt 2 ] && emulators=2
+[ "$emulators" -gt 4 ] && emulators=4
+emulator_session test quarry-test "$emulators"
 export QUARRY_TEST_EMULATOR_PID_FILE="$EMULATOR_PIDFILE"
 
 stage "terraform files parse and declare what a deployment needs"

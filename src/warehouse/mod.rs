@@ -322,6 +322,14 @@ impl Warehouse {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "bigquery job done"
             ),
+            // A missing table or dataset is the caller's to judge (before bootstrap the
+            // background loops find nothing, and the service says so once at start-up).
+            Err(e) if e.is_not_found() => tracing::debug!(
+                sql = file,
+                kind = kind.as_str(),
+                error = %e,
+                "bigquery job found no table"
+            ),
             Err(e) => tracing::warn!(
                 sql = file,
                 kind = kind.as_str(),

@@ -660,7 +660,7 @@ async fn pipelines_show_prints_one_pipelines_parameters_and_steps_in_order_and_n
     let o = as_org(&app, &key, &["pipelines", "show", "test/dag"]).await;
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    assert_eq!(field(&out, "pipeline"), "test/dag");
+    assert_eq!(field(&out, "pipeline:"), "test/dag");
     let steps: Vec<&str> = out
         .lines()
         .skip_while(|l| !l.starts_with("STEP "))

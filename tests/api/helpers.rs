@@ -79,10 +79,72 @@ pub fn captured_logs() -> String {
     String::from_utf8_lossy(&LOGS.lock().unwrap()).to_string()
 }
 
-/// The emulator `make test` started. Tests cannot run without it: they fail loudly.
+/// The emulators `make test` started: `QUARRY_TEST_EMULATORS` (`host:port,host:port`), else
+/// the one of `BIGQUERY_EMULATOR_HOST`. Tests cannot run without one: they fail loudly.
+fn emulators() -> &'static [String] {
+    static HOSTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+        let listed = std::env::var("QUARRY_TEST_EMULATORS").unwrap_or_default();
+        let hosts: Vec<String> = listed
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(String::from)
+            .collect();
+        if hosts.is_empty() {
+            vec![
+                std::env::var("BIGQUERY_EMULATOR_HOST")
+                    .expect("BIGQUERY_EMULATOR_HOST is not set: run the suite with `make test`"),
+            ]
+        } else {
+            hosts
+        }
+    });
+    &HOSTS
+}
+
+/// Tests running on each emulator now.
+static ON_EMULATOR: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+/// A test's hold on its emulator: given back when the test's thread ends.
+struct OnEmulator(usize);
+
+impl Drop for OnEmulator {
+    fn drop(&mut self) {
+        if let Ok(mut busy) = ON_EMULATOR.lock() {
+            busy[self.0] = busy[self.0].saturating_sub(1);
+        }
+    }
+}
+
+thread_local! {
+    static MINE: std::cell::RefCell<Option<OnEmulator>> = const { std::cell::RefCell::new(None) };
+}
+
+/// This test's emulator. The emulator is single-threaded, so `make test` starts one per core
+/// and each test (each runs on a thread of its own) keeps the one that was least busy when it
+/// first asked, for every instance, proxy and direct read it makes: a test's datasets all live
+/// on one emulator.
 pub fn emulator_host() -> String {
-    std::env::var("BIGQUERY_EMULATOR_HOST")
-        .expect("BIGQUERY_EMULATOR_HOST is not set: run the suite with `make test`")
+    let hosts = emulators();
+    MINE.with(|mine| {
+        let mut mine = mine.borrow_mut();
+        let index = match mine.as_ref() {
+            Some(held) => held.0,
+            None => {
+                let mut busy = ON_EMULATOR.lock().unwrap();
+                busy.resize(hosts.len(), 0);
+                let (index, _) = busy
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, n)| **n)
+                    .expect("at least one emulator");
+                busy[index] += 1;
+                *mine = Some(OnEmulator(index));
+                index
+            }
+        };
+        hosts[index].clone()
+    })
 }
 
 pub fn project_id() -> String {
