@@ -7,6 +7,8 @@
   const KEY = "quarry.key";
   const KIND = "quarry.kind"; // "org" or "root"
   const ORG = "quarry.org"; // the org slug the pages show (an org key's own; the root key's pick)
+  const SCOPES = "quarry.scopes"; // an org key's scopes, as whoami answered (actions shown by them)
+  const LIVE = ["QUEUED", "PENDING", "RUNNING"];
   const TERMINAL = ["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "ORPHANED", "REFUSED"];
   const STATUSES = ["QUEUED", "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "ORPHANED"];
   const TRIGGERS = ["api", "rerun", "schedule", "backfill"];
@@ -17,7 +19,10 @@
     kind: () => sessionStorage.getItem(KIND) || "org",
     org: () => sessionStorage.getItem(ORG),
     isRoot: () => sessionStorage.getItem(KIND) === "root",
-    clear: () => { sessionStorage.removeItem(KEY); sessionStorage.removeItem(KIND); sessionStorage.removeItem(ORG); },
+    // Whether the signed-in key may do what `scope` allows (the root key may do everything).
+    can: (scope) => sessionStorage.getItem(KIND) === "root" ||
+      JSON.parse(sessionStorage.getItem(SCOPES) || "[]").includes(scope),
+    clear: () => { for (const k of [KEY, KIND, ORG, SCOPES]) sessionStorage.removeItem(k); },
   };
 
   let refreshTimer = null;
@@ -55,6 +60,22 @@
     if (v < 120000) return (v / 1000).toFixed(1) + " s";
     return (v / 60000).toFixed(1) + " min";
   }
+  // A button that asks once more before a destructive action: the first click turns it into
+  // "Confirm …", the second runs `action`.
+  function confirmButton(id, label, action) {
+    const button = h("button", { type: "button", id, class: "danger", text: label });
+    let armed = false;
+    button.addEventListener("click", async () => {
+      if (!armed) { armed = true; button.textContent = "Confirm: " + label.toLowerCase(); button.classList.add("armed"); return; }
+      button.disabled = true;
+      try { await action(); } catch (e) { showError(e.message); button.disabled = false; }
+    });
+    return button;
+  }
+  function orgPath(org) { return encodeURIComponent(org); }
+  function pipelinePath(id) { return id.split("/").map(encodeURIComponent).join("/"); }
+  function compact(value) { return value && Object.keys(value).length ? JSON.stringify(value) : "-"; }
+
   function showError(message) {
     const box = document.getElementById("error");
     box.textContent = message;
@@ -129,6 +150,7 @@
     try {
       switch (parts[0]) {
         case "runs": return parts[1] ? await runPage(parts[1]) : await runsPage(params, false);
+        case "backfills": return await backfillPage(parts[1]);
         case "all-runs": return await runsPage(params, true);
         case "stats": return await statsPage();
         case "quota": return await quotaPage();
@@ -176,8 +198,10 @@
       sessionStorage.setItem(KIND, kindRoot.checked ? "root" : "org");
       try {
         const me = (await api("/api/v1/whoami")).body;
-        if (me.principal === "org_key") sessionStorage.setItem(ORG, me.org_slug);
-        else sessionStorage.removeItem(ORG);
+        if (me.principal === "org_key") {
+          sessionStorage.setItem(ORG, me.org_slug);
+          sessionStorage.setItem(SCOPES, JSON.stringify(me.scopes || []));
+        } else sessionStorage.removeItem(ORG);
         // One render: a changed hash renders through hashchange, an unchanged one here.
         const target = me.principal === "root" ? "#/orgs" : "#/runs";
         if (location.hash === target) route();
@@ -236,11 +260,12 @@
       h("td", { class: "mono" }, h("a", { href: "#/runs/" + r.run_id, class: "run-link", text: r.run_id,
         onclick: all ? () => sessionStorage.setItem(ORG, r.org_slug) : null })),
       h("td", { text: r.pipeline_id }), h("td", {}, statusPill(r.status)), h("td", { text: r.trigger || "-" }),
+      h("td", { class: "mono params", text: compact(r.parameters) }),
       h("td", { text: when(r.created_at) }), h("td", { text: ms(r.duration_ms) }),
       h("td", { text: r.error_class || "" })));
     const table = h("table", { id: "runs" },
       h("thead", {}, h("tr", {}, all ? h("th", { text: "Org" }) : null,
-        ["Run", "Pipeline", "Status", "Trigger", "Created (UTC)", "Duration", "Error"].map((t) => h("th", { text: t })))),
+        ["Run", "Pipeline", "Status", "Trigger", "Parameters", "Created (UTC)", "Duration", "Error"].map((t) => h("th", { text: t })))),
       h("tbody", {}, rows));
     const pager = h("div", { class: "pager" });
     if (filters.page_token) {
@@ -252,6 +277,11 @@
         onclick: () => { const p = Object.assign({}, filters, { page_token: body.next_page_token }); location.hash = "#/" + (all ? "all-runs" : "runs") + query(p); } }));
     }
     pager.append(h("span", { class: "hint", text: runs.length + " run(s) on this page" }));
+    // While a run on the page is live, the page looks again every 5 s (one request); never
+    // otherwise.
+    const live = runs.some((r) => LIVE.includes(r.status));
+    if (live) pager.append(h("span", { class: "hint", id: "runs-live", text: " · refreshing every 5 s while runs are live" }));
+    if (live) refreshTimer = setTimeout(route, 5000);
     show(h("h1", { text: all ? "Runs of every org" : "Runs of " + org }), form,
       runs.length ? table : h("div", { class: "card empty", id: "no-runs", text: "No run matches these filters in the window (default: the last 7 days)." }),
       pager);
@@ -261,9 +291,38 @@
     const org = needOrg();
     if (!org) return;
     const base = "/api/v1/pipelines/" + encodeURIComponent(org) + "/runs/" + encodeURIComponent(runId);
-    const [run, steps] = await Promise.all([api(base), api(base + "/steps")]);
+    const [run, steps, pipelines] = await Promise.all([api(base), api(base + "/steps"), catalog()]);
     const r = run.body;
     const attempts = steps.body.steps || [];
+    // A run with a step attempt is running, even while its RUNNING event is not readable yet.
+    if (r.status === "PENDING" && attempts.length) r.status = "RUNNING";
+    const declared = (pipelines.find((p) => p.id === r.pipeline_id) || {}).steps || [];
+    // Each step's latest attempt colours its node.
+    const states = {};
+    for (const a of attempts) states[a.step_id] = a.status;
+    const actions = h("div", { class: "actions", id: "run-actions" });
+    if (session.can("pipelines:run") && LIVE.includes(r.status)) {
+      actions.append(confirmButton("cancel-run", "Cancel run", async () => {
+        await api(base + "/cancel", { method: "POST", body: {} });
+        route();
+      }));
+    }
+    if (session.can("pipelines:run") && ["FAILED", "CANCELLED", "TIMED_OUT", "ORPHANED"].includes(r.status)) {
+      const params = h("textarea", { id: "rerun-parameters", rows: 2, cols: 60, spellcheck: "false" });
+      params.value = JSON.stringify(r.parameters || {});
+      const form = h("form", { class: "action-form", id: "rerun-form" },
+        h("label", {}, "Parameters (JSON; the run's own by default)", params),
+        h("button", { type: "submit", class: "primary", id: "rerun-submit", text: "Re-run from its failed steps" }));
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        try {
+          const parameters = JSON.parse(params.value || "{}");
+          const next = (await api(base + "/rerun", { method: "POST", body: { parameters } })).body;
+          location.hash = "#/runs/" + next.run_id;
+        } catch (e) { showError(e instanceof SyntaxError ? "Parameters: not JSON (" + e.message + ")" : e.message); }
+      });
+      actions.append(form);
+    }
     const field = (label, value) => [h("dt", { text: label }), h("dd", {}, value === null || value === undefined || value === "" ? "-" : value)];
     const fields = h("dl", { class: "fields card", id: "run-fields" },
       field("Run", h("span", { class: "mono", text: r.run_id })),
@@ -284,6 +343,8 @@
     const live = !TERMINAL.includes(r.status);
     show(h("h1", { text: "Run " + r.run_id.slice(0, 8) + " · " + r.pipeline_id }),
       h("p", {}, h("a", { href: "#/runs", text: "← all runs" }), live ? h("span", { class: "hint", text: "  · refreshing every 2 s" }) : null),
+      actions,
+      declared.length ? graph(declared, states, "run-graph") : h("div", { class: "empty", text: "The pipeline is no longer in the catalog." }),
       fields,
       h("h2", { text: "Steps" }),
       attempts.length ? timeline(attempts, r) : h("div", { class: "card empty", text: "No step has started." }),
@@ -322,6 +383,161 @@
         s("text", { x: x + w + 6, y: y + 12 }, ms(a.duration_ms)));
     });
     return svg;
+  }
+
+  // The pipeline's steps as a graph: a column per depth (the longest chain of dependencies
+  // before a step), an edge from each dependency; `states` (step id -> status) colours the
+  // nodes of a run, and a step without a state reads "not started".
+  function graph(steps, states, id) {
+    const byId = Object.fromEntries(steps.map((st) => [st.id, st]));
+    const depth = {};
+    const depthOf = (sid, seen = new Set()) => {
+      if (depth[sid] !== undefined) return depth[sid];
+      if (seen.has(sid)) return 0;
+      seen.add(sid);
+      const deps = (byId[sid] && byId[sid].depends_on) || [];
+      depth[sid] = deps.length ? 1 + Math.max(...deps.map((d) => depthOf(d, seen))) : 0;
+      return depth[sid];
+    };
+    steps.forEach((st) => depthOf(st.id));
+    const columns = [];
+    steps.forEach((st) => { (columns[depth[st.id]] = columns[depth[st.id]] || []).push(st.id); });
+    const nodeW = 170, nodeH = 40, gapX = 60, gapY = 18, pad = 10;
+    const rows = Math.max(...columns.map((c) => c.length));
+    const width = pad * 2 + columns.length * nodeW + (columns.length - 1) * gapX;
+    const height = pad * 2 + rows * nodeH + (rows - 1) * gapY;
+    const at = {};
+    columns.forEach((col, x) => col.forEach((sid, y) => {
+      const top = pad + y * (nodeH + gapY) + ((rows - col.length) * (nodeH + gapY)) / 2;
+      at[sid] = { x: pad + x * (nodeW + gapX), y: top };
+    }));
+    const svg = s("svg", { id, class: "card dag", width: Math.min(width, 900), viewBox: "0 0 " + width + " " + height, role: "img", "aria-label": "Pipeline graph" });
+    for (const st of steps) {
+      for (const dep of st.depends_on || []) {
+        if (!at[dep]) continue;
+        const a = at[dep], b = at[st.id];
+        const x1 = a.x + nodeW, y1 = a.y + nodeH / 2, x2 = b.x, y2 = b.y + nodeH / 2;
+        svg.append(s("path", { class: "edge", "data-from": dep, "data-to": st.id,
+          d: "M" + x1 + "," + y1 + " C" + (x1 + gapX / 2) + "," + y1 + " " + (x2 - gapX / 2) + "," + y2 + " " + x2 + "," + y2 }));
+      }
+    }
+    for (const st of steps) {
+      const state = states ? states[st.id] || "NOT_STARTED" : "DECLARED";
+      const p = at[st.id];
+      svg.append(s("g", { class: "node " + state, "data-step": st.id, "data-state": state },
+        s("rect", { x: p.x, y: p.y, width: nodeW, height: nodeH, rx: 6 }),
+        s("text", { x: p.x + 10, y: p.y + 17, class: "name" }, st.id.length > 20 ? st.id.slice(0, 19) + "…" : st.id),
+        s("text", { x: p.x + 10, y: p.y + 32, class: "sub" }, states ? state.replace("_", " ").toLowerCase() : st.kind),
+        s("title", {}, st.id + " (" + st.kind + ")" + (states ? ": " + state : ""))));
+    }
+    return svg;
+  }
+
+  // A form for one value per declared parameter: DATE as ISO text (YYYY-MM-DD, like the rest of
+  // the page), INT64 as a number, BOOL as a choice, STRING as text; required ones marked.
+  function parameterInputs(decls, prefix, values) {
+    return decls.map((d) => {
+      const name = prefix + d.name;
+      const given = values && values[d.name] !== undefined ? values[d.name] : d.default;
+      let input;
+      if (d.type === "BOOL") {
+        input = h("select", { name, id: name },
+          h("option", { value: "", text: "(unset)" }),
+          h("option", { value: "true", text: "true", selected: given === true }),
+          h("option", { value: "false", text: "false", selected: given === false }));
+      } else {
+        input = h("input", { name, id: name, type: d.type === "INT64" ? "number" : "text",
+          placeholder: d.type === "DATE" ? "YYYY-MM-DD" : d.type.toLowerCase(),
+          pattern: d.type === "DATE" ? "\\d{4}-\\d{2}-\\d{2}" : null,
+          value: given === undefined || given === null ? "" : String(given), required: d.required });
+      }
+      return h("label", {}, d.name + (d.required ? " *" : "") + " (" + d.type + ")", input);
+    });
+  }
+  function parameterValues(form, decls, prefix) {
+    const out = {};
+    for (const d of decls) {
+      const raw = form.elements[prefix + d.name].value.trim();
+      if (raw === "") continue;
+      out[d.name] = d.type === "INT64" ? Number(raw) : d.type === "BOOL" ? raw === "true" : raw;
+    }
+    return out;
+  }
+
+  function triggerForm(org, p) {
+    const form = h("form", { class: "filters action-form trigger-form", "data-pipeline": p.id },
+      parameterInputs(p.parameters || [], "param-"),
+      h("label", {}, "When busy", h("select", { name: "when_busy" },
+        h("option", { value: "refuse", text: "refuse (429)" }), h("option", { value: "queue", text: "wait in the queue" }))),
+      h("button", { type: "submit", class: "primary trigger-submit", text: "Trigger" }));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        const body = { parameters: parameterValues(form, p.parameters || [], "param-"), when_busy: form.elements.when_busy.value };
+        const run = (await api("/api/v1/pipelines/run/" + orgPath(org) + "/" + pipelinePath(p.id), { method: "POST", body })).body;
+        location.hash = "#/runs/" + run.run_id;
+      } catch (e) { showError(e.message); }
+    });
+    return form;
+  }
+
+  function backfillForm(org, p) {
+    const dates = (p.parameters || []).filter((d) => d.type === "DATE");
+    const others = (p.parameters || []).filter((d) => d.type !== "DATE");
+    const form = h("form", { class: "filters action-form backfill-form", "data-pipeline": p.id },
+      h("label", {}, "Day parameter", h("select", { name: "parameter" }, dates.map((d) => h("option", { value: d.name, text: d.name })))),
+      h("label", {}, "From", h("input", { name: "from", type: "text", placeholder: "YYYY-MM-DD", required: true, size: 10 })),
+      h("label", {}, "To", h("input", { name: "to", type: "text", placeholder: "YYYY-MM-DD", required: true, size: 10 })),
+      h("label", {}, "At once", h("input", { name: "max_parallel", type: "number", min: 1, value: 1, size: 3 })),
+      parameterInputs(others, "bf-"),
+      h("button", { type: "submit", class: "backfill-submit", text: "Start backfill" }));
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      try {
+        const body = { pipeline_id: p.id, parameter: form.elements.parameter.value, from: form.elements.from.value.trim(),
+          to: form.elements.to.value.trim(), max_parallel: Number(form.elements.max_parallel.value || 1),
+          parameters: parameterValues(form, others, "bf-") };
+        const started = (await api("/api/v1/backfills/" + orgPath(org), { method: "POST", body })).body;
+        location.hash = "#/backfills/" + started.backfill_id;
+      } catch (e) { showError(e.message); }
+    });
+    return form;
+  }
+
+  async function backfillPage(id) {
+    const org = needOrg();
+    if (!org) return;
+    const base = "/api/v1/backfills/" + orgPath(org) + "/" + encodeURIComponent(id);
+    const b = (await api(base)).body;
+    const field = (label, value) => [h("dt", { text: label }), h("dd", {}, value === null || value === undefined || value === "" ? "-" : value)];
+    const progress = Object.entries(b.progress || {}).map(([k, v]) => k + ": " + v).join(", ");
+    const live = b.status === "ACTIVE";
+    const actions = h("div", { class: "actions" });
+    if (live && session.can("schedules:write")) {
+      actions.append(confirmButton("cancel-backfill", "Cancel backfill", async () => {
+        await api(base + "/cancel", { method: "POST", body: {} });
+        route();
+      }));
+    }
+    const byDay = Object.fromEntries((b.runs || []).map((r) => [r.day, r]));
+    const days = [];
+    for (let d = new Date(b.from + "T00:00:00Z"); d <= new Date(b.to + "T00:00:00Z"); d = new Date(d.getTime() + 86400000)) days.push(d.toISOString().slice(0, 10));
+    show(h("h1", { text: "Backfill " + b.backfill_id.slice(0, 8) + " · " + b.pipeline_id }),
+      h("p", {}, h("a", { href: "#/catalog", text: "← catalog" }), live ? h("span", { class: "hint", text: "  · refreshing every 3 s while it is active" }) : null),
+      actions,
+      h("dl", { class: "fields card", id: "backfill-fields" },
+        field("Backfill", h("span", { class: "mono", text: b.backfill_id })), field("Pipeline", b.pipeline_id),
+        field("Status", statusPill(b.status)), field("Days", b.from + " → " + b.to + " (" + b.days + ", " + b.parameter + ")"),
+        field("At once", b.max_parallel), field("Progress", progress)),
+      h("table", { id: "backfill-days" },
+        h("thead", {}, h("tr", {}, ["Day", "Run", "Status"].map((t) => h("th", { text: t })))),
+        h("tbody", {}, days.map((day) => {
+          const r = byDay[day];
+          return h("tr", { class: "backfill-day" }, h("td", { class: "mono", text: day }),
+            h("td", { class: "mono" }, r ? h("a", { href: "#/runs/" + r.run_id, text: r.run_id.slice(0, 8) }) : "-"),
+            h("td", {}, statusPill(r ? r.status : "WAITING")));
+        }))));
+    if (live) refreshTimer = setTimeout(route, 3000);
   }
 
   // ---- stats -------------------------------------------------------------------------
@@ -439,9 +655,16 @@
 
   async function catalogPage() {
     const pipelines = await catalog();
+    const org = session.org();
+    const canRun = org && session.can("pipelines:run");
+    const canBackfill = org && session.can("schedules:write");
     show(h("h1", { text: "Pipeline catalog" }),
-      ...pipelines.map((p) => h("div", { class: "card pipeline" },
+      ...pipelines.map((p) => h("div", { class: "card pipeline", "data-pipeline": p.id },
         h("h2", { text: p.id }), h("p", { class: "hint", text: p.description || "" }),
+        graph(p.steps || [], null, null),
+        canRun ? h("details", { class: "action" }, h("summary", { text: "Trigger a run" }), triggerForm(org, p)) : null,
+        canBackfill && (p.parameters || []).some((d) => d.type === "DATE")
+          ? h("details", { class: "action" }, h("summary", { text: "Backfill a date range" }), backfillForm(org, p)) : null,
         h("p", {}, "Parameters: ", p.parameters && p.parameters.length
           ? p.parameters.map((d) => d.name + " (" + d.type + (d.required ? ", required" : "") + ")").join(", ") : "none"),
         h("table", {}, h("thead", {}, h("tr", {}, ["Step", "Kind", "Depends on", "Attempts", "Timeout"].map((t) => h("th", { text: t })))),
@@ -456,10 +679,12 @@
     const list = (await api("/api/v1/schedules/" + encodeURIComponent(org))).body.schedules || [];
     show(h("h1", { text: "Schedules of " + org }),
       list.length ? h("table", { id: "schedules" },
-        h("thead", {}, h("tr", {}, ["Schedule", "Cron", "Zone", "Status", "Next tick (UTC)", "Catch-up", "When busy"].map((t) => h("th", { text: t })))),
-        h("tbody", {}, list.map((x) => h("tr", {},
+        h("thead", {}, h("tr", {}, ["Schedule", "Cron", "Zone", "Status", "Next tick (UTC)", "Catch-up", "When busy", "Parameters", ""].map((t) => h("th", { text: t })))),
+        h("tbody", {}, list.map((x) => h("tr", { class: "schedule-row", "data-schedule": x.schedule_id },
           h("td", { class: "mono", text: x.schedule_id }), h("td", { class: "mono", text: x.cron }), h("td", { text: x.timezone }),
-          h("td", {}, statusPill(x.status)), h("td", { text: when(x.next_tick) }), h("td", { text: x.catch_up }), h("td", { text: x.when_busy })))))
+          h("td", {}, statusPill(x.status)), h("td", { text: when(x.next_tick) }), h("td", { text: x.catch_up }), h("td", { text: x.when_busy }),
+          h("td", { class: "mono params", text: compact(x.parameters) }),
+          h("td", {}, session.can("schedules:write") ? scheduleAction(org, x) : null)))))
         : h("div", { class: "card empty", text: "The catalog declares no schedule." }));
   }
 
@@ -511,6 +736,22 @@
           h("td", { text: d.attempt }), h("td", {}, statusPill(d.status)), h("td", { text: d.http_status || "-" }),
           h("td", { text: d.error || "" })))))
         : h("div", { class: "card empty", id: "no-deliveries", text: "No alert was sent in the last 7 days." }));
+  }
+
+  // Enable a schedule never enabled, pause an active one, resume a paused one.
+  function scheduleAction(org, x) {
+    const verb = { DISABLED: "enable", ACTIVE: "pause", PAUSED: "resume" }[x.status];
+    if (!verb) return null;
+    const name = x.schedule_id.slice(x.pipeline_id.length + 1);
+    const run = async () => {
+      await api("/api/v1/schedules/" + orgPath(org) + "/" + verb, { method: "POST", body: { pipeline_id: x.pipeline_id, schedule: name } });
+      route();
+    };
+    const label = verb[0].toUpperCase() + verb.slice(1);
+    if (verb === "pause") return confirmButton("pause-" + x.schedule_id.replace(/\W/g, "-"), label, run);
+    const button = h("button", { type: "button", class: "schedule-" + verb, id: verb + "-" + x.schedule_id.replace(/\W/g, "-"), text: label });
+    button.addEventListener("click", async () => { button.disabled = true; try { await run(); } catch (e) { showError(e.message); button.disabled = false; } });
+    return button;
   }
 
   async function orgsPage() {

@@ -49,15 +49,15 @@ async fn the_sample_pipelines_run_end_to_end() {
         .iter()
         .map(|p| p["id"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        ids,
-        vec![
-            "genai/provider_usage_extract",
-            "genai/usage_rollup",
-            "quality/raw_usage_checks",
-            "samples/usage_seed"
-        ]
-    );
+    // The shipped pipelines are there (a pipeline a user adds under pipelines/ is not a failure).
+    for shipped in [
+        "genai/provider_usage_extract",
+        "genai/usage_rollup",
+        "quality/raw_usage_checks",
+        "samples/usage_seed",
+    ] {
+        assert!(ids.contains(&shipped), "{shipped} in {ids:?}");
+    }
 
     let day = json!({"day": "2026-11-01"});
     // The seed and the roll-up run twice: re-running a day replaces its rows.

@@ -188,7 +188,8 @@ async fn an_org_signs_in_sees_its_runs_opens_a_run_and_its_steps_and_the_key_sta
     browser.goto(&app.url("/ui#/catalog")).await;
     assert!(browser.wait_for(".pipeline", 5).await.len() >= 5);
     browser.goto(&app.url("/ui#/schedules")).await;
-    assert_eq!(browser.wait_for("#schedules tbody tr", 4).await.len(), 4);
+    // test/ticker declares four schedules, test/deadline one.
+    assert_eq!(browser.wait_for("#schedules tbody tr", 5).await.len(), 5);
 
     // Sign out: the tab forgets the key.
     let out = browser.wait_for("#signout", 1).await;
@@ -287,5 +288,175 @@ async fn the_alerts_page_lists_channels_without_their_url_and_sends_a_test_alert
     assert!(text.contains("DELIVERED"), "{text}");
     assert_eq!(receiver.received().len(), 1);
     browser.screenshot("alerts").await;
+    browser.quit().await;
+}
+
+/// Clicks the element `css` matches now, `times` times in one go (the live pages re-render
+/// every few seconds; a confirming button needs its second click before that).
+async fn click_now(browser: &Browser, css: &str, times: usize) {
+    browser.wait_for(css, 1).await;
+    let script = format!(
+        "const b = document.querySelector({css:?}); for (let i = 0; i < {times}; i++) b.click(); return true"
+    );
+    assert_eq!(browser.eval(&script).await, json!(true), "{css}");
+}
+
+/// Sets the value of the form control `css` matches.
+async fn set_value(browser: &Browser, css: &str, value: &str) {
+    browser.wait_for(css, 1).await;
+    let script = format!("document.querySelector({css:?}).value = {value:?}; return true");
+    assert_eq!(browser.eval(&script).await, json!(true), "{css}");
+}
+
+async fn current_run_id(browser: &Browser) -> String {
+    let hash = browser.eval("return location.hash").await;
+    hash.as_str()
+        .unwrap()
+        .strip_prefix("#/runs/")
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn an_org_triggers_cancels_reruns_schedules_and_backfills_from_the_page_and_a_read_only_key_sees_no_action()
+ {
+    let app = spawn_app().await;
+    let (slug, key) = app.new_org("uictl").await;
+    let browser = Browser::start().await;
+    sign_in(&browser, &app, &key, false).await;
+    browser.wait_for("#runs, #no-runs", 1).await;
+
+    // The catalog draws each pipeline's graph: test/control has 4 steps and 4 dependencies.
+    browser.goto(&app.url("/ui#/catalog")).await;
+    let card = ".pipeline[data-pipeline='test/control']";
+    browser.wait_for(&format!("{card} svg.dag"), 1).await;
+    assert_eq!(browser.count(&format!("{card} svg.dag g.node")).await, 4);
+    assert_eq!(browser.count(&format!("{card} svg.dag path.edge")).await, 4);
+
+    // Trigger it from its form, with n = 3.
+    let form = ".trigger-form[data-pipeline='test/control']";
+    set_value(&browser, &format!("{form} input[name='param-n']"), "3").await;
+    click_now(&browser, &format!("{form} .trigger-submit"), 1).await;
+    // Its page, live: the graph coloured as the run goes, the steps not started drawn too.
+    browser
+        .wait_for(
+            "#run-graph g.node[data-step='wait'][data-state='RUNNING']",
+            1,
+        )
+        .await;
+    assert_eq!(
+        browser
+            .count("#run-graph g.node[data-step='report'][data-state='NOT_STARTED']")
+            .await,
+        1
+    );
+    let first = current_run_id(&browser).await;
+    let run = app.run(&slug, &key, &first).await;
+    assert_eq!(run["parameters"]["n"], 3, "{run}");
+    let pill = browser.wait_for("#run-fields .status", 1).await;
+    assert_eq!(browser.text(&pill[0]).await, "RUNNING");
+    browser.screenshot("graph").await;
+
+    // Cancel asks once more, then the run reads CANCELLED and offers a re-run.
+    click_now(&browser, "#cancel-run", 2).await;
+    browser.wait_for("#rerun-form", 1).await;
+    assert_eq!(app.run(&slug, &key, &first).await["status"], "CANCELLED");
+
+    // Re-run with n = 7: the new run's page links back to the first.
+    set_value(&browser, "#rerun-parameters", r#"{"n": 7}"#).await;
+    click_now(&browser, "#rerun-submit", 1).await;
+    browser
+        .wait_for(&format!("#run-fields a[href='#/runs/{first}']"), 1)
+        .await;
+    let second = current_run_id(&browser).await;
+    assert_ne!(second, first);
+    let rerun = app.run(&slug, &key, &second).await;
+    assert_eq!(rerun["rerun_of"], first.as_str(), "{rerun}");
+    assert_eq!(rerun["parameters"]["n"], 7, "{rerun}");
+    browser.screenshot("rerun").await;
+    click_now(&browser, "#cancel-run", 2).await;
+
+    // Schedules: enable, then pause (confirmed).
+    browser.goto(&app.url("/ui#/schedules")).await;
+    click_now(&browser, "#enable-test-ticker-minutely-skip", 1).await;
+    click_now(&browser, "#pause-test-ticker-minutely-skip", 2).await;
+    browser
+        .wait_for("#resume-test-ticker-minutely-skip", 1)
+        .await;
+    let states: Value = app
+        .key_get(&format!("/api/v1/schedules/{slug}"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let skip = states["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["schedule_id"] == "test/ticker/minutely-skip")
+        .unwrap();
+    assert_eq!(skip["status"], "PAUSED", "{skip}");
+
+    // A 3-day backfill of test/nap from its card, and its page.
+    browser.goto(&app.url("/ui#/catalog")).await;
+    let backfill = ".backfill-form[data-pipeline='test/nap']";
+    set_value(
+        &browser,
+        &format!("{backfill} input[name='from']"),
+        "2026-11-01",
+    )
+    .await;
+    set_value(
+        &browser,
+        &format!("{backfill} input[name='to']"),
+        "2026-11-03",
+    )
+    .await;
+    click_now(&browser, &format!("{backfill} .backfill-submit"), 1).await;
+    let days = browser
+        .wait_for_exactly("#backfill-days .backfill-day", 3)
+        .await;
+    assert!(browser.text(&days[0]).await.starts_with("2026-11-01"));
+    assert_eq!(browser.count("#cancel-backfill").await, 1);
+    browser.screenshot("backfill").await;
+    let backfill_hash = browser.eval("return location.hash").await;
+
+    // A read-only key sees the same pages without a single action.
+    let r = app
+        .key_post(
+            &format!("/api/v1/organizations/{slug}/api-keys/rotate"),
+            &key,
+            &json!({"grace_period_seconds": 3600, "scopes": ["runs:read", "schedules:read"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let reader = r.json::<Value>().await.unwrap()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    crate::helpers::remember_secret(&reader);
+    let out = browser.wait_for("#signout", 1).await;
+    browser.click(&out[0]).await;
+    sign_in(&browser, &app, &reader, false).await;
+    browser.wait_for("#runs .run-row", 2).await;
+    browser.goto(&app.url("/ui#/catalog")).await;
+    browser.wait_for("svg.dag", 5).await;
+    assert_eq!(browser.count("details.action").await, 0);
+    browser.goto(&app.url(&format!("/ui#/runs/{first}"))).await;
+    browser.wait_for("#run-graph", 1).await;
+    assert_eq!(
+        browser
+            .count("#run-actions button, #run-actions form")
+            .await,
+        0
+    );
+    browser.goto(&app.url("/ui#/schedules")).await;
+    browser.wait_for(".schedule-row", 5).await;
+    assert_eq!(browser.count(".schedule-row button").await, 0);
+    browser
+        .goto(&app.url(&format!("/ui{}", backfill_hash.as_str().unwrap())))
+        .await;
+    browser.wait_for("#backfill-days", 1).await;
+    assert_eq!(browser.count("#cancel-backfill").await, 0);
     browser.quit().await;
 }
