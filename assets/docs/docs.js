@@ -1,7 +1,77 @@
-// Renders /openapi.json as a list of operations: method, path, summary, security, parameters
-// (with their patterns), request body and responses. Text only (textContent), no HTML from the
-// document, no external resource: the Content-Security-Policy allows this origin only.
+// Renders /openapi.json as a list of API operations: method, path, summary, security,
+// parameters (with their patterns), the request body's and the success answer's fields (type,
+// constraints, required, description) with an example, and the answers. The pages and their
+// assets (/ui, /docs) are not operations and are left out. Text only (textContent), no HTML from
+// the document, no external resource: the Content-Security-Policy allows this origin only.
 "use strict";
+
+let SCHEMAS = {};
+
+// A schema with its $ref followed (and a nullable `anyOf [X, null]` read as X).
+function resolve(schema) {
+  let s = schema || {};
+  for (let i = 0; i < 10 && s.$ref; i++) s = SCHEMAS[s.$ref.split("/").pop()] || {};
+  if (s.allOf && s.allOf.length === 1) {
+    return Object.assign({}, resolve(s.allOf[0]), s.description ? { description: s.description } : {},
+      s.default !== undefined ? { default: s.default } : {});
+  }
+  if (s.anyOf) {
+    const other = s.anyOf.find((x) => x.type !== "null");
+    if (other) return Object.assign({}, resolve(other), { description: s.description || other.description });
+  }
+  return s;
+}
+
+// A type as a reader wants it: "string (date)", "integer ≥ 1", "one of a, b", "array of …".
+function typeText(schema) {
+  const s = resolve(schema);
+  const type = Array.isArray(s.type) ? s.type.filter((t) => t !== "null").join(" or ") : s.type;
+  if (s.enum) return `one of ${s.enum.join(", ")}`;
+  if (s.oneOf) return "one of " + s.oneOf.map((x) => (x.enum || [x.const]).join(", ")).join(", ");
+  if (type === "array") return `array of ${typeText(s.items)}`;
+  const limits = [];
+  if (s.format) limits.push(s.format);
+  if (s.pattern) limits.push(`matching ${s.pattern}`);
+  if (s.minimum !== undefined) limits.push(`≥ ${s.minimum}`);
+  if (s.maximum !== undefined) limits.push(`≤ ${s.maximum}`);
+  if (s.minLength !== undefined) limits.push(`length ≥ ${s.minLength}`);
+  if (s.maxLength !== undefined) limits.push(`length ≤ ${s.maxLength}`);
+  return (type || (s.properties ? "object" : "any")) + (limits.length ? ` (${limits.join(", ")})` : "");
+}
+
+// An example value for a schema (its own example or default when it has one).
+function example(schema, depth = 0) {
+  const s = resolve(schema);
+  if (s.example !== undefined) return s.example;
+  if (s.default !== undefined) return s.default;
+  if (s.enum) return s.enum[0];
+  if (s.oneOf) return (s.oneOf[0].enum || [s.oneOf[0].const])[0];
+  const type = Array.isArray(s.type) ? s.type.find((t) => t !== "null") : s.type;
+  if (depth > 4) return null;
+  if (type === "object" || s.properties) {
+    const out = {};
+    for (const [name, prop] of Object.entries(s.properties || {})) out[name] = example(prop, depth + 1);
+    return out;
+  }
+  if (type === "array") return [example(s.items, depth + 1)];
+  if (type === "integer" || type === "number") return s.minimum !== undefined ? s.minimum : 1;
+  if (type === "boolean") return true;
+  if (s.format === "date-time") return "2026-12-06T10:00:00Z";
+  if (s.format === "date") return "2026-12-06";
+  return "…";
+}
+
+// A body's fields (one row each) and an example of the whole body.
+function bodyBlock(title, schema) {
+  const s = resolve(schema);
+  const required = new Set(s.required || []);
+  const rows = Object.entries(s.properties || {}).map(([name, prop]) =>
+    [name, typeText(prop), required.has(name) ? "required" : "optional", resolve(prop).description || prop.description || ""]);
+  return el("div", { class: "schema" },
+    el("h4", {}, title),
+    rows.length ? table(["field", "type", "", "description"], rows) : el("p", {}, typeText(s)),
+    el("pre", { class: "example" }, JSON.stringify(example(s), null, 2)));
+}
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -30,10 +100,12 @@ function operation(method, path, op) {
   const security = (op.security || []).map((s) => Object.keys(s).join("+")).join(" or ") || "none";
   const params = (op.parameters || []).map((p) =>
     [p.name, p.in, p.required ? "required" : "optional", schemaName(p.schema), p.description || ""]);
-  const body = op.requestBody
-    ? schemaName(op.requestBody.content["application/json"].schema)
-    : "none";
+  const bodySchema = op.requestBody && op.requestBody.content["application/json"]
+    ? op.requestBody.content["application/json"].schema : null;
+  const body = bodySchema ? schemaName(bodySchema) : "none";
   const responses = Object.entries(op.responses || {}).map(([code, r]) => [code, r.description]);
+  const success = Object.entries(op.responses || {}).find(([code, r]) =>
+    code.startsWith("2") && r.content && r.content["application/json"]);
   const details = el("details", { "data-search": `${method} ${path} ${op.summary || ""}`.toLowerCase() },
     el("summary", {},
       el("span", { class: `method ${method}` }, method),
@@ -42,6 +114,8 @@ function operation(method, path, op) {
     el("div", { class: "body" },
       el("p", {}, `Credentials: ${security}. Request body: ${body}.`),
       params.length ? table(["parameter", "in", "", "accepts", "description"], params) : "",
+      bodySchema ? bodyBlock("Request body", bodySchema) : "",
+      success ? bodyBlock(`Answer ${success[0]}`, success[1].content["application/json"].schema) : "",
       table(["status", "meaning"], responses)));
   return details;
 }
@@ -50,8 +124,11 @@ async function render() {
   const main = document.getElementById("operations");
   const response = await fetch("/openapi.json");
   const doc = await response.json();
+  SCHEMAS = (doc.components && doc.components.schemas) || {};
   main.replaceChildren();
   for (const [path, item] of Object.entries(doc.paths)) {
+    // The pages and their assets are not API operations.
+    if (path === "/ui" || path.startsWith("/ui/") || path === "/docs" || path.startsWith("/docs/")) continue;
     for (const [method, op] of Object.entries(item)) main.append(operation(method, path, op));
   }
   document.getElementById("filter").addEventListener("input", (event) => {

@@ -460,3 +460,53 @@ async fn an_org_triggers_cancels_reruns_schedules_and_backfills_from_the_page_an
     assert_eq!(browser.count("#cancel-backfill").await, 0);
     browser.quit().await;
 }
+
+#[tokio::test]
+async fn the_docs_page_lists_api_operations_only_with_their_bodies_fields_and_an_example() {
+    let app = spawn_app().await;
+    let browser = Browser::start().await;
+    browser.goto(&app.url("/docs")).await;
+    browser.wait_for("#operations details", 40).await;
+    let paths = browser
+        .eval("return [...document.querySelectorAll('#operations .path')].map(e => e.textContent)")
+        .await;
+    let paths: Vec<&str> = paths
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        !paths
+            .iter()
+            .any(|p| p.starts_with("/ui") || p.starts_with("/docs")),
+        "pages and assets are not operations: {paths:?}"
+    );
+    assert!(paths.contains(&"/api/v1/whoami"), "{paths:?}");
+    // The trigger: its body's fields with their types, an example, and the 202's fields.
+    let text = browser
+        .eval(
+            "const d = [...document.querySelectorAll('#operations details')]
+               .find(d => d.querySelector('.path').textContent.startsWith('/api/v1/pipelines/run/')
+                          && d.querySelector('.method').textContent === 'post');
+             d.open = true; d.scrollIntoView(); return d.innerText",
+        )
+        .await;
+    let text = text.as_str().unwrap();
+    for needle in [
+        "Request body",
+        "when_busy",
+        "parameters",
+        "one of refuse, queue",
+        "Answer 202",
+        "run_id",
+    ] {
+        assert!(text.contains(needle), "{needle}: {text}");
+    }
+    assert!(
+        browser.count("#operations details[open] pre.example").await >= 2,
+        "an example of the body and of the answer"
+    );
+    browser.screenshot("docs").await;
+    browser.quit().await;
+}
