@@ -53,7 +53,7 @@ pub async fn rerun(
     if !RunStatus::can_rerun(&original.status) {
         return Err(RerunError::NotRerunnable(original.status));
     }
-    let attempts = runs::steps(warehouse, org, run_id, now).await?;
+    let (attempts, _) = runs::steps(warehouse, org, run_id, now).await?;
     let parameters = match parameters {
         Some(p) => p.clone(),
         None => original.parameters.as_object().cloned().unwrap_or_default(),

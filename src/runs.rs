@@ -192,6 +192,8 @@ pub struct StepAttempt {
 
 #[derive(Deserialize)]
 struct StepRow {
+    #[serde(default)]
+    pipeline_id: Option<String>,
     step_id: String,
     attempt: i64,
     status: String,
@@ -205,12 +207,26 @@ struct StepRow {
     error_summary: Option<String>,
 }
 
+/// A run's step attempts in run order: by start, and the steps that never started (SKIPPED,
+/// all dated at the run's end) in the order `declared` (the pipeline's steps) gives them.
+pub fn in_run_order(attempts: &mut [StepAttempt], declared: &[String]) {
+    let index = |id: &str| declared.iter().position(|d| d == id).unwrap_or(usize::MAX);
+    attempts.sort_by(|a, b| {
+        (a.started_at, index(&a.step_id), a.attempt).cmp(&(
+            b.started_at,
+            index(&b.step_id),
+            b.attempt,
+        ))
+    });
+}
+
+/// A run's step attempts (see [`in_run_order`]) and the pipeline they belong to.
 pub async fn steps(
     warehouse: &Warehouse,
     org: &OrgSlug,
     run_id: &str,
     now: DateTime<Utc>,
-) -> Result<Vec<StepAttempt>, ServiceError> {
+) -> Result<(Vec<StepAttempt>, Option<String>), ServiceError> {
     let rows: Vec<StepRow> = warehouse
         .query(
             &sql::STEPS_BY_RUN,
@@ -221,7 +237,8 @@ pub async fn steps(
             ],
         )
         .await?;
-    Ok(rows
+    let pipeline_id = rows.iter().find_map(|r| r.pipeline_id.clone());
+    let attempts = rows
         .into_iter()
         .map(|r| StepAttempt {
             step_id: r.step_id,
@@ -236,7 +253,8 @@ pub async fn steps(
             slot_ms: r.slot_ms,
             error_summary: r.error_summary,
         })
-        .collect())
+        .collect();
+    Ok((attempts, pipeline_id))
 }
 
 /// Largest window a runs query may cover: every query keeps a partition filter.
@@ -575,6 +593,7 @@ pub struct PipelineStats {
     pub failed: i64,
     pub cancelled: i64,
     pub in_progress: i64,
+    /// Succeeded over every ended run (succeeded, failed, cancelled); absent while none ended.
     pub success_rate: Option<f64>,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
@@ -623,14 +642,14 @@ pub async fn stats(
     Ok(rows
         .into_iter()
         .map(|r| {
-            let finished = r.succeeded + r.failed;
+            let ended = r.succeeded + r.failed + r.cancelled;
             PipelineStats {
                 failures_by_class: failures
                     .iter()
                     .filter(|f| f.pipeline_id == r.pipeline_id)
                     .map(|f| (f.error_class.clone(), f.runs))
                     .collect(),
-                success_rate: (finished > 0).then(|| r.succeeded as f64 / finished as f64),
+                success_rate: success_rate(r.succeeded, ended),
                 pipeline_id: r.pipeline_id,
                 runs: r.runs,
                 succeeded: r.succeeded,
@@ -646,6 +665,12 @@ pub async fn stats(
         .collect())
 }
 
+/// Succeeded runs over ended ones (a cancelled run counts against the rate: 5 successes and a
+/// cancel are 83 %, not 100 %); `None` while no run ended.
+pub fn success_rate(succeeded: i64, ended: i64) -> Option<f64> {
+    (ended > 0).then(|| succeeded as f64 / ended as f64)
+}
+
 /// One pipeline's figures for one UTC day (the web view's charts).
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DailyStats {
@@ -655,7 +680,10 @@ pub struct DailyStats {
     pub runs: i64,
     pub succeeded: i64,
     pub failed: i64,
-    /// Succeeded over succeeded plus failed; absent on a day with no finished run.
+    #[serde(default)]
+    pub cancelled: i64,
+    /// Succeeded over every ended run (succeeded, failed, cancelled); absent on a day where
+    /// none ended.
     #[serde(default)]
     pub success_rate: Option<f64>,
     pub p50_ms: Option<f64>,
@@ -685,10 +713,64 @@ pub async fn daily_stats(
     Ok(rows
         .into_iter()
         .map(|mut d| {
-            let finished = d.succeeded + d.failed;
-            d.success_rate = (finished > 0).then(|| d.succeeded as f64 / finished as f64);
+            d.success_rate = success_rate(d.succeeded, d.succeeded + d.failed + d.cancelled);
             d.estimated_cost_usd = price.usd(d.bytes_billed);
             d
         })
         .collect())
+}
+
+#[cfg(test)]
+mod stats_tests {
+    #[test]
+    fn a_cancelled_run_counts_against_the_success_rate_and_none_ended_gives_none() {
+        assert_eq!(super::success_rate(5, 6), Some(5.0 / 6.0));
+        assert_eq!(super::success_rate(0, 0), None);
+        assert_eq!(super::success_rate(2, 4), Some(0.5));
+    }
+
+    fn attempt(step: &str, n: i64, at: i64) -> super::StepAttempt {
+        super::StepAttempt {
+            step_id: step.into(),
+            attempt: n,
+            status: if n == 0 { "SKIPPED" } else { "SUCCEEDED" }.into(),
+            started_at: chrono::DateTime::from_timestamp(at, 0),
+            ended_at: None,
+            duration_ms: None,
+            rows_affected: None,
+            bytes_processed: None,
+            bytes_billed: None,
+            slot_ms: None,
+            error_summary: None,
+        }
+    }
+
+    #[test]
+    fn steps_read_in_run_order_with_the_skipped_ones_in_declaration_order() {
+        let declared: Vec<String> = ["load", "zeta", "alpha", "report"]
+            .map(String::from)
+            .to_vec();
+        let mut steps = vec![
+            attempt("report", 0, 100),
+            attempt("alpha", 0, 100),
+            attempt("zeta", 0, 100),
+            attempt("load", 2, 50),
+            attempt("load", 1, 10),
+        ];
+        super::in_run_order(&mut steps, &declared);
+        let order: Vec<(&str, i64)> = steps
+            .iter()
+            .map(|s| (s.step_id.as_str(), s.attempt))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("load", 1),
+                ("load", 2),
+                ("zeta", 0),
+                ("alpha", 0),
+                ("report", 0)
+            ]
+        );
+    }
 }

@@ -235,14 +235,17 @@
     };
     const path = all ? "/api/v1/admin/runs" : "/api/v1/pipelines/" + encodeURIComponent(org) + "/runs";
     const { body } = await api(path + query(Object.assign({}, filters, { limit: filters.limit || "25" })));
-    const sinceInput = h("input", { type: "date", name: "since", id: "filter-since", value: filters.since.slice(0, 10) });
-    const untilInput = h("input", { type: "date", name: "until", id: "filter-until", value: filters.until.slice(0, 10) });
+    // ISO dates (UTC), like every date on the page: not the browser's locale picker.
+    const dateInput = (name, value) => h("input", { type: "text", name, id: "filter-" + name, value: value.slice(0, 10),
+      placeholder: "YYYY-MM-DD", pattern: "\\d{4}-\\d{2}-\\d{2}", size: 10 });
+    const sinceInput = dateInput("since", filters.since);
+    const untilInput = dateInput("until", filters.until);
     const form = h("form", { class: "filters", id: "run-filters" },
       all ? h("label", {}, "Org", h("input", { name: "org_slug", id: "filter-org_slug", value: filters.org_slug, size: 12 })) : null,
       select("status", "Status", STATUSES, filters.status),
       select("pipeline_id", "Pipeline", pipelines, filters.pipeline_id),
       select("trigger", "Trigger", TRIGGERS, filters.trigger),
-      h("label", {}, "Since", sinceInput), h("label", {}, "Until", untilInput),
+      h("label", {}, "Since (UTC)", sinceInput), h("label", {}, "Until (UTC)", untilInput),
       h("button", { type: "submit", text: "Apply" }));
     form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -683,7 +686,7 @@
         h("tbody", {}, list.map((x) => h("tr", { class: "schedule-row", "data-schedule": x.schedule_id },
           h("td", { class: "mono", text: x.schedule_id }), h("td", { class: "mono", text: x.cron }), h("td", { text: x.timezone }),
           h("td", {}, statusPill(x.status)), h("td", { text: when(x.next_tick) }), h("td", { text: x.catch_up }), h("td", { text: x.when_busy }),
-          h("td", { class: "mono params", text: compact(x.parameters) }),
+          h("td", { class: "mono params", text: compact(Object.assign({}, x.templates, x.parameters)) }),
           h("td", {}, session.can("schedules:write") ? scheduleAction(org, x) : null)))))
         : h("div", { class: "card empty", text: "The catalog declares no schedule." }));
   }

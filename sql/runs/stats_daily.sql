@@ -46,6 +46,7 @@ SELECT
   COUNT(*) AS runs,
   COUNTIF(status = 'SUCCEEDED') AS succeeded,
   COUNTIF(status IN ('FAILED', 'TIMED_OUT', 'ORPHANED')) AS failed,
+  COUNTIF(status = 'CANCELLED') AS cancelled,
   ANY_VALUE(p50_ms) AS p50_ms,
   ANY_VALUE(p95_ms) AS p95_ms,
   SUM(IFNULL(bytes_billed, 0)) AS bytes_billed

@@ -12,6 +12,7 @@ WITH ended AS (
 ),
 attempts AS (
   SELECT
+    pipeline_id,
     step_id,
     attempt,
     status,
@@ -33,6 +34,7 @@ attempts AS (
   ) = 1
 )
 SELECT
+  a.pipeline_id,
   a.step_id,
   a.attempt,
   IF(a.status = 'RUNNING' AND e.run_ended, 'INTERRUPTED', a.status) AS status,

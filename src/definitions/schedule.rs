@@ -81,6 +81,8 @@ pub struct Spec {
     cron: cron::Schedule,
     pub timezone: Tz,
     templates: Vec<(String, Value)>,
+    /// The parameters as the file declares them (templates unrendered), for display.
+    pub declared_parameters: serde_json::Map<String, serde_json::Value>,
     pub catch_up: CatchUp,
     pub max_catch_up: usize,
     pub when_busy: WhenBusy,
@@ -168,6 +170,7 @@ impl Spec {
         if decl.deadline_seconds == Some(0) {
             return Err(err("deadline_seconds", "at least 1"));
         }
+        let declared_parameters = decl.parameters.clone();
         let mut templates = Vec::new();
         for (name, value) in decl.parameters {
             let parsed = match &value {
@@ -184,6 +187,7 @@ impl Spec {
             cron,
             timezone,
             templates,
+            declared_parameters,
             catch_up: decl.catch_up,
             max_catch_up: decl.max_catch_up,
             when_busy: decl.when_busy,

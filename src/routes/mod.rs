@@ -146,6 +146,30 @@ pub fn all() -> impl Iterator<Item = &'static RouteSpec> {
     MODULES.iter().flat_map(|routes| routes.iter())
 }
 
+/// The README's API table, generated from the route declarations (a unit test fails when the
+/// README differs; `QUARRY_WRITE_ROUTES_DOCS=1 cargo test --lib routes` rewrites it).
+pub fn readme_table() -> String {
+    let mut out = String::from("| Route | Who | What |\n|---|---|---|\n");
+    for spec in all() {
+        let scope = spec.scope.map(|s| format!(" (`{}`)", s.as_str()));
+        let who = match (spec.access, scope) {
+            (Access::Public, _) => "anyone".to_string(),
+            (Access::Root, _) => "root".to_string(),
+            (Access::Org, Some(scope)) => format!("that org's key{scope}"),
+            (Access::Org, None) => "that org's key".to_string(),
+            (Access::OrgOrRoot, Some(scope)) => format!("root or that org{scope}"),
+            (Access::OrgOrRoot, None) => "either key".to_string(),
+        };
+        out.push_str(&format!(
+            "| `{} {}` | {who} | {} |\n",
+            spec.method.to_uppercase(),
+            spec.path.replace(":.*}", "}"),
+            spec.summary.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
 /// Registers every route.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     for spec in all() {
@@ -156,4 +180,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 /// Parses the `{org_slug}` path segment (400 when malformed).
 pub fn org_from_path(raw: &str) -> Result<crate::domain::OrgSlug, crate::http::error::ApiError> {
     crate::domain::OrgSlug::parse(raw).map_err(crate::http::error::ApiError::bad_request)
+}
+
+#[cfg(test)]
+mod readme_tests {
+    /// The README's API table is the route declarations; with `QUARRY_WRITE_ROUTES_DOCS=1`
+    /// this test rewrites it instead of failing.
+    #[test]
+    fn the_readme_api_table_is_the_route_declarations() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(&path).unwrap();
+        let (begin, end) = ("<!-- routes:begin -->\n", "<!-- routes:end -->");
+        let start = readme.find(begin).expect("README marks its API table") + begin.len();
+        let stop = readme.find(end).expect("README marks its API table");
+        let expected = super::readme_table();
+        if std::env::var("QUARRY_WRITE_ROUTES_DOCS").is_ok_and(|v| v == "1") {
+            let updated = format!("{}{expected}{}", &readme[..start], &readme[stop..]);
+            std::fs::write(&path, updated).unwrap();
+        } else {
+            assert_eq!(
+                &readme[start..stop],
+                expected,
+                "the README's API table is generated from the route declarations: run \
+                 QUARRY_WRITE_ROUTES_DOCS=1 cargo test --lib routes"
+            );
+        }
+    }
 }

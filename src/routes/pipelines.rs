@@ -177,12 +177,17 @@ pub async fn get_run(
 pub async fn get_steps(
     _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
     warehouse: web::Data<Warehouse>,
+    executor: web::Data<Executor>,
     clock: web::Data<SharedClock>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, run_id) = org_and_run(path)?;
     let now = clock.now();
-    let steps = runs::steps(&warehouse, &org, &run_id, now).await?;
+    let (mut steps, pipeline_id) = runs::steps(&warehouse, &org, &run_id, now).await?;
+    if let Some(pipeline) = pipeline_id.and_then(|id| executor.catalog().get(&id)) {
+        let declared: Vec<String> = pipeline.steps.iter().map(|s| s.id.clone()).collect();
+        runs::in_run_order(&mut steps, &declared);
+    }
     if steps.is_empty() && runs::get(&warehouse, &org, &run_id, now).await?.is_none() {
         return Err(ApiError::NotFound);
     }

@@ -67,6 +67,9 @@ pub struct ScheduleView {
     pub status: String,
     /// The org's own parameter values (over the schedule's templates).
     pub parameters: serde_json::Map<String, serde_json::Value>,
+    /// The parameters as the pipeline file declares them, templates unrendered (e.g.
+    /// `{"day": "{{ logical_date | minus_days(1) }}"}`); the org's own values win over them.
+    pub templates: serde_json::Map<String, serde_json::Value>,
     /// When it was last enabled, paused or resumed.
     pub since: Option<DateTime<Utc>>,
     /// The next tick, when ACTIVE.
@@ -105,6 +108,7 @@ fn view(
         next_tick: (status == "ACTIVE").then(|| spec.next_after(now)).flatten(),
         status,
         parameters: found.map(|s| s.parameters()).unwrap_or_default(),
+        templates: spec.declared_parameters.clone(),
         since: found
             .and_then(|s| s.changed_at_micros)
             .and_then(DateTime::from_timestamp_micros),

@@ -8,7 +8,7 @@ use crate::auth::Public;
 /// This module's routes, declared beside their handlers (see [`RouteSpec`]).
 #[rustfmt::skip]
 pub(super) static ROUTES: &[RouteSpec] = &[
-    route!(get "/ui" => index, Public, "The web view: runs, steps, stats, quota, catalog, schedules (HTML)"),
+    route!(get "/ui" => index, Public, "The web view: runs, steps, graphs, stats, quota, catalog, schedules, backfills, alerts, and their actions (HTML)"),
     route!(get "/ui/app.js" => script, Public, "The web view's script"),
     route!(get "/ui/app.css" => style, Public, "The web view's style"),
 ];

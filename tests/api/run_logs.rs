@@ -308,10 +308,10 @@ async fn daily_stats_give_each_pipeline_its_day_with_the_hand_computed_figures()
         body["days"],
         json!([
             {"pipeline_id": "p/a", "day": "2026-11-10", "runs": 4, "succeeded": 2, "failed": 2,
-             "success_rate": 0.5, "p50_ms": 25000.0, "p95_ms": 38500.0,
+             "cancelled": 0, "success_rate": 0.5, "p50_ms": 25000.0, "p95_ms": 38500.0,
              "bytes_billed": 100_i64 << 36, "estimated_cost_usd": 39.0625},
             {"pipeline_id": "p/b", "day": "2026-11-10", "runs": 2, "succeeded": 1, "failed": 0,
-             "success_rate": 1.0, "p50_ms": 5000.0, "p95_ms": 5000.0,
+             "cancelled": 0, "success_rate": 1.0, "p50_ms": 5000.0, "p95_ms": 5000.0,
              "bytes_billed": 5_i64 << 36, "estimated_cost_usd": 1.953125}
         ])
     );

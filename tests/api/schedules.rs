@@ -88,6 +88,18 @@ async fn an_org_lists_enables_pauses_and_resumes_schedules_and_every_change_is_a
         .map(|s| s["schedule_id"].as_str().unwrap())
         .collect();
     assert!(ids.contains(&"test/ticker/minutely-latest"), "{ids:?}");
+    // A schedule shows its parameters as its file declares them.
+    let every_second = list["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["schedule_id"] == "test/ticker/every-second")
+        .unwrap();
+    assert_eq!(
+        every_second["templates"],
+        json!({"day": "{{ logical_date | minus_days(1) }}"})
+    );
+    assert_eq!(every_second["parameters"], json!({}));
     assert!(
         list["schedules"]
             .as_array()
