@@ -45,6 +45,11 @@ enum Command {
     Serve,
     /// Checks the settings `make run` would use and prints them with secrets masked.
     CheckConfig,
+    /// Prints a shell completion script: `quarry completions bash > ~/.local/share/bash-completion/completions/quarry`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// The pipeline catalog: `list` (client) or `validate` (local definitions).
     #[command(subcommand)]
     Pipelines(PipelinesCommand),
@@ -99,6 +104,11 @@ async fn main() -> ExitCode {
         }
         None | Some(Command::Serve) => serve().await,
         Some(Command::CheckConfig) => check_config(),
+        Some(Command::Completions { shell }) => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "quarry", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
         Some(Command::Pipelines(PipelinesCommand::Validate {
             dir,
             sql_dir,

@@ -318,3 +318,22 @@ fn a_bare_quarry_outside_a_server_environment_prints_the_help_naming_settings_an
     assert_eq!(served.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&served.stderr).starts_with("quarry: "));
 }
+
+#[test]
+fn completions_are_printed_for_bash_zsh_and_fish_and_an_unknown_shell_is_a_usage_error() {
+    for (shell, marker) in [
+        ("bash", "_quarry()"),
+        ("zsh", "#compdef quarry"),
+        ("fish", "complete -c quarry"),
+    ] {
+        let output = run_args(&["completions", shell], &[]);
+        assert_eq!(output.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(script.contains(marker), "{shell}: {marker}");
+        for command in ["runs", "notifications", "pipelines", "serve"] {
+            assert!(script.contains(command), "{shell} completes {command}");
+        }
+    }
+    let output = run_args(&["completions", "tcsh"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+}
