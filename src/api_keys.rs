@@ -15,6 +15,42 @@ use crate::service_error::ServiceError;
 use crate::warehouse::from_micros;
 use crate::warehouse::{Param, Warehouse, WarehouseError, sql};
 
+/// A key's name for people: 1-64 characters of letters, digits, space, `.`, `_` and `-`
+/// (trimmed), shown with the key id wherever the key acts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyName(String);
+
+impl KeyName {
+    pub fn parse(raw: &str) -> Result<Self, crate::validation::FieldProblem> {
+        let name = raw.trim();
+        let ok = (1..=64).contains(&name.chars().count())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || " ._-".contains(c));
+        if ok {
+            Ok(Self(name.to_string()))
+        } else {
+            Err(crate::validation::FieldProblem::new(
+                "name",
+                "not a key name",
+                "1-64 letters, digits, spaces, dots, underscores or dashes",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How a key appears as the actor of what it did: `key:<id>`, with its name when it has one.
+pub fn actor(key_id: &str, name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("key:{key_id} ({name})"),
+        None => format!("key:{key_id}"),
+    }
+}
+
 /// A freshly issued key: the only moment the plaintext exists outside the caller's hands.
 #[derive(Debug)]
 pub struct IssuedKey {
@@ -31,6 +67,7 @@ pub async fn issue(
     org: &OrgSlug,
     scopes: &[Scope],
     expires_at: Option<DateTime<Utc>>,
+    name: Option<&KeyName>,
 ) -> Result<IssuedKey, ServiceError> {
     let key = ApiKey::generate();
     let key_id = uuid::Uuid::new_v4().to_string();
@@ -55,6 +92,7 @@ pub async fn issue(
                     "scopes",
                     scopes.iter().map(|s| s.as_str().to_string()).collect(),
                 ),
+                Param::opt_string("name", name.map(|n| n.as_str().to_string())),
                 Param::timestamp("created_at", Utc::now()),
                 Param::opt_timestamp("expires_at", expires_at),
             ],
@@ -75,6 +113,7 @@ pub struct KeyAuthRecord {
     pub key_id: String,
     pub org_slug: OrgSlug,
     pub scopes: Vec<Scope>,
+    pub name: Option<String>,
     pub expires_at_micros: Option<i64>,
     pub revoked_at_micros: Option<i64>,
     pub org_active: bool,
@@ -96,6 +135,8 @@ struct KeyRow {
     key_id: String,
     org_slug: String,
     scopes: Vec<String>,
+    #[serde(default)]
+    name: Option<String>,
     expires_at_micros: Option<i64>,
     revoked_at_micros: Option<i64>,
     org_status: String,
@@ -113,6 +154,7 @@ pub async fn lookup(
             org_slug: OrgSlug::parse(&row.org_slug).ok()?,
             key_id: row.key_id,
             scopes: row.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+            name: row.name,
             expires_at_micros: row.expires_at_micros,
             revoked_at_micros: row.revoked_at_micros,
             org_active: row.org_status == "ACTIVE",
@@ -126,6 +168,9 @@ pub struct KeyInfo {
     pub key_id: String,
     pub display_prefix: String,
     pub scopes: Vec<String>,
+    /// The key's name, when it was given one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub status: String,
     pub created_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
@@ -138,6 +183,8 @@ struct KeyListRow {
     key_id: String,
     display_prefix: String,
     scopes: Vec<String>,
+    #[serde(default)]
+    name: Option<String>,
     created_at_micros: Option<i64>,
     expires_at_micros: Option<i64>,
     revoked_at_micros: Option<i64>,
@@ -161,6 +208,7 @@ fn info(r: KeyListRow, now: i64) -> KeyInfo {
         key_id: r.key_id,
         display_prefix: r.display_prefix,
         scopes: r.scopes,
+        name: r.name,
         status: status.to_string(),
         created_at: from_micros(r.created_at_micros),
         expires_at: from_micros(r.expires_at_micros),

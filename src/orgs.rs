@@ -33,6 +33,10 @@ pub struct OnboardRequest {
     /// Only for ENTERPRISE, whose limits an admin sets.
     #[serde(default)]
     pub quota: Option<QuotaLimits>,
+    /// A name for the org's first key (1-64 letters, digits, spaces, dots, underscores or
+    /// dashes), shown with its id as the actor of what it does.
+    #[serde(default)]
+    pub key_name: Option<String>,
 }
 
 /// An onboarding request that passed every format check.
@@ -43,6 +47,7 @@ pub struct NewOrg {
     pub admin_email: String,
     pub plan: Plan,
     pub limits: QuotaLimits,
+    pub key_name: Option<api_keys::KeyName>,
 }
 
 impl OnboardRequest {
@@ -69,12 +74,22 @@ impl OnboardRequest {
             (None, Some(q)) => q.validate().map_err(invalid)?,
             (None, None) => return Err(invalid("quota: ENTERPRISE needs explicit limits")),
         };
+        let key_name = self
+            .key_name
+            .as_deref()
+            .map(api_keys::KeyName::parse)
+            .transpose()
+            .map_err(|mut p| {
+                p.field = "key_name".into();
+                ServiceError::InvalidField(p)
+            })?;
         Ok(NewOrg {
             slug,
             company_name,
             admin_email,
             plan,
             limits,
+            key_name,
         })
     }
 }
@@ -324,7 +339,7 @@ pub async fn onboard(
             "org {slug} is already onboarded"
         )));
     }
-    let key = api_keys::issue(warehouse, kms, slug, &[], None).await?;
+    let key = api_keys::issue(warehouse, kms, slug, &[], None, new.key_name.as_ref()).await?;
     let org = profile(warehouse, slug)
         .await?
         .ok_or_else(|| ServiceError::Conflict(format!("org {slug} vanished during onboarding")))?;
@@ -582,7 +597,21 @@ mod tests {
             admin_email: "admin@acme.test".into(),
             plan: plan.into(),
             quota: None,
+            key_name: None,
         }
+    }
+
+    #[test]
+    fn a_first_key_name_is_trimmed_and_one_outside_the_form_names_key_name() {
+        let mut named = request("acme", "STARTER");
+        named.key_name = Some("  ci bot ".into());
+        assert_eq!(named.parse().unwrap().key_name.unwrap().as_str(), "ci bot");
+        let mut bad = request("acme", "STARTER");
+        bad.key_name = Some("a/b".into());
+        assert!(matches!(
+            bad.parse(),
+            Err(ServiceError::InvalidField(p)) if p.field == "key_name"
+        ));
     }
 
     #[test]

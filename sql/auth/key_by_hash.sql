@@ -3,6 +3,7 @@ SELECT
   k.key_id,
   k.org_slug,
   k.scopes,
+  k.name,
   UNIX_MICROS(k.expires_at) AS expires_at_micros,
   UNIX_MICROS(k.revoked_at) AS revoked_at_micros,
   p.status AS org_status

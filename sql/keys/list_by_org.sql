@@ -4,6 +4,7 @@ SELECT
   key_id,
   display_prefix,
   scopes,
+  name,
   UNIX_MICROS(created_at) AS created_at_micros,
   UNIX_MICROS(expires_at) AS expires_at_micros,
   UNIX_MICROS(revoked_at) AS revoked_at_micros,

@@ -123,6 +123,7 @@ impl AuthState {
         Ok(OrgPrincipal {
             org_slug: record.org_slug.clone(),
             key_id: record.key_id.clone(),
+            key_name: record.name.clone(),
             scopes: record.scopes.clone(),
         })
     }
@@ -167,6 +168,7 @@ impl AuthState {
         Ok(OrgPrincipal {
             org_slug: slug,
             key_id: "auth-disabled".to_string(),
+            key_name: None,
             scopes: Scope::ALL.to_vec(),
         })
     }
@@ -196,6 +198,8 @@ fn state(req: &HttpRequest) -> Result<web::Data<AuthState>, ApiError> {
 pub struct OrgPrincipal {
     pub org_slug: OrgSlug,
     pub key_id: String,
+    /// The key's name for people, when it has one.
+    pub key_name: Option<String>,
     pub scopes: Vec<Scope>,
 }
 
@@ -214,7 +218,7 @@ impl Caller {
     pub fn actor(&self) -> String {
         match self {
             Caller::Root => "root".to_string(),
-            Caller::Org(p) => format!("key:{}", p.key_id),
+            Caller::Org(p) => crate::api_keys::actor(&p.key_id, p.key_name.as_deref()),
         }
     }
 }

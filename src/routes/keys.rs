@@ -54,6 +54,10 @@ pub struct RotateRequest {
     /// or never). A key never outlives the key that minted it.
     #[serde(default)]
     pub expires_in_seconds: Option<i64>,
+    /// A name for people (1-64 letters, digits, spaces, dots, underscores or dashes), shown
+    /// with the key id as the actor of what the new key does.
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 pub async fn rotate(
@@ -115,7 +119,21 @@ pub async fn rotate(
             return Err(ApiError::MissingScope);
         }
     }
-    let issued = api_keys::issue(&warehouse, kms.get_ref(), &org, &scopes, expires_at).await?;
+    let name = body
+        .name
+        .as_deref()
+        .map(api_keys::KeyName::parse)
+        .transpose()
+        .map_err(ApiError::invalid)?;
+    let issued = api_keys::issue(
+        &warehouse,
+        kms.get_ref(),
+        &org,
+        &scopes,
+        expires_at,
+        name.as_ref(),
+    )
+    .await?;
     auth.key_created(&issued.key.hash_hex()).await;
     let old_revoked_at = Utc::now() + Duration::seconds(grace);
     api_keys::revoke(&warehouse, &org, &old_key_id, old_revoked_at).await?;
@@ -138,6 +156,7 @@ pub async fn rotate(
         "key_id": issued.key_id,
         "display_prefix": issued.display_prefix,
         "scopes": issued.scopes,
+        "name": name,
         "expires_at": issued.expires_at,
         "replaced_key_id": old_key_id,
         "replaced_key_revoked_at": old_revoked_at,

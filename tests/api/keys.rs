@@ -683,3 +683,73 @@ async fn a_key_in_steady_use_is_refreshed_before_it_expires_and_no_request_waits
     );
     assert_eq!(lookups, 1 + refreshes, "every other read was a refresh");
 }
+
+#[tokio::test]
+async fn a_named_key_acts_under_its_name_and_a_bad_name_is_refused_naming_the_field() {
+    let app = spawn_app().await;
+    app.bootstrap().await;
+    let slug = unique_slug("named");
+    let mut body = crate::helpers::onboard_body(&slug, "STARTER");
+    body["key_name"] = json!("ci bot");
+    let r = app.onboard_with(&body).await;
+    assert_eq!(r.status(), 201);
+    let onboarded: Value = r.json().await.unwrap();
+    let key = onboarded["api_key"].as_str().unwrap().to_string();
+    let key_id = onboarded["api_key_id"].as_str().unwrap().to_string();
+
+    // What the key does is attributed to its id and its name.
+    let run_id = app.started(&slug, &key, "test/nap").await;
+    let run = app.wait_until_ended(&slug, &key, &run_id).await;
+    assert_eq!(run["triggered_by"], format!("key:{key_id} (ci bot)"));
+
+    // A rotation names the new key; the list shows both names.
+    let r = app
+        .key_post(
+            &format!("/api/v1/organizations/{slug}/api-keys/rotate"),
+            &key,
+            &json!({"grace_period_seconds": 60, "name": "nightly"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let rotated: Value = r.json().await.unwrap();
+    crate::helpers::remember_secret(rotated["api_key"].as_str().unwrap());
+    assert_eq!(rotated["name"], "nightly");
+    let list: Value = app
+        .key_get(&format!("/api/v1/organizations/{slug}/api-keys"), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = list["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ci bot", "nightly"]);
+
+    // A name outside the accepted form is refused, naming the field and the form.
+    for bad in ["", "x; DROP TABLE", &"n".repeat(65)] {
+        let r = app
+            .key_post(
+                &format!("/api/v1/organizations/{slug}/api-keys/rotate"),
+                &key,
+                &json!({"grace_period_seconds": 60, "name": bad}),
+            )
+            .await;
+        assert_eq!(r.status(), 400, "{bad}");
+        let err: Value = r.json().await.unwrap();
+        assert_eq!(err["error"]["details"][0]["field"], "name", "{err}");
+        assert_eq!(
+            err["error"]["details"][0]["accepted"],
+            "1-64 letters, digits, spaces, dots, underscores or dashes"
+        );
+    }
+    let mut body = crate::helpers::onboard_body(&unique_slug("named"), "STARTER");
+    body["key_name"] = json!("<script>");
+    let r = app.onboard_with(&body).await;
+    assert_eq!(r.status(), 400);
+    let err: Value = r.json().await.unwrap();
+    assert_eq!(err["error"]["details"][0]["field"], "key_name", "{err}");
+}

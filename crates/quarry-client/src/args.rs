@@ -226,6 +226,9 @@ pub enum KeysCommand {
         /// How long the old key keeps working (0 revokes it at once).
         #[arg(long, default_value_t = 3600)]
         grace_period_seconds: u64,
+        /// A name for the new key, shown with its id as the actor of what it does.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Revokes a key at once.
     Revoke {
@@ -311,6 +314,9 @@ pub enum OrgsCommand {
         /// STARTER, PROFESSIONAL, SCALE or ENTERPRISE (sets the quota's defaults).
         #[arg(long, default_value = "STARTER")]
         plan: String,
+        /// A name for the org's first key, shown with its id as the actor of what it does.
+        #[arg(long)]
+        key_name: Option<String>,
     },
     /// Every org with its plan and status.
     List,

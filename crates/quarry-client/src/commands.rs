@@ -647,6 +647,7 @@ fn shown_once(b: &Value) -> String {
         &[
             col("api key", "api_key"),
             col("key id", "key_id"),
+            col("name", "name"),
             col("prefix", "display_prefix"),
             col("replaces", "replaced_key_id"),
             col("expires", "expires_at"),
@@ -672,6 +673,7 @@ async fn keys(api: &Api, format: Format, command: KeysCommand) -> Result<ExitCod
                     &[
                         col("KEY", "key_id"),
                         col("PREFIX", "display_prefix"),
+                        col("NAME", "name"),
                         col("STATUS", "status"),
                         col("CREATED", "created_at"),
                         col("LAST USED", "last_used_at"),
@@ -683,13 +685,18 @@ async fn keys(api: &Api, format: Format, command: KeysCommand) -> Result<ExitCod
         KeysCommand::Rotate {
             org,
             grace_period_seconds,
+            name,
         } => {
             let org = segment("org", &org)?;
+            let mut request = json!({ "grace_period_seconds": grace_period_seconds });
+            if let Some(name) = name {
+                request["name"] = json!(name);
+            }
             let body = api
                 .post(
                     KeyUse::Org,
                     &format!("/api/v1/organizations/{org}/api-keys/rotate"),
-                    Some(&json!({ "grace_period_seconds": grace_period_seconds })),
+                    Some(&request),
                 )
                 .await?
                 .body;
@@ -849,9 +856,13 @@ async fn orgs(api: &Api, format: Format, command: OrgsCommand) -> Result<ExitCod
             company,
             email,
             plan,
+            key_name,
         } => {
-            let request = json!({"org_slug": org, "company_name": company,
+            let mut request = json!({"org_slug": org, "company_name": company,
                                  "admin_email": email, "plan": plan});
+            if let Some(name) = key_name {
+                request["key_name"] = json!(name);
+            }
             let body = api
                 .post(
                     KeyUse::Root,
