@@ -26,7 +26,7 @@ env -i PATH="$PATH" HOME="$HOME" \
   CA_ROOT_API_KEY="$ROOT" LOCAL_KMS_KEY="AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=" \
   META_DATASET="fuzz_$(python3 -c 'import secrets; print(secrets.token_hex(6))')" \
   BIND_ADDR="127.0.0.1:$PORT" PIPELINES_DIR=tests/fixtures/pipelines RATE_LIMIT_ENABLED=false \
-  RUST_LOG=warn target/debug/quarry >target/fuzz-service.log 2>&1 &
+  RUST_LOG=warn target/debug/quarry serve >target/fuzz-service.log 2>&1 &
 SVC=$!
 cleanup() {
   kill "$SVC" 2>/dev/null || true
