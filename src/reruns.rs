@@ -79,14 +79,7 @@ mod tests {
             step_id: step.into(),
             attempt,
             status: status.into(),
-            started_at: None,
-            ended_at: None,
-            duration_ms: None,
-            rows_affected: None,
-            bytes_processed: None,
-            bytes_billed: None,
-            slot_ms: None,
-            error_summary: None,
+            ..Default::default()
         }
     }
 

@@ -173,7 +173,7 @@ pub async fn request_cancel(
     Ok(())
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StepAttempt {
     pub step_id: String,
     pub attempt: i64,
@@ -735,13 +735,7 @@ mod stats_tests {
             attempt: n,
             status: if n == 0 { "SKIPPED" } else { "SUCCEEDED" }.into(),
             started_at: chrono::DateTime::from_timestamp(at, 0),
-            ended_at: None,
-            duration_ms: None,
-            rows_affected: None,
-            bytes_processed: None,
-            bytes_billed: None,
-            slot_ms: None,
-            error_summary: None,
+            ..Default::default()
         }
     }
 

@@ -157,25 +157,31 @@ async fn trigger_wait_types_the_parameters_follows_the_steps_and_exits_zero() {
     assert_eq!(listed["runs"][0]["run_id"], run_id.as_str());
 }
 
+/// Triggers `pipeline` with the client, then follows it with `runs watch --interval 1`;
+/// returns the run id and what the watch printed.
+async fn trigger_and_watch(
+    app: &TestApp,
+    slug: &str,
+    key: &str,
+    pipeline: &str,
+) -> (String, Output) {
+    let started =
+        json_out(&as_org(app, key, &["runs", "trigger", slug, pipeline, "-o", "json"]).await);
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    let o = as_org(
+        app,
+        key,
+        &["runs", "watch", slug, &run_id, "--interval", "1"],
+    )
+    .await;
+    (run_id, o)
+}
+
 #[tokio::test]
 async fn watch_exits_one_when_the_run_fails_and_prints_each_attempt() {
     let app = spawn_app().await;
     let (slug, key) = app.new_org("clif").await;
-    let started = json_out(
-        &as_org(
-            &app,
-            &key,
-            &["runs", "trigger", &slug, "test/fail", "-o", "json"],
-        )
-        .await,
-    );
-    let run_id = started["run_id"].as_str().unwrap().to_string();
-    let o = as_org(
-        &app,
-        &key,
-        &["runs", "watch", &slug, &run_id, "--interval", "1"],
-    )
-    .await;
+    let (run_id, o) = trigger_and_watch(&app, &slug, &key, "test/fail").await;
     assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
     let out = stdout(&o);
     for attempt in 1..=3 {
@@ -698,21 +704,7 @@ async fn pipelines_show_prints_one_pipelines_parameters_and_steps_in_order_and_n
 async fn watch_prints_the_runs_running_line_before_its_steps_in_start_order_with_aligned_columns() {
     let app = spawn_app().await;
     let (slug, key) = app.new_org("cli-watch").await;
-    let started = json_out(
-        &as_org(
-            &app,
-            &key,
-            &["runs", "trigger", &slug, "test/dag", "-o", "json"],
-        )
-        .await,
-    );
-    let run_id = started["run_id"].as_str().unwrap().to_string();
-    let o = as_org(
-        &app,
-        &key,
-        &["runs", "watch", &slug, &run_id, "--interval", "1"],
-    )
-    .await;
+    let (run_id, o) = trigger_and_watch(&app, &slug, &key, "test/dag").await;
     // test/dag tolerates its failing step c: the run succeeds.
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     let out = stdout(&o);
