@@ -307,3 +307,24 @@ fn a_schedules_deadline_overrides_the_pipelines_for_its_ticks_and_stays_under_th
         assert_eq!(err.problem, problem, "{bad}");
     }
 }
+
+#[test]
+fn a_wait_step_takes_seconds_from_a_tenth_to_a_day_and_nothing_else() {
+    let with = |step: &str| parse(&format!("{HEADER}steps:\n  - {step}\n"));
+    assert!(with("{id: w, kind: wait, seconds: 60}").is_ok());
+    assert!(with("{id: w, kind: wait, seconds: 0.5}").is_ok());
+    for (bad, field) in [
+        ("{id: w, kind: wait, seconds: 0}", "seconds"),
+        ("{id: w, kind: wait, seconds: 86401}", "seconds"),
+        ("{id: w, kind: wait}", "seconds"),
+        ("{id: w, kind: wait, seconds: 1, sql: x.sql}", "sql"),
+    ] {
+        let err = with(bad).unwrap_err();
+        assert!(
+            err.field.ends_with(field) || err.problem.contains(field),
+            "{bad}: {} {}",
+            err.field,
+            err.problem
+        );
+    }
+}

@@ -5,6 +5,7 @@ mod bigquery_assert;
 mod bigquery_query;
 mod chaos;
 mod http_extract;
+mod wait;
 
 use std::fmt::Debug;
 
@@ -209,6 +210,7 @@ pub fn parse(
         "bigquery.assert" => bigquery_assert::parse(fields, ctx),
         "chaos.fault" => chaos::parse(fields, ctx),
         "http.extract" => http_extract::parse(fields, ctx),
+        "wait" => wait::parse(fields, ctx),
         other => Err(ctx.error("kind", format!("unknown step kind {other}"))),
     }
 }

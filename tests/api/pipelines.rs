@@ -705,3 +705,69 @@ async fn the_root_key_cannot_run_a_pipeline_for_a_suspended_org_until_it_is_reac
     assert_eq!(reactivated.status(), 200);
     assert_eq!(trigger_as_root().await.unwrap().status(), 202);
 }
+
+#[tokio::test]
+async fn the_slow_demo_is_cancelled_while_it_waits_and_its_rerun_reuses_the_step_that_succeeded() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("PIPELINES_DIR".into(), repo_path("pipelines"));
+    })
+    .await;
+    let (slug, key) = app.new_org("demo-co").await;
+    let run_id = app.started(&slug, &key, "samples/slow_demo").await;
+    crate::verbs::eventually(
+        "the minute's wait runs",
+        Duration::from_secs(30),
+        || async {
+            let steps = app.steps(&slug, &key, &run_id).await;
+            if steps
+                .iter()
+                .any(|(id, _, status)| id == "wait_a_minute" && status == "RUNNING")
+            {
+                Ok(())
+            } else {
+                Err(format!("{steps:?}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(app.cancel(&slug, &key, &run_id).await.status(), 202);
+    let ended = app.wait_until_ended(&slug, &key, &run_id).await;
+    assert_eq!(ended["status"], "CANCELLED");
+    assert!(
+        ended["duration_ms"].as_f64().unwrap() < 30_000.0,
+        "the wait stops at the cancel: {ended}"
+    );
+
+    let r = app
+        .key_post(
+            &format!("/api/v1/pipelines/{slug}/runs/{run_id}/rerun"),
+            &key,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let rerun = r.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    crate::verbs::eventually(
+        "the re-run waits again",
+        Duration::from_secs(30),
+        || async {
+            let steps = app.steps(&slug, &key, &rerun).await;
+            let reused = steps
+                .iter()
+                .any(|(id, _, status)| id == "prepare" && status == "REUSED");
+            let waiting = steps
+                .iter()
+                .any(|(id, _, status)| id == "wait_a_minute" && status == "RUNNING");
+            if reused && waiting {
+                Ok(())
+            } else {
+                Err(format!("{steps:?}"))
+            }
+        },
+    )
+    .await;
+    assert_eq!(app.cancel(&slug, &key, &rerun).await.status(), 202);
+}
