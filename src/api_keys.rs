@@ -21,7 +21,16 @@ use crate::warehouse::{Param, Warehouse, WarehouseError, sql};
 pub struct KeyName(String);
 
 impl KeyName {
-    pub fn parse(raw: &str) -> Result<Self, crate::validation::FieldProblem> {
+    /// The name given as `field` of a request (`name` at rotation, `key_name` at onboarding),
+    /// if one was given.
+    pub fn parse_field(
+        raw: Option<&str>,
+        field: &str,
+    ) -> Result<Option<Self>, crate::validation::FieldProblem> {
+        raw.map(|raw| Self::parse(raw, field)).transpose()
+    }
+
+    fn parse(raw: &str, field: &str) -> Result<Self, crate::validation::FieldProblem> {
         let name = raw.trim();
         let ok = (1..=64).contains(&name.chars().count())
             && name
@@ -31,7 +40,7 @@ impl KeyName {
             Ok(Self(name.to_string()))
         } else {
             Err(crate::validation::FieldProblem::new(
-                "name",
+                field,
                 "not a key name",
                 "1-64 letters, digits, spaces, dots, underscores or dashes",
             ))

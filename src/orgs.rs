@@ -74,15 +74,8 @@ impl OnboardRequest {
             (None, Some(q)) => q.validate().map_err(invalid)?,
             (None, None) => return Err(invalid("quota: ENTERPRISE needs explicit limits")),
         };
-        let key_name = self
-            .key_name
-            .as_deref()
-            .map(api_keys::KeyName::parse)
-            .transpose()
-            .map_err(|mut p| {
-                p.field = "key_name".into();
-                ServiceError::InvalidField(p)
-            })?;
+        let key_name = api_keys::KeyName::parse_field(self.key_name.as_deref(), "key_name")
+            .map_err(ServiceError::InvalidField)?;
         Ok(NewOrg {
             slug,
             company_name,

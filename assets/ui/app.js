@@ -60,17 +60,23 @@
     if (v < 120000) return (v / 1000).toFixed(1) + " s";
     return (v / 60000).toFixed(1) + " min";
   }
-  // A button that asks once more before a destructive action: the first click turns it into
-  // "Confirm …", the second runs `action`.
-  function confirmButton(id, label, action) {
-    const button = h("button", { type: "button", id, class: "danger", text: label });
-    let armed = false;
+  // A button that runs `action` once (disabled meanwhile; an error shows and enables it
+  // again). With `confirm` (destructive actions) it asks once more: the first click turns it
+  // into "Confirm …", the second runs `action`.
+  function actionButton(id, label, action, { confirm = false, cls = null } = {}) {
+    const button = h("button", { type: "button", id, class: confirm ? "danger" : cls, text: label });
+    let armed = !confirm;
     button.addEventListener("click", async () => {
       if (!armed) { armed = true; button.textContent = "Confirm: " + label.toLowerCase(); button.classList.add("armed"); return; }
       button.disabled = true;
       try { await action(); } catch (e) { showError(e.message); button.disabled = false; }
     });
     return button;
+  }
+  function confirmButton(id, label, action) { return actionButton(id, label, action, { confirm: true }); }
+  // One `label: value` line of a fields card (`-` when there is no value).
+  function fieldRow(label, value) {
+    return [h("dt", { text: label }), h("dd", {}, value === null || value === undefined || value === "" ? "-" : value)];
   }
   function orgPath(org) { return encodeURIComponent(org); }
   function pipelinePath(id) { return id.split("/").map(encodeURIComponent).join("/"); }
@@ -326,18 +332,17 @@
       });
       actions.append(form);
     }
-    const field = (label, value) => [h("dt", { text: label }), h("dd", {}, value === null || value === undefined || value === "" ? "-" : value)];
     const fields = h("dl", { class: "fields card", id: "run-fields" },
-      field("Run", h("span", { class: "mono", text: r.run_id })),
-      field("Pipeline", r.pipeline_id), field("Status", statusPill(r.status)),
-      field("Trigger", r.trigger), field("Triggered by", r.triggered_by),
-      field("Parameters", h("span", { class: "mono", text: JSON.stringify(r.parameters) })),
-      field("Created", when(r.created_at)), field("Started", when(r.started_at)), field("Ended", when(r.ended_at)),
-      field("Duration", ms(r.duration_ms)), field("Queued", r.queued_secs !== null && r.queued_secs !== undefined ? r.queued_secs.toFixed(1) + " s" : null),
-      field("Billed", r.bytes_billed === null || r.bytes_billed === undefined ? null : bytes(r.bytes_billed) + " (" + usd(r.estimated_cost_usd) + ")"),
-      field("Error", r.error_summary ? (r.error_class ? r.error_class + ": " : "") + r.error_summary : null),
-      field("Re-run of", r.rerun_of ? h("a", { href: "#/runs/" + r.rerun_of, text: r.rerun_of }) : null),
-      field("Schedule", r.schedule_id), field("Logical time", when(r.logical_time)), field("Backfill", r.backfill_id));
+      fieldRow("Run", h("span", { class: "mono", text: r.run_id })),
+      fieldRow("Pipeline", r.pipeline_id), fieldRow("Status", statusPill(r.status)),
+      fieldRow("Trigger", r.trigger), fieldRow("Triggered by", r.triggered_by),
+      fieldRow("Parameters", h("span", { class: "mono", text: JSON.stringify(r.parameters) })),
+      fieldRow("Created", when(r.created_at)), fieldRow("Started", when(r.started_at)), fieldRow("Ended", when(r.ended_at)),
+      fieldRow("Duration", ms(r.duration_ms)), fieldRow("Queued", r.queued_secs !== null && r.queued_secs !== undefined ? r.queued_secs.toFixed(1) + " s" : null),
+      fieldRow("Billed", r.bytes_billed === null || r.bytes_billed === undefined ? null : bytes(r.bytes_billed) + " (" + usd(r.estimated_cost_usd) + ")"),
+      fieldRow("Error", r.error_summary ? (r.error_class ? r.error_class + ": " : "") + r.error_summary : null),
+      fieldRow("Re-run of", r.rerun_of ? h("a", { href: "#/runs/" + r.rerun_of, text: r.rerun_of }) : null),
+      fieldRow("Schedule", r.schedule_id), fieldRow("Logical time", when(r.logical_time)), fieldRow("Backfill", r.backfill_id));
     const stepRows = attempts.map((a) => h("tr", { class: "step-row" },
       h("td", { class: "mono", text: a.step_id }), h("td", { text: a.attempt }), h("td", {}, statusPill(a.status)),
       h("td", { text: when(a.started_at) }), h("td", { text: ms(a.duration_ms) }),
@@ -512,7 +517,6 @@
     if (!org) return;
     const base = "/api/v1/backfills/" + orgPath(org) + "/" + encodeURIComponent(id);
     const b = (await api(base)).body;
-    const field = (label, value) => [h("dt", { text: label }), h("dd", {}, value === null || value === undefined || value === "" ? "-" : value)];
     const progress = Object.entries(b.progress || {}).map(([k, v]) => k + ": " + v).join(", ");
     const live = b.status === "ACTIVE";
     const actions = h("div", { class: "actions" });
@@ -529,9 +533,9 @@
       h("p", {}, h("a", { href: "#/catalog", text: "← catalog" }), live ? h("span", { class: "hint", text: "  · refreshing every 3 s while it is active" }) : null),
       actions,
       h("dl", { class: "fields card", id: "backfill-fields" },
-        field("Backfill", h("span", { class: "mono", text: b.backfill_id })), field("Pipeline", b.pipeline_id),
-        field("Status", statusPill(b.status)), field("Days", b.from + " → " + b.to + " (" + b.days + ", " + b.parameter + ")"),
-        field("At once", b.max_parallel), field("Progress", progress)),
+        fieldRow("Backfill", h("span", { class: "mono", text: b.backfill_id })), fieldRow("Pipeline", b.pipeline_id),
+        fieldRow("Status", statusPill(b.status)), fieldRow("Days", b.from + " → " + b.to + " (" + b.days + ", " + b.parameter + ")"),
+        fieldRow("At once", b.max_parallel), fieldRow("Progress", progress)),
       h("table", { id: "backfill-days" },
         h("thead", {}, h("tr", {}, ["Day", "Run", "Status"].map((t) => h("th", { text: t })))),
         h("tbody", {}, days.map((day) => {
@@ -751,10 +755,8 @@
       route();
     };
     const label = verb[0].toUpperCase() + verb.slice(1);
-    if (verb === "pause") return confirmButton("pause-" + x.schedule_id.replace(/\W/g, "-"), label, run);
-    const button = h("button", { type: "button", class: "schedule-" + verb, id: verb + "-" + x.schedule_id.replace(/\W/g, "-"), text: label });
-    button.addEventListener("click", async () => { button.disabled = true; try { await run(); } catch (e) { showError(e.message); button.disabled = false; } });
-    return button;
+    return actionButton(verb + "-" + x.schedule_id.replace(/\W/g, "-"), label, run,
+      { confirm: verb === "pause", cls: "schedule-" + verb });
   }
 
   async function orgsPage() {

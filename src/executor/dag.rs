@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::lease::Stop;
-use super::{Inner, RunStatus, TriggerInfo};
+use super::{Inner, Links, RunStatus, TriggerInfo};
 use crate::definitions::RunParams;
 use crate::domain::OrgSlug;
 use crate::pipelines::{OnFailure, Pipeline};
@@ -75,55 +75,16 @@ fn announce_late_start(
     if now <= logical {
         return;
     }
-    let late = announcement(
-        inner,
+    let late = inner.announcement(
         (pipeline_id, org, run_id),
         &Links::of(info),
         crate::notifications::LATE_START,
-        format!(
+        Some(format!(
             "started {} s after its tick's logical time",
             (now - logical).num_seconds()
-        ),
+        )),
     );
     inner.run_log.announce(late);
-}
-
-/// What ties a run to its schedule's tick or its backfill's day, for its alerts.
-#[derive(Clone, Default)]
-struct Links {
-    schedule_id: Option<String>,
-    logical_time: Option<String>,
-    backfill_id: Option<String>,
-}
-
-impl Links {
-    fn of(info: &TriggerInfo) -> Self {
-        Self {
-            schedule_id: info.schedule_id.clone(),
-            logical_time: info
-                .logical_time
-                .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true)),
-            backfill_id: info.backfill_id.clone(),
-        }
-    }
-}
-
-/// An event of a running run for the alerts only (never written): `status` is what it
-/// announces, `summary` says why.
-fn announcement(
-    inner: &Inner,
-    (pipeline_id, org, run_id): (&str, &OrgSlug, &str),
-    links: &Links,
-    status: &str,
-    summary: String,
-) -> crate::run_log::RunEvent {
-    let mut event = inner.event(pipeline_id, org, run_id, RunStatus::Running);
-    event.status = status.into();
-    event.error_summary = Some(summary);
-    event.schedule_id = links.schedule_id.clone();
-    event.logical_time = links.logical_time.clone();
-    event.backfill_id = links.backfill_id.clone();
-    event
 }
 
 /// A task aborted when dropped.
@@ -154,16 +115,15 @@ fn deadline_alarm(
     );
     Alarm(tokio::spawn(async move {
         tokio::time::sleep(after).await;
-        let late = announcement(
-            &inner,
+        let late = inner.announcement(
             (&pipeline_id, &org, &run_id),
             &links,
             crate::notifications::DEADLINE_PASSED,
-            format!(
+            Some(format!(
                 "still running {} s after it started (deadline_seconds: {})",
                 after.as_secs(),
                 after.as_secs()
-            ),
+            )),
         );
         tracing::info!(org = %org, run_id, pipeline = %pipeline_id, "run past its deadline");
         inner.run_log.announce(late);

@@ -157,6 +157,24 @@ pub struct TriggerInfo {
     pub tick: Option<Tick>,
 }
 
+/// What ties a run to its schedule's tick or its backfill's day, for its alerts.
+#[derive(Clone, Default)]
+pub(crate) struct Links {
+    schedule_id: Option<String>,
+    logical_time: Option<String>,
+    backfill_id: Option<String>,
+}
+
+impl Links {
+    pub(crate) fn of(info: &TriggerInfo) -> Self {
+        Self {
+            schedule_id: info.schedule_id.clone(),
+            logical_time: info.logical_time.map(ts),
+            backfill_id: info.backfill_id.clone(),
+        }
+    }
+}
+
 /// What steps may reach outside BigQuery: the KMS, providers' APIs.
 pub struct Outside {
     pub kms: SharedKms,
@@ -421,14 +439,12 @@ impl Executor {
             Reservation::AlreadyFired => return Err(TriggerError::AlreadyFired),
             Reservation::Queued { position } => {
                 // This instance's batch queued it: its alerts watch how long it waits.
-                let mut enqueued = self
-                    .inner
-                    .event(&pipeline.id, org, &run_id, RunStatus::Queued);
-                enqueued.status = crate::notifications::ENQUEUED.into();
-                enqueued.schedule_id = info.schedule_id.clone();
-                enqueued.logical_time = info.logical_time.map(ts);
-                enqueued.backfill_id = info.backfill_id.clone();
-                self.inner.run_log.announce(enqueued);
+                self.inner.run_log.announce(self.inner.announcement(
+                    (&pipeline.id, org, &run_id),
+                    &Links::of(&info),
+                    crate::notifications::ENQUEUED,
+                    None,
+                ));
                 return Ok(Triggered {
                     run_id,
                     status: RunStatus::Queued,
@@ -688,6 +704,24 @@ impl Inner {
         end.error_class = Some(class.to_string());
         end.error_summary = Some(summary.to_string());
         self.run_log.event(end);
+    }
+
+    /// An event for the alerts only, never written: `status` is what it announces (a run past
+    /// its deadline, started late, or just queued here), `summary` says why.
+    pub(crate) fn announcement(
+        &self,
+        (pipeline_id, org, run_id): (&str, &OrgSlug, &str),
+        links: &Links,
+        status: &str,
+        summary: Option<String>,
+    ) -> RunEvent {
+        let mut event = self.event(pipeline_id, org, run_id, RunStatus::Running);
+        event.status = status.into();
+        event.error_summary = summary;
+        event.schedule_id = links.schedule_id.clone();
+        event.logical_time = links.logical_time.clone();
+        event.backfill_id = links.backfill_id.clone();
+        event
     }
 
     pub(crate) fn event(

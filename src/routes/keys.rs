@@ -119,12 +119,8 @@ pub async fn rotate(
             return Err(ApiError::MissingScope);
         }
     }
-    let name = body
-        .name
-        .as_deref()
-        .map(api_keys::KeyName::parse)
-        .transpose()
-        .map_err(ApiError::invalid)?;
+    let name =
+        api_keys::KeyName::parse_field(body.name.as_deref(), "name").map_err(ApiError::invalid)?;
     let issued = api_keys::issue(
         &warehouse,
         kms.get_ref(),

@@ -264,13 +264,22 @@ pub async fn pipelines_list(api: &Api, format: Format) -> Result<ExitCode, Clien
 
 /// `quarry pipelines show ID`: one pipeline of the catalog, its parameters and its steps in
 /// declaration order (with what each depends on).
+/// The service's pipeline catalog, and the entry of pipeline `id` in it.
+pub(crate) async fn catalog(api: &Api) -> Result<Vec<Value>, ClientError> {
+    Ok(rows(
+        &api.get(KeyUse::Org, "/api/v1/pipelines", &[]).await?.body,
+        "pipelines",
+    ))
+}
+
+pub(crate) fn catalog_entry<'a>(catalog: &'a [Value], id: &str) -> Option<&'a Value> {
+    catalog.iter().find(|p| p["id"].as_str() == Some(id))
+}
+
 pub async fn pipelines_show(api: &Api, format: Format, id: &str) -> Result<ExitCode, ClientError> {
-    let body = api.get(KeyUse::Org, "/api/v1/pipelines", &[]).await?.body;
-    let Some(pipeline) = rows(&body, "pipelines")
-        .into_iter()
-        .find(|p| p["id"].as_str() == Some(id))
-    else {
-        let known: Vec<String> = rows(&body, "pipelines")
+    let all = catalog(api).await?;
+    let Some(pipeline) = catalog_entry(&all, id) else {
+        let known: Vec<String> = all
             .iter()
             .filter_map(|p| p["id"].as_str().map(str::to_string))
             .collect();
@@ -279,7 +288,7 @@ pub async fn pipelines_show(api: &Api, format: Format, id: &str) -> Result<ExitC
             known.join(", ")
         )));
     };
-    print(format, &pipeline, |p| {
+    print(format, pipeline, |p| {
         let mut out = fields(
             p,
             &[

@@ -81,12 +81,10 @@ fn run_since(run: &Value) -> Option<Since> {
 /// The steps the pipeline declares, from the catalog (for "n/m steps done" and the width of
 /// the step column); empty if unknown.
 async fn declared_steps(api: &Api, pipeline: &str) -> Vec<String> {
-    let Ok(catalog) = api.get(KeyUse::Org, "/api/v1/pipelines", &[]).await else {
+    let Ok(catalog) = super::commands::catalog(api).await else {
         return Vec::new();
     };
-    catalog.body["pipelines"]
-        .as_array()
-        .and_then(|all| all.iter().find(|p| p["id"].as_str() == Some(pipeline)))
+    super::commands::catalog_entry(&catalog, pipeline)
         .and_then(|p| p["steps"].as_array())
         .map(|steps| {
             steps
