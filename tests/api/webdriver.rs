@@ -41,7 +41,11 @@ impl Browser {
             .local_addr()
             .unwrap()
             .port();
-        let driver = tokio::process::Command::new(driver_path)
+        // Under a subreaper of its own: chromium's crash handlers leave their parent by a double
+        // fork, and would otherwise end as orphans of init, outside this test (see the script).
+        let driver = tokio::process::Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/subreaper.py"))
+            .arg(driver_path)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -217,13 +221,26 @@ impl Browser {
 }
 
 impl Drop for Browser {
-    /// A test that panics leaves no chromedriver or chromium behind: the whole group goes.
+    /// A test that panics leaves no chromedriver or chromium behind: the subreaper ends
+    /// chromedriver and reaps everything the browser started; if it has not within 15 s, its
+    /// whole process group is killed.
     fn drop(&mut self) {
         if let Some(pid) = self.driver.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &format!("-{pid}")])
-                .stderr(Stdio::null())
-                .status();
+            let signal = |args: [&str; 2]| {
+                std::process::Command::new("kill")
+                    .args(args)
+                    .stderr(Stdio::null())
+                    .status()
+            };
+            let _ = signal(["-TERM", &pid.to_string()]);
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            while matches!(self.driver.try_wait(), Ok(None)) {
+                if std::time::Instant::now() > deadline {
+                    let _ = signal(["-KILL", &format!("-{pid}")]);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
