@@ -157,6 +157,53 @@ async fn trigger_wait_types_the_parameters_follows_the_steps_and_exits_zero() {
     assert_eq!(listed["runs"][0]["run_id"], run_id.as_str());
 }
 
+#[tokio::test]
+async fn an_org_key_needs_no_org_argument_and_the_root_key_is_told_to_name_one() {
+    let app = spawn_app().await;
+    let (slug, key) = app.new_org("clio").await;
+    let started = json_out(
+        &as_org(
+            &app,
+            &key,
+            &[
+                "runs",
+                "trigger",
+                "test/params",
+                "-p",
+                "day=2026-11-01",
+                "-o",
+                "json",
+            ],
+        )
+        .await,
+    );
+    let run_id = started["run_id"].as_str().unwrap().to_string();
+    let shown = json_out(&as_org(&app, &key, &["runs", "show", &run_id, "-o", "json"]).await);
+    assert_eq!(shown["run_id"], run_id.as_str());
+    assert_eq!(shown["pipeline_id"], "test/params");
+    let quota = json_out(&as_org(&app, &key, &["quota", "show", "-o", "json"]).await);
+    assert_eq!(quota["runs_today"], 1);
+    let keys = json_out(&as_org(&app, &key, &["keys", "list", "-o", "json"]).await);
+    assert_eq!(keys["api_keys"].as_array().map(Vec::len), Some(1), "{keys}");
+
+    // Naming another org is still the service's 403, not the key's org taken instead.
+    let (other, _) = app.new_org("cliq").await;
+    assert_one_line_refusal(
+        &as_org(&app, &key, &["quota", "show", &other]).await,
+        3,
+        "quarry: 403 Cannot access another organization",
+    );
+
+    let o = as_root(&app, &["quota", "show"]).await;
+    assert_eq!(o.status.code(), Some(2), "stdout: {}", stdout(&o));
+    assert_eq!(
+        stderr(&o),
+        "quarry: the root key belongs to no org: name the org (ORG before the other arguments)\n"
+    );
+    let named = json_out(&as_root(&app, &["quota", "show", &slug, "-o", "json"]).await);
+    assert_eq!(named["runs_today"], 1);
+}
+
 /// Triggers `pipeline` with the client, then follows it with `runs watch --interval 1`;
 /// returns the run id and what the watch printed.
 async fn trigger_and_watch(

@@ -55,9 +55,10 @@ pub enum ClientCommand {
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
     /// Starts a run; --wait follows it to its end (exit code 0 only for SUCCEEDED).
+    #[command(allow_missing_positional = true)]
     Trigger {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// The pipeline's id, e.g. samples/usage_seed (`pipelines list`).
         pipeline: String,
         /// A parameter as name=value (repeatable); typed by the pipeline's declaration.
@@ -75,8 +76,8 @@ pub enum RunsCommand {
     },
     /// The org's runs, newest first (the API's filters).
     List {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// A status or a comma-separated list (QUEUED, PENDING, RUNNING, SUCCEEDED, ...).
         #[arg(long)]
         status: Option<String>,
@@ -100,16 +101,18 @@ pub enum RunsCommand {
         page_token: Option<String>,
     },
     /// A run and its step attempts.
+    #[command(allow_missing_positional = true)]
     Show {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// The run's id (as `runs trigger` or `runs list` printed it).
         run: String,
     },
     /// Follows a run's steps until it ends; exit code 0 only for SUCCEEDED.
+    #[command(allow_missing_positional = true)]
     Watch {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// The run's id (as `runs trigger` or `runs list` printed it).
         run: String,
         /// Seconds between looks (each look reads the run and its steps).
@@ -117,16 +120,18 @@ pub enum RunsCommand {
         interval: u64,
     },
     /// Cancels a queued or running run.
+    #[command(allow_missing_positional = true)]
     Cancel {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// The run's id (as `runs trigger` or `runs list` printed it).
         run: String,
     },
     /// Re-runs an ended run from its failed steps.
+    #[command(allow_missing_positional = true)]
     Rerun {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// The run's id (as `runs trigger` or `runs list` printed it).
         run: String,
         /// New parameter values as name=value (default: the original's).
@@ -142,13 +147,14 @@ pub enum RunsCommand {
 pub enum SchedulesCommand {
     /// Every schedule of the catalog with the org's state and next tick.
     List {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
     },
     /// Enables a schedule (pipeline/name, as listed) with the org's parameter values.
+    #[command(allow_missing_positional = true)]
     Enable {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// The schedule as `schedules list` prints it: pipeline_id/name.
         schedule: String,
         /// The org's own value for a parameter as name=value (repeatable; wins over the
@@ -157,16 +163,18 @@ pub enum SchedulesCommand {
         params: Vec<String>,
     },
     /// Pauses an active schedule.
+    #[command(allow_missing_positional = true)]
     Pause {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// The schedule as `schedules list` prints it: pipeline_id/name.
         schedule: String,
     },
     /// Resumes a paused schedule.
+    #[command(allow_missing_positional = true)]
     Resume {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// The schedule as `schedules list` prints it: pipeline_id/name.
         schedule: String,
     },
@@ -175,9 +183,10 @@ pub enum SchedulesCommand {
 #[derive(Debug, Subcommand)]
 pub enum BackfillCommand {
     /// One run per day from --from to --to, at most --max-parallel at once.
+    #[command(allow_missing_positional = true)]
     Start {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// The pipeline's id, e.g. samples/usage_seed (`pipelines list`).
         pipeline: String,
         /// The DATE parameter each day's run gets.
@@ -197,16 +206,18 @@ pub enum BackfillCommand {
         params: Vec<String>,
     },
     /// A backfill's days and their runs.
+    #[command(allow_missing_positional = true)]
     Show {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// The backfill's id (as `backfill start` printed it).
         backfill: String,
     },
     /// Stops a backfill and cancels its waiting and running runs.
+    #[command(allow_missing_positional = true)]
     Cancel {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// The backfill's id (as `backfill start` printed it).
         backfill: String,
     },
@@ -216,13 +227,13 @@ pub enum BackfillCommand {
 pub enum KeysCommand {
     /// The org's keys (ids, prefixes, scopes, status; never a key).
     List {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
     },
     /// Issues a new key (shown once); the old one keeps working for the grace period.
     Rotate {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// How long the old key keeps working (0 revokes it at once).
         #[arg(long, default_value_t = 3600)]
         grace_period_seconds: u64,
@@ -231,9 +242,10 @@ pub enum KeysCommand {
         name: Option<String>,
     },
     /// Revokes a key at once.
+    #[command(allow_missing_positional = true)]
     Revoke {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// The key's id (as `keys list` prints it).
         key_id: String,
     },
@@ -243,13 +255,13 @@ pub enum KeysCommand {
 pub enum NotificationsCommand {
     /// The org's channels (each URL as scheme and host only).
     List {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
     },
     /// Adds a channel; a webhook's signing secret is shown once.
     Add {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// webhook (JSON, signed) or slack (a Slack incoming webhook).
         #[arg(long, value_parser = ["webhook", "slack"])]
         kind: String,
@@ -270,23 +282,25 @@ pub enum NotificationsCommand {
         queued_after: Option<i64>,
     },
     /// Deletes a channel.
+    #[command(allow_missing_positional = true)]
     Delete {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// The channel's id (as `notifications list` prints it).
         channel: String,
     },
     /// Sends a test alert to a channel now.
+    #[command(allow_missing_positional = true)]
     Test {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
         /// The channel's id (as `notifications list` prints it).
         channel: String,
     },
     /// The last 7 days' deliveries, the last attempt of each.
     Deliveries {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
     },
 }
 
@@ -294,8 +308,8 @@ pub enum NotificationsCommand {
 pub enum QuotaCommand {
     /// Limits, runs today and this month, slots in use and the queue.
     Show {
-        /// The org's slug (an org key may only name its own org).
-        org: String,
+        /// The org's slug (default: the org key's own org; the root key must name one).
+        org: Option<String>,
     },
 }
 
@@ -370,6 +384,60 @@ mod tests {
             }
             undocumented(sub, &format!("{path} {}", sub.get_name()), out);
         }
+    }
+
+    #[test]
+    fn the_client_commands_pass_claps_own_checks() {
+        Client::command().debug_assert();
+    }
+
+    fn parse(line: &str) -> super::ClientCommand {
+        Client::try_parse_from(line.split_whitespace())
+            .unwrap_or_else(|e| panic!("{line}: {e}"))
+            .command
+    }
+
+    #[test]
+    fn the_org_may_be_left_out_before_a_commands_other_arguments_and_is_taken_when_given() {
+        use super::{ClientCommand::*, KeysCommand, RunsCommand, SchedulesCommand};
+        match parse("quarry runs trigger samples/usage_seed --wait") {
+            Runs(RunsCommand::Trigger { org, pipeline, .. }) => {
+                assert_eq!((org, pipeline.as_str()), (None, "samples/usage_seed"))
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse("quarry runs trigger acme samples/usage_seed") {
+            Runs(RunsCommand::Trigger { org, pipeline, .. }) => assert_eq!(
+                (org.as_deref(), pipeline.as_str()),
+                (Some("acme"), "samples/usage_seed")
+            ),
+            other => panic!("{other:?}"),
+        }
+        match parse("quarry schedules pause samples/usage_seed/hourly") {
+            Schedules(SchedulesCommand::Pause { org, schedule }) => {
+                assert_eq!(
+                    (org, schedule.as_str()),
+                    (None, "samples/usage_seed/hourly")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse("quarry keys list") {
+            Keys(KeysCommand::List { org }) => assert_eq!(org, None),
+            other => panic!("{other:?}"),
+        }
+        // What needs the other argument still says so when both are left out.
+        let error = Client::try_parse_from(["quarry", "runs", "show"]).unwrap_err();
+        assert_eq!(
+            error.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        // Admin commands name their org always.
+        let error = Client::try_parse_from(["quarry", "orgs", "suspend"]).unwrap_err();
+        assert_eq!(
+            error.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
     }
 
     #[test]

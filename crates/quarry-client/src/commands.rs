@@ -85,6 +85,21 @@ fn segment(what: &str, raw: &str) -> Result<String, ClientError> {
     }
 }
 
+/// The org a command names, else the org key's own (as `whoami` answers for the key in use):
+/// the root key belongs to no org, so with it a command must name one.
+async fn org_slug(api: &Api, named: Option<String>) -> Result<String, ClientError> {
+    if let Some(org) = named {
+        return segment("org", &org);
+    }
+    let me = api.get(KeyUse::Org, "/api/v1/whoami", &[]).await?.body;
+    match me["org_slug"].as_str() {
+        Some(org) => segment("org", org),
+        None => Err(ClientError::Usage(
+            "the root key belongs to no org: name the org (ORG before the other arguments)".into(),
+        )),
+    }
+}
+
 /// A pipeline id (`group/name`): segments joined by `/`.
 fn pipeline_path(raw: &str) -> Result<String, ClientError> {
     raw.split('/')
@@ -153,7 +168,7 @@ pub async fn run(
         ClientCommand::Keys(c) => keys(api, format, c).await,
         ClientCommand::Notifications(c) => notifications(api, format, c).await,
         ClientCommand::Quota(QuotaCommand::Show { org }) => {
-            let org = segment("org", &org)?;
+            let org = org_slug(api, org).await?;
             let body = api
                 .get(
                     KeyUse::Org,
@@ -348,7 +363,7 @@ async fn runs(api: &Api, format: Format, command: RunsCommand) -> Result<ExitCod
             wait,
             idempotency_key,
         } => {
-            let org = segment("org", &org)?;
+            let org = org_slug(api, org).await?;
             let path = format!("/api/v1/pipelines/run/{org}/{}", pipeline_path(&pipeline)?);
             let parameters = parameters(api, &pipeline, &params).await?;
             let mut body = json!({ "parameters": parameters });
@@ -374,7 +389,7 @@ async fn runs(api: &Api, format: Format, command: RunsCommand) -> Result<ExitCod
             limit,
             page_token,
         } => {
-            let org = segment("org", &org)?;
+            let org = org_slug(api, org).await?;
             let query: Vec<(&str, String)> = [
                 ("status", status),
                 ("pipeline_id", pipeline),
@@ -405,7 +420,7 @@ async fn runs(api: &Api, format: Format, command: RunsCommand) -> Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Show { org, run } => {
-            let path = run_path(&org, &run)?;
+            let path = run_path(&org_slug(api, org).await?, &run)?;
             let run = api.get(KeyUse::Org, &path, &[]).await?.body;
             let steps = api
                 .get(KeyUse::Org, &format!("{path}/steps"), &[])
@@ -422,12 +437,12 @@ async fn runs(api: &Api, format: Format, command: RunsCommand) -> Result<ExitCod
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Watch { org, run, interval } => {
-            let org = segment("org", &org)?;
+            let org = org_slug(api, org).await?;
             let run = segment("run", &run)?;
             watch::follow(api, format, &org, &run, interval).await
         }
         RunsCommand::Cancel { org, run } => {
-            let path = run_path(&org, &run)?;
+            let path = run_path(&org_slug(api, org).await?, &run)?;
             let body = api
                 .post(KeyUse::Org, &format!("{path}/cancel"), None)
                 .await?
@@ -443,7 +458,7 @@ async fn runs(api: &Api, format: Format, command: RunsCommand) -> Result<ExitCod
             params,
             wait,
         } => {
-            let org = segment("org", &org)?;
+            let org = org_slug(api, org).await?;
             let path = run_path(&org, &run)?;
             let body = if params.is_empty() {
                 json!({})
@@ -522,7 +537,7 @@ async fn schedules(
 ) -> Result<ExitCode, ClientError> {
     let (org, action, body) = match command {
         SchedulesCommand::List { org } => {
-            let org = segment("org", &org)?;
+            let org = org_slug(api, org).await?;
             let body = api
                 .get(KeyUse::Org, &format!("/api/v1/schedules/{org}"), &[])
                 .await?
@@ -547,7 +562,7 @@ async fn schedules(
         SchedulesCommand::Pause { org, schedule } => (org, "pause", schedule_body(&schedule)?),
         SchedulesCommand::Resume { org, schedule } => (org, "resume", schedule_body(&schedule)?),
     };
-    let org = segment("org", &org)?;
+    let org = org_slug(api, org).await?;
     let answer = api
         .post(
             KeyUse::Org,
@@ -596,7 +611,7 @@ async fn backfill(
             max_parallel,
             params,
         } => {
-            let org = segment("org", &org)?;
+            let org = org_slug(api, org).await?;
             let others = parameters(api, &pipeline, &params).await?;
             let request = json!({
                 "pipeline_id": pipeline, "parameter": parameter, "from": from, "to": to,
@@ -613,7 +628,7 @@ async fn backfill(
         BackfillCommand::Show { org, backfill } => {
             let path = format!(
                 "/api/v1/backfills/{}/{}",
-                segment("org", &org)?,
+                org_slug(api, org).await?,
                 segment("backfill", &backfill)?
             );
             api.get(KeyUse::Org, &path, &[]).await?.body
@@ -621,7 +636,7 @@ async fn backfill(
         BackfillCommand::Cancel { org, backfill } => {
             let path = format!(
                 "/api/v1/backfills/{}/{}/cancel",
-                segment("org", &org)?,
+                org_slug(api, org).await?,
                 segment("backfill", &backfill)?
             );
             api.post(KeyUse::Org, &path, None).await?.body
@@ -667,7 +682,7 @@ fn shown_once(b: &Value) -> String {
 async fn keys(api: &Api, format: Format, command: KeysCommand) -> Result<ExitCode, ClientError> {
     match command {
         KeysCommand::List { org } => {
-            let org = segment("org", &org)?;
+            let org = org_slug(api, org).await?;
             let body = api
                 .get(
                     KeyUse::Org,
@@ -696,7 +711,7 @@ async fn keys(api: &Api, format: Format, command: KeysCommand) -> Result<ExitCod
             grace_period_seconds,
             name,
         } => {
-            let org = segment("org", &org)?;
+            let org = org_slug(api, org).await?;
             let mut request = json!({ "grace_period_seconds": grace_period_seconds });
             if let Some(name) = name {
                 request["name"] = json!(name);
@@ -714,7 +729,7 @@ async fn keys(api: &Api, format: Format, command: KeysCommand) -> Result<ExitCod
         KeysCommand::Revoke { org, key_id } => {
             let path = format!(
                 "/api/v1/organizations/{}/api-keys/{}",
-                segment("org", &org)?,
+                org_slug(api, org).await?,
                 segment("key", &key_id)?
             );
             let body = api.delete(KeyUse::Org, &path).await?.body;
@@ -761,7 +776,11 @@ async fn notifications(
     match command {
         NotificationsCommand::List { org } => {
             let body = api
-                .get(KeyUse::Org, &format!("{}/channels", base(&org)?), &[])
+                .get(
+                    KeyUse::Org,
+                    &format!("{}/channels", base(&org_slug(api, org).await?)?),
+                    &[],
+                )
                 .await?
                 .body;
             print(format, &body, |b| {
@@ -793,7 +812,7 @@ async fn notifications(
             let body = api
                 .post(
                     KeyUse::Org,
-                    &format!("{}/channels", base(&org)?),
+                    &format!("{}/channels", base(&org_slug(api, org).await?)?),
                     Some(&request),
                 )
                 .await?
@@ -818,7 +837,11 @@ async fn notifications(
             });
         }
         NotificationsCommand::Delete { org, channel } => {
-            let path = format!("{}/channels/{}", base(&org)?, segment("channel", &channel)?);
+            let path = format!(
+                "{}/channels/{}",
+                base(&org_slug(api, org).await?)?,
+                segment("channel", &channel)?
+            );
             api.delete(KeyUse::Org, &path).await?;
             if format == Format::Json {
                 println!("{}", json!({"deleted": channel}));
@@ -829,7 +852,7 @@ async fn notifications(
         NotificationsCommand::Test { org, channel } => {
             let path = format!(
                 "{}/channels/{}/test",
-                base(&org)?,
+                base(&org_slug(api, org).await?)?,
                 segment("channel", &channel)?
             );
             let body = api.post(KeyUse::Org, &path, Some(&json!({}))).await?.body;
@@ -839,7 +862,11 @@ async fn notifications(
         }
         NotificationsCommand::Deliveries { org } => {
             let body = api
-                .get(KeyUse::Org, &format!("{}/deliveries", base(&org)?), &[])
+                .get(
+                    KeyUse::Org,
+                    &format!("{}/deliveries", base(&org_slug(api, org).await?)?),
+                    &[],
+                )
                 .await?
                 .body;
             print(format, &body, |b| {
