@@ -671,24 +671,21 @@ pub fn success_rate(succeeded: i64, ended: i64) -> Option<f64> {
     (ended > 0).then(|| succeeded as f64 / ended as f64)
 }
 
-/// One pipeline's figures for one UTC day (the web view's charts).
+/// What the stats count per pipeline and period (a UTC day or hour).
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
-pub struct DailyStats {
-    pub pipeline_id: String,
-    /// YYYY-MM-DD (UTC), the day the runs were created.
-    pub day: String,
+pub struct PeriodFigures {
     pub runs: i64,
     pub succeeded: i64,
     pub failed: i64,
     #[serde(default)]
     pub cancelled: i64,
-    /// Succeeded over every ended run (succeeded, failed, cancelled); absent on a day where
+    /// Succeeded over every ended run (succeeded, failed, cancelled); absent in a period where
     /// none ended.
     #[serde(default)]
     pub success_rate: Option<f64>,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
-    /// What the day's ended runs billed, summed.
+    /// What the period's ended runs billed, summed.
     #[serde(default)]
     pub bytes_billed: i64,
     /// `bytes_billed` at `PRICE_PER_TIB_CENTS`.
@@ -696,7 +693,96 @@ pub struct DailyStats {
     pub estimated_cost_usd: f64,
 }
 
-/// Per pipeline and day over `[since, until)`: one bounded query that prunes partitions.
+/// One pipeline's figures for one UTC day (the web view's charts).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DailyStats {
+    pub pipeline_id: String,
+    /// YYYY-MM-DD (UTC), the day the runs were created.
+    pub day: String,
+    #[serde(flatten)]
+    pub figures: PeriodFigures,
+}
+
+/// One pipeline's figures for one UTC hour (the web view's charts while history is short).
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct HourlyStats {
+    pub pipeline_id: String,
+    /// YYYY-MM-DDTHH:00:00Z, the hour the runs were created in.
+    pub hour: String,
+    #[serde(flatten)]
+    pub figures: PeriodFigures,
+}
+
+/// The rows one stats-by-period read returns at most (the SQL's LIMIT): an answer with this
+/// many says `truncated` (fewer pipelines or a shorter window give the rest).
+pub const PERIOD_ROWS_LIMIT: usize = 1000;
+
+/// The longest window the hourly stats read: a week of hours.
+pub const MAX_HOURLY_WINDOW_DAYS: i64 = 7;
+
+/// A period the stats are counted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Period {
+    Day,
+    Hour,
+}
+
+impl Period {
+    fn micros(self) -> i64 {
+        match self {
+            Period::Day => 86_400_000_000,
+            Period::Hour => 3_600_000_000,
+        }
+    }
+
+    /// How the period starting at `start_micros` is named in an answer.
+    fn name(self, start_micros: i64) -> String {
+        let start = DateTime::from_timestamp_micros(start_micros).unwrap_or_default();
+        match self {
+            Period::Day => start.format("%Y-%m-%d").to_string(),
+            Period::Hour => start.format("%Y-%m-%dT%H:00:00Z").to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PeriodRow {
+    pipeline_id: String,
+    /// The period's number since the Unix epoch.
+    period_index: i64,
+    #[serde(flatten)]
+    figures: PeriodFigures,
+}
+
+/// Per pipeline and period over `[since, until)`, as (pipeline, period's name, figures): one
+/// bounded query that prunes partitions.
+async fn stats_by_period(
+    warehouse: &Warehouse,
+    org: &OrgSlug,
+    (since, until): (DateTime<Utc>, DateTime<Utc>),
+    period: Period,
+    price: Price,
+) -> Result<Vec<(String, String, PeriodFigures)>, ServiceError> {
+    let params = [
+        Param::string("org_slug", org.as_str()),
+        Param::timestamp("since", since),
+        Param::timestamp("until", until),
+        Param::int64("period_micros", period.micros()),
+    ];
+    let rows: Vec<PeriodRow> = warehouse.query(&sql::RUN_STATS_BY_PERIOD, &params).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let mut f = r.figures;
+            f.success_rate = success_rate(f.succeeded, f.succeeded + f.failed + f.cancelled);
+            f.estimated_cost_usd = price.usd(f.bytes_billed);
+            let start_micros = r.period_index * period.micros();
+            (r.pipeline_id, period.name(start_micros), f)
+        })
+        .collect())
+}
+
+/// Per pipeline and UTC day over `[since, until)`.
 pub async fn daily_stats(
     warehouse: &Warehouse,
     org: &OrgSlug,
@@ -704,24 +790,57 @@ pub async fn daily_stats(
     until: DateTime<Utc>,
     price: Price,
 ) -> Result<Vec<DailyStats>, ServiceError> {
-    let params = [
-        Param::string("org_slug", org.as_str()),
-        Param::timestamp("since", since),
-        Param::timestamp("until", until),
-    ];
-    let rows: Vec<DailyStats> = warehouse.query(&sql::RUN_STATS_DAILY, &params).await?;
+    let rows = stats_by_period(warehouse, org, (since, until), Period::Day, price).await?;
     Ok(rows
         .into_iter()
-        .map(|mut d| {
-            d.success_rate = success_rate(d.succeeded, d.succeeded + d.failed + d.cancelled);
-            d.estimated_cost_usd = price.usd(d.bytes_billed);
-            d
+        .map(|(pipeline_id, day, figures)| DailyStats {
+            pipeline_id,
+            day,
+            figures,
+        })
+        .collect())
+}
+
+/// Per pipeline and UTC hour over `[since, until)`, a window of at most
+/// [`MAX_HOURLY_WINDOW_DAYS`] (refused as `since` otherwise).
+pub async fn hourly_stats(
+    warehouse: &Warehouse,
+    org: &OrgSlug,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    price: Price,
+) -> Result<Vec<HourlyStats>, ServiceError> {
+    if until - since > chrono::Duration::days(MAX_HOURLY_WINDOW_DAYS) {
+        return Err(invalid(
+            "since",
+            "the window is longer than 7 days",
+            "since and until at most 7 days apart for hourly figures",
+        ));
+    }
+    let rows = stats_by_period(warehouse, org, (since, until), Period::Hour, price).await?;
+    Ok(rows
+        .into_iter()
+        .map(|(pipeline_id, hour, figures)| HourlyStats {
+            pipeline_id,
+            hour,
+            figures,
         })
         .collect())
 }
 
 #[cfg(test)]
 mod stats_tests {
+    #[test]
+    fn a_period_is_named_by_its_utc_start() {
+        // 2026-11-10T13:00:00Z
+        let start = 1_794_315_600_000_000;
+        assert_eq!(super::Period::Hour.name(start), "2026-11-10T13:00:00Z");
+        assert_eq!(
+            super::Period::Day.name(start - 13 * 3_600_000_000),
+            "2026-11-10"
+        );
+    }
+
     #[test]
     fn a_cancelled_run_counts_against_the_success_rate_and_none_ended_gives_none() {
         assert_eq!(super::success_rate(5, 6), Some(5.0 / 6.0));

@@ -158,7 +158,7 @@
         case "runs": return parts[1] ? await runPage(parts[1]) : await runsPage(params, false);
         case "backfills": return await backfillPage(parts[1]);
         case "all-runs": return await runsPage(params, true);
-        case "stats": return await statsPage();
+        case "stats": return await statsPage(params.get("by"));
         case "quota": return await quotaPage();
         case "catalog": return await catalogPage();
         case "schedules": return await schedulesPage();
@@ -548,16 +548,35 @@
   }
 
   // ---- stats -------------------------------------------------------------------------
-  async function statsPage() {
+  // By day over 14 days; by hour over the last 48 hours when asked (#/stats?by=hour), or when
+  // runs fall on two days or fewer, where a daily chart would be one or two bars.
+  async function statsPage(by) {
     const org = needOrg();
     if (!org) return;
     const until = new Date();
     const since = new Date(until.getTime() - 14 * 86400000);
-    const range = query({ since: since.toISOString(), until: until.toISOString() });
+    const range = (from) => query({ since: from.toISOString(), until: until.toISOString() });
     const base = "/api/v1/pipelines/" + encodeURIComponent(org);
-    const [summary, daily] = await Promise.all([api(base + "/stats" + range), api(base + "/stats/daily" + range)]);
+    const [summary, daily] = await Promise.all([api(base + "/stats" + range(since)), api(base + "/stats/daily" + range(since))]);
     const pipelines = summary.body.pipelines || [];
     const days = daily.body.days || [];
+    const activeDays = new Set(days.map((d) => d.day)).size;
+    const hourly = by === "hour" || (by !== "day" && activeDays > 0 && activeDays <= 2);
+    let slots, points;
+    if (hourly) {
+      const from = new Date(Math.floor(until.getTime() / 3600000) * 3600000 - 47 * 3600000);
+      const hours = (await api(base + "/stats/hourly" + range(from))).body.hours || [];
+      slots = [];
+      for (let t = from.getTime(); t <= until.getTime(); t += 3600000) slots.push(new Date(t).toISOString().slice(0, 13) + ":00:00Z");
+      points = hours.map((d) => ({ ...d, slot: d.hour }));
+    } else {
+      slots = [];
+      for (let d = new Date(Date.UTC(since.getUTCFullYear(), since.getUTCMonth(), since.getUTCDate())); d <= until; d = new Date(d.getTime() + 86400000)) {
+        slots.push(d.toISOString().slice(0, 10));
+      }
+      points = days.map((d) => ({ ...d, slot: d.day }));
+    }
+    const other = hourly ? ["day", "By day, last 14 days"] : ["hour", "By hour, last 48 hours"];
     const nodes = [h("h1", { text: "Pipeline stats · last 14 days" })];
     if (!pipelines.length) nodes.push(h("div", { class: "card empty", text: "No run in the last 14 days." }));
     else nodes.push(h("table", { id: "stats" },
@@ -566,55 +585,60 @@
         h("td", { text: p.pipeline_id }), h("td", { text: p.runs }), h("td", { text: p.succeeded }), h("td", { text: p.failed }),
         h("td", { text: p.success_rate === null ? "-" : Math.round(p.success_rate * 100) + "%" }),
         h("td", { text: ms(p.p50_ms) }), h("td", { text: ms(p.p95_ms) }),
-        h("td", { text: bytes(p.bytes_billed || 0) }), h("td", { text: usd(p.estimated_cost_usd) }))))));
+        h("td", { text: bytes(p.bytes_billed || 0) }), h("td", { text: usd(p.estimated_cost_usd) }))))),
+      h("p", { class: "hint", id: "stats-period" },
+        hourly ? "Charts by UTC hour, last 48 hours · " : "Charts by UTC day, last 14 days · ",
+        h("a", { href: "#/stats?by=" + other[0], id: "stats-switch", text: other[1] })));
     for (const p of pipelines) {
-      const series = days.filter((d) => d.pipeline_id === p.pipeline_id);
+      const series = points.filter((d) => d.pipeline_id === p.pipeline_id);
       nodes.push(h("h2", { text: p.pipeline_id }),
         h("div", { class: "legend" }, h("span", { class: "k50", text: "p50 duration" }), h("span", { class: "k95", text: "p95 duration" }), h("span", { class: "krate", text: "success rate" })),
-        chart(series, since, until));
+        chart(series, slots, hourly));
     }
     show(...nodes);
   }
 
-  // Per day: success rate as bars (right scale, 0-100 %), p50 and p95 durations as lines.
-  function chart(series, since, until) {
+  // Per slot (a UTC day, or hour): success rate as bars (right scale, 0-100 %), p50 and p95
+  // durations as lines; `series` holds the slots that had runs, by `slot`.
+  function chart(series, slots, hourly) {
     const width = 900, height = 220, left = 60, right = 50, top = 10, bottom = 30;
-    const dayList = [];
-    for (let d = new Date(Date.UTC(since.getUTCFullYear(), since.getUTCMonth(), since.getUTCDate())); d <= until; d = new Date(d.getTime() + 86400000)) {
-      dayList.push(d.toISOString().slice(0, 10));
-    }
-    const byDay = Object.fromEntries(series.map((d) => [d.day, d]));
+    const bySlot = Object.fromEntries(series.map((d) => [d.slot, d]));
     const maxMs = Math.max(1, ...series.map((d) => d.p95_ms || d.p50_ms || 0));
-    const w = (width - left - right) / dayList.length;
+    const w = (width - left - right) / slots.length;
     const y = (v) => top + (height - top - bottom) * (1 - v / maxMs);
-    const svg = s("svg", { class: "card chart", width: "100%", viewBox: "0 0 " + width + " " + height, role: "img", "aria-label": "Duration and success rate per day" });
+    const svg = s("svg", { class: "card chart", width: "100%", viewBox: "0 0 " + width + " " + height, role: "img", "aria-label": "Duration and success rate per " + (hourly ? "hour" : "day") });
     for (let i = 0; i <= 4; i++) {
       const v = (maxMs * i) / 4;
       svg.append(s("line", { class: "grid", x1: left, x2: width - right, y1: y(v), y2: y(v) }),
         s("text", { x: left - 6, y: y(v) + 4, "text-anchor": "end" }, ms(v)),
         s("text", { x: width - right + 6, y: y(v) + 4 }, (25 * i) + "%"));
     }
+    // Labels: every other day (MM-DD), or every sixth hour (HH:00, with MM-DD at midnight).
+    const label = (slot, i) => hourly
+      ? (slot.slice(11, 13) % 6 === 0 ? (slot.slice(11, 13) === "00" ? slot.slice(5, 10) : slot.slice(11, 16)) : null)
+      : (i % 2 === 0 ? slot.slice(5) : null);
     const p50 = [], p95 = [];
-    dayList.forEach((day, i) => {
-      const d = byDay[day];
+    slots.forEach((slot, i) => {
+      const d = bySlot[slot];
       const cx = left + w * i + w / 2;
-      if (i % 2 === 0) svg.append(s("text", { x: cx, y: height - 10, "text-anchor": "middle" }, day.slice(5)));
+      const text = label(slot, i);
+      if (text) svg.append(s("text", { x: cx, y: height - 10, "text-anchor": "middle" }, text));
       if (!d) return;
       if (d.success_rate !== null && d.success_rate !== undefined) {
         const bh = (height - top - bottom) * d.success_rate;
         svg.append(s("rect", { class: "rate", x: cx - w * 0.3, y: height - bottom - bh, width: w * 0.6, height: bh },
-          s("title", {}, day + ": " + Math.round(d.success_rate * 100) + "% of " + d.runs + " run(s)")));
+          s("title", {}, slot + ": " + Math.round(d.success_rate * 100) + "% of " + d.runs + " run(s)")));
       }
       if (d.p50_ms !== null) p50.push([cx, y(d.p50_ms), ms(d.p50_ms)]);
       if (d.p95_ms !== null) p95.push([cx, y(d.p95_ms), ms(d.p95_ms)]);
     });
     svg.append(s("line", { class: "axis", x1: left, x2: width - right, y1: height - bottom, y2: height - bottom }));
-    // A line through the days, and a dot per day (one day alone is a dot, not an empty line).
-    for (const [cls, points] of [["p95", p95], ["p50", p50]]) {
-      if (!points.length) continue;
-      svg.append(s("polyline", { class: cls, points: points.map(([x, y]) => x + "," + y).join(" ") }));
-      for (const [x, y, label] of points) {
-        svg.append(s("circle", { class: "dot " + cls, cx: x, cy: y, r: 4 }, s("title", {}, cls + ": " + label)));
+    // A line through the slots, and a dot per slot (one slot alone is a dot, not an empty line).
+    for (const [cls, pts] of [["p95", p95], ["p50", p50]]) {
+      if (!pts.length) continue;
+      svg.append(s("polyline", { class: cls, points: pts.map(([x, y]) => x + "," + y).join(" ") }));
+      for (const [x, y, text] of pts) {
+        svg.append(s("circle", { class: "dot " + cls, cx: x, cy: y, r: 4 }, s("title", {}, cls + ": " + text)));
       }
     }
     return svg;

@@ -1,7 +1,9 @@
--- Per pipeline and UTC day, over one org's runs created in [since, until): runs, succeeded,
--- failed, duration percentiles of finished runs and the bytes the ended runs billed (for the
--- web view's charts). The event filter reaches the partition column; a run is counted on the
--- day it was created.
+-- Per pipeline and period (a UTC day or hour, by period_micros: 86400000000 or 3600000000),
+-- over one org's runs created in [since, until): runs, succeeded, failed, duration percentiles
+-- of finished runs and the bytes the ended runs billed (for the web view's charts). The event
+-- filter reaches the partition column; a run is counted in the period it was created in, named
+-- by the period's number since the Unix epoch (period_index: its start is period_index times
+-- period_micros).
 WITH latest AS (
   SELECT
     run_id,
@@ -21,7 +23,7 @@ WITH latest AS (
 runs AS (
   SELECT
     pipeline_id,
-    CAST(DATE(TIMESTAMP_MICROS(created_at_micros)) AS STRING) AS day,
+    DIV(created_at_micros, @period_micros) AS period_index,
     status,
     bytes_billed,
     IF(status IN ('QUEUED', 'PENDING', 'RUNNING'), NULL,
@@ -33,16 +35,16 @@ runs AS (
 with_percentiles AS (
   SELECT
     pipeline_id,
-    day,
+    period_index,
     status,
     bytes_billed,
-    PERCENTILE_CONT(duration_ms, 0.5) OVER (PARTITION BY pipeline_id, day) AS p50_ms,
-    PERCENTILE_CONT(duration_ms, 0.95) OVER (PARTITION BY pipeline_id, day) AS p95_ms
+    PERCENTILE_CONT(duration_ms, 0.5) OVER (PARTITION BY pipeline_id, period_index) AS p50_ms,
+    PERCENTILE_CONT(duration_ms, 0.95) OVER (PARTITION BY pipeline_id, period_index) AS p95_ms
   FROM runs
 )
 SELECT
   pipeline_id,
-  day,
+  period_index,
   COUNT(*) AS runs,
   COUNTIF(status = 'SUCCEEDED') AS succeeded,
   COUNTIF(status IN ('FAILED', 'TIMED_OUT', 'ORPHANED')) AS failed,
@@ -51,6 +53,6 @@ SELECT
   ANY_VALUE(p95_ms) AS p95_ms,
   SUM(IFNULL(bytes_billed, 0)) AS bytes_billed
 FROM with_percentiles
-GROUP BY pipeline_id, day
-ORDER BY pipeline_id, day
+GROUP BY pipeline_id, period_index
+ORDER BY pipeline_id, period_index
 LIMIT 1000

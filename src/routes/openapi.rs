@@ -124,6 +124,19 @@ pub(crate) struct DailyStatsPage {
     since: chrono::DateTime<chrono::Utc>,
     until: chrono::DateTime<chrono::Utc>,
     days: Vec<crate::runs::DailyStats>,
+    /// True when the answer holds the most rows one read returns (1,000): ask for a shorter
+    /// window for the rest.
+    truncated: bool,
+}
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+pub(crate) struct HourlyStatsPage {
+    since: chrono::DateTime<chrono::Utc>,
+    until: chrono::DateTime<chrono::Utc>,
+    hours: Vec<crate::runs::HourlyStats>,
+    /// True when the answer holds the most rows one read returns (1,000): ask for a shorter
+    /// window for the rest.
+    truncated: bool,
 }
 
 #[derive(schemars::JsonSchema)]

@@ -40,6 +40,9 @@ pub(super) static ROUTES: &[RouteSpec] = &[
     route!(get "/api/v1/pipelines/{org_slug}/stats/daily" => daily_stats, OrgOrRoot<scopes::RunsRead>, "Per pipeline and UTC day: runs, success rate, p50/p95 duration")
         .query(super::openapi::WINDOW)
         .returns(200, Some(s::<super::openapi::DailyStatsPage>)),
+    route!(get "/api/v1/pipelines/{org_slug}/stats/hourly" => hourly_stats, OrgOrRoot<scopes::RunsRead>, "Per pipeline and UTC hour (a window of at most 7 days): runs, success rate, p50/p95 duration")
+        .query(super::openapi::WINDOW)
+        .returns(200, Some(s::<super::openapi::HourlyStatsPage>)),
     route!(get "/api/v1/admin/runs" => admin_runs, Root, "Runs across orgs")
         .query(super::openapi::ADMIN_RUN_FILTERS)
         .returns(200, Some(s::<super::openapi::RunList>)),
@@ -419,6 +422,23 @@ pub async fn admin_runs(
     Ok(run_page_response(&req, page))
 }
 
+/// Per pipeline and UTC hour, over at most 7 days (the web view's charts while history is short).
+pub async fn hourly_stats(
+    _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
+    warehouse: web::Data<Warehouse>,
+    clock: web::Data<SharedClock>,
+    price: web::Data<Price>,
+    path: web::Path<String>,
+    query: web::Query<StatsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let org = org_from_path(&path)?;
+    let (since, until) = runs::window(query.since.as_deref(), query.until.as_deref(), clock.now())?;
+    let hours = runs::hourly_stats(&warehouse, &org, since, until, **price).await?;
+    let truncated = hours.len() >= runs::PERIOD_ROWS_LIMIT;
+    Ok(HttpResponse::Ok()
+        .json(json!({"since": since, "until": until, "hours": hours, "truncated": truncated})))
+}
+
 /// Per pipeline and UTC day: runs, success rate, p50/p95 duration (the web view's charts).
 pub async fn daily_stats(
     _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
@@ -431,5 +451,7 @@ pub async fn daily_stats(
     let org = org_from_path(&path)?;
     let (since, until) = runs::window(query.since.as_deref(), query.until.as_deref(), clock.now())?;
     let days = runs::daily_stats(&warehouse, &org, since, until, **price).await?;
-    Ok(HttpResponse::Ok().json(json!({"since": since, "until": until, "days": days})))
+    let truncated = days.len() >= runs::PERIOD_ROWS_LIMIT;
+    Ok(HttpResponse::Ok()
+        .json(json!({"since": since, "until": until, "days": days, "truncated": truncated})))
 }

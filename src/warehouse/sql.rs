@@ -128,7 +128,7 @@ statements! {
     RUN_STATS => "runs/stats_by_pipeline.sql";
     RUN_FAILURES => "runs/failures_by_class.sql";
     /// Per pipeline and day: the web view's p50/p95 and success-rate charts.
-    RUN_STATS_DAILY => "runs/stats_daily.sql";
+    RUN_STATS_BY_PERIOD => "runs/stats_by_period.sql";
     CREDENTIALS_BY_ORG => "integrations/active_by_org.sql";
     CREDENTIAL_BY_PROVIDER => "integrations/active_by_provider.sql";
     CREDENTIAL_INSERT => "integrations/insert.sql";

@@ -293,6 +293,60 @@ async fn stats_match_the_hand_computed_figures_with_each_runs_billed_bytes_count
 }
 
 #[tokio::test]
+async fn hourly_stats_give_each_pipeline_its_hours_and_refuse_a_window_over_7_days() {
+    let app = spawn_app().await;
+    let f = fixture(&app).await;
+    let r = app
+        .key_get(
+            &format!("/api/v1/pipelines/{}/stats/hourly?{WINDOW}", f.slug),
+            &f.key,
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["truncated"], false);
+    let ended = |hour: &str, secs: i64, ok: bool, cost: f64| {
+        json!({"pipeline_id": "p/a", "hour": format!("2026-11-10T{hour}:00:00Z"), "runs": 1,
+               "succeeded": i64::from(ok), "failed": i64::from(!ok), "cancelled": 0,
+               "success_rate": if ok { 1.0 } else { 0.0 },
+               "p50_ms": (secs * 1000) as f64, "p95_ms": (secs * 1000) as f64,
+               "bytes_billed": secs << 36, "estimated_cost_usd": cost})
+    };
+    assert_eq!(
+        body["hours"],
+        json!([
+            ended("10", 10, true, 3.90625),
+            ended("11", 20, true, 7.8125),
+            ended("12", 30, false, 11.71875),
+            ended("13", 40, false, 15.625),
+            {"pipeline_id": "p/b", "hour": "2026-11-10T14:00:00Z", "runs": 1, "succeeded": 1,
+             "failed": 0, "cancelled": 0, "success_rate": 1.0, "p50_ms": 5000.0,
+             "p95_ms": 5000.0, "bytes_billed": 5_i64 << 36, "estimated_cost_usd": 1.953125},
+            // Still running: counted, with no rate and no duration yet.
+            {"pipeline_id": "p/b", "hour": "2026-11-10T15:00:00Z", "runs": 1, "succeeded": 0,
+             "failed": 0, "cancelled": 0, "success_rate": null, "p50_ms": null,
+             "p95_ms": null, "bytes_billed": 0, "estimated_cost_usd": 0.0}
+        ])
+    );
+    let r = app
+        .key_get(
+            &format!(
+                "/api/v1/pipelines/{}/stats/hourly?since=2026-11-03T00:00:00Z&until=2026-11-10T00:00:01Z",
+                f.slug
+            ),
+            &f.key,
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["details"][0]["field"], "since", "{body}");
+    assert_eq!(
+        body["error"]["details"][0]["accepted"],
+        "since and until at most 7 days apart for hourly figures"
+    );
+}
+
+#[tokio::test]
 async fn daily_stats_give_each_pipeline_its_day_with_the_hand_computed_figures() {
     let app = spawn_app().await;
     let f = fixture(&app).await;

@@ -155,12 +155,57 @@ async fn an_org_signs_in_sees_its_runs_opens_a_run_and_its_steps_and_the_key_sta
     assert!(fields.contains("FAILED"), "{fields}");
     browser.screenshot("run").await;
 
-    // Stats: the per-pipeline table and a chart per pipeline with its p50 line.
+    // Stats: the per-pipeline table and a chart per pipeline with its p50 line; with one day
+    // of runs the charts go by hour (a dot per hour the API counts), and switch to days.
     browser.goto(&app.url("/ui#/stats")).await;
     let stats = browser.wait_for("#stats tbody tr", 2).await;
     assert_eq!(stats.len(), 2);
+    let period = browser
+        .text(&browser.wait_for("#stats-period", 1).await[0])
+        .await;
+    assert!(
+        period.starts_with("Charts by UTC hour, last 48 hours"),
+        "{period}"
+    );
+    let now = chrono::Utc::now();
+    let hourly: Value = app
+        .key_get(
+            &format!(
+                "/api/v1/pipelines/{slug}/stats/hourly?since={}&until={}",
+                (now - chrono::Duration::hours(48))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                (now + chrono::Duration::minutes(1))
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            &key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let hours = hourly["hours"].as_array().unwrap().len();
+    assert!(
+        (2..=4).contains(&hours),
+        "two pipelines, in one or two hours: {hourly}"
+    );
     assert_eq!(browser.count("svg.chart").await, 2);
     assert_eq!(browser.count("svg.chart polyline.p50").await, 2);
+    assert_eq!(browser.count("svg.chart circle.dot.p50").await, hours);
+    assert_eq!(browser.count("svg.chart rect.rate").await, hours);
+    browser.screenshot("stats-by-hour").await;
+    browser
+        .click(&browser.wait_for("#stats-switch", 1).await[0])
+        .await;
+    browser
+        .wait_for("a#stats-switch[href='#/stats?by=hour']", 1)
+        .await;
+    let period = browser
+        .text(&browser.wait_for("#stats-period", 1).await[0])
+        .await;
+    assert!(
+        period.starts_with("Charts by UTC day, last 14 days"),
+        "{period}"
+    );
     assert_eq!(
         browser.count("svg.chart circle.dot.p50").await,
         2,
