@@ -24,8 +24,12 @@ scripts/browser-env.sh
 emulators=$(nproc 2>/dev/null || echo 2)
 [ "$emulators" -lt 2 ] && emulators=2
 [ "$emulators" -gt 4 ] && emulators=4
-emulator_session test quarry-test "$emulators"
-export QUARRY_TEST_EMULATOR_PID_FILE="$EMULATOR_PIDFILE"
+# One more, left untouched until tests/process.rs runs (after the API suite): the API suite
+# leaves hundreds of datasets in its emulators, which slows each statement there past the short
+# BigQuery deadline those process specs set.
+emulator_session test quarry-test "$((emulators + 1))"
+export QUARRY_PROCESS_EMULATOR="${QUARRY_TEST_EMULATORS##*,}"
+export QUARRY_TEST_EMULATORS="${QUARRY_TEST_EMULATORS%,*}"
 
 stage "terraform files parse and declare what a deployment needs"
 .venv/bin/python scripts/check-terraform.py
