@@ -14,6 +14,7 @@ pub mod http;
 pub mod idempotency;
 pub mod integrations;
 pub mod kms;
+pub mod live;
 pub mod metrics;
 pub mod notifications;
 pub mod orgs;

@@ -252,6 +252,11 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
     let providers = web::Data::from(providers);
     let kms: web::Data<dyn kms::Kms> = web::Data::from(kms);
     let executor = web::Data::new(executor);
+    let live = web::Data::new(crate::live::LiveRuns::new(
+        warehouse.clone(),
+        clock.clone(),
+        settings.live.clone(),
+    ));
     let clock = web::Data::new(clock);
     let cors_origins = settings.cors_origins.clone();
     let body_budget = web::Data::new(crate::http::body::BodyBudget::new(&settings.http));
@@ -279,6 +284,7 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
             .app_data(warehouse.clone())
             .app_data(kms.clone())
             .app_data(executor.clone())
+            .app_data(live.clone())
             .app_data(admission.clone())
             .app_data(clock.clone())
             .app_data(http.clone())

@@ -26,6 +26,8 @@
   };
 
   let refreshTimer = null;
+  // The run page's open event stream (see followRun), closed when the page changes.
+  let liveStream = null;
   // A test alert just sent from the alerts page: the page refreshes until it shows (15 looks).
   let awaited = null;
 
@@ -149,6 +151,7 @@
 
   async function route() {
     if (refreshTimer) { clearTimeout(refreshTimer); refreshTimer = null; }
+    if (liveStream) { liveStream.abort(); liveStream = null; }
     showError("");
     if (!session.key()) { return signIn(); }
     nav();
@@ -301,11 +304,51 @@
     if (!org) return;
     const base = "/api/v1/pipelines/" + encodeURIComponent(org) + "/runs/" + encodeURIComponent(runId);
     const [run, steps, pipelines] = await Promise.all([api(base), api(base + "/steps"), catalog()]);
-    const r = run.body;
-    const attempts = steps.body.steps || [];
+    const declared = (pipelines.find((p) => p.id === run.body.pipeline_id) || {}).steps || [];
+    renderRun(base, run.body, steps.body.steps || [], declared, null);
+    if (!TERMINAL.includes(run.body.status)) followRun(base, declared);
+  }
+
+  // The run's changes as the service pushes them (its Server-Sent Events, read with fetch so
+  // the key goes in a header): each event re-draws the page; at the run's end the stream
+  // closes. Where no stream can be had, or it breaks, the page reloads every 2 s instead.
+  async function followRun(base, declared) {
+    const stream = new AbortController();
+    liveStream = stream;
+    try {
+      const headers = { Accept: "text/event-stream" };
+      headers[session.isRoot() ? "X-CA-Root-Key" : "X-API-Key"] = session.key();
+      const response = await fetch(base + "/events", { headers, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer", signal: stream.signal });
+      if (!response.ok || !response.body) throw new Error("no stream: " + response.status);
+      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = "";
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const data = buffer.slice(0, end).split("\n").find((l) => l.startsWith("data: "));
+          buffer = buffer.slice(end + 2);
+          if (!data || liveStream !== stream) continue;
+          const event = JSON.parse(data.slice(6));
+          renderRun(base, event.run, event.steps || [], declared, "live");
+          if (TERMINAL.includes(event.run.status)) { liveStream = null; return; }
+        }
+      }
+    } catch (_) {
+      if (stream.signal.aborted) return;
+    }
+    if (liveStream === stream) {
+      liveStream = null;
+      refreshTimer = setTimeout(route, 2000);
+    }
+  }
+
+  // `how`: "live" while the service pushes the run's changes, null on a plain load.
+  function renderRun(base, r, attempts, declared, how) {
     // A run with a step attempt is running, even while its RUNNING event is not readable yet.
     if (r.status === "PENDING" && attempts.length) r.status = "RUNNING";
-    const declared = (pipelines.find((p) => p.id === r.pipeline_id) || {}).steps || [];
     // Each step's latest attempt colours its node.
     const states = {};
     for (const a of attempts) states[a.step_id] = a.status;
@@ -350,7 +393,7 @@
       h("td", { text: a.error_summary || "" })));
     const live = !TERMINAL.includes(r.status);
     show(h("h1", { text: "Run " + r.run_id.slice(0, 8) + " · " + r.pipeline_id }),
-      h("p", {}, h("a", { href: "#/runs", text: "← all runs" }), live ? h("span", { class: "hint", text: "  · refreshing every 2 s" }) : null),
+      h("p", {}, h("a", { href: "#/runs", text: "← all runs" }), live ? h("span", { class: "hint", id: "run-live", text: how === "live" ? "  · live" : "  · following" }) : null),
       actions,
       declared.length ? graph(declared, states, "run-graph") : h("div", { class: "empty", text: "The pipeline is no longer in the catalog." }),
       fields,
@@ -359,7 +402,6 @@
       h("table", { id: "steps" },
         h("thead", {}, h("tr", {}, ["Step", "Attempt", "Status", "Started (UTC)", "Duration", "Rows", "Error"].map((t) => h("th", { text: t })))),
         h("tbody", {}, stepRows)));
-    if (live) refreshTimer = setTimeout(route, 2000);
   }
 
   // Each step attempt as a bar from its start to its end, on the run's time axis.

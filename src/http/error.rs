@@ -131,6 +131,21 @@ impl ApiError {
     }
 }
 
+impl From<crate::live::LiveError> for ApiError {
+    /// Too many streams: retry in a few seconds (another watcher may have gone by then).
+    fn from(e: crate::live::LiveError) -> Self {
+        match e {
+            crate::live::LiveError::TooMany { .. } => {
+                tracing::info!(error = %e, "live stream refused");
+                ApiError::Unavailable {
+                    retry_after_secs: 5,
+                }
+            }
+            crate::live::LiveError::Read(e) => e.into(),
+        }
+    }
+}
+
 impl From<WarehouseError> for ApiError {
     fn from(e: WarehouseError) -> Self {
         if e.is_unavailable() {

@@ -7,6 +7,7 @@ pub mod docs;
 pub mod health;
 pub mod integrations;
 pub mod keys;
+pub mod live;
 pub mod me;
 pub mod notifications;
 pub mod openapi;
@@ -137,6 +138,7 @@ static MODULES: &[&[RouteSpec]] = &[
     integrations::ROUTES,
     notifications::ROUTES,
     pipelines::ROUTES,
+    live::ROUTES,
     orchestration::ROUTES,
     schedules::ROUTES,
 ];

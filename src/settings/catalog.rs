@@ -353,6 +353,21 @@ pub const VARS: &[Var] = &[
         "`name=url` pairs, comma-separated, overriding provider base URLs (`name:token=url` for a token URL); http only outside production",
     ),
     var(
+        "LIVE_POLL_MS",
+        millis(1000, 100, 60_000),
+        "how often an instance reads a run somebody watches (`…/runs/{run_id}/events`): once per run, whatever the number of its watchers",
+    ),
+    var(
+        "LIVE_STREAMS_MAX",
+        int(1000, 1, 100_000),
+        "open run event streams one instance holds in all; past it 503 with Retry-After",
+    ),
+    var(
+        "LIVE_STREAMS_PER_ORG",
+        int(100, 1, 100_000),
+        "open run event streams one instance holds per org; past it 503 with Retry-After",
+    ),
+    var(
         "NOTIFY_ALLOW_LOCAL_TARGETS",
         Kind::Bool(false),
         "let notification channels use http and loopback or private addresses (local receivers; refused in staging and production)",

@@ -122,6 +122,15 @@ pub struct NotifySettings {
     pub public_base_url: Option<String>,
 }
 
+/// Live run streams (see `crate::live`): how many one instance holds open, per org and in
+/// all, and how often it reads a watched run.
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    pub per_org: usize,
+    pub per_instance: usize,
+    pub poll: Duration,
+}
+
 /// What one instance lets clients hold: connections, time to send a request, bodies in memory.
 #[derive(Debug, Clone)]
 pub struct HttpLimits {
@@ -177,6 +186,7 @@ pub struct Settings {
     /// What a TiB billed costs: the estimated costs shown beside bytes.
     pub price: crate::cost::price::Price,
     pub notify: NotifySettings,
+    pub live: LiveSettings,
     /// Every variable read and what it came to (secrets as their length), in catalog order.
     effective: Vec<(&'static str, String)>,
 }
@@ -605,6 +615,11 @@ impl Settings {
         let providers_dir = r.text("PROVIDERS_DIR").into();
         let metrics_org_labels = r.bool("METRICS_ORG_LABELS");
         let price = crate::cost::price::Price::cents_per_tib(r.integer("PRICE_PER_TIB_CENTS"));
+        let live = LiveSettings {
+            per_org: r.integer("LIVE_STREAMS_PER_ORG") as usize,
+            per_instance: r.integer("LIVE_STREAMS_MAX") as usize,
+            poll: r.millis("LIVE_POLL_MS"),
+        };
         let notify = NotifySettings {
             allow_local_targets: r.bool("NOTIFY_ALLOW_LOCAL_TARGETS"),
             retry_first: r.millis("NOTIFY_RETRY_FIRST_MS"),
@@ -746,6 +761,7 @@ impl Settings {
             metrics_org_labels,
             price,
             notify,
+            live,
             effective: r.effective,
         })
     }

@@ -204,6 +204,92 @@ async fn an_org_key_needs_no_org_argument_and_the_root_key_is_told_to_name_one()
     assert_eq!(named["runs_today"], 1);
 }
 
+#[tokio::test]
+async fn watch_is_pushed_each_change_and_polls_when_the_service_refuses_it_a_stream() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("LIVE_STREAMS_PER_ORG".into(), "1".into());
+        vars.insert("LIVE_POLL_MS".into(), "200".into());
+    })
+    .await;
+    let (slug, key) = app.new_org("cli-live").await;
+    // Pushed: a 1.5 s run followed with a 60 s poll interval ends long before a first poll.
+    let run_id = json_out(
+        &as_org(&app, &key, &["runs", "trigger", "test/sleep", "-o", "json"]).await,
+    )["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let started = std::time::Instant::now();
+    let o = as_org(&app, &key, &["runs", "watch", &run_id, "--interval", "60"]).await;
+    assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(45),
+        "pushed, not polled"
+    );
+    let out = stdout(&o);
+    assert!(out.contains("  step nap  attempt 1  SUCCEEDED"), "{out}");
+    assert!(
+        out.lines()
+            .last()
+            .unwrap()
+            .starts_with(&format!("run {run_id} SUCCEEDED in ")),
+        "{out}"
+    );
+
+    // The org's one stream taken: the watch polls instead, to the same end.
+    let holder = app.hold_the_slot(&slug, &key).await;
+    // (The first watch's stream gives its place back once its response is over.)
+    let held = crate::verbs::eventually(
+        "the org's one stream taken",
+        std::time::Duration::from_secs(20),
+        || async {
+            let r = app
+                .client
+                .get(app.url(&format!("/api/v1/pipelines/{slug}/runs/{holder}/events")))
+                .header("X-API-Key", &key)
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 200 {
+                Ok(r)
+            } else {
+                Err(r.status().to_string())
+            }
+        },
+    )
+    .await;
+    let watch = tokio::spawn({
+        let (address, key, holder) = (app.address.clone(), key.clone(), holder.clone());
+        async move {
+            let home = home("poll");
+            quarry_with(
+                &[
+                    ("QUARRY_URL", &address),
+                    ("QUARRY_API_KEY", &key),
+                    ("HOME", home.to_str().unwrap()),
+                ],
+                &["runs", "watch", &holder, "--interval", "1"],
+                None,
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(app.cancel(&slug, &key, &holder).await.status(), 202);
+    let o = watch.await.unwrap();
+    assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
+    assert!(
+        stdout(&o)
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with(&format!("run {holder} CANCELLED")),
+        "{}",
+        stdout(&o)
+    );
+    drop(held);
+}
+
 /// Triggers `pipeline` with the client, then follows it with `runs watch --interval 1`;
 /// returns the run id and what the watch printed.
 async fn trigger_and_watch(

@@ -22,6 +22,7 @@ mod integrations;
 mod keys;
 #[path = "../common/kms_double.rs"]
 mod kms_double;
+mod live;
 #[path = "../common/log_tail.rs"]
 mod log_tail;
 mod metrics;

@@ -395,6 +395,22 @@ async fn an_org_triggers_cancels_reruns_schedules_and_backfills_from_the_page_an
             .await,
         1
     );
+    // Pushed by the service (its events stream), not polled.
+    let pushed = crate::verbs::eventually(
+        "the run page live",
+        std::time::Duration::from_secs(10),
+        || async {
+            let hint = browser
+            .eval("const e = document.getElementById('run-live'); return e ? e.textContent : null")
+            .await;
+            if hint == json!("  · live") {
+                Ok(())
+            } else {
+                Err(hint.to_string())
+            }
+        },
+    );
+    pushed.await;
     let first = current_run_id(&browser).await;
     let run = app.run(&slug, &key, &first).await;
     assert_eq!(run["parameters"]["n"], 3, "{run}");

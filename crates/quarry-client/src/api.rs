@@ -162,6 +162,25 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Opens a Server-Sent Events stream (a run's events) with the org key: the response when
+    /// the service answers 200, `None` otherwise (an older service without the route, or its
+    /// streams full): the caller then polls. The stream may stay open up to an hour.
+    pub async fn open_events(&self, path: &str) -> Option<reqwest::Response> {
+        let (header, key) = self.key_header(KeyUse::Org).ok()?;
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .header(header, key)
+            .header("Accept", "text/event-stream")
+            .timeout(Duration::from_secs(3600))
+            .send()
+            .await
+            .ok()?;
+        response.status().is_success().then_some(response)
+    }
+}
+
 /// The lowest error in a chain ("connection refused" rather than "error sending request").
 fn root_cause(e: &dyn std::error::Error) -> String {
     let mut cause: &dyn std::error::Error = e;

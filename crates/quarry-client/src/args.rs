@@ -115,7 +115,8 @@ pub enum RunsCommand {
         org: Option<String>,
         /// The run's id (as `runs trigger` or `runs list` printed it).
         run: String,
-        /// Seconds between looks (each look reads the run and its steps).
+        /// Seconds between looks when the service cannot push the run's changes (each look
+        /// reads the run and its steps).
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=60))]
         interval: u64,
     },

@@ -1,6 +1,9 @@
 //! `runs watch` (and `--wait`): follows a run until it ends, printing each step attempt as it
-//! starts and ends, with a progress line on a terminal. The exit code is 0 for SUCCEEDED only,
-//! so `quarry runs trigger ... --wait && next-step` fits shell scripts and CI.
+//! starts and ends, with a progress line on a terminal. The service pushes each change (the
+//! run's events stream); where it cannot (an older service, its streams full, a broken
+//! connection), the watch polls the run and its steps every `--interval` seconds. The exit
+//! code is 0 for SUCCEEDED only, so `quarry runs trigger ... --wait && next-step` fits shell
+//! scripts and CI.
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -147,6 +150,33 @@ fn step_line(s: &Value, width: usize) -> String {
     line
 }
 
+/// A run's events stream (`GET …/runs/{run_id}/events`), read one event at a time: each is the
+/// run and its steps as they are now.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    /// The next state (`{run}`, `{steps}`), or `None` when the stream ended or broke (the watch
+    /// then polls).
+    async fn next(&mut self) -> Option<(Value, Value)> {
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let data = block.lines().find_map(|l| l.strip_prefix("data: "));
+                if let Some(data) = data {
+                    let mut event: Value = serde_json::from_str(data).ok()?;
+                    let steps = json!({"steps": event["steps"].take()});
+                    return Some((event["run"].take(), steps));
+                }
+            }
+            let chunk = self.response.chunk().await.ok()??;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
 pub async fn follow(
     api: &Api,
     format: Format,
@@ -158,18 +188,56 @@ pub async fn follow(
     let mut progress = Progress::new();
     let mut seen: BTreeMap<(String, i64), String> = BTreeMap::new();
     let mut last_status = String::new();
+    let mut said_running = false;
     let mut declared: Option<Vec<String>> = None;
     let mut failed_looks = 0;
+    // What the progress line shows between pushed changes.
+    let mut shown: Option<(String, usize, Option<usize>, Option<Since>)> = None;
+    // Pushed by the service while it can; polled every `interval_secs` otherwise.
+    let mut events = api
+        .open_events(&format!("{path}/events"))
+        .await
+        .map(|response| Events {
+            response,
+            buffer: String::new(),
+        });
     loop {
-        let look = async {
-            let run = api.get(KeyUse::Org, &path, &[]).await?.body;
-            let steps = api
-                .get(KeyUse::Org, &format!("{path}/steps"), &[])
-                .await?
-                .body;
-            Ok::<_, ClientError>((run, steps))
+        let pushed = match events.as_mut() {
+            Some(stream) => {
+                // The progress line goes on while the next change is awaited.
+                let next = stream.next();
+                tokio::pin!(next);
+                loop {
+                    tokio::select! {
+                        event = &mut next => break event,
+                        _ = tokio::time::sleep(Duration::from_millis(150)) => {
+                            if let Some((status, done, total, since)) = &shown {
+                                progress.show(status, *done, *total, *since);
+                            }
+                        }
+                    }
+                }
+            }
+            None => None,
+        };
+        let streaming = pushed.is_some();
+        if !streaming {
+            events = None;
         }
-        .await;
+        let look = match pushed {
+            Some(both) => Ok(both),
+            None => {
+                async {
+                    let run = api.get(KeyUse::Org, &path, &[]).await?.body;
+                    let steps = api
+                        .get(KeyUse::Org, &format!("{path}/steps"), &[])
+                        .await?
+                        .body;
+                    Ok::<_, ClientError>((run, steps))
+                }
+                .await
+            }
+        };
         let (run_view, steps) = match look {
             Ok(both) => {
                 failed_looks = 0;
@@ -206,8 +274,14 @@ pub async fn follow(
             .unwrap_or(0);
         progress.clear();
         if format == Format::Table {
-            if status != last_status && !is_terminal(&status) {
+            if status != last_status && !is_terminal(&status) && status != "RUNNING" {
                 println!("run {run}  {status}");
+            }
+            // A run that has step attempts ran, even when it ended between two looks: its
+            // RUNNING line comes once, before its steps.
+            if (status == "RUNNING" || !attempts.is_empty()) && !said_running {
+                println!("run {run}  RUNNING");
+                said_running = true;
             }
             for s in &attempts {
                 let key = (
@@ -258,6 +332,10 @@ pub async fn follow(
             ok.dedup();
             ok.len()
         };
+        if streaming {
+            shown = Some((status, done, total, run_since(&run_view)));
+            continue;
+        }
         let next_look = Instant::now() + Duration::from_secs(interval_secs);
         while Instant::now() < next_look {
             progress.show(&status, done, total, run_since(&run_view));

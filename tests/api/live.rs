@@ -1,0 +1,266 @@
+//! A run's events as Server-Sent Events (`GET …/runs/{run_id}/events`): each state pushed in
+//! order, the end closing the stream, `Last-Event-ID` resuming without repeats, watchers of a
+//! run sharing its reads, and the caps answered 503 with Retry-After.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+use crate::verbs::eventually;
+
+/// One event of a stream.
+#[derive(Debug)]
+struct Event {
+    id: String,
+    kind: String,
+    data: Value,
+}
+
+/// An open stream, read event by event (keep-alive comments skipped).
+struct Stream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Stream {
+    /// The next event; `None` once the service closed the stream. Panics after `within`.
+    async fn next(&mut self, within: Duration) -> Option<Event> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut kind, mut data) = (String::new(), String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = v.into();
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        kind = v.into();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = v.into();
+                    }
+                }
+                if !kind.is_empty() {
+                    let data = serde_json::from_str(&data).unwrap();
+                    return Some(Event { id, kind, data });
+                }
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .expect("an event or the stream's end in time")
+                .unwrap();
+            match chunk {
+                Some(bytes) => self.buffer.push_str(std::str::from_utf8(&bytes).unwrap()),
+                None => return None,
+            }
+        }
+    }
+
+    /// Every event until the service closes the stream.
+    async fn all(&mut self, within: Duration) -> Vec<Event> {
+        let mut events = Vec::new();
+        while let Some(e) = self.next(within).await {
+            events.push(e);
+        }
+        events
+    }
+}
+
+async fn open(
+    app: &TestApp,
+    slug: &str,
+    key: &str,
+    run_id: &str,
+    last_event_id: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .get(app.url(&format!("/api/v1/pipelines/{slug}/runs/{run_id}/events")))
+        .header("X-API-Key", key);
+    if let Some(id) = last_event_id {
+        request = request.header("Last-Event-ID", id);
+    }
+    request.send().await.unwrap()
+}
+
+async fn stream(app: &TestApp, slug: &str, key: &str, run_id: &str) -> Stream {
+    let response = open(app, slug, key, run_id, None).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    Stream {
+        response,
+        buffer: String::new(),
+    }
+}
+
+fn rank(status: &str) -> usize {
+    ["QUEUED", "PENDING", "RUNNING", "SUCCEEDED"]
+        .iter()
+        .position(|s| *s == status)
+        .unwrap_or_else(|| panic!("unexpected status {status}"))
+}
+
+#[tokio::test]
+async fn a_runs_stream_pushes_its_states_in_order_and_closes_after_its_end() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("LIVE_POLL_MS".into(), "200".into());
+    })
+    .await;
+    let (slug, key) = app.new_org("live").await;
+    let run_id = app.started(&slug, &key, "test/sleep").await;
+    let mut events = stream(&app, &slug, &key, &run_id).await;
+    let events = events.all(Duration::from_secs(60)).await;
+
+    let (last, before) = events.split_last().expect("at least the end");
+    assert_eq!(last.kind, "end");
+    assert_eq!(last.data["run"]["run_id"], run_id.as_str());
+    assert_eq!(last.data["run"]["status"], "SUCCEEDED");
+    let steps: Vec<(&str, i64, &str)> = last.data["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["step_id"].as_str().unwrap(),
+                s["attempt"].as_i64().unwrap(),
+                s["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(steps, [("nap", 1, "SUCCEEDED")]);
+    // Every state once, in the order the run went through them.
+    assert!(before.iter().all(|e| e.kind == "run"), "{events:?}");
+    let ranks: Vec<usize> = events
+        .iter()
+        .map(|e| rank(e.data["run"]["status"].as_str().unwrap()))
+        .collect();
+    assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{events:?}");
+    let mut ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), events.len(), "no state sent twice: {events:?}");
+    // The end's run is what GET answers.
+    let run = app.run(&slug, &key, &run_id).await;
+    assert_eq!(last.data["run"], run);
+}
+
+#[tokio::test]
+async fn a_reconnect_with_the_last_event_id_gets_no_repeat_and_unknown_or_foreign_runs_are_refused()
+{
+    let app = spawn_app().await;
+    let (slug, key) = app.new_org("live-re").await;
+    let run_id = app.started(&slug, &key, "test/sleep").await;
+    app.wait_until_ended(&slug, &key, &run_id).await;
+
+    // An ended run: its end at once, then the stream closes.
+    let ended = stream(&app, &slug, &key, &run_id)
+        .await
+        .all(Duration::from_secs(10))
+        .await;
+    assert_eq!(ended.len(), 1, "{ended:?}");
+    assert_eq!(
+        (ended[0].kind.as_str(), &ended[0].data["run"]["status"]),
+        ("end", &json!("SUCCEEDED"))
+    );
+
+    // Resumed with that id: nothing new to send.
+    let response = open(&app, &slug, &key, &run_id, Some(&ended[0].id)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "");
+    // With an older id: the end again.
+    let response = open(&app, &slug, &key, &run_id, Some("RUNNING-1-0-0")).await;
+    let text = response.text().await.unwrap();
+    assert!(
+        text.starts_with(&format!("id: {}\nevent: end\n", ended[0].id)),
+        "{text}"
+    );
+
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let r = open(&app, &slug, &key, &unknown, None).await;
+    assert_eq!(r.status(), 404);
+    let (other, other_key) = app.new_org("live-other").await;
+    let r = open(&app, &slug, &other_key, &run_id, None).await;
+    assert_eq!(r.status(), 403);
+    let r = open(&app, &other, &other_key, &run_id, None).await;
+    assert_eq!(
+        r.status(),
+        404,
+        "another org's run id is no run of this org"
+    );
+}
+
+#[tokio::test]
+async fn streams_past_the_orgs_cap_get_503_with_retry_after_and_a_closed_one_frees_its_place() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("LIVE_STREAMS_PER_ORG".into(), "2".into());
+    })
+    .await;
+    let (slug, key) = app.new_org("live-cap").await;
+    let holder = app.hold_the_slot(&slug, &key).await;
+    let mut first = stream(&app, &slug, &key, &holder).await;
+    let second = stream(&app, &slug, &key, &holder).await;
+    assert!(first.next(Duration::from_secs(10)).await.is_some());
+
+    let r = open(&app, &slug, &key, &holder, None).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "5");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "Service unavailable");
+    // Another org's streams are counted on their own.
+    let (other, other_key) = app.new_org("live-cap-other").await;
+    let other_run = app.hold_the_slot(&other, &other_key).await;
+    let mut theirs = stream(&app, &other, &other_key, &other_run).await;
+    assert!(theirs.next(Duration::from_secs(10)).await.is_some());
+
+    drop(second);
+    eventually(
+        "a closed stream's place taken again",
+        Duration::from_secs(30),
+        || async {
+            let r = open(&app, &slug, &key, &holder, None).await;
+            match r.status().as_u16() {
+                200 => Ok(()),
+                s => Err(format!("{s}")),
+            }
+        },
+    )
+    .await;
+    app.free_the_slot(&slug, &key, &holder).await;
+    app.free_the_slot(&other, &other_key, &other_run).await;
+}
+
+#[tokio::test]
+async fn nine_more_watchers_of_a_watched_run_add_no_bigquery_read() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("LIVE_POLL_MS".into(), "500".into());
+    })
+    .await;
+    let (slug, key) = app.new_org("live-share").await;
+    let holder = app.hold_the_slot(&slug, &key).await;
+    let mut watchers = vec![stream(&app, &slug, &key, &holder).await];
+    watchers[0].next(Duration::from_secs(10)).await.unwrap();
+
+    let window = Duration::from_secs(4);
+    let before = app.warehouse.counters().snapshot();
+    tokio::time::sleep(window).await;
+    let one = app.warehouse.counters().snapshot().since(&before).query;
+
+    let before = app.warehouse.counters().snapshot();
+    for _ in 0..9 {
+        let mut w = stream(&app, &slug, &key, &holder).await;
+        w.next(Duration::from_secs(10)).await.unwrap();
+        watchers.push(w);
+    }
+    let joined = app.warehouse.counters().snapshot().since(&before).query;
+    let before = app.warehouse.counters().snapshot();
+    tokio::time::sleep(window).await;
+    let ten = app.warehouse.counters().snapshot().since(&before).query;
+
+    // One watcher: about two reads a poll (the run and its steps), 8 polls a window.
+    assert!(one >= 8, "the run is read while watched: {one}");
+    // (Joining reads nothing: nine joins that each read would be 18 queries; what runs meanwhile
+    // is the run's own reader and the service's background work.)
+    assert!(joined < 9, "joining a watched run reads nothing: {joined}");
+    assert!(ten <= one + 2, "ten watchers read as one: {ten} vs {one}");
+    drop(watchers);
+    app.free_the_slot(&slug, &key, &holder).await;
+}
