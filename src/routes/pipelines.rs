@@ -431,12 +431,8 @@ pub async fn hourly_stats(
     path: web::Path<String>,
     query: web::Query<StatsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = org_from_path(&path)?;
-    let (since, until) = runs::window(query.since.as_deref(), query.until.as_deref(), clock.now())?;
-    let hours = runs::hourly_stats(&warehouse, &org, since, until, **price).await?;
-    let truncated = hours.len() >= runs::PERIOD_ROWS_LIMIT;
-    Ok(HttpResponse::Ok()
-        .json(json!({"since": since, "until": until, "hours": hours, "truncated": truncated})))
+    let hourly = true;
+    by_period(&warehouse, &clock, **price, &path, &query, hourly).await
 }
 
 /// Per pipeline and UTC day: runs, success rate, p50/p95 duration (the web view's charts).
@@ -448,10 +444,31 @@ pub async fn daily_stats(
     path: web::Path<String>,
     query: web::Query<StatsQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let org = org_from_path(&path)?;
+    let hourly = false;
+    by_period(&warehouse, &clock, **price, &path, &query, hourly).await
+}
+
+/// `{since, until, days | hours, truncated}`: `truncated` when the rows reach what one read
+/// returns ([`runs::PERIOD_ROWS_LIMIT`]).
+async fn by_period(
+    warehouse: &Warehouse,
+    clock: &SharedClock,
+    price: Price,
+    path: &str,
+    query: &StatsQuery,
+    hourly: bool,
+) -> Result<HttpResponse, ApiError> {
+    let org = org_from_path(path)?;
     let (since, until) = runs::window(query.since.as_deref(), query.until.as_deref(), clock.now())?;
-    let days = runs::daily_stats(&warehouse, &org, since, until, **price).await?;
-    let truncated = days.len() >= runs::PERIOD_ROWS_LIMIT;
-    Ok(HttpResponse::Ok()
-        .json(json!({"since": since, "until": until, "days": days, "truncated": truncated})))
+    let (field, rows, n) = if hourly {
+        let rows = runs::hourly_stats(warehouse, &org, since, until, price).await?;
+        ("hours", json!(rows), rows.len())
+    } else {
+        let rows = runs::daily_stats(warehouse, &org, since, until, price).await?;
+        ("days", json!(rows), rows.len())
+    };
+    let mut page =
+        json!({"since": since, "until": until, "truncated": n >= runs::PERIOD_ROWS_LIMIT});
+    page[field] = rows;
+    Ok(HttpResponse::Ok().json(page))
 }
