@@ -104,12 +104,18 @@
     }
   }
 
-  async function api(path, options) {
-    const headers = { Accept: "application/json" };
+  // What every call to the service sends: the key as its header, nothing cached, no cookie,
+  // no referrer.
+  function requestInit(accept, options) {
+    const headers = { Accept: accept };
     const key = session.key();
     if (key) headers[session.isRoot() ? "X-CA-Root-Key" : "X-API-Key"] = key;
-    const init = Object.assign({ headers, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer" }, options || {});
-    if (init.body) { headers["Content-Type"] = "application/json"; init.body = JSON.stringify(init.body); }
+    return Object.assign({ headers, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer" }, options || {});
+  }
+
+  async function api(path, options) {
+    const init = requestInit("application/json", options);
+    if (init.body) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(init.body); }
     const response = await fetch(path, init);
     const text = await response.text();
     let body = null;
@@ -316,9 +322,7 @@
     const stream = new AbortController();
     liveStream = stream;
     try {
-      const headers = { Accept: "text/event-stream" };
-      headers[session.isRoot() ? "X-CA-Root-Key" : "X-API-Key"] = session.key();
-      const response = await fetch(base + "/events", { headers, cache: "no-store", credentials: "omit", referrerPolicy: "no-referrer", signal: stream.signal });
+      const response = await fetch(base + "/events", requestInit("text/event-stream", { signal: stream.signal }));
       if (!response.ok || !response.body) throw new Error("no stream: " + response.status);
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";

@@ -162,11 +162,6 @@ impl LiveRuns {
         }
     }
 
-    /// Streams open on this instance (all orgs).
-    pub fn streams(&self) -> usize {
-        self.inner.state.lock().unwrap().streams
-    }
-
     /// Watches `run_id` of `org`: joins its reader here, else reads it once and starts one.
     /// `Ok(None)`: the org has no such run.
     pub async fn watch(
@@ -177,8 +172,7 @@ impl LiveRuns {
         if let Some(joined) = self.join(org, run_id)? {
             return Ok(Some(joined));
         }
-        let now = self.inner.clock.now();
-        match read(&self.inner.warehouse, org, run_id, now).await? {
+        match self.inner.read(org, run_id).await? {
             Some(first) => Ok(Some(self.subscribe(org, run_id, first)?)),
             None => Ok(None),
         }

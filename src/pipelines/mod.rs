@@ -117,6 +117,11 @@ impl Pipeline {
         self.steps.iter().find(|s| s.id == id)
     }
 
+    /// The step ids in declaration order (what `runs::in_run_order` orders skipped steps by).
+    pub fn step_ids(&self) -> Vec<String> {
+        self.steps.iter().map(|s| s.id.clone()).collect()
+    }
+
     /// The deadline of a run of this pipeline: its schedule's (`pipeline_id/name`), when the
     /// run is a tick of a schedule that declares one, else the pipeline's.
     pub fn deadline_for(&self, schedule_id: Option<&str>) -> Option<Duration> {

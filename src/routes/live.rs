@@ -48,7 +48,7 @@ pub async fn run_events(
         current
             .as_ref()
             .and_then(|s| executor.catalog().get(&s.run.pipeline_id))
-            .map(|p| p.steps.iter().map(|s| s.id.clone()).collect())
+            .map(|p| p.step_ids())
     };
     let last_seen = req
         .headers()

@@ -188,8 +188,7 @@ pub async fn get_steps(
     let now = clock.now();
     let (mut steps, pipeline_id) = runs::steps(&warehouse, &org, &run_id, now).await?;
     if let Some(pipeline) = pipeline_id.and_then(|id| executor.catalog().get(&id)) {
-        let declared: Vec<String> = pipeline.steps.iter().map(|s| s.id.clone()).collect();
-        runs::in_run_order(&mut steps, &declared);
+        runs::in_run_order(&mut steps, &pipeline.step_ids());
     }
     if steps.is_empty() && runs::get(&warehouse, &org, &run_id, now).await?.is_none() {
         return Err(ApiError::NotFound);
