@@ -150,6 +150,10 @@ fn step_line(s: &Value, width: usize) -> String {
     line
 }
 
+/// How long a run's events stream may stay silent (the service's keep-alives come every 15 s)
+/// before the watch takes it for broken and polls instead.
+const STREAM_SILENCE: Duration = Duration::from_secs(45);
+
 /// A run's events stream (`GET …/runs/{run_id}/events`), read one event at a time: each is the
 /// run and its steps as they are now.
 struct Events {
@@ -171,7 +175,11 @@ impl Events {
                     return Some((event["run"].take(), steps));
                 }
             }
-            let chunk = self.response.chunk().await.ok()??;
+            // The service sends a keep-alive every 15 s: a stream silent for longer is broken.
+            let chunk = tokio::time::timeout(STREAM_SILENCE, self.response.chunk())
+                .await
+                .ok()?
+                .ok()??;
             self.buffer.push_str(&String::from_utf8_lossy(&chunk));
         }
     }
