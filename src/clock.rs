@@ -89,6 +89,16 @@ pub fn secs_to_next_month(t: DateTime<Utc>) -> u64 {
     ceil_secs(next - t)
 }
 
+/// The `n`-th wait (from 0) of a backoff that doubles from `first` up to `max`: for the reads
+/// and releases that are retried until they land or are too late to matter.
+pub fn doubling(
+    first: std::time::Duration,
+    max: std::time::Duration,
+    n: u32,
+) -> std::time::Duration {
+    first.saturating_mul(1u32 << n.min(16)).min(max)
+}
+
 fn ceil_secs(d: Duration) -> u64 {
     let ms = d.num_milliseconds().max(0) as u64;
     ms.div_ceil(1000).max(1)
@@ -97,6 +107,21 @@ fn ceil_secs(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_doubling_backoff_starts_at_its_first_wait_and_stays_at_its_cap() {
+        let ms = |n| {
+            doubling(
+                std::time::Duration::from_millis(500),
+                std::time::Duration::from_secs(8),
+                n,
+            )
+            .as_millis()
+        };
+        let waits: Vec<u128> = (0..7).map(ms).collect();
+        assert_eq!(waits, vec![500, 1_000, 2_000, 4_000, 8_000, 8_000, 8_000]);
+        assert_eq!(ms(u32::MAX), 8_000);
+    }
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

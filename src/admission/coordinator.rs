@@ -24,14 +24,11 @@ const RELEASE_LINGER: Duration = Duration::from_secs(1);
 /// [`RELEASE_RETRY_MAX`], so an outage is not answered with a statement every half second.
 const RELEASE_RETRY: Duration = Duration::from_millis(500);
 const RELEASE_RETRY_MAX: Duration = Duration::from_secs(16);
-/// The waits before each read-back of a batch whose outcome is unknown (its statement failed,
-/// or the read of its decisions did): what it admitted from a queue is then started.
-const READ_BACK_WAITS: [Duration; 4] = [
-    Duration::from_secs(1),
-    Duration::from_secs(2),
-    Duration::from_secs(4),
-    Duration::from_secs(8),
-];
+/// The waits before the read-backs of a batch whose outcome is unknown (its statement failed,
+/// or the read of its decisions did): 1 s, doubled up to 16 s, for as long as what it admitted
+/// from a queue could still be launched (a lease of the batch, less the BigQuery deadline).
+const READ_BACK_FIRST: Duration = Duration::from_secs(1);
+const READ_BACK_MAX: Duration = Duration::from_secs(16);
 
 /// A batch id that starts with the batch's time (`<unix micros>_<uuid>`): the mark it leaves on
 /// each run it admits dates that slot for the reaper (`sql/executor/stale_runs.sql`).
@@ -80,8 +77,11 @@ pub(super) struct Answerer {
 /// The wait before a failed batch's own releases are sent again, after `failed_in_a_row`
 /// failed batches: 0.5 s, 1 s, 2 s, … up to [`RELEASE_RETRY_MAX`].
 pub(super) fn release_retry_after(failed_in_a_row: u32) -> Duration {
-    let doubled = RELEASE_RETRY.saturating_mul(1 << failed_in_a_row.saturating_sub(1).min(6));
-    doubled.min(RELEASE_RETRY_MAX)
+    crate::clock::doubling(
+        RELEASE_RETRY,
+        RELEASE_RETRY_MAX,
+        failed_in_a_row.saturating_sub(1),
+    )
 }
 
 pub(super) fn spawn(coordinator: Coordinator) {
@@ -321,10 +321,12 @@ impl Answerer {
 
     /// A batch whose outcome is unknown (its statement failed, or the read of its decisions
     /// did) may still have admitted queued runs (a statement that committed with its answer
-    /// lost): its decisions are read again by its batch id, after [`READ_BACK_WAITS`], and what
-    /// it admitted or refused from a queue goes to the queue starter (which does not launch a
-    /// run too late for its lease). Its own reservations (`reserved`) were answered 503 and
-    /// refunded. If every read fails, the reaper frees those slots a lease after the batch.
+    /// lost): its decisions are read again by its batch id (waits from [`READ_BACK_FIRST`],
+    /// doubled up to [`READ_BACK_MAX`]) until a read answers or what it admitted is too late to
+    /// launch, and what it admitted or refused from a queue goes to the queue starter. Its own
+    /// reservations (`reserved`) were answered 503 and refunded. Only if BigQuery fails every
+    /// read for the whole launch window does the reaper free those slots, a lease after the
+    /// batch.
     async fn read_back(
         &self,
         orgs: Vec<String>,
@@ -332,8 +334,18 @@ impl Answerer {
         batch_id: String,
         now: chrono::DateTime<chrono::Utc>,
     ) {
-        for wait in READ_BACK_WAITS {
-            tokio::time::sleep(wait).await;
+        let mut tries = 0;
+        loop {
+            tokio::time::sleep(crate::clock::doubling(
+                READ_BACK_FIRST,
+                READ_BACK_MAX,
+                tries,
+            ))
+            .await;
+            tries += 1;
+            if self.clock.now() - now > self.launch_within {
+                break;
+            }
             let read = {
                 let Ok(_turn) = self.read_back_gate.acquire().await else {
                     return;
@@ -346,13 +358,13 @@ impl Answerer {
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, batch_id, "reading back an admission batch failed")
+                    tracing::warn!(error = %e, batch_id, tries, "reading back an admission batch failed")
                 }
             }
         }
         tracing::error!(
             batch_id,
-            "an admission batch could not be read back: the reaper frees what it admitted from a queue after the lease"
+            "an admission batch could not be read back within its launch window: the reaper frees what it admitted from a queue after the lease"
         );
     }
 

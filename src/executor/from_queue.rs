@@ -28,9 +28,11 @@ use crate::domain::OrgSlug;
 use crate::warehouse::from_micros;
 use crate::warehouse::{Param, sql};
 
-/// A definition written with the queueing may not be readable at once: the reads to try.
-const READS: usize = 3;
-const READ_SPACING: Duration = Duration::from_millis(700);
+/// A definition written with the queueing may not be readable at once, and BigQuery may fail
+/// the read: the runs not read are read again after 0.5 s, doubled up to 8 s, for as long as
+/// they can still be launched within a lease of the batch that admitted them.
+const READ_FIRST_WAIT: Duration = Duration::from_millis(500);
+const READ_MAX_WAIT: Duration = Duration::from_secs(8);
 
 #[derive(Debug, Deserialize)]
 struct Definition {
@@ -107,58 +109,87 @@ pub(super) fn spawn(inner: Arc<Inner>, mut admitted: mpsc::UnboundedReceiver<Fro
     });
 }
 
+/// Reads the runs' definitions (one bounded read for all) and starts each. What the first read
+/// does not find is read again in a task of its own, so the runs admitted next are not held
+/// behind it.
 async fn start_all(inner: &Arc<Inner>, runs: Vec<FromQueue>) {
     let mut waiting: HashMap<String, FromQueue> =
         runs.into_iter().map(|r| (r.run_id.clone(), r)).collect();
-    for read in 0..READS {
-        if read > 0 {
-            tokio::time::sleep(READ_SPACING).await;
-        }
-        let ids: Vec<String> = waiting.keys().cloned().collect();
-        let limit = ids.len() as i64;
-        let found = inner
-            .warehouse
-            .query::<Definition>(
-                &sql::QUEUED_DEFINITIONS,
-                &[
-                    Param::string_array("run_ids", ids),
-                    Param::timestamp("now", inner.clock.now()),
-                    Param::int64("limit", limit),
-                ],
-            )
+    read_and_start(inner, &mut waiting).await;
+    if waiting.is_empty() {
+        return;
+    }
+    let inner = inner.clone();
+    tokio::spawn(async move {
+        let mut tries = 0;
+        loop {
+            tokio::time::sleep(crate::clock::doubling(
+                READ_FIRST_WAIT,
+                READ_MAX_WAIT,
+                tries,
+            ))
             .await;
-        let found = match found {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading queued runs' definitions failed");
-                continue;
+            tries += 1;
+            let now = inner.clock.now();
+            waiting.retain(|_, run| {
+                if !inner.admission.too_late_to_launch(run.batch_at, now) {
+                    return true;
+                }
+                if run.refused.is_some() {
+                    // It holds no slot and no count; its last event stays QUEUED.
+                    tracing::error!(org = %run.org, run_id = %run.run_id, "a queued run refused by a spent budget could not be read: it was not recorded REFUSED");
+                } else {
+                    // Its slot stays held: the reaper, a lease after its admission, records it
+                    // ORPHANED (the run's own pipeline is in its QUEUED event) and frees the
+                    // slot with its count, so a run answered QUEUED always ends.
+                    tracing::error!(org = %run.org, run_id = %run.run_id, "a run admitted from the queue could not be read within its launch window: the reaper ends it after the lease");
+                }
+                false
+            });
+            if waiting.is_empty() || inner.shutdown_token().is_cancelled() {
+                return;
             }
-        };
-        for definition in found {
-            let Some(run) = waiting.remove(&definition.run_id) else {
-                continue;
-            };
-            if definition.org_slug != run.org.as_str() {
-                // Not this org's run: never start it under another org's slot.
-                inner.releaser.refund(run.org, run.run_id);
-                continue;
+            read_and_start(&inner, &mut waiting).await;
+            if waiting.is_empty() {
+                return;
             }
-            start(inner, run, definition).await;
         }
-        if waiting.is_empty() {
+    });
+}
+
+/// One read of the waiting runs' definitions; each run found is started (or refused, or given
+/// its slot back) and taken out of `waiting`.
+async fn read_and_start(inner: &Arc<Inner>, waiting: &mut HashMap<String, FromQueue>) {
+    let ids: Vec<String> = waiting.keys().cloned().collect();
+    let limit = ids.len() as i64;
+    let found = inner
+        .warehouse
+        .query::<Definition>(
+            &sql::QUEUED_DEFINITIONS,
+            &[
+                Param::string_array("run_ids", ids),
+                Param::timestamp("now", inner.clock.now()),
+                Param::int64("limit", limit),
+            ],
+        )
+        .await;
+    let found = match found {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::warn!(error = %e, runs = waiting.len(), "reading queued runs' definitions failed");
             return;
         }
-    }
-    for (_, run) in waiting {
-        if run.refused.is_some() {
-            // It holds no slot and no count; its last event stays QUEUED.
-            tracing::error!(org = %run.org, run_id = %run.run_id, "a queued run refused by a spent budget could not be read: it was not recorded REFUSED");
+    };
+    for definition in found {
+        let Some(run) = waiting.remove(&definition.run_id) else {
+            continue;
+        };
+        if definition.org_slug != run.org.as_str() {
+            // Not this org's run: never start it under another org's slot.
+            inner.releaser.refund(run.org, run.run_id);
             continue;
         }
-        // Its slot stays held: the reaper, a lease after its admission, records it ORPHANED
-        // (the run's own pipeline is in its QUEUED event) and frees the slot with its count,
-        // so a run answered QUEUED always ends.
-        tracing::error!(org = %run.org, run_id = %run.run_id, "a run admitted from the queue could not be read: the reaper ends it after the lease");
+        start(inner, run, definition).await;
     }
 }
 

@@ -458,3 +458,31 @@ async fn a_queued_run_admitted_by_a_release_whose_answer_was_lost_still_starts()
     let q = quota_until(&app, &slug, |q| q["active_run_ids"] == json!([])).await;
     assert_eq!(q["runs_today"], 2, "the holder and the queued run: {q}");
 }
+
+#[tokio::test]
+async fn a_queued_run_whose_definition_bigquery_fails_to_read_for_a_while_starts_once_it_answers() {
+    // No retry inside a call: each read of the queued run's definition is one request, and the
+    // first six fail. The run was admitted (its slot is held for it), so the starter keeps
+    // reading for as long as it could still be launched, and it runs as soon as BigQuery
+    // answers: it is not left QUEUED for the reaper to end ORPHANED a lease later.
+    let (proxy, app, slug, key) = behind_proxy("unread-def-co", |vars| {
+        vars.insert("BIGQUERY_MAX_RETRIES".into(), "0".into());
+    })
+    .await;
+    app.set_limits(&slug, 100, 1000, 1).await;
+    let holder = app.hold_the_slot(&slug, &key).await;
+    let r = app.queue_run(&slug, &key, 1).await;
+    assert_eq!(r.status(), 202);
+    let queued: Value = r.json().await.unwrap();
+    assert_eq!(queued["status"], "QUEUED", "{queued}");
+    let run_id = queued["run_id"].as_str().unwrap().to_string();
+    // `later_events` is in the definitions read only (sql/runs/queued_definitions.sql).
+    proxy.inject((0..6).map(|_| refused("/queries", Some("later_events"))));
+    app.free_the_slot(&slug, &key, &holder).await;
+    // (The reaper would end it ORPHANED no sooner than a lease, 180 s, after its admission.)
+    let run = app.wait_until_ended(&slug, &key, &run_id).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    assert_eq!(proxy.faults_left(), 0, "all six reads failed first");
+    let q = quota_until(&app, &slug, |q| q["active_run_ids"] == json!([])).await;
+    assert_eq!(q["runs_today"], 2, "the holder and the queued run: {q}");
+}

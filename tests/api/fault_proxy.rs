@@ -139,6 +139,11 @@ impl FaultProxy {
         self.state.faults.lock().unwrap().extend(faults);
     }
 
+    /// The injected faults not yet answered.
+    pub fn faults_left(&self) -> usize {
+        self.state.faults.lock().unwrap().len()
+    }
+
     /// Forgets the calls seen so far (e.g. those of a bootstrap).
     pub fn clear(&self) {
         self.state.seen.lock().unwrap().clear();
