@@ -52,6 +52,9 @@ impl RunView {
 
 #[derive(Deserialize)]
 struct RunRow {
+    /// Only in reads of several runs (`runs/by_ids.sql`).
+    #[serde(default)]
+    org_slug: Option<String>,
     run_id: String,
     pipeline_id: String,
     status: String,
@@ -100,44 +103,133 @@ pub async fn get(
             ],
         )
         .await?;
-    Ok(rows.into_iter().next().map(|r| {
-        let terminal = crate::executor::RunStatus::is_terminal(&r.status);
-        let ended_at_micros = if terminal { r.updated_at_micros } else { None };
-        RunView {
-            duration_ms: match (r.started_at_micros.or(r.created_at_micros), ended_at_micros) {
-                (Some(s), Some(e)) => Some((e - s) / 1000),
-                _ => None,
-            },
-            run_id: r.run_id,
-            pipeline_id: r.pipeline_id,
-            status: r.status,
-            trigger: r.trigger,
-            triggered_by: r.triggered_by,
-            parameters: r
-                .parameters
-                .as_deref()
-                .and_then(|p| serde_json::from_str(p).ok())
-                .unwrap_or(Value::Null),
-            error_class: r.error_class,
-            error_summary: r.error_summary,
-            created_at: from_micros(r.created_at_micros),
-            started_at: from_micros(r.started_at_micros),
-            updated_at: from_micros(r.updated_at_micros),
-            ended_at: from_micros(ended_at_micros),
-            rerun_of: r.rerun_of,
-            schedule_id: r.schedule_id,
-            logical_time: from_micros(r.logical_time_micros),
-            backfill_id: r.backfill_id,
-            bytes_billed: r.bytes_billed,
-            estimated_cost_usd: None,
-            queued_secs: queued_secs(
-                r.queued_at_micros,
-                r.admitted_at_micros,
-                ended_at_micros,
-                now,
-            ),
-        }
-    }))
+    Ok(rows.into_iter().next().map(|r| view(r, now)))
+}
+
+/// A run's row (`runs/by_id.sql`, `runs/by_ids.sql`) as the API shows it at `now`.
+fn view(r: RunRow, now: DateTime<Utc>) -> RunView {
+    let terminal = crate::executor::RunStatus::is_terminal(&r.status);
+    let ended_at_micros = if terminal { r.updated_at_micros } else { None };
+    RunView {
+        duration_ms: match (r.started_at_micros.or(r.created_at_micros), ended_at_micros) {
+            (Some(s), Some(e)) => Some((e - s) / 1000),
+            _ => None,
+        },
+        run_id: r.run_id,
+        pipeline_id: r.pipeline_id,
+        status: r.status,
+        trigger: r.trigger,
+        triggered_by: r.triggered_by,
+        parameters: r
+            .parameters
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or(Value::Null),
+        error_class: r.error_class,
+        error_summary: r.error_summary,
+        created_at: from_micros(r.created_at_micros),
+        started_at: from_micros(r.started_at_micros),
+        updated_at: from_micros(r.updated_at_micros),
+        ended_at: from_micros(ended_at_micros),
+        rerun_of: r.rerun_of,
+        schedule_id: r.schedule_id,
+        logical_time: from_micros(r.logical_time_micros),
+        backfill_id: r.backfill_id,
+        bytes_billed: r.bytes_billed,
+        estimated_cost_usd: None,
+        queued_secs: queued_secs(
+            r.queued_at_micros,
+            r.admitted_at_micros,
+            ended_at_micros,
+            now,
+        ),
+    }
+}
+
+/// A run watched by the live read model: its org and id.
+pub type RunKey = (OrgSlug, String);
+
+/// The runs an instance's live readers watch, read in one query (`runs/by_ids.sql`, the same
+/// answer per run as [`get`]): at most `keys.len()` views, keyed by (org, run id); a run the
+/// org does not have is absent. `since`: no run of `keys` was created before it.
+pub async fn get_many(
+    warehouse: &Warehouse,
+    keys: &[RunKey],
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<std::collections::HashMap<RunKey, RunView>, ServiceError> {
+    if keys.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<RunRow> = warehouse
+        .query(
+            &sql::RUNS_BY_IDS,
+            &[
+                Param::string_array("run_keys", joined(keys)),
+                Param::timestamp("since", window_start(since, now)),
+                Param::int64("max_runs", keys.len() as i64),
+            ],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let org = OrgSlug::parse(row.org_slug.as_deref()?).ok()?;
+            let id = row.run_id.clone();
+            Some(((org, id), view(row, now)))
+        })
+        .collect())
+}
+
+/// The step attempts of several runs in one query (`runs/steps_by_runs.sql`, the same answer
+/// per run as [`steps`], before [`in_run_order`]); a run without attempts is absent.
+pub async fn steps_many(
+    warehouse: &Warehouse,
+    keys: &[RunKey],
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<std::collections::HashMap<RunKey, Vec<StepAttempt>>, ServiceError> {
+    let mut by_run: std::collections::HashMap<RunKey, Vec<StepAttempt>> = Default::default();
+    if keys.is_empty() {
+        return Ok(by_run);
+    }
+    let rows: Vec<StepRow> = warehouse
+        .query(
+            &sql::STEPS_BY_RUNS,
+            &[
+                Param::string_array("run_keys", joined(keys)),
+                Param::timestamp("since", window_start(since, now)),
+                Param::int64("max_rows", (keys.len() * MAX_ATTEMPTS_PER_RUN) as i64),
+            ],
+        )
+        .await?;
+    for row in rows {
+        let (Some(org), Some(run_id)) = (row.org_slug.as_deref(), row.run_id.clone()) else {
+            continue;
+        };
+        let Ok(org) = OrgSlug::parse(org) else {
+            continue;
+        };
+        by_run.entry((org, run_id)).or_default().push(attempt(row));
+    }
+    Ok(by_run)
+}
+
+/// Step attempts a run shows at most (`runs/steps_by_run.sql`, `runs/steps_by_runs.sql`).
+const MAX_ATTEMPTS_PER_RUN: usize = 1000;
+
+/// `org_slug/run_id` of each key (org slugs hold no `/`).
+fn joined(keys: &[RunKey]) -> Vec<String> {
+    keys.iter()
+        .map(|(org, run_id)| format!("{}/{run_id}", org.as_str()))
+        .collect()
+}
+
+/// The first partition a read of runs created at `since` or later needs: a minute's margin
+/// (clocks of other instances), and never more than [`MAX_WINDOW_DAYS`] back, like every
+/// other read of a run.
+fn window_start(since: DateTime<Utc>, now: DateTime<Utc>) -> DateTime<Utc> {
+    (since - chrono::Duration::minutes(1)).max(now - chrono::Duration::days(MAX_WINDOW_DAYS))
 }
 
 #[derive(Serialize)]
@@ -192,6 +284,11 @@ pub struct StepAttempt {
 
 #[derive(Deserialize)]
 struct StepRow {
+    /// Only in reads of several runs (`runs/steps_by_runs.sql`).
+    #[serde(default)]
+    org_slug: Option<String>,
+    #[serde(default)]
+    run_id: Option<String>,
     #[serde(default)]
     pipeline_id: Option<String>,
     step_id: String,
@@ -205,6 +302,22 @@ struct StepRow {
     bytes_billed: Option<i64>,
     slot_ms: Option<i64>,
     error_summary: Option<String>,
+}
+
+fn attempt(r: StepRow) -> StepAttempt {
+    StepAttempt {
+        step_id: r.step_id,
+        attempt: r.attempt,
+        status: r.status,
+        started_at: from_micros(r.started_at_micros),
+        ended_at: from_micros(r.ended_at_micros),
+        duration_ms: r.duration_ms,
+        rows_affected: r.rows_affected,
+        bytes_processed: r.bytes_processed,
+        bytes_billed: r.bytes_billed,
+        slot_ms: r.slot_ms,
+        error_summary: r.error_summary,
+    }
 }
 
 /// A run's step attempts in run order: by start, and the steps that never started (SKIPPED,
@@ -238,22 +351,7 @@ pub async fn steps(
         )
         .await?;
     let pipeline_id = rows.iter().find_map(|r| r.pipeline_id.clone());
-    let attempts = rows
-        .into_iter()
-        .map(|r| StepAttempt {
-            step_id: r.step_id,
-            attempt: r.attempt,
-            status: r.status,
-            started_at: from_micros(r.started_at_micros),
-            ended_at: from_micros(r.ended_at_micros),
-            duration_ms: r.duration_ms,
-            rows_affected: r.rows_affected,
-            bytes_processed: r.bytes_processed,
-            bytes_billed: r.bytes_billed,
-            slot_ms: r.slot_ms,
-            error_summary: r.error_summary,
-        })
-        .collect();
+    let attempts = rows.into_iter().map(attempt).collect();
     Ok((attempts, pipeline_id))
 }
 

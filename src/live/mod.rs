@@ -1,16 +1,18 @@
 //! Live runs: what an instance's watchers of a run are pushed (`GET …/runs/{run_id}/events`).
 //!
-//! A watched run is read by one task per instance, whatever the number of its watchers: every
-//! `LIVE_POLL_MS` its state (and, once it started, its step attempts) with the same queries as
-//! `GET …/runs/{run_id}` and `…/steps`, and only while somebody watches. Each watcher holds a
-//! `watch` receiver of the latest snapshot, so a slow reader skips to the newest state instead
-//! of buffering. The task ends with the run's end (its last snapshot stays for the watchers) or
-//! when its last watcher has gone. Streams are capped per org and per instance
-//! ([`LiveError::TooMany`], answered 503 with Retry-After).
+//! Every run watched on this instance is read by one tail task, whatever the number of runs and
+//! of their watchers: every `LIVE_POLL_MS`, one query reads the state of every watched run
+//! (`runs/by_ids.sql`, per run the answer of `GET …/runs/{run_id}`) and one more the step
+//! attempts of those that left the queue (`runs/steps_by_runs.sql`, per run the answer of
+//! `…/steps`), only partitions since the oldest watched run was created. While nothing is
+//! watched the task is gone: an idle instance sends no query. Each watcher holds a `watch`
+//! receiver of the latest snapshot, so a slow reader skips to the newest state instead of
+//! buffering. A run leaves the tail with its end (its last snapshot stays for the watchers, and
+//! in the ended cache) or when its last watcher has gone. Streams are capped per org and per
+//! instance ([`LiveError::TooMany`], answered 503 with Retry-After).
 //!
-//! Cost: two queries per watched run per poll on this instance, not per watcher (a run page
-//! polled by its watchers costs two queries per watcher per look). A tail of the events table
-//! shared by every watched run (one query per poll per instance) is the next step (issue 26).
+//! Cost: at most two queries per poll per instance (120 a minute at the 1 s default), for one
+//! watched run or a thousand, and none while nothing is watched.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -116,9 +118,19 @@ const ENDED_KEPT: u64 = 10_000;
 
 #[derive(Default)]
 struct State {
-    runs: HashMap<Key, watch::Sender<Option<Arc<Snapshot>>>>,
+    runs: HashMap<Key, Watched>,
     streams_per_org: HashMap<OrgSlug, usize>,
     streams: usize,
+    /// The tail task runs (it stops, under this lock, once nothing is watched).
+    tailing: bool,
+}
+
+/// A run the tail reads.
+struct Watched {
+    tx: watch::Sender<Option<Arc<Snapshot>>>,
+    /// No event of the run is older (its creation, a minute's margin in the read): the first
+    /// partition its reads need.
+    since: DateTime<Utc>,
 }
 
 /// One watcher's hold on a run: the latest snapshot, and its place under the caps (given back
@@ -183,8 +195,8 @@ impl LiveRuns {
     pub fn join(&self, org: &OrgSlug, run_id: &str) -> Result<Option<Subscription>, LiveError> {
         let key = (org.clone(), run_id.to_string());
         let mut state = self.inner.state.lock().unwrap();
-        if let Some(tx) = state.runs.get(&key) {
-            let snapshots = tx.subscribe();
+        if let Some(watched) = state.runs.get(&key) {
+            let snapshots = watched.tx.subscribe();
             let slot = self.inner.take_slot(&mut state, org)?;
             return Ok(Some(Subscription {
                 snapshots,
@@ -214,9 +226,9 @@ impl LiveRuns {
         let mut state = self.inner.state.lock().unwrap();
         let slot = self.inner.take_slot(&mut state, org)?;
         let key = (org.clone(), run_id.to_string());
-        if let Some(tx) = state.runs.get(&key) {
+        if let Some(watched) = state.runs.get(&key) {
             return Ok(Subscription {
-                snapshots: tx.subscribe(),
+                snapshots: watched.tx.subscribe(),
                 _slot: slot,
             });
         }
@@ -228,9 +240,19 @@ impl LiveRuns {
                 _slot: slot,
             });
         }
+        let since = first
+            .run
+            .created_at
+            .or(first.run.updated_at)
+            .unwrap_or_else(|| {
+                self.inner.clock.now() - chrono::Duration::days(runs::MAX_WINDOW_DAYS)
+            });
         let (tx, rx) = watch::channel(Some(first));
-        state.runs.insert(key.clone(), tx.clone());
-        tokio::spawn(self.inner.clone().follow(key, tx));
+        state.runs.insert(key, Watched { tx, since });
+        if !state.tailing {
+            state.tailing = true;
+            tokio::spawn(self.inner.clone().tail());
+        }
         Ok(Subscription {
             snapshots: rx,
             _slot: slot,
@@ -258,56 +280,113 @@ impl Inner {
         })
     }
 
-    /// Reads the run every poll until it ends or nobody watches, sending each changed state.
-    async fn follow(self: Arc<Self>, key: Key, tx: watch::Sender<Option<Arc<Snapshot>>>) {
-        let (org, run_id) = &key;
-        let mut version = tx.borrow().as_ref().map(|s| s.version());
+    /// Reads every watched run each poll, sending each changed state, until nothing is
+    /// watched.
+    async fn tail(self: Arc<Self>) {
         loop {
             tokio::time::sleep(self.settings.poll).await;
-            // Under the lock that joining takes, so nobody joins a reader that is leaving.
-            if self.leave_if_unwatched(&key, &tx) {
+            let Some(watched) = self.watched() else {
                 return;
-            }
-            match self.read(org, run_id).await {
-                Ok(Some(snapshot)) => {
-                    let ended = snapshot.ended();
-                    let now = Some(snapshot.version());
-                    if now != version {
-                        version = now;
-                        tx.send_replace(Some(Arc::new(snapshot)));
-                    }
-                    if ended {
-                        if let Some(last) = tx.borrow().clone() {
-                            self.ended.insert(key.clone(), last);
-                        }
-                        break;
-                    }
-                }
-                Ok(None) => {}
-                // BigQuery failing: the watchers keep the last state; the next poll tries again.
-                Err(e) => tracing::debug!(error = %e, run_id = %run_id, "live run read failed"),
-            }
-        }
-        let mut state = self.state.lock().unwrap();
-        if state.runs.get(&key).is_some_and(|t| t.same_channel(&tx)) {
-            state.runs.remove(&key);
+            };
+            self.poll(watched).await;
         }
     }
 
-    /// Removes the run's reader when nobody watches it any more; true when it was removed.
-    fn leave_if_unwatched(&self, key: &Key, tx: &watch::Sender<Option<Arc<Snapshot>>>) -> bool {
+    /// The runs somebody watches, with the first partition their reads need; the runs nobody
+    /// watches any more leave. `None` (and the tail stops) when nothing is left, under the
+    /// lock that subscribing takes, so a run watched from now on starts a new tail.
+    fn watched(&self) -> Option<(Vec<Key>, DateTime<Utc>)> {
         let mut state = self.state.lock().unwrap();
-        if tx.receiver_count() > 0 {
-            return false;
+        state.runs.retain(|_, w| w.tx.receiver_count() > 0);
+        if state.runs.is_empty() {
+            state.tailing = false;
+            return None;
         }
-        if state.runs.get(key).is_some_and(|t| t.same_channel(tx)) {
-            state.runs.remove(key);
+        let since = state.runs.values().map(|w| w.since).min()?;
+        Some((state.runs.keys().cloned().collect(), since))
+    }
+
+    /// One look at the watched runs: their states in one query, the step attempts of those that
+    /// left the queue in another. A failed read leaves the watchers with the last state; the
+    /// next poll tries again.
+    async fn poll(&self, (keys, since): (Vec<Key>, DateTime<Utc>)) {
+        let now = self.clock.now();
+        let mut views = match runs::get_many(&self.warehouse, &keys, since, now).await {
+            Ok(views) => views,
+            Err(e) => {
+                log_failed_read(&e, keys.len(), "live runs read failed");
+                return;
+            }
+        };
+        let started: Vec<Key> = views
+            .iter()
+            .filter(|(_, run)| !matches!(run.status.as_str(), "QUEUED" | "PENDING"))
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut steps = match runs::steps_many(&self.warehouse, &started, since, now).await {
+            Ok(steps) => Some(steps),
+            Err(e) => {
+                log_failed_read(&e, started.len(), "live steps read failed");
+                None
+            }
+        };
+        let mut ended = Vec::new();
+        {
+            let state = self.state.lock().unwrap();
+            for key in keys {
+                let (Some(run), Some(watched)) = (views.remove(&key), state.runs.get(&key)) else {
+                    continue;
+                };
+                let steps = if matches!(run.status.as_str(), "QUEUED" | "PENDING") {
+                    Vec::new()
+                } else {
+                    match steps.as_mut() {
+                        Some(by_run) => by_run.remove(&key).unwrap_or_default(),
+                        // Without its steps this state would show none: the last one stays.
+                        None => continue,
+                    }
+                };
+                let snapshot = Snapshot { run, steps };
+                let changed = watched
+                    .tx
+                    .borrow()
+                    .as_ref()
+                    .is_none_or(|last| last.version() != snapshot.version());
+                let is_end = snapshot.ended();
+                if changed {
+                    watched.tx.send_replace(Some(Arc::new(snapshot)));
+                }
+                if is_end {
+                    ended.push(key);
+                }
+            }
         }
-        true
+        if ended.is_empty() {
+            return;
+        }
+        let mut state = self.state.lock().unwrap();
+        for key in ended {
+            if let Some(watched) = state.runs.remove(&key) {
+                if let Some(last) = watched.tx.borrow().clone() {
+                    self.ended.insert(key, last);
+                }
+            }
+        }
     }
 
     async fn read(&self, org: &OrgSlug, run_id: &str) -> Result<Option<Snapshot>, ServiceError> {
         read(&self.warehouse, org, run_id, self.clock.now()).await
+    }
+}
+
+/// BigQuery away or busy is expected now and then (debug: the next poll tries again); anything
+/// else (a query BigQuery refuses) would fail every poll, and is a warning.
+fn log_failed_read(e: &ServiceError, runs: usize, what: &'static str) {
+    match e {
+        ServiceError::Warehouse(w) if w.is_unavailable() => {
+            tracing::debug!(error = %e, runs, "{what}")
+        }
+        _ => tracing::warn!(error = %e, runs, "{what}"),
     }
 }
 

@@ -355,7 +355,7 @@ pub const VARS: &[Var] = &[
     var(
         "LIVE_POLL_MS",
         millis(1000, 100, 60_000),
-        "how often an instance reads a run somebody watches (`…/runs/{run_id}/events`): once per run, whatever the number of its watchers",
+        "how often an instance reads the runs somebody watches (`…/runs/{run_id}/events`): two queries for all of them, whatever the number of runs and watchers",
     ),
     var(
         "LIVE_STREAMS_MAX",

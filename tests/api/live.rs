@@ -264,3 +264,54 @@ async fn nine_more_watchers_of_a_watched_run_add_no_bigquery_read() {
     drop(watchers);
     app.free_the_slot(&slug, &key, &holder).await;
 }
+
+#[tokio::test]
+async fn ten_watched_runs_are_read_in_two_queries_a_poll_and_each_watcher_gets_its_own_run() {
+    // One tail per instance: every poll reads the state of all watched runs in one query and
+    // the steps of those that started in another, so ten runs watched cost what one does.
+    // (Read one by one, ten runs would be 20 queries a poll: 160 in this window.)
+    let app = spawn_app_with(|vars| {
+        vars.insert("LIVE_POLL_MS".into(), "500".into());
+    })
+    .await;
+    let (slug, key) = app.new_org("live-tail").await;
+    app.set_limits(&slug, 100, 1000, 10).await;
+    let mut holders = Vec::new();
+    for _ in 0..10 {
+        holders.push(app.hold_the_slot(&slug, &key).await);
+    }
+    let window = Duration::from_secs(4);
+    let mut watchers = vec![stream(&app, &slug, &key, &holders[0]).await];
+    watchers[0].next(Duration::from_secs(10)).await.unwrap();
+    let before = app.warehouse.counters().snapshot();
+    tokio::time::sleep(window).await;
+    let one = app.warehouse.counters().snapshot().since(&before).query;
+
+    for holder in &holders[1..] {
+        let mut w = stream(&app, &slug, &key, holder).await;
+        let first = w.next(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(first.data["run"]["run_id"], holder.as_str());
+        watchers.push(w);
+    }
+    let before = app.warehouse.counters().snapshot();
+    tokio::time::sleep(window).await;
+    let ten = app.warehouse.counters().snapshot().since(&before).query;
+    assert!(one >= 8, "the watched run is read each poll: {one}");
+    assert!(ten <= one + 3, "ten runs are read as one: {ten} vs {one}");
+
+    // Each watcher is pushed its own run's end, as GET answers it.
+    for holder in &holders {
+        assert_eq!(app.cancel(&slug, &key, holder).await.status(), 202);
+    }
+    for (holder, mut w) in holders.iter().zip(watchers) {
+        let events = w.all(Duration::from_secs(60)).await;
+        let last = events.last().expect("an end");
+        assert_eq!(last.kind, "end", "{events:?}");
+        assert_eq!(last.data["run"]["status"], "CANCELLED");
+        assert_eq!(last.data["run"], app.run(&slug, &key, holder).await);
+        assert_eq!(
+            last.data["steps"],
+            app.steps_body(&slug, &key, holder).await["steps"]
+        );
+    }
+}
