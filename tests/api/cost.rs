@@ -210,6 +210,14 @@ async fn a_backfill_under_a_daily_bytes_budget_stops_at_the_budget_and_refuses_t
         vars.insert("SCHEDULER_INTERVAL_SECS".into(), "1".into());
     })
     .await;
+    // The service's clock reads noon of today (UTC): the budget is a day's, and a spec that
+    // crossed midnight would bill its runs on two days (in CI: 11 runs, one on each side).
+    let noon = chrono::Utc::now()
+        .date_naive()
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc();
+    app.clock.set(noon);
     // Each day's scan bills a tebibyte; the org may bill ten a day.
     model.bill("scanned_day", TIB as u64);
     let quota = app
