@@ -113,7 +113,7 @@ struct Inner {
     /// Ended runs with their steps (an ended run never changes).
     ended: moka::sync::Cache<Key, Arc<Snapshot>>,
     /// Ended runs read by `GET …/runs/{run_id}` whose steps were not read yet, with when the
-    /// read that found them ended had started.
+    /// read that found them ended had answered.
     ended_runs: moka::sync::Cache<Key, (Arc<RunView>, std::time::Instant)>,
 }
 
@@ -219,19 +219,19 @@ impl LiveRuns {
         self.inner.ended.get(&key).map(|s| s.steps.clone())
     }
 
-    /// Keeps a run just read (by a read started at `read_at`) if it has ended: its later reads
-    /// cost nothing.
-    pub fn read_run(&self, org: &OrgSlug, run: &RunView, read_at: std::time::Instant) {
+    /// Keeps a run just read if it has ended: its later reads cost nothing. (Called once the
+    /// read has answered: its end was written before now.)
+    pub fn read_run(&self, org: &OrgSlug, run: &RunView) {
         if crate::executor::RunStatus::is_terminal(&run.status) {
             let key = (org.clone(), run.run_id.clone());
             self.inner
                 .ended_runs
-                .insert(key, (Arc::new(run.clone()), read_at));
+                .insert(key, (Arc::new(run.clone()), std::time::Instant::now()));
         }
     }
 
-    /// Keeps the steps read by a read started at `read_at`, if the run was read ended before
-    /// that read started: a run's end is written after its steps, so they are all there.
+    /// Keeps the steps read by a read started at `read_at`, if a read of the run had answered
+    /// it ended before that: a run's end is written after its steps, so they are all there.
     pub fn read_steps(
         &self,
         org: &OrgSlug,

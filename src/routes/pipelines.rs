@@ -178,11 +178,10 @@ pub async fn get_run(
     let run = match live.ended_run(&org, &run_id) {
         Some(run) => run,
         None => {
-            let read_at = std::time::Instant::now();
             let run = runs::get(&warehouse, &org, &run_id, clock.now())
                 .await?
                 .ok_or(ApiError::NotFound)?;
-            live.read_run(&org, &run, read_at);
+            live.read_run(&org, &run);
             run
         }
     };
