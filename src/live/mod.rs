@@ -110,11 +110,7 @@ struct Inner {
     clock: SharedClock,
     settings: LiveSettings,
     state: Mutex<State>,
-    /// Ended runs with their steps (an ended run never changes).
     ended: moka::sync::Cache<Key, Arc<Snapshot>>,
-    /// Ended runs read by `GET …/runs/{run_id}` whose steps were not read yet, with when the
-    /// read that found them ended had answered.
-    ended_runs: moka::sync::Cache<Key, (Arc<RunView>, std::time::Instant)>,
 }
 
 /// Ended runs kept for later watchers (an ended run never changes): at most this many.
@@ -174,10 +170,6 @@ impl LiveRuns {
                     .max_capacity(ENDED_KEPT)
                     .time_to_idle(Duration::from_secs(3600))
                     .build(),
-                ended_runs: moka::sync::Cache::builder()
-                    .max_capacity(ENDED_KEPT)
-                    .time_to_idle(Duration::from_secs(3600))
-                    .build(),
             }),
         }
     }
@@ -195,61 +187,6 @@ impl LiveRuns {
         match self.inner.read(org, run_id).await? {
             Some(first) => Ok(Some(self.subscribe(org, run_id, first)?)),
             None => Ok(None),
-        }
-    }
-
-    /// An ended run as this instance knows it (watched to its end, or read ended before): no
-    /// read. A run that has not ended is never answered from here: its state is read each time
-    /// (an answer from the last poll could miss the caller's own write).
-    pub fn ended_run(&self, org: &OrgSlug, run_id: &str) -> Option<RunView> {
-        let key = (org.clone(), run_id.to_string());
-        match self.inner.ended.get(&key) {
-            Some(snapshot) => Some(snapshot.run.clone()),
-            None => self
-                .inner
-                .ended_runs
-                .get(&key)
-                .map(|(run, _)| (*run).clone()),
-        }
-    }
-
-    /// The steps of an ended run as this instance knows them, in the order they were read.
-    pub fn ended_steps(&self, org: &OrgSlug, run_id: &str) -> Option<Vec<StepAttempt>> {
-        let key = (org.clone(), run_id.to_string());
-        self.inner.ended.get(&key).map(|s| s.steps.clone())
-    }
-
-    /// Keeps a run just read if it has ended: its later reads cost nothing. (Called once the
-    /// read has answered: its end was written before now.)
-    pub fn read_run(&self, org: &OrgSlug, run: &RunView) {
-        if crate::executor::RunStatus::is_terminal(&run.status) {
-            let key = (org.clone(), run.run_id.clone());
-            self.inner
-                .ended_runs
-                .insert(key, (Arc::new(run.clone()), std::time::Instant::now()));
-        }
-    }
-
-    /// Keeps the steps read by a read started at `read_at`, if a read of the run had answered
-    /// it ended before that: a run's end is written after its steps, so they are all there.
-    pub fn read_steps(
-        &self,
-        org: &OrgSlug,
-        run_id: &str,
-        steps: &[StepAttempt],
-        read_at: std::time::Instant,
-    ) {
-        let key = (org.clone(), run_id.to_string());
-        if let Some((run, run_read_at)) = self.inner.ended_runs.get(&key) {
-            if run_read_at > read_at {
-                return;
-            }
-            let snapshot = Snapshot {
-                run: (*run).clone(),
-                steps: steps.to_vec(),
-            };
-            self.inner.ended.insert(key.clone(), Arc::new(snapshot));
-            self.inner.ended_runs.invalidate(&key);
         }
     }
 

@@ -15,7 +15,6 @@ use crate::executor::{Executor, TriggerError, TriggerInfo};
 use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::idempotency;
-use crate::live::LiveRuns;
 use crate::orgs;
 use crate::page_token::PageTokens;
 use crate::pipelines::PipelineView;
@@ -164,58 +163,35 @@ pub(super) fn org_and_run(
     Ok((org, run_id))
 }
 
-/// An ended run (it never changes again) is answered from this instance's memory once read
-/// here; a run that has not ended is read each time.
 pub async fn get_run(
     _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
     warehouse: web::Data<Warehouse>,
-    live: web::Data<LiveRuns>,
     clock: web::Data<SharedClock>,
     price: web::Data<Price>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, run_id) = org_and_run(path)?;
-    let run = match live.ended_run(&org, &run_id) {
-        Some(run) => run,
-        None => {
-            let run = runs::get(&warehouse, &org, &run_id, clock.now())
-                .await?
-                .ok_or(ApiError::NotFound)?;
-            live.read_run(&org, &run);
-            run
-        }
-    };
+    let run = runs::get(&warehouse, &org, &run_id, clock.now())
+        .await?
+        .ok_or(ApiError::NotFound)?;
     Ok(HttpResponse::Ok().json(run.priced(**price)))
 }
 
-/// The steps of an ended run are answered from this instance's memory once read here after
-/// the run was read ended.
 pub async fn get_steps(
     _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
     warehouse: web::Data<Warehouse>,
     executor: web::Data<Executor>,
-    live: web::Data<LiveRuns>,
     clock: web::Data<SharedClock>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, run_id) = org_and_run(path)?;
-    let (mut steps, pipeline_id) = match live.ended_steps(&org, &run_id) {
-        Some(steps) => {
-            let pipeline = live.ended_run(&org, &run_id).map(|r| r.pipeline_id);
-            (steps, pipeline)
-        }
-        None => {
-            let (now, read_at) = (clock.now(), std::time::Instant::now());
-            let (steps, pipeline_id) = runs::steps(&warehouse, &org, &run_id, now).await?;
-            if steps.is_empty() && runs::get(&warehouse, &org, &run_id, now).await?.is_none() {
-                return Err(ApiError::NotFound);
-            }
-            live.read_steps(&org, &run_id, &steps, read_at);
-            (steps, pipeline_id)
-        }
-    };
+    let now = clock.now();
+    let (mut steps, pipeline_id) = runs::steps(&warehouse, &org, &run_id, now).await?;
     if let Some(pipeline) = pipeline_id.and_then(|id| executor.catalog().get(&id)) {
         runs::in_run_order(&mut steps, &pipeline.step_ids());
+    }
+    if steps.is_empty() && runs::get(&warehouse, &org, &run_id, now).await?.is_none() {
+        return Err(ApiError::NotFound);
     }
     Ok(HttpResponse::Ok().json(json!({ "run_id": run_id, "steps": steps })))
 }

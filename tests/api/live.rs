@@ -316,39 +316,3 @@ async fn ten_watched_runs_are_read_in_two_queries_a_poll_and_each_watcher_gets_i
         );
     }
 }
-
-#[tokio::test]
-async fn an_ended_run_and_its_steps_read_once_are_answered_again_without_a_query() {
-    let app = spawn_app().await;
-    let (slug, key) = app.new_org("ended-reads").await;
-    let run_id = app.started(&slug, &key, "test/sleep").await;
-    // The last of these reads found it ended.
-    let run = app.wait_until_ended(&slug, &key, &run_id).await;
-    let steps = app.steps_body(&slug, &key, &run_id).await;
-    assert_eq!(steps["steps"][0]["status"], "SUCCEEDED", "{steps}");
-
-    let before = app.warehouse.counters().snapshot();
-    for _ in 0..5 {
-        assert_eq!(app.run(&slug, &key, &run_id).await, run);
-        assert_eq!(app.steps_body(&slug, &key, &run_id).await, steps);
-    }
-    let queries = app.warehouse.counters().snapshot().since(&before).query;
-    // (Read each time, these would be 10 queries; the service's own background reads may
-    // take one or two.)
-    assert!(queries <= 2, "ten reads of an ended run: {queries} queries");
-    // A run that has not ended is read each time.
-    let holder = app.hold_the_slot(&slug, &key).await;
-    let before = app.warehouse.counters().snapshot();
-    for _ in 0..5 {
-        assert_eq!(
-            app.run(&slug, &key, &holder).await["run_id"],
-            holder.as_str()
-        );
-    }
-    let queries = app.warehouse.counters().snapshot().since(&before).query;
-    assert!(
-        queries >= 5,
-        "five reads of a running run: {queries} queries"
-    );
-    app.free_the_slot(&slug, &key, &holder).await;
-}
