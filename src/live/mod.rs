@@ -327,7 +327,7 @@ impl Inner {
         };
         let started: Vec<Key> = views
             .iter()
-            .filter(|(_, run)| !matches!(run.status.as_str(), "QUEUED" | "PENDING"))
+            .filter(|(_, run)| has_steps(run))
             .map(|(key, _)| key.clone())
             .collect();
         let mut steps = match runs::steps_many(&self.warehouse, &started, since, now).await {
@@ -344,14 +344,14 @@ impl Inner {
                 let (Some(run), Some(watched)) = (views.remove(&key), state.runs.get(&key)) else {
                     continue;
                 };
-                let steps = if matches!(run.status.as_str(), "QUEUED" | "PENDING") {
-                    Vec::new()
-                } else {
+                let steps = if has_steps(&run) {
                     match steps.as_mut() {
                         Some(by_run) => by_run.remove(&key).unwrap_or_default(),
                         // Without its steps this state would show none: the last one stays.
                         None => continue,
                     }
+                } else {
+                    Vec::new()
                 };
                 let snapshot = Snapshot { run, steps };
                 let changed = watched
@@ -386,6 +386,11 @@ impl Inner {
     }
 }
 
+/// Whether the run has left the queue and its admission, so it may have step attempts to read.
+fn has_steps(run: &RunView) -> bool {
+    !matches!(run.status.as_str(), "QUEUED" | "PENDING")
+}
+
 /// BigQuery away or busy is expected now and then (debug: the next poll tries again); anything
 /// else (a query BigQuery refuses) would fail every poll, and is a warning.
 fn log_failed_read(e: &ServiceError, runs: usize, what: &'static str) {
@@ -407,10 +412,10 @@ async fn read(
     let Some(run) = runs::get(warehouse, org, run_id, now).await? else {
         return Ok(None);
     };
-    let steps = if matches!(run.status.as_str(), "QUEUED" | "PENDING") {
-        Vec::new()
-    } else {
+    let steps = if has_steps(&run) {
         runs::steps(warehouse, org, run_id, now).await?.0
+    } else {
+        Vec::new()
     };
     Ok(Some(Snapshot { run, steps }))
 }
