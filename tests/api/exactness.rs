@@ -37,17 +37,20 @@ async fn quota_until(app: &TestApp, slug: &str, done: impl Fn(&Value) -> bool) -
 
 #[tokio::test]
 async fn a_trigger_answered_503_because_its_decision_came_too_late_is_not_counted() {
-    // A 5 s decision deadline: the later triggers below must each be decided within it while
-    // the rest of the suite loads the emulator (with 3 s, a loaded fresh clone's run answered
-    // twenty of them 503 in a row: each waited for the batch in flight, then its own).
+    // A 10 s decision deadline: the later triggers below must each be decided within it while
+    // the rest of the suite loads the emulator. Each waits for the batch in flight, then its
+    // own: with 3 s, a loaded fresh clone's run answered twenty of them 503 in a row, and with
+    // 5 s CI's did for the whole two minutes. BigQuery's deadline is raised to 20 s so that the
+    // late batch below stays inside it.
     let (proxy, app, slug, key) = behind_proxy("late-co", |vars| {
-        vars.insert("ADMISSION_TIMEOUT_SECS".into(), "5".into());
+        vars.insert("ADMISSION_TIMEOUT_SECS".into(), "10".into());
+        vars.insert("BIGQUERY_API_DEADLINE_SECS".into(), "20".into());
     })
     .await;
-    // The batch's UPDATE reaches BigQuery 6.5 s late (inside the 10 s BigQuery deadline) and
-    // admits the run; its trigger gave up after 5 s (503). The refund's first batch fails
+    // The batch's UPDATE reaches BigQuery 13 s late (inside the 20 s BigQuery deadline) and
+    // admits the run; its trigger gave up after 10 s (503). The refund's first batch fails
     // too: it is sent again, not dropped.
-    proxy.hold_next_with("/queries", "\"reserve\"", Duration::from_millis(6500));
+    proxy.hold_next_with("/queries", "\"reserve\"", Duration::from_millis(13_000));
     proxy.inject([refused("/queries", Some("\"refund\""))]);
     let r = app
         .key_post(&trigger_path(&slug, "test/sleep"), &key, &json!({}))
@@ -55,7 +58,8 @@ async fn a_trigger_answered_503_because_its_decision_came_too_late_is_not_counte
     assert_eq!(r.headers()["retry-after"], "5");
     assert_error(r, 503, "Service unavailable").await;
 
-    // Admitted late (4.5 s), then refunded: the refund's first batch fails, its second lands.
+    // Admitted late (3 s after its trigger's deadline), then refunded: the refund's first batch
+    // fails, its second lands.
     let started = Instant::now();
     while !proxy.statuses("/queries").contains(&503) {
         assert!(
