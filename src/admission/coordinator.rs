@@ -19,6 +19,12 @@ use crate::warehouse::{Param, Warehouse, sql};
 
 /// How long releases with nothing else to send wait for a reservation to ride with.
 const RELEASE_LINGER: Duration = Duration::from_secs(1);
+/// At shutdown, releases are gathered until none has come for this long (at most
+/// [`SHUTDOWN_GATHER_MAX`]): the runs stopped together end within moments of each other, and
+/// their slots are freed by one statement instead of one for the first and one for the rest
+/// (two DML in a row do not fit the kill window's budget for releases on BigQuery).
+const SHUTDOWN_GATHER_QUIET: Duration = Duration::from_millis(150);
+const SHUTDOWN_GATHER_MAX: Duration = Duration::from_millis(600);
 /// How long the coordinator's own releases wait before they are sent again after their batch
 /// failed (they are never dropped): doubled for each batch that failed in a row, up to
 /// [`RELEASE_RETRY_MAX`], so an outage is not answered with a statement every half second.
@@ -103,10 +109,12 @@ impl Coordinator {
             // Nobody waits on a release: give a reservation a moment to come and carry it, so a
             // release costs no statement of its own and does not hold the table when a trigger
             // arrives.
-            if !self.hurry.load(Ordering::SeqCst)
-                && ops.iter().all(|op| matches!(op, Op::Release { .. }))
-            {
-                if let Ok(Some(op)) = tokio::time::timeout(RELEASE_LINGER, self.rx.recv()).await {
+            if ops.iter().all(|op| matches!(op, Op::Release { .. })) {
+                if self.hurry.load(Ordering::SeqCst) {
+                    self.gather_releases(&mut ops).await;
+                } else if let Ok(Some(op)) =
+                    tokio::time::timeout(RELEASE_LINGER, self.rx.recv()).await
+                {
                     self.receive(op, &mut ops);
                     self.drain(&mut ops);
                 }
@@ -136,6 +144,26 @@ impl Coordinator {
                 self.commit(taken.batch).await;
             }
         }
+    }
+
+    /// At shutdown: takes the releases that follow within [`SHUTDOWN_GATHER_QUIET`] of each
+    /// other, for at most [`SHUTDOWN_GATHER_MAX`], so that they share one statement.
+    async fn gather_releases(&mut self, ops: &mut Vec<Op>) {
+        let until = tokio::time::Instant::now() + SHUTDOWN_GATHER_MAX;
+        while ops.len() < self.max_batch {
+            let quiet = (tokio::time::Instant::now() + SHUTDOWN_GATHER_QUIET).min(until);
+            match tokio::time::timeout_at(quiet, self.rx.recv()).await {
+                Ok(Some(op)) => {
+                    self.receive(op, ops);
+                    self.drain(ops);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        tracing::info!(
+            releases = ops.len(),
+            "shutting down: releases gathered into one statement"
+        );
     }
 
     fn receive(&self, op: Op, ops: &mut Vec<Op>) {
