@@ -1,5 +1,5 @@
 # Quarry: make run (service on local defaults), make test (the whole suite).
-.PHONY: run test soak lint fmt emulator-env bench bench-auth bench-scale fuzz clean check-config validate
+.PHONY: run test soak lint fmt emulator-env bench bench-auth bench-scale bench-reads fuzz clean check-config validate
 
 run:
 	@scripts/run-local.sh
@@ -32,6 +32,10 @@ bench-auth:
 
 bench-scale:
 	@scripts/bench-scale.sh
+
+# 1,000 people watching 200 runs (pollers and event streams) behind BigQuery's query limits.
+bench-reads:
+	@scripts/bench-reads.sh
 
 emulator-env:
 	@scripts/emulator-env.sh

@@ -8,6 +8,9 @@
 //!   at once with BigQuery's error (HTTP 400, reason `resourcesExceeded`, "Too many DML
 //!   statements outstanding against table …, limit is 20");
 //! - INSERT DML per table: 10 running, 100 waiting, the same error past that;
+//! - interactive queries (every other `jobs.query`) per project: 100 running, 1,000 waiting;
+//!   the next one fails at once with HTTP 403 `rateLimitExceeded` ("too many concurrent
+//!   queries"). Queries sent as `jobs.insert` (the pipelines' steps) are not counted here;
 //! - a latency per DML statement (held while it counts as running), per query and per
 //!   `insertAll` request: the least time each takes in all (the emulator's own time counts
 //!   towards it, so a slow emulator does not add to the model).
@@ -33,7 +36,7 @@
 //! every job carried its cost labels.
 //!
 //! Used by the integration tests (`tests/api/admission.rs`, `tests/api/soak.rs`) and by
-//! `examples/bench_scale.rs`.
+//! `examples/bench_scale.rs` and `examples/bench_reads.rs`.
 
 #![allow(dead_code)]
 
@@ -52,6 +55,10 @@ pub struct Limits {
     pub mutating_waiting: usize,
     pub insert_running: usize,
     pub insert_waiting: usize,
+    /// Interactive queries (`jobs.query` that is not DML) of the whole project: this many run
+    /// at once, this many more wait, and the next is refused 403 `rateLimitExceeded`.
+    pub query_running: usize,
+    pub query_waiting: usize,
     /// Held by every DML statement while it runs (after it waited for its turn).
     pub dml_latency: Duration,
     pub query_latency: Duration,
@@ -66,6 +73,8 @@ impl Limits {
             mutating_waiting: 20,
             insert_running: 10,
             insert_waiting: 100,
+            query_running: 100,
+            query_waiting: 1000,
             dml_latency: dml,
             query_latency: query,
             insert_all_latency: insert_all,
@@ -630,6 +639,22 @@ pub fn classify(sql: &str) -> (Class, Option<String>) {
     (class, table)
 }
 
+/// The queue of the project's interactive queries, among the tables' DML queues.
+const PROJECT_QUERIES: &str = "(project queries)";
+
+/// BigQuery's answer to an interactive query past the project's queue.
+fn too_many_queries() -> HttpResponse {
+    let message = "Exceeded rate limits: too many concurrent queries for this project_and_region.";
+    HttpResponse::Forbidden().json(json!({
+        "error": {
+            "code": 403,
+            "message": message,
+            "errors": [{"message": message, "domain": "usageLimits", "reason": "rateLimitExceeded"}],
+            "status": "PERMISSION_DENIED"
+        }
+    }))
+}
+
 /// BigQuery's answer to a DML statement past the table's queue.
 fn too_many_outstanding(table: &str, waiting: usize) -> HttpResponse {
     let message = format!(
@@ -693,6 +718,7 @@ impl State {
         let limits = self.limits();
         let (running, waiting) = match class {
             Class::Mutating => (limits.mutating_running, limits.mutating_waiting),
+            Class::Query => (limits.query_running, limits.query_waiting),
             _ => (limits.insert_running, limits.insert_waiting),
         };
         let mut tables = self.tables.lock().unwrap();
@@ -822,6 +848,28 @@ async fn limited(
                 place.permit = Some(permit);
                 return at_least(
                     limits.dml_latency,
+                    forward(&state.client, &state.upstream, &req, &body),
+                )
+                .await;
+            }
+            (Class::Query, _) => {
+                // The project's interactive queries share one queue (recorded under no table).
+                let Some(semaphore) = state.enqueue(PROJECT_QUERIES, Class::Query) else {
+                    state.record("", Class::Query, true);
+                    return too_many_queries();
+                };
+                state.record("", Class::Query, false);
+                let mut place = Place {
+                    state: state.clone(),
+                    table: PROJECT_QUERIES.to_string(),
+                    class: Class::Query,
+                    permit: None,
+                };
+                let permit = semaphore.acquire_owned().await.unwrap();
+                state.started_running(PROJECT_QUERIES, Class::Query);
+                place.permit = Some(permit);
+                return at_least(
+                    limits.query_latency,
                     forward(&state.client, &state.upstream, &req, &body),
                 )
                 .await;
