@@ -87,6 +87,9 @@ pub struct Heartbeat {
     pub heartbeat_at: String,
 }
 
+/// Told of each row once BigQuery has it: its org and its run (see [`RunLog::on_written`]).
+pub type Written = std::sync::Arc<dyn Fn(&str, &str) + Send + Sync>;
+
 /// One table's queue of rows, written by its own flushes: a row of one table never waits
 /// behind another table's insert (a PENDING event or a run's end behind step logs).
 struct Lane {
@@ -94,6 +97,8 @@ struct Lane {
     queued: Mutex<Queued>,
     /// One flush of this table at a time, so its rows are written in the order they were queued.
     flushing: tokio::sync::Mutex<()>,
+    /// The run events' lane tells [`RunLog::on_written`]'s hook (the step rows' does not).
+    written: Option<std::sync::Arc<Mutex<Option<Written>>>>,
 }
 
 #[derive(Default)]
@@ -110,6 +115,8 @@ pub struct RunLog {
     interval: Duration,
     /// Who is told of each run event (see [`RunLog::observe`]).
     observer: Mutex<Option<tokio::sync::mpsc::UnboundedSender<RunEvent>>>,
+    /// Who is told of each run event written (see [`RunLog::on_written`]).
+    written: std::sync::Arc<Mutex<Option<Written>>>,
 }
 
 fn row<T: Serialize>(id: String, value: &T) -> (String, Value) {
@@ -129,11 +136,28 @@ fn requeue(dst: &mut Vec<(String, Value)>, failed: Vec<(String, Value)>) {
 }
 
 impl Lane {
-    fn new(table: &'static str) -> Self {
+    fn new(table: &'static str, written: Option<std::sync::Arc<Mutex<Option<Written>>>>) -> Self {
         Self {
             table,
             queued: Mutex::new(Queued::default()),
             flushing: tokio::sync::Mutex::new(()),
+            written,
+        }
+    }
+
+    /// Tells the `written` hook of each row BigQuery accepted, before any waiter learns it.
+    fn tell_written(&self, rows: &[(String, Value)]) {
+        let Some(written) = self
+            .written
+            .as_ref()
+            .and_then(|w| w.lock().expect("run log lock").clone())
+        else {
+            return;
+        };
+        for (_, row) in rows {
+            if let (Some(org), Some(run_id)) = (row["org_slug"].as_str(), row["run_id"].as_str()) {
+                written(org, run_id);
+            }
         }
     }
 
@@ -189,10 +213,13 @@ impl Lane {
         let mut failed = Vec::new();
         let mut first_error = None;
         for chunk in taken.rows.chunks(MAX_BATCH) {
-            if let Err(e) = warehouse.insert_rows(&meta, self.table, chunk).await {
-                tracing::error!(table = self.table, rows = chunk.len(), error = %e, "run log flush failed");
-                failed.extend_from_slice(chunk);
-                first_error.get_or_insert(e);
+            match warehouse.insert_rows(&meta, self.table, chunk).await {
+                Ok(()) => self.tell_written(chunk),
+                Err(e) => {
+                    tracing::error!(table = self.table, rows = chunk.len(), error = %e, "run log flush failed");
+                    failed.extend_from_slice(chunk);
+                    first_error.get_or_insert(e);
+                }
             }
         }
         let outcome = first_error.as_ref().map(|e| e.to_string());
@@ -214,14 +241,26 @@ impl Lane {
 
 impl RunLog {
     pub fn new(warehouse: Warehouse, interval: Duration) -> Self {
+        let written = std::sync::Arc::new(Mutex::new(None));
         Self {
             warehouse,
-            events: Lane::new("pipeline_run_events"),
-            steps: Lane::new("step_logs"),
+            events: Lane::new("pipeline_run_events", Some(written.clone())),
+            steps: Lane::new("step_logs", None),
             wake: Notify::new(),
             interval,
             observer: Mutex::new(None),
+            written,
         }
+    }
+
+    /// Sets who is told, synchronously, of the org and run of each run event as soon as
+    /// BigQuery has it, before the writer waiting for it goes on (the live read model reads
+    /// such a run again, so this instance's readers see its runs' states at once). Step rows
+    /// are not told: a run's step attempts show within a poll of the live model, and every
+    /// attempt recorded before a run's state is readable with that state (they are flushed
+    /// first).
+    pub fn on_written(&self, written: Written) {
+        *self.written.lock().expect("run log lock") = Some(written);
     }
 
     /// Every run event from now on, in the order written: a waited-for event once its write

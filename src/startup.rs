@@ -257,6 +257,11 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
         clock.clone(),
         settings.live.clone(),
     ));
+    // A run event this instance wrote makes the live model read its run again at the next look.
+    let written = live.clone();
+    executor
+        .run_log()
+        .on_written(Arc::new(move |org, run_id| written.written(org, run_id)));
     let clock = web::Data::new(clock);
     let cors_origins = settings.cors_origins.clone();
     let body_budget = web::Data::new(crate::http::body::BodyBudget::new(&settings.http));

@@ -11,8 +11,18 @@
 //! in the ended cache) or when its last watcher has gone. Streams are capped per org and per
 //! instance ([`LiveError::TooMany`], answered 503 with Retry-After).
 //!
+//! Polled runs are read the same way: `GET …/runs/{run_id}` and `…/steps` are answered by
+//! [`LiveRuns::look`] from the tail when it reads the run (the state of its last poll), else
+//! read from BigQuery once (concurrent looks at the same run share that read) and then held in
+//! the tail for [`LOOK_HOLD`] after the last look, so the next looks of it, by anyone on this
+//! instance, cost no query. This instance's own state changes are seen at once: each run event
+//! BigQuery accepts marks its run for a fresh read at the next look ([`LiveRuns::written`]);
+//! step attempts, and another instance's writes, within a poll. An ended run that cannot change
+//! again (every end but ORPHANED, which the resumed instance's own `lease_lost` end may follow)
+//! is kept in memory.
+//!
 //! Cost: at most two queries per poll per instance (120 a minute at the 1 s default), for one
-//! watched run or a thousand, and none while nothing is watched.
+//! watched or polled run or a thousand, and none while nothing is watched or polled.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,13 +31,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::clock::SharedClock;
 use crate::domain::OrgSlug;
 use crate::runs::{self, RunView, StepAttempt};
 use crate::service_error::ServiceError;
 use crate::settings::LiveSettings;
-use crate::warehouse::Warehouse;
+use crate::warehouse::{Warehouse, WarehouseError};
 
 /// A run as its watchers see it: its state and its step attempts (in the order they were read:
 /// the route puts them in run order).
@@ -60,6 +71,21 @@ impl Snapshot {
 
     pub fn ended(&self) -> bool {
         crate::executor::RunStatus::is_terminal(&self.run.status)
+    }
+
+    /// Ended for good: every end but ORPHANED (the reaper's ORPHANED may be followed by the
+    /// resumed instance's own, with `lease_lost`). Only such a state is kept as the run's last.
+    pub fn settled(&self) -> bool {
+        self.ended() && self.run.status != "ORPHANED"
+    }
+
+    /// Its step attempts as `…/steps` lists them (none before the run has left the queue).
+    pub fn attempts(&self) -> &[StepAttempt] {
+        if has_steps(&self.run) {
+            &self.steps
+        } else {
+            &[]
+        }
     }
 }
 
@@ -99,6 +125,14 @@ pub enum LiveError {
 
 type Key = (OrgSlug, String);
 
+/// How long a run looked at (`GET` of it or of its steps) stays in the tail after the last look.
+pub const LOOK_HOLD: Duration = Duration::from_secs(30);
+/// Runs the tail reads at most; looks past it are read from BigQuery each time.
+const MAX_TAILED: usize = 5_000;
+
+/// One read of a run from BigQuery, shared by every look that asks while it runs.
+type Flight = Arc<tokio::sync::OnceCell<Result<Option<Arc<Snapshot>>, WarehouseError>>>;
+
 /// The instance's live runs (cheap to clone).
 #[derive(Clone)]
 pub struct LiveRuns {
@@ -111,9 +145,12 @@ struct Inner {
     settings: LiveSettings,
     state: Mutex<State>,
     ended: moka::sync::Cache<Key, Arc<Snapshot>>,
+    /// Reads of runs not in the tail, in flight, with when each started.
+    reading: Mutex<HashMap<Key, (Instant, Flight)>>,
 }
 
-/// Ended runs kept for later watchers (an ended run never changes): at most this many.
+/// Settled runs kept for later watchers and looks (such a run never changes): at most this
+/// many.
 const ENDED_KEPT: u64 = 10_000;
 
 #[derive(Default)]
@@ -131,6 +168,45 @@ struct Watched {
     /// No event of the run is older (its creation, a minute's margin in the read): the first
     /// partition its reads need.
     since: DateTime<Utc>,
+    /// Looked at: kept in the tail until then, watched or not.
+    held_until: Option<Instant>,
+    /// This instance wrote a row of the run then: its state is read again at the next look
+    /// (or by a poll that starts later).
+    stale_since: Option<Instant>,
+}
+
+impl Watched {
+    fn new(first: Arc<Snapshot>, since: DateTime<Utc>) -> Self {
+        Self {
+            tx: watch::channel(Some(first)).0,
+            since,
+            held_until: None,
+            stale_since: None,
+        }
+    }
+
+    /// Its latest state, unless a write since makes it stale.
+    fn fresh(&self) -> Option<Arc<Snapshot>> {
+        if self.stale_since.is_some() {
+            return None;
+        }
+        self.tx.borrow().clone()
+    }
+
+    /// Takes `snapshot` (read at `read_at`), telling the watchers when it changed.
+    fn update(&mut self, snapshot: Arc<Snapshot>, read_at: Instant) {
+        let changed = self
+            .tx
+            .borrow()
+            .as_ref()
+            .is_none_or(|last| last.version() != snapshot.version());
+        if changed {
+            self.tx.send_replace(Some(snapshot));
+        }
+        if self.stale_since.is_some_and(|since| since <= read_at) {
+            self.stale_since = None;
+        }
+    }
 }
 
 /// One watcher's hold on a run: the latest snapshot, and its place under the caps (given back
@@ -170,8 +246,60 @@ impl LiveRuns {
                     .max_capacity(ENDED_KEPT)
                     .time_to_idle(Duration::from_secs(3600))
                     .build(),
+                reading: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// The run as `GET …/runs/{run_id}` (and its steps) answer it: from the tail when it reads
+    /// the run and no write of this instance came since its last poll, from the settled runs
+    /// kept, else read from BigQuery now (one read for every concurrent look). The run then
+    /// stays in the tail for [`LOOK_HOLD`] after this look. `Ok(None)`: the org has no such run.
+    pub async fn look(
+        &self,
+        org: &OrgSlug,
+        run_id: &str,
+    ) -> Result<Option<Arc<Snapshot>>, ServiceError> {
+        let key = (org.clone(), run_id.to_string());
+        let hold = Instant::now() + LOOK_HOLD;
+        let stale_since = {
+            let mut state = self.inner.state.lock().unwrap();
+            match state.runs.get_mut(&key) {
+                Some(watched) => {
+                    if let Some(fresh) = watched.fresh() {
+                        watched.held_until = watched.held_until.max(Some(hold));
+                        return Ok(Some(fresh));
+                    }
+                    watched.stale_since
+                }
+                None => {
+                    if let Some(settled) = self.inner.ended.get(&key) {
+                        return Ok(Some(settled));
+                    }
+                    None
+                }
+            }
+        };
+        let (read_at, read) = self.inner.shared_read(&key, stale_since).await;
+        let Some(snapshot) = read.map_err(ServiceError::Warehouse)? else {
+            return Ok(None);
+        };
+        self.inner.hold(key, snapshot.clone(), read_at, hold);
+        Ok(Some(snapshot))
+    }
+
+    /// This instance's write of an event of `run_id` (of `org`) has landed: the next look reads
+    /// the run from BigQuery (see [`crate::run_log::RunLog::on_written`]).
+    pub fn written(&self, org: &str, run_id: &str) {
+        let Ok(org) = OrgSlug::parse(org) else {
+            return;
+        };
+        let key = (org, run_id.to_string());
+        let now = Instant::now();
+        if let Some(watched) = self.inner.state.lock().unwrap().runs.get_mut(&key) {
+            watched.stale_since.get_or_insert(now);
+        }
+        self.inner.ended.invalidate(&key);
     }
 
     /// Watches `run_id` of `org`: joins its reader here, else reads it once and starts one.
@@ -184,8 +312,10 @@ impl LiveRuns {
         if let Some(joined) = self.join(org, run_id)? {
             return Ok(Some(joined));
         }
-        match self.inner.read(org, run_id).await? {
-            Some(first) => Ok(Some(self.subscribe(org, run_id, first)?)),
+        let key = (org.clone(), run_id.to_string());
+        let (_, read) = self.inner.shared_read(&key, None).await;
+        match read.map_err(ServiceError::Warehouse)? {
+            Some(first) => Ok(Some(self.subscribe(org, run_id, (*first).clone())?)),
             None => Ok(None),
         }
     }
@@ -234,33 +364,112 @@ impl LiveRuns {
         }
         let first = Arc::new(first);
         if first.ended() {
-            self.inner.ended.insert(key, first.clone());
+            if first.settled() {
+                self.inner.ended.insert(key, first.clone());
+            }
             return Ok(Subscription {
                 snapshots: watch::channel(Some(first)).1,
                 _slot: slot,
             });
         }
-        let since = first
-            .run
-            .created_at
-            .or(first.run.updated_at)
-            .unwrap_or_else(|| {
-                self.inner.clock.now() - chrono::Duration::days(runs::MAX_WINDOW_DAYS)
-            });
-        let (tx, rx) = watch::channel(Some(first));
-        state.runs.insert(key, Watched { tx, since });
-        if !state.tailing {
-            state.tailing = true;
-            tokio::spawn(self.inner.clone().tail());
-        }
+        let since = self.inner.since(&first);
+        let watched = Watched::new(first, since);
+        let snapshots = watched.tx.subscribe();
+        state.runs.insert(key, watched);
+        self.inner.start_tail(&mut state);
         Ok(Subscription {
-            snapshots: rx,
+            snapshots,
             _slot: slot,
         })
     }
 }
 
 impl Inner {
+    /// The first partition a run's reads need: its creation (else its last event, else the
+    /// longest window).
+    fn since(&self, snapshot: &Snapshot) -> DateTime<Utc> {
+        snapshot
+            .run
+            .created_at
+            .or(snapshot.run.updated_at)
+            .unwrap_or_else(|| self.clock.now() - chrono::Duration::days(runs::MAX_WINDOW_DAYS))
+    }
+
+    /// Starts the tail unless it runs (under the state's lock).
+    fn start_tail(self: &Arc<Self>, state: &mut State) {
+        if !state.tailing {
+            state.tailing = true;
+            tokio::spawn(self.clone().tail());
+        }
+    }
+
+    /// The run read from BigQuery, by a read that started after `stale_since` (joined when one
+    /// is in flight, else started): when that read started, and what it found.
+    async fn shared_read(
+        &self,
+        key: &Key,
+        stale_since: Option<Instant>,
+    ) -> (Instant, Result<Option<Arc<Snapshot>>, WarehouseError>) {
+        let (started, flight) = {
+            let mut reading = self.reading.lock().unwrap();
+            match reading.get(key) {
+                Some((started, flight)) if stale_since.is_none_or(|s| s <= *started) => {
+                    (*started, flight.clone())
+                }
+                _ => {
+                    let fresh = (Instant::now(), Flight::default());
+                    reading.insert(key.clone(), fresh.clone());
+                    fresh
+                }
+            }
+        };
+        let (org, run_id) = key;
+        let result = flight
+            .get_or_init(|| async {
+                match read(&self.warehouse, org, run_id, self.clock.now()).await {
+                    Ok(found) => Ok(found.map(Arc::new)),
+                    Err(ServiceError::Warehouse(e)) => Err(e),
+                    Err(other) => Err(WarehouseError::Decode(other.to_string())),
+                }
+            })
+            .await
+            .clone();
+        let mut reading = self.reading.lock().unwrap();
+        if reading
+            .get(key)
+            .is_some_and(|(_, current)| Arc::ptr_eq(current, &flight))
+        {
+            reading.remove(key);
+        }
+        (started, result)
+    }
+
+    /// Keeps a run just read (at `read_at`) in the tail until `until` at least; a settled run
+    /// goes to the settled runs kept instead.
+    fn hold(self: &Arc<Self>, key: Key, snapshot: Arc<Snapshot>, read_at: Instant, until: Instant) {
+        let mut state = self.state.lock().unwrap();
+        if snapshot.settled() {
+            if let Some(mut watched) = state.runs.remove(&key) {
+                watched.update(snapshot.clone(), read_at);
+            }
+            self.ended.insert(key, snapshot);
+            return;
+        }
+        if let Some(watched) = state.runs.get_mut(&key) {
+            watched.update(snapshot, read_at);
+            watched.held_until = watched.held_until.max(Some(until));
+            return;
+        }
+        if state.runs.len() >= MAX_TAILED {
+            return;
+        }
+        let since = self.since(&snapshot);
+        let mut watched = Watched::new(snapshot, since);
+        watched.held_until = Some(until);
+        state.runs.insert(key, watched);
+        self.start_tail(&mut state);
+    }
+
     /// A place under the caps, or which cap is full.
     fn take_slot(self: &Arc<Self>, state: &mut State, org: &OrgSlug) -> Result<Slot, LiveError> {
         if state.streams >= self.settings.per_instance {
@@ -304,7 +513,10 @@ impl Inner {
     /// lock that subscribing takes, so a run watched from now on starts a new tail.
     fn watched(&self) -> Option<(Vec<Key>, DateTime<Utc>)> {
         let mut state = self.state.lock().unwrap();
-        state.runs.retain(|_, w| w.tx.receiver_count() > 0);
+        let now = Instant::now();
+        state
+            .runs
+            .retain(|_, w| w.tx.receiver_count() > 0 || w.held_until.is_some_and(|u| u > now));
         if state.runs.is_empty() {
             state.tailing = false;
             return None;
@@ -318,6 +530,7 @@ impl Inner {
     /// next poll tries again.
     async fn poll(&self, (keys, since): (Vec<Key>, DateTime<Utc>)) {
         let now = self.clock.now();
+        let read_at = Instant::now();
         let mut views = match runs::get_many(&self.warehouse, &keys, since, now).await {
             Ok(views) => views,
             Err(e) => {
@@ -339,9 +552,10 @@ impl Inner {
         };
         let mut ended = Vec::new();
         {
-            let state = self.state.lock().unwrap();
+            let mut state = self.state.lock().unwrap();
             for key in keys {
-                let (Some(run), Some(watched)) = (views.remove(&key), state.runs.get(&key)) else {
+                let (Some(run), Some(watched)) = (views.remove(&key), state.runs.get_mut(&key))
+                else {
                     continue;
                 };
                 let steps = if has_steps(&run) {
@@ -354,16 +568,11 @@ impl Inner {
                     Vec::new()
                 };
                 let snapshot = Snapshot { run, steps };
-                let changed = watched
-                    .tx
-                    .borrow()
-                    .as_ref()
-                    .is_none_or(|last| last.version() != snapshot.version());
-                let is_end = snapshot.ended();
-                if changed {
-                    watched.tx.send_replace(Some(Arc::new(snapshot)));
-                }
-                if is_end {
+                // An ORPHANED end stays read while watched or looked at: the resumed instance's
+                // own end may follow it.
+                let settled = snapshot.settled();
+                watched.update(Arc::new(snapshot), read_at);
+                if settled {
                     ended.push(key);
                 }
             }
@@ -379,10 +588,6 @@ impl Inner {
                 }
             }
         }
-    }
-
-    async fn read(&self, org: &OrgSlug, run_id: &str) -> Result<Option<Snapshot>, ServiceError> {
-        read(&self.warehouse, org, run_id, self.clock.now()).await
     }
 }
 

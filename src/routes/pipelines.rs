@@ -15,6 +15,7 @@ use crate::executor::{Executor, TriggerError, TriggerInfo};
 use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::idempotency;
+use crate::live::LiveRuns;
 use crate::orgs;
 use crate::page_token::PageTokens;
 use crate::pipelines::PipelineView;
@@ -163,35 +164,31 @@ pub(super) fn org_and_run(
     Ok((org, run_id))
 }
 
+/// From the instance's live read model (`crate::live`): a run looked at again within
+/// [`crate::live::LOOK_HOLD`] costs no query, and this instance's own writes show at once.
 pub async fn get_run(
     _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
-    warehouse: web::Data<Warehouse>,
-    clock: web::Data<SharedClock>,
+    live: web::Data<LiveRuns>,
     price: web::Data<Price>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, run_id) = org_and_run(path)?;
-    let run = runs::get(&warehouse, &org, &run_id, clock.now())
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(run.priced(**price)))
+    let snapshot = live.look(&org, &run_id).await?.ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(snapshot.run.clone().priced(**price)))
 }
 
+/// From the instance's live read model, as [`get_run`].
 pub async fn get_steps(
     _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
-    warehouse: web::Data<Warehouse>,
+    live: web::Data<LiveRuns>,
     executor: web::Data<Executor>,
-    clock: web::Data<SharedClock>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (org, run_id) = org_and_run(path)?;
-    let now = clock.now();
-    let (mut steps, pipeline_id) = runs::steps(&warehouse, &org, &run_id, now).await?;
-    if let Some(pipeline) = pipeline_id.and_then(|id| executor.catalog().get(&id)) {
+    let snapshot = live.look(&org, &run_id).await?.ok_or(ApiError::NotFound)?;
+    let mut steps = snapshot.attempts().to_vec();
+    if let Some(pipeline) = executor.catalog().get(&snapshot.run.pipeline_id) {
         runs::in_run_order(&mut steps, &pipeline.step_ids());
-    }
-    if steps.is_empty() && runs::get(&warehouse, &org, &run_id, now).await?.is_none() {
-        return Err(ApiError::NotFound);
     }
     Ok(HttpResponse::Ok().json(json!({ "run_id": run_id, "steps": steps })))
 }

@@ -1,6 +1,8 @@
 //! A run's events as Server-Sent Events (`GET …/runs/{run_id}/events`): each state pushed in
 //! order, the end closing the stream, `Last-Event-ID` resuming without repeats, watchers of a
-//! run sharing its reads, and the caps answered 503 with Retry-After.
+//! run sharing its reads, and the caps answered 503 with Retry-After. And looks at a run
+//! (`GET …/runs/{run_id}`, `…/steps`) answered from the same tail, with the instance's own
+//! writes seen at once.
 
 use std::time::Duration;
 
@@ -315,4 +317,95 @@ async fn ten_watched_runs_are_read_in_two_queries_a_poll_and_each_watcher_gets_i
             app.steps_body(&slug, &key, holder).await["steps"]
         );
     }
+}
+
+#[tokio::test]
+async fn looks_at_a_run_after_the_first_are_answered_from_the_tail_and_equal_a_fresh_read() {
+    // `GET …/runs/{id}` and `…/steps` come from the instance's live model: the first look reads
+    // BigQuery and puts the run in the tail; the next ones, forty here, cost no query of their
+    // own (read one by one they would be forty queries or more in this window).
+    let app = spawn_app_with(|vars| {
+        vars.insert("LIVE_POLL_MS".into(), "500".into());
+    })
+    .await;
+    let (slug, key) = app.new_org("live-look").await;
+    let holder = app.hold_the_slot(&slug, &key).await;
+    eventually("the holder runs", Duration::from_secs(30), || async {
+        match app.run(&slug, &key, &holder).await["status"].as_str() {
+            Some("RUNNING") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    let window = Duration::from_secs(4);
+    let before = app.warehouse.counters().snapshot();
+    tokio::time::sleep(window).await;
+    let held = app.warehouse.counters().snapshot().since(&before).query;
+
+    let before = app.warehouse.counters().snapshot();
+    let started = tokio::time::Instant::now();
+    for i in 0..40 {
+        if i % 2 == 0 {
+            assert_eq!(app.run(&slug, &key, &holder).await["status"], "RUNNING");
+        } else {
+            let steps = app.steps_body(&slug, &key, &holder).await;
+            assert_eq!(steps["steps"][0]["step_id"], "nap", "{steps}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep_until(started + window).await;
+    let looked = app.warehouse.counters().snapshot().since(&before).query;
+    assert!(held >= 2, "a run looked at is read by the tail: {held}");
+    assert!(
+        looked <= held + 3,
+        "forty looks cost what none do: {looked} vs {held}"
+    );
+
+    // What the model answers equals what an instance that never saw the run reads from
+    // BigQuery, while it runs and once it has ended.
+    let meta = app.meta_dataset.clone();
+    let fresh = spawn_app_with(|vars| {
+        vars.insert("META_DATASET".into(), meta);
+    })
+    .await;
+    // (Read within the same second: the running run's view changes only with its events.)
+    let running = app.run(&slug, &key, &holder).await;
+    assert_eq!(fresh.run(&slug, &key, &holder).await, running);
+    app.free_the_slot(&slug, &key, &holder).await;
+    let ended = app.run(&slug, &key, &holder).await;
+    assert_eq!(ended["status"], "CANCELLED");
+    let other = spawn_app_with(|vars| {
+        vars.insert("META_DATASET".into(), app.meta_dataset.clone());
+    })
+    .await;
+    assert_eq!(other.run(&slug, &key, &holder).await, ended);
+    assert_eq!(
+        other.steps_body(&slug, &key, &holder).await,
+        app.steps_body(&slug, &key, &holder).await
+    );
+}
+
+#[tokio::test]
+async fn a_queued_run_cancelled_reads_cancelled_at_once_on_the_instance_that_wrote_it() {
+    // The tail polls every 5 s here: the CANCELLED seen right after the cancel comes from this
+    // instance's own write marking the run for a fresh read, not from a poll.
+    let app = spawn_app_with(|vars| {
+        vars.insert("LIVE_POLL_MS".into(), "5000".into());
+    })
+    .await;
+    let (slug, key) = app.new_org("live-own").await;
+    let holder = app.hold_the_slot(&slug, &key).await;
+    let r = app.queue_run(&slug, &key, 1).await;
+    assert_eq!(r.status(), 202);
+    let queued: Value = r.json().await.unwrap();
+    let run_id = queued["run_id"].as_str().unwrap().to_string();
+    assert_eq!(app.run(&slug, &key, &run_id).await["status"], "QUEUED");
+    // Looked at again: from the model.
+    assert_eq!(app.run(&slug, &key, &run_id).await["status"], "QUEUED");
+    assert_eq!(app.cancel(&slug, &key, &run_id).await.status(), 202);
+    let after = app.run(&slug, &key, &run_id).await;
+    assert_eq!(after["status"], "CANCELLED", "{after}");
+    assert_eq!(after["error_class"], "cancelled", "{after}");
+    app.free_the_slot(&slug, &key, &holder).await;
 }
