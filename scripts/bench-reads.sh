@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench-reads: 1,000 watchers of 200 runs (500 pollers, 500 event streams) on one instance
 # behind the BigQuery limits model (tests/common/bq_limits.rs), against a throw-away emulator.
-# About 3 minutes.
+# About 6 minutes after the release build (most of it onboarding ten orgs on the emulator).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/emulator-env.sh
