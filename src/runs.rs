@@ -581,6 +581,7 @@ pub enum ListScope<'a> {
     All(Option<&'a OrgSlug>),
 }
 
+#[derive(Debug, Clone)]
 pub struct RunPage {
     pub runs: Vec<RunItem>,
     pub next_page_token: Option<String>,

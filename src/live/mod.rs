@@ -147,11 +147,29 @@ struct Inner {
     ended: moka::sync::Cache<Key, Arc<Snapshot>>,
     /// Reads of runs not in the tail, in flight, with when each started.
     reading: Mutex<HashMap<Key, (Instant, Flight)>>,
+    /// First pages of run lists, by org, the org's write generation and the query as sent:
+    /// one read for every caller asking the same within a poll interval.
+    pages: moka::future::Cache<(OrgSlug, u64, String), Arc<runs::RunPage>>,
+    /// Bumped by each run event of the org this instance writes: its first pages are read again.
+    generations: Mutex<HashMap<OrgSlug, u64>>,
 }
 
 /// Settled runs kept for later watchers and looks (such a run never changes): at most this
 /// many.
 const ENDED_KEPT: u64 = 10_000;
+/// First pages of run lists kept (each for a poll interval): at most this many.
+const PAGES_KEPT: u64 = 10_000;
+
+/// A failure shared by every caller of one read, as each caller's own.
+fn unshared(e: &ServiceError) -> ServiceError {
+    match e {
+        ServiceError::Warehouse(w) => ServiceError::Warehouse(w.clone()),
+        ServiceError::Invalid(m) => ServiceError::Invalid(m.clone()),
+        ServiceError::InvalidField(p) => ServiceError::InvalidField(p.clone()),
+        ServiceError::NotFound => ServiceError::NotFound,
+        other => ServiceError::Warehouse(WarehouseError::Decode(other.to_string())),
+    }
+}
 
 #[derive(Default)]
 struct State {
@@ -236,6 +254,7 @@ impl Drop for Slot {
 
 impl LiveRuns {
     pub fn new(warehouse: Warehouse, clock: SharedClock, settings: LiveSettings) -> Self {
+        let poll = settings.poll;
         Self {
             inner: Arc::new(Inner {
                 warehouse,
@@ -247,6 +266,11 @@ impl LiveRuns {
                     .time_to_idle(Duration::from_secs(3600))
                     .build(),
                 reading: Mutex::new(HashMap::new()),
+                pages: moka::future::Cache::builder()
+                    .max_capacity(PAGES_KEPT)
+                    .time_to_live(poll)
+                    .build(),
+                generations: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -299,7 +323,45 @@ impl LiveRuns {
         if let Some(watched) = self.inner.state.lock().unwrap().runs.get_mut(&key) {
             watched.stale_since.get_or_insert(now);
         }
+        // A read that started before the write may miss it: later looks start their own.
+        self.inner.reading.lock().unwrap().remove(&key);
         self.inner.ended.invalidate(&key);
+        *self
+            .inner
+            .generations
+            .lock()
+            .unwrap()
+            .entry(key.0)
+            .or_insert(0) += 1;
+    }
+
+    /// The first page of one of the org's run lists (`query`: the request's query string), read
+    /// by `read` once for every caller asking the same while it runs or within a poll interval
+    /// after (`LIVE_POLL_MS`), and again after any run event of the org this instance writes.
+    pub async fn first_page<F>(
+        &self,
+        org: &OrgSlug,
+        query: &str,
+        read: F,
+    ) -> Result<runs::RunPage, ServiceError>
+    where
+        F: std::future::Future<Output = Result<runs::RunPage, ServiceError>>,
+    {
+        let generation = self
+            .inner
+            .generations
+            .lock()
+            .unwrap()
+            .get(org)
+            .copied()
+            .unwrap_or(0);
+        let key = (org.clone(), generation, query.to_string());
+        self.inner
+            .pages
+            .try_get_with(key, async { read.await.map(Arc::new) })
+            .await
+            .map(|page| (*page).clone())
+            .map_err(|e| unshared(&e))
     }
 
     /// Watches `run_id` of `org`: joins its reader here, else reads it once and starts one.

@@ -347,10 +347,14 @@ pub fn runs_csv(items: &[runs::RunItem]) -> String {
 }
 
 /// Runs of one org, newest first, filtered, one bounded page at a time.
+/// A first page is shared by every caller asking the same of the org within a poll interval
+/// (`crate::live`), and read again after any run event this instance writes for the org.
+#[allow(clippy::too_many_arguments)]
 pub async fn list_runs(
     _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
     req: HttpRequest,
     warehouse: web::Data<Warehouse>,
+    live: web::Data<LiveRuns>,
     tokens: web::Data<PageTokens>,
     clock: web::Data<SharedClock>,
     path: web::Path<String>,
@@ -363,14 +367,17 @@ pub async fn list_runs(
         ));
     }
     let filter = query.filter(clock.now())?;
-    let page = runs::list(
+    let read = runs::list(
         &warehouse,
         &tokens,
         runs::ListScope::Org(&org),
         filter,
         query.page_token.as_deref(),
-    )
-    .await?;
+    );
+    let page = match query.page_token {
+        None => live.first_page(&org, req.query_string(), read).await?,
+        Some(_) => read.await?,
+    };
     Ok(run_page_response(&req, page))
 }
 

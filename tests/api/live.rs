@@ -409,3 +409,41 @@ async fn a_queued_run_cancelled_reads_cancelled_at_once_on_the_instance_that_wro
     assert_eq!(after["error_class"], "cancelled", "{after}");
     app.free_the_slot(&slug, &key, &holder).await;
 }
+
+#[tokio::test]
+async fn callers_asking_an_orgs_first_page_of_runs_together_share_one_read_and_see_its_own_new_run()
+{
+    // A first page is kept for a poll interval (5 s here) and read once for everyone asking the
+    // same meanwhile; a run event this instance writes for the org makes the next ask read again.
+    let app = spawn_app_with(|vars| {
+        vars.insert("LIVE_POLL_MS".into(), "5000".into());
+    })
+    .await;
+    let (slug, key) = app.new_org("live-list").await;
+    let first = app.started(&slug, &key, "test/sleep").await;
+    app.wait_until_ended(&slug, &key, &first).await;
+    let path = format!("/api/v1/pipelines/{slug}/runs?limit=20");
+
+    let before = app.warehouse.counters().snapshot();
+    let asks = (0..10).map(|_| app.key_get(&path, &key));
+    let pages = futures_util::future::join_all(asks).await;
+    let reads = app.warehouse.counters().snapshot().since(&before).query;
+    for page in pages {
+        assert_eq!(page.status(), 200);
+        let body: Value = page.json().await.unwrap();
+        assert_eq!(body["runs"][0]["run_id"], first.as_str(), "{body}");
+    }
+    // (Read one by one: ten queries. What else runs meanwhile: the service's background work.)
+    assert!(reads <= 3, "ten asks share one read: {reads}");
+
+    let second = app.started(&slug, &key, "test/sleep").await;
+    let body: Value = app.key_get(&path, &key).await.json().await.unwrap();
+    let ids: Vec<&str> = body["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![second.as_str(), first.as_str()], "{body}");
+    app.wait_until_ended(&slug, &key, &second).await;
+}
