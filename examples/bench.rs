@@ -5,8 +5,6 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use quarry::settings::Settings;
-use quarry::startup::Application;
 use quarry::warehouse::JobCounts;
 use serde_json::{Value, json};
 
@@ -121,23 +119,13 @@ async fn main() {
             ("RUN_LEASE_SECS", "7200".into()),
         ],
     );
-    let app = Application::build(Settings::from_source(&vars).expect("settings"))
-        .await
-        .expect("app");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let warehouse = app.warehouse();
-    let executor = app.executor();
-    tokio::spawn(app.run_until_stopped());
     let http = reqwest::Client::new();
+    let report::Instance {
+        base,
+        warehouse,
+        executor,
+    } = report::start_bootstrapped(&vars, &http, &root_key).await;
     let root = |r: reqwest::RequestBuilder| r.header("X-CA-Root-Key", &root_key);
-    assert!(
-        root(http.post(format!("{base}/api/v1/admin/bootstrap")))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .is_success()
-    );
     let slug = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let onboarded: Value = root(http.post(format!("{base}/api/v1/organizations/onboard")))
         .json(&json!({"org_slug": slug, "company_name": "Bench", "admin_email": "bench@example.com",

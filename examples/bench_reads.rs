@@ -28,8 +28,6 @@ use std::time::{Duration, Instant};
 
 use bq_limits::{Class, Limits, LimitsModel};
 use chrono::{DateTime, Utc};
-use quarry::settings::Settings;
-use quarry::startup::Application;
 use report::row;
 use serde_json::{Value, json};
 
@@ -219,17 +217,8 @@ async fn stream(
 #[tokio::main]
 async fn main() {
     let emulator = std::env::var("BIGQUERY_EMULATOR_HOST").expect("run with `make bench-reads`");
-    let log = std::fs::File::create("target/bench-reads-service.log").expect("log file");
-    quarry::telemetry::init(
-        "warn",
-        quarry::telemetry::LogFormat::Json,
-        std::sync::Mutex::new(log),
-    );
-    // BENCH_READS_SECONDS shortens the 60 s phase (for a quick look; the figures quoted use 60).
-    let seconds: u64 = std::env::var("BENCH_READS_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+    report::log_to("target/bench-reads-service.log");
+    let seconds = report::seconds("BENCH_READS_SECONDS", 60);
     // The bench's own pipeline, in a directory of its own.
     let dir = std::path::Path::new("target/bench-reads-pipelines/bench");
     std::fs::create_dir_all(dir).expect("pipelines dir");
@@ -265,12 +254,6 @@ async fn main() {
             ("PIPELINE_SQL_DIR", format!("{repo}/sql")),
         ],
     );
-    let app = Application::build(Settings::from_source(&vars).expect("settings"))
-        .await
-        .expect("app");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let warehouse = app.warehouse();
-    tokio::spawn(app.run_until_stopped());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(2048)
         .timeout(Duration::from_secs(30))
@@ -281,15 +264,10 @@ async fn main() {
         .pool_max_idle_per_host(2048)
         .build()
         .unwrap();
+    let report::Instance {
+        base, warehouse, ..
+    } = report::start_bootstrapped(&vars, &http, &root_key).await;
     let root = |r: reqwest::RequestBuilder| r.header("X-CA-Root-Key", &root_key);
-    assert!(
-        root(http.post(format!("{base}/api/v1/admin/bootstrap")))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .is_success()
-    );
 
     println!("setup: {ORGS} orgs, then {RUNS_PER_ORG} runs each, all at once (no added latency)");
     let tag = uuid::Uuid::new_v4().simple().to_string();

@@ -17,8 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bq_limits::{Class, Limits, LimitsModel};
-use quarry::settings::Settings;
-use quarry::startup::Application;
 use report::row;
 use serde_json::json;
 
@@ -126,18 +124,8 @@ async fn offer(
 #[tokio::main]
 async fn main() {
     let emulator = std::env::var("BIGQUERY_EMULATOR_HOST").expect("run with `make bench-scale`");
-    // The service's log goes to a file (RUST_LOG sets the level; warnings by default).
-    let log = std::fs::File::create("target/bench-scale-service.log").expect("log file");
-    quarry::telemetry::init(
-        "warn",
-        quarry::telemetry::LogFormat::Json,
-        std::sync::Mutex::new(log),
-    );
-    // BENCH_SCALE_SECONDS shortens the 60 s phase (for a quick look; the figures quoted use 60).
-    let main_seconds: u32 = std::env::var("BENCH_SCALE_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+    report::log_to("target/bench-scale-service.log");
+    let main_seconds = report::seconds("BENCH_SCALE_SECONDS", 60) as u32;
     // Setup runs with no added latency; the limits apply from the first measured phase on.
     let model = LimitsModel::start(
         &emulator,
@@ -159,27 +147,17 @@ async fn main() {
             ("PIPELINE_SQL_DIR", format!("{repo}/sql")),
         ],
     );
-    let app = Application::build(Settings::from_source(&vars).expect("settings"))
-        .await
-        .expect("app");
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let warehouse = app.warehouse();
-    let executor = app.executor();
-    tokio::spawn(app.run_until_stopped());
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .timeout(Duration::from_secs(120))
         .build()
         .unwrap();
+    let report::Instance {
+        base,
+        warehouse,
+        executor,
+    } = report::start_bootstrapped(&vars, &http, &root_key).await;
     let root = |r: reqwest::RequestBuilder| r.header("X-CA-Root-Key", &root_key);
-    assert!(
-        root(http.post(format!("{base}/api/v1/admin/bootstrap")))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .is_success()
-    );
 
     println!("setup: onboarding {ORGS} orgs (no added latency)");
     let run = uuid::Uuid::new_v4().simple().to_string();

@@ -65,3 +65,57 @@ pub fn instance_vars(
     }
     vars
 }
+
+/// An instance of the service running in this process.
+pub struct Instance {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    pub warehouse: quarry::warehouse::Warehouse,
+    pub executor: quarry::executor::Executor,
+}
+
+/// Builds an instance from `vars`, serves it in the background and bootstraps its meta dataset
+/// with `root_key`.
+pub async fn start_bootstrapped(
+    vars: &HashMap<String, String>,
+    http: &reqwest::Client,
+    root_key: &str,
+) -> Instance {
+    let settings = quarry::settings::Settings::from_source(vars).expect("settings");
+    let app = quarry::startup::Application::build(settings)
+        .await
+        .expect("app");
+    let instance = Instance {
+        base: format!("http://127.0.0.1:{}", app.port()),
+        warehouse: app.warehouse(),
+        executor: app.executor(),
+    };
+    tokio::spawn(app.run_until_stopped());
+    let bootstrap = http
+        .post(format!("{}/api/v1/admin/bootstrap", instance.base))
+        .header("X-CA-Root-Key", root_key)
+        .send()
+        .await
+        .expect("bootstrap");
+    assert!(bootstrap.status().is_success(), "bootstrap");
+    instance
+}
+
+/// Sends the service's log (JSON; warnings and worse) to the file `path`.
+pub fn log_to(path: &str) {
+    let log = std::fs::File::create(path).expect("log file");
+    quarry::telemetry::init(
+        "warn",
+        quarry::telemetry::LogFormat::Json,
+        std::sync::Mutex::new(log),
+    );
+}
+
+/// The environment variable `var` as a number of seconds, else `default` (benchmarks shorten
+/// their phases with one for a quick look; the figures quoted use the default).
+pub fn seconds(var: &str, default: u64) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -642,17 +642,35 @@ pub fn classify(sql: &str) -> (Class, Option<String>) {
 /// The queue of the project's interactive queries, among the tables' DML queues.
 const PROJECT_QUERIES: &str = "(project queries)";
 
+/// An error answer in BigQuery's shape: HTTP `code` with its status name, one error with its
+/// domain and reason.
+fn bigquery_error(
+    code: u16,
+    status: &str,
+    domain: &str,
+    reason: &str,
+    message: &str,
+) -> HttpResponse {
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap()).json(json!({
+        "error": {
+            "code": code,
+            "message": message,
+            "errors": [{"message": message, "domain": domain, "reason": reason}],
+            "status": status
+        }
+    }))
+}
+
 /// BigQuery's answer to an interactive query past the project's queue.
 fn too_many_queries() -> HttpResponse {
     let message = "Exceeded rate limits: too many concurrent queries for this project_and_region.";
-    HttpResponse::Forbidden().json(json!({
-        "error": {
-            "code": 403,
-            "message": message,
-            "errors": [{"message": message, "domain": "usageLimits", "reason": "rateLimitExceeded"}],
-            "status": "PERMISSION_DENIED"
-        }
-    }))
+    bigquery_error(
+        403,
+        "PERMISSION_DENIED",
+        "usageLimits",
+        "rateLimitExceeded",
+        message,
+    )
 }
 
 /// BigQuery's answer to a DML statement past the table's queue.
@@ -661,14 +679,13 @@ fn too_many_outstanding(table: &str, waiting: usize) -> HttpResponse {
         "Resources exceeded during query execution: Too many DML statements outstanding \
          against table {table}, limit is {waiting}"
     );
-    HttpResponse::BadRequest().json(json!({
-        "error": {
-            "code": 400,
-            "message": message,
-            "errors": [{"message": message, "domain": "global", "reason": "resourcesExceeded"}],
-            "status": "INVALID_ARGUMENT"
-        }
-    }))
+    bigquery_error(
+        400,
+        "INVALID_ARGUMENT",
+        "global",
+        "resourcesExceeded",
+        &message,
+    )
 }
 
 impl State {
