@@ -188,18 +188,22 @@ struct Watched {
     since: DateTime<Utc>,
     /// Looked at: kept in the tail until then, watched or not.
     held_until: Option<Instant>,
-    /// This instance wrote a row of the run then: its state is read again at the next look
+    /// This instance wrote an event of the run then: its state is read again at the next look
     /// (or by a poll that starts later).
     stale_since: Option<Instant>,
+    /// When the read of the latest state started: a read that started earlier (a look's, slower
+    /// than a poll) never replaces it.
+    read_at: Instant,
 }
 
 impl Watched {
-    fn new(first: Arc<Snapshot>, since: DateTime<Utc>) -> Self {
+    fn new(first: Arc<Snapshot>, since: DateTime<Utc>, read_at: Instant) -> Self {
         Self {
             tx: watch::channel(Some(first)).0,
             since,
             held_until: None,
             stale_since: None,
+            read_at,
         }
     }
 
@@ -211,8 +215,13 @@ impl Watched {
         self.tx.borrow().clone()
     }
 
-    /// Takes `snapshot` (read at `read_at`), telling the watchers when it changed.
+    /// Takes `snapshot` (read by a read that started at `read_at`), telling the watchers when it
+    /// changed, unless the latest state was read later.
     fn update(&mut self, snapshot: Arc<Snapshot>, read_at: Instant) {
+        if read_at < self.read_at {
+            return;
+        }
+        self.read_at = read_at;
         let changed = self
             .tx
             .borrow()
@@ -375,9 +384,14 @@ impl LiveRuns {
             return Ok(Some(joined));
         }
         let key = (org.clone(), run_id.to_string());
-        let (_, read) = self.inner.shared_read(&key, None).await;
+        let (read_at, read) = self.inner.shared_read(&key, None).await;
         match read.map_err(ServiceError::Warehouse)? {
-            Some(first) => Ok(Some(self.subscribe(org, run_id, (*first).clone())?)),
+            Some(first) => Ok(Some(self.subscribe(
+                org,
+                run_id,
+                (*first).clone(),
+                read_at,
+            )?)),
             None => Ok(None),
         }
     }
@@ -408,12 +422,14 @@ impl LiveRuns {
     }
 
     /// Watches `run_id` of `org`: the run's reader is started if nobody watched it yet. `first`
-    /// (the run as the caller just read it) is the first snapshot of a newly watched run.
-    pub fn subscribe(
+    /// (the run as a read that started at `read_at` found it) is the first snapshot of a newly
+    /// watched run.
+    fn subscribe(
         &self,
         org: &OrgSlug,
         run_id: &str,
         first: Snapshot,
+        read_at: Instant,
     ) -> Result<Subscription, LiveError> {
         let mut state = self.inner.state.lock().unwrap();
         let slot = self.inner.take_slot(&mut state, org)?;
@@ -435,7 +451,7 @@ impl LiveRuns {
             });
         }
         let since = self.inner.since(&first);
-        let watched = Watched::new(first, since);
+        let watched = Watched::new(first, since, read_at);
         let snapshots = watched.tx.subscribe();
         state.runs.insert(key, watched);
         self.inner.start_tail(&mut state);
@@ -526,7 +542,7 @@ impl Inner {
             return;
         }
         let since = self.since(&snapshot);
-        let mut watched = Watched::new(snapshot, since);
+        let mut watched = Watched::new(snapshot, since, read_at);
         watched.held_until = Some(until);
         state.runs.insert(key, watched);
         self.start_tail(&mut state);
@@ -725,6 +741,60 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[tokio::test]
+    async fn a_read_that_started_before_the_latest_never_replaces_it_and_only_a_later_one_clears_a_write()
+     {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let running = Arc::new(snapshot("RUNNING", &[("load", 1, "RUNNING")]));
+        let mut watched = Watched::new(running.clone(), Utc::now(), at(100));
+        let mut seen = watched.tx.subscribe();
+        // A poll that started later brings the step's end.
+        let done = Arc::new(snapshot("RUNNING", &[("load", 1, "SUCCEEDED")]));
+        watched.update(done.clone(), at(200));
+        assert!(seen.has_changed().unwrap());
+        assert_eq!(
+            seen.borrow_and_update().as_ref().unwrap().version(),
+            done.version()
+        );
+        // A look's read that started before that poll answers late: it is not taken.
+        watched.update(running.clone(), at(150));
+        assert!(!seen.has_changed().unwrap());
+        assert_eq!(watched.fresh().unwrap().version(), done.version());
+        // This instance writes an event at 300: stale until a read started at or after it.
+        watched.stale_since = Some(at(300));
+        assert!(watched.fresh().is_none());
+        watched.update(done.clone(), at(250));
+        assert!(watched.fresh().is_none(), "a read from before the write");
+        watched.update(done.clone(), at(300));
+        assert_eq!(watched.fresh().unwrap().version(), done.version());
+    }
+
+    #[test]
+    fn only_ends_that_cannot_be_followed_are_settled() {
+        for status in ["SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "REFUSED"] {
+            let s = snapshot(status, &[]);
+            assert!(s.ended() && s.settled(), "{status}");
+        }
+        let orphaned = snapshot("ORPHANED", &[]);
+        assert!(orphaned.ended() && !orphaned.settled());
+        for status in ["QUEUED", "PENDING", "RUNNING"] {
+            assert!(!snapshot(status, &[]).settled(), "{status}");
+        }
+        // Steps show only once the run has left the queue.
+        assert!(
+            snapshot("PENDING", &[("load", 1, "RUNNING")])
+                .attempts()
+                .is_empty()
+        );
+        assert_eq!(
+            snapshot("RUNNING", &[("load", 1, "RUNNING")])
+                .attempts()
+                .len(),
+            1
+        );
     }
 
     #[test]
