@@ -157,8 +157,9 @@ struct Inner {
 /// Settled runs kept for later watchers and looks (such a run never changes): at most this
 /// many.
 const ENDED_KEPT: u64 = 10_000;
-/// First pages of run lists kept (each for a poll interval): at most this many.
-const PAGES_KEPT: u64 = 10_000;
+/// Runs in the first pages of run lists kept (each page for a poll interval): at most this
+/// many in all, whatever the pages' sizes.
+const PAGE_RUNS_KEPT: u64 = 100_000;
 
 /// A failure shared by every caller of one read, as each caller's own.
 fn unshared(e: &ServiceError) -> ServiceError {
@@ -276,7 +277,8 @@ impl LiveRuns {
                     .build(),
                 reading: Mutex::new(HashMap::new()),
                 pages: moka::future::Cache::builder()
-                    .max_capacity(PAGES_KEPT)
+                    .weigher(|_, page: &Arc<runs::RunPage>| page.runs.len().max(1) as u32)
+                    .max_capacity(PAGE_RUNS_KEPT)
                     .time_to_live(poll)
                     .build(),
                 generations: Mutex::new(HashMap::new()),
