@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::fault_proxy::{behind_proxy, lost_answer, refused};
 use crate::helpers::{
-    Emulator, TestApp, assert_error, fixture, repo_path, spawn_app_with, unique_slug,
+    Emulator, TestApp, assert_error, fixture, repo_path, spawn_app_with, unique_slug, until_not_503,
 };
 use crate::integrations::app_with_double;
 use crate::provider_double::ProviderDouble;
@@ -21,20 +21,6 @@ async fn started(app: &TestApp, slug: &str, key: &str, pipeline: &str, body: Val
         .as_str()
         .unwrap()
         .to_string()
-}
-
-/// Sends a request again while it is answered 503, for up to a minute; the last answer.
-async fn until_not_503<F: std::future::Future<Output = reqwest::Response>>(
-    send: impl Fn() -> F,
-) -> reqwest::Response {
-    let since = std::time::Instant::now();
-    loop {
-        let r = send().await;
-        if r.status() != 503 || since.elapsed() > std::time::Duration::from_secs(60) {
-            return r;
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
 }
 
 async fn connect_usage_api(app: &TestApp, slug: &str, key: &str, token: &str) {

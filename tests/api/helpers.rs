@@ -234,6 +234,20 @@ pub struct TestApp {
     pub clock: std::sync::Arc<quarry::clock::OffsetClock>,
 }
 
+/// Sends a request again while it is answered 503, for up to a minute; the last answer.
+pub async fn until_not_503<F: std::future::Future<Output = reqwest::Response>>(
+    send: impl Fn() -> F,
+) -> reqwest::Response {
+    let since = std::time::Instant::now();
+    loop {
+        let r = send().await;
+        if r.status() != 503 || since.elapsed() > std::time::Duration::from_secs(60) {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -298,8 +312,10 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Bootstraps the meta dataset (idempotent), sent again while a loaded emulator makes it
+    /// answer 503, as a client would.
     pub async fn bootstrap(&self) -> Value {
-        let response = self.root_post("/api/v1/admin/bootstrap").await;
+        let response = until_not_503(|| self.root_post("/api/v1/admin/bootstrap")).await;
         assert_eq!(response.status(), 200);
         response.json().await.unwrap()
     }
