@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bq_limits::{Class, Limits, LimitsModel};
 use chrono::{DateTime, Utc};
-use report::row;
+use report::{percentile, row};
 use serde_json::{Value, json};
 
 const ORGS: usize = 10;
@@ -75,15 +75,6 @@ struct Streams {
     refused: BTreeMap<u16, usize>,
     /// Streams that failed mid-way (a transport error).
     broken: usize,
-}
-
-fn percentile(values: &[Duration], p: f64) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort();
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64()
 }
 
 /// This process's resident memory, in MiB (Linux).

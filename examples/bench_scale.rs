@@ -52,12 +52,7 @@ impl Phase {
             + self.count(0)
     }
     fn percentile(&self, p: f64) -> f64 {
-        let mut sorted = self.latencies.clone();
-        sorted.sort();
-        if sorted.is_empty() {
-            return 0.0;
-        }
-        sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64()
+        report::percentile(&self.latencies, p)
     }
     fn statuses(&self) -> String {
         let mut s: Vec<_> = self.by_status.iter().collect();

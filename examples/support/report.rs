@@ -119,3 +119,13 @@ pub fn seconds(var: &str, default: u64) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// The `p` percentile (0 to 1, nearest rank) of `values`, in seconds; 0 when there are none.
+pub fn percentile(values: &[std::time::Duration], p: f64) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64()
+}
