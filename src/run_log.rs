@@ -97,8 +97,9 @@ struct Lane {
     queued: Mutex<Queued>,
     /// One flush of this table at a time, so its rows are written in the order they were queued.
     flushing: tokio::sync::Mutex<()>,
-    /// The run events' lane tells [`RunLog::on_written`]'s hook (the step rows' does not).
-    written: Option<std::sync::Arc<Mutex<Option<Written>>>>,
+    /// Who is told of each row written: set on the run events' lane by [`RunLog::on_written`]
+    /// (never on the step rows').
+    written: Mutex<Option<Written>>,
 }
 
 #[derive(Default)]
@@ -115,8 +116,6 @@ pub struct RunLog {
     interval: Duration,
     /// Who is told of each run event (see [`RunLog::observe`]).
     observer: Mutex<Option<tokio::sync::mpsc::UnboundedSender<RunEvent>>>,
-    /// Who is told of each run event written (see [`RunLog::on_written`]).
-    written: std::sync::Arc<Mutex<Option<Written>>>,
 }
 
 fn row<T: Serialize>(id: String, value: &T) -> (String, Value) {
@@ -136,22 +135,18 @@ fn requeue(dst: &mut Vec<(String, Value)>, failed: Vec<(String, Value)>) {
 }
 
 impl Lane {
-    fn new(table: &'static str, written: Option<std::sync::Arc<Mutex<Option<Written>>>>) -> Self {
+    fn new(table: &'static str) -> Self {
         Self {
             table,
             queued: Mutex::new(Queued::default()),
             flushing: tokio::sync::Mutex::new(()),
-            written,
+            written: Mutex::new(None),
         }
     }
 
     /// Tells the `written` hook of each row BigQuery accepted, before any waiter learns it.
     fn tell_written(&self, rows: &[(String, Value)]) {
-        let Some(written) = self
-            .written
-            .as_ref()
-            .and_then(|w| w.lock().expect("run log lock").clone())
-        else {
+        let Some(written) = self.written.lock().expect("run log lock").clone() else {
             return;
         };
         for (_, row) in rows {
@@ -241,15 +236,13 @@ impl Lane {
 
 impl RunLog {
     pub fn new(warehouse: Warehouse, interval: Duration) -> Self {
-        let written = std::sync::Arc::new(Mutex::new(None));
         Self {
             warehouse,
-            events: Lane::new("pipeline_run_events", Some(written.clone())),
-            steps: Lane::new("step_logs", None),
+            events: Lane::new("pipeline_run_events"),
+            steps: Lane::new("step_logs"),
             wake: Notify::new(),
             interval,
             observer: Mutex::new(None),
-            written,
         }
     }
 
@@ -260,7 +253,7 @@ impl RunLog {
     /// attempt recorded before a run's state is readable with that state (they are flushed
     /// first).
     pub fn on_written(&self, written: Written) {
-        *self.written.lock().expect("run log lock") = Some(written);
+        *self.events.written.lock().expect("run log lock") = Some(written);
     }
 
     /// Every run event from now on, in the order written: a waited-for event once its write
