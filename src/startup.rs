@@ -304,6 +304,7 @@ fn serve(listener: TcpListener, settings: Settings, shared: Shared) -> std::io::
     .disable_signals()
     .shutdown_timeout(1)
     .max_connections(http_limits.max_connections)
+    .keep_alive(http_limits.keep_alive)
     .client_request_timeout(http_limits.head_timeout)
     .client_disconnect_timeout(std::time::Duration::from_secs(1))
     .listen(listener)?

@@ -223,6 +223,11 @@ pub const VARS: &[Var] = &[
         "open connections per worker (one worker per CPU)",
     ),
     var(
+        "HTTP_KEEP_ALIVE_SECS",
+        secs(620, 1, 3600),
+        "an idle client connection stays open this long; keep it above the load balancer's idle timeout (600 s on Google's), else the balancer sends on connections the service is closing and answers 502",
+    ),
+    var(
         "HTTP_HEAD_TIMEOUT_SECS",
         secs(5, 1, 300),
         "a request head must arrive within this",

@@ -136,6 +136,8 @@ pub struct LiveSettings {
 pub struct HttpLimits {
     /// Open connections per worker at most (new ones wait in the listen backlog).
     pub max_connections: usize,
+    /// An idle connection stays open this long (above the load balancer's own idle timeout).
+    pub keep_alive: Duration,
     /// A request's head must arrive within this; then its body within `body_timeout`.
     pub head_timeout: Duration,
     pub body_timeout: Duration,
@@ -577,6 +579,7 @@ impl Settings {
         };
         let http = HttpLimits {
             max_connections: r.integer("HTTP_MAX_CONNECTIONS") as usize,
+            keep_alive: r.seconds("HTTP_KEEP_ALIVE_SECS"),
             head_timeout: r.seconds("HTTP_HEAD_TIMEOUT_SECS"),
             body_timeout: r.seconds("HTTP_BODY_TIMEOUT_SECS"),
             max_bodies_in_flight: r.integer("HTTP_MAX_BODIES_IN_FLIGHT") as usize,

@@ -145,6 +145,44 @@ async fn a_streamed_body_over_1_mib_gets_413() {
     assert!(text.contains("\"message\":\"Payload too large\""), "{text}");
 }
 
+/// A load balancer (and our own test client) reuses idle connections for minutes: one the
+/// service closed after actix's default 5 s made a request sent at that moment fail (CI saw
+/// `IncompleteMessage`; Google's balancer answers 502).
+#[tokio::test]
+async fn a_connection_idle_for_seconds_still_serves_the_next_request() {
+    let app = spawn_app().await;
+    let address = app.address.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&address).await.unwrap();
+    let request = format!("GET /health/live HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    for round in 0..2 {
+        if round == 1 {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+        }
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = [0u8; 12];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut head))
+            .await
+            .expect("an answer within 5 s");
+        assert!(read.is_ok(), "round {round}: the connection was closed");
+        assert_eq!(&head, b"HTTP/1.1 200", "round {round}");
+        // The rest of this answer: its head, then the body its length declares.
+        let mut rest = Vec::new();
+        let mut byte = [0u8; 1];
+        while !rest.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).await.unwrap();
+            rest.push(byte[0]);
+        }
+        let text = String::from_utf8_lossy(&rest).to_ascii_lowercase();
+        let length: usize = text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .expect("a content-length");
+        let mut body = vec![0u8; length];
+        stream.read_exact(&mut body).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn cors_allows_only_the_configured_origins() {
     let app = spawn_app_with(|vars| {
