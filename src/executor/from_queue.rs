@@ -84,27 +84,25 @@ pub(super) fn spawn(inner: Arc<Inner>, mut admitted: mpsc::UnboundedReceiver<Fro
             struct Org {
                 org_slug: String,
             }
-            let found = match inner
+            match inner
                 .warehouse
                 .query::<Org>(&sql::QUEUES_TO_DRAIN, &[])
                 .await
             {
                 Ok(orgs) => {
-                    let found = !orgs.is_empty();
+                    cadence.found(!orgs.is_empty());
                     for org in orgs {
                         if let Ok(org) = OrgSlug::parse(&org.org_slug) {
                             inner.admission.drain(&org);
                         }
                     }
-                    found
                 }
-                Err(e) if e.is_not_found() => false,
+                Err(e) if e.is_not_found() => cadence.found(false),
                 Err(e) => {
                     tracing::warn!(error = %e, "looking for queues to drain failed");
-                    true
+                    cadence.failed();
                 }
-            };
-            cadence.found(found);
+            }
         }
     });
 }

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::cost::cadence::{Cadence, Wake};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
-use tokio::time::MissedTickBehavior;
 
 use super::{Inner, RunStatus, ts};
 use crate::domain::OrgSlug;
@@ -33,21 +33,30 @@ pub(super) fn spawn(inner: Arc<Inner>) {
     tokio::spawn(async move {
         // Run id -> when this reaper first saw it stale (monotonic).
         let mut suspects: HashMap<String, Instant> = HashMap::new();
-        let mut tick = tokio::time::interval(inner.settings().reaper_interval);
-        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        tick.tick().await; // the first pass waits one interval
+        // Passes an interval apart (the first waits one); a failed pass waits longer (see
+        // `cost::cadence`), so a saturated BigQuery is not sent a scan from every instance as
+        // soon as the last one gave up.
+        let interval = inner.settings().reaper_interval;
+        let mut cadence = Cadence::new(interval, interval, Wake::default());
         loop {
             tokio::select! {
-                _ = tick.tick() => {}
+                _ = cadence.next() => {}
                 _ = inner.shutdown_token().cancelled() => return,
             }
             match pass(&inner, &suspects).await {
-                Ok(next) => suspects = next,
+                Ok(next) => {
+                    suspects = next;
+                    cadence.found(true);
+                }
                 // Before bootstrap there is nothing to reap: not worth a warning every pass.
                 Err(e) if e.is_not_found() => {
-                    tracing::debug!("reaper: meta tables not there yet (not bootstrapped)")
+                    tracing::debug!("reaper: meta tables not there yet (not bootstrapped)");
+                    cadence.found(true);
                 }
-                Err(e) => tracing::warn!(error = %e, "reaper pass failed"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reaper pass failed");
+                    cadence.failed();
+                }
             }
         }
     });

@@ -100,15 +100,14 @@ pub fn spawn(
             if stop.is_cancelled() || executor.is_draining() {
                 return;
             }
-            let active = match pass(&executor, &warehouse, interval).await {
-                Ok(active) => active,
-                Err(e) if e.is_not_found() => false,
+            match pass(&executor, &warehouse, interval).await {
+                Ok(active) => cadence.found(active),
+                Err(e) if e.is_not_found() => cadence.found(false),
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler pass failed");
-                    true
+                    cadence.failed();
                 }
-            };
-            cadence.found(active);
+            }
             tokio::select! {
                 _ = cadence.next() => {}
                 _ = stop.cancelled() => return,
