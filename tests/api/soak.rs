@@ -45,6 +45,11 @@ const FENCE_AFTER_MICROS: i64 =
     (LEASE_SECS - HEARTBEAT_INTERVAL_SECS - HEARTBEAT_TIMEOUT_SECS) * 1_000_000;
 const SCHEDULE: &str = "every-10s";
 const TRIGGERS_PER_SECOND: usize = 2;
+/// After the load, how long the service has to answer a trigger 202 for every org and start a
+/// schedule tick.
+const RECOVERY: Duration = Duration::from_secs(180);
+/// How often a watcher reads its run (as `quarry runs watch` without its event stream would).
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 const TERMINAL: [&str; 6] = [
     "SUCCEEDED",
     "FAILED",
@@ -60,6 +65,8 @@ struct Answer {
     org: usize,
     status: u16,
     retry_after: bool,
+    /// The Retry-After it asked for, in seconds.
+    retry_after_secs: Option<u64>,
     run_id: Option<String>,
     /// PENDING or QUEUED, for a 202.
     run_status: Option<String>,
@@ -158,12 +165,17 @@ fn settings(vars: &mut HashMap<String, String>, host: &str) {
         "HEARTBEAT_TIMEOUT_SECS".into(),
         HEARTBEAT_TIMEOUT_SECS.to_string(),
     );
-    // The emulator runs one statement at a time for all three instances: background passes
-    // every 5 s leave it room for the load.
-    vars.insert("REAPER_INTERVAL_SECS".into(), "5".into());
-    vars.insert("QUEUE_POLL_SECS".into(), "5".into());
+    // The emulator runs one statement at a time for all three instances, about 0.3 s each for
+    // a reaper's or scheduler's read on a 2-core machine (3 a second at most, and slower while
+    // the instances use the cores): background passes every 10 s (every 5 s for the
+    // scheduler, a schedule ticking every 10 s) and live reads every 2 s leave it room for the
+    // load. With passes every 4-5 s and live reads every second the emulator fell behind by
+    // 9 s a statement and admission collapsed (4 of 138 answers 202, no schedule tick).
+    vars.insert("REAPER_INTERVAL_SECS".into(), "10".into());
+    vars.insert("QUEUE_POLL_SECS".into(), "10".into());
     vars.insert("SCHEDULER_ENABLED".into(), "true".into());
-    vars.insert("SCHEDULER_INTERVAL_SECS".into(), "4".into());
+    vars.insert("SCHEDULER_INTERVAL_SECS".into(), "5".into());
+    vars.insert("LIVE_POLL_MS".into(), "2000".into());
     vars.insert("BIGQUERY_RETRY_BASE_MS".into(), "50".into());
     vars.insert("BIGQUERY_RETRY_MAX_MS".into(), "500".into());
 }
@@ -264,21 +276,28 @@ impl Soak {
     fn answered(&self, org: usize, r: reqwest::Response) -> impl Future<Output = Answer> {
         let status = r.status().as_u16();
         let retry_after = r.headers().contains_key("retry-after");
+        let retry_after_secs = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok());
         async move {
             let json: Value = r.json().await.unwrap_or(Value::Null);
             Answer {
                 org,
                 status,
                 retry_after,
+                retry_after_secs,
                 run_id: json["run_id"].as_str().map(str::to_string),
                 run_status: json["status"].as_str().map(str::to_string),
             }
         }
     }
 
-    /// One trigger: plain, with an Idempotency-Key (retried on 503 with the same key), or
+    /// One trigger: plain, with an Idempotency-Key (retried on 503 with the same key, after its
+    /// Retry-After), or
     /// queued; a run it started that ends CANCELLED or FAILED is re-run.
-    async fn trigger(&self, n: usize) {
+    async fn trigger(&self, n: usize) -> bool {
         let org = n % ORGS;
         let (slug, key) = &self.orgs[org];
         let tag = format!("t{n}");
@@ -314,13 +333,17 @@ impl Soak {
                 if matches!(end.as_deref(), Some("CANCELLED" | "FAILED")) {
                     self.rerun(org, &run_id, &tag, n).await;
                 }
-                return;
+                return true;
             }
             if answer.status != 503 {
-                return;
+                return false;
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // As a client should: again after the Retry-After it was given (at most 5 s here,
+            // so that the three tries fit the load's minute).
+            let wait = answer.retry_after_secs.unwrap_or(1).min(5);
+            tokio::time::sleep(Duration::from_secs(wait)).await;
         }
+        false
     }
 
     /// Re-runs an ended run once and watches the new run.
@@ -398,7 +421,7 @@ impl Soak {
         while started.elapsed() < Duration::from_secs(120) {
             look += 1;
             let Some(body) = self.get(org, &run, look).await else {
-                tokio::time::sleep(Duration::from_millis(300)).await;
+                tokio::time::sleep(WATCH_EVERY).await;
                 continue;
             };
             let status = body["status"].as_str().unwrap_or_default().to_string();
@@ -426,7 +449,7 @@ impl Soak {
                 }
                 return Some(status);
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(WATCH_EVERY).await;
         }
         None
     }
@@ -564,6 +587,42 @@ async fn soak(secs: u64) {
     soak.model.set_faults_everywhere(Faults::default());
     soak.cut.set_faults_everywhere(Faults::default());
     let cut_off = soak.cut.injected();
+
+    // After the load, with the faults gone: triggers every 5 s until every org got one answered
+    // 202 and a schedule tick started, for at most RECOVERY; what came back is printed. Only a
+    // tick is required (during the load or after): on this project's 2-core machine the
+    // emulator spends seconds parsing each admission statement, falls 10 s behind under the
+    // load, and does not always come back within RECOVERY (#23: a statement past its deadline
+    // still runs there, and the releases that answer it add more).
+    let recovery = Instant::now();
+    let mut recovered = [false; ORGS];
+    let mut tick_started = false;
+    while recovery.elapsed() < RECOVERY && !(tick_started && recovered.iter().all(|r| *r)) {
+        let mut tries = vec![];
+        for (org, done) in recovered.iter().enumerate() {
+            if !done {
+                let soak = soak.clone();
+                let n = n + (org + ORGS - n % ORGS) % ORGS;
+                tries.push((org, tokio::spawn(async move { soak.trigger(n).await })));
+            }
+        }
+        n += ORGS;
+        for (org, task) in tries {
+            recovered[org] |= task.await.unwrap();
+        }
+        tick_started = tick_started
+            || runs_of(&soak.apps[0].meta_dataset, &soak.orgs[0].0)
+                .await
+                .values()
+                .any(|run| run.tick.is_some() && run.started);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    println!(
+        "after the load: {} of {ORGS} orgs got a trigger answered 202, a tick started: \
+         {tick_started}, in {} s",
+        recovered.iter().filter(|r| **r).count(),
+        recovery.elapsed().as_secs()
+    );
     soak.schedule(false).await;
 
     // Settle: every slot free (releases and refunds land, the reaper frees what a lost
@@ -820,6 +879,14 @@ async fn soak(secs: u64) {
             .or_default() += 1;
     }
     println!("statements and insertAll calls by table: {statements:?}");
+    println!(
+        "calls by kind (count, time answering them): {:?}",
+        soak.model.calls_by_kind()
+    );
+    println!("the emulator's time by statement (count, seconds), the most first:");
+    for (what, n, time) in soak.model.time_by_statement().into_iter().take(10) {
+        println!("  {n:>5} {:>8.1} s  {what}", time.as_secs_f64());
+    }
     let (ran, refused) = soak.model.count("org_quota_state", Class::Mutating);
     println!(
         "mutating statements on org_quota_state: {ran} sent, {refused} refused by the DML limit, \
@@ -836,8 +903,8 @@ async fn soak(secs: u64) {
             failed.push(format!("{name}: {example}"));
         }
     }
-    assert!(ticks_started > 0, "no schedule tick started");
     assert!(failed.is_empty(), "invariants violated: {failed:#?}");
+    assert!(ticks_started > 0, "no schedule tick started");
     drop(third);
 }
 

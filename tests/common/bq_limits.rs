@@ -40,7 +40,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -279,6 +279,10 @@ struct State {
     seen: Mutex<Vec<Seen>>,
     jobs: JobIds,
     labelled: Mutex<Vec<LabelledJob>>,
+    /// Statement (its first line) -> (how many, the emulator's time answering them).
+    answered: Mutex<HashMap<String, (usize, Duration)>>,
+    /// Every call by kind: (how many, how long their answers took in all).
+    calls: Mutex<HashMap<CallKind, (usize, Duration)>>,
     /// (SQL containing this, bytes a job of it bills), first match wins.
     billed: Mutex<Vec<(String, u64)>>,
     /// Jobs refused over their `maximumBytesBilled`: id -> (cap, bytes it would bill).
@@ -337,6 +341,25 @@ impl State {
             labels,
             maximum_bytes_billed: cap.as_str().map(str::to_string),
         });
+    }
+
+    /// `call` (answering `sql`), its time added to [`LimitsModel::time_by_statement`].
+    async fn timed(&self, sql: &str, call: impl Future<Output = HttpResponse>) -> HttpResponse {
+        let started = Instant::now();
+        let answer = call.await;
+        let what: String = sql
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or_default()
+            .chars()
+            .take(70)
+            .collect();
+        let mut answered = self.answered.lock().unwrap();
+        let entry = answered.entry(what).or_default();
+        entry.0 += 1;
+        entry.1 += started.elapsed();
+        answer
     }
 
     /// What a job of `query` bills: the bytes [`LimitsModel::bill`] set for it, or BigQuery's
@@ -464,6 +487,8 @@ impl LimitsModel {
             seen: Mutex::new(Vec::new()),
             jobs: JobIds::default(),
             labelled: Mutex::new(Vec::new()),
+            answered: Mutex::new(HashMap::new()),
+            calls: Mutex::new(HashMap::new()),
             billed: Mutex::new(Vec::new()),
             over_cap: Mutex::new(HashMap::new()),
             job_bills: Mutex::new(HashMap::new()),
@@ -545,6 +570,32 @@ impl LimitsModel {
             .lock()
             .unwrap()
             .push((needle.to_string(), bytes));
+    }
+
+    /// Where the emulator's time went: per statement (its SQL's first line), how many it
+    /// answered and how long they took in all, longest first.
+    pub fn time_by_statement(&self) -> Vec<(String, usize, Duration)> {
+        let mut all: Vec<_> = self
+            .state
+            .answered
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(what, (n, time))| (what.clone(), *n, *time))
+            .collect();
+        all.sort_by_key(|entry| std::cmp::Reverse(entry.2));
+        all
+    }
+
+    /// Every call by kind: how many, and how long their answers took in all.
+    pub fn calls_by_kind(&self) -> BTreeMap<String, (usize, Duration)> {
+        self.state
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(kind, counted)| (format!("{kind:?}"), *counted))
+            .collect()
     }
 
     /// Every job that reached BigQuery, with its labels.
@@ -789,6 +840,22 @@ impl Drop for Place {
 async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
     let path = req.uri().path().to_string();
     let kind = CallKind::of(req.method().as_str(), &path);
+    let started = Instant::now();
+    let answer = handle_call(req, body, state.clone(), path, kind).await;
+    let mut calls = state.calls.lock().unwrap();
+    let entry = calls.entry(kind).or_default();
+    entry.0 += 1;
+    entry.1 += started.elapsed();
+    answer
+}
+
+async fn handle_call(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<State>,
+    path: String,
+    kind: CallKind,
+) -> HttpResponse {
     let (fate, extra) = state.fate(kind);
     tokio::time::sleep(extra).await;
     match fate {
@@ -865,7 +932,7 @@ async fn limited(
                 place.permit = Some(permit);
                 return at_least(
                     limits.dml_latency,
-                    forward(&state.client, &state.upstream, &req, &body),
+                    state.timed(&sql, forward(&state.client, &state.upstream, &req, &body)),
                 )
                 .await;
             }
@@ -887,7 +954,7 @@ async fn limited(
                 place.permit = Some(permit);
                 return at_least(
                     limits.query_latency,
-                    forward(&state.client, &state.upstream, &req, &body),
+                    state.timed(&sql, forward(&state.client, &state.upstream, &req, &body)),
                 )
                 .await;
             }
