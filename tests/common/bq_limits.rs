@@ -841,36 +841,31 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
     let path = req.uri().path().to_string();
     let kind = CallKind::of(req.method().as_str(), &path);
     let started = Instant::now();
-    let answer = handle_call(req, body, state.clone(), path, kind).await;
+    let limited_state = state.clone();
+    // (`return` in this block gives the block's answer.)
+    let answer = async move {
+        let (fate, extra) = limited_state.fate(kind);
+        tokio::time::sleep(extra).await;
+        match fate {
+            Fate::Pass => {}
+            Fate::Refuse => return backend_error(),
+            Fate::BlackHole(hold) => {
+                tokio::time::sleep(hold).await;
+                return backend_error();
+            }
+            Fate::Lose => {
+                let _took_effect = limited(req, body, limited_state, path, kind).await;
+                return backend_error();
+            }
+        }
+        limited(req, body, limited_state, path, kind).await
+    }
+    .await;
     let mut calls = state.calls.lock().unwrap();
     let entry = calls.entry(kind).or_default();
     entry.0 += 1;
     entry.1 += started.elapsed();
     answer
-}
-
-async fn handle_call(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<State>,
-    path: String,
-    kind: CallKind,
-) -> HttpResponse {
-    let (fate, extra) = state.fate(kind);
-    tokio::time::sleep(extra).await;
-    match fate {
-        Fate::Pass => {}
-        Fate::Refuse => return backend_error(),
-        Fate::BlackHole(hold) => {
-            tokio::time::sleep(hold).await;
-            return backend_error();
-        }
-        Fate::Lose => {
-            let _took_effect = limited(req, body, state, path, kind).await;
-            return backend_error();
-        }
-    }
-    limited(req, body, state, path, kind).await
 }
 
 /// The call under BigQuery's limits and job-id rule, forwarded to the emulator.
