@@ -84,25 +84,27 @@ pub(super) fn spawn(inner: Arc<Inner>, mut admitted: mpsc::UnboundedReceiver<Fro
             struct Org {
                 org_slug: String,
             }
-            match inner
+            let found = match inner
                 .warehouse
                 .query::<Org>(&sql::QUEUES_TO_DRAIN, &[])
                 .await
             {
                 Ok(orgs) => {
-                    cadence.found(!orgs.is_empty());
+                    let found = !orgs.is_empty();
                     for org in orgs {
                         if let Ok(org) = OrgSlug::parse(&org.org_slug) {
                             inner.admission.drain(&org);
                         }
                     }
+                    found
                 }
-                Err(e) if e.is_not_found() => cadence.found(false),
+                Err(e) if e.is_not_found() => false,
                 Err(e) => {
                     tracing::warn!(error = %e, "looking for queues to drain failed");
-                    cadence.failed();
+                    true
                 }
-            }
+            };
+            cadence.found(found);
         }
     });
 }

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cost::cadence::{Cadence, Wake};
 use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
+use tokio::time::MissedTickBehavior;
 
 use super::{Inner, RunStatus, ts};
 use crate::domain::OrgSlug;
@@ -33,30 +33,21 @@ pub(super) fn spawn(inner: Arc<Inner>) {
     tokio::spawn(async move {
         // Run id -> when this reaper first saw it stale (monotonic).
         let mut suspects: HashMap<String, Instant> = HashMap::new();
-        // Passes an interval apart (the first waits one); a failed pass waits longer (see
-        // `cost::cadence`), so a saturated BigQuery is not sent a scan from every instance as
-        // soon as the last one gave up.
-        let interval = inner.settings().reaper_interval;
-        let mut cadence = Cadence::new(interval, interval, Wake::default());
+        let mut tick = tokio::time::interval(inner.settings().reaper_interval);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tick.tick().await; // the first pass waits one interval
         loop {
             tokio::select! {
-                _ = cadence.next() => {}
+                _ = tick.tick() => {}
                 _ = inner.shutdown_token().cancelled() => return,
             }
             match pass(&inner, &suspects).await {
-                Ok(next) => {
-                    suspects = next;
-                    cadence.found(true);
-                }
+                Ok(next) => suspects = next,
                 // Before bootstrap there is nothing to reap: not worth a warning every pass.
                 Err(e) if e.is_not_found() => {
-                    tracing::debug!("reaper: meta tables not there yet (not bootstrapped)");
-                    cadence.found(true);
+                    tracing::debug!("reaper: meta tables not there yet (not bootstrapped)")
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "reaper pass failed");
-                    cadence.failed();
-                }
+                Err(e) => tracing::warn!(error = %e, "reaper pass failed"),
             }
         }
     });

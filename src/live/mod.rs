@@ -34,7 +34,6 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::clock::SharedClock;
-use crate::cost::cadence::{Cadence, Wake};
 use crate::domain::OrgSlug;
 use crate::runs::{self, RunView, StepAttempt};
 use crate::service_error::ServiceError;
@@ -572,20 +571,20 @@ impl Inner {
 
     /// Reads every watched run each poll, sending each changed state, until nothing is
     /// watched.
-    /// Polls start every `LIVE_POLL_MS`, never two at once; a slow poll is followed half an
-    /// interval after it ended, a failed one later still (see `cost::cadence`).
+    /// Polls start every `LIVE_POLL_MS` (a poll slower than that delays the next, never two at
+    /// once).
     async fn tail(self: Arc<Self>) {
-        let mut cadence = Cadence::new(self.settings.poll, self.settings.poll, Wake::default());
+        let mut every = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.settings.poll,
+            self.settings.poll,
+        );
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            cadence.next().await;
+            every.tick().await;
             let Some(watched) = self.watched() else {
                 return;
             };
-            if self.poll(watched).await {
-                cadence.found(true);
-            } else {
-                cadence.failed();
-            }
+            self.poll(watched).await;
         }
     }
 
@@ -608,15 +607,15 @@ impl Inner {
 
     /// One look at the watched runs: their states in one query, the step attempts of those that
     /// left the queue in another. A failed read leaves the watchers with the last state; the
-    /// next poll tries again. `false` when a read failed.
-    async fn poll(&self, (keys, since): (Vec<Key>, DateTime<Utc>)) -> bool {
+    /// next poll tries again.
+    async fn poll(&self, (keys, since): (Vec<Key>, DateTime<Utc>)) {
         let now = self.clock.now();
         let read_at = Instant::now();
         let mut views = match runs::get_many(&self.warehouse, &keys, since, now).await {
             Ok(views) => views,
             Err(e) => {
                 log_failed_read(&e, keys.len(), "live runs read failed");
-                return false;
+                return;
             }
         };
         let started: Vec<Key> = views
@@ -658,6 +657,9 @@ impl Inner {
                 }
             }
         }
+        if ended.is_empty() {
+            return;
+        }
         let mut state = self.state.lock().unwrap();
         for key in ended {
             if let Some(watched) = state.runs.remove(&key) {
@@ -666,7 +668,6 @@ impl Inner {
                 }
             }
         }
-        steps.is_some()
     }
 }
 

@@ -100,14 +100,15 @@ pub fn spawn(
             if stop.is_cancelled() || executor.is_draining() {
                 return;
             }
-            match pass(&executor, &warehouse, interval).await {
-                Ok(active) => cadence.found(active),
-                Err(e) if e.is_not_found() => cadence.found(false),
+            let active = match pass(&executor, &warehouse, interval).await {
+                Ok(active) => active,
+                Err(e) if e.is_not_found() => false,
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler pass failed");
-                    cadence.failed();
+                    true
                 }
-            }
+            };
+            cadence.found(active);
             tokio::select! {
                 _ = cadence.next() => {}
                 _ = stop.cancelled() => return,
