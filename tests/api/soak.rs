@@ -169,8 +169,9 @@ fn settings(vars: &mut HashMap<String, String>, host: &str) {
     // a reaper's or scheduler's read on a 2-core machine (3 a second at most, and slower while
     // the instances use the cores): background passes every 10 s (every 5 s for the
     // scheduler, a schedule ticking every 10 s) and live reads every 2 s leave it room for the
-    // load. With passes every 4-5 s and live reads every second the emulator fell behind by
-    // 9 s a statement and admission collapsed (4 of 138 answers 202, no schedule tick).
+    // load. (On this machine, 2026-12-07, neither these nor the earlier 4-5 s passes and
+    // 1-s live reads keep it from falling 10 s behind: the admission statement's parsing is
+    // most of its time; see the README's soak section.)
     vars.insert("REAPER_INTERVAL_SECS".into(), "10".into());
     vars.insert("QUEUE_POLL_SECS".into(), "10".into());
     vars.insert("SCHEDULER_ENABLED".into(), "true".into());
@@ -295,8 +296,8 @@ impl Soak {
     }
 
     /// One trigger: plain, with an Idempotency-Key (retried on 503 with the same key, after its
-    /// Retry-After), or
-    /// queued; a run it started that ends CANCELLED or FAILED is re-run.
+    /// Retry-After), or queued; a run it started that ends CANCELLED or FAILED is re-run.
+    /// `true` when it was answered 202.
     async fn trigger(&self, n: usize) -> bool {
         let org = n % ORGS;
         let (slug, key) = &self.orgs[org];
