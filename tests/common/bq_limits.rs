@@ -355,10 +355,7 @@ impl State {
             .chars()
             .take(70)
             .collect();
-        let mut answered = self.answered.lock().unwrap();
-        let entry = answered.entry(what).or_default();
-        entry.0 += 1;
-        entry.1 += started.elapsed();
+        tally(&self.answered, what, started.elapsed());
         answer
     }
 
@@ -861,11 +858,20 @@ async fn handle(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
         limited(req, body, limited_state, path, kind).await
     }
     .await;
-    let mut calls = state.calls.lock().unwrap();
-    let entry = calls.entry(kind).or_default();
-    entry.0 += 1;
-    entry.1 += started.elapsed();
+    tally(&state.calls, kind, started.elapsed());
     answer
+}
+
+/// One more answer of `key` that took `took`, in a (count, time in all) tally.
+fn tally<K: std::hash::Hash + Eq>(
+    counts: &Mutex<HashMap<K, (usize, Duration)>>,
+    key: K,
+    took: Duration,
+) {
+    let mut counts = counts.lock().unwrap();
+    let entry = counts.entry(key).or_default();
+    entry.0 += 1;
+    entry.1 += took;
 }
 
 /// The call under BigQuery's limits and job-id rule, forwarded to the emulator.
