@@ -491,6 +491,13 @@ struct Run {
     pending_micros: Option<i64>,
 }
 
+impl Run {
+    /// A schedule tick that started (a PENDING event, and no end saying it never started).
+    fn is_started_tick(&self) -> bool {
+        self.tick.is_some() && self.started
+    }
+}
+
 /// Every run of `slug`: its tag, last status, whether it started (a PENDING event and no end
 /// saying it never started: its PENDING event's answer was lost, the trigger was answered 503
 /// and the run refunded), whether its instance stopped it for a lapsed lease, and its tick.
@@ -615,7 +622,7 @@ async fn soak(secs: u64) {
             || runs_of(&soak.apps[0].meta_dataset, &soak.orgs[0].0)
                 .await
                 .values()
-                .any(|run| run.tick.is_some() && run.started);
+                .any(Run::is_started_tick);
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     println!(
@@ -667,7 +674,7 @@ async fn soak(secs: u64) {
         let runs = runs_of(meta, slug).await;
         // (b) Every run told 202, and every tick that started, ends terminal.
         for (id, run) in &runs {
-            if told.contains(id) || run.tick.is_some() && run.started {
+            if told.contains(id) || run.is_started_tick() {
                 check(
                     &mut table,
                     "b every 202 run (and started tick) ends terminal",
