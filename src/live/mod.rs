@@ -11,18 +11,23 @@
 //! in the ended cache) or when its last watcher has gone. Streams are capped per org and per
 //! instance ([`LiveError::TooMany`], answered 503 with Retry-After).
 //!
-//! Polled runs are read the same way: `GET …/runs/{run_id}` and `…/steps` are answered by
-//! [`LiveRuns::look`] from the tail when it reads the run (the state of its last poll), else
-//! read from BigQuery once (concurrent looks at the same run share that read) and then held in
-//! the tail for [`LOOK_HOLD`] after the last look, so the next looks of it, by anyone on this
-//! instance, cost no query. This instance's own state changes are seen at once: each run event
-//! BigQuery accepts marks its run for a fresh read at the next look ([`LiveRuns::written`]);
-//! step attempts, and another instance's writes, within a poll. An ended run that cannot change
-//! again (every end but ORPHANED, which the resumed instance's own `lease_lost` end may follow)
-//! is kept in memory.
+//! Polled runs are read the same way, and consistently: `GET …/runs/{run_id}` and `…/steps`
+//! ([`LiveRuns::look`]) answer what a read that started after the request arrived found, so a
+//! client that was told a state by any instance is never told an older one afterwards, by any
+//! instance (a run read SUCCEEDED behind a load balancer never reads RUNNING again). A run the
+//! tail reads is answered by the tail's next poll, which a waiting look brings forward (at most
+//! one poll in flight, at least [`LOOK_POLL_GAP`]'s share of `LIVE_POLL_MS` between polls): every
+//! look that arrived before a poll started shares it. A run not in the tail is read once
+//! (concurrent looks share a read only if it started after they arrived) and then held in the
+//! tail for [`LOOK_HOLD`] after the last look. An ended run that cannot change again (every end
+//! but ORPHANED, which the resumed instance's own `lease_lost` end may follow) is kept in memory
+//! and answered from it at once. A stream (`…/events`) is pushed each poll's state, never an
+//! older one.
 //!
-//! Cost: at most two queries per poll per instance (120 a minute at the 1 s default), for one
-//! watched or polled run or a thousand, and none while nothing is watched or polled.
+//! Cost: at most two queries per poll per instance, for one watched or polled run or a
+//! thousand: 120 a minute at the 1 s default while only streams watch, up to four times that
+//! while looks keep asking; none while nothing is watched or polled. A look waits for a poll:
+//! about one BigQuery read, two when a poll had just started.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -127,6 +132,11 @@ type Key = (OrgSlug, String);
 
 /// How long a run looked at (`GET` of it or of its steps) stays in the tail after the last look.
 pub const LOOK_HOLD: Duration = Duration::from_secs(30);
+/// Polls brought forward by looks start at least `LIVE_POLL_MS / LOOK_POLL_GAP` apart.
+pub const LOOK_POLL_GAP: u32 = 4;
+/// A look waits at most this many polls for one that started after it arrived (the one in
+/// flight, then its own), then reads the run itself.
+const LOOK_POLLS_AWAITED: usize = 3;
 /// Runs the tail reads at most; looks past it are read from BigQuery each time.
 const MAX_TAILED: usize = 5_000;
 
@@ -152,6 +162,10 @@ struct Inner {
     pages: moka::future::Cache<(OrgSlug, u64, String), Arc<runs::RunPage>>,
     /// Bumped by each run event of the org this instance writes: its first pages are read again.
     generations: Mutex<HashMap<OrgSlug, u64>>,
+    /// A look waits for a poll: the tail starts the next one as soon as the gap allows.
+    demand: tokio::sync::Notify,
+    /// Counts the tail's finished polls (looks wait for the one after they arrived).
+    polls: watch::Sender<u64>,
 }
 
 /// Settled runs kept for later watchers and looks (such a run never changes): at most this
@@ -189,9 +203,6 @@ struct Watched {
     since: DateTime<Utc>,
     /// Looked at: kept in the tail until then, watched or not.
     held_until: Option<Instant>,
-    /// This instance wrote an event of the run then: its state is read again at the next look
-    /// (or by a poll that starts later).
-    stale_since: Option<Instant>,
     /// When the read of the latest state started: a read that started earlier (a look's, slower
     /// than a poll) never replaces it.
     read_at: Instant,
@@ -203,16 +214,13 @@ impl Watched {
             tx: watch::channel(Some(first)).0,
             since,
             held_until: None,
-            stale_since: None,
             read_at,
         }
     }
 
-    /// Its latest state, unless a write since makes it stale.
-    fn fresh(&self) -> Option<Arc<Snapshot>> {
-        if self.stale_since.is_some() {
-            return None;
-        }
+    /// Its latest state.
+    #[cfg(test)]
+    fn latest(&self) -> Option<Arc<Snapshot>> {
         self.tx.borrow().clone()
     }
 
@@ -230,9 +238,6 @@ impl Watched {
             .is_none_or(|last| last.version() != snapshot.version());
         if changed {
             self.tx.send_replace(Some(snapshot));
-        }
-        if self.stale_since.is_some_and(|since| since <= read_at) {
-            self.stale_since = None;
         }
     }
 }
@@ -282,40 +287,46 @@ impl LiveRuns {
                     .time_to_live(poll)
                     .build(),
                 generations: Mutex::new(HashMap::new()),
+                demand: tokio::sync::Notify::new(),
+                polls: watch::channel(0).0,
             }),
         }
     }
 
-    /// The run as `GET …/runs/{run_id}` (and its steps) answer it: from the tail when it reads
-    /// the run and no write of this instance came since its last poll, from the settled runs
-    /// kept, else read from BigQuery now (one read for every concurrent look). The run then
-    /// stays in the tail for [`LOOK_HOLD`] after this look. `Ok(None)`: the org has no such run.
+    /// The run as `GET …/runs/{run_id}` (and its steps) answer it: as a read that started after
+    /// this look arrived found it (the tail's next poll when it reads the run, else a read of
+    /// its own, shared with the looks that arrived before it started), or from the settled runs
+    /// kept. The run then stays in the tail for [`LOOK_HOLD`] after this look. `Ok(None)`: the
+    /// org has no such run.
     pub async fn look(
         &self,
         org: &OrgSlug,
         run_id: &str,
     ) -> Result<Option<Arc<Snapshot>>, ServiceError> {
         let key = (org.clone(), run_id.to_string());
-        let hold = Instant::now() + LOOK_HOLD;
-        let stale_since = {
+        let arrived = Instant::now();
+        let hold = arrived + LOOK_HOLD;
+        let tailed = {
             let mut state = self.inner.state.lock().unwrap();
             match state.runs.get_mut(&key) {
                 Some(watched) => {
-                    if let Some(fresh) = watched.fresh() {
-                        watched.held_until = watched.held_until.max(Some(hold));
-                        return Ok(Some(fresh));
-                    }
-                    watched.stale_since
+                    watched.held_until = watched.held_until.max(Some(hold));
+                    true
                 }
                 None => {
                     if let Some(settled) = self.inner.ended.get(&key) {
                         return Ok(Some(settled));
                     }
-                    None
+                    false
                 }
             }
         };
-        let (read_at, read) = self.inner.shared_read(&key, stale_since).await;
+        if tailed {
+            if let Some(polled) = self.inner.polled_after(&key, arrived).await {
+                return Ok(Some(polled));
+            }
+        }
+        let (read_at, read) = self.inner.shared_read(&key, Some(arrived)).await;
         let Some(snapshot) = read.map_err(ServiceError::Warehouse)? else {
             return Ok(None);
         };
@@ -323,16 +334,16 @@ impl LiveRuns {
         Ok(Some(snapshot))
     }
 
-    /// This instance's write of an event of `run_id` (of `org`) has landed: the next look reads
-    /// the run from BigQuery (see [`crate::run_log::RunLog::on_written`]).
+    /// This instance's write of an event of `run_id` (of `org`) has landed: when the run is in
+    /// the tail its next poll comes as soon as the gap allows, so its streams here get the
+    /// change without waiting out `LIVE_POLL_MS` (see [`crate::run_log::RunLog::on_written`]).
     pub fn written(&self, org: &str, run_id: &str) {
         let Ok(org) = OrgSlug::parse(org) else {
             return;
         };
         let key = (org, run_id.to_string());
-        let now = Instant::now();
-        if let Some(watched) = self.inner.state.lock().unwrap().runs.get_mut(&key) {
-            watched.stale_since.get_or_insert(now);
+        if self.inner.state.lock().unwrap().runs.contains_key(&key) {
+            self.inner.demand.notify_one();
         }
         // A read that started before the write may miss it: later looks start their own.
         self.inner.reading.lock().unwrap().remove(&key);
@@ -483,17 +494,46 @@ impl Inner {
         }
     }
 
-    /// The run read from BigQuery, by a read that started after `stale_since` (joined when one
+    /// The run as the first poll of the tail that started at or after `arrived` found it (a poll
+    /// brought forward for it), or the settled state kept. `None` when no such poll answered for
+    /// it within [`LOOK_POLLS_AWAITED`] polls (it failed, or the run left the tail): the look
+    /// reads the run itself.
+    async fn polled_after(&self, key: &Key, arrived: Instant) -> Option<Arc<Snapshot>> {
+        let mut polls = self.polls.subscribe();
+        let wait = self.settings.poll * 2 + self.settings.poll / LOOK_POLL_GAP;
+        for _ in 0..LOOK_POLLS_AWAITED {
+            self.demand.notify_one();
+            match tokio::time::timeout(wait, polls.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return None,
+            }
+            let state = self.state.lock().unwrap();
+            match state.runs.get(key) {
+                // (A write of this instance since that poll started may or may not be in it:
+                // either answer is consistent for a look that arrived before the poll.)
+                Some(watched) if watched.read_at >= arrived => {
+                    return watched.tx.borrow().clone();
+                }
+                // The poll in flight when the look arrived: the next one is its own.
+                Some(_) => {}
+                // Settled (by a poll, or a read) and kept: it never changes again.
+                None => return self.ended.get(key),
+            }
+        }
+        None
+    }
+
+    /// The run read from BigQuery, by a read that started after `not_before` (joined when one
     /// is in flight, else started): when that read started, and what it found.
     async fn shared_read(
         &self,
         key: &Key,
-        stale_since: Option<Instant>,
+        not_before: Option<Instant>,
     ) -> (Instant, Result<Option<Arc<Snapshot>>, WarehouseError>) {
         let (started, flight) = {
             let mut reading = self.reading.lock().unwrap();
             match reading.get(key) {
-                Some((started, flight)) if stale_since.is_none_or(|s| s <= *started) => {
+                Some((started, flight)) if not_before.is_none_or(|s| s <= *started) => {
                     (*started, flight.clone())
                 }
                 _ => {
@@ -572,19 +612,32 @@ impl Inner {
     /// Reads every watched run each poll, sending each changed state, until nothing is
     /// watched.
     /// Polls start every `LIVE_POLL_MS` (a poll slower than that delays the next, never two at
-    /// once).
+    /// once), or sooner when a look waits for one, at least `LIVE_POLL_MS / LOOK_POLL_GAP` after
+    /// the last one started.
     async fn tail(self: Arc<Self>) {
-        let mut every = tokio::time::interval_at(
-            tokio::time::Instant::now() + self.settings.poll,
-            self.settings.poll,
-        );
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let gap = self.settings.poll / LOOK_POLL_GAP;
+        let mut last_started: Option<Instant> = None;
         loop {
-            every.tick().await;
+            let next = last_started.map_or_else(
+                || Instant::now() + self.settings.poll,
+                |at| at + self.settings.poll,
+            );
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = self.demand.notified() => {
+                    if let Some(at) = last_started {
+                        tokio::time::sleep_until(at + gap).await;
+                    }
+                }
+            }
             let Some(watched) = self.watched() else {
+                // Looks waiting now find the run gone from the tail and read it themselves.
+                self.polls.send_modify(|n| *n += 1);
                 return;
             };
+            last_started = Some(Instant::now());
             self.poll(watched).await;
+            self.polls.send_modify(|n| *n += 1);
         }
     }
 
@@ -746,8 +799,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_read_that_started_before_the_latest_never_replaces_it_and_only_a_later_one_clears_a_write()
-     {
+    async fn a_read_that_started_before_the_latest_never_replaces_it() {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let running = Arc::new(snapshot("RUNNING", &[("load", 1, "RUNNING")]));
@@ -764,14 +816,8 @@ mod tests {
         // A look's read that started before that poll answers late: it is not taken.
         watched.update(running.clone(), at(150));
         assert!(!seen.has_changed().unwrap());
-        assert_eq!(watched.fresh().unwrap().version(), done.version());
-        // This instance writes an event at 300: stale until a read started at or after it.
-        watched.stale_since = Some(at(300));
-        assert!(watched.fresh().is_none());
-        watched.update(done.clone(), at(250));
-        assert!(watched.fresh().is_none(), "a read from before the write");
-        watched.update(done.clone(), at(300));
-        assert_eq!(watched.fresh().unwrap().version(), done.version());
+        assert_eq!(watched.latest().unwrap().version(), done.version());
+        assert_eq!(watched.read_at, at(200));
     }
 
     #[test]
