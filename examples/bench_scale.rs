@@ -25,6 +25,35 @@ const DML: Duration = Duration::from_secs(1);
 const QUERY: Duration = Duration::from_millis(300);
 const INSERT_ALL: Duration = Duration::from_millis(50);
 
+/// Where the BigQuery time of a phase went: per statement (its SQL's first line), the calls
+/// answered since `before` was taken and the time answering them took (the model's latency
+/// plus the emulator's own), the most first.
+fn print_time_by_statement(model: &LimitsModel, before: &[(String, usize, Duration)]) {
+    let earlier: HashMap<&str, (usize, Duration)> = before
+        .iter()
+        .map(|(what, n, time)| (what.as_str(), (*n, *time)))
+        .collect();
+    let mut since: Vec<(String, usize, Duration)> = model
+        .time_by_statement()
+        .into_iter()
+        .map(|(what, n, time)| {
+            let (n0, t0) = earlier.get(what.as_str()).copied().unwrap_or_default();
+            (what, n - n0, time.saturating_sub(t0))
+        })
+        .filter(|(_, n, _)| *n > 0)
+        .collect();
+    since.sort_by_key(|entry| std::cmp::Reverse(entry.2));
+    println!("  BigQuery time by statement in this phase (calls, seconds answering them):");
+    for (what, n, time) in since.into_iter().take(8) {
+        let what: String = what.chars().take(70).collect();
+        println!(
+            "    {n:>5} {:>7.1} s  {:>5.2} s each  {what}",
+            time.as_secs_f64(),
+            time.as_secs_f64() / n as f64
+        );
+    }
+}
+
 /// What one offered-load phase saw.
 #[derive(Default)]
 struct Phase {
@@ -191,7 +220,9 @@ async fn main() {
 
     println!("phase 1: 1 trigger/s for 20 s");
     model.clear();
+    let answered = model.time_by_statement();
     let slow = offer(&http, &base, &orgs, 1, 20).await;
+    print_time_by_statement(&model, &answered);
     let p50 = slow.percentile(0.5);
     // Before group commit a trigger cost one reservation UPDATE and one insertAll; the target
     // allows one query's time on top of that.
@@ -211,7 +242,9 @@ async fn main() {
     println!("phase 2: 50 triggers/s for {main_seconds} s over {ORGS} orgs");
     model.clear();
     let jobs_before = warehouse.counters().snapshot();
+    let answered = model.time_by_statement();
     let main = offer(&http, &base, &orgs, 50, main_seconds).await;
+    print_time_by_statement(&model, &answered);
     let jobs = warehouse.counters().snapshot().since(&jobs_before);
     let accepted = main.count(202) as f64 / main.total() as f64 * 100.0;
     row(
