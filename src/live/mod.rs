@@ -523,45 +523,74 @@ impl Inner {
         None
     }
 
-    /// The run read from BigQuery, by a read that started after `not_before` (joined when one
-    /// is in flight, else started): when that read started, and what it found.
+    /// The run read from BigQuery by a read that started after `not_before`: joined when one is
+    /// in flight, else started. A read in flight that started earlier is waited out first, and
+    /// every look that waited for it shares the one read started after it: a run has at most
+    /// one read in flight, whatever the number of looks (under load, one read each would be
+    /// refused by BigQuery's query limit and answer every look 503). Returns when the read
+    /// started, and what it found.
     async fn shared_read(
         &self,
         key: &Key,
         not_before: Option<Instant>,
     ) -> (Instant, Result<Option<Arc<Snapshot>>, WarehouseError>) {
-        let (started, flight) = {
-            let mut reading = self.reading.lock().unwrap();
-            match reading.get(key) {
-                Some((started, flight)) if not_before.is_none_or(|s| s <= *started) => {
-                    (*started, flight.clone())
-                }
-                _ => {
-                    let fresh = (Instant::now(), Flight::default());
-                    reading.insert(key.clone(), fresh.clone());
-                    fresh
-                }
+        let (org, run_id) = key;
+        let read_now = || async {
+            match read(&self.warehouse, org, run_id, self.clock.now()).await {
+                Ok(found) => Ok(found.map(Arc::new)),
+                Err(ServiceError::Warehouse(e)) => Err(e),
+                Err(other) => Err(WarehouseError::Decode(other.to_string())),
             }
         };
-        let (org, run_id) = key;
-        let result = flight
-            .get_or_init(|| async {
-                match read(&self.warehouse, org, run_id, self.clock.now()).await {
-                    Ok(found) => Ok(found.map(Arc::new)),
-                    Err(ServiceError::Warehouse(e)) => Err(e),
-                    Err(other) => Err(WarehouseError::Decode(other.to_string())),
+        loop {
+            let (started, flight, earlier) = {
+                let mut reading = self.reading.lock().unwrap();
+                match reading.get(key) {
+                    Some((started, flight)) if not_before.is_none_or(|s| s <= *started) => {
+                        (*started, flight.clone(), false)
+                    }
+                    Some((started, flight)) if !flight.initialized() => {
+                        (*started, flight.clone(), true)
+                    }
+                    _ => {
+                        let fresh = (Instant::now(), Flight::default());
+                        reading.insert(key.clone(), fresh.clone());
+                        (fresh.0, fresh.1, false)
+                    }
                 }
-            })
-            .await
-            .clone();
+            };
+            if !earlier {
+                let result = flight.get_or_init(|| read_now()).await.clone();
+                self.landed(key, &flight);
+                return (started, result);
+            }
+            // Waited out. Should its reader have gone before it answered, this look reads in
+            // its place: that read starts now, after `not_before`, so its answer serves.
+            let began = Instant::now();
+            let mut ran = false;
+            let result = flight
+                .get_or_init(|| {
+                    ran = true;
+                    read_now()
+                })
+                .await
+                .clone();
+            self.landed(key, &flight);
+            if ran {
+                return (began, result);
+            }
+        }
+    }
+
+    /// A read of `key` has answered: later looks start their own.
+    fn landed(&self, key: &Key, flight: &Flight) {
         let mut reading = self.reading.lock().unwrap();
         if reading
             .get(key)
-            .is_some_and(|(_, current)| Arc::ptr_eq(current, &flight))
+            .is_some_and(|(_, current)| Arc::ptr_eq(current, flight))
         {
             reading.remove(key);
         }
-        (started, result)
     }
 
     /// Keeps a run just read (at `read_at`) in the tail until `until` at least; a settled run

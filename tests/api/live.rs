@@ -384,6 +384,45 @@ async fn forty_looks_at_once_at_a_run_share_the_tails_polls_and_equal_a_fresh_re
 }
 
 #[tokio::test]
+async fn forty_first_looks_at_once_at_a_run_share_at_most_two_reads() {
+    // An instance that never saw the run: the first look reads it, and the looks that arrive
+    // while that read is in flight (it started before them, so its answer may be older than
+    // what they were told elsewhere) wait it out and share the one read started after it,
+    // instead of one read each (eighty queries; refused by BigQuery's query limit under load).
+    let a = spawn_app().await;
+    let meta = a.meta_dataset.clone();
+    let b = spawn_app_with(move |vars| {
+        vars.insert("META_DATASET".into(), meta);
+        vars.insert("LIVE_POLL_MS".into(), "60000".into());
+    })
+    .await;
+    let (slug, key) = a.new_org("live-first").await;
+    let holder = a.hold_the_slot(&slug, &key).await;
+    eventually("the holder runs", Duration::from_secs(30), || async {
+        match a.run(&slug, &key, &holder).await["status"].as_str() {
+            Some("RUNNING") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+
+    let before = b.warehouse.counters().snapshot();
+    let looks = (0..40).map(|_| {
+        let (b, slug, key, holder) = (&b, &slug, &key, &holder);
+        async move { b.run(slug, key, holder).await["status"].clone() }
+    });
+    let seen = futures_util::future::join_all(looks).await;
+    let looked = b.warehouse.counters().snapshot().since(&before).query;
+    assert!(seen.iter().all(|s| s == "RUNNING"), "{seen:?}");
+    // Two reads (the run and its steps each), a few queries of background work besides.
+    assert!(
+        looked <= 8,
+        "forty first looks at once share at most two reads: {looked} queries"
+    );
+    a.free_the_slot(&slug, &key, &holder).await;
+}
+
+#[tokio::test]
 async fn a_run_read_ended_on_one_instance_never_reads_running_on_another_that_tails_it() {
     // Behind a load balancer a client's looks land on any instance. The second instance has the
     // run in its tail (read RUNNING, its next poll 5 s away): once the first has answered the
