@@ -560,7 +560,7 @@ impl Inner {
                 }
             };
             if !earlier {
-                let result = flight.get_or_init(|| read_now()).await.clone();
+                let result = flight.get_or_init(&read_now).await.clone();
                 self.landed(key, &flight);
                 return (started, result);
             }
