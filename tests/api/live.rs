@@ -330,13 +330,7 @@ async fn forty_looks_at_once_at_a_run_share_the_tails_polls_and_equal_a_fresh_re
     .await;
     let (slug, key) = app.new_org("live-look").await;
     let holder = app.hold_the_slot(&slug, &key).await;
-    eventually("the holder runs", Duration::from_secs(30), || async {
-        match app.run(&slug, &key, &holder).await["status"].as_str() {
-            Some("RUNNING") => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    app.wait_until_running(&slug, &key, &holder).await;
 
     let before = app.warehouse.counters().snapshot();
     let looks = (0..40).map(|i| {
@@ -398,13 +392,7 @@ async fn forty_first_looks_at_once_at_a_run_share_at_most_two_reads() {
     .await;
     let (slug, key) = a.new_org("live-first").await;
     let holder = a.hold_the_slot(&slug, &key).await;
-    eventually("the holder runs", Duration::from_secs(30), || async {
-        match a.run(&slug, &key, &holder).await["status"].as_str() {
-            Some("RUNNING") => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    a.wait_until_running(&slug, &key, &holder).await;
 
     let before = b.warehouse.counters().snapshot();
     let looks = (0..40).map(|_| {
@@ -439,13 +427,7 @@ async fn a_run_read_ended_on_one_instance_never_reads_running_on_another_that_ta
     .await;
     let (slug, key) = a.new_org("live-mono").await;
     let holder = a.hold_the_slot(&slug, &key).await;
-    eventually("the holder runs", Duration::from_secs(30), || async {
-        match b.run(&slug, &key, &holder).await["status"].as_str() {
-            Some("RUNNING") => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
-    .await;
+    b.wait_until_running(&slug, &key, &holder).await;
     assert_eq!(b.run(&slug, &key, &holder).await["status"], "RUNNING");
     a.free_the_slot(&slug, &key, &holder).await;
     let on_b = b.run(&slug, &key, &holder).await;

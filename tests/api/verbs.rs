@@ -147,6 +147,21 @@ impl TestApp {
         .await
     }
 
+    /// Waits (at most 30 s) until the run reads RUNNING.
+    pub async fn wait_until_running(&self, slug: &str, key: &str, run_id: &str) {
+        eventually(
+            &format!("run {run_id} runs"),
+            Duration::from_secs(30),
+            || async {
+                match self.run(slug, key, run_id).await["status"].as_str() {
+                    Some("RUNNING") => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            },
+        )
+        .await;
+    }
+
     /// The run's steps as the org's key reads them (`{"steps": [...]}`, every field).
     pub async fn steps_body(&self, slug: &str, key: &str, run_id: &str) -> Value {
         self.key_get(
