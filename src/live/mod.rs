@@ -219,7 +219,6 @@ impl Watched {
     }
 
     /// Its latest state.
-    #[cfg(test)]
     fn latest(&self) -> Option<Arc<Snapshot>> {
         self.tx.borrow().clone()
     }
@@ -512,7 +511,7 @@ impl Inner {
                 // (A write of this instance since that poll started may or may not be in it:
                 // either answer is consistent for a look that arrived before the poll.)
                 Some(watched) if watched.read_at >= arrived => {
-                    return watched.tx.borrow().clone();
+                    return watched.latest();
                 }
                 // The poll in flight when the look arrived: the next one is its own.
                 Some(_) => {}
@@ -745,7 +744,7 @@ impl Inner {
         let mut state = self.state.lock().unwrap();
         for key in ended {
             if let Some(watched) = state.runs.remove(&key) {
-                if let Some(last) = watched.tx.borrow().clone() {
+                if let Some(last) = watched.latest() {
                     self.ended.insert(key, last);
                 }
             }
