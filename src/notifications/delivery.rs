@@ -1,6 +1,11 @@
-//! The notifier: told of every run end, it reads the org's channels (cached for
-//! [`CHANNEL_CACHE_TTL`](super::CHANNEL_CACHE_TTL): a run end costs no read while they are
-//! known), and delivers each event a channel asks for in a task of its own:
+//! The notifier: told of every run end, it finds the org's channels in its read of every org's
+//! channels (one query, kept [`CHANNEL_CACHE_TTL`](super::CHANNEL_CACHE_TTL) and shared by
+//! every run end meanwhile, whatever their orgs: an instance whose runs end in 200 orgs reads
+//! once, not 200 times), and delivers each event a channel asks for in a task of its own:
+//!
+//! - **Changes made here count at once**: an org whose channels changed on this instance is
+//!   read on its own until a read of every org's channels started after the change. One made
+//!   on another instance counts within `CHANNEL_CACHE_TTL`.
 //!
 //! - **One delivery per event and channel**, its id (`webhook-id`) derived from the run, the
 //!   status it ended with and the channel: every attempt, and any instance that delivers the
@@ -18,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde::Serialize;
@@ -45,6 +50,9 @@ pub const ATTEMPTS: u32 = 9;
 const MAX_WAIT: Duration = Duration::from_secs(8 * 3600);
 /// How long a receiver has to answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// Channels read at once for every org at most (5,000 orgs at their maximum of 10): past it,
+/// the orgs the read leaves out are read one by one.
+const SNAPSHOT_ROWS: usize = 50_000;
 /// Delivery rows per `insertAll` at most, and how long a row waits for others.
 const LOG_BATCH: usize = 200;
 const LOG_LINGER: Duration = Duration::from_secs(1);
@@ -79,9 +87,24 @@ struct Delivery {
     text: String,
 }
 
+/// Every org's live channels as one read found them.
+struct Snapshot {
+    /// When the read started: a change made here before it is in it.
+    started: Instant,
+    by_org: HashMap<String, Arc<Vec<ChannelRow>>>,
+    /// The read stopped short of its LIMIT: an org it lacks has no channel (else it is read on
+    /// its own).
+    complete: bool,
+}
+
 pub struct Notifier {
     shared: SharedState,
     metrics: Arc<crate::metrics::Metrics>,
+    /// The read of every org's channels (one entry), kept `CHANNEL_CACHE_TTL`.
+    snapshot: moka::future::Cache<(), Arc<Snapshot>>,
+    /// Orgs whose channels changed here, and when: read on their own (cached in `channels`)
+    /// until a snapshot that started after the change.
+    changed_here: Mutex<HashMap<String, Instant>>,
     channels: moka::future::Cache<String, Arc<Vec<ChannelRow>>>,
     log: mpsc::UnboundedSender<DeliveryRow>,
     per_org: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -149,6 +172,11 @@ impl Notifier {
                 settings,
             }),
             metrics,
+            snapshot: moka::future::Cache::builder()
+                .time_to_live(super::CHANNEL_CACHE_TTL)
+                .max_capacity(1)
+                .build(),
+            changed_here: Mutex::new(HashMap::new()),
             channels: moka::future::Cache::builder()
                 .time_to_live(super::CHANNEL_CACHE_TTL)
                 .max_capacity(10_000)
@@ -273,17 +301,78 @@ impl Notifier {
         }
     }
 
-    /// Forgets the org's cached channels (after a change made here).
+    /// Forgets the org's cached channels (after a change made here): the org is read on its own
+    /// until a read of every org's channels started after now.
     pub async fn forget(&self, org: &OrgSlug) {
+        self.changed_here
+            .lock()
+            .unwrap()
+            .insert(org.to_string(), Instant::now());
         self.channels.invalidate(org.as_str()).await;
     }
 
-    /// The org's channels: cached, and read once for all the run ends that ask at once.
+    /// The org's channels: from the read of every org's channels (one query for all the run
+    /// ends of `CHANNEL_CACHE_TTL`, shared by those that ask at once), else (a change made here
+    /// since, or an org past the read's LIMIT) read on their own, cached and shared likewise.
     async fn channels_of(&self, org: &OrgSlug) -> Result<Arc<Vec<ChannelRow>>, ServiceError> {
+        let snapshot = self.snapshot().await?;
+        let covered = {
+            let mut changed = self.changed_here.lock().unwrap();
+            match changed.get(org.as_str()) {
+                Some(at) if *at >= snapshot.started => false,
+                Some(_) => {
+                    changed.remove(org.as_str());
+                    true
+                }
+                None => true,
+            }
+        };
+        if covered {
+            if let Some(found) = snapshot.by_org.get(org.as_str()) {
+                return Ok(found.clone());
+            }
+            if snapshot.complete {
+                return Ok(Arc::new(Vec::new()));
+            }
+        }
         let warehouse = self.shared.warehouse.clone();
         self.channels
             .try_get_with(org.to_string(), async move {
                 super::rows(&warehouse, org).await.map(Arc::new)
+            })
+            .await
+            .map_err(|e: Arc<crate::warehouse::WarehouseError>| {
+                ServiceError::Warehouse((*e).clone())
+            })
+    }
+
+    /// Every org's channels, read at most once per `CHANNEL_CACHE_TTL` (and once for all who
+    /// ask while it is read).
+    async fn snapshot(&self) -> Result<Arc<Snapshot>, ServiceError> {
+        let warehouse = self.shared.warehouse.clone();
+        self.snapshot
+            .try_get_with((), async move {
+                let started = Instant::now();
+                let rows = super::all_rows(&warehouse, SNAPSHOT_ROWS).await?;
+                let complete = rows.len() < SNAPSHOT_ROWS;
+                let mut by_org: HashMap<String, Vec<ChannelRow>> = HashMap::new();
+                // Cut by the LIMIT, the last org's channels may be cut too: it is read on its own.
+                let cut = (!complete)
+                    .then(|| rows.last().map(|row| row.org_slug.clone()))
+                    .flatten();
+                for row in rows {
+                    if Some(&row.org_slug) != cut.as_ref() {
+                        by_org.entry(row.org_slug).or_default().push(row.channel);
+                    }
+                }
+                Ok(Arc::new(Snapshot {
+                    started,
+                    by_org: by_org
+                        .into_iter()
+                        .map(|(org, channels)| (org, Arc::new(channels)))
+                        .collect(),
+                    complete,
+                }))
             })
             .await
             .map_err(|e: Arc<crate::warehouse::WarehouseError>| {

@@ -379,6 +379,27 @@ pub(crate) async fn rows(
         .await
 }
 
+/// A live channel with its org, as the notifier's read of every org's channels finds it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct OrgChannelRow {
+    pub org_slug: String,
+    #[serde(flatten)]
+    pub channel: ChannelRow,
+}
+
+/// Every org's live channels, at most `limit` (`sql/notifications/live_channels.sql`).
+pub(crate) async fn all_rows(
+    warehouse: &Warehouse,
+    limit: usize,
+) -> Result<Vec<OrgChannelRow>, crate::warehouse::WarehouseError> {
+    warehouse
+        .query(
+            &sql::NOTIFY_LIVE_CHANNELS,
+            &[Param::int64("limit", limit as i64)],
+        )
+        .await
+}
+
 /// The org's live channels as the API shows them.
 pub async fn list(warehouse: &Warehouse, org: &OrgSlug) -> Result<Vec<ChannelView>, ServiceError> {
     Ok(rows(warehouse, org)
@@ -459,9 +480,10 @@ pub async fn deliveries(
         .collect())
 }
 
-/// How long an org's channels are cached by the notifier: a run end costs no read while its
-/// org's channels are known (a change made on another instance is seen within this).
-pub const CHANNEL_CACHE_TTL: Duration = Duration::from_secs(30);
+/// How long the notifier keeps its read of every org's channels: a run end costs no read while
+/// it is this recent (a change made on another instance is seen within this; one made here at
+/// once).
+pub const CHANNEL_CACHE_TTL: Duration = Duration::from_secs(10);
 
 /// What delivering needs, shared by the notifier's tasks.
 pub(crate) struct Shared {

@@ -144,6 +144,8 @@ statements! {
     NOTIFY_CHANNEL_INSERT => "notifications/insert_channel.sql";
     /// An org's live alert channels.
     NOTIFY_CHANNELS_BY_ORG => "notifications/channels_by_org.sql";
+    /// Every org's live alert channels (the notifier's one read for all run ends).
+    NOTIFY_LIVE_CHANNELS => "notifications/live_channels.sql";
     NOTIFY_CHANNEL_DELETE => "notifications/delete_channel.sql";
     /// An org's latest deliveries, the last attempt of each.
     NOTIFY_DELIVERIES_BY_ORG => "notifications/deliveries_by_org.sql";

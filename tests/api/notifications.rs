@@ -8,7 +8,8 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::helpers::{TestApp, assert_error, spawn_app_with};
+use crate::bq_limits::{Limits, LimitsModel};
+use crate::helpers::{TestApp, assert_error, emulator_host, spawn_app_with};
 use crate::receiver::{Received, Receiver};
 use crate::verbs::eventually;
 
@@ -485,6 +486,80 @@ async fn a_schedule_tick_refused_by_the_concurrency_limit_alerts_refused() {
         .await;
     assert_eq!(run["status"], "REFUSED", "{run}");
     assert!(got.iter().all(|r| r.json()["type"] == "run.refused"));
+}
+
+#[tokio::test]
+async fn run_ends_in_five_orgs_read_every_orgs_channels_once_and_a_channel_added_here_counts_at_once()
+ {
+    let model = LimitsModel::start(
+        &emulator_host(),
+        Limits::bigquery(Duration::ZERO, Duration::ZERO, Duration::ZERO),
+    )
+    .await;
+    let host = model.host.clone();
+    let app = spawn_app_with(|vars| {
+        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
+        vars.insert("NOTIFY_ALLOW_LOCAL_TARGETS".into(), "true".into());
+    })
+    .await;
+    let mut orgs = Vec::new();
+    for _ in 0..5 {
+        orgs.push(app.new_org("many-alert-co").await);
+    }
+    let first = Receiver::start().await;
+    let (status, _) = app
+        .add_channel(
+            &orgs[0].0,
+            &orgs[0].1,
+            &json!({"kind": "webhook", "url": first.url}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let reads = |model: &LimitsModel, what: &str| -> usize {
+        model
+            .time_by_statement()
+            .iter()
+            .filter(|(sql, _, _)| sql.contains(what))
+            .map(|(_, n, _)| n)
+            .sum()
+    };
+    let (every_before, one_before) = (
+        reads(&model, "Every org's live alert channels"),
+        reads(&model, "An org's live alert channels"),
+    );
+    let runs = futures_util::future::join_all(
+        orgs.iter()
+            .map(|(slug, key)| app.started(slug, key, "test/fail")),
+    )
+    .await;
+    for ((slug, key), run) in orgs.iter().zip(&runs) {
+        assert_eq!(
+            app.wait_until_ended(slug, key, run).await["status"],
+            "FAILED"
+        );
+    }
+    let got = first.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].json()["data"]["run_id"], runs[0].as_str());
+    // One read of every org's channels (two if the ends spread past the 10 s it is kept), not
+    // one read per org (five).
+    let every = reads(&model, "Every org's live alert channels") - every_before;
+    let one_by_one = reads(&model, "An org's live alert channels") - one_before;
+    assert!(
+        (1..=2).contains(&every) && one_by_one == 0,
+        "channel reads: {every} of every org's, {one_by_one} of one org's"
+    );
+    // A channel added here is used by the next run end at once, not after the read of every
+    // org's channels has expired.
+    let second = Receiver::start().await;
+    let (slug, key) = &orgs[1];
+    let (status, _) = app
+        .add_channel(slug, key, &json!({"kind": "webhook", "url": second.url}))
+        .await;
+    assert_eq!(status, 201);
+    let run = app.started(slug, key, "test/fail").await;
+    app.wait_until_ended(slug, key, &run).await;
+    let got = second.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].json()["data"]["run_id"], run.as_str());
 }
 
 #[tokio::test]
