@@ -17,7 +17,8 @@ use crate::domain::OrgSlug;
 use crate::metrics::Metrics;
 use crate::warehouse::{Param, Warehouse, sql};
 
-/// How long releases with nothing else to send wait for a reservation to ride with.
+/// How long releases with nothing else to send wait for a reservation to ride with (not those
+/// of an org with runs in its queue: their slot is the next queued run's).
 const RELEASE_LINGER: Duration = Duration::from_secs(1);
 /// At shutdown, releases are gathered until none has come for this long (at most
 /// [`SHUTDOWN_GATHER_MAX`]): the runs stopped together end within moments of each other, and
@@ -78,6 +79,9 @@ pub(super) struct Answerer {
     /// One read-back in flight at a time: while BigQuery fails, every failed batch would
     /// otherwise read on its own, each read running on after its deadline.
     pub read_back_gate: Arc<tokio::sync::Semaphore>,
+    /// Orgs whose queue held runs when a read of this instance's batches last saw their row:
+    /// their releases go at once instead of lingering (the freed slot admits the next one).
+    pub queues: Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
 /// The wait before a failed batch's own releases are sent again, after `failed_in_a_row`
@@ -109,7 +113,7 @@ impl Coordinator {
             // Nobody waits on a release: give a reservation a moment to come and carry it, so a
             // release costs no statement of its own and does not hold the table when a trigger
             // arrives.
-            if ops.iter().all(|op| matches!(op, Op::Release { .. })) {
+            if ops.iter().all(|op| matches!(op, Op::Release { .. })) && !self.frees_a_queue(&ops) {
                 if self.hurry.load(Ordering::SeqCst) {
                     self.gather_releases(&mut ops).await;
                 } else if let Ok(Some(op)) =
@@ -164,6 +168,14 @@ impl Coordinator {
             releases = ops.len(),
             "shutting down: releases gathered into one statement"
         );
+    }
+
+    /// Whether a release among `ops` frees a slot of an org whose queue held runs when last
+    /// seen: it admits the next one, so it does not wait for a reservation to ride with.
+    fn frees_a_queue(&self, ops: &[Op]) -> bool {
+        let queues = self.answerer.queues.lock().unwrap();
+        ops.iter()
+            .any(|op| matches!(op, Op::Release { org, .. } if queues.contains(org.as_str())))
     }
 
     fn receive(&self, op: Op, ops: &mut Vec<Op>) {
@@ -240,9 +252,18 @@ impl Coordinator {
         // Every org the batch touched, releasing ones included (they may admit from a queue).
         let orgs = batch.orgs();
         answer_releases(std::mem::take(&mut batch.releases), Ok(()));
-        if admitted_all && !from_queue {
+        if admitted_all {
+            // The row count tells every reservation's answer: none waits for the read of what
+            // the batch's releases admitted from a queue, which only the starter needs.
+            let owned: HashSet<String> = batch.reserves.iter().map(|e| e.run_id.clone()).collect();
             for entry in batch.reserves {
                 answerer.answer(entry, Ok(Reservation::Admitted), false, &batch_id, now);
+            }
+            if from_queue {
+                let answerer = answerer.clone();
+                tokio::spawn(async move {
+                    answerer.read_for_starter(orgs, owned, batch_id, now).await;
+                });
             }
             return;
         }
@@ -278,6 +299,9 @@ impl Answerer {
     ) {
         tracing::debug!(batch_id, "reading the batch's decisions");
         let read = self.outcome(&orgs, &batch_id).await;
+        if let Ok(rows) = &read {
+            self.saw(rows);
+        }
         match read {
             Ok(rows) => {
                 let by_org: HashMap<&str, &OrgOutcome> =
@@ -325,6 +349,40 @@ impl Answerer {
                 tokio::spawn(async move {
                     this.read_back(orgs, reserved, batch_id, now).await;
                 });
+            }
+        }
+    }
+
+    /// Remembers which of the orgs read have runs in their queue.
+    fn saw(&self, rows: &[OrgOutcome]) {
+        let mut queues = self.queues.lock().unwrap();
+        for row in rows {
+            if row.queued_run_ids.is_empty() {
+                queues.remove(&row.org_slug);
+            } else {
+                queues.insert(row.org_slug.clone());
+            }
+        }
+    }
+
+    /// Reads what batch `batch_id` admitted or refused from its orgs' queues and hands it to
+    /// the starter (`owned`: the batch's own reservations, answered already); read back later
+    /// if this read fails.
+    async fn read_for_starter(
+        &self,
+        orgs: Vec<String>,
+        owned: HashSet<String>,
+        batch_id: String,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        match self.outcome(&orgs, &batch_id).await {
+            Ok(rows) => {
+                self.saw(&rows);
+                self.hand_to_starter(&rows, &owned, &batch_id, now);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading what an admission batch admitted from a queue failed");
+                self.read_back(orgs, owned, batch_id, now).await;
             }
         }
     }
@@ -382,6 +440,7 @@ impl Answerer {
             };
             match read {
                 Ok(rows) => {
+                    self.saw(&rows);
                     self.hand_to_starter(&rows, &reserved, &batch_id, now);
                     return;
                 }
