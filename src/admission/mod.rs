@@ -213,7 +213,6 @@ impl Admission {
                 launch_within: launch_window(&settings),
                 failed_in_a_row: Arc::new(std::sync::atomic::AtomicU32::new(0)),
                 read_back_gate: Arc::new(tokio::sync::Semaphore::new(1)),
-                queues: Arc::default(),
             },
             clock,
             max_batch: settings.max_batch,

@@ -412,12 +412,18 @@ impl Executor {
             }
             self.inner.run_log.event_and_wait(queued).await?;
         }
-        let reservation = match self
+        let asked = std::time::Instant::now();
+        let reservation = self
             .inner
             .admission
             .reserve_tick(org, &run_id, info.when_busy, info.tick.clone())
-            .await
-        {
+            .await;
+        tracing::debug!(
+            run_id,
+            waited_ms = asked.elapsed().as_millis() as u64,
+            "admission answered"
+        );
+        let reservation = match reservation {
             Ok(r) => r,
             Err(e) => {
                 if may_wait && info.tick.is_none() {
@@ -509,9 +515,15 @@ impl Executor {
         // Stamped when it is launched, not when the trigger arrived: the run's lease starts at
         // its PENDING event, so time spent waiting for the decision does not eat into it (the
         // reaper dates the slot from that event once it lands, and from its batch before).
+        let launched = std::time::Instant::now();
         self.inner
             .launch(org, &run_id, pipeline, params, info, self.inner.clock.now())
             .await?;
+        tracing::debug!(
+            run_id,
+            waited_ms = launched.elapsed().as_millis() as u64,
+            "launched (its PENDING event written)"
+        );
         Ok(Triggered {
             run_id,
             status: RunStatus::Pending,
