@@ -14,12 +14,13 @@
 //! Polled runs are read the same way, and consistently: `GET …/runs/{run_id}` and `…/steps`
 //! ([`LiveRuns::look`]) answer what a read that started after the request arrived found, so a
 //! client that was told a state by any instance is never told an older one afterwards, by any
-//! instance (a run read SUCCEEDED behind a load balancer never reads RUNNING again). A run the
-//! tail reads is answered by the tail's next poll, which a waiting look brings forward (at most
-//! one poll in flight, at least [`LOOK_POLL_GAP`]'s share of `LIVE_POLL_MS` between polls): every
-//! look that arrived before a poll started shares it. A run not in the tail is read once
-//! (concurrent looks share a read only if it started after they arrived) and then held in the
-//! tail for [`LOOK_HOLD`] after the last look. An ended run that cannot change again (every end
+//! instance (a run read SUCCEEDED behind a load balancer never reads RUNNING again). A look is
+//! answered by the tail's next poll, which a waiting look brings forward (at most one poll in
+//! flight, at least [`LOOK_POLL_GAP`]'s share of `LIVE_POLL_MS` between polls): every look that
+//! arrived before a poll started shares it. A run not in the tail joins it with the look (the
+//! first looks at many runs share one poll) and is held there for [`LOOK_HOLD`] after the last
+//! look; one the poll does not find is read on its own (concurrent looks share a read only if it
+//! started after they arrived). An ended run that cannot change again (every end
 //! but ORPHANED, which the resumed instance's own `lease_lost` end may follow) is kept in memory
 //! and answered from it at once. A stream (`…/events`) is pushed each poll's state, never an
 //! older one.
@@ -166,6 +167,9 @@ struct Inner {
     demand: tokio::sync::Notify,
     /// Counts the tail's finished polls (looks wait for the one after they arrived).
     polls: watch::Sender<u64>,
+    /// When this instance's model began: earlier than any look (a run not read yet is dated
+    /// from it).
+    born: Instant,
 }
 
 /// Settled runs kept for later watchers and looks (such a run never changes): at most this
@@ -218,9 +222,28 @@ impl Watched {
         }
     }
 
-    /// Its latest state.
+    /// A run first looked at here, not read yet: the tail's next poll reads it with the others.
+    /// Its reads need every partition of the longest window until then.
+    fn unread(since: DateTime<Utc>, until: Instant, born: Instant) -> Self {
+        Self {
+            tx: watch::channel(None).0,
+            since,
+            held_until: Some(until),
+            read_at: born,
+        }
+    }
+
+    /// Its latest state (`None` while it was not read yet).
     fn latest(&self) -> Option<Arc<Snapshot>> {
         self.tx.borrow().clone()
+    }
+
+    /// [`Watched::update`], dating its reads from `since` once it is read the first time.
+    fn take(&mut self, snapshot: Arc<Snapshot>, read_at: Instant, since: DateTime<Utc>) {
+        if self.tx.borrow().is_none() {
+            self.since = since;
+        }
+        self.update(snapshot, read_at);
     }
 
     /// Takes `snapshot` (read by a read that started at `read_at`), telling the watchers when it
@@ -288,15 +311,17 @@ impl LiveRuns {
                 generations: Mutex::new(HashMap::new()),
                 demand: tokio::sync::Notify::new(),
                 polls: watch::channel(0).0,
+                born: Instant::now(),
             }),
         }
     }
 
     /// The run as `GET …/runs/{run_id}` (and its steps) answer it: as a read that started after
-    /// this look arrived found it (the tail's next poll when it reads the run, else a read of
-    /// its own, shared with the looks that arrived before it started), or from the settled runs
-    /// kept. The run then stays in the tail for [`LOOK_HOLD`] after this look. `Ok(None)`: the
-    /// org has no such run.
+    /// this look arrived found it, or from the settled runs kept. That read is the tail's next
+    /// poll: a run not read here yet joins the tail, so the first looks at many runs share its
+    /// two queries. Else (the poll did not find the run, it failed, or the tail is full) a read
+    /// of its own, shared with the looks that arrived before it started. The run then stays in
+    /// the tail for [`LOOK_HOLD`] after this look. `Ok(None)`: the org has no such run.
     pub async fn look(
         &self,
         org: &OrgSlug,
@@ -316,7 +341,16 @@ impl LiveRuns {
                     if let Some(settled) = self.inner.ended.get(&key) {
                         return Ok(Some(settled));
                     }
-                    false
+                    if state.runs.len() < MAX_TAILED {
+                        let since =
+                            self.inner.clock.now() - chrono::Duration::days(runs::MAX_WINDOW_DAYS);
+                        let unread = Watched::unread(since, hold, self.inner.born);
+                        state.runs.insert(key.clone(), unread);
+                        self.inner.start_tail(&mut state);
+                        true
+                    } else {
+                        false
+                    }
                 }
             }
         };
@@ -413,7 +447,7 @@ impl LiveRuns {
     pub fn join(&self, org: &OrgSlug, run_id: &str) -> Result<Option<Subscription>, LiveError> {
         let key = (org.clone(), run_id.to_string());
         let mut state = self.inner.state.lock().unwrap();
-        if let Some(watched) = state.runs.get(&key) {
+        if let Some(watched) = state.runs.get(&key).filter(|w| w.latest().is_some()) {
             let snapshots = watched.tx.subscribe();
             let slot = self.inner.take_slot(&mut state, org)?;
             return Ok(Some(Subscription {
@@ -446,13 +480,15 @@ impl LiveRuns {
         let mut state = self.inner.state.lock().unwrap();
         let slot = self.inner.take_slot(&mut state, org)?;
         let key = (org.clone(), run_id.to_string());
-        if let Some(watched) = state.runs.get(&key) {
+        let first = Arc::new(first);
+        let since = self.inner.since(&first);
+        if let Some(watched) = state.runs.get_mut(&key) {
+            watched.take(first, read_at, since);
             return Ok(Subscription {
                 snapshots: watched.tx.subscribe(),
                 _slot: slot,
             });
         }
-        let first = Arc::new(first);
         if first.ended() {
             if first.settled() {
                 self.inner.ended.insert(key, first.clone());
@@ -462,7 +498,6 @@ impl LiveRuns {
                 _slot: slot,
             });
         }
-        let since = self.inner.since(&first);
         let watched = Watched::new(first, since, read_at);
         let snapshots = watched.tx.subscribe();
         state.runs.insert(key, watched);
@@ -604,7 +639,8 @@ impl Inner {
             return;
         }
         if let Some(watched) = state.runs.get_mut(&key) {
-            watched.update(snapshot, read_at);
+            let since = self.since(&snapshot);
+            watched.take(snapshot, read_at, since);
             watched.held_until = watched.held_until.max(Some(until));
             return;
         }
@@ -715,8 +751,15 @@ impl Inner {
         {
             let mut state = self.state.lock().unwrap();
             for key in keys {
-                let (Some(run), Some(watched)) = (views.remove(&key), state.runs.get_mut(&key))
-                else {
+                let Some(watched) = state.runs.get_mut(&key) else {
+                    continue;
+                };
+                let Some(run) = views.remove(&key) else {
+                    // A run first looked at here that this poll did not find: the looks waiting
+                    // for it read it themselves (it may not exist, or not be readable yet).
+                    if watched.latest().is_none() {
+                        state.runs.remove(&key);
+                    }
                     continue;
                 };
                 let steps = if has_steps(&run) {
@@ -732,7 +775,8 @@ impl Inner {
                 // An ORPHANED end stays read while watched or looked at: the resumed instance's
                 // own end may follow it.
                 let settled = snapshot.settled();
-                watched.update(Arc::new(snapshot), read_at);
+                let since = self.since(&snapshot);
+                watched.take(Arc::new(snapshot), read_at, since);
                 if settled {
                     ended.push(key);
                 }

@@ -411,6 +411,52 @@ async fn forty_first_looks_at_once_at_a_run_share_at_most_two_reads() {
 }
 
 #[tokio::test]
+async fn first_looks_at_twenty_runs_at_once_share_the_tails_poll() {
+    // An instance that never saw the runs: each run first looked at joins its tail, and the
+    // tail's next poll reads them all (two queries), instead of one read of each (forty).
+    let a = spawn_app().await;
+    let meta = a.meta_dataset.clone();
+    let b = spawn_app_with(move |vars| {
+        vars.insert("META_DATASET".into(), meta);
+        vars.insert("LIVE_POLL_MS".into(), "60000".into());
+    })
+    .await;
+    let (slug, key) = a.new_org("live-twenty").await;
+    a.set_limits(&slug, 1000, 10_000, 20).await;
+    let runs =
+        futures_util::future::join_all((0..20).map(|_| a.started(&slug, &key, "test/nap"))).await;
+    for run in &runs {
+        assert_eq!(
+            a.wait_until_ended(&slug, &key, run).await["status"],
+            "SUCCEEDED"
+        );
+    }
+
+    let before = b.warehouse.counters().snapshot();
+    let looks = runs.iter().map(|run| {
+        let (b, slug, key) = (&b, &slug, &key);
+        async move { b.run(slug, key, run).await }
+    });
+    let seen = futures_util::future::join_all(looks).await;
+    let looked = b.warehouse.counters().snapshot().since(&before).query;
+    for (run, body) in runs.iter().zip(&seen) {
+        assert_eq!(
+            (body["run_id"].as_str(), body["status"].as_str()),
+            (Some(run.as_str()), Some("SUCCEEDED"))
+        );
+    }
+    // One poll (the runs and their steps), a few queries of background work besides.
+    assert!(
+        looked <= 6,
+        "first looks at twenty runs share the tail's poll: {looked} queries"
+    );
+    // Read once, ended: looked at again, from memory.
+    let before = b.warehouse.counters().snapshot();
+    assert_eq!(b.run(&slug, &key, &runs[0]).await["status"], "SUCCEEDED");
+    assert_eq!(b.warehouse.counters().snapshot().since(&before).query, 0);
+}
+
+#[tokio::test]
 async fn a_run_read_ended_on_one_instance_never_reads_running_on_another_that_tails_it() {
     // Behind a load balancer a client's looks land on any instance. The second instance has the
     // run in its tail (read RUNNING, its next poll 5 s away): once the first has answered the
