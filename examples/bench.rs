@@ -125,19 +125,11 @@ async fn main() {
         warehouse,
         executor,
     } = report::start_bootstrapped(&vars, &http, &root_key).await;
-    let root = |r: reqwest::RequestBuilder| r.header("X-CA-Root-Key", &root_key);
     let slug = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let onboarded: Value = root(http.post(format!("{base}/api/v1/organizations/onboard")))
-        .json(&json!({"org_slug": slug, "company_name": "Bench", "admin_email": "bench@example.com",
+    let body = json!({"org_slug": slug, "company_name": "Bench", "admin_email": "bench@example.com",
                       "plan": "ENTERPRISE",
-                      "quota": {"daily_limit": 100000, "monthly_limit": 1000000, "concurrent_limit": 5}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = onboarded["api_key"].as_str().unwrap().to_string();
+                      "quota": {"daily_limit": 100000, "monthly_limit": 1000000, "concurrent_limit": 5}});
+    let key = report::onboard(&http, &base, &root_key, &body).await;
     let auth_get = format!("{base}/api/v1/whoami");
     http.get(&auth_get)
         .header("X-API-Key", &key)

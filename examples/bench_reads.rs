@@ -265,16 +265,9 @@ async fn main() {
     let mut orgs = Vec::new();
     for i in 0..ORGS {
         let slug = format!("reads-{}-{i}", &tag[..6]);
-        let body: Value = root(http.post(format!("{base}/api/v1/organizations/onboard")))
-            .json(&json!({"org_slug": slug, "company_name": "Reads",
-                          "admin_email": "ops@example.com", "plan": "SCALE"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let key = body["api_key"].as_str().expect("onboarded").to_string();
+        let body = json!({"org_slug": slug, "company_name": "Reads",
+                          "admin_email": "ops@example.com", "plan": "SCALE"});
+        let key = report::onboard(&http, &base, &root_key, &body).await;
         // Twenty at once (the SCALE plan allows five).
         let limits = root(http.put(format!("{base}/api/v1/organizations/{slug}/quota")))
             .json(&json!({"daily_limit": 100, "monthly_limit": 1000, "concurrent_limit": 20}))

@@ -163,6 +163,13 @@ async fn offer(
     phase
 }
 
+/// Onboards `slug` on the SCALE plan as the root key; its org key.
+async fn onboard(http: &reqwest::Client, base: &str, root_key: &str, slug: &str) -> String {
+    let body = json!({"org_slug": slug, "company_name": "Scale", "admin_email": "ops@example.com",
+                      "plan": "SCALE"});
+    report::onboard(http, base, root_key, &body).await
+}
+
 #[tokio::main]
 async fn main() {
     let emulator = std::env::var("BIGQUERY_EMULATOR_HOST").expect("run with `make bench-scale`");
@@ -208,16 +215,10 @@ async fn main() {
         let mut handles = Vec::new();
         for i in chunk {
             let slug = format!("scale-{}-{i}", &run[..6]);
-            let request = root(http.post(format!("{base}/api/v1/organizations/onboard"))).json(
-                &json!({"org_slug": slug, "company_name": "Scale", "admin_email": "ops@example.com",
-                        "plan": "SCALE"}),
-            );
+            let (http, base, root_key) = (http.clone(), base.clone(), root_key.clone());
             handles.push(tokio::spawn(async move {
-                let body: serde_json::Value = request.send().await.unwrap().json().await.unwrap();
-                (
-                    slug,
-                    body["api_key"].as_str().expect("onboarded").to_string(),
-                )
+                let key = onboard(&http, &base, &root_key, &slug).await;
+                (slug, key)
             }));
         }
         for h in handles {
@@ -447,22 +448,7 @@ async fn main() {
         "queue: {QUEUED_BURST} triggers at once to one org, each asking to wait (concurrent {QUEUE_CONCURRENT}, {QUEUED_RUN_SECS} s runs)"
     );
     let slug = format!("scale-{}-queue", &run[..6]);
-    let onboarded: serde_json::Value =
-        root(http.post(format!("{base}/api/v1/organizations/onboard")))
-            .json(
-                &json!({"org_slug": slug, "company_name": "Scale", "admin_email": "ops@example.com",
-                          "plan": "SCALE"}),
-            )
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-    let key = onboarded["api_key"]
-        .as_str()
-        .expect("onboarded")
-        .to_string();
+    let key = onboard(&http, &base, &root_key, &slug).await;
     let limits = root(http.put(format!("{base}/api/v1/organizations/{slug}/quota")))
         .json(&json!({"daily_limit": 10_000, "monthly_limit": 100_000,
                       "concurrent_limit": QUEUE_CONCURRENT, "queue_limit": QUEUED_BURST}))

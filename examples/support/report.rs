@@ -102,6 +102,29 @@ pub async fn start_bootstrapped(
 }
 
 /// Sends the service's log (JSON; warnings and worse) to the file `path`.
+/// Onboards an org as the root key (`body`: the onboarding request); its org key.
+pub async fn onboard(
+    http: &reqwest::Client,
+    base: &str,
+    root_key: &str,
+    body: &serde_json::Value,
+) -> String {
+    let onboarded: serde_json::Value = http
+        .post(format!("{base}/api/v1/organizations/onboard"))
+        .header("X-CA-Root-Key", root_key)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    onboarded["api_key"]
+        .as_str()
+        .expect("onboarded")
+        .to_string()
+}
+
 pub fn log_to(path: &str) {
     let log = std::fs::File::create(path).expect("log file");
     quarry::telemetry::init(

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::bq_limits::{Class, Limits, LimitsModel};
-use crate::helpers::{TestApp, assert_error, emulator_host, of_file, spawn_app_with, unique_slug};
+use crate::helpers::{
+    TestApp, assert_error, of_file, spawn_app_with, spawn_behind_model, unique_slug,
+};
 
 /// `n` instances sharing one meta dataset (bootstrapped by the first), each customized alike.
 async fn instances(
@@ -193,18 +195,13 @@ async fn an_instance_with_a_lagging_clock_never_resets_the_day() {
     assert_eq!(q["runs_month"], 2);
 }
 
-/// An app behind the limits model; the org and its key are made before the model is slowed.
+/// An app behind the limits model, bootstrapped; the orgs and their keys are made before the
+/// model is slowed.
 async fn behind_limits(
     limits: Limits,
     customize: impl FnOnce(&mut std::collections::HashMap<String, String>),
 ) -> (LimitsModel, TestApp) {
-    let model = LimitsModel::start(&emulator_host(), limits).await;
-    let host = model.host.clone();
-    let app = spawn_app_with(|vars| {
-        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
-        customize(vars);
-    })
-    .await;
+    let (model, app) = spawn_behind_model(limits, customize).await;
     app.bootstrap().await;
     (model, app)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::bq_limits::{LabelledJob, Limits, LimitsModel};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, emulator_host, fixture, of_file, spawn_app_with};
+use crate::helpers::{TestApp, fixture, of_file, spawn_behind_model};
 use crate::verbs::eventually;
 
 const KEYS: [&str; 5] = [
@@ -30,18 +30,14 @@ async fn behind_model_with(
     prefix: &str,
     more: impl FnOnce(&mut std::collections::HashMap<String, String>),
 ) -> (LimitsModel, TestApp, String, String) {
-    let model = LimitsModel::start(
-        &emulator_host(),
+    let (model, app) = spawn_behind_model(
         Limits::bigquery(Duration::ZERO, Duration::ZERO, Duration::ZERO),
+        |vars| {
+            vars.insert("PIPELINES_DIR".into(), fixture("exactly_once/pipelines"));
+            vars.insert("PIPELINE_SQL_DIR".into(), fixture("exactly_once/sql"));
+            more(vars);
+        },
     )
-    .await;
-    let host = model.host.clone();
-    let app = spawn_app_with(|vars| {
-        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
-        vars.insert("PIPELINES_DIR".into(), fixture("exactly_once/pipelines"));
-        vars.insert("PIPELINE_SQL_DIR".into(), fixture("exactly_once/sql"));
-        more(vars);
-    })
     .await;
     let (slug, key) = app.new_org(prefix).await;
     (model, app, slug, key)

@@ -248,6 +248,22 @@ pub async fn until_not_503<F: std::future::Future<Output = reqwest::Response>>(
     }
 }
 
+/// An app whose BigQuery is the limits model (`tests/common/bq_limits.rs`) in front of the
+/// emulator, with `limits`: the model sees every job the app creates.
+pub async fn spawn_behind_model(
+    limits: crate::bq_limits::Limits,
+    customize: impl FnOnce(&mut HashMap<String, String>),
+) -> (crate::bq_limits::LimitsModel, TestApp) {
+    let model = crate::bq_limits::LimitsModel::start(&emulator_host(), limits).await;
+    let host = model.host.clone();
+    let app = spawn_app_with(|vars| {
+        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
+        customize(vars);
+    })
+    .await;
+    (model, app)
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }

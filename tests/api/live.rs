@@ -377,12 +377,9 @@ async fn forty_looks_at_once_at_a_run_share_the_tails_polls_and_equal_a_fresh_re
     );
 }
 
-#[tokio::test]
-async fn forty_first_looks_at_once_at_a_run_share_at_most_two_reads() {
-    // An instance that never saw the run: the first look reads it, and the looks that arrive
-    // while that read is in flight (it started before them, so its answer may be older than
-    // what they were told elsewhere) wait it out and share the one read started after it,
-    // instead of one read each (eighty queries; refused by BigQuery's query limit under load).
+/// Two instances on one meta dataset; the second's tail polls only when looks ask (its
+/// interval is a minute), so the queries it sends are the looks'.
+async fn an_instance_and_one_that_polls_when_asked() -> (TestApp, TestApp) {
     let a = spawn_app().await;
     let meta = a.meta_dataset.clone();
     let b = spawn_app_with(move |vars| {
@@ -390,6 +387,15 @@ async fn forty_first_looks_at_once_at_a_run_share_at_most_two_reads() {
         vars.insert("LIVE_POLL_MS".into(), "60000".into());
     })
     .await;
+    (a, b)
+}
+
+#[tokio::test]
+async fn forty_first_looks_at_once_at_a_run_share_at_most_two_reads() {
+    // An instance that never saw the run: the looks share the one read of it (the tail's next
+    // poll, which the run joins with the first look), instead of one read each (eighty queries;
+    // refused by BigQuery's query limit under load).
+    let (a, b) = an_instance_and_one_that_polls_when_asked().await;
     let (slug, key) = a.new_org("live-first").await;
     let holder = a.hold_the_slot(&slug, &key).await;
     a.wait_until_running(&slug, &key, &holder).await;
@@ -414,13 +420,7 @@ async fn forty_first_looks_at_once_at_a_run_share_at_most_two_reads() {
 async fn first_looks_at_twenty_runs_at_once_share_the_tails_poll() {
     // An instance that never saw the runs: each run first looked at joins its tail, and the
     // tail's next poll reads them all (two queries), instead of one read of each (forty).
-    let a = spawn_app().await;
-    let meta = a.meta_dataset.clone();
-    let b = spawn_app_with(move |vars| {
-        vars.insert("META_DATASET".into(), meta);
-        vars.insert("LIVE_POLL_MS".into(), "60000".into());
-    })
-    .await;
+    let (a, b) = an_instance_and_one_that_polls_when_asked().await;
     let (slug, key) = a.new_org("live-twenty").await;
     a.set_limits(&slug, 1000, 10_000, 20).await;
     let runs =

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use crate::bq_limits::{Limits, LimitsModel};
-use crate::helpers::{TestApp, assert_error, emulator_host, spawn_app_with};
+use crate::helpers::{TestApp, assert_error, spawn_app_with, spawn_behind_model};
 use crate::receiver::{Received, Receiver};
 use crate::verbs::eventually;
 
@@ -491,16 +491,12 @@ async fn a_schedule_tick_refused_by_the_concurrency_limit_alerts_refused() {
 #[tokio::test]
 async fn run_ends_in_five_orgs_read_every_orgs_channels_once_and_a_channel_added_here_counts_at_once()
  {
-    let model = LimitsModel::start(
-        &emulator_host(),
+    let (model, app) = spawn_behind_model(
         Limits::bigquery(Duration::ZERO, Duration::ZERO, Duration::ZERO),
+        |vars| {
+            vars.insert("NOTIFY_ALLOW_LOCAL_TARGETS".into(), "true".into());
+        },
     )
-    .await;
-    let host = model.host.clone();
-    let app = spawn_app_with(|vars| {
-        vars.insert("BIGQUERY_EMULATOR_HOST".into(), host);
-        vars.insert("NOTIFY_ALLOW_LOCAL_TARGETS".into(), "true".into());
-    })
     .await;
     let mut orgs = Vec::new();
     for _ in 0..5 {
