@@ -222,34 +222,40 @@ async fn a_trigger_batched_with_a_release_is_answered_without_waiting_for_the_re
     let b_key = app.org_with_key(&b).await;
     warm(&app, &a_key).await;
     warm(&app, &b_key).await;
-    app.started(&a, &a_key, "test/nap").await;
-    // The run has ended: its release waits up to a second in the coordinator for a reservation
-    // to ride with. Org B's trigger is that reservation.
-    let ended = std::time::Instant::now();
-    while app.executor.active_runs() > 0 && ended.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    // The release must ride with the reservation: should the trigger come too late for it (a
+    // loaded machine), the scenario is played again.
+    for _ in 0..3 {
+        model.set_latencies(Duration::ZERO, Duration::ZERO, Duration::ZERO);
+        app.started(&a, &a_key, "test/nap").await;
+        // The run has ended: its release waits up to a second in the coordinator for a
+        // reservation to ride with. Org B's trigger is that reservation.
+        let ended = std::time::Instant::now();
+        while app.executor.active_runs() > 0 && ended.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // Every query from now on takes 30 s: the read of what the release admitted from A's
+        // queue among them.
+        model.set_latencies(
+            Duration::from_millis(100),
+            Duration::from_secs(30),
+            Duration::ZERO,
+        );
+        model.clear();
+        let sent = std::time::Instant::now();
+        let r = app.trigger(&b, &b_key, "test/nap", &json!({})).await;
+        let took = sent.elapsed();
+        assert_eq!(r.status(), 202, "answered after {took:?}");
+        if model.count("org_quota_state", Class::Mutating) != (1, 0) {
+            // Two statements: the release went before the trigger came.
+            continue;
+        }
+        assert!(
+            took < Duration::from_secs(30),
+            "answered after {took:?}: it waited for the batch's read"
+        );
+        return;
     }
-    // Every query from now on takes 30 s: the read of what the release admitted from A's
-    // queue among them.
-    model.set_latencies(
-        Duration::from_millis(100),
-        Duration::from_secs(30),
-        Duration::ZERO,
-    );
-    model.clear();
-    let sent = std::time::Instant::now();
-    let r = app.trigger(&b, &b_key, "test/nap", &json!({})).await;
-    let took = sent.elapsed();
-    assert_eq!(r.status(), 202);
-    assert_eq!(
-        model.count("org_quota_state", Class::Mutating),
-        (1, 0),
-        "the release and the reservation shared one statement"
-    );
-    assert!(
-        took < Duration::from_secs(30),
-        "answered after {took:?}: it waited for the batch's read"
-    );
+    panic!("the release never shared a statement with the trigger in three tries");
 }
 
 #[tokio::test]

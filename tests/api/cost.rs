@@ -51,7 +51,8 @@ fn labels(pairs: [(&str, &str); 5]) -> BTreeMap<String, String> {
 }
 
 #[tokio::test]
-async fn every_job_of_a_run_of_admission_and_of_an_api_read_carries_its_five_labels() {
+async fn every_job_of_a_run_of_admission_of_the_live_model_and_of_an_api_read_carries_its_five_labels()
+ {
     let (model, app, slug, key) = behind_model("labelled-co").await;
     let run_id = app.started(&slug, &key, "test/append").await;
     let done = app.wait_until_ended(&slug, &key, &run_id).await;
@@ -120,8 +121,26 @@ async fn every_job_of_a_run_of_admission_and_of_an_api_read_carries_its_five_lab
             ])
         );
     }
-    // Reading the run is the org's API request.
-    let reads = of_file(&jobs, "runs/by_id.sql");
+    // The run is read by the instance's live model: one poll for every run looked at, of any
+    // org, is upkeep.
+    let polls = of_file(&jobs, "runs/by_ids.sql");
+    assert!(!polls.is_empty());
+    for job in polls {
+        assert_eq!(
+            job.labels,
+            labels([
+                ("quarry_org", ""),
+                ("quarry_pipeline", ""),
+                ("quarry_run", ""),
+                ("quarry_step", ""),
+                ("quarry_kind", "bookkeeping"),
+            ])
+        );
+    }
+    // A read of the org's own that an API request makes (its stats) is the org's request.
+    app.stats_body(&slug, &key, "stats").await;
+    let jobs = model.labelled_jobs();
+    let reads = of_file(&jobs, "runs/stats_by_pipeline.sql");
     assert!(!reads.is_empty());
     for job in reads {
         assert_eq!(

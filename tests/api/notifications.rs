@@ -536,12 +536,12 @@ async fn run_ends_in_five_orgs_read_every_orgs_channels_once_and_a_channel_added
     }
     let got = first.wait_for(1, Duration::from_secs(20)).await;
     assert_eq!(got[0].json()["data"]["run_id"], runs[0].as_str());
-    // One read of every org's channels (two if the ends spread past the 10 s it is kept), not
-    // one read per org (five).
+    // One read of every org's channels (another if the ends spread past the 10 s it is kept, or
+    // one failed on a loaded machine), not one read per org (five).
     let every = reads(&model, "Every org's live alert channels") - every_before;
     let one_by_one = reads(&model, "An org's live alert channels") - one_before;
     assert!(
-        (1..=2).contains(&every) && one_by_one == 0,
+        (1..=3).contains(&every) && one_by_one == 0,
         "channel reads: {every} of every org's, {one_by_one} of one org's"
     );
     // A channel added here is used by the next run end at once, not after the read of every
