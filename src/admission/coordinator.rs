@@ -298,7 +298,6 @@ impl Answerer {
     ) {
         tracing::debug!(batch_id, "reading the batch's decisions");
         let read = self.outcome(&orgs, &batch_id).await;
-
         match read {
             Ok(rows) => {
                 let by_org: HashMap<&str, &OrgOutcome> =
