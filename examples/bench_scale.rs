@@ -396,18 +396,25 @@ async fn main() {
 
     println!("herd: 400 parallel requests with a key nobody has used yet (not in the cache)");
     let (slug, key) = &orgs[0];
-    let rotated: serde_json::Value = http
-        .post(format!(
-            "{base}/api/v1/organizations/{slug}/api-keys/rotate"
-        ))
-        .header("X-API-Key", key)
-        .json(&json!({"grace_period_seconds": 3600}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // The rotation is sent again while it is answered 503 (the emulator still busy with the
+    // drain phase's reads), for up to a minute.
+    let mut rotated = serde_json::Value::Null;
+    for _ in 0..30 {
+        let answer = http
+            .post(format!(
+                "{base}/api/v1/organizations/{slug}/api-keys/rotate"
+            ))
+            .header("X-API-Key", key)
+            .json(&json!({"grace_period_seconds": 3600}))
+            .send()
+            .await
+            .unwrap();
+        if answer.status() != 503 {
+            rotated = answer.json().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     let fresh = rotated["api_key"].as_str().expect("rotated").to_string();
     let key_lookups = || -> usize {
         model
