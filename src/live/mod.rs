@@ -342,9 +342,8 @@ impl LiveRuns {
                         return Ok(Some(settled));
                     }
                     if state.runs.len() < MAX_TAILED {
-                        let since =
-                            self.inner.clock.now() - chrono::Duration::days(runs::MAX_WINDOW_DAYS);
-                        let unread = Watched::unread(since, hold, self.inner.born);
+                        let unread =
+                            Watched::unread(self.inner.longest_window(), hold, self.inner.born);
                         state.runs.insert(key.clone(), unread);
                         self.inner.start_tail(&mut state);
                         true
@@ -517,7 +516,12 @@ impl Inner {
             .run
             .created_at
             .or(snapshot.run.updated_at)
-            .unwrap_or_else(|| self.clock.now() - chrono::Duration::days(runs::MAX_WINDOW_DAYS))
+            .unwrap_or_else(|| self.longest_window())
+    }
+
+    /// The first partition of the longest window a read may need (a run not read yet).
+    fn longest_window(&self) -> DateTime<Utc> {
+        self.clock.now() - chrono::Duration::days(runs::MAX_WINDOW_DAYS)
     }
 
     /// Starts the tail unless it runs (under the state's lock).

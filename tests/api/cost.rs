@@ -106,36 +106,21 @@ async fn every_job_of_a_run_of_admission_of_the_live_model_and_of_an_api_read_ca
             ]),
         ]
     );
-    // Admission is upkeep, for every org of its batch at once.
-    let admission = of_file(&jobs, "quota/admit_batch.sql");
-    assert!(!admission.is_empty());
-    for job in admission {
-        assert_eq!(
-            job.labels,
-            labels([
-                ("quarry_org", ""),
-                ("quarry_pipeline", ""),
-                ("quarry_run", ""),
-                ("quarry_step", ""),
-                ("quarry_kind", "bookkeeping"),
-            ])
-        );
-    }
-    // The run is read by the instance's live model: one poll for every run looked at, of any
-    // org, is upkeep.
-    let polls = of_file(&jobs, "runs/by_ids.sql");
-    assert!(!polls.is_empty());
-    for job in polls {
-        assert_eq!(
-            job.labels,
-            labels([
-                ("quarry_org", ""),
-                ("quarry_pipeline", ""),
-                ("quarry_run", ""),
-                ("quarry_step", ""),
-                ("quarry_kind", "bookkeeping"),
-            ])
-        );
+    // Upkeep: admission, for every org of its batch at once; and the instance's live model,
+    // whose one poll reads every run looked at, of any org.
+    let upkeep = labels([
+        ("quarry_org", ""),
+        ("quarry_pipeline", ""),
+        ("quarry_run", ""),
+        ("quarry_step", ""),
+        ("quarry_kind", "bookkeeping"),
+    ]);
+    for file in ["quota/admit_batch.sql", "runs/by_ids.sql"] {
+        let upkept = of_file(&jobs, file);
+        assert!(!upkept.is_empty(), "no job of {file}");
+        for job in upkept {
+            assert_eq!(job.labels, upkeep, "{file}");
+        }
     }
     // A read of the org's own that an API request makes (its stats) is the org's request.
     app.stats_body(&slug, &key, "stats").await;

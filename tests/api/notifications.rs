@@ -8,8 +8,8 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::bq_limits::{Limits, LimitsModel};
-use crate::helpers::{TestApp, assert_error, spawn_app_with, spawn_behind_model};
+use crate::bq_limits::Limits;
+use crate::helpers::{TestApp, assert_error, of_file, spawn_app_with, spawn_behind_model};
 use crate::receiver::{Received, Receiver};
 use crate::verbs::eventually;
 
@@ -511,17 +511,10 @@ async fn run_ends_in_five_orgs_read_every_orgs_channels_once_and_a_channel_added
         )
         .await;
     assert_eq!(status, 201);
-    let reads = |model: &LimitsModel, what: &str| -> usize {
-        model
-            .time_by_statement()
-            .iter()
-            .filter(|(sql, _, _)| sql.contains(what))
-            .map(|(_, n, _)| n)
-            .sum()
-    };
+    let reads = |file: &str| of_file(&model.labelled_jobs(), file).len();
     let (every_before, one_before) = (
-        reads(&model, "Every org's live alert channels"),
-        reads(&model, "An org's live alert channels"),
+        reads("notifications/live_channels.sql"),
+        reads("notifications/channels_by_org.sql"),
     );
     let runs = futures_util::future::join_all(
         orgs.iter()
@@ -538,8 +531,8 @@ async fn run_ends_in_five_orgs_read_every_orgs_channels_once_and_a_channel_added
     assert_eq!(got[0].json()["data"]["run_id"], runs[0].as_str());
     // One read of every org's channels (another if the ends spread past the 10 s it is kept, or
     // one failed on a loaded machine), not one read per org (five).
-    let every = reads(&model, "Every org's live alert channels") - every_before;
-    let one_by_one = reads(&model, "An org's live alert channels") - one_before;
+    let every = reads("notifications/live_channels.sql") - every_before;
+    let one_by_one = reads("notifications/channels_by_org.sql") - one_before;
     assert!(
         (1..=3).contains(&every) && one_by_one == 0,
         "channel reads: {every} of every org's, {one_by_one} of one org's"
