@@ -14,6 +14,12 @@ if [ ! -f "$STAMP" ]; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --upgrade pip >/dev/null 2>&1 || true
   "$VENV/bin/pip" install --quiet -r "$REQ"
+  # SQLGlot's compiled build, the same code (parsing is two thirds of the emulator's time; about
+  # three times faster compiled). Only as a wheel: without one for this platform the emulator
+  # runs on the pure-Python parser, slower but alike.
+  sqlglot=$("$VENV/bin/python" -c 'import sqlglot; print(sqlglot.__version__)')
+  "$VENV/bin/pip" install --quiet --only-binary=:all: "sqlglotc==$sqlglot" \
+    || echo "==> no compiled SQLGlot wheel for this platform: the emulator parses in pure Python"
   rm -f "$VENV"/.installed-*
   touch "$STAMP"
 fi

@@ -22,8 +22,9 @@ case "${1:-}" in
       exit 1
     fi
     grpc=$(free_port)
-    # A session of its own, so the emulator and its children are stopped together.
-    setsid .venv/bin/bqemulator start --rest-host 127.0.0.1 --rest-port "$port" \
+    # A session of its own, so the emulator and its children are stopped together. Started by
+    # scripts/bqemulator-fast.py: the same emulator, its SQL parses remembered (see there).
+    setsid .venv/bin/python scripts/bqemulator-fast.py start --rest-host 127.0.0.1 --rest-port "$port" \
       --grpc-host 127.0.0.1 --grpc-port "$grpc" --project "$project" \
       --log-level warning "$@" >"$logfile" 2>&1 &
     echo $! >"$pidfile"

@@ -31,6 +31,9 @@ emulator_session test quarry-test "$((emulators + 1))"
 export QUARRY_PROCESS_EMULATOR="${QUARRY_TEST_EMULATORS##*,}"
 export QUARRY_TEST_EMULATORS="${QUARRY_TEST_EMULATORS%,*}"
 
+stage "the emulator's parse memo translates every statement in sql/ as the plain emulator does"
+.venv/bin/python scripts/bqemulator-fast.py check sql
+
 stage "terraform files parse and declare what a deployment needs"
 .venv/bin/python scripts/check-terraform.py
 
