@@ -26,6 +26,10 @@
   };
 
   let refreshTimer = null;
+  // Counts the pages routed to: a read that answers after the page changed (a slow list, the
+  // user already on a run's page) is dropped, so it never draws over the newer page.
+  let routed = 0;
+  class Stale extends Error { constructor() { super(""); } }
   // The run page's open event stream (see followRun), closed when the page changes.
   let liveStream = null;
   // A test alert just sent from the alerts page: the page refreshes until it shows (15 looks).
@@ -116,8 +120,10 @@
   async function api(path, options) {
     const init = requestInit("application/json", options);
     if (init.body) { init.headers["Content-Type"] = "application/json"; init.body = JSON.stringify(init.body); }
+    const page = routed;
     const response = await fetch(path, init);
     const text = await response.text();
+    if (page !== routed && (init.method || "GET") === "GET") throw new Stale();
     let body = null;
     try { body = text ? JSON.parse(text) : null; } catch (_) { body = null; }
     if (!response.ok) {
@@ -156,6 +162,7 @@
   }
 
   async function route() {
+    routed += 1;
     if (refreshTimer) { clearTimeout(refreshTimer); refreshTimer = null; }
     if (liveStream) { liveStream.abort(); liveStream = null; }
     showError("");
@@ -176,6 +183,7 @@
         default: location.hash = "#/runs";
       }
     } catch (e) {
+      if (e instanceof Stale) return;
       if (e.status === 401) { return signIn(e.message); }
       showError(e.message);
     }
