@@ -10,7 +10,9 @@
 //! 1,000 watchers watch them for 60 s, spread evenly over the 200 runs:
 //!
 //! - 500 pollers, as the web view and scripts poll: `GET …/runs/{run_id}` every 2 s, its steps
-//!   every third look, the org's run list every fifth;
+//!   every third look, the org's run list every fifth; each sends back the `ETag` it was last
+//!   told for the run and for its steps (`If-None-Match`), as `quarry runs watch` does when it
+//!   polls, and takes a 304 as its last answer again;
 //! - 500 stream readers: `GET …/runs/{run_id}/events` (Server-Sent Events); the delivery time
 //!   of an event is the time from the newest write it shows (the run's last event, a step's
 //!   start or end, all stamped by this process's clock) to its arrival.
@@ -56,10 +58,11 @@ impl Reads {
     fn all(&self) -> Vec<Duration> {
         self.latencies.values().flatten().copied().collect()
     }
+    /// Answers other than 2xx and 304 (the caller's own answer is current).
     fn non_2xx(&self) -> usize {
         self.statuses
             .iter()
-            .filter(|(s, _)| !(200..300).contains(*s))
+            .filter(|(s, _)| !(200..300).contains(*s) && **s != 304)
             .map(|(_, n)| n)
             .sum()
     }
@@ -116,6 +119,8 @@ async fn poll(
     tokio::time::sleep(offset).await;
     let mut every = tokio::time::interval(Duration::from_secs(2));
     let mut look = 0u64;
+    // The ETag last answered for each kind of read, sent back as If-None-Match.
+    let mut etags: BTreeMap<&'static str, String> = BTreeMap::new();
     while Instant::now() < until {
         every.tick().await;
         let mut paths = vec![("run", format!("/api/v1/pipelines/{slug}/runs/{run_id}"))];
@@ -131,12 +136,19 @@ async fn poll(
         look += 1;
         for (kind, path) in paths {
             let started = Instant::now();
-            let status = http
-                .get(format!("{base}{path}"))
-                .header("X-API-Key", &key)
-                .send()
-                .await
-                .map_or(0, |r| r.status().as_u16());
+            let mut request = http.get(format!("{base}{path}")).header("X-API-Key", &key);
+            if let Some(etag) = etags.get(kind) {
+                request = request.header("If-None-Match", etag);
+            }
+            let status = match request.send().await {
+                Ok(r) => {
+                    if let Some(etag) = r.headers().get("etag").and_then(|e| e.to_str().ok()) {
+                        etags.insert(kind, etag.to_string());
+                    }
+                    r.status().as_u16()
+                }
+                Err(_) => 0,
+            };
             reads.lock().unwrap().add(kind, status, started.elapsed());
         }
     }
@@ -389,7 +401,7 @@ async fn main() {
     );
     row(
         &mut rows,
-        "poller answers not 2xx",
+        "poller answers not 2xx (or 304)",
         format!(
             "{} of {} ({:?})",
             reads.non_2xx(),

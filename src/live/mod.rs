@@ -25,6 +25,14 @@
 //! and answered from it at once. A stream (`…/events`) is pushed each poll's state, never an
 //! older one.
 //!
+//! A caller that sends back the version it was told (`If-None-Match`: the `ETag` of its last
+//! answer, from any instance) needs no poll of its own: it is answered at once from the tail's
+//! latest state when that state is at least as far on as the caller's and was read within two
+//! poll intervals ([`Seen`], [`Snapshot::covers`]), else as above. Such a caller's looks cost
+//! nothing and wait for nothing once the run is in the tail; its reads never go back. A caller
+//! that sends nothing back (its first look, or one after a write of its own it wants to see)
+//! waits for a poll that started after it arrived.
+//!
 //! Cost: at most two queries per poll per instance, for one watched or polled run or a
 //! thousand: 120 a minute at the 1 s default while only streams watch, up to four times that
 //! while looks keep asking; none while nothing is watched or polled. A look waits for a poll:
@@ -55,8 +63,10 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// What identifies this state (the SSE event id): the run's status and last event time,
-    /// and each attempt's status and end. Time that passes (a queued run's wait) is no change.
+    /// What identifies this state (the SSE event id, the `ETag` of `GET …/runs/{run_id}` and
+    /// `…/steps`): the run's status and last event time, its attempts and how many of them
+    /// ended, and a hash of each attempt's status and end. Time that passes (a queued run's
+    /// wait) is no change. The counts order states ([`Snapshot::covers`]).
     pub fn version(&self) -> String {
         let micros = |t: Option<DateTime<Utc>>| t.map(|t| t.timestamp_micros()).unwrap_or(0);
         let mut hasher = fnv::Fnv::default();
@@ -66,13 +76,33 @@ impl Snapshot {
             hasher.write(s.status.as_bytes());
             hasher.write(&micros(s.ended_at).to_le_bytes());
         }
+        let (updated, attempts, ended) = self.progress();
         format!(
-            "{}-{}-{}-{:016x}",
+            "{}-{updated}-{attempts}-{ended}-{:016x}",
             self.run.status,
-            micros(self.run.updated_at),
-            self.steps.len(),
             hasher.finish()
         )
+    }
+
+    /// How far the run's history had come when this state was read: its last event's time, its
+    /// step attempts, and those that ended. A run's events and attempts are only ever added, so
+    /// a later read of it is at least as far on each.
+    fn progress(&self) -> (i64, usize, usize) {
+        (
+            self.run.updated_at.map_or(0, |t| t.timestamp_micros()),
+            self.steps.len(),
+            self.steps.iter().filter(|s| s.ended_at.is_some()).count(),
+        )
+    }
+
+    /// Whether a caller told `seen` may be told this state: it is that state, or it is further
+    /// on every count and past it on one. Two different states as far on every count cannot be
+    /// ordered: `false`.
+    pub fn covers(&self, seen: &Seen) -> bool {
+        let (updated, attempts, ended) = self.progress();
+        let further = updated >= seen.updated && attempts >= seen.attempts && ended >= seen.ended;
+        let past = (updated, attempts, ended) != (seen.updated, seen.attempts, seen.ended);
+        seen.version == self.version() || further && past
     }
 
     pub fn ended(&self) -> bool {
@@ -92,6 +122,42 @@ impl Snapshot {
         } else {
             &[]
         }
+    }
+}
+
+/// A state of a run a caller was told (the `ETag` it sends back as `If-None-Match`), as far as
+/// its [`Snapshot::version`] says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    version: String,
+    updated: i64,
+    attempts: usize,
+    ended: usize,
+}
+
+impl Seen {
+    /// A version as [`Snapshot::version`] writes it; `None` for anything else.
+    pub fn parse(version: &str) -> Option<Self> {
+        let mut parts = version.rsplitn(5, '-');
+        let hash = parts.next()?;
+        let ended = parts.next()?.parse().ok()?;
+        let attempts = parts.next()?.parse().ok()?;
+        let updated = parts.next()?.parse().ok()?;
+        let status = parts.next()?;
+        let well_formed = hash.len() == 16
+            && hash.bytes().all(|b| b.is_ascii_hexdigit())
+            && !status.is_empty()
+            && status.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+        well_formed.then(|| Self {
+            version: version.to_string(),
+            updated,
+            attempts,
+            ended,
+        })
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
     }
 }
 
@@ -322,10 +388,16 @@ impl LiveRuns {
     /// two queries. Else (the poll did not find the run, it failed, or the tail is full) a read
     /// of its own, shared with the looks that arrived before it started. The run then stays in
     /// the tail for [`LOOK_HOLD`] after this look. `Ok(None)`: the org has no such run.
+    ///
+    /// A caller that says which state it was told last (`seen`, from any instance) is answered
+    /// at once with the tail's latest state when that state [`Snapshot::covers`] it and its poll
+    /// started within two poll intervals: never older than what the caller knows, and as fresh
+    /// as a stream's. Otherwise it waits for a poll as above.
     pub async fn look(
         &self,
         org: &OrgSlug,
         run_id: &str,
+        seen: Option<&Seen>,
     ) -> Result<Option<Arc<Snapshot>>, ServiceError> {
         let key = (org.clone(), run_id.to_string());
         let arrived = Instant::now();
@@ -335,6 +407,12 @@ impl LiveRuns {
             match state.runs.get_mut(&key) {
                 Some(watched) => {
                     watched.held_until = watched.held_until.max(Some(hold));
+                    let recent = watched.read_at + self.inner.settings.poll * 2 >= arrived;
+                    if let (Some(seen), Some(latest), true) = (seen, watched.latest(), recent) {
+                        if latest.covers(seen) {
+                            return Ok(Some(latest));
+                        }
+                    }
                     true
                 }
                 None => {
@@ -919,6 +997,53 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn a_state_covers_what_a_caller_saw_only_when_it_is_that_state_or_further_on() {
+        let running = snapshot("RUNNING", &[("load", 1, "RUNNING")]);
+        let mut done = snapshot("RUNNING", &[("load", 1, "SUCCEEDED")]);
+        done.steps[0].ended_at = DateTime::from_timestamp(1_800_000_001, 0);
+        let mut ended = done.clone();
+        ended.run.status = "SUCCEEDED".into();
+        ended.run.updated_at = DateTime::from_timestamp(1_800_000_002, 0);
+        let seen = |s: &Snapshot| Seen::parse(&s.version()).expect("a version parses");
+        // Told an earlier state (or this one): this state may be answered.
+        assert!(running.covers(&seen(&running)));
+        assert!(done.covers(&seen(&running)));
+        assert!(ended.covers(&seen(&running)) && ended.covers(&seen(&done)));
+        // Told a later state: never answered an earlier one.
+        assert!(!running.covers(&seen(&done)));
+        assert!(!running.covers(&seen(&ended)) && !done.covers(&seen(&ended)));
+        // As far on every count but another state: cannot be ordered, so not answered.
+        let mut other = running.clone();
+        other.steps[0].status = "CANCELLED".into();
+        assert!(!other.covers(&seen(&running)) && !running.covers(&seen(&other)));
+    }
+
+    #[test]
+    fn only_a_version_as_the_service_writes_it_is_taken_for_what_a_caller_saw() {
+        let running = snapshot("TIMED_OUT", &[("load", 1, "RUNNING")]);
+        let version = running.version();
+        let seen = Seen::parse(&version).unwrap();
+        assert_eq!(seen.version(), version);
+        assert_eq!(
+            (seen.updated, seen.attempts, seen.ended),
+            (1_800_000_000_000_000, 1, 0)
+        );
+        for bad in [
+            "",
+            "*",
+            "RUNNING",
+            "RUNNING-1-2-3",
+            "RUNNING-x-1-0-0123456789abcdef",
+            "RUNNING-1-1-0-0123456789abcdeg",
+            "RUNNING-1-1-0-0123",
+            "running-1-1-0-0123456789abcdef",
+            "-1-1-0-0123456789abcdef",
+        ] {
+            assert_eq!(Seen::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

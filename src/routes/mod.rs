@@ -46,6 +46,8 @@ pub struct RouteSpec {
     pub also: &'static [(u16, &'static str)],
     /// Honours `Idempotency-Key` (a replay answers the first result; 422 for another request).
     pub idempotent: bool,
+    /// Answers an `ETag` and honours `If-None-Match` (304 when the caller's version is current).
+    pub conditional: bool,
     register: fn(&mut web::ServiceConfig),
 }
 
@@ -70,6 +72,7 @@ impl RouteSpec {
             response: (200, None),
             also: &[],
             idempotent: false,
+            conditional: false,
             register,
         }
     }
@@ -103,6 +106,11 @@ impl RouteSpec {
 
     pub const fn idempotent(mut self) -> Self {
         self.idempotent = true;
+        self
+    }
+
+    pub const fn conditional(mut self) -> Self {
+        self.conditional = true;
         self
     }
 }

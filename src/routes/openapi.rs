@@ -292,6 +292,14 @@ pub fn document() -> Value {
                 "schema": {"type": "string", "maxLength": 255}}),
             );
         }
+        if route.conditional {
+            parameters.push(
+                json!({"name": "If-None-Match", "in": "header", "required": false,
+                "description": "The ETag of an earlier answer (from any instance): 304 when it \
+                    is still the current state, and never an older state than it",
+                "schema": {"type": "string", "maxLength": 200}}),
+            );
+        }
         if !parameters.is_empty() {
             op.insert("parameters".into(), Value::Array(parameters));
         }
@@ -309,6 +317,12 @@ pub fn document() -> Value {
             ok["content"] = json!({"application/json": {"schema": schema(&mut generator)}});
         }
         responses.insert(status.to_string(), ok);
+        if route.conditional {
+            responses.insert(
+                "304".into(),
+                json!({"description": "Not modified: the If-None-Match version is current"}),
+            );
+        }
         let mut errors: Vec<(u16, &str)> = vec![(500, "Internal error. Check server logs.")];
         if route.access != Access::Public {
             errors.extend([

@@ -15,7 +15,7 @@ use crate::executor::{Executor, TriggerError, TriggerInfo};
 use crate::http::body::Body;
 use crate::http::error::ApiError;
 use crate::idempotency;
-use crate::live::LiveRuns;
+use crate::live::{LiveRuns, Seen, Snapshot};
 use crate::orgs;
 use crate::page_token::PageTokens;
 use crate::pipelines::PipelineView;
@@ -47,10 +47,12 @@ pub(super) static ROUTES: &[RouteSpec] = &[
     route!(get "/api/v1/admin/runs" => admin_runs, Root, "Runs across orgs")
         .query(super::openapi::ADMIN_RUN_FILTERS)
         .returns(200, Some(s::<super::openapi::RunList>)),
-    route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}" => get_run, OrgOrRoot<scopes::RunsRead>, "A run's current state")
-        .returns(200, Some(s::<crate::runs::RunView>)),
-    route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}/steps" => get_steps, OrgOrRoot<scopes::RunsRead>, "A run's step attempts, in order")
-        .returns(200, Some(s::<super::openapi::StepList>)),
+    route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}" => get_run, OrgOrRoot<scopes::RunsRead>, "A run's current state (ETag; If-None-Match answers at once from the live model)")
+        .returns(200, Some(s::<crate::runs::RunView>))
+        .conditional(),
+    route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}/steps" => get_steps, OrgOrRoot<scopes::RunsRead>, "A run's step attempts, in order (ETag; If-None-Match as for the run)")
+        .returns(200, Some(s::<super::openapi::StepList>))
+        .conditional(),
     route!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/cancel" => cancel, OrgOrRoot<scopes::PipelinesRun>, "Cancel a run (cooperative; a queued run leaves the queue)")
         .returns(202, Some(s::<super::openapi::Cancelling>))
         .also(&[(409, "Run already ended")]),
@@ -165,32 +167,78 @@ pub(super) fn org_and_run(
 }
 
 /// From the instance's live read model (`crate::live`): a run looked at again within
-/// [`crate::live::LOOK_HOLD`] costs no query, and this instance's own writes show at once.
+/// [`crate::live::LOOK_HOLD`] costs no query, and this instance's own writes show at once. The
+/// `ETag` is the state's version: sent back as `If-None-Match`, it is answered at once from the
+/// model (304 while it is current), never with an older state.
 pub async fn get_run(
     _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
     live: web::Data<LiveRuns>,
     price: web::Data<Price>,
     path: web::Path<(String, String)>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, run_id) = org_and_run(path)?;
-    let snapshot = live.look(&org, &run_id).await?.ok_or(ApiError::NotFound)?;
-    Ok(HttpResponse::Ok().json(snapshot.run.clone().priced(**price)))
+    let seen = seen(&request);
+    let snapshot = live
+        .look(&org, &run_id, seen.as_ref())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(conditional(seen.as_ref(), &snapshot, || {
+        json!(snapshot.run.clone().priced(**price))
+    }))
 }
 
-/// From the instance's live read model, as [`get_run`].
+/// From the instance's live read model, as [`get_run`] (the same `ETag`).
 pub async fn get_steps(
     _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
     live: web::Data<LiveRuns>,
     executor: web::Data<Executor>,
     path: web::Path<(String, String)>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let (org, run_id) = org_and_run(path)?;
-    let snapshot = live.look(&org, &run_id).await?.ok_or(ApiError::NotFound)?;
-    let mut steps = snapshot.attempts().to_vec();
-    if let Some(pipeline) = executor.catalog().get(&snapshot.run.pipeline_id) {
-        runs::in_run_order(&mut steps, &pipeline.step_ids());
+    let seen = seen(&request);
+    let snapshot = live
+        .look(&org, &run_id, seen.as_ref())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(conditional(seen.as_ref(), &snapshot, || {
+        let mut steps = snapshot.attempts().to_vec();
+        if let Some(pipeline) = executor.catalog().get(&snapshot.run.pipeline_id) {
+            runs::in_run_order(&mut steps, &pipeline.step_ids());
+        }
+        json!({ "run_id": run_id, "steps": steps })
+    }))
+}
+
+/// The state the caller was told last: the first entry of `If-None-Match` that is a version
+/// (`"…"` or `W/"…"`). Anything else is no version (the look waits for a poll).
+fn seen(request: &HttpRequest) -> Option<Seen> {
+    let value = request
+        .headers()
+        .get(actix_web::http::header::IF_NONE_MATCH)?
+        .to_str()
+        .ok()?;
+    value.split(',').find_map(|tag| {
+        let tag = tag.trim();
+        let tag = tag.strip_prefix("W/").unwrap_or(tag);
+        Seen::parse(tag.strip_prefix('"')?.strip_suffix('"')?)
+    })
+}
+
+/// 304 when the caller's version is this state, else 200 with `body`; the state's `ETag`
+/// either way.
+fn conditional(
+    seen: Option<&Seen>,
+    snapshot: &Snapshot,
+    body: impl FnOnce() -> serde_json::Value,
+) -> HttpResponse {
+    let version = snapshot.version();
+    let etag = (actix_web::http::header::ETAG, format!("\"{version}\""));
+    if seen.is_some_and(|seen| seen.version() == version) {
+        return HttpResponse::NotModified().insert_header(etag).finish();
     }
-    Ok(HttpResponse::Ok().json(json!({ "run_id": run_id, "steps": steps })))
+    HttpResponse::Ok().insert_header(etag).json(body())
 }
 
 /// Cooperative: the run ends CANCELLED and frees its slot. A run executing on this instance is

@@ -481,6 +481,70 @@ async fn a_run_read_ended_on_one_instance_never_reads_running_on_another_that_ta
     assert_eq!(on_b, a.run(&slug, &key, &holder).await);
 }
 
+/// A look at `path` (a run or its steps) sending back `etag` as `If-None-Match`.
+async fn look_again(app: &TestApp, path: &str, key: &str, etag: &str) -> reqwest::Response {
+    app.client
+        .get(app.url(path))
+        .header("X-API-Key", key)
+        .header("If-None-Match", etag)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_look_sending_back_its_etag_is_answered_from_the_tail_at_once_and_never_older_than_it() {
+    // The second instance's tail polls every 60 s (on demand at most every 15 s). A look that
+    // sends back the version it was told needs no poll while the tail's state is as far on:
+    // 304, no query. Told a later state by the other instance (the run's end), it is not
+    // answered the RUNNING of its tail: it waits for a poll, which finds that very state (304).
+    let (a, b) = an_instance_and_one_that_polls_when_asked().await;
+    let (slug, key) = a.new_org("live-etag").await;
+    let holder = a.hold_the_slot(&slug, &key).await;
+    a.wait_until_running(&slug, &key, &holder).await;
+    let run = format!("/api/v1/pipelines/{slug}/runs/{holder}");
+    let steps = format!("{run}/steps");
+    let first = b.key_get(&run, &key).await;
+    assert_eq!(first.status(), 200);
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    assert!(etag.starts_with("\"RUNNING-"), "{etag}");
+    let body: Value = first.json().await.unwrap();
+    assert_eq!(body["status"], "RUNNING");
+
+    let before = b.warehouse.counters().snapshot();
+    for path in [&run, &steps, &run, &steps, &run, &steps] {
+        let again = look_again(&b, path, &key, &etag).await;
+        assert_eq!(again.status(), 304, "{path}");
+        assert_eq!(again.headers()["etag"].to_str().unwrap(), etag, "{path}");
+        assert_eq!(again.text().await.unwrap(), "", "{path}");
+    }
+    assert_eq!(
+        b.warehouse.counters().snapshot().since(&before).query,
+        0,
+        "looks that sent back their ETag wait for no poll and send no query"
+    );
+
+    a.free_the_slot(&slug, &key, &holder).await;
+    let on_a = a.key_get(&run, &key).await;
+    let ended = on_a.headers()["etag"].to_str().unwrap().to_string();
+    assert!(ended.starts_with("\"CANCELLED-"), "{ended}");
+    let before = b.warehouse.counters().snapshot();
+    let on_b = look_again(&b, &run, &key, &ended).await;
+    assert_eq!(
+        on_b.status(),
+        304,
+        "told CANCELLED by the other instance, this one answers that state, not its RUNNING"
+    );
+    assert_eq!(on_b.headers()["etag"].to_str().unwrap(), ended);
+    assert!(b.warehouse.counters().snapshot().since(&before).query >= 1);
+    // A version that is not one (or none) is no shortcut: the state as a fresh read found it.
+    let plain = look_again(&b, &run, &key, "\"RUNNING-9-9-9-not-a-version\"").await;
+    assert_eq!(plain.status(), 200);
+    assert_eq!(plain.headers()["etag"].to_str().unwrap(), ended);
+    let body: Value = plain.json().await.unwrap();
+    assert_eq!(body["status"], "CANCELLED");
+}
+
 #[tokio::test]
 async fn a_queued_run_cancelled_reads_cancelled_at_once_on_the_instance_that_wrote_it() {
     // The tail polls every 5 s here: the CANCELLED seen right after the cancel comes from this

@@ -31,6 +31,8 @@ pub struct Api {
 pub struct Answer {
     pub status: StatusCode,
     pub body: Value,
+    /// Its `ETag`, if any.
+    pub etag: Option<String>,
 }
 
 impl Api {
@@ -77,6 +79,30 @@ impl Api {
     ) -> Result<Answer, ClientError> {
         self.call(Method::GET, key_use, path, query, None, &[])
             .await
+    }
+
+    /// A GET that sends back what it was told last (`known`: its `ETag` and body) as
+    /// `If-None-Match`: a 304 is that answer again. Returns the answer's body with its `ETag`
+    /// (the run reads of the service answer one; other paths none).
+    pub async fn get_again(
+        &self,
+        key_use: KeyUse,
+        path: &str,
+        known: Option<&(String, Value)>,
+    ) -> Result<(Option<String>, Value), ClientError> {
+        let headers: Vec<(&str, String)> = known
+            .map(|(etag, _)| ("If-None-Match", etag.clone()))
+            .into_iter()
+            .collect();
+        let answer = self
+            .call(Method::GET, key_use, path, &[], None, &headers)
+            .await?;
+        if answer.status == StatusCode::NOT_MODIFIED {
+            if let Some((etag, body)) = known {
+                return Ok((Some(etag.clone()), body.clone()));
+            }
+        }
+        Ok((answer.etag, answer.body))
     }
 
     pub async fn post(
@@ -143,6 +169,11 @@ impl Api {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let text = response.text().await.map_err(|e| {
             ClientError::Unreachable(format!(
                 "{}: answer cut short: {}",
@@ -155,8 +186,8 @@ impl Api {
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        if status.is_success() {
-            return Ok(Answer { status, body });
+        if status.is_success() || status == StatusCode::NOT_MODIFIED {
+            return Ok(Answer { status, body, etag });
         }
         Err(refusal(status, &body, header_id, retry_after))
     }

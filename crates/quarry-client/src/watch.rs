@@ -201,6 +201,10 @@ pub async fn follow(
     let mut failed_looks = 0;
     // What the progress line shows between pushed changes.
     let mut shown: Option<(String, usize, Option<usize>, Option<Since>)> = None;
+    // The run and its steps as last polled, with their ETags: sent back as If-None-Match, so
+    // the service answers at once from its live model (304 while unchanged, never older).
+    let mut known_run: Option<(String, Value)> = None;
+    let mut known_steps: Option<(String, Value)> = None;
     // Pushed by the service while it can; polled every `interval_secs` otherwise.
     let mut events = api
         .open_events(&format!("{path}/events"))
@@ -236,12 +240,15 @@ pub async fn follow(
             Some(both) => Ok(both),
             None => {
                 async {
-                    let run = api.get(KeyUse::Org, &path, &[]).await?.body;
+                    let run = api
+                        .get_again(KeyUse::Org, &path, known_run.as_ref())
+                        .await?;
                     let steps = api
-                        .get(KeyUse::Org, &format!("{path}/steps"), &[])
-                        .await?
-                        .body;
-                    Ok::<_, ClientError>((run, steps))
+                        .get_again(KeyUse::Org, &format!("{path}/steps"), known_steps.as_ref())
+                        .await?;
+                    known_run = run.0.map(|etag| (etag, run.1.clone()));
+                    known_steps = steps.0.map(|etag| (etag, steps.1.clone()));
+                    Ok::<_, ClientError>((run.1, steps.1))
                 }
                 .await
             }
