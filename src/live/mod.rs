@@ -204,6 +204,12 @@ pub const LOOK_POLL_GAP: u32 = 4;
 /// A look waits at most this many polls for one that started after it arrived (the one in
 /// flight, then its own), then reads the run itself.
 const LOOK_POLLS_AWAITED: usize = 3;
+/// A look waits for those polls this long at most after it arrived (plus two poll intervals),
+/// then reads the run itself. Slow polls are waited for, not raced: under load (the polls
+/// slower than two intervals) each look reading its run on its own was a herd, one read per
+/// run at once, that starved the polls further (`make bench-reads`: 947 such reads past their
+/// deadline, every poller answered 503).
+const LOOK_WAIT: Duration = Duration::from_secs(8);
 /// Runs the tail reads at most; looks past it are read from BigQuery each time.
 const MAX_TAILED: usize = 5_000;
 
@@ -612,14 +618,14 @@ impl Inner {
 
     /// The run as the first poll of the tail that started at or after `arrived` found it (a poll
     /// brought forward for it), or the settled state kept. `None` when no such poll answered for
-    /// it within [`LOOK_POLLS_AWAITED`] polls (it failed, or the run left the tail): the look
-    /// reads the run itself.
+    /// it within [`LOOK_POLLS_AWAITED`] polls (they failed, or the run left the tail) or within
+    /// [`LOOK_WAIT`] and two poll intervals: the look reads the run itself.
     async fn polled_after(&self, key: &Key, arrived: Instant) -> Option<Arc<Snapshot>> {
         let mut polls = self.polls.subscribe();
-        let wait = self.settings.poll * 2 + self.settings.poll / LOOK_POLL_GAP;
+        let until = arrived + LOOK_WAIT + self.settings.poll * 2;
         for _ in 0..LOOK_POLLS_AWAITED {
             self.demand.notify_one();
-            match tokio::time::timeout(wait, polls.changed()).await {
+            match tokio::time::timeout_at(until, polls.changed()).await {
                 Ok(Ok(())) => {}
                 _ => return None,
             }

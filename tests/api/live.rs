@@ -481,6 +481,56 @@ async fn a_run_read_ended_on_one_instance_never_reads_running_on_another_that_ta
     assert_eq!(on_b, a.run(&slug, &key, &holder).await);
 }
 
+#[tokio::test]
+async fn first_looks_at_runs_whose_poll_is_slow_wait_for_it_and_read_none_on_their_own() {
+    // Behind the model every query takes 2 s: a poll (the runs, then their steps) takes 4 s,
+    // longer than two poll intervals (1 s) of the instance looked at. The first looks at five
+    // runs join its tail and wait for the slow polls (the one in flight, then their own). Looks that gave up after two intervals and read their run on their
+    // own were, under load, a herd that starved the polls (make bench-reads: 947 such reads past
+    // their deadline, every poller answered 503).
+    let a = spawn_app().await;
+    let (slug, key) = a.new_org("live-slow").await;
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let r = a.trigger(&slug, &key, "test/fail", &json!({})).await;
+        assert_eq!(r.status(), 202);
+        let body: Value = r.json().await.unwrap();
+        let run_id = body["run_id"].as_str().unwrap().to_string();
+        assert_eq!(
+            a.wait_until_ended(&slug, &key, &run_id).await["status"],
+            "FAILED"
+        );
+        runs.push(run_id);
+    }
+    let meta = a.meta_dataset.clone();
+    let (model, b) = crate::helpers::spawn_behind_model(
+        crate::bq_limits::Limits::bigquery(
+            Duration::from_millis(10),
+            Duration::from_secs(2),
+            Duration::from_millis(10),
+        ),
+        move |vars| {
+            vars.insert("META_DATASET".into(), meta);
+            vars.insert("LIVE_POLL_MS".into(), "1000".into());
+        },
+    )
+    .await;
+    // The key looked up once (2 s) before the looks.
+    assert_eq!(b.key_get("/api/v1/whoami", &key).await.status(), 200);
+    let before = model.labelled_jobs().len();
+    let looks = runs.iter().map(|run_id| {
+        let (b, slug, key) = (&b, &slug, &key);
+        async move { b.run(slug, key, run_id).await["status"].clone() }
+    });
+    let seen = futures_util::future::join_all(looks).await;
+    assert_eq!(seen, vec![json!("FAILED"); 5]);
+    let jobs = model.labelled_jobs();
+    let own = crate::helpers::of_file(&jobs[before..], "runs/by_id.sql").len();
+    let polled = crate::helpers::of_file(&jobs[before..], "runs/by_ids.sql").len();
+    assert_eq!(own, 0, "no look read its run on its own ({polled} polls)");
+    assert!(polled >= 1);
+}
+
 /// A look at `path` (a run or its steps) sending back `etag` as `If-None-Match`.
 async fn look_again(app: &TestApp, path: &str, key: &str, etag: &str) -> reqwest::Response {
     app.client
