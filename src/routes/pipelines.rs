@@ -177,12 +177,7 @@ pub async fn get_run(
     path: web::Path<(String, String)>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let (org, run_id) = org_and_run(path)?;
-    let seen = seen(&request);
-    let snapshot = live
-        .look(&org, &run_id, seen.as_ref())
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let (seen, snapshot, _) = look(&live, path, &request).await?;
     Ok(conditional(seen.as_ref(), &snapshot, || {
         json!(snapshot.run.clone().priced(**price))
     }))
@@ -196,12 +191,7 @@ pub async fn get_steps(
     path: web::Path<(String, String)>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let (org, run_id) = org_and_run(path)?;
-    let seen = seen(&request);
-    let snapshot = live
-        .look(&org, &run_id, seen.as_ref())
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let (seen, snapshot, run_id) = look(&live, path, &request).await?;
     Ok(conditional(seen.as_ref(), &snapshot, || {
         let mut steps = snapshot.attempts().to_vec();
         if let Some(pipeline) = executor.catalog().get(&snapshot.run.pipeline_id) {
@@ -209,6 +199,22 @@ pub async fn get_steps(
         }
         json!({ "run_id": run_id, "steps": steps })
     }))
+}
+
+/// The run of the path as the live model answers the request (see [`LiveRuns::look`]), with the
+/// state the caller said it was told, and the run id.
+async fn look(
+    live: &LiveRuns,
+    path: web::Path<(String, String)>,
+    request: &HttpRequest,
+) -> Result<(Option<Seen>, std::sync::Arc<Snapshot>, String), ApiError> {
+    let (org, run_id) = org_and_run(path)?;
+    let seen = seen(request);
+    let snapshot = live
+        .look(&org, &run_id, seen.as_ref())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok((seen, snapshot, run_id))
 }
 
 /// The state the caller was told last: the first entry of `If-None-Match` that is a version
