@@ -100,9 +100,10 @@ impl Snapshot {
     /// ordered: `false`.
     pub fn covers(&self, seen: &Seen) -> bool {
         let (updated, attempts, ended) = self.progress();
-        let further = updated >= seen.updated && attempts >= seen.attempts && ended >= seen.ended;
-        let past = (updated, attempts, ended) != (seen.updated, seen.attempts, seen.ended);
-        seen.version == self.version() || further && past
+        if (updated, attempts, ended) == (seen.updated, seen.attempts, seen.ended) {
+            return seen.version == self.version();
+        }
+        updated >= seen.updated && attempts >= seen.attempts && ended >= seen.ended
     }
 
     pub fn ended(&self) -> bool {

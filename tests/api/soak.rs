@@ -397,24 +397,9 @@ impl Soak {
             .await;
     }
 
-    /// One GET with the org's key; `None` unless it answered 200.
-    async fn get(&self, org: usize, path: &str, look: usize) -> Option<Value> {
-        let (_, key) = &self.orgs[org];
-        let r = self
-            .client
-            .get(format!("{}{path}", self.base(look)))
-            .header("X-API-Key", key)
-            .send()
-            .await
-            .ok()?;
-        if r.status() != 200 {
-            return None;
-        }
-        r.json().await.ok()
-    }
-
-    /// [`Soak::get`] as a client that keeps its last answer (`known`: its ETag and body) and
-    /// sends the ETag back: a 304 is that answer again.
+    /// One GET of a run or its steps with the org's key, as a client that keeps its last answer
+    /// (`known`: its ETag and body) and sends the ETag back: a 304 is that answer again. `None`
+    /// unless it answered 200 (with its ETag) or 304.
     async fn get_again(
         &self,
         org: usize,
@@ -469,7 +454,10 @@ impl Soak {
             // steps to show.
             let never_started = body["error_class"] == "admission";
             if status == "SUCCEEDED" || status == "FAILED" && !never_started {
-                if let Some(body) = self.get(org, &format!("{run}/steps"), look).await {
+                if let Some(body) = self
+                    .get_again(org, &format!("{run}/steps"), look, &mut None)
+                    .await
+                {
                     let mut history = self.history.lock().unwrap();
                     history.ends_checked += 1;
                     if body["steps"].as_array().is_none_or(|s| s.is_empty()) {
