@@ -266,19 +266,26 @@ async fn a_step_attempt_that_times_out_cancels_its_job_by_its_own_id() {
     assert_eq!(done["status"], "FAILED");
     assert_eq!(done["error_class"], "timeout");
     let job = format!("quarry_{run_id}_check_a1_0");
-    let mut cancels = vec![];
-    for _ in 0..50 {
-        cancels = proxy
-            .query_calls()
-            .into_iter()
-            .filter(|(path, _)| path.ends_with("/cancel"))
-            .map(|(path, _)| path)
-            .collect();
-        if !cancels.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    // The cancel is sent when the attempt is dropped and recorded once the emulator answers it:
+    // under the whole suite's load that answer may take seconds (a CI run waited 5 s in vain).
+    let cancels = crate::verbs::eventually(
+        "the timed-out attempt's job is cancelled",
+        std::time::Duration::from_secs(60),
+        || async {
+            let cancels: Vec<String> = proxy
+                .query_calls()
+                .into_iter()
+                .filter(|(path, _)| path.ends_with("/cancel"))
+                .map(|(path, _)| path)
+                .collect();
+            if cancels.is_empty() {
+                Err("no cancel yet".to_string())
+            } else {
+                Ok(cancels)
+            }
+        },
+    )
+    .await;
     assert_eq!(cancels.len(), 1, "{cancels:?}");
     assert!(
         cancels[0].ends_with(&format!("/jobs/{job}/cancel")),

@@ -263,7 +263,15 @@ async fn nine_more_watchers_of_a_watched_run_add_no_bigquery_read() {
     // (Joining reads nothing: nine joins that each read would be 18 queries; what runs meanwhile
     // is the run's own reader and the service's background work.)
     assert!(joined < 9, "joining a watched run reads nothing: {joined}");
-    assert!(ten <= one + 2, "ten watchers read as one: {ten} vs {one}");
+    // Ten watchers read as one: at most two queries a poll, a poll at most every 500 ms (each
+    // watcher reading on its own would be 160 in this window). Not compared with the window of
+    // one watcher: polls slower there on a busier emulator made that comparison fail.
+    let polls = (window.as_millis() / 500) as u64;
+    assert!(
+        ten <= 2 * polls + 3,
+        "ten watchers read as one, at most two queries a poll: {ten} in {polls} poll intervals \
+         (one watcher: {one})"
+    );
     drop(watchers);
     app.free_the_slot(&slug, &key, &holder).await;
 }
