@@ -1,6 +1,8 @@
 //! Reading runs back: a run's current state (latest event) and its step attempts; recording a
 //! cancellation for the instance that runs a run.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -440,6 +442,21 @@ pub fn window(
 }
 
 impl RunsQuery {
+    /// What the first pages read in one batch share (`crate::live`): `filter` (this query's) as
+    /// asked, with the window's ends as given; an end left to its default is the batch's own
+    /// (the latest caller's now), so callers asking "the last seven days" share a read.
+    pub fn batch_key(&self, filter: &RunFilter) -> String {
+        format!(
+            "{}|{}|{}|{}|{}|{}",
+            filter.statuses.join(","),
+            filter.pipeline_id,
+            filter.trigger,
+            filter.limit,
+            self.since.as_deref().unwrap_or(""),
+            self.until.as_deref().unwrap_or(""),
+        )
+    }
+
     pub fn filter(&self, now: DateTime<Utc>) -> Result<RunFilter, ServiceError> {
         let statuses: Vec<String> = match &self.status {
             None => Vec::new(),
@@ -523,7 +540,7 @@ pub struct RunItem {
     pub bytes_billed: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 struct ListRow {
     org_slug: String,
     run_id: String,
@@ -587,6 +604,54 @@ pub struct RunPage {
     pub next_page_token: Option<String>,
 }
 
+/// What a page token of the list is bound to: who it lists and the filter but the window.
+fn scope_key(scope: &ListScope<'_>, filter: &RunFilter) -> String {
+    let who = match scope {
+        ListScope::Org(o) => format!("org:{o}"),
+        ListScope::All(o) => format!("all:{}", o.map(|o| o.as_str()).unwrap_or("")),
+    };
+    crate::page_token::PageTokens::scope_of(&[
+        &who,
+        &filter.statuses.join(","),
+        &filter.pipeline_id,
+        &filter.trigger,
+        &filter.limit.to_string(),
+    ])
+}
+
+/// A page from up to `limit + 1` rows read newest first: the first `limit`, and a token for
+/// the next page when there was one more.
+fn page_of(
+    rows: Vec<ListRow>,
+    filter: &RunFilter,
+    scope_key: &str,
+    tokens: &crate::page_token::PageTokens,
+) -> RunPage {
+    let more = rows.len() > filter.limit;
+    let now = Utc::now();
+    let runs: Vec<RunItem> = rows
+        .into_iter()
+        .take(filter.limit)
+        .map(|r| RunItem::from_row(r, now))
+        .collect();
+    let next_page_token = match (more, runs.last()) {
+        (true, Some(last)) => Some(tokens.issue(
+            last.created_at.map_or(0, |t| t.timestamp_micros()),
+            &last.run_id,
+            (
+                filter.since.timestamp_micros(),
+                filter.until.timestamp_micros(),
+            ),
+            scope_key,
+        )),
+        _ => None,
+    };
+    RunPage {
+        runs,
+        next_page_token,
+    }
+}
+
 /// Newest first; `token` (verified by the caller) continues an earlier page.
 pub async fn list(
     warehouse: &Warehouse,
@@ -595,19 +660,7 @@ pub async fn list(
     mut filter: RunFilter,
     page_token: Option<&str>,
 ) -> Result<RunPage, ServiceError> {
-    let scope_key = {
-        let who = match &scope {
-            ListScope::Org(o) => format!("org:{o}"),
-            ListScope::All(o) => format!("all:{}", o.map(|o| o.as_str()).unwrap_or("")),
-        };
-        crate::page_token::PageTokens::scope_of(&[
-            &who,
-            &filter.statuses.join(","),
-            &filter.pipeline_id,
-            &filter.trigger,
-            &filter.limit.to_string(),
-        ])
-    };
+    let scope_key = scope_key(&scope, &filter);
     let (before_micros, before_id) = match page_token {
         None => (i64::MAX, String::new()),
         Some(token) => {
@@ -659,28 +712,55 @@ pub async fn list(
         }
     };
     let rows: Vec<ListRow> = warehouse.query(statement, &params).await?;
-    let more = rows.len() > filter.limit;
-    let runs: Vec<RunItem> = rows
-        .into_iter()
-        .take(filter.limit)
-        .map(|r| RunItem::from_row(r, Utc::now()))
-        .collect();
-    let next_page_token = match (more, runs.last()) {
-        (true, Some(last)) => Some(tokens.issue(
-            last.created_at.map_or(0, |t| t.timestamp_micros()),
-            &last.run_id,
-            (
-                filter.since.timestamp_micros(),
-                filter.until.timestamp_micros(),
-            ),
-            &scope_key,
-        )),
-        _ => None,
-    };
-    Ok(RunPage {
-        runs,
-        next_page_token,
-    })
+    Ok(page_of(rows, &filter, &scope_key, tokens))
+}
+
+/// The rows of the first pages of several orgs' run lists under one filter, read at once (up
+/// to `limit + 1` per org, newest first): what [`first_page_of`] makes each org's page of.
+pub struct FirstPageRows {
+    by_org: HashMap<String, Vec<ListRow>>,
+}
+
+/// Reads the first pages of `orgs`' run lists under `filter` in one query
+/// (`runs/first_pages_by_orgs.sql`): per org what [`list`] reads for its first page.
+pub async fn first_pages(
+    warehouse: &Warehouse,
+    orgs: &[OrgSlug],
+    filter: &RunFilter,
+) -> Result<FirstPageRows, ServiceError> {
+    let per_org = filter.limit + 1;
+    let params = vec![
+        Param::timestamp("since", filter.since),
+        Param::timestamp("until", filter.until),
+        Param::string_array("statuses", filter.statuses.clone()),
+        Param::string("pipeline_id", filter.pipeline_id.clone()),
+        Param::string("trigger", filter.trigger.clone()),
+        Param::int64("limit", per_org as i64),
+        Param::string_array("org_slugs", orgs.iter().map(|o| o.to_string()).collect()),
+        Param::int64("max_rows", (per_org * orgs.len()) as i64),
+    ];
+    let rows: Vec<ListRow> = warehouse.query(&sql::RUNS_FIRST_PAGES, &params).await?;
+    let mut by_org: HashMap<String, Vec<ListRow>> = HashMap::new();
+    for row in rows {
+        by_org.entry(row.org_slug.clone()).or_default().push(row);
+    }
+    Ok(FirstPageRows { by_org })
+}
+
+/// `org`'s first page from a batch [`first_pages`] read under `filter`, as [`list`] answers it.
+pub fn first_page_of(
+    rows: &FirstPageRows,
+    tokens: &crate::page_token::PageTokens,
+    org: &OrgSlug,
+    filter: &RunFilter,
+) -> RunPage {
+    let mine = rows.by_org.get(org.as_str()).cloned().unwrap_or_default();
+    page_of(
+        mine,
+        filter,
+        &scope_key(&ListScope::Org(org), filter),
+        tokens,
+    )
 }
 
 /// Per-pipeline figures over one org's runs in a window.

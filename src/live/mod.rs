@@ -54,6 +54,8 @@ use crate::service_error::ServiceError;
 use crate::settings::LiveSettings;
 use crate::warehouse::{Warehouse, WarehouseError};
 
+mod pages;
+
 /// A run as its watchers see it: its state and its step attempts (in the order they were read:
 /// the route puts them in run order).
 #[derive(Debug, Clone, Serialize)]
@@ -234,6 +236,8 @@ struct Inner {
     /// First pages of run lists, by org, the org's write generation and the query as sent:
     /// one read for every caller asking the same within a poll interval.
     pages: moka::future::Cache<(OrgSlug, u64, String), Arc<runs::RunPage>>,
+    /// The reads of first pages, batched across orgs.
+    first_pages: Arc<pages::FirstPages>,
     /// Bumped by each run event of the org this instance writes: its first pages are read again.
     generations: Mutex<HashMap<OrgSlug, u64>>,
     /// A look waits for a poll: the tail starts the next one as soon as the gap allows.
@@ -365,8 +369,10 @@ impl Drop for Slot {
 impl LiveRuns {
     pub fn new(warehouse: Warehouse, clock: SharedClock, settings: LiveSettings) -> Self {
         let poll = settings.poll;
+        let first_pages = Arc::new(pages::FirstPages::new(warehouse.clone()));
         Self {
             inner: Arc::new(Inner {
+                first_pages,
                 warehouse,
                 clock,
                 settings,
@@ -474,18 +480,19 @@ impl LiveRuns {
             .or_insert(0) += 1;
     }
 
-    /// The first page of one of the org's run lists (`query`: the request's query string), read
-    /// by `read` once for every caller asking the same while it runs or within a poll interval
-    /// after (`LIVE_POLL_MS`), and again after any run event of the org this instance writes.
-    pub async fn first_page<F>(
+    /// The first page of one of the org's run lists under `filter` (`query`: the request's
+    /// query string; `batch`: [`runs::RunsQuery::batch_key`]), read once for every caller asking
+    /// the same while it is read or within a poll interval after (`LIVE_POLL_MS`), and again
+    /// after any run event of the org this instance writes. The read is shared with the first
+    /// pages other orgs ask under the same filter meanwhile ([`pages`]): one query for them all.
+    pub async fn first_page(
         &self,
         org: &OrgSlug,
         query: &str,
-        read: F,
-    ) -> Result<runs::RunPage, ServiceError>
-    where
-        F: std::future::Future<Output = Result<runs::RunPage, ServiceError>>,
-    {
+        batch: &str,
+        filter: runs::RunFilter,
+        tokens: &crate::page_token::PageTokens,
+    ) -> Result<runs::RunPage, ServiceError> {
         let generation = self
             .inner
             .generations
@@ -497,10 +504,13 @@ impl LiveRuns {
         let key = (org.clone(), generation, query.to_string());
         self.inner
             .pages
-            .try_get_with(key, async { read.await.map(Arc::new) })
+            .try_get_with(key, async {
+                let (rows, used) = self.inner.first_pages.rows(org, batch, filter).await?;
+                Ok(Arc::new(runs::first_page_of(&rows, tokens, org, &used)))
+            })
             .await
             .map(|page| (*page).clone())
-            .map_err(|e| unshared(&e))
+            .map_err(|e: Arc<ServiceError>| unshared(&e))
     }
 
     /// Watches `run_id` of `org`: joins its reader here, else reads it once and starts one.

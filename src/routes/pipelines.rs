@@ -402,7 +402,8 @@ pub fn runs_csv(items: &[runs::RunItem]) -> String {
 
 /// Runs of one org, newest first, filtered, one bounded page at a time.
 /// A first page is shared by every caller asking the same of the org within a poll interval
-/// (`crate::live`), and read again after any run event this instance writes for the org.
+/// (`crate::live`), and read again after any run event this instance writes for the org; the
+/// first pages of all orgs asked under one filter meanwhile are read in one query.
 #[allow(clippy::too_many_arguments)]
 pub async fn list_runs(
     _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
@@ -421,16 +422,22 @@ pub async fn list_runs(
         ));
     }
     let filter = query.filter(clock.now())?;
-    let read = runs::list(
-        &warehouse,
-        &tokens,
-        runs::ListScope::Org(&org),
-        filter,
-        query.page_token.as_deref(),
-    );
-    let page = match query.page_token {
-        None => live.first_page(&org, req.query_string(), read).await?,
-        Some(_) => read.await?,
+    let page = match query.page_token.as_deref() {
+        None => {
+            let batch = query.batch_key(&filter);
+            live.first_page(&org, req.query_string(), &batch, filter, &tokens)
+                .await?
+        }
+        Some(token) => {
+            runs::list(
+                &warehouse,
+                &tokens,
+                runs::ListScope::Org(&org),
+                filter,
+                Some(token),
+            )
+            .await?
+        }
     };
     Ok(run_page_response(&req, page))
 }

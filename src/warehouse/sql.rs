@@ -128,6 +128,8 @@ statements! {
     /// For the runs executing on one instance: reaped ones and ones asked to stop.
     RUN_CONTROLS => "executor/run_controls.sql";
     RUNS_BY_ORG => "runs/list_by_org.sql";
+    /// The first pages of several orgs' run lists under one filter (one read per poll interval).
+    RUNS_FIRST_PAGES => "runs/first_pages_by_orgs.sql";
     RUNS_ALL => "runs/list_all.sql";
     RUN_STATS => "runs/stats_by_pipeline.sql";
     RUN_FAILURES => "runs/failures_by_class.sql";

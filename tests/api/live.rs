@@ -672,3 +672,93 @@ async fn callers_asking_an_orgs_first_page_of_runs_together_share_one_read_and_s
     assert_eq!(ids, vec![second.as_str(), first.as_str()], "{body}");
     app.wait_until_ended(&slug, &key, &second).await;
 }
+
+#[tokio::test]
+async fn first_pages_of_five_orgs_asked_at_once_are_read_together_each_as_a_read_of_its_own() {
+    // Run lists' first pages asked under one filter while such a read runs are read by the next
+    // one, every org in one query: five orgs cost at most two queries (the first caller's read,
+    // and the one the other four joined), not five. Each org gets its own runs, newest first,
+    // with a token whose next page (read on its own) continues it.
+    let a = spawn_app().await;
+    let mut orgs = Vec::new();
+    for _ in 0..5 {
+        let (slug, key) = a.new_org("live-pages").await;
+        let older = a.started(&slug, &key, "test/sleep").await;
+        a.wait_until_ended(&slug, &key, &older).await;
+        let newer = a.started(&slug, &key, "test/sleep").await;
+        orgs.push((slug, key, newer, older));
+    }
+    for (slug, key, newer, _) in &orgs {
+        a.wait_until_ended(slug, key, newer).await;
+    }
+    let meta = a.meta_dataset.clone();
+    let (model, b) = crate::helpers::spawn_behind_model(
+        crate::bq_limits::Limits::bigquery(
+            Duration::from_millis(10),
+            Duration::from_secs(1),
+            Duration::from_millis(10),
+        ),
+        move |vars| {
+            vars.insert("META_DATASET".into(), meta);
+        },
+    )
+    .await;
+    for (_, key, _, _) in &orgs {
+        assert_eq!(b.key_get("/api/v1/whoami", key).await.status(), 200);
+    }
+    let before = model.labelled_jobs().len();
+    let asks = orgs.iter().map(|(slug, key, _, _)| {
+        let b = &b;
+        async move {
+            let r = b
+                .key_get(&format!("/api/v1/pipelines/{slug}/runs?limit=1"), key)
+                .await;
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    });
+    let pages = futures_util::future::join_all(asks).await;
+    let jobs = model.labelled_jobs();
+    let together = crate::helpers::of_file(&jobs[before..], "runs/first_pages_by_orgs.sql").len();
+    let alone = crate::helpers::of_file(&jobs[before..], "runs/list_by_org.sql").len();
+    assert_eq!(alone, 0, "no first page read on its own");
+    assert!(
+        (1..=2).contains(&together),
+        "five orgs' first pages in at most two reads: {together}"
+    );
+
+    for ((slug, key, newer, older), page) in orgs.iter().zip(pages) {
+        let ids: Vec<&Value> = page["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| &r["run_id"])
+            .collect();
+        assert_eq!(ids, vec![&json!(newer)], "{slug}: {page}");
+        assert_eq!(page["runs"][0]["org_slug"], slug.as_str());
+        let token = page["next_page_token"].as_str().expect("a second page");
+        let next: Value = b
+            .key_get(
+                &format!("/api/v1/pipelines/{slug}/runs?limit=1&page_token={token}"),
+                key,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(next["runs"][0]["run_id"], older.as_str(), "{slug}: {next}");
+        assert_eq!(next["next_page_token"], Value::Null, "{slug}: {next}");
+        // The two pages (the second read on its own) are the org's list of two, as one page.
+        let both: Value = b
+            .key_get(&format!("/api/v1/pipelines/{slug}/runs?limit=2"), key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            both["runs"],
+            json!([page["runs"][0], next["runs"][0]]),
+            "{slug}"
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! First pages of run lists, read in batches: every org whose first page is asked under the
+//! same filter while a read of such pages runs is read by the next one, all orgs in one query
+//! (`runs/first_pages_by_orgs.sql`; group commit, for reads). At most one such read per filter
+//! is in flight per instance, so an instance serving the run lists of fifty orgs sends one query
+//! where it sent fifty. A caller always joins a read that starts after it asked: it sees every
+//! run event written before it asked, as a read of its own would.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use crate::domain::OrgSlug;
+use crate::runs::{self, FirstPageRows, RunFilter};
+use crate::service_error::ServiceError;
+use crate::warehouse::{Warehouse, WarehouseError};
+
+/// Orgs one read covers at most (up to 101 rows each); more wait for the next read.
+const MAX_ORGS: usize = 100;
+
+/// What one batch read found: the rows of its orgs' first pages, and the filter they were read
+/// under (the latest caller's window when callers left its ends to their defaults).
+pub(super) type Read = (Arc<FirstPageRows>, RunFilter);
+
+/// The first pages asked, by filter ([`runs::RunsQuery::batch_key`]).
+pub(super) struct FirstPages {
+    warehouse: Warehouse,
+    queues: Mutex<HashMap<String, Queue>>,
+}
+
+/// One filter's reads: the batches waiting (the first is read next), and whether a reader runs.
+#[derive(Default)]
+struct Queue {
+    reading: bool,
+    waiting: VecDeque<Batch>,
+}
+
+struct Batch {
+    orgs: BTreeSet<OrgSlug>,
+    filter: RunFilter,
+    done: watch::Sender<Option<Result<Read, ServiceError>>>,
+}
+
+impl FirstPages {
+    pub(super) fn new(warehouse: Warehouse) -> Self {
+        Self {
+            warehouse,
+            queues: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `org`'s first page rows under `filter` (whose batch key is `key`), from the next read
+    /// of that filter's pages: it starts at once when none is in flight, else right after it.
+    pub(super) async fn rows(
+        self: &Arc<Self>,
+        org: &OrgSlug,
+        key: &str,
+        filter: RunFilter,
+    ) -> Result<Read, ServiceError> {
+        let mut done = {
+            let mut queues = self.queues.lock().unwrap();
+            let queue = queues.entry(key.to_string()).or_default();
+            let room = queue
+                .waiting
+                .back()
+                .is_some_and(|b| b.orgs.len() < MAX_ORGS || b.orgs.contains(org));
+            if !room {
+                queue.waiting.push_back(Batch {
+                    orgs: BTreeSet::new(),
+                    filter: filter.clone(),
+                    done: watch::channel(None).0,
+                });
+            }
+            let batch = queue.waiting.back_mut().expect("a batch waits");
+            batch.orgs.insert(org.clone());
+            // Callers share everything but a defaulted end of the window: the latest wins.
+            if filter.until > batch.filter.until {
+                batch.filter = filter;
+            }
+            let done = batch.done.subscribe();
+            if !queue.reading {
+                queue.reading = true;
+                tokio::spawn(self.clone().read_all(key.to_string()));
+            }
+            done
+        };
+        let read = done.wait_for(Option::is_some).await.map_err(|_| {
+            ServiceError::Warehouse(WarehouseError::Decode(
+                "the read of the run lists' first pages stopped".into(),
+            ))
+        })?;
+        match read.as_ref().expect("waited for") {
+            Ok((rows, filter)) => Ok((rows.clone(), filter.clone())),
+            Err(e) => Err(super::unshared(e)),
+        }
+    }
+
+    /// Reads the filter's waiting batches one after the other until none waits.
+    async fn read_all(self: Arc<Self>, key: String) {
+        let mut reader = Reader {
+            pages: self.clone(),
+            key: key.clone(),
+            finished: false,
+        };
+        loop {
+            let batch = {
+                let mut queues = self.queues.lock().unwrap();
+                let queue = queues.get_mut(&key).expect("a reader's queue stays");
+                match queue.waiting.pop_front() {
+                    Some(batch) => batch,
+                    None => {
+                        queues.remove(&key);
+                        reader.finished = true;
+                        return;
+                    }
+                }
+            };
+            let orgs: Vec<OrgSlug> = batch.orgs.into_iter().collect();
+            let read = runs::first_pages(&self.warehouse, &orgs, &batch.filter)
+                .await
+                .map(|rows| (Arc::new(rows), batch.filter));
+            batch.done.send_replace(Some(read));
+        }
+    }
+}
+
+/// A reader that stops other than by finding nothing waiting (its task panicked or was
+/// cancelled) takes its filter's queue with it: the callers waiting there are told the read
+/// stopped, and the next caller starts a reader again.
+struct Reader {
+    pages: Arc<FirstPages>,
+    key: String,
+    finished: bool,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut queues = self.pages.queues.lock().unwrap_or_else(|e| e.into_inner());
+        queues.remove(&self.key);
+    }
+}
