@@ -35,7 +35,8 @@
 //!
 //! Cost: at most two queries per poll per instance, for one watched or polled run or a
 //! thousand: 120 a minute at the 1 s default while only streams watch, up to four times that
-//! while looks keep asking; none while nothing is watched or polled. A look waits for a poll:
+//! while looks keep asking; none while nothing is watched or polled. Run lists' first pages add
+//! at most one query per poll interval and filter asked, for every org asking it ([`pages`]). A look waits for a poll:
 //! about one BigQuery read, two when a poll had just started.
 
 use std::collections::HashMap;
@@ -369,7 +370,7 @@ impl Drop for Slot {
 impl LiveRuns {
     pub fn new(warehouse: Warehouse, clock: SharedClock, settings: LiveSettings) -> Self {
         let poll = settings.poll;
-        let first_pages = Arc::new(pages::FirstPages::new(warehouse.clone()));
+        let first_pages = Arc::new(pages::FirstPages::new(warehouse.clone(), poll));
         Self {
             inner: Arc::new(Inner {
                 first_pages,

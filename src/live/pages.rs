@@ -1,14 +1,17 @@
 //! First pages of run lists, read in batches: every org whose first page is asked under the
 //! same filter while a read of such pages runs is read by the next one, all orgs in one query
 //! (`runs/first_pages_by_orgs.sql`; group commit, for reads). At most one such read per filter
-//! is in flight per instance, so an instance serving the run lists of fifty orgs sends one query
-//! where it sent fifty. A caller always joins a read that starts after it asked: it sees every
-//! run event written before it asked, as a read of its own would.
+//! is in flight per instance, and they start at least a poll interval (`LIVE_POLL_MS`) apart, so
+//! an instance serving the run lists of fifty orgs sends one query a poll interval where it sent
+//! fifty. A caller always joins a read that starts after it asked: it sees every run event
+//! written before it asked, as a read of its own would.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::domain::OrgSlug;
 use crate::runs::{self, FirstPageRows, RunFilter};
@@ -25,6 +28,8 @@ pub(super) type Read = (Arc<FirstPageRows>, RunFilter);
 /// The first pages asked, by filter ([`runs::RunsQuery::batch_key`]).
 pub(super) struct FirstPages {
     warehouse: Warehouse,
+    /// Reads of one filter's pages start at least this far apart (the poll interval).
+    gap: Duration,
     queues: Mutex<HashMap<String, Queue>>,
 }
 
@@ -42,9 +47,10 @@ struct Batch {
 }
 
 impl FirstPages {
-    pub(super) fn new(warehouse: Warehouse) -> Self {
+    pub(super) fn new(warehouse: Warehouse, gap: Duration) -> Self {
         Self {
             warehouse,
+            gap,
             queues: Mutex::new(HashMap::new()),
         }
     }
@@ -95,14 +101,19 @@ impl FirstPages {
         }
     }
 
-    /// Reads the filter's waiting batches one after the other until none waits.
+    /// Reads the filter's waiting batches one after the other, a gap apart, until none waits
+    /// once the gap after the last read has passed.
     async fn read_all(self: Arc<Self>, key: String) {
         let mut reader = Reader {
             pages: self.clone(),
             key: key.clone(),
             finished: false,
         };
+        let mut last: Option<Instant> = None;
         loop {
+            if let Some(last) = last {
+                tokio::time::sleep_until(last + self.gap).await;
+            }
             let batch = {
                 let mut queues = self.queues.lock().unwrap();
                 let queue = queues.get_mut(&key).expect("a reader's queue stays");
@@ -115,6 +126,7 @@ impl FirstPages {
                     }
                 }
             };
+            last = Some(Instant::now());
             let orgs: Vec<OrgSlug> = batch.orgs.into_iter().collect();
             let read = runs::first_pages(&self.warehouse, &orgs, &batch.filter)
                 .await
