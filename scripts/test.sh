@@ -45,7 +45,12 @@ stage "cargo clippy"
 cargo clippy --locked --workspace --all-targets --features quarry/bench -- -D warnings
 stage "cargo test (screenshots of the web view: target/ui-artifacts/)"
 rm -rf target/test-hygiene
-cargo test --locked --workspace --all-targets 2>&1 | tee target/test-output.log
+# Two tests per emulator at once: the API suite waits on the emulators and on timers, not on the
+# CPU. With libtest's default (one per core) this 2-core machine sat a third idle (vmstat) and
+# the API suite took 737 s; with four, the CPU was busy and it took 625 s. (tests/process.rs
+# takes its specs one at a time whatever the threads.)
+RUST_TEST_THREADS="${RUST_TEST_THREADS:-$((2 * emulators))}" \
+  cargo test --locked --workspace --all-targets 2>&1 | tee target/test-output.log
 stage "the heavy multi-instance tests (a 60-tick schedule on 3 instances, a 20-run queue on 2), after the rest"
 # (The soaks run next and by `make soak`; cost::idle_bill and cost::run_bill are measurements run by hand.)
 # One at a time: two of them together load the one-statement-at-a-time emulator past the API
