@@ -20,7 +20,8 @@
 //! arrived before a poll started shares it. A run not in the tail joins it with the look (the
 //! first looks at many runs share one poll) and is held there for [`LOOK_HOLD`] after the last
 //! look; one the poll does not find is read on its own (concurrent looks share a read only if it
-//! started after they arrived). An ended run that cannot change again (every end
+//! started after they arrived). A look no poll answers within about one BigQuery deadline (the
+//! polls slow or failing) is answered 503 with Retry-After, without a read of its own. An ended run that cannot change again (every end
 //! but ORPHANED, which the resumed instance's own `lease_lost` end may follow) is kept in memory
 //! and answered from it at once. A stream (`…/events`) is pushed each poll's state, never an
 //! older one.
@@ -206,14 +207,25 @@ pub const LOOK_HOLD: Duration = Duration::from_secs(30);
 /// Polls brought forward by looks start at least `LIVE_POLL_MS / LOOK_POLL_GAP` apart.
 pub const LOOK_POLL_GAP: u32 = 4;
 /// A look waits at most this many polls for one that started after it arrived (the one in
-/// flight, then its own), then reads the run itself.
+/// flight, then its own), then answers 503 (the polls are failing).
 const LOOK_POLLS_AWAITED: usize = 3;
-/// A look waits for those polls this long at most after it arrived (plus two poll intervals),
-/// then reads the run itself. Slow polls are waited for, not raced: under load (the polls
-/// slower than two intervals) each look reading its run on its own was a herd, one read per
-/// run at once, that starved the polls further (`make bench-reads`: 947 such reads past their
-/// deadline, every poller answered 503).
+/// A look waits for those polls this long at most after it arrived (plus two poll intervals):
+/// about one BigQuery deadline. Past it the look answers 503 with Retry-After; it does not read
+/// its run on its own, since BigQuery is behind already. Under load (polls slower than two
+/// intervals) each look reading its run on its own was a herd, one read per run at once, that
+/// starved the polls further (`make bench-reads`: 947 such reads past their deadline, every
+/// poller answered 503; then, waiting 8 s before reading, 592 reads past their deadline and
+/// five polls in a row timed out behind them).
 const LOOK_WAIT: Duration = Duration::from_secs(8);
+/// What a look waiting for the tail's poll got ([`Inner::polled_after`]).
+enum Polled {
+    Read(Arc<Snapshot>),
+    /// The run left the tail: it is read on its own.
+    Gone,
+    /// No poll answered for it in time: 503, rather than one more read for a BigQuery behind.
+    Late,
+}
+
 /// Runs the tail reads at most; looks past it are read from BigQuery each time.
 const MAX_TAILED: usize = 5_000;
 
@@ -446,8 +458,10 @@ impl LiveRuns {
             }
         };
         if tailed {
-            if let Some(polled) = self.inner.polled_after(&key, arrived).await {
-                return Ok(Some(polled));
+            match self.inner.polled_after(&key, arrived).await {
+                Polled::Read(snapshot) => return Ok(Some(snapshot)),
+                Polled::Late => return Err(ServiceError::Warehouse(WarehouseError::Timeout)),
+                Polled::Gone => {}
             }
         }
         let (read_at, read) = self.inner.shared_read(&key, Some(arrived)).await;
@@ -629,32 +643,33 @@ impl Inner {
     }
 
     /// The run as the first poll of the tail that started at or after `arrived` found it (a poll
-    /// brought forward for it), or the settled state kept. `None` when no such poll answered for
-    /// it within [`LOOK_POLLS_AWAITED`] polls (they failed, or the run left the tail) or within
-    /// [`LOOK_WAIT`] and two poll intervals: the look reads the run itself.
-    async fn polled_after(&self, key: &Key, arrived: Instant) -> Option<Arc<Snapshot>> {
+    /// brought forward for it), or the settled state kept: [`Polled::Read`]. [`Polled::Gone`]
+    /// when the run left the tail (a poll did not find it, or the tail stopped): the look reads
+    /// it itself. [`Polled::Late`] when no poll answered for it within [`LOOK_POLLS_AWAITED`]
+    /// polls (they failed) or within [`LOOK_WAIT`] and two poll intervals (they are slow).
+    async fn polled_after(&self, key: &Key, arrived: Instant) -> Polled {
         let mut polls = self.polls.subscribe();
         let until = arrived + LOOK_WAIT + self.settings.poll * 2;
         for _ in 0..LOOK_POLLS_AWAITED {
             self.demand.notify_one();
             match tokio::time::timeout_at(until, polls.changed()).await {
                 Ok(Ok(())) => {}
-                _ => return None,
+                _ => return Polled::Late,
             }
             let state = self.state.lock().unwrap();
             match state.runs.get(key) {
                 // (A write of this instance since that poll started may or may not be in it:
                 // either answer is consistent for a look that arrived before the poll.)
                 Some(watched) if watched.read_at >= arrived => {
-                    return watched.latest();
+                    return watched.latest().map_or(Polled::Gone, Polled::Read);
                 }
                 // The poll in flight when the look arrived: the next one is its own.
                 Some(_) => {}
                 // Settled (by a poll, or a read) and kept: it never changes again.
-                None => return self.ended.get(key),
+                None => return self.ended.get(key).map_or(Polled::Gone, Polled::Read),
             }
         }
-        None
+        Polled::Late
     }
 
     /// The run read from BigQuery by a read that started after `not_before`: joined when one is

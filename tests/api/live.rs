@@ -547,6 +547,42 @@ async fn first_looks_at_runs_whose_poll_is_slow_wait_for_it_and_read_none_on_the
     assert!(polled >= 1);
 }
 
+#[tokio::test]
+async fn a_look_no_poll_answers_within_about_a_deadline_is_503_and_reads_nothing_on_its_own() {
+    // Behind the model every query takes 12 s: a poll (the run, then its steps) takes 24 s,
+    // past what a look waits for it (8 s and two poll intervals: about one BigQuery deadline).
+    // The look answers 503 with Retry-After and adds no read of its own to a BigQuery that is
+    // behind already (it read the run itself after 10 s, one read per run looked at).
+    let a = spawn_app().await;
+    let (slug, key) = a.new_org("live-late").await;
+    let holder = a.hold_the_slot(&slug, &key).await;
+    let meta = a.meta_dataset.clone();
+    let fast = Duration::from_millis(10);
+    let (model, b) = crate::helpers::spawn_behind_model(
+        crate::bq_limits::Limits::bigquery(fast, fast, fast),
+        move |vars| {
+            vars.insert("META_DATASET".into(), meta);
+            vars.insert("LIVE_POLL_MS".into(), "1000".into());
+        },
+    )
+    .await;
+    assert_eq!(b.key_get("/api/v1/whoami", &key).await.status(), 200);
+    model.set_latencies(fast, Duration::from_secs(12), fast);
+    let before = model.labelled_jobs().len();
+    let r = b
+        .key_get(&format!("/api/v1/pipelines/{slug}/runs/{holder}"), &key)
+        .await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["message"], "Service unavailable");
+    let jobs = model.labelled_jobs();
+    let own = crate::helpers::of_file(&jobs[before..], "runs/by_id.sql").len();
+    assert_eq!(own, 0, "the look read its run on its own");
+    model.set_latencies(fast, fast, fast);
+    a.free_the_slot(&slug, &key, &holder).await;
+}
+
 /// A look at `path` (a run or its steps) sending back `etag` as `If-None-Match`.
 async fn look_again(app: &TestApp, path: &str, key: &str, etag: &str) -> reqwest::Response {
     app.client
