@@ -528,8 +528,9 @@ impl LiveRuns {
             .map_err(|e: Arc<ServiceError>| unshared(&e))
     }
 
-    /// Watches `run_id` of `org`: joins its reader here, else reads it once and starts one.
-    /// `Ok(None)`: the org has no such run.
+    /// Watches `run_id` of `org`: joins its reader here, else looks at it first as a `GET`
+    /// does ([`LiveRuns::look`]: it joins the tail, so the first streams of many runs share one
+    /// poll) and is pushed the tail's states from then on. `Ok(None)`: the org has no such run.
     pub async fn watch(
         &self,
         org: &OrgSlug,
@@ -538,14 +539,15 @@ impl LiveRuns {
         if let Some(joined) = self.join(org, run_id)? {
             return Ok(Some(joined));
         }
-        let key = (org.clone(), run_id.to_string());
-        let (read_at, read) = self.inner.shared_read(&key, None).await;
-        match read.map_err(ServiceError::Warehouse)? {
+        // The state looked at was read at or after now: a later state the tail holds by the
+        // time it subscribes is not replaced by it.
+        let asked = Instant::now();
+        match self.look(org, run_id, None).await? {
             Some(first) => Ok(Some(self.subscribe(
                 org,
                 run_id,
                 (*first).clone(),
-                read_at,
+                asked,
             )?)),
             None => Ok(None),
         }

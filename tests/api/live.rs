@@ -798,3 +798,47 @@ async fn first_pages_of_five_orgs_asked_at_once_are_read_together_each_as_a_read
         );
     }
 }
+
+#[tokio::test]
+async fn first_streams_of_five_runs_at_once_share_the_tails_poll() {
+    // A run first streamed on an instance is looked at as a GET is: it joins the tail's next
+    // poll with the others. Five streams opened at once on five runs cost no read of a run on
+    // its own (they cost five, each with its steps, when each stream read its run first).
+    let a = spawn_app().await;
+    let (slug, key) = a.new_org("live-streams").await;
+    a.set_limits(&slug, 100, 1000, 5).await;
+    let mut holders = Vec::new();
+    for _ in 0..5 {
+        holders.push(a.hold_the_slot(&slug, &key).await);
+    }
+    let meta = a.meta_dataset.clone();
+    let (model, b) = crate::helpers::spawn_behind_model(
+        crate::bq_limits::Limits::bigquery(
+            Duration::from_millis(10),
+            Duration::from_millis(300),
+            Duration::from_millis(10),
+        ),
+        move |vars| {
+            vars.insert("META_DATASET".into(), meta);
+            vars.insert("LIVE_POLL_MS".into(), "1000".into());
+        },
+    )
+    .await;
+    assert_eq!(b.key_get("/api/v1/whoami", &key).await.status(), 200);
+    let before = model.labelled_jobs().len();
+    let opened = holders.iter().map(|holder| stream(&b, &slug, &key, holder));
+    let mut streams = futures_util::future::join_all(opened).await;
+    for (watcher, holder) in streams.iter_mut().zip(&holders) {
+        let first = watcher.next(Duration::from_secs(10)).await.unwrap();
+        assert_eq!(first.data["run"]["run_id"], holder.as_str());
+    }
+    let jobs = model.labelled_jobs();
+    let own = crate::helpers::of_file(&jobs[before..], "runs/by_id.sql").len();
+    let polled = crate::helpers::of_file(&jobs[before..], "runs/by_ids.sql").len();
+    assert_eq!(own, 0, "no stream read its run on its own ({polled} polls)");
+    assert!(polled >= 1);
+    drop(streams);
+    for holder in &holders {
+        a.free_the_slot(&slug, &key, holder).await;
+    }
+}
