@@ -518,21 +518,7 @@ async fn first_looks_at_runs_whose_poll_is_slow_wait_for_it_and_read_none_on_the
         );
         runs.push(run_id);
     }
-    let meta = a.meta_dataset.clone();
-    let (model, b) = crate::helpers::spawn_behind_model(
-        crate::bq_limits::Limits::bigquery(
-            Duration::from_millis(10),
-            Duration::from_secs(2),
-            Duration::from_millis(10),
-        ),
-        move |vars| {
-            vars.insert("META_DATASET".into(), meta);
-            vars.insert("LIVE_POLL_MS".into(), "1000".into());
-        },
-    )
-    .await;
-    // The key looked up once (2 s) before the looks.
-    assert_eq!(b.key_get("/api/v1/whoami", &key).await.status(), 200);
+    let (model, b) = behind_the_model(&a, &[&key], Duration::from_secs(2)).await;
     let before = model.labelled_jobs().len();
     let looks = runs.iter().map(|run_id| {
         let (b, slug, key) = (&b, &slug, &key);
@@ -556,18 +542,7 @@ async fn a_look_no_poll_answers_within_about_a_deadline_is_503_and_reads_nothing
     let a = spawn_app().await;
     let (slug, key) = a.new_org("live-late").await;
     let holder = a.hold_the_slot(&slug, &key).await;
-    let meta = a.meta_dataset.clone();
-    let fast = Duration::from_millis(10);
-    let (model, b) = crate::helpers::spawn_behind_model(
-        crate::bq_limits::Limits::bigquery(fast, fast, fast),
-        move |vars| {
-            vars.insert("META_DATASET".into(), meta);
-            vars.insert("LIVE_POLL_MS".into(), "1000".into());
-        },
-    )
-    .await;
-    assert_eq!(b.key_get("/api/v1/whoami", &key).await.status(), 200);
-    model.set_latencies(fast, Duration::from_secs(12), fast);
+    let (model, b) = behind_the_model(&a, &[&key], Duration::from_secs(12)).await;
     let before = model.labelled_jobs().len();
     let r = b
         .key_get(&format!("/api/v1/pipelines/{slug}/runs/{holder}"), &key)
@@ -579,8 +554,33 @@ async fn a_look_no_poll_answers_within_about_a_deadline_is_503_and_reads_nothing
     let jobs = model.labelled_jobs();
     let own = crate::helpers::of_file(&jobs[before..], "runs/by_id.sql").len();
     assert_eq!(own, 0, "the look read its run on its own");
+    let fast = Duration::from_millis(10);
     model.set_latencies(fast, fast, fast);
     a.free_the_slot(&slug, &key, &holder).await;
+}
+
+/// A second instance on `a`'s meta dataset behind the BigQuery model, its tail polling every
+/// second: `keys` are looked up first, then every query takes `query`.
+async fn behind_the_model(
+    a: &TestApp,
+    keys: &[&str],
+    query: Duration,
+) -> (crate::bq_limits::LimitsModel, TestApp) {
+    let meta = a.meta_dataset.clone();
+    let fast = Duration::from_millis(10);
+    let (model, b) = crate::helpers::spawn_behind_model(
+        crate::bq_limits::Limits::bigquery(fast, fast, fast),
+        move |vars| {
+            vars.insert("META_DATASET".into(), meta);
+            vars.insert("LIVE_POLL_MS".into(), "1000".into());
+        },
+    )
+    .await;
+    for key in keys {
+        assert_eq!(b.key_get("/api/v1/whoami", key).await.status(), 200);
+    }
+    model.set_latencies(fast, query, fast);
+    (model, b)
 }
 
 /// A look at `path` (a run or its steps) sending back `etag` as `If-None-Match`.
@@ -727,20 +727,9 @@ async fn first_pages_of_five_orgs_asked_at_once_are_read_together_each_as_a_read
     for (slug, key, newer, _) in &orgs {
         a.wait_until_ended(slug, key, newer).await;
     }
-    let meta = a.meta_dataset.clone();
-    let fast = Duration::from_millis(10);
-    let (model, b) = crate::helpers::spawn_behind_model(
-        crate::bq_limits::Limits::bigquery(fast, fast, fast),
-        move |vars| {
-            vars.insert("META_DATASET".into(), meta);
-        },
-    )
-    .await;
-    for (_, key, _, _) in &orgs {
-        assert_eq!(b.key_get("/api/v1/whoami", key).await.status(), 200);
-    }
     // Queries of 2 s: the asks that miss the first read all join the second.
-    model.set_latencies(fast, Duration::from_secs(2), fast);
+    let keys: Vec<&str> = orgs.iter().map(|(_, key, _, _)| key.as_str()).collect();
+    let (model, b) = behind_the_model(&a, &keys, Duration::from_secs(2)).await;
     let before = model.labelled_jobs().len();
     let asks = orgs.iter().map(|(slug, key, _, _)| {
         let b = &b;
@@ -810,20 +799,7 @@ async fn first_streams_of_five_runs_at_once_share_the_tails_poll() {
     for _ in 0..5 {
         holders.push(a.hold_the_slot(&slug, &key).await);
     }
-    let meta = a.meta_dataset.clone();
-    let (model, b) = crate::helpers::spawn_behind_model(
-        crate::bq_limits::Limits::bigquery(
-            Duration::from_millis(10),
-            Duration::from_millis(300),
-            Duration::from_millis(10),
-        ),
-        move |vars| {
-            vars.insert("META_DATASET".into(), meta);
-            vars.insert("LIVE_POLL_MS".into(), "1000".into());
-        },
-    )
-    .await;
-    assert_eq!(b.key_get("/api/v1/whoami", &key).await.status(), 200);
+    let (model, b) = behind_the_model(&a, &[&key], Duration::from_millis(300)).await;
     let before = model.labelled_jobs().len();
     let opened = holders.iter().map(|holder| stream(&b, &slug, &key, holder));
     let mut streams = futures_util::future::join_all(opened).await;
