@@ -447,11 +447,8 @@ impl RunsQuery {
     /// (the latest caller's now), so callers asking "the last seven days" share a read.
     pub fn batch_key(&self, filter: &RunFilter) -> String {
         format!(
-            "{}|{}|{}|{}|{}|{}",
-            filter.statuses.join(","),
-            filter.pipeline_id,
-            filter.trigger,
-            filter.limit,
+            "{}|{}|{}",
+            filter.selection().join("|"),
             self.since.as_deref().unwrap_or(""),
             self.until.as_deref().unwrap_or(""),
         )
@@ -604,19 +601,27 @@ pub struct RunPage {
     pub next_page_token: Option<String>,
 }
 
+impl RunFilter {
+    /// Everything that selects the runs but the window: statuses, pipeline, trigger and limit.
+    /// A page token is bound to it, and first pages are read together under it.
+    fn selection(&self) -> [String; 4] {
+        [
+            self.statuses.join(","),
+            self.pipeline_id.clone(),
+            self.trigger.clone(),
+            self.limit.to_string(),
+        ]
+    }
+}
+
 /// What a page token of the list is bound to: who it lists and the filter but the window.
 fn scope_key(scope: &ListScope<'_>, filter: &RunFilter) -> String {
     let who = match scope {
         ListScope::Org(o) => format!("org:{o}"),
         ListScope::All(o) => format!("all:{}", o.map(|o| o.as_str()).unwrap_or("")),
     };
-    crate::page_token::PageTokens::scope_of(&[
-        &who,
-        &filter.statuses.join(","),
-        &filter.pipeline_id,
-        &filter.trigger,
-        &filter.limit.to_string(),
-    ])
+    let [statuses, pipeline, trigger, limit] = filter.selection();
+    crate::page_token::PageTokens::scope_of(&[&who, &statuses, &pipeline, &trigger, &limit])
 }
 
 /// A page from up to `limit + 1` rows read newest first: the first `limit`, and a token for

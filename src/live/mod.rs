@@ -21,10 +21,10 @@
 //! first looks at many runs share one poll) and is held there for [`LOOK_HOLD`] after the last
 //! look; one the poll does not find is read on its own (concurrent looks share a read only if it
 //! started after they arrived). A look no poll answers within about one BigQuery deadline (the
-//! polls slow or failing) is answered 503 with Retry-After, without a read of its own. An ended run that cannot change again (every end
-//! but ORPHANED, which the resumed instance's own `lease_lost` end may follow) is kept in memory
-//! and answered from it at once. A stream (`…/events`) is pushed each poll's state, never an
-//! older one.
+//! polls slow or failing) is answered 503 with Retry-After, without a read of its own. An ended
+//! run that cannot change again (every end but ORPHANED, which the resumed instance's own
+//! `lease_lost` end may follow) is kept in memory and answered from it at once. A stream
+//! (`…/events`) is pushed each poll's state, never an older one.
 //!
 //! A caller that sends back the version it was told (`If-None-Match`: the `ETag` of its last
 //! answer, from any instance) needs no poll of its own: it is answered at once from the tail's
@@ -37,8 +37,8 @@
 //! Cost: at most two queries per poll per instance, for one watched or polled run or a
 //! thousand: 120 a minute at the 1 s default while only streams watch, up to four times that
 //! while looks keep asking; none while nothing is watched or polled. Run lists' first pages add
-//! at most one query per poll interval and filter asked, for every org asking it ([`pages`]). A look waits for a poll:
-//! about one BigQuery read, two when a poll had just started.
+//! at most one query per poll interval and filter asked, for every org asking it ([`pages`]). A
+//! look waits for a poll: about one BigQuery read, two when a poll had just started.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -411,9 +411,11 @@ impl LiveRuns {
     /// The run as `GET …/runs/{run_id}` (and its steps) answer it: as a read that started after
     /// this look arrived found it, or from the settled runs kept. That read is the tail's next
     /// poll: a run not read here yet joins the tail, so the first looks at many runs share its
-    /// two queries. Else (the poll did not find the run, it failed, or the tail is full) a read
-    /// of its own, shared with the looks that arrived before it started. The run then stays in
-    /// the tail for [`LOOK_HOLD`] after this look. `Ok(None)`: the org has no such run.
+    /// two queries. Else (the poll did not find the run, or the tail is full) a read of its own,
+    /// shared with the looks that arrived before it started. The run then stays in the tail for
+    /// [`LOOK_HOLD`] after this look. `Ok(None)`: the org has no such run. No poll answering
+    /// within about one BigQuery deadline (they are slow or failing) is a 503: the look does not
+    /// add a read of its own ([`LOOK_WAIT`]).
     ///
     /// A caller that says which state it was told last (`seen`, from any instance) is answered
     /// at once with the tail's latest state when that state [`Snapshot::covers`] it and its poll
