@@ -57,6 +57,7 @@ impl FirstPages {
 
     /// `org`'s first page rows under `filter` (whose batch key is `key`), from the next read
     /// of that filter's pages: it starts at once when none is in flight, else right after it.
+    /// Waited for at most the warehouse's deadline, as a read of its own would be.
     pub(super) async fn rows(
         self: &Arc<Self>,
         org: &OrgSlug,
@@ -90,7 +91,16 @@ impl FirstPages {
             }
             done
         };
-        let read = done.wait_for(Option::is_some).await.map_err(|_| {
+        // The read in flight, the gap and this caller's own read may outlast one BigQuery
+        // deadline together: past it the caller is answered 503 (its read goes on for others).
+        let read = done.wait_for(Option::is_some);
+        let read = match self.warehouse.deadline() {
+            Some(deadline) => tokio::time::timeout(deadline, read)
+                .await
+                .map_err(|_| ServiceError::Warehouse(WarehouseError::Timeout))?,
+            None => read.await,
+        };
+        let read = read.map_err(|_| {
             ServiceError::Warehouse(WarehouseError::Decode(
                 "the read of the run lists' first pages stopped".into(),
             ))

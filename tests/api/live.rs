@@ -817,3 +817,32 @@ async fn first_streams_of_five_runs_at_once_share_the_tails_poll() {
         a.free_the_slot(&slug, &key, holder).await;
     }
 }
+
+#[tokio::test]
+async fn a_first_page_that_waits_past_one_deadline_for_its_batch_is_503() {
+    // Behind the model every query takes 8 s. One org's first page starts a read; another
+    // org's, asked right after, joins the next read, which starts when the first has ended: 16 s
+    // in all, past the 10-s BigQuery deadline a read of its own would have. It is answered 503
+    // with Retry-After at that deadline; the first is answered its page.
+    let a = spawn_app().await;
+    let (first, first_key) = a.new_org("live-page-late").await;
+    let (second, second_key) = a.new_org("live-page-late").await;
+    let (_model, b) =
+        behind_the_model(&a, &[&first_key, &second_key], Duration::from_secs(8)).await;
+    let ask = |slug: String, key: String| {
+        let b = &b;
+        async move {
+            b.key_get(&format!("/api/v1/pipelines/{slug}/runs"), &key)
+                .await
+        }
+    };
+    let early = ask(first, first_key);
+    let late = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ask(second, second_key).await
+    };
+    let (early, late) = tokio::join!(early, late);
+    assert_eq!(early.status(), 200);
+    assert_eq!(late.status(), 503);
+    assert!(late.headers().contains_key("retry-after"));
+}
