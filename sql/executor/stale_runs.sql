@@ -3,9 +3,10 @@
 -- A slot is dated from the batch that admitted it: its mark in admitted_by is
 -- "run_id/<batch micros>_<uuid>", so a run admitted a moment ago whose first event is not
 -- written yet is never stale. Oldest sign of life first, 100 per pass; last_seen_micros is when
--- the run was last known alive; started says whether it ever had a PENDING event (a run that
--- ended without one, cancelled while it waited in a queue, never started: its count is given
--- back with its slot).
+-- the run was last known alive; started says whether it ever had a PENDING event and no end
+-- saying it never started (class 'admission': its PENDING insert's answer was lost, its trigger
+-- answered 503). A run that never started (that one, or one cancelled while it waited in a
+-- queue) has its count given back with its slot.
 WITH active AS (
   SELECT
     q.org_slug,
@@ -27,7 +28,8 @@ events AS (
     MAX(event_time) AS last_event,
     ARRAY_AGG(status ORDER BY event_seq DESC, event_time DESC LIMIT 1)[OFFSET(0)] AS status,
     ANY_VALUE(pipeline_id) AS pipeline_id,
-    LOGICAL_OR(status = 'PENDING') AS started
+    LOGICAL_OR(status = 'PENDING') AND NOT LOGICAL_OR(IFNULL(error_class, '') = 'admission')
+      AS started
   FROM `__META_DATASET__.pipeline_run_events`
   WHERE event_time >= TIMESTAMP_SUB(@now, INTERVAL 2 DAY)
   GROUP BY run_id

@@ -24,7 +24,7 @@ struct Stale {
     run_id: String,
     status: Option<String>,
     pipeline_id: Option<String>,
-    /// It had a PENDING event: it started, and its count stands.
+    /// It had a PENDING event and no end saying it never started: its count stands.
     started: Option<bool>,
     last_seen_micros: Option<i64>,
 }
@@ -113,7 +113,8 @@ async fn pass(
         }
         // A run that never started (no PENDING event: no event at all, still QUEUED when a
         // batch whose answer was lost admitted it from its queue, or CANCELLED while it waited
-        // there) gives its count back with its slot.
+        // there; or an end of class "admission": its PENDING insert's answer was lost and its
+        // trigger answered 503, but the refund did not land) gives its count back with its slot.
         let never_started = !run.started.unwrap_or(false);
         tracing::warn!(org = %org, run_id = %run.run_id, ended, never_started, "reaping orphaned run");
         inner.metrics.reaped();

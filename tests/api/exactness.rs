@@ -270,6 +270,54 @@ async fn a_slot_held_by_a_run_cancelled_before_it_started_is_reaped_with_its_cou
 }
 
 #[tokio::test]
+async fn a_slot_held_by_a_run_whose_end_says_it_never_started_is_reaped_with_its_count_given_back()
+{
+    // Found by the soak (runs_today one more than the runs started): a PENDING insert whose
+    // answer was lost (the row landed), so the trigger wrote the run's end as "admission" (it
+    // never started) and was answered 503; its refund never landed (its instance was paused,
+    // then killed). The reaper read "a PENDING event" as started and kept the count.
+    let app = spawn_app_with(|vars| {
+        vars.insert("RUN_LEASE_SECS".into(), "16".into());
+        vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "1".into());
+        vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "1".into());
+        vars.insert("REAPER_INTERVAL_SECS".into(), "1".into());
+    })
+    .await;
+    app.bootstrap().await;
+    let slug = crate::helpers::unique_slug("unstarted-co");
+    app.org_with_key(&slug).await;
+    let meta = &app.meta_dataset;
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let admitted_micros = (chrono::Utc::now() - chrono::Duration::hours(1)).timestamp_micros();
+    let emulator = Emulator::new();
+    emulator
+        .sql(&format!(
+            "UPDATE `{meta}.org_quota_state` SET day = CURRENT_DATE(), runs_today = 1, \
+             month = DATE_TRUNC(CURRENT_DATE(), MONTH), runs_month = 1, \
+             active_run_ids = ['{run_id}'], admitted_by = ['{run_id}/{admitted_micros}_batch'] \
+             WHERE org_slug = '{slug}'"
+        ))
+        .await;
+    for (seq, status, class) in [(0, "PENDING", "NULL"), (2, "FAILED", "'admission'")] {
+        emulator
+            .sql(&format!(
+                "INSERT INTO `{meta}.pipeline_run_events` \
+                 (event_id, run_id, org_slug, pipeline_id, status, event_time, event_seq, \
+                  error_class) VALUES \
+                 ('{run_id}:{seq}', '{run_id}', '{slug}', 'test/sleep', '{status}', \
+                  TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 2 HOUR), {seq}, {class})"
+            ))
+            .await;
+    }
+    let q = quota_until(&app, &slug, |q| q["active_run_ids"] == json!([])).await;
+    assert_eq!(
+        (q["runs_today"].clone(), q["runs_month"].clone()),
+        (json!(0), json!(0)),
+        "a run whose end says it never started is not counted: {q}"
+    );
+}
+
+#[tokio::test]
 async fn a_reservation_whose_trigger_stopped_waiting_is_left_out_of_the_next_batch() {
     let (proxy, app, slug, key) = behind_proxy("abandoned-co", |vars| {
         vars.insert("ADMISSION_TIMEOUT_SECS".into(), "3".into());
