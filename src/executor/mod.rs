@@ -257,6 +257,10 @@ pub struct Executor {
     inner: Arc<Inner>,
 }
 
+/// The error class of a run's end that says it never started (its PENDING event, if one lands,
+/// notwithstanding): its count was given back. `sql/executor/stale_runs.sql` reads it.
+pub(crate) const NEVER_STARTED: &str = "admission";
+
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
@@ -651,7 +655,7 @@ impl Inner {
             // The PENDING row stays queued for a later flush; follow it with the run's end, so
             // the run never reads as pending forever. The guard releases the slot.
             let mut failed = self.event(&pipeline.id, org, run_id, RunStatus::Failed);
-            failed.error_class = Some("admission".into());
+            failed.error_class = Some(NEVER_STARTED.into());
             failed.error_summary = Some("the run could not be recorded; it did not start".into());
             self.run_log.event(failed);
             // Answered with an error: the run is not counted.

@@ -92,6 +92,7 @@ async fn pass(
             continue;
         };
         let ended = run.status.as_deref().is_some_and(RunStatus::is_terminal);
+        let never_started = !run.started.unwrap_or(false);
         if !ended {
             let pipeline_id = run.pipeline_id.as_deref().unwrap_or("unknown");
             let mut event = inner.event(pipeline_id, &org, &run.run_id, RunStatus::Orphaned);
@@ -104,18 +105,28 @@ async fn pass(
             {
                 event.event_time = ts(seen);
             }
-            event.error_class = Some("orphaned".into());
-            event.error_summary = Some(format!(
-                "no heartbeat for {}s: the instance running it stopped",
-                inner.settings().lease.as_secs()
-            ));
+            if never_started {
+                // Its count is given back below, so its end says it never started: a PENDING
+                // event its instance writes later (it was paused, not dead) does not make it a
+                // started run that is not counted.
+                event.error_class = Some(super::NEVER_STARTED.into());
+                event.error_summary = Some(format!(
+                    "admitted, but not started within {}s: the instance starting it stopped",
+                    inner.settings().lease.as_secs()
+                ));
+            } else {
+                event.error_class = Some("orphaned".into());
+                event.error_summary = Some(format!(
+                    "no heartbeat for {}s: the instance running it stopped",
+                    inner.settings().lease.as_secs()
+                ));
+            }
             inner.run_log.event(event);
         }
         // A run that never started (no PENDING event: no event at all, still QUEUED when a
         // batch whose answer was lost admitted it from its queue, or CANCELLED while it waited
         // there; or an end of class "admission": its PENDING insert's answer was lost and its
         // trigger answered 503, but the refund did not land) gives its count back with its slot.
-        let never_started = !run.started.unwrap_or(false);
         tracing::warn!(org = %org, run_id = %run.run_id, ended, never_started, "reaping orphaned run");
         inner.metrics.reaped();
         if never_started {

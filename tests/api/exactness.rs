@@ -318,6 +318,69 @@ async fn a_slot_held_by_a_run_whose_end_says_it_never_started_is_reaped_with_its
 }
 
 #[tokio::test]
+async fn a_run_reaped_before_it_started_ends_saying_so_so_a_late_pending_event_leaves_it_uncounted()
+{
+    // An instance paused for longer than a lease between a run's admission and its PENDING
+    // insert: another instance's reaper ends the run and gives its count back. When the paused
+    // instance resumes, its PENDING row lands. The run's end must say it never started, or it
+    // reads as a started run that is not counted.
+    let app = spawn_app_with(|vars| {
+        vars.insert("RUN_LEASE_SECS".into(), "16".into());
+        vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "1".into());
+        vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "1".into());
+        vars.insert("REAPER_INTERVAL_SECS".into(), "1".into());
+    })
+    .await;
+    app.bootstrap().await;
+    let slug = crate::helpers::unique_slug("paused-co");
+    let key = app.org_with_key(&slug).await;
+    let meta = &app.meta_dataset;
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let admitted_micros = (chrono::Utc::now() - chrono::Duration::hours(1)).timestamp_micros();
+    let emulator = Emulator::new();
+    emulator
+        .sql(&format!(
+            "UPDATE `{meta}.org_quota_state` SET day = CURRENT_DATE(), runs_today = 1, \
+             month = DATE_TRUNC(CURRENT_DATE(), MONTH), runs_month = 1, \
+             active_run_ids = ['{run_id}'], admitted_by = ['{run_id}/{admitted_micros}_batch'] \
+             WHERE org_slug = '{slug}'"
+        ))
+        .await;
+    let q = quota_until(&app, &slug, |q| q["active_run_ids"] == json!([])).await;
+    assert_eq!(
+        (q["runs_today"].clone(), q["runs_month"].clone()),
+        (json!(0), json!(0)),
+        "{q}"
+    );
+    // The paused instance's PENDING row lands after the reap.
+    emulator
+        .sql(&format!(
+            "INSERT INTO `{meta}.pipeline_run_events` \
+             (event_id, run_id, org_slug, pipeline_id, status, event_time, event_seq) VALUES \
+             ('{run_id}:pending', '{run_id}', '{slug}', 'test/sleep', 'PENDING', \
+              TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 1 HOUR), 0)"
+        ))
+        .await;
+    let run = eventually("the reaped run reads", Duration::from_secs(30), || async {
+        let r = app
+            .key_get(&format!("/api/v1/pipelines/{slug}/runs/{run_id}"), &key)
+            .await;
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        if body["status"] == "ORPHANED" {
+            Ok(body)
+        } else {
+            Err(body.to_string())
+        }
+    })
+    .await;
+    assert_eq!(
+        (run["error_class"].clone(), run["status"].clone()),
+        (json!("admission"), json!("ORPHANED")),
+        "its end says it never started: {run}"
+    );
+}
+
+#[tokio::test]
 async fn a_reservation_whose_trigger_stopped_waiting_is_left_out_of_the_next_batch() {
     let (proxy, app, slug, key) = behind_proxy("abandoned-co", |vars| {
         vars.insert("ADMISSION_TIMEOUT_SECS".into(), "3".into());
