@@ -54,7 +54,7 @@ impl RunView {
 
 #[derive(Deserialize)]
 struct RunRow {
-    /// Only in reads of several runs (`runs/by_ids.sql`).
+    /// Only in reads of several runs (`runs/by_ids_with_steps.sql`).
     #[serde(default)]
     org_slug: Option<String>,
     run_id: String,
@@ -108,7 +108,7 @@ pub async fn get(
     Ok(rows.into_iter().next().map(|r| view(r, now)))
 }
 
-/// A run's row (`runs/by_id.sql`, `runs/by_ids.sql`) as the API shows it at `now`.
+/// A run's row (`runs/by_id.sql`, `runs/by_ids_with_steps.sql`) as the API shows it at `now`.
 fn view(r: RunRow, now: DateTime<Utc>) -> RunView {
     let terminal = crate::executor::RunStatus::is_terminal(&r.status);
     let ended_at_micros = if terminal { r.updated_at_micros } else { None };
@@ -151,73 +151,67 @@ fn view(r: RunRow, now: DateTime<Utc>) -> RunView {
 /// A run watched by the live read model: its org and id.
 pub type RunKey = (OrgSlug, String);
 
-/// The runs an instance's live readers watch, read in one query (`runs/by_ids.sql`, the same
-/// answer per run as [`get`]): at most `keys.len()` views, keyed by (org, run id); a run the
-/// org does not have is absent. `since`: no run of `keys` was created before it.
-pub async fn get_many(
-    warehouse: &Warehouse,
-    keys: &[RunKey],
-    since: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<std::collections::HashMap<RunKey, RunView>, ServiceError> {
-    if keys.is_empty() {
-        return Ok(Default::default());
-    }
-    let rows: Vec<RunRow> = warehouse
-        .query(
-            &sql::RUNS_BY_IDS,
-            &[
-                Param::string_array("run_keys", joined(keys)),
-                Param::timestamp("since", window_start(since, now)),
-                Param::int64("max_runs", keys.len() as i64),
-            ],
-        )
-        .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|row| {
-            let org = OrgSlug::parse(row.org_slug.as_deref()?).ok()?;
-            let id = row.run_id.clone();
-            Some(((org, id), view(row, now)))
-        })
-        .collect())
+/// One row of `runs/by_ids_with_steps.sql`: a run's state, or one of its step attempts.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum RunOrStep {
+    Run(RunRow),
+    Step(StepRow),
 }
 
-/// The step attempts of several runs in one query (`runs/steps_by_runs.sql`, the same answer
-/// per run as [`steps`], before [`in_run_order`]); a run without attempts is absent.
-pub async fn steps_many(
+/// The runs an instance's live readers watch and their step attempts, read in one query
+/// (`runs/by_ids_with_steps.sql`; per run the same answers as [`get`] and [`steps`], before
+/// [`in_run_order`]): keyed by (org, run id); a run the org does not have is absent, a run
+/// without attempts has none. `since`: no run of `keys` was created before it.
+pub async fn get_many_with_steps(
     warehouse: &Warehouse,
     keys: &[RunKey],
     since: DateTime<Utc>,
     now: DateTime<Utc>,
-) -> Result<std::collections::HashMap<RunKey, Vec<StepAttempt>>, ServiceError> {
-    let mut by_run: std::collections::HashMap<RunKey, Vec<StepAttempt>> = Default::default();
+) -> Result<std::collections::HashMap<RunKey, (RunView, Vec<StepAttempt>)>, ServiceError> {
+    let mut by_run: std::collections::HashMap<RunKey, (RunView, Vec<StepAttempt>)> =
+        Default::default();
     if keys.is_empty() {
         return Ok(by_run);
     }
-    let rows: Vec<StepRow> = warehouse
+    let rows: Vec<RunOrStep> = warehouse
         .query(
-            &sql::STEPS_BY_RUNS,
+            &sql::RUNS_BY_IDS_WITH_STEPS,
             &[
                 Param::string_array("run_keys", joined(keys)),
                 Param::timestamp("since", window_start(since, now)),
-                Param::int64("max_rows", (keys.len() * MAX_ATTEMPTS_PER_RUN) as i64),
+                Param::int64("max_rows", (keys.len() * (1 + MAX_ATTEMPTS_PER_RUN)) as i64),
             ],
         )
         .await?;
+    let key_of = |org: Option<&str>, run_id: String| Some((OrgSlug::parse(org?).ok()?, run_id));
+    let mut steps: std::collections::HashMap<RunKey, Vec<StepAttempt>> = Default::default();
     for row in rows {
-        let (Some(org), Some(run_id)) = (row.org_slug.as_deref(), row.run_id.clone()) else {
-            continue;
-        };
-        let Ok(org) = OrgSlug::parse(org) else {
-            continue;
-        };
-        by_run.entry((org, run_id)).or_default().push(attempt(row));
+        match row {
+            RunOrStep::Run(row) => {
+                if let Some(key) = key_of(row.org_slug.as_deref(), row.run_id.clone()) {
+                    by_run.insert(key, (view(row, now), Vec::new()));
+                }
+            }
+            RunOrStep::Step(row) => {
+                let Some(run_id) = row.run_id.clone() else {
+                    continue;
+                };
+                if let Some(key) = key_of(row.org_slug.as_deref(), run_id) {
+                    steps.entry(key).or_default().push(attempt(row));
+                }
+            }
+        }
+    }
+    for (key, attempts) in steps {
+        if let Some((_, of_run)) = by_run.get_mut(&key) {
+            *of_run = attempts;
+        }
     }
     Ok(by_run)
 }
 
-/// Step attempts a run shows at most (`runs/steps_by_run.sql`, `runs/steps_by_runs.sql`).
+/// Step attempts a run shows at most (`runs/steps_by_run.sql`, `runs/by_ids_with_steps.sql`).
 const MAX_ATTEMPTS_PER_RUN: usize = 1000;
 
 /// `org_slug/run_id` of each key (org slugs hold no `/`).
@@ -286,7 +280,7 @@ pub struct StepAttempt {
 
 #[derive(Deserialize)]
 struct StepRow {
-    /// Only in reads of several runs (`runs/steps_by_runs.sql`).
+    /// Only in reads of several runs (`runs/by_ids_with_steps.sql`).
     #[serde(default)]
     org_slug: Option<String>,
     #[serde(default)]

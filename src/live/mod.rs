@@ -1,10 +1,10 @@
 //! Live runs: what an instance's watchers of a run are pushed (`GET …/runs/{run_id}/events`).
 //!
 //! Every run watched on this instance is read by one tail task, whatever the number of runs and
-//! of their watchers: every `LIVE_POLL_MS`, one query reads the state of every watched run
-//! (`runs/by_ids.sql`, per run the answer of `GET …/runs/{run_id}`) and one more the step
-//! attempts of those that left the queue (`runs/steps_by_runs.sql`, per run the answer of
-//! `…/steps`), only partitions since the oldest watched run was created. While nothing is
+//! of their watchers: every `LIVE_POLL_MS`, one query reads the state of every watched run and
+//! its step attempts (`runs/by_ids_with_steps.sql`, per run the answers of
+//! `GET …/runs/{run_id}` and `…/steps`), only partitions since the oldest watched run was
+//! created. While nothing is
 //! watched the task is gone: an idle instance sends no query. Each watcher holds a `watch`
 //! receiver of the latest snapshot, so a slow reader skips to the newest state instead of
 //! buffering. A run leaves the tail with its end (its last snapshot stays for the watchers, and
@@ -34,9 +34,9 @@
 //! that sends nothing back (its first look, or one after a write of its own it wants to see)
 //! waits for a poll that started after it arrived.
 //!
-//! Cost: at most two queries per poll per instance, for one watched or polled run or a
-//! thousand: 120 a minute at the 1 s default while only streams watch, up to four times that
-//! while looks keep asking; none while nothing is watched or polled. Run lists' first pages add
+//! Cost: one query per poll per instance, for one watched or polled run or a thousand: 60 a
+//! minute at the 1 s default while only streams watch, up to four times that while looks keep
+//! asking; none while nothing is watched or polled. Run lists' first pages add
 //! at most one query per poll interval and filter asked, for every org asking it ([`pages`]). A
 //! look waits for a poll: about one BigQuery read, two when a poll had just started.
 
@@ -411,7 +411,7 @@ impl LiveRuns {
     /// The run as `GET …/runs/{run_id}` (and its steps) answer it: as a read that started after
     /// this look arrived found it, or from the settled runs kept. That read is the tail's next
     /// poll: a run not read here yet joins the tail, so the first looks at many runs share its
-    /// two queries. Else (the poll did not find the run, or the tail is full) a read of its own,
+    /// one query. Else (the poll did not find the run, or the tail is full) a read of its own,
     /// shared with the looks that arrived before it started. The run then stays in the tail for
     /// [`LOOK_HOLD`] after this look. `Ok(None)`: the org has no such run. No poll answering
     /// within about one BigQuery deadline (they are slow or failing) is a 503: the look does not
@@ -841,29 +841,16 @@ impl Inner {
         Some((state.runs.keys().cloned().collect(), since))
     }
 
-    /// One look at the watched runs: their states in one query, the step attempts of those that
-    /// left the queue in another. A failed read leaves the watchers with the last state; the
-    /// next poll tries again.
+    /// One look at the watched runs: their states and step attempts in one query. A failed read
+    /// leaves the watchers with the last state; the next poll tries again.
     async fn poll(&self, (keys, since): (Vec<Key>, DateTime<Utc>)) {
         let now = self.clock.now();
         let read_at = Instant::now();
-        let mut views = match runs::get_many(&self.warehouse, &keys, since, now).await {
-            Ok(views) => views,
+        let mut read = match runs::get_many_with_steps(&self.warehouse, &keys, since, now).await {
+            Ok(read) => read,
             Err(e) => {
                 log_failed_read(&e, keys.len(), "live runs read failed");
                 return;
-            }
-        };
-        let started: Vec<Key> = views
-            .iter()
-            .filter(|(_, run)| has_steps(run))
-            .map(|(key, _)| key.clone())
-            .collect();
-        let mut steps = match runs::steps_many(&self.warehouse, &started, since, now).await {
-            Ok(steps) => Some(steps),
-            Err(e) => {
-                log_failed_read(&e, started.len(), "live steps read failed");
-                None
             }
         };
         let mut ended = Vec::new();
@@ -873,7 +860,7 @@ impl Inner {
                 let Some(watched) = state.runs.get_mut(&key) else {
                     continue;
                 };
-                let Some(run) = views.remove(&key) else {
+                let Some((run, steps)) = read.remove(&key) else {
                     // A run first looked at here that this poll did not find: the looks waiting
                     // for it read it themselves (it may not exist, or not be readable yet).
                     if watched.latest().is_none() {
@@ -881,15 +868,7 @@ impl Inner {
                     }
                     continue;
                 };
-                let steps = if has_steps(&run) {
-                    match steps.as_mut() {
-                        Some(by_run) => by_run.remove(&key).unwrap_or_default(),
-                        // Without its steps this state would show none: the last one stays.
-                        None => continue,
-                    }
-                } else {
-                    Vec::new()
-                };
+                let steps = if has_steps(&run) { steps } else { Vec::new() };
                 let snapshot = Snapshot { run, steps };
                 // An ORPHANED end stays read while watched or looked at: the resumed instance's
                 // own end may follow it.

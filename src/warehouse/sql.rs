@@ -120,10 +120,8 @@ statements! {
     RUN_BY_ID => "runs/by_id.sql";
     RUN_BY_IDEMPOTENCY_KEY => "runs/by_idempotency_key.sql";
     STEPS_BY_RUN => "runs/steps_by_run.sql";
-    /// The live read model's one read of every watched run per poll.
-    RUNS_BY_IDS => "runs/by_ids.sql";
-    /// The live read model's one read of the watched runs' step attempts per poll.
-    STEPS_BY_RUNS => "runs/steps_by_runs.sql";
+    /// The live read model's one read per poll: every watched run and its step attempts.
+    RUNS_BY_IDS_WITH_STEPS => "runs/by_ids_with_steps.sql";
     STALE_RUNS => "executor/stale_runs.sql";
     /// For the runs executing on one instance: reaped ones and ones asked to stop.
     RUN_CONTROLS => "executor/run_controls.sql";

@@ -115,7 +115,7 @@ async fn every_job_of_a_run_of_admission_of_the_live_model_and_of_an_api_read_ca
         ("quarry_step", ""),
         ("quarry_kind", "bookkeeping"),
     ]);
-    for file in ["quota/admit_batch.sql", "runs/by_ids.sql"] {
+    for file in ["quota/admit_batch.sql", "runs/by_ids_with_steps.sql"] {
         let upkept = of_file(&jobs, file);
         assert!(!upkept.is_empty(), "no job of {file}");
         for job in upkept {

@@ -257,19 +257,19 @@ async fn nine_more_watchers_of_a_watched_run_add_no_bigquery_read() {
     tokio::time::sleep(window).await;
     let ten = app.warehouse.counters().snapshot().since(&before).query;
 
-    // One watcher: two reads a poll (the run and its steps), up to 8 polls a window (fewer when
+    // One watcher: one read a poll (the run with its steps), up to 8 polls a window (fewer when
     // BigQuery is slower than the poll: a loaded emulator may take seconds a query).
-    assert!(one >= 2, "the run is read while watched: {one}");
+    assert!(one >= 1, "the run is read while watched: {one}");
     // (Joining reads nothing: nine joins that each read would be 18 queries; what runs meanwhile
     // is the run's own reader and the service's background work.)
     assert!(joined < 9, "joining a watched run reads nothing: {joined}");
-    // Ten watchers read as one: at most two queries a poll, a poll at most every 500 ms (each
+    // Ten watchers read as one: at most one query a poll, a poll at most every 500 ms (each
     // watcher reading on its own would be 160 in this window). Not compared with the window of
     // one watcher: polls slower there on a busier emulator made that comparison fail.
     let polls = (window.as_millis() / 500) as u64;
     assert!(
-        ten <= 2 * polls + 3,
-        "ten watchers read as one, at most two queries a poll: {ten} in {polls} poll intervals \
+        ten <= polls + 3,
+        "ten watchers read as one, at most one query a poll: {ten} in {polls} poll intervals \
          (one watcher: {one})"
     );
     drop(watchers);
@@ -277,11 +277,11 @@ async fn nine_more_watchers_of_a_watched_run_add_no_bigquery_read() {
 }
 
 #[tokio::test]
-async fn ten_watched_runs_are_read_in_two_queries_a_poll_and_each_watcher_gets_its_own_run() {
-    // One tail per instance: every poll reads the state of all watched runs in one query and
-    // the steps of those that started in another, so ten runs watched cost what one does: at
-    // most two queries a poll, and a poll at most every 500 ms (16 in this window, however fast
-    // the polls; read one by one, ten runs would be 20 queries a poll: 160). Not compared with
+async fn ten_watched_runs_are_read_in_one_query_a_poll_and_each_watcher_gets_its_own_run() {
+    // One tail per instance: every poll reads the state of all watched runs and their steps in
+    // one query, so ten runs watched cost what one does: at most one query a poll, and a poll
+    // at most every 500 ms (8 in this window, however fast the polls; read one by one, ten runs
+    // would be 20 queries a poll: 160). Not compared with
     // the window of one run: a busier emulator there (slower polls, fewer of them) made that
     // comparison fail with ten runs at 16 queries and one at 10.
     let app = spawn_app_with(|vars| {
@@ -310,11 +310,11 @@ async fn ten_watched_runs_are_read_in_two_queries_a_poll_and_each_watcher_gets_i
     let before = app.warehouse.counters().snapshot();
     tokio::time::sleep(window).await;
     let ten = app.warehouse.counters().snapshot().since(&before).query;
-    assert!(one >= 2, "the watched run is read while watched: {one}");
+    assert!(one >= 1, "the watched run is read while watched: {one}");
     let polls = (window.as_millis() / 500) as u64;
     assert!(
-        ten <= 2 * polls + 3,
-        "ten runs are read as one, at most two queries a poll: {ten} in {polls} poll intervals \
+        ten <= polls + 3,
+        "ten runs are read as one, at most one query a poll: {ten} in {polls} poll intervals \
          (one run: {one})"
     );
 
@@ -339,7 +339,7 @@ async fn ten_watched_runs_are_read_in_two_queries_a_poll_and_each_watcher_gets_i
 async fn forty_looks_at_once_at_a_run_share_the_tails_polls_and_equal_a_fresh_read() {
     // `GET …/runs/{id}` and `…/steps` come from the instance's live model: the first look reads
     // BigQuery and puts the run in the tail; forty looks sent together then wait for the tail's
-    // next poll (two queries), not one read each (forty queries or more).
+    // next poll (one query), not one read each (forty queries or more).
     let app = spawn_app_with(|vars| {
         vars.insert("LIVE_POLL_MS".into(), "5000".into());
     })
@@ -435,7 +435,7 @@ async fn forty_first_looks_at_once_at_a_run_share_at_most_two_reads() {
 #[tokio::test]
 async fn first_looks_at_twenty_runs_at_once_share_the_tails_poll() {
     // An instance that never saw the runs: each run first looked at joins its tail, and the
-    // tail's next poll reads them all (two queries), instead of one read of each (forty).
+    // tail's next poll reads them all (one query), instead of one read of each (forty).
     let (a, b) = an_instance_and_one_that_polls_when_asked().await;
     let (slug, key) = a.new_org("live-twenty").await;
     a.set_limits(&slug, 1000, 10_000, 20).await;
@@ -528,7 +528,7 @@ async fn first_looks_at_runs_whose_poll_is_slow_wait_for_it_and_read_none_on_the
     assert_eq!(seen, vec![json!("FAILED"); 5]);
     let jobs = model.labelled_jobs();
     let own = crate::helpers::of_file(&jobs[before..], "runs/by_id.sql").len();
-    let polled = crate::helpers::of_file(&jobs[before..], "runs/by_ids.sql").len();
+    let polled = crate::helpers::of_file(&jobs[before..], "runs/by_ids_with_steps.sql").len();
     assert_eq!(own, 0, "no look read its run on its own ({polled} polls)");
     assert!(polled >= 1);
 }
@@ -809,7 +809,7 @@ async fn first_streams_of_five_runs_at_once_share_the_tails_poll() {
     }
     let jobs = model.labelled_jobs();
     let own = crate::helpers::of_file(&jobs[before..], "runs/by_id.sql").len();
-    let polled = crate::helpers::of_file(&jobs[before..], "runs/by_ids.sql").len();
+    let polled = crate::helpers::of_file(&jobs[before..], "runs/by_ids_with_steps.sql").len();
     assert_eq!(own, 0, "no stream read its run on its own ({polled} polls)");
     assert!(polled >= 1);
     drop(streams);
