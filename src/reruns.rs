@@ -47,13 +47,12 @@ pub async fn rerun(
     triggered_by: String,
     now: DateTime<Utc>,
 ) -> Result<Triggered, RerunError> {
-    let original = runs::get(warehouse, org, run_id, now)
+    let (original, attempts) = runs::get_with_steps(warehouse, org, run_id, now)
         .await?
         .ok_or(RerunError::NotFound)?;
     if !RunStatus::can_rerun(&original.status) {
         return Err(RerunError::NotRerunnable(original.status));
     }
-    let (attempts, _) = runs::steps(warehouse, org, run_id, now).await?;
     let parameters = match parameters {
         Some(p) => p.clone(),
         None => original.parameters.as_object().cloned().unwrap_or_default(),

@@ -54,8 +54,6 @@ impl RunView {
 
 #[derive(Deserialize)]
 struct RunRow {
-    /// Only in reads of several runs (`runs/by_ids_with_steps.sql`).
-    #[serde(default)]
     org_slug: Option<String>,
     run_id: String,
     pipeline_id: String,
@@ -89,26 +87,34 @@ fn queued_secs(
     Some(((left - queued).max(0) as f64 / 1e6 * 1000.0).round() / 1000.0)
 }
 
+/// One run as `GET …/runs/{run_id}` answers it (its steps are read too: one query, the same
+/// as the live model's).
 pub async fn get(
     warehouse: &Warehouse,
     org: &OrgSlug,
     run_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<RunView>, ServiceError> {
-    let rows: Vec<RunRow> = warehouse
-        .query(
-            &sql::RUN_BY_ID,
-            &[
-                Param::string("org_slug", org.as_str()),
-                Param::string("run_id", run_id),
-                Param::timestamp("now", now),
-            ],
-        )
-        .await?;
-    Ok(rows.into_iter().next().map(|r| view(r, now)))
+    Ok(get_with_steps(warehouse, org, run_id, now)
+        .await?
+        .map(|(run, _)| run))
 }
 
-/// A run's row (`runs/by_id.sql`, `runs/by_ids_with_steps.sql`) as the API shows it at `now`.
+/// One run and its step attempts (see [`in_run_order`]), read in one query: runs of the last
+/// [`MAX_WINDOW_DAYS`] days.
+pub async fn get_with_steps(
+    warehouse: &Warehouse,
+    org: &OrgSlug,
+    run_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<(RunView, Vec<StepAttempt>)>, ServiceError> {
+    let key = (org.clone(), run_id.to_string());
+    let since = now - chrono::Duration::days(MAX_WINDOW_DAYS);
+    let mut read = get_many_with_steps(warehouse, std::slice::from_ref(&key), since, now).await?;
+    Ok(read.remove(&key))
+}
+
+/// A run's row (`runs/by_ids_with_steps.sql`) as the API shows it at `now`.
 fn view(r: RunRow, now: DateTime<Utc>) -> RunView {
     let terminal = crate::executor::RunStatus::is_terminal(&r.status);
     let ended_at_micros = if terminal { r.updated_at_micros } else { None };
@@ -178,6 +184,7 @@ pub async fn get_many_with_steps(
         .query(
             &sql::RUNS_BY_IDS_WITH_STEPS,
             &[
+                Param::string_array("org_slugs", orgs_of(keys)),
                 Param::string_array("run_keys", joined(keys)),
                 Param::timestamp("since", window_start(since, now)),
                 Param::int64("max_rows", (keys.len() * (1 + MAX_ATTEMPTS_PER_RUN)) as i64),
@@ -211,8 +218,14 @@ pub async fn get_many_with_steps(
     Ok(by_run)
 }
 
-/// Step attempts a run shows at most (`runs/steps_by_run.sql`, `runs/by_ids_with_steps.sql`).
+/// Step attempts a run shows at most (`runs/by_ids_with_steps.sql`).
 const MAX_ATTEMPTS_PER_RUN: usize = 1000;
+
+/// The orgs of the keys, each once.
+fn orgs_of(keys: &[RunKey]) -> Vec<String> {
+    let orgs: std::collections::BTreeSet<&str> = keys.iter().map(|(org, _)| org.as_str()).collect();
+    orgs.into_iter().map(str::to_string).collect()
+}
 
 /// `org_slug/run_id` of each key (org slugs hold no `/`).
 fn joined(keys: &[RunKey]) -> Vec<String> {
@@ -280,13 +293,8 @@ pub struct StepAttempt {
 
 #[derive(Deserialize)]
 struct StepRow {
-    /// Only in reads of several runs (`runs/by_ids_with_steps.sql`).
-    #[serde(default)]
     org_slug: Option<String>,
-    #[serde(default)]
     run_id: Option<String>,
-    #[serde(default)]
-    pipeline_id: Option<String>,
     step_id: String,
     attempt: i64,
     status: String,
@@ -327,28 +335,6 @@ pub fn in_run_order(attempts: &mut [StepAttempt], declared: &[String]) {
             b.attempt,
         ))
     });
-}
-
-/// A run's step attempts (see [`in_run_order`]) and the pipeline they belong to.
-pub async fn steps(
-    warehouse: &Warehouse,
-    org: &OrgSlug,
-    run_id: &str,
-    now: DateTime<Utc>,
-) -> Result<(Vec<StepAttempt>, Option<String>), ServiceError> {
-    let rows: Vec<StepRow> = warehouse
-        .query(
-            &sql::STEPS_BY_RUN,
-            &[
-                Param::string("org_slug", org.as_str()),
-                Param::string("run_id", run_id),
-                Param::timestamp("now", now),
-            ],
-        )
-        .await?;
-    let pipeline_id = rows.iter().find_map(|r| r.pipeline_id.clone());
-    let attempts = rows.into_iter().map(attempt).collect();
-    Ok((attempts, pipeline_id))
 }
 
 /// Largest window a runs query may cover: every query keeps a partition filter.

@@ -1,16 +1,22 @@
--- The live read model's one read per poll: the current state of every run watched on the
--- instance (across orgs) and the step attempts of each, in one query. For each (org, run) of
--- the run keys ("org_slug/run_id"): one row of kind 'run', what sql/runs/by_id.sql answers for
--- it, then rows of kind 'step', what sql/runs/steps_by_run.sql answers for it (at most 1000
--- attempts a run). Columns a kind does not use are NULL. Only partitions since the given start
--- (the earliest creation among the runs, never more than 31 days back) are read.
+-- The current state of runs and their step attempts, in one query: every run watched on an
+-- instance, across orgs (the live read model's one read per poll), or one run (a read of its
+-- own). For each (org, run) of the run keys ("org_slug/run_id"): one row of kind 'run', its
+-- latest event (duplicates from retried inserts collapse) with the times of its QUEUED,
+-- PENDING and RUNNING events and what its PENDING event recorded (trigger, parameters); then
+-- rows of kind 'step', its step attempts in order, at most 1000: one row per (step, attempt),
+-- its end when written, else its RUNNING row. An attempt still RUNNING in a run that has ended
+-- (its instance died) reads INTERRUPTED; SKIPPED rows (attempt 0) are steps that never started.
+-- Columns a kind does not use are NULL. Only partitions since the given start (the earliest
+-- creation among the runs, never more than 31 days back) are read, and only the blocks of the
+-- runs' orgs (both tables are clustered by org).
 WITH events AS (
   SELECT
     org_slug, run_id, pipeline_id, status, trigger, triggered_by, parameters, rerun_of,
     schedule_id, logical_time, backfill_id, error_class, error_summary, bytes_billed,
     event_time, event_seq
   FROM `__META_DATASET__.pipeline_run_events`
-  WHERE CONCAT(org_slug, '/', run_id) IN UNNEST(@run_keys)
+  WHERE org_slug IN UNNEST(@org_slugs)
+    AND CONCAT(org_slug, '/', run_id) IN UNNEST(@run_keys)
     AND event_time >= @since
 ),
 runs AS (
@@ -61,7 +67,8 @@ attempts AS (
     slot_ms,
     error_summary
   FROM `__META_DATASET__.step_logs`
-  WHERE CONCAT(org_slug, '/', run_id) IN UNNEST(@run_keys)
+  WHERE org_slug IN UNNEST(@org_slugs)
+    AND CONCAT(org_slug, '/', run_id) IN UNNEST(@run_keys)
     AND started_at >= @since
   QUALIFY ROW_NUMBER() OVER (
     PARTITION BY org_slug, run_id, step_id, attempt

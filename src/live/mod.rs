@@ -917,14 +917,10 @@ async fn read(
     run_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Snapshot>, ServiceError> {
-    let Some(run) = runs::get(warehouse, org, run_id, now).await? else {
+    let Some((run, steps)) = runs::get_with_steps(warehouse, org, run_id, now).await? else {
         return Ok(None);
     };
-    let steps = if has_steps(&run) {
-        runs::steps(warehouse, org, run_id, now).await?.0
-    } else {
-        Vec::new()
-    };
+    let steps = if has_steps(&run) { steps } else { Vec::new() };
     Ok(Some(Snapshot { run, steps }))
 }
 

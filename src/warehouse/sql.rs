@@ -117,10 +117,8 @@ statements! {
     SCHEDULES_DUE => "schedules/due.sql";
     /// A backfill's child runs and their status.
     RUNS_BY_BACKFILL => "runs/by_backfill.sql";
-    RUN_BY_ID => "runs/by_id.sql";
     RUN_BY_IDEMPOTENCY_KEY => "runs/by_idempotency_key.sql";
-    STEPS_BY_RUN => "runs/steps_by_run.sql";
-    /// The live read model's one read per poll: every watched run and its step attempts.
+    /// Runs and their step attempts: the live read model's one read per poll, a run's own read.
     RUNS_BY_IDS_WITH_STEPS => "runs/by_ids_with_steps.sql";
     STALE_RUNS => "executor/stale_runs.sql";
     /// For the runs executing on one instance: reaped ones and ones asked to stop.

@@ -527,15 +527,14 @@ async fn first_looks_at_runs_whose_poll_is_slow_wait_for_it_and_read_none_on_the
     let seen = futures_util::future::join_all(looks).await;
     assert_eq!(seen, vec![json!("FAILED"); 5]);
     let jobs = model.labelled_jobs();
-    let own = crate::helpers::of_file(&jobs[before..], "runs/by_id.sql").len();
-    let polled = crate::helpers::of_file(&jobs[before..], "runs/by_ids_with_steps.sql").len();
+    let (own, polled) = own_reads_and_polls(&jobs[before..], &slug);
     assert_eq!(own, 0, "no look read its run on its own ({polled} polls)");
     assert!(polled >= 1);
 }
 
 #[tokio::test]
 async fn a_look_no_poll_answers_within_about_a_deadline_is_503_and_reads_nothing_on_its_own() {
-    // Behind the model every query takes 12 s: a poll (the run, then its steps) takes 24 s,
+    // Behind the model every query takes 12 s: a poll (the runs with their steps) takes 12 s,
     // past what a look waits for it (8 s and two poll intervals: about one BigQuery deadline).
     // The look answers 503 with Retry-After and adds no read of its own to a BigQuery that is
     // behind already (it read the run itself after 10 s, one read per run looked at).
@@ -552,11 +551,24 @@ async fn a_look_no_poll_answers_within_about_a_deadline_is_503_and_reads_nothing
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["message"], "Service unavailable");
     let jobs = model.labelled_jobs();
-    let own = crate::helpers::of_file(&jobs[before..], "runs/by_id.sql").len();
+    let (own, _) = own_reads_and_polls(&jobs[before..], &slug);
     assert_eq!(own, 0, "the look read its run on its own");
     let fast = Duration::from_millis(10);
     model.set_latencies(fast, fast, fast);
     a.free_the_slot(&slug, &key, &holder).await;
+}
+
+/// Of `jobs`, the reads of runs with their steps that `slug`'s requests made on their own (a
+/// look the tail's poll did not answer), and the tail's polls (bookkeeping, for every org).
+fn own_reads_and_polls(jobs: &[crate::bq_limits::LabelledJob], slug: &str) -> (usize, usize) {
+    let reads = crate::helpers::of_file(jobs, "runs/by_ids_with_steps.sql");
+    let of_org = |org: &str| {
+        reads
+            .iter()
+            .filter(|j| j.labels.get("quarry_org").map(String::as_str) == Some(org))
+            .count()
+    };
+    (of_org(slug), of_org(""))
 }
 
 /// A second instance on `a`'s meta dataset behind the BigQuery model, its tail polling every
@@ -808,8 +820,7 @@ async fn first_streams_of_five_runs_at_once_share_the_tails_poll() {
         assert_eq!(first.data["run"]["run_id"], holder.as_str());
     }
     let jobs = model.labelled_jobs();
-    let own = crate::helpers::of_file(&jobs[before..], "runs/by_id.sql").len();
-    let polled = crate::helpers::of_file(&jobs[before..], "runs/by_ids_with_steps.sql").len();
+    let (own, polled) = own_reads_and_polls(&jobs[before..], &slug);
     assert_eq!(own, 0, "no stream read its run on its own ({polled} polls)");
     assert!(polled >= 1);
     drop(streams);
