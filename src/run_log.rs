@@ -1,6 +1,7 @@
 //! Run and step logs: append-only rows in `pipeline_run_events` and `step_logs`, written by
-//! batched `insertAll` (a buffer flushed by size and time), never one request per row and never
-//! UPDATE. (Heartbeats are not queued here: the executor's lease sends them itself.) Each
+//! batched `insertAll` (a buffer flushed when full, every `RUN_LOG_FLUSH_MS`, and 20 ms after
+//! a step attempt ends, which watchers wait for; one flush at a time, so rows queued meanwhile
+//! share the next), never UPDATE. (Heartbeats are not queued here: the executor's lease sends them itself.) Each
 //! table has its own queue. A writer that must know its row landed (the PENDING event, a run's
 //! end) waits for the next flush of its table, which carries every row queued with it.
 //!
@@ -276,12 +277,15 @@ impl RunLog {
         }
     }
 
-    fn woken(&self, full: bool) {
-        if full {
+    /// Wakes the flusher when a row should not wait for the next interval.
+    fn woken(&self, flush_now: bool) {
+        if flush_now {
             self.wake.notify_one();
         }
     }
 
+    /// Queues a run event for the next flush (a run's PENDING event and its end are written
+    /// with [`RunLog::event_and_wait`], at once).
     pub fn event(&self, event: RunEvent) {
         let full = self
             .events
@@ -290,9 +294,14 @@ impl RunLog {
         self.tell(event);
     }
 
+    /// Queues a step attempt's row. An attempt's end is flushed at once (after [`LINGER`], which
+    /// lets the next step's start ride with it): it is what watchers of the run wait for, and
+    /// rows cost the same whatever the number of `insertAll` requests that carry them. A
+    /// start waits for the next flush (`RUN_LOG_FLUSH_MS`).
     pub fn step(&self, log: StepLog) {
+        let ended = log.status != "RUNNING";
         let full = self.steps.push([row(log.log_id.clone(), &log)], None);
-        self.woken(full);
+        self.woken(full || ended);
     }
 
     /// Queues `event` and returns once a flush has written it (or failed to). Many callers
@@ -349,7 +358,7 @@ impl RunLog {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.interval) => {}
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => tokio::time::sleep(LINGER).await,
             }
             let _ = self.flush().await;
         }

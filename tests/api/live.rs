@@ -146,6 +146,44 @@ async fn a_runs_stream_pushes_its_states_in_order_and_closes_after_its_end() {
 }
 
 #[tokio::test]
+async fn a_steps_end_reaches_its_watchers_without_waiting_for_the_log_flush_interval() {
+    // Buffered log rows wait up to RUN_LOG_FLUSH_MS (a minute here); a step attempt's end is
+    // what a run's watchers wait for, so it is written at once, with what was queued before
+    // it (the run's RUNNING event). `control` prepares at once, then waits 20 s.
+    let app = spawn_app_with(|vars| {
+        vars.insert("RUN_LOG_FLUSH_MS".into(), "60000".into());
+        vars.insert("LIVE_POLL_MS".into(), "200".into());
+    })
+    .await;
+    let (slug, key) = app.new_org("live-flush").await;
+    let run_id = app.started(&slug, &key, "test/control").await;
+    let mut watcher = stream(&app, &slug, &key, &run_id).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut seen = Vec::new();
+    let prepared = loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Ok(event) =
+            tokio::time::timeout(left, watcher.next(left + Duration::from_secs(1))).await
+        else {
+            panic!("prepare's end not pushed within 15 s; pushed: {seen:?}");
+        };
+        let event = event.expect("the stream ended");
+        let steps = event.data["steps"].as_array().cloned().unwrap_or_default();
+        if steps
+            .iter()
+            .any(|s| s["step_id"] == "prepare" && s["status"] == "SUCCEEDED")
+        {
+            break event.data;
+        }
+        seen.push(event.data);
+    };
+    assert_eq!(prepared["run"]["status"], "RUNNING", "{prepared}");
+    drop(watcher);
+    assert_eq!(app.cancel(&slug, &key, &run_id).await.status(), 202);
+    app.wait_until_ended(&slug, &key, &run_id).await;
+}
+
+#[tokio::test]
 async fn a_reconnect_with_the_last_event_id_gets_no_repeat_and_unknown_or_foreign_runs_are_refused()
 {
     let app = spawn_app().await;
