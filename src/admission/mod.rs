@@ -20,6 +20,7 @@ mod coordinator;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
@@ -244,6 +245,14 @@ impl Admission {
 
     fn launch_within(&self) -> chrono::Duration {
         launch_window(&self.settings)
+    }
+
+    /// How long after its launch a run's PENDING event may land and still count as started:
+    /// launched within [`AdmissionSettings::launch_within`] of its batch, it then lands within
+    /// a lease of the batch, before any reaper may free its slot. Later, the run is treated as
+    /// never started.
+    pub fn pending_within(&self, lease: Duration) -> Duration {
+        lease.saturating_sub(self.settings.launch_within)
     }
 
     /// Shutdown: from now on a release is sent at once, without waiting for a reservation to

@@ -651,9 +651,21 @@ impl Inner {
             &info,
             now,
         );
-        if let Err(e) = self.run_log.event_and_wait(pending).await {
-            // The PENDING row stays queued for a later flush; follow it with the run's end, so
-            // the run never reads as pending forever. The guard releases the slot.
+        let writing = std::time::Instant::now();
+        let written = self.run_log.event_and_wait(pending).await.and_then(|()| {
+            // Landed too late (it waited for another flush, then made its own): another
+            // instance's reaper may have ended the run and given its count back already.
+            let within = self.admission.pending_within(self.settings.lease);
+            if writing.elapsed() > within {
+                tracing::warn!(org = %org, run_id, "a run's PENDING event landed too late to count; it does not start");
+                return Err(crate::warehouse::WarehouseError::Timeout);
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
+            // The PENDING row may land later (or did); follow it with the run's end, so the run
+            // never reads as pending forever, and reads as never started. The guard releases
+            // the slot.
             let mut failed = self.event(&pipeline.id, org, run_id, RunStatus::Failed);
             failed.error_class = Some(NEVER_STARTED.into());
             failed.error_summary = Some("the run could not be recorded; it did not start".into());

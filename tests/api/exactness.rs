@@ -381,6 +381,41 @@ async fn a_run_reaped_before_it_started_ends_saying_so_so_a_late_pending_event_l
 }
 
 #[tokio::test]
+async fn a_pending_event_that_lands_past_one_deadline_after_launch_leaves_its_run_unstarted() {
+    // A run is launched within a lease of its batch less one BigQuery deadline, so that its
+    // PENDING insert lands before any reaper may free its slot. But that insert may first wait
+    // for another flush's step rows (the events' flush writes them first), each call within
+    // its deadline, the two past it. Landed that late, the run may have been reaped and
+    // refunded already: it does not start, its end says so, and its trigger is answered 503.
+    let (proxy, app, slug, key) = behind_proxy("late-pending-co", |vars| {
+        vars.insert("BIGQUERY_API_DEADLINE_SECS".into(), "8".into());
+        vars.insert("RUN_LEASE_SECS".into(), "16".into());
+        vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "1".into());
+        vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "1".into());
+        // Buffered rows wait: the running run's rows are still queued when B's PENDING is.
+        vars.insert("RUN_LOG_FLUSH_MS".into(), "60000".into());
+    })
+    .await;
+    app.set_limits(&slug, 100, 1000, 5).await;
+    // A's step is running (for 30 s), its RUNNING rows (event and step) queued.
+    let a = app.started(&slug, &key, "test/long").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // B's PENDING flush writes A's step row first (held 5 s), then the events (held 5 s): each
+    // call within the 8-s deadline, the two past it.
+    proxy.hold_next_with("step_logs", "\"RUNNING\"", Duration::from_secs(5));
+    proxy.hold_next_with("pipeline_run_events", "\"PENDING\"", Duration::from_secs(5));
+    let r = app
+        .key_post(&trigger_path(&slug, "test/sleep"), &key, &json!({}))
+        .await;
+    assert!(proxy.holding_all(), "both writes were held");
+    assert_error(r, 503, "Service unavailable").await;
+    assert_eq!(app.cancel(&slug, &key, &a).await.status(), 202);
+    app.wait_until_ended(&slug, &key, &a).await;
+    app.slots_free(&slug).await;
+    assert_eq!(app.quota(&slug).await["runs_today"], 1, "only A started");
+}
+
+#[tokio::test]
 async fn a_reservation_whose_trigger_stopped_waiting_is_left_out_of_the_next_batch() {
     let (proxy, app, slug, key) = behind_proxy("abandoned-co", |vars| {
         vars.insert("ADMISSION_TIMEOUT_SECS".into(), "3".into());
