@@ -1,8 +1,8 @@
-//! Run and step logs: append-only rows in `pipeline_run_events` and `step_logs`, written by
-//! batched `insertAll` (a buffer flushed when full, every `RUN_LOG_FLUSH_MS`, and 20 ms after
-//! a step attempt ends, which watchers wait for; one flush at a time, so rows queued meanwhile
-//! share the next), never UPDATE. (Heartbeats are not queued here: the executor's lease sends them itself.) Each
-//! table has its own queue. A writer that must know its row landed (the PENDING event, a run's
+//! Run and step logs: append-only rows in `pipeline_run_events` and `step_logs`, written by batched
+//! `insertAll` (a buffer flushed when full, every `RUN_LOG_FLUSH_MS`, and 20 ms after a step
+//! attempt ends, which watchers wait for; one flush at a time, so rows queued meanwhile share the
+//! next), never UPDATE. (Heartbeats are not queued here: the executor's lease sends them itself.)
+//! Each table has its own queue. A writer that must know its row landed (the PENDING event, a run's
 //! end) waits for the next flush of its table, which carries every row queued with it.
 //!
 //! Reads follow writes: a flush of run events first writes every step row queued before the

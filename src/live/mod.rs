@@ -1,15 +1,14 @@
 //! Live runs: what an instance's watchers of a run are pushed (`GET …/runs/{run_id}/events`).
 //!
-//! Every run watched on this instance is read by one tail task, whatever the number of runs and
-//! of their watchers: every `LIVE_POLL_MS`, one query reads the state of every watched run and
-//! its step attempts (`runs/by_ids_with_steps.sql`, per run the answers of
-//! `GET …/runs/{run_id}` and `…/steps`), only partitions since the oldest watched run was
-//! created. While nothing is
-//! watched the task is gone: an idle instance sends no query. Each watcher holds a `watch`
-//! receiver of the latest snapshot, so a slow reader skips to the newest state instead of
-//! buffering. A run leaves the tail with its end (its last snapshot stays for the watchers, and
-//! in the ended cache) or when its last watcher has gone. Streams are capped per org and per
-//! instance ([`LiveError::TooMany`], answered 503 with Retry-After).
+//! Every run watched on this instance is read by one tail task, whatever the number of runs and of
+//! their watchers: every `LIVE_POLL_MS`, one query reads the state of every watched run and its
+//! step attempts (`runs/by_ids_with_steps.sql`, per run the answers of `GET …/runs/{run_id}` and
+//! `…/steps`), only partitions since the oldest watched run was created. While nothing is watched
+//! the task is gone: an idle instance sends no query. Each watcher holds a `watch` receiver of the
+//! latest snapshot, so a slow reader skips to the newest state instead of buffering. A run leaves
+//! the tail with its end (its last snapshot stays for the watchers, and in the ended cache) or when
+//! its last watcher has gone. Streams are capped per org and per instance ([`LiveError::TooMany`],
+//! answered 503 with Retry-After).
 //!
 //! Polled runs are read the same way, and consistently: `GET …/runs/{run_id}` and `…/steps`
 //! ([`LiveRuns::look`]) answer what a read that started after the request arrived found, so a
@@ -36,8 +35,8 @@
 //!
 //! Cost: one query per poll per instance, for one watched or polled run or a thousand: 60 a
 //! minute at the 1 s default while only streams watch, up to four times that while looks keep
-//! asking; none while nothing is watched or polled. Run lists' first pages add
-//! at most one query per poll interval and filter asked, for every org asking it ([`pages`]). A
+//! asking; none while nothing is watched or polled. Run lists' first pages add at most one
+//! query per poll interval and filter asked, for every org asking it ([`pages`]). A
 //! look waits for a poll: about one BigQuery read, two when a poll had just started.
 
 use std::collections::HashMap;

@@ -221,12 +221,10 @@ async fn a_queued_run_whose_dequeue_answer_is_lost_still_ends_cancelled_and_neve
     assert_eq!(q["runs_today"], 1, "only the holder started: {q}");
 }
 
-#[tokio::test]
-async fn a_slot_held_by_a_run_cancelled_before_it_started_is_reaped_with_its_count_given_back() {
-    // Found by the soak: a run cancelled while it waited in the queue, then admitted from the
-    // queue by a batch whose answer was lost. No instance knows it holds a slot; its last event
-    // is CANCELLED, and it never had a PENDING one. The reaper frees the slot a lease later and,
-    // since the run never started, gives its count back.
+/// An app whose reaper looks every second and reaps after a 16-s lease, an org of it, and a run
+/// of that org admitted (and counted) an hour ago whose slot no instance holds: (app, org, its
+/// key, the run id).
+async fn a_slot_nobody_holds(prefix: &str) -> (TestApp, String, String, String) {
     let app = spawn_app_with(|vars| {
         // The lease outlasts the PENDING insert's deadline (10 s), or settings refuse it.
         vars.insert("RUN_LEASE_SECS".into(), "16".into());
@@ -236,14 +234,12 @@ async fn a_slot_held_by_a_run_cancelled_before_it_started_is_reaped_with_its_cou
     })
     .await;
     app.bootstrap().await;
-    let slug = crate::helpers::unique_slug("cancelled-co");
-    app.org_with_key(&slug).await;
+    let slug = crate::helpers::unique_slug(prefix);
+    let key = app.org_with_key(&slug).await;
     let meta = &app.meta_dataset;
     let run_id = uuid::Uuid::new_v4().to_string();
-    // Admitted (and counted) an hour ago; queued, then cancelled, before that.
     let admitted_micros = (chrono::Utc::now() - chrono::Duration::hours(1)).timestamp_micros();
-    let emulator = Emulator::new();
-    emulator
+    Emulator::new()
         .sql(&format!(
             "UPDATE `{meta}.org_quota_state` SET day = CURRENT_DATE(), runs_today = 1, \
              month = DATE_TRUNC(CURRENT_DATE(), MONTH), runs_month = 1, \
@@ -251,15 +247,42 @@ async fn a_slot_held_by_a_run_cancelled_before_it_started_is_reaped_with_its_cou
              WHERE org_slug = '{slug}'"
         ))
         .await;
-    for (seq, status) in [(1, "QUEUED"), (2, "CANCELLED")] {
-        emulator
-            .sql(&format!(
-                "INSERT INTO `{meta}.pipeline_run_events` \
-                 (event_id, run_id, org_slug, pipeline_id, status, event_time, event_seq) VALUES \
-                 ('{run_id}:{seq}', '{run_id}', '{slug}', 'test/sleep', '{status}', \
-                  TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 2 HOUR), {seq})"
-            ))
-            .await;
+    (app, slug, key, run_id)
+}
+
+/// Writes an event of the run straight to the events table: (seq, status, error class), dated
+/// `hours_ago`.
+async fn event_of(
+    app: &TestApp,
+    slug: &str,
+    run_id: &str,
+    event: (i64, &str, Option<&str>),
+    hours_ago: i64,
+) {
+    let meta = &app.meta_dataset;
+    let (seq, status, class) = event;
+    let class = class.map_or("NULL".to_string(), |c| format!("'{c}'"));
+    Emulator::new()
+        .sql(&format!(
+            "INSERT INTO `{meta}.pipeline_run_events` \
+             (event_id, run_id, org_slug, pipeline_id, status, event_time, event_seq, \
+              error_class) VALUES \
+             ('{run_id}:{seq}', '{run_id}', '{slug}', 'test/sleep', '{status}', \
+              TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL {hours_ago} HOUR), {seq}, {class})"
+        ))
+        .await;
+}
+
+#[tokio::test]
+async fn a_slot_held_by_a_run_cancelled_before_it_started_is_reaped_with_its_count_given_back() {
+    // Found by the soak: a run cancelled while it waited in the queue, then admitted from the
+    // queue by a batch whose answer was lost. No instance knows it holds a slot; its last event
+    // is CANCELLED, and it never had a PENDING one. The reaper frees the slot a lease later and,
+    // since the run never started, gives its count back.
+    // Admitted (and counted) an hour ago; queued, then cancelled, before that.
+    let (app, slug, _, run_id) = a_slot_nobody_holds("cancelled-co").await;
+    for event in [(1, "QUEUED", None), (2, "CANCELLED", None)] {
+        event_of(&app, &slug, &run_id, event, 2).await;
     }
     let q = quota_until(&app, &slug, |q| q["active_run_ids"] == json!([])).await;
     assert_eq!(
@@ -276,38 +299,9 @@ async fn a_slot_held_by_a_run_whose_end_says_it_never_started_is_reaped_with_its
     // answer was lost (the row landed), so the trigger wrote the run's end as "admission" (it
     // never started) and was answered 503; its refund never landed (its instance was paused,
     // then killed). The reaper read "a PENDING event" as started and kept the count.
-    let app = spawn_app_with(|vars| {
-        vars.insert("RUN_LEASE_SECS".into(), "16".into());
-        vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "1".into());
-        vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "1".into());
-        vars.insert("REAPER_INTERVAL_SECS".into(), "1".into());
-    })
-    .await;
-    app.bootstrap().await;
-    let slug = crate::helpers::unique_slug("unstarted-co");
-    app.org_with_key(&slug).await;
-    let meta = &app.meta_dataset;
-    let run_id = uuid::Uuid::new_v4().to_string();
-    let admitted_micros = (chrono::Utc::now() - chrono::Duration::hours(1)).timestamp_micros();
-    let emulator = Emulator::new();
-    emulator
-        .sql(&format!(
-            "UPDATE `{meta}.org_quota_state` SET day = CURRENT_DATE(), runs_today = 1, \
-             month = DATE_TRUNC(CURRENT_DATE(), MONTH), runs_month = 1, \
-             active_run_ids = ['{run_id}'], admitted_by = ['{run_id}/{admitted_micros}_batch'] \
-             WHERE org_slug = '{slug}'"
-        ))
-        .await;
-    for (seq, status, class) in [(0, "PENDING", "NULL"), (2, "FAILED", "'admission'")] {
-        emulator
-            .sql(&format!(
-                "INSERT INTO `{meta}.pipeline_run_events` \
-                 (event_id, run_id, org_slug, pipeline_id, status, event_time, event_seq, \
-                  error_class) VALUES \
-                 ('{run_id}:{seq}', '{run_id}', '{slug}', 'test/sleep', '{status}', \
-                  TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 2 HOUR), {seq}, {class})"
-            ))
-            .await;
+    let (app, slug, _, run_id) = a_slot_nobody_holds("unstarted-co").await;
+    for event in [(0, "PENDING", None), (2, "FAILED", Some("admission"))] {
+        event_of(&app, &slug, &run_id, event, 2).await;
     }
     let q = quota_until(&app, &slug, |q| q["active_run_ids"] == json!([])).await;
     assert_eq!(
@@ -324,28 +318,7 @@ async fn a_run_reaped_before_it_started_ends_saying_so_so_a_late_pending_event_l
     // insert: another instance's reaper ends the run and gives its count back. When the paused
     // instance resumes, its PENDING row lands. The run's end must say it never started, or it
     // reads as a started run that is not counted.
-    let app = spawn_app_with(|vars| {
-        vars.insert("RUN_LEASE_SECS".into(), "16".into());
-        vars.insert("HEARTBEAT_INTERVAL_SECS".into(), "1".into());
-        vars.insert("HEARTBEAT_TIMEOUT_SECS".into(), "1".into());
-        vars.insert("REAPER_INTERVAL_SECS".into(), "1".into());
-    })
-    .await;
-    app.bootstrap().await;
-    let slug = crate::helpers::unique_slug("paused-co");
-    let key = app.org_with_key(&slug).await;
-    let meta = &app.meta_dataset;
-    let run_id = uuid::Uuid::new_v4().to_string();
-    let admitted_micros = (chrono::Utc::now() - chrono::Duration::hours(1)).timestamp_micros();
-    let emulator = Emulator::new();
-    emulator
-        .sql(&format!(
-            "UPDATE `{meta}.org_quota_state` SET day = CURRENT_DATE(), runs_today = 1, \
-             month = DATE_TRUNC(CURRENT_DATE(), MONTH), runs_month = 1, \
-             active_run_ids = ['{run_id}'], admitted_by = ['{run_id}/{admitted_micros}_batch'] \
-             WHERE org_slug = '{slug}'"
-        ))
-        .await;
+    let (app, slug, key, run_id) = a_slot_nobody_holds("paused-co").await;
     let q = quota_until(&app, &slug, |q| q["active_run_ids"] == json!([])).await;
     assert_eq!(
         (q["runs_today"].clone(), q["runs_month"].clone()),
@@ -353,14 +326,7 @@ async fn a_run_reaped_before_it_started_ends_saying_so_so_a_late_pending_event_l
         "{q}"
     );
     // The paused instance's PENDING row lands after the reap.
-    emulator
-        .sql(&format!(
-            "INSERT INTO `{meta}.pipeline_run_events` \
-             (event_id, run_id, org_slug, pipeline_id, status, event_time, event_seq) VALUES \
-             ('{run_id}:pending', '{run_id}', '{slug}', 'test/sleep', 'PENDING', \
-              TIMESTAMP_SUB(CURRENT_TIMESTAMP(), INTERVAL 1 HOUR), 0)"
-        ))
-        .await;
+    event_of(&app, &slug, &run_id, (0, "PENDING", None), 1).await;
     let run = eventually("the reaped run reads", Duration::from_secs(30), || async {
         let r = app
             .key_get(&format!("/api/v1/pipelines/{slug}/runs/{run_id}"), &key)
