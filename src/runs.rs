@@ -166,7 +166,7 @@ enum RunOrStep {
 }
 
 /// The runs an instance's live readers watch and their step attempts, read in one query
-/// (`runs/by_ids_with_steps.sql`; per run the same answers as [`get`] and [`steps`], before
+/// (`runs/by_ids_with_steps.sql`; per run what `GET …/runs/{run_id}` and `…/steps` answer, before
 /// [`in_run_order`]): keyed by (org, run id); a run the org does not have is absent, a run
 /// without attempts has none. `since`: no run of `keys` was created before it.
 pub async fn get_many_with_steps(
