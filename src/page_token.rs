@@ -26,6 +26,8 @@ pub struct Cursor {
     scope: String,
 }
 
+/// Cheap to clone (a key): a background refresh of a first page builds its token too.
+#[derive(Clone)]
 pub struct PageTokens {
     key: [u8; 32],
 }

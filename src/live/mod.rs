@@ -36,7 +36,9 @@
 //! Cost: one query per poll per instance, for one watched or polled run or a thousand: 60 a
 //! minute at the 1 s default while only streams watch, up to four times that while looks keep
 //! asking; none while nothing is watched or polled. Run lists' first pages add at most one
-//! query per poll interval and filter asked, for every org asking it ([`pages`]). A
+//! query per poll interval and filter asked, for every org asking it ([`pages`]); a page is
+//! answered from a read at most two poll intervals old (read again in the background once it
+//! is one interval old), so a list look waits only when nobody asked recently. A
 //! look waits for a poll: about one BigQuery read, two when a poll had just started.
 
 use std::collections::HashMap;
@@ -246,8 +248,10 @@ struct Inner {
     /// Reads of runs not in the tail, in flight, with when each started.
     reading: Mutex<HashMap<Key, (Instant, Flight)>>,
     /// First pages of run lists, by org, the org's write generation and the query as sent:
-    /// one read for every caller asking the same within a poll interval.
-    pages: moka::future::Cache<(OrgSlug, u64, String), Arc<runs::RunPage>>,
+    /// one read for every caller asking the same within two poll intervals.
+    pages: moka::future::Cache<PageKey, Arc<KeptPage>>,
+    /// First pages being read again in the background ([`Inner::refresh_page`]).
+    refreshing: Mutex<std::collections::HashSet<PageKey>>,
     /// The reads of first pages, batched across orgs.
     first_pages: Arc<pages::FirstPages>,
     /// Bumped by each run event of the org this instance writes: its first pages are read again.
@@ -261,10 +265,19 @@ struct Inner {
     born: Instant,
 }
 
+/// A first page kept: the org, its write generation, and the query as sent.
+type PageKey = (OrgSlug, u64, String);
+
+/// A first page as a batch read found it, and when that read started.
+struct KeptPage {
+    read_at: Instant,
+    page: runs::RunPage,
+}
+
 /// Settled runs kept for later watchers and looks (such a run never changes): at most this
 /// many.
 const ENDED_KEPT: u64 = 10_000;
-/// Runs in the first pages of run lists kept (each page for a poll interval): at most this
+/// Runs in the first pages of run lists kept (each page two poll intervals): at most this
 /// many in all, whatever the pages' sizes.
 const PAGE_RUNS_KEPT: u64 = 100_000;
 
@@ -394,10 +407,11 @@ impl LiveRuns {
                     .time_to_idle(Duration::from_secs(3600))
                     .build(),
                 reading: Mutex::new(HashMap::new()),
+                refreshing: Mutex::default(),
                 pages: moka::future::Cache::builder()
-                    .weigher(|_, page: &Arc<runs::RunPage>| page.runs.len().max(1) as u32)
+                    .weigher(|_, kept: &Arc<KeptPage>| kept.page.runs.len().max(1) as u32)
                     .max_capacity(PAGE_RUNS_KEPT)
-                    .time_to_live(poll)
+                    .time_to_live(poll * 2)
                     .build(),
                 generations: Mutex::new(HashMap::new()),
                 demand: tokio::sync::Notify::new(),
@@ -497,10 +511,13 @@ impl LiveRuns {
     }
 
     /// The first page of one of the org's run lists under `filter` (`query`: the request's
-    /// query string; `batch`: [`runs::RunsQuery::batch_key`]), read once for every caller asking
-    /// the same while it is read or within a poll interval after (`LIVE_POLL_MS`), and again
-    /// after any run event of the org this instance writes. The read is shared with the first
-    /// pages other orgs ask under the same filter meanwhile ([`pages`]): one query for them all.
+    /// query string; `batch`: [`runs::RunsQuery::batch_key`]), from a read that started at most
+    /// two poll intervals (`LIVE_POLL_MS`) before the caller asked, and after any run event of
+    /// the org this instance wrote. A page read a poll interval ago or more is still answered
+    /// at once, and read again in the background (refresh ahead), so callers who keep asking
+    /// never wait for a read; one no read answers that recently waits for the next, which
+    /// every caller asking meanwhile shares. The reads are shared with the first pages other
+    /// orgs ask under the same filter ([`pages`]): one query for them all.
     pub async fn first_page(
         &self,
         org: &OrgSlug,
@@ -518,14 +535,24 @@ impl LiveRuns {
             .copied()
             .unwrap_or(0);
         let key = (org.clone(), generation, query.to_string());
+        let poll = self.inner.settings.poll;
+        if let Some(kept) = self.inner.pages.get(&key).await {
+            let age = kept.read_at.elapsed();
+            if age <= poll * 2 {
+                if age >= poll {
+                    self.inner
+                        .clone()
+                        .refresh_page(key, batch, filter, tokens.clone());
+                }
+                return Ok(kept.page.clone());
+            }
+            self.inner.pages.invalidate(&key).await;
+        }
         self.inner
             .pages
-            .try_get_with(key, async {
-                let (rows, used) = self.inner.first_pages.rows(org, batch, filter).await?;
-                Ok(Arc::new(runs::first_page_of(&rows, tokens, org, &used)))
-            })
+            .try_get_with(key, self.inner.read_page(org, batch, filter, tokens))
             .await
-            .map(|page| (*page).clone())
+            .map(|kept| kept.page.clone())
             .map_err(|e: Arc<ServiceError>| unshared(&e))
     }
 
@@ -622,6 +649,44 @@ impl LiveRuns {
 }
 
 impl Inner {
+    /// A first page as the next batch read of its filter finds it ([`pages`]).
+    async fn read_page(
+        &self,
+        org: &OrgSlug,
+        batch: &str,
+        filter: runs::RunFilter,
+        tokens: &crate::page_token::PageTokens,
+    ) -> Result<Arc<KeptPage>, ServiceError> {
+        let (rows, used, read_at) = self.first_pages.rows(org, batch, filter).await?;
+        Ok(Arc::new(KeptPage {
+            read_at,
+            page: runs::first_page_of(&rows, tokens, org, &used),
+        }))
+    }
+
+    /// Reads the first page kept under `key` again in the background, unless such a read is
+    /// under way; the page it finds replaces the kept one. A failed read keeps the old page
+    /// (it ages out after two poll intervals, and a caller then waits for a read of its own).
+    fn refresh_page(
+        self: Arc<Self>,
+        key: PageKey,
+        batch: &str,
+        filter: runs::RunFilter,
+        tokens: crate::page_token::PageTokens,
+    ) {
+        if !self.refreshing.lock().unwrap().insert(key.clone()) {
+            return;
+        }
+        let batch = batch.to_string();
+        tokio::spawn(async move {
+            match self.read_page(&key.0, &batch, filter, &tokens).await {
+                Ok(page) => self.pages.insert(key.clone(), page).await,
+                Err(e) => tracing::warn!(error = %e, "refreshing a run list's first page failed"),
+            }
+            self.refreshing.lock().unwrap().remove(&key);
+        });
+    }
+
     /// The first partition a run's reads need: its creation (else its last event, else the
     /// longest window).
     fn since(&self, snapshot: &Snapshot) -> DateTime<Utc> {

@@ -21,9 +21,10 @@ use crate::warehouse::{Warehouse, WarehouseError};
 /// Orgs one read covers at most (up to 101 rows each); more wait for the next read.
 const MAX_ORGS: usize = 100;
 
-/// What one batch read found: the rows of its orgs' first pages, and the filter they were read
-/// under (the latest caller's window when callers left its ends to their defaults).
-pub(super) type Read = (Arc<FirstPageRows>, RunFilter);
+/// What one batch read found: the rows of its orgs' first pages, the filter they were read under
+/// (the latest caller's window when callers left its ends to their defaults), and when the read
+/// started (it found every run event written before then).
+pub(super) type Read = (Arc<FirstPageRows>, RunFilter, Instant);
 
 /// The first pages asked, by filter ([`runs::RunsQuery::batch_key`]).
 pub(super) struct FirstPages {
@@ -106,7 +107,7 @@ impl FirstPages {
             ))
         })?;
         match read.as_ref().expect("waited for") {
-            Ok((rows, filter)) => Ok((rows.clone(), filter.clone())),
+            Ok((rows, filter, started)) => Ok((rows.clone(), filter.clone(), *started)),
             Err(e) => Err(super::unshared(e)),
         }
     }
@@ -136,11 +137,12 @@ impl FirstPages {
                     }
                 }
             };
-            last = Some(Instant::now());
+            let started = Instant::now();
+            last = Some(started);
             let orgs: Vec<OrgSlug> = batch.orgs.into_iter().collect();
             let read = runs::first_pages(&self.warehouse, &orgs, &batch.filter)
                 .await
-                .map(|rows| (Arc::new(rows), batch.filter));
+                .map(|rows| (Arc::new(rows), batch.filter, started));
             batch.done.send_replace(Some(read));
         }
     }

@@ -401,9 +401,10 @@ pub fn runs_csv(items: &[runs::RunItem]) -> String {
 }
 
 /// Runs of one org, newest first, filtered, one bounded page at a time.
-/// A first page is shared by every caller asking the same of the org within a poll interval
-/// (`crate::live`), and read again after any run event this instance writes for the org; the
-/// first pages of all orgs asked under one filter meanwhile are read in one query.
+/// A first page comes from a read at most two poll intervals old, shared by every caller asking
+/// the same of the org (`crate::live`: read again in the background once a poll interval old, and
+/// at once after any run event this instance writes for the org); the first pages of all orgs
+/// asked under one filter meanwhile are read in one query.
 #[allow(clippy::too_many_arguments)]
 pub async fn list_runs(
     _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,

@@ -760,6 +760,92 @@ async fn callers_asking_an_orgs_first_page_of_runs_together_share_one_read_and_s
 }
 
 #[tokio::test]
+async fn a_first_page_a_poll_interval_old_is_answered_at_once_and_read_again_behind_it() {
+    // Instance b polls every 8 s, behind the model with 3-s queries. Its first ask of the org's
+    // first page waits for a read. The other instance then starts a run. Asked again 9 s after
+    // that read started (older than one interval, younger than two), b answers the page it
+    // keeps at once, without the new run, and reads it again behind the answer; from then on
+    // every ask is answered at once, and the new run shows once that read is in. (A page kept
+    // for one interval after its read and then read again in front of the caller made an ask
+    // wait 3 s.)
+    let a = spawn_app().await;
+    let (slug, key) = a.new_org("live-ahead").await;
+    let older = a.started(&slug, &key, "test/sleep").await;
+    a.wait_until_ended(&slug, &key, &older).await;
+    let meta = a.meta_dataset.clone();
+    let fast = Duration::from_millis(10);
+    let (model, b) = crate::helpers::spawn_behind_model(
+        crate::bq_limits::Limits::bigquery(fast, fast, fast),
+        move |vars| {
+            vars.insert("META_DATASET".into(), meta);
+            vars.insert("LIVE_POLL_MS".into(), "8000".into());
+        },
+    )
+    .await;
+    assert_eq!(b.key_get("/api/v1/whoami", &key).await.status(), 200);
+    model.set_latencies(fast, Duration::from_secs(3), fast);
+    let path = format!("/api/v1/pipelines/{slug}/runs?limit=20");
+    let ask = || async {
+        let asked = std::time::Instant::now();
+        let r = b.key_get(&path, &key).await;
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        let ids: Vec<String> = body["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["run_id"].as_str().unwrap().to_string())
+            .collect();
+        (ids, asked.elapsed())
+    };
+
+    let read_started = tokio::time::Instant::now();
+    let (first, _) = ask().await;
+    assert_eq!(first, vec![older.clone()]);
+    let newer = a.started(&slug, &key, "test/sleep").await;
+    tokio::time::sleep_until(read_started + Duration::from_secs(9)).await;
+    let (kept, took) = ask().await;
+    assert_eq!(
+        kept,
+        vec![older.clone()],
+        "the page kept, until the read behind it is in"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "answered at once, not after a read: {took:?}"
+    );
+
+    let until = read_started + Duration::from_secs(15);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (ids, took) = ask().await;
+        assert!(
+            took < Duration::from_secs(2),
+            "answered at once, not after a read: {took:?}"
+        );
+        if ids == vec![newer.clone(), older.clone()] {
+            break;
+        }
+        assert_eq!(ids, vec![older.clone()]);
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the read behind the answer brings the new run"
+        );
+    }
+    let jobs = model.labelled_jobs();
+    assert_eq!(
+        crate::helpers::of_file(&jobs, "runs/list_by_org.sql").len(),
+        0
+    );
+    assert_eq!(
+        crate::helpers::of_file(&jobs, "runs/first_pages_by_orgs.sql").len(),
+        2,
+        "the first ask's read and the one behind the kept page"
+    );
+    a.wait_until_ended(&slug, &key, &newer).await;
+}
+
+#[tokio::test]
 async fn first_pages_of_five_orgs_asked_at_once_are_read_together_each_as_a_read_of_its_own() {
     // Run lists' first pages asked under one filter while such a read runs are read by the next
     // one, every org in one query: five orgs cost at most two queries (the first caller's read,
