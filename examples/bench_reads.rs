@@ -11,8 +11,8 @@
 //!
 //! - 500 pollers, as the web view and scripts poll: `GET …/runs/{run_id}` every 2 s, its steps
 //!   every third look, the org's run list every fifth; each sends back the `ETag` it was last
-//!   told for the run and for its steps (`If-None-Match`), as `quarry runs watch` does when it
-//!   polls, and takes a 304 as its last answer again;
+//!   told for the run and for its steps (`If-None-Match`; a steps look sends the run's too), as
+//!   `quarry runs watch` does when it polls, and takes a 304 as its last answer again;
 //! - 500 stream readers: `GET …/runs/{run_id}/events` (Server-Sent Events); the delivery time
 //!   of an event is the time from the newest write it shows (the run's last event, a step's
 //!   start or end, all stamped by this process's clock) to its arrival.
@@ -137,8 +137,17 @@ async fn poll(
         for (kind, path) in paths {
             let started = Instant::now();
             let mut request = http.get(format!("{base}{path}")).header("X-API-Key", &key);
-            if let Some(etag) = etags.get(kind) {
-                request = request.header("If-None-Match", etag);
+            // A steps look sends the run's ETag too, as `quarry runs watch` does: its first look
+            // is answered from a state at least as far on as the run it was told.
+            let also = (kind == "steps").then(|| etags.get("run")).flatten();
+            let tags: Vec<&str> = etags
+                .get(kind)
+                .into_iter()
+                .chain(also)
+                .map(String::as_str)
+                .collect();
+            if !tags.is_empty() {
+                request = request.header("If-None-Match", tags.join(", "));
             }
             let status = match request.send().await {
                 Ok(r) => {

@@ -26,7 +26,8 @@
 //! (`…/events`) is pushed each poll's state, never an older one.
 //!
 //! A caller that sends back the version it was told (`If-None-Match`: the `ETag` of its last
-//! answer, from any instance) needs no poll of its own: it is answered at once from the tail's
+//! answer, from any instance; a look at the steps may send the run's `ETag` as well, or alone
+//! on its first look) needs no poll of its own: it is answered at once from the tail's
 //! latest state when that state is at least as far on as the caller's and was read within two
 //! poll intervals ([`Seen`], [`Snapshot::covers`]), else as above. Such a caller's looks cost
 //! nothing and wait for nothing once the run is in the tail; its reads never go back. A caller
@@ -430,15 +431,15 @@ impl LiveRuns {
     /// within about one BigQuery deadline (they are slow or failing) is a 503: the look does not
     /// add a read of its own ([`LOOK_WAIT`]).
     ///
-    /// A caller that says which state it was told last (`seen`, from any instance) is answered
-    /// at once with the tail's latest state when that state [`Snapshot::covers`] it and its poll
-    /// started within two poll intervals: never older than what the caller knows, and as fresh
+    /// A caller that says which states it was told (`seen`: the run's, its steps', from any
+    /// instance) is answered at once with the tail's latest state when that state
+    /// [`Snapshot::covers`] each of them and its poll started within two poll intervals: never older than what the caller knows, and as fresh
     /// as a stream's. Otherwise it waits for a poll as above.
     pub async fn look(
         &self,
         org: &OrgSlug,
         run_id: &str,
-        seen: Option<&Seen>,
+        seen: &[Seen],
     ) -> Result<Option<Arc<Snapshot>>, ServiceError> {
         let key = (org.clone(), run_id.to_string());
         let arrived = Instant::now();
@@ -449,8 +450,9 @@ impl LiveRuns {
                 Some(watched) => {
                     watched.held_until = watched.held_until.max(Some(hold));
                     let recent = watched.read_at + self.inner.settings.poll * 2 >= arrived;
-                    if let (Some(seen), Some(latest), true) = (seen, watched.latest(), recent) {
-                        if latest.covers(seen) {
+                    if let (false, Some(latest), true) = (seen.is_empty(), watched.latest(), recent)
+                    {
+                        if seen.iter().all(|seen| latest.covers(seen)) {
                             return Ok(Some(latest));
                         }
                     }
@@ -570,7 +572,7 @@ impl LiveRuns {
         // The state looked at was read at or after now: a later state the tail holds by the
         // time it subscribes is not replaced by it.
         let asked = Instant::now();
-        match self.look(org, run_id, None).await? {
+        match self.look(org, run_id, &[]).await? {
             Some(first) => Ok(Some(self.subscribe(
                 org,
                 run_id,

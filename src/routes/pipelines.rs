@@ -50,7 +50,7 @@ pub(super) static ROUTES: &[RouteSpec] = &[
     route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}" => get_run, OrgOrRoot<scopes::RunsRead>, "A run's current state (ETag; If-None-Match answers at once from the live model)")
         .returns(200, Some(s::<crate::runs::RunView>))
         .conditional(),
-    route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}/steps" => get_steps, OrgOrRoot<scopes::RunsRead>, "A run's step attempts, in order (ETag; If-None-Match as for the run)")
+    route!(get "/api/v1/pipelines/{org_slug}/runs/{run_id}/steps" => get_steps, OrgOrRoot<scopes::RunsRead>, "A run's step attempts, in order (ETag: the run's, prefixed steps:; If-None-Match with it, or the run's ETag, answers at once from the live model)")
         .returns(200, Some(s::<super::openapi::StepList>))
         .conditional(),
     route!(post "/api/v1/pipelines/{org_slug}/runs/{run_id}/cancel" => cancel, OrgOrRoot<scopes::PipelinesRun>, "Cancel a run (cooperative; a queued run leaves the queue)")
@@ -177,13 +177,16 @@ pub async fn get_run(
     path: web::Path<(String, String)>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let (seen, snapshot, _) = look(&live, path, &request).await?;
-    Ok(conditional(seen.as_ref(), &snapshot, || {
+    let (told, snapshot, _) = look(&live, path, &request).await?;
+    Ok(conditional(&told, snapshot.version(), || {
         json!(snapshot.run.clone().priced(**price))
     }))
 }
 
-/// From the instance's live read model, as [`get_run`] (the same `ETag`).
+/// From the instance's live read model, as [`get_run`]. Its `ETag` is the run's prefixed
+/// `steps:` (the same state, another representation): sent back, it is answered 304 while
+/// current; the run's own `ETag` sent with it (or alone, on a first look at the steps) lets the
+/// model answer at once with a state at least as far on as the run the caller was told.
 pub async fn get_steps(
     _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
     live: web::Data<LiveRuns>,
@@ -191,8 +194,9 @@ pub async fn get_steps(
     path: web::Path<(String, String)>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let (seen, snapshot, run_id) = look(&live, path, &request).await?;
-    Ok(conditional(seen.as_ref(), &snapshot, || {
+    let (told, snapshot, run_id) = look(&live, path, &request).await?;
+    let etag = format!("{STEPS_TAG}{}", snapshot.version());
+    Ok(conditional(&told, etag, || {
         let mut steps = snapshot.attempts().to_vec();
         if let Some(pipeline) = executor.catalog().get(&snapshot.run.pipeline_id) {
             runs::in_run_order(&mut steps, &pipeline.step_ids());
@@ -201,50 +205,66 @@ pub async fn get_steps(
     }))
 }
 
+/// What `…/steps` prefixes to the run's version to make its `ETag`.
+const STEPS_TAG: &str = "steps:";
+
+/// Entries of `If-None-Match` read at most (a client sends one or two).
+const TAGS_READ: usize = 8;
+
 /// The run of the path as the live model answers the request (see [`LiveRuns::look`]), with the
-/// state the caller said it was told, and the run id.
+/// tags the caller sent back, and the run id.
 async fn look(
     live: &LiveRuns,
     path: web::Path<(String, String)>,
     request: &HttpRequest,
-) -> Result<(Option<Seen>, std::sync::Arc<Snapshot>, String), ApiError> {
+) -> Result<(Vec<(String, Seen)>, std::sync::Arc<Snapshot>, String), ApiError> {
     let (org, run_id) = org_and_run(path)?;
-    let seen = seen(request);
+    let told = told(request);
+    let seen: Vec<Seen> = told.iter().map(|(_, seen)| seen.clone()).collect();
     let snapshot = live
-        .look(&org, &run_id, seen.as_ref())
+        .look(&org, &run_id, &seen)
         .await?
         .ok_or(ApiError::NotFound)?;
-    Ok((seen, snapshot, run_id))
+    Ok((told, snapshot, run_id))
 }
 
-/// The state the caller was told last: the first entry of `If-None-Match` that is a version
-/// (`"…"` or `W/"…"`). Anything else is no version (the look waits for a poll).
-fn seen(request: &HttpRequest) -> Option<Seen> {
-    let value = request
+/// The states of the run the caller says it was told: each entry of `If-None-Match` that is a
+/// version of the run (`"…"` or `W/"…"`) or of its steps (`"steps:…"`), as sent (unquoted),
+/// with the state it names. Anything else names none (a look with none waits for a poll).
+fn told(request: &HttpRequest) -> Vec<(String, Seen)> {
+    let Some(value) = request
         .headers()
-        .get(actix_web::http::header::IF_NONE_MATCH)?
-        .to_str()
-        .ok()?;
-    value.split(',').find_map(|tag| {
-        let tag = tag.trim();
-        let tag = tag.strip_prefix("W/").unwrap_or(tag);
-        Seen::parse(tag.strip_prefix('"')?.strip_suffix('"')?)
-    })
+        .get(actix_web::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Vec::new();
+    };
+    value
+        .split(',')
+        .take(TAGS_READ)
+        .filter_map(|tag| {
+            let tag = tag.trim();
+            let tag = tag.strip_prefix("W/").unwrap_or(tag);
+            let tag = tag.strip_prefix('"')?.strip_suffix('"')?;
+            let seen = Seen::parse(tag.strip_prefix(STEPS_TAG).unwrap_or(tag))?;
+            Some((tag.to_string(), seen))
+        })
+        .collect()
 }
 
-/// 304 when the caller's version is this state, else 200 with `body`; the state's `ETag`
+/// 304 when the caller sent back `etag` (this answer's), else 200 with `body`; the `ETag`
 /// either way.
 fn conditional(
-    seen: Option<&Seen>,
-    snapshot: &Snapshot,
+    told: &[(String, Seen)],
+    etag: String,
     body: impl FnOnce() -> serde_json::Value,
 ) -> HttpResponse {
-    let version = snapshot.version();
-    let etag = (actix_web::http::header::ETAG, format!("\"{version}\""));
-    if seen.is_some_and(|seen| seen.version() == version) {
-        return HttpResponse::NotModified().insert_header(etag).finish();
+    let current = told.iter().any(|(tag, _)| *tag == etag);
+    let header = (actix_web::http::header::ETAG, format!("\"{etag}\""));
+    if current {
+        return HttpResponse::NotModified().insert_header(header).finish();
     }
-    HttpResponse::Ok().insert_header(etag).json(body())
+    HttpResponse::Ok().insert_header(header).json(body())
 }
 
 /// Cooperative: the run ends CANCELLED and frees its slot. A run executing on this instance is

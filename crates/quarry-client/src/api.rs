@@ -82,18 +82,27 @@ impl Api {
     }
 
     /// A GET that sends back what it was told last (`known`: its `ETag` and body) as
-    /// `If-None-Match`: a 304 is that answer again. Returns the answer's body with its `ETag`
-    /// (the run reads of the service answer one; other paths none).
+    /// `If-None-Match`: a 304 is that answer again. `also`: the `ETag` of another answer about
+    /// the same thing (a run's, for its steps), sent with it so the service answers at once
+    /// from a state at least that far on. Returns the answer's body with its `ETag` (the run
+    /// reads of the service answer one; other paths none).
     pub async fn get_again(
         &self,
         key_use: KeyUse,
         path: &str,
         known: Option<&(String, Value)>,
+        also: Option<&str>,
     ) -> Result<(Option<String>, Value), ClientError> {
-        let headers: Vec<(&str, String)> = known
-            .map(|(etag, _)| ("If-None-Match", etag.clone()))
+        let tags: Vec<&str> = known
+            .map(|(etag, _)| etag.as_str())
             .into_iter()
+            .chain(also)
             .collect();
+        let headers: Vec<(&str, String)> = if tags.is_empty() {
+            Vec::new()
+        } else {
+            vec![("If-None-Match", tags.join(", "))]
+        };
         let answer = self
             .call(Method::GET, key_use, path, &[], None, &headers)
             .await?;

@@ -201,8 +201,9 @@ pub async fn follow(
     let mut failed_looks = 0;
     // What the progress line shows between pushed changes.
     let mut shown: Option<(String, usize, Option<usize>, Option<Since>)> = None;
-    // The run and its steps as last polled, with their ETags: sent back as If-None-Match, so
-    // the service answers at once from its live model (304 while unchanged, never older).
+    // The run and its steps as last polled, with their ETags: sent back as If-None-Match (the
+    // run's with the steps' too), so the service answers at once from its live model (304 while
+    // unchanged, never older).
     let mut known_run: Option<(String, Value)> = None;
     let mut known_steps: Option<(String, Value)> = None;
     // Pushed by the service while it can; polled every `interval_secs` otherwise.
@@ -241,10 +242,17 @@ pub async fn follow(
             None => {
                 async {
                     let run = api
-                        .get_again(KeyUse::Org, &path, known_run.as_ref())
+                        .get_again(KeyUse::Org, &path, known_run.as_ref(), None)
                         .await?;
+                    // The run's ETag too: its steps are answered at once from a state at least
+                    // as far on as the run just read, on a first look as well.
                     let steps = api
-                        .get_again(KeyUse::Org, &format!("{path}/steps"), known_steps.as_ref())
+                        .get_again(
+                            KeyUse::Org,
+                            &format!("{path}/steps"),
+                            known_steps.as_ref(),
+                            run.0.as_deref(),
+                        )
                         .await?;
                     known_run = run.0.map(|etag| (etag, run.1.clone()));
                     known_steps = steps.0.map(|etag| (etag, steps.1.clone()));
