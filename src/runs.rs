@@ -354,7 +354,7 @@ const STATUSES: &[&str] = &[
 const TRIGGERS: &[&str] = &["api", "retry", "rerun", "schedule", "backfill"];
 
 /// Query parameters of the run lists, as sent.
-#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunsQuery {
     /// One status or a comma-separated list.

@@ -37,9 +37,11 @@
 //! Cost: one query per poll per instance, for one watched or polled run or a thousand: 60 a
 //! minute at the 1 s default while only streams watch, up to four times that while looks keep
 //! asking; none while nothing is watched or polled. Run lists' first pages add at most one
-//! query per poll interval and filter asked, for every org asking it ([`pages`]); a page is
-//! answered from a read at most two poll intervals old (read again in the background once it
-//! is one interval old), so a list look waits only when nobody asked recently. A
+//! query per poll interval and filter asked, for every org asking it ([`pages`]); a page asked
+//! is held for [`LOOK_HOLD`] and read again every [`PAGE_REFRESH_POLLS`] poll intervals
+//! meanwhile (half a query a poll interval per filter, for every org), and answered from a
+//! read that ended at most [`PAGE_KEPT_POLLS`] intervals before, so a list look waits only
+//! when nobody asked it recently. A
 //! look waits for a poll: about one BigQuery read, two when a poll had just started.
 
 use std::collections::HashMap;
@@ -251,8 +253,8 @@ struct Inner {
     /// First pages of run lists, by org, the org's write generation and the query as sent:
     /// one read for every caller asking the same within two poll intervals.
     pages: moka::future::Cache<PageKey, Arc<KeptPage>>,
-    /// First pages being read again in the background ([`Inner::refresh_page`]).
-    refreshing: Mutex<std::collections::HashSet<PageKey>>,
+    /// First pages asked recently, kept fresh in the background ([`Inner::refresh_pages`]).
+    held_pages: Mutex<HeldPages>,
     /// The reads of first pages, batched across orgs.
     first_pages: Arc<pages::FirstPages>,
     /// Bumped by each run event of the org this instance writes: its first pages are read again.
@@ -274,6 +276,48 @@ struct KeptPage {
     read_at: Instant,
     page: runs::RunPage,
 }
+
+/// First pages held: read again in the background while they are asked.
+#[derive(Default)]
+struct HeldPages {
+    pages: HashMap<PageKey, HeldPage>,
+    /// The task that reads them runs (it stops, under this lock, once none is held).
+    refreshing: bool,
+}
+
+/// A held first page: held until then, and what reads it again.
+#[derive(Clone)]
+struct HeldPage {
+    until: Instant,
+    query: runs::RunsQuery,
+    tokens: crate::page_token::PageTokens,
+}
+
+/// The task keeping held pages fresh: when it stops other than by finding none held (it
+/// panicked or was cancelled), the next ask starts it again.
+struct PageRefresher {
+    inner: Arc<Inner>,
+    finished: bool,
+}
+
+impl Drop for PageRefresher {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let held = &self.inner.held_pages;
+        held.lock().unwrap_or_else(|e| e.into_inner()).refreshing = false;
+    }
+}
+
+/// Held first pages are read again every this many poll intervals (with the tail's one query a
+/// poll, at most 1.5 queries a poll interval for both at the default).
+pub const PAGE_REFRESH_POLLS: u32 = 2;
+/// A first page is answered from a read that ended at most this many poll intervals before:
+/// one refresh period and a poll interval's margin for the read.
+pub const PAGE_KEPT_POLLS: u32 = PAGE_REFRESH_POLLS + 1;
+/// First pages held at most (each org and query as sent); more are read when asked only.
+const PAGES_HELD: usize = 1_000;
 
 /// Settled runs kept for later watchers and looks (such a run never changes): at most this
 /// many.
@@ -408,11 +452,11 @@ impl LiveRuns {
                     .time_to_idle(Duration::from_secs(3600))
                     .build(),
                 reading: Mutex::new(HashMap::new()),
-                refreshing: Mutex::default(),
+                held_pages: Mutex::default(),
                 pages: moka::future::Cache::builder()
                     .weigher(|_, kept: &Arc<KeptPage>| kept.page.runs.len().max(1) as u32)
                     .max_capacity(PAGE_RUNS_KEPT)
-                    .time_to_live(poll * 2)
+                    .time_to_live(poll * PAGE_KEPT_POLLS)
                     .build(),
                 generations: Mutex::new(HashMap::new()),
                 demand: tokio::sync::Notify::new(),
@@ -512,19 +556,20 @@ impl LiveRuns {
             .or_insert(0) += 1;
     }
 
-    /// The first page of one of the org's run lists under `filter` (`query`: the request's
-    /// query string; `batch`: [`runs::RunsQuery::batch_key`]), from a read that started at most
-    /// two poll intervals (`LIVE_POLL_MS`) before the caller asked, and after any run event of
-    /// the org this instance wrote. A page read a poll interval ago or more is still answered
-    /// at once, and read again in the background (refresh ahead), so callers who keep asking
-    /// never wait for a read; one no read answers that recently waits for the next, which
-    /// every caller asking meanwhile shares. The reads are shared with the first pages other
-    /// orgs ask under the same filter ([`pages`]): one query for them all.
+    /// The first page of one of the org's run lists under `query` (`query_string`: as sent;
+    /// `filter`: the query's filter now), from the latest read of it: one that ended at most
+    /// [`PAGE_KEPT_POLLS`] poll intervals (`LIVE_POLL_MS`) before the caller asked and started
+    /// after any run event of the org this instance wrote. A page asked is held for
+    /// [`LOOK_HOLD`] after the last ask and read again every [`PAGE_REFRESH_POLLS`] poll
+    /// intervals meanwhile, with every held page of every org in one query per filter
+    /// ([`Inner::refresh_pages`]), so callers who keep asking never wait for a read; a caller
+    /// with no page that recent waits for the next read, which every caller asking meanwhile
+    /// shares ([`pages`]).
     pub async fn first_page(
         &self,
         org: &OrgSlug,
-        query: &str,
-        batch: &str,
+        query_string: &str,
+        query: &runs::RunsQuery,
         filter: runs::RunFilter,
         tokens: &crate::page_token::PageTokens,
     ) -> Result<runs::RunPage, ServiceError> {
@@ -536,23 +581,15 @@ impl LiveRuns {
             .get(org)
             .copied()
             .unwrap_or(0);
-        let key = (org.clone(), generation, query.to_string());
-        let poll = self.inner.settings.poll;
+        let key = (org.clone(), generation, query_string.to_string());
+        self.inner.hold_page(&key, query, tokens);
         if let Some(kept) = self.inner.pages.get(&key).await {
-            let age = kept.read_at.elapsed();
-            if age <= poll * 2 {
-                if age >= poll {
-                    self.inner
-                        .clone()
-                        .refresh_page(key, batch, filter, tokens.clone());
-                }
-                return Ok(kept.page.clone());
-            }
-            self.inner.pages.invalidate(&key).await;
+            return Ok(kept.page.clone());
         }
+        let batch = query.batch_key(&filter);
         self.inner
             .pages
-            .try_get_with(key, self.inner.read_page(org, batch, filter, tokens))
+            .try_get_with(key, self.inner.read_page(org, &batch, filter, tokens))
             .await
             .map(|kept| kept.page.clone())
             .map_err(|e: Arc<ServiceError>| unshared(&e))
@@ -666,27 +703,82 @@ impl Inner {
         }))
     }
 
-    /// Reads the first page kept under `key` again in the background, unless such a read is
-    /// under way; the page it finds replaces the kept one. A failed read keeps the old page
-    /// (it ages out after two poll intervals, and a caller then waits for a read of its own).
-    fn refresh_page(
-        self: Arc<Self>,
-        key: PageKey,
-        batch: &str,
-        filter: runs::RunFilter,
-        tokens: crate::page_token::PageTokens,
+    /// Holds the page of `key` for [`LOOK_HOLD`] from now (up to [`PAGES_HELD`] pages), and
+    /// starts the task that keeps held pages fresh unless it runs.
+    fn hold_page(
+        self: &Arc<Self>,
+        key: &PageKey,
+        query: &runs::RunsQuery,
+        tokens: &crate::page_token::PageTokens,
     ) {
-        if !self.refreshing.lock().unwrap().insert(key.clone()) {
-            return;
+        let until = Instant::now() + LOOK_HOLD;
+        let mut held = self.held_pages.lock().unwrap();
+        if let Some(page) = held.pages.get_mut(key) {
+            page.until = until;
+        } else if held.pages.len() < PAGES_HELD {
+            held.pages.insert(
+                key.clone(),
+                HeldPage {
+                    until,
+                    query: query.clone(),
+                    tokens: tokens.clone(),
+                },
+            );
         }
-        let batch = batch.to_string();
-        tokio::spawn(async move {
-            match self.read_page(&key.0, &batch, filter, &tokens).await {
-                Ok(page) => self.pages.insert(key.clone(), page).await,
-                Err(e) => tracing::warn!(error = %e, "refreshing a run list's first page failed"),
-            }
-            self.refreshing.lock().unwrap().remove(&key);
-        });
+        if !held.refreshing && !held.pages.is_empty() {
+            held.refreshing = true;
+            tokio::spawn(self.clone().refresh_pages());
+        }
+    }
+
+    /// Every [`PAGE_REFRESH_POLLS`] poll intervals, reads every held page again (all orgs'
+    /// pages under one filter in one query: they join one batch read), until none is held: a
+    /// hold ends [`LOOK_HOLD`] after the page's last ask, or with a run event of its org this
+    /// instance writes (its next ask reads it at once). A page read replaces the kept one
+    /// unless a later read's is kept; a failed read keeps the old one until it ages out.
+    async fn refresh_pages(self: Arc<Self>) {
+        let mut running = PageRefresher {
+            inner: self.clone(),
+            finished: false,
+        };
+        loop {
+            tokio::time::sleep(self.settings.poll * PAGE_REFRESH_POLLS).await;
+            let due: Vec<(PageKey, HeldPage)> = {
+                let mut held = self.held_pages.lock().unwrap();
+                let now = Instant::now();
+                let generations = self.generations.lock().unwrap();
+                held.pages.retain(|(org, generation, _), page| {
+                    page.until > now && generations.get(org).copied().unwrap_or(0) == *generation
+                });
+                if held.pages.is_empty() {
+                    held.refreshing = false;
+                    running.finished = true;
+                    return;
+                }
+                held.pages
+                    .iter()
+                    .map(|(key, page)| (key.clone(), page.clone()))
+                    .collect()
+            };
+            let now = self.clock.now();
+            let reads = due.into_iter().filter_map(|(key, page)| {
+                let filter = page.query.filter(now).ok()?;
+                let batch = page.query.batch_key(&filter);
+                let this = &self;
+                Some(async move {
+                    match this.read_page(&key.0, &batch, filter, &page.tokens).await {
+                        Ok(read) => {
+                            let kept = this.pages.get(&key).await;
+                            if kept.is_none_or(|kept| kept.read_at < read.read_at) {
+                                this.pages.insert(key, read).await;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "reading a held run list page failed"),
+                    }
+                })
+            });
+            futures_util::future::join_all(reads).await;
+        }
     }
 
     /// The first partition a run's reads need: its creation (else its last event, else the

@@ -421,10 +421,10 @@ pub fn runs_csv(items: &[runs::RunItem]) -> String {
 }
 
 /// Runs of one org, newest first, filtered, one bounded page at a time.
-/// A first page comes from a read at most two poll intervals old, shared by every caller asking
-/// the same of the org (`crate::live`: read again in the background once a poll interval old, and
-/// at once after any run event this instance writes for the org); the first pages of all orgs
-/// asked under one filter meanwhile are read in one query.
+/// A first page comes from a read that ended at most three poll intervals ago, shared by every
+/// caller asking the same of the org (`crate::live`: held and read again in the background while
+/// asked, and read at once after any run event this instance writes for the org); the first
+/// pages of all orgs asked under one filter are read in one query.
 #[allow(clippy::too_many_arguments)]
 pub async fn list_runs(
     _caller: Guarded<OrgOrRoot<scopes::RunsRead>>,
@@ -445,8 +445,7 @@ pub async fn list_runs(
     let filter = query.filter(clock.now())?;
     let page = match query.page_token.as_deref() {
         None => {
-            let batch = query.batch_key(&filter);
-            live.first_page(&org, req.query_string(), &batch, filter, &tokens)
+            live.first_page(&org, req.query_string(), &query, filter, &tokens)
                 .await?
         }
         Some(token) => {

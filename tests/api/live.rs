@@ -769,14 +769,14 @@ async fn callers_asking_an_orgs_first_page_of_runs_together_share_one_read_and_s
 }
 
 #[tokio::test]
-async fn a_first_page_a_poll_interval_old_is_answered_at_once_and_read_again_behind_it() {
-    // Instance b polls every 8 s, behind the model with 3-s queries. Its first ask of the org's
-    // first page waits for a read. The other instance then starts a run. Asked again 9 s after
-    // that read started (older than one interval, younger than two), b answers the page it
-    // keeps at once, without the new run, and reads it again behind the answer; from then on
-    // every ask is answered at once, and the new run shows once that read is in. (A page kept
-    // for one interval after its read and then read again in front of the caller made an ask
-    // wait 3 s.)
+async fn a_first_page_asked_is_held_fresh_in_the_background_and_answered_at_once() {
+    // Instance b polls every 8 s, behind the model with 3-s queries: a held page is read again
+    // every 16 s and answered while its read ended within 24 s. The first ask of the org's first
+    // page waits for a read. The other instance then starts a run. Asked again 9 s after that
+    // read started, b answers the page it holds at once, without the new run; its refresh
+    // (16 s after the first ask) brings the new run, and every ask meanwhile is answered at
+    // once. (A page kept for one interval after its read, then read in front of the next
+    // caller, made that caller wait 3 s.)
     let a = spawn_app().await;
     let (slug, key) = a.new_org("live-ahead").await;
     let older = a.started(&slug, &key, "test/sleep").await;
@@ -824,7 +824,7 @@ async fn a_first_page_a_poll_interval_old_is_answered_at_once_and_read_again_beh
         "answered at once, not after a read: {took:?}"
     );
 
-    let until = read_started + Duration::from_secs(15);
+    let until = read_started + Duration::from_secs(24);
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let (ids, took) = ask().await;
@@ -838,7 +838,7 @@ async fn a_first_page_a_poll_interval_old_is_answered_at_once_and_read_again_beh
         assert_eq!(ids, vec![older.clone()]);
         assert!(
             tokio::time::Instant::now() < until,
-            "the read behind the answer brings the new run"
+            "the held page's refresh brings the new run"
         );
     }
     let jobs = model.labelled_jobs();
@@ -849,7 +849,7 @@ async fn a_first_page_a_poll_interval_old_is_answered_at_once_and_read_again_beh
     assert_eq!(
         crate::helpers::of_file(&jobs, "runs/first_pages_by_orgs.sql").len(),
         2,
-        "the first ask's read and the one behind the kept page"
+        "the first ask's read and the held page's refresh"
     );
     a.wait_until_ended(&slug, &key, &newer).await;
 }
@@ -858,7 +858,7 @@ async fn a_first_page_a_poll_interval_old_is_answered_at_once_and_read_again_beh
 async fn first_pages_of_five_orgs_asked_at_once_are_read_together_each_as_a_read_of_its_own() {
     // Run lists' first pages asked under one filter while such a read runs are read by the next
     // one, every org in one query: five orgs cost at most two queries (the first caller's read,
-    // and the one the other four joined), not five. Each org gets its own runs, newest first,
+    // and the one the other four joined), not five, and none of its own. Each org gets its own runs, newest first,
     // with a token whose next page (read on its own) continues it.
     let a = spawn_app().await;
     let mut orgs = Vec::new();
@@ -891,9 +891,11 @@ async fn first_pages_of_five_orgs_asked_at_once_are_read_together_each_as_a_read
     let together = crate::helpers::of_file(&jobs[before..], "runs/first_pages_by_orgs.sql").len();
     let alone = crate::helpers::of_file(&jobs[before..], "runs/list_by_org.sql").len();
     assert_eq!(alone, 0, "no first page read on its own");
+    // (A third may be the held pages' refresh, two poll intervals after the first ask: it reads
+    // all five together too.)
     assert!(
-        (1..=2).contains(&together),
-        "five orgs' first pages in at most two reads: {together}"
+        (1..=3).contains(&together),
+        "five orgs' first pages in at most two reads and a refresh: {together}"
     );
 
     for ((slug, key, newer, older), page) in orgs.iter().zip(pages) {
