@@ -251,7 +251,7 @@ struct Inner {
     /// Reads of runs not in the tail, in flight, with when each started.
     reading: Mutex<HashMap<Key, (Instant, Flight)>>,
     /// First pages of run lists, by org, the org's write generation and the query as sent:
-    /// one read for every caller asking the same within two poll intervals.
+    /// one read for every caller asking the same within [`PAGE_KEPT_POLLS`] poll intervals.
     pages: moka::future::Cache<PageKey, Arc<KeptPage>>,
     /// First pages asked recently, kept fresh in the background ([`Inner::refresh_pages`]).
     held_pages: Mutex<HeldPages>,
@@ -285,10 +285,11 @@ struct HeldPages {
     refreshing: bool,
 }
 
-/// A held first page: held until then, and what reads it again.
+/// A held first page: held until then, its filter's batch key, and what reads it again.
 #[derive(Clone)]
 struct HeldPage {
     until: Instant,
+    batch: String,
     query: runs::RunsQuery,
     tokens: crate::page_token::PageTokens,
 }
@@ -310,19 +311,37 @@ impl Drop for PageRefresher {
     }
 }
 
-/// Held first pages are read again every this many poll intervals (with the tail's one query a
-/// poll, at most 1.5 queries a poll interval for both at the default).
+/// Held first pages are read again every this many poll intervals: half a query a poll interval
+/// per filter held, for every org (the tail adds one a poll).
 pub const PAGE_REFRESH_POLLS: u32 = 2;
 /// A first page is answered from a read that ended at most this many poll intervals before:
 /// one refresh period and a poll interval's margin for the read.
 pub const PAGE_KEPT_POLLS: u32 = PAGE_REFRESH_POLLS + 1;
 /// First pages held at most (each org and query as sent); more are read when asked only.
 const PAGES_HELD: usize = 1_000;
+/// Filters ([`runs::RunsQuery::batch_key`]) whose pages are held at once, at most: each costs
+/// its own query a refresh, so pages under other filters are read when asked only (a caller
+/// varying its filters cannot make an instance read for it in the background).
+const FILTERS_HELD: usize = 2;
+
+/// Whether one more page, under the filter `batch`, may be held beside those held (their
+/// filters, one per page): fewer than [`PAGES_HELD`] are, and its filter is one of them or
+/// fewer than [`FILTERS_HELD`] filters are held.
+fn room_to_hold<'a>(held: impl Iterator<Item = &'a str>, batch: &str) -> bool {
+    let mut pages = 0;
+    let mut filters = std::collections::HashSet::new();
+    for filter in held {
+        pages += 1;
+        filters.insert(filter);
+    }
+    pages < PAGES_HELD && (filters.contains(batch) || filters.len() < FILTERS_HELD)
+}
 
 /// Settled runs kept for later watchers and looks (such a run never changes): at most this
 /// many.
 const ENDED_KEPT: u64 = 10_000;
-/// Runs in the first pages of run lists kept (each page two poll intervals): at most this
+/// Runs in the first pages of run lists kept (each page [`PAGE_KEPT_POLLS`] poll intervals
+/// after its read): at most this
 /// many in all, whatever the pages' sizes.
 const PAGE_RUNS_KEPT: u64 = 100_000;
 
@@ -477,8 +496,9 @@ impl LiveRuns {
     ///
     /// A caller that says which states it was told (`seen`: the run's, its steps', from any
     /// instance) is answered at once with the tail's latest state when that state
-    /// [`Snapshot::covers`] each of them and its poll started within two poll intervals: never older than what the caller knows, and as fresh
-    /// as a stream's. Otherwise it waits for a poll as above.
+    /// [`Snapshot::covers`] each of them and its poll started within two poll intervals: never
+    /// older than what the caller knows, and as fresh as a stream's. Otherwise it waits for a
+    /// poll as above.
     pub async fn look(
         &self,
         org: &OrgSlug,
@@ -582,11 +602,11 @@ impl LiveRuns {
             .copied()
             .unwrap_or(0);
         let key = (org.clone(), generation, query_string.to_string());
-        self.inner.hold_page(&key, query, tokens);
+        let batch = query.batch_key(&filter);
+        self.inner.hold_page(&key, &batch, query, tokens);
         if let Some(kept) = self.inner.pages.get(&key).await {
             return Ok(kept.page.clone());
         }
-        let batch = query.batch_key(&filter);
         self.inner
             .pages
             .try_get_with(key, self.inner.read_page(org, &batch, filter, tokens))
@@ -703,11 +723,13 @@ impl Inner {
         }))
     }
 
-    /// Holds the page of `key` for [`LOOK_HOLD`] from now (up to [`PAGES_HELD`] pages), and
-    /// starts the task that keeps held pages fresh unless it runs.
+    /// Holds the page of `key` (under the filter `batch`) for [`LOOK_HOLD`] from now, up to
+    /// [`PAGES_HELD`] pages under [`FILTERS_HELD`] filters, and starts the task that keeps held
+    /// pages fresh unless it runs.
     fn hold_page(
         self: &Arc<Self>,
         key: &PageKey,
+        batch: &str,
         query: &runs::RunsQuery,
         tokens: &crate::page_token::PageTokens,
     ) {
@@ -715,11 +737,12 @@ impl Inner {
         let mut held = self.held_pages.lock().unwrap();
         if let Some(page) = held.pages.get_mut(key) {
             page.until = until;
-        } else if held.pages.len() < PAGES_HELD {
+        } else if room_to_hold(held.pages.values().map(|page| page.batch.as_str()), batch) {
             held.pages.insert(
                 key.clone(),
                 HeldPage {
                     until,
+                    batch: batch.to_string(),
                     query: query.clone(),
                     tokens: tokens.clone(),
                 },
@@ -1167,6 +1190,20 @@ mod tests {
                 .len(),
             1
         );
+    }
+
+    #[test]
+    fn pages_are_held_under_two_filters_at_most_and_a_thousand_pages_at_most() {
+        assert!(room_to_hold(std::iter::empty(), "a"));
+        assert!(room_to_hold(["a", "a"].into_iter(), "b"), "a second filter");
+        assert!(
+            room_to_hold(["a", "b", "a"].into_iter(), "b"),
+            "a held filter's page"
+        );
+        assert!(!room_to_hold(["a", "b"].into_iter(), "c"), "a third filter");
+        let full: Vec<&str> = std::iter::repeat_n("a", PAGES_HELD).collect();
+        assert!(!room_to_hold(full.iter().copied(), "a"), "a thousand pages");
+        assert!(room_to_hold(full[1..].iter().copied(), "a"));
     }
 
     #[test]
