@@ -616,13 +616,24 @@ async fn behind_the_model(
     keys: &[&str],
     query: Duration,
 ) -> (crate::bq_limits::LimitsModel, TestApp) {
+    behind_the_model_polling(a, keys, query, "1000").await
+}
+
+/// As [`behind_the_model`], its tail polling every `poll_ms`.
+async fn behind_the_model_polling(
+    a: &TestApp,
+    keys: &[&str],
+    query: Duration,
+    poll_ms: &str,
+) -> (crate::bq_limits::LimitsModel, TestApp) {
     let meta = a.meta_dataset.clone();
+    let poll_ms = poll_ms.to_string();
     let fast = Duration::from_millis(10);
     let (model, b) = crate::helpers::spawn_behind_model(
         crate::bq_limits::Limits::bigquery(fast, fast, fast),
         move |vars| {
             vars.insert("META_DATASET".into(), meta);
-            vars.insert("LIVE_POLL_MS".into(), "1000".into());
+            vars.insert("LIVE_POLL_MS".into(), poll_ms);
         },
     )
     .await;
@@ -781,18 +792,7 @@ async fn a_first_page_asked_is_held_fresh_in_the_background_and_answered_at_once
     let (slug, key) = a.new_org("live-ahead").await;
     let older = a.started(&slug, &key, "test/sleep").await;
     a.wait_until_ended(&slug, &key, &older).await;
-    let meta = a.meta_dataset.clone();
-    let fast = Duration::from_millis(10);
-    let (model, b) = crate::helpers::spawn_behind_model(
-        crate::bq_limits::Limits::bigquery(fast, fast, fast),
-        move |vars| {
-            vars.insert("META_DATASET".into(), meta);
-            vars.insert("LIVE_POLL_MS".into(), "8000".into());
-        },
-    )
-    .await;
-    assert_eq!(b.key_get("/api/v1/whoami", &key).await.status(), 200);
-    model.set_latencies(fast, Duration::from_secs(3), fast);
+    let (model, b) = behind_the_model_polling(&a, &[&key], Duration::from_secs(3), "8000").await;
     let path = format!("/api/v1/pipelines/{slug}/runs?limit=20");
     let ask = || async {
         let asked = std::time::Instant::now();
