@@ -360,7 +360,7 @@ pub const VARS: &[Var] = &[
     var(
         "LIVE_POLL_MS",
         millis(1000, 100, 60_000),
-        "how often an instance reads the runs somebody watches (`…/runs/{run_id}/events`) or looked at in the last 30 s (`GET …/runs/{run_id}`, `…/steps`): one query for all of them and their steps, whatever the number of runs and watchers; sooner, up to 4 times as often, while looks wait for a read that started after they arrived",
+        "how often an instance reads the runs somebody watches (`…/runs/{run_id}/events`) or looked at in the last 30 s (`GET …/runs/{run_id}`, `…/steps`): one query for all of them and their steps, whatever the number of runs and watchers; sooner, up to 4 times as often, while looks wait for a read that started after they arrived; the run lists' first pages asked in the last 30 s are read again every two intervals (one query per filter for every org) and answered while their read ended within three",
     ),
     var(
         "LIVE_STREAMS_MAX",
